@@ -1,0 +1,594 @@
+/* Blobs: hits straight from the store; a miss becomes one fill per digest, streamed from the
+ * upstream into a temporary file that every waiting client reads as it grows. The last byte is
+ * only released once the whole blob hashed to its digest, so a client can never receive a
+ * complete-looking wrong blob. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/impl.h"
+#include "db/db.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+enum fill_state { FILL_OPENING, FILL_WAIT_HEADERS, FILL_STREAMING, FILL_DONE, FILL_FAILED };
+
+struct blob_waiter {
+    struct blob_waiter *next;
+    int head;
+    blob_cb cb;
+    void *ud;
+};
+
+struct fill_reader {
+    struct fill_reader *next, *prev;
+    struct blob_fill *fill;
+    void (*wake)(void *);
+    void *wake_ud;
+};
+
+struct blob_fill {
+    struct cache *c;
+    char digest[DIGEST_MAX];
+    int refs;
+    int in_map;
+    enum fill_state state;
+    struct upstream *u;
+    char *repo;
+    struct store_fill *sf;
+    int fd;
+    uint64_t size;
+    int size_known;
+    uint64_t written; /* bytes in the temporary file */
+    struct buf pending, writing;
+    int write_busy, paused, upstream_done, commit_busy;
+    int open_result, write_result, commit_result;
+    uv_work_t work;
+    struct upstream_req *req;
+    long status;
+    struct blob_waiter *waiters; /* waiting for the upstream's headers */
+    struct fill_reader *readers;
+    struct cache_error err;
+    uint64_t started_us;
+};
+
+static void fill_unref(struct blob_fill *f)
+{
+    if (--f->refs)
+        return;
+    if (f->sf)
+        store_fill_free(f->sf); /* closes fd; removes the temporary file unless committed */
+    buf_free(&f->pending);
+    buf_free(&f->writing);
+    free(f->repo);
+    free(f);
+}
+
+static void fill_unmap(struct blob_fill *f)
+{
+    if (!f->in_map)
+        return;
+    f->in_map = 0;
+    map_del(f->c->fills, f->digest);
+    fill_unref(f);
+}
+
+static void wake_readers(struct blob_fill *f)
+{
+    /* a wake may end a response and release its reader: walk with a saved next */
+    f->refs++;
+    for (struct fill_reader *r = f->readers, *next; r; r = next) {
+        next = r->next;
+        r->wake(r->wake_ud);
+    }
+    fill_unref(f);
+}
+
+static void answer_waiter(struct blob_fill *f, struct blob_waiter *w)
+{
+    struct blob_answer a = {0};
+    a.size = f->size;
+    a.fd = -1;
+    a.outcome = OUTCOME_FILL;
+    if (f->state == FILL_FAILED) {
+        a.err = f->err;
+    } else if (!w->head) {
+        f->refs++;
+        a.fill = f;
+    }
+    w->cb(w->ud, &a);
+}
+
+static void answer_waiters(struct blob_fill *f)
+{
+    struct blob_waiter *w = f->waiters;
+    f->waiters = NULL;
+    f->refs++;
+    while (w) {
+        struct blob_waiter *next = w->next;
+        answer_waiter(f, w);
+        free(w);
+        w = next;
+    }
+    fill_unref(f);
+}
+
+static void fill_fail(struct blob_fill *f, int status, const char *code, const char *why)
+{
+    if (f->state == FILL_FAILED || f->state == FILL_DONE)
+        return;
+    f->state = FILL_FAILED;
+    if (!f->err.status)
+        error_set(&f->err, status, code, "%s", why);
+    log_warn("fill %s failed: %s", f->digest, f->err.message);
+    fill_unmap(f); /* the next request starts afresh */
+    answer_waiters(f);
+    wake_readers(f);
+}
+
+/* ---- writing to the store on the thread pool ---- */
+
+static void kick_writer(struct blob_fill *f);
+static void maybe_commit(struct blob_fill *f);
+
+static void work_write(uv_work_t *w)
+{
+    struct blob_fill *f = w->data;
+    f->write_result = store_fill_write(f->sf, f->writing.data, f->writing.len);
+}
+
+static void after_write(uv_work_t *w, int status)
+{
+    struct blob_fill *f = w->data;
+    f->write_busy = 0;
+    if (status == 0 && f->write_result == 0)
+        f->written += f->writing.len;
+    buf_reset(&f->writing);
+    if (status || f->write_result) {
+        if (f->req) {
+            upstream_req_cancel(f->req);
+            f->req = NULL;
+            fill_unref(f); /* the request's reference */
+        }
+        fill_fail(f, 500, "UNKNOWN", "cannot write to the store");
+    } else if (f->state == FILL_STREAMING) {
+        wake_readers(f);
+        if (f->paused && f->req) {
+            f->paused = 0;
+            upstream_req_resume(f->req); /* may deliver data right away */
+        }
+        kick_writer(f);
+        maybe_commit(f);
+    }
+    fill_unref(f); /* the work's reference */
+}
+
+static void kick_writer(struct blob_fill *f)
+{
+    if (f->write_busy || !f->pending.len || f->state != FILL_STREAMING)
+        return;
+    struct buf tmp = f->writing;
+    f->writing = f->pending;
+    f->pending = tmp;
+    f->write_busy = 1;
+    f->refs++;
+    f->work.data = f;
+    if (uv_queue_work(f->c->loop, &f->work, work_write, after_write)) {
+        f->write_busy = 0;
+        f->refs--;
+        fill_fail(f, 500, "UNKNOWN", "cannot queue a store write");
+    }
+}
+
+static void work_commit(uv_work_t *w)
+{
+    struct blob_fill *f = w->data;
+    f->commit_result = store_fill_commit(f->sf);
+}
+
+static void after_commit(uv_work_t *w, int status)
+{
+    struct blob_fill *f = w->data;
+    f->commit_busy = 0;
+    if (status == 0 && f->commit_result == 0) {
+        f->state = FILL_DONE;
+        f->size = f->written;
+        f->size_known = 1;
+        db_put_blob(f->c->db, f->digest, f->size, clock_wall_ms());
+        log_info("fill %s: %llu bytes in %.1f ms", f->digest, (unsigned long long)f->size,
+                 (double)(clock_mono_us() - f->started_us) / 1000.0);
+        fill_unmap(f);
+        answer_waiters(f);
+        wake_readers(f);
+    } else if (f->commit_result == -EBADMSG) {
+        fill_fail(f, 502, "UNAVAILABLE", "upstream sent bytes that do not match the digest");
+    } else {
+        fill_fail(f, 500, "UNKNOWN", "cannot commit to the store");
+    }
+    fill_unref(f);
+}
+
+static void maybe_commit(struct blob_fill *f)
+{
+    if (f->state != FILL_STREAMING || !f->upstream_done || f->write_busy || f->pending.len ||
+        f->commit_busy)
+        return;
+    if (f->size_known && f->written != f->size) {
+        fill_fail(f, 502, "UNAVAILABLE", "upstream sent fewer bytes than it announced");
+        return;
+    }
+    f->commit_busy = 1;
+    f->refs++;
+    f->work.data = f;
+    if (uv_queue_work(f->c->loop, &f->work, work_commit, after_commit)) {
+        f->commit_busy = 0;
+        f->refs--;
+        fill_fail(f, 500, "UNKNOWN", "cannot queue a store commit");
+    }
+}
+
+/* ---- the upstream request ---- */
+
+static void on_headers(void *ud, const struct upstream_response *resp)
+{
+    struct blob_fill *f = ud;
+    f->status = resp->status;
+    if (resp->status != 200) {
+        error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
+        return;
+    }
+    f->state = FILL_STREAMING;
+    if (resp->content_length >= 0) {
+        f->size = (uint64_t)resp->content_length;
+        f->size_known = 1;
+        answer_waiters(f); /* they can stream now */
+    }
+}
+
+static int on_data(void *ud, const char *data, size_t len)
+{
+    struct blob_fill *f = ud;
+    if (f->state != FILL_STREAMING)
+        return f->status == 200 ? UPSTREAM_ABORT : 0;
+    if (f->size_known && f->written + f->writing.len + f->pending.len + len > f->size)
+        return UPSTREAM_ABORT; /* more than announced */
+    if (f->pending.len && f->pending.len + len > FILL_BUFFER_MAX) {
+        f->paused = 1; /* the disk is behind: let TCP push back on the upstream */
+        return UPSTREAM_PAUSE;
+    }
+    if (buf_append(&f->pending, data, len))
+        return UPSTREAM_ABORT;
+    kick_writer(f);
+    return 0;
+}
+
+static void on_done(void *ud, const struct upstream_response *resp, int result)
+{
+    struct blob_fill *f = ud;
+    f->req = NULL;
+    if (f->state == FILL_STREAMING && result == 0) {
+        f->upstream_done = 1;
+        if (!f->size_known) {
+            /* no Content-Length: waiters learn the size once it is all on disk */
+            f->size = f->written + f->writing.len + f->pending.len;
+            f->size_known = 1;
+        }
+        maybe_commit(f);
+    } else if (f->state == FILL_STREAMING) {
+        fill_fail(f, 502, "UNAVAILABLE", resp->error ? resp->error : "upstream transfer cut");
+    } else if (f->state == FILL_WAIT_HEADERS) {
+        if (!f->err.status)
+            error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
+        fill_fail(f, f->err.status, f->err.code, f->err.message);
+    }
+    fill_unref(f); /* the request's reference */
+}
+
+static const struct upstream_callbacks fill_callbacks = {on_headers, on_data, on_done};
+
+static void work_open(uv_work_t *w)
+{
+    struct blob_fill *f = w->data;
+    f->open_result = store_fill_begin(f->c->store, f->digest, &f->sf);
+}
+
+static void after_open(uv_work_t *w, int status)
+{
+    struct blob_fill *f = w->data;
+    if (status || f->open_result) {
+        fill_fail(f, 500, "UNKNOWN", "cannot create a temporary file in the store");
+        fill_unref(f);
+        return;
+    }
+    f->fd = store_fill_fd(f->sf);
+    f->state = FILL_WAIT_HEADERS;
+    char what[128];
+    snprintf(what, sizeof(what), "blobs/%s", f->digest);
+    f->req = upstream_request(f->u, UPSTREAM_GET, f->repo, what, NULL, NULL, &fill_callbacks, f);
+    if (!f->req) {
+        fill_fail(f, 503, "UNAVAILABLE", "out of memory");
+        fill_unref(f);
+    }
+    /* the work's reference now belongs to the request */
+}
+
+static int add_waiter(struct blob_fill *f, int head, blob_cb cb, void *ud)
+{
+    struct blob_waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->head = head;
+    w->cb = cb;
+    w->ud = ud;
+    w->next = f->waiters;
+    f->waiters = w;
+    return 0;
+}
+
+static void answer_error(blob_cb cb, void *ud, int status, const char *code, const char *msg)
+{
+    struct blob_answer a = {0};
+    a.fd = -1;
+    error_set(&a.err, status, code, "%s", msg);
+    cb(ud, &a);
+}
+
+static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
+                          const char *digest, int head, blob_cb cb, void *ud)
+{
+    struct blob_fill *f = map_get(c->fills, digest);
+    if (f) {
+        if (f->state == FILL_DONE || (f->state == FILL_STREAMING && f->size_known)) {
+            struct blob_waiter w = {NULL, head, cb, ud};
+            answer_waiter(f, &w);
+        } else if (add_waiter(f, head, cb, ud)) {
+            answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+        }
+        return;
+    }
+    f = calloc(1, sizeof(*f));
+    if (!f || !(f->repo = strdup(repo))) {
+        free(f);
+        answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    f->c = c;
+    f->u = u;
+    f->fd = -1;
+    f->started_us = clock_mono_us();
+    snprintf(f->digest, sizeof(f->digest), "%s", digest);
+    buf_init(&f->pending, FILL_BUFFER_MAX + (1u << 20));
+    buf_init(&f->writing, FILL_BUFFER_MAX + (1u << 20));
+    f->refs = 2; /* the map, the open work */
+    f->in_map = 1;
+    if (map_put(c->fills, digest, f) == MAP_NOMEM || add_waiter(f, head, cb, ud)) {
+        map_del(c->fills, digest);
+        free(f->repo);
+        free(f);
+        answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    f->work.data = f;
+    if (uv_queue_work(c->loop, &f->work, work_open, after_open)) {
+        fill_fail(f, 503, "UNAVAILABLE", "cannot queue work");
+        fill_unref(f);
+    }
+}
+
+/* ---- HEAD of a blob nobody has: ask the upstream, download nothing ---- */
+
+struct head_req {
+    struct upstream *u;
+    blob_cb cb;
+    void *ud;
+};
+
+static void head_on_headers(void *ud, const struct upstream_response *resp)
+{
+    (void)ud;
+    (void)resp;
+}
+
+static int head_on_data(void *ud, const char *data, size_t len)
+{
+    (void)ud;
+    (void)data;
+    (void)len;
+    return 0;
+}
+
+static void head_on_done(void *ud, const struct upstream_response *resp, int result)
+{
+    (void)result;
+    struct head_req *h = ud;
+    struct blob_answer a = {0};
+    a.fd = -1;
+    a.outcome = OUTCOME_MISS;
+    if (resp->status == 200 && resp->content_length >= 0) {
+        a.size = (uint64_t)resp->content_length;
+        a.upstream_digest = resp->digest;
+    } else if (resp->status == 200) {
+        error_set(&a.err, 502, "UNAVAILABLE", "upstream gave no size for the blob");
+    } else {
+        error_from_upstream(&a.err, h->u, resp, "BLOB_UNKNOWN");
+    }
+    h->cb(h->ud, &a);
+    free(h);
+}
+
+static const struct upstream_callbacks head_callbacks = {head_on_headers, head_on_data,
+                                                         head_on_done};
+
+static void head_upstream(struct upstream *u, const char *repo, const char *digest, blob_cb cb,
+                          void *ud)
+{
+    struct head_req *h = calloc(1, sizeof(*h));
+    char what[128];
+    snprintf(what, sizeof(what), "blobs/%s", digest);
+    if (!h) {
+        answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    h->u = u;
+    h->cb = cb;
+    h->ud = ud;
+    if (!upstream_request(u, UPSTREAM_HEAD, repo, what, NULL, NULL, &head_callbacks, h)) {
+        free(h);
+        answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+    }
+}
+
+/* ---- lookup ---- */
+
+struct lookup {
+    uv_work_t work;
+    struct cache *c;
+    struct upstream *u;
+    char *repo;
+    char digest[DIGEST_MAX];
+    int head;
+    blob_cb cb;
+    void *ud;
+    int result, fd;
+    uint64_t size;
+};
+
+static void work_lookup(uv_work_t *w)
+{
+    struct lookup *l = w->data;
+    l->result = store_blob_open(l->c->store, l->digest, &l->fd, &l->size);
+}
+
+static void after_lookup(uv_work_t *w, int status)
+{
+    struct lookup *l = w->data;
+    if (status == 0 && l->result == 0) {
+        struct blob_answer a = {0};
+        a.outcome = OUTCOME_HIT;
+        a.size = l->size;
+        a.fd = l->fd;
+        if (l->head) {
+            close(l->fd);
+            a.fd = -1;
+        }
+        l->cb(l->ud, &a);
+    } else if (l->result == -ENOENT || l->result == -ENOTDIR) {
+        if (l->head && !map_get(l->c->fills, l->digest))
+            head_upstream(l->u, l->repo, l->digest, l->cb, l->ud);
+        else
+            join_or_start(l->c, l->u, l->repo, l->digest, l->head, l->cb, l->ud);
+    } else {
+        answer_error(l->cb, l->ud, 500, "UNKNOWN", "cannot open the blob in the store");
+    }
+    free(l->repo);
+    free(l);
+}
+
+void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,
+                int head, blob_cb cb, void *ud)
+{
+    if (map_get(c->fills, digest)) {
+        join_or_start(c, u, repo, digest, head, cb, ud);
+        return;
+    }
+    struct lookup *l = calloc(1, sizeof(*l));
+    if (!l || !(l->repo = strdup(repo))) {
+        free(l);
+        answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    l->c = c;
+    l->u = u;
+    snprintf(l->digest, sizeof(l->digest), "%s", digest);
+    l->head = head;
+    l->cb = cb;
+    l->ud = ud;
+    l->fd = -1;
+    l->work.data = l;
+    if (uv_queue_work(c->loop, &l->work, work_lookup, after_lookup)) {
+        free(l->repo);
+        free(l);
+        answer_error(cb, ud, 503, "UNAVAILABLE", "cannot queue work");
+    }
+}
+
+/* ---- reading a fill as a response body ---- */
+
+static uint64_t reader_readable(void *ctx, int *failed)
+{
+    struct fill_reader *r = ctx;
+    struct blob_fill *f = r->fill;
+    if (f->state == FILL_DONE)
+        return f->size;
+    *failed = f->state == FILL_FAILED;
+    /* hold back the last byte until the digest is verified */
+    if (f->size_known && f->size > 0)
+        return f->written < f->size - 1 ? f->written : f->size - 1;
+    return 0;
+}
+
+static void reader_release(void *ctx)
+{
+    struct fill_reader *r = ctx;
+    struct blob_fill *f = r->fill;
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (f->readers == r)
+        f->readers = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    free(r);
+    fill_unref(f);
+}
+
+void cache_fill_source(struct blob_fill *f, uint64_t first, uint64_t end, void (*wake)(void *),
+                       void *wake_ud, struct body_source *src)
+{
+    memset(src, 0, sizeof(*src));
+    src->fd = f->fd;
+    src->offset = first;
+    src->end = end;
+    struct fill_reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        /* nothing can be streamed: an empty source that reports failure */
+        src->end = first;
+        fill_unref(f);
+        src->fd = -1;
+        return;
+    }
+    r->fill = f;
+    r->wake = wake;
+    r->wake_ud = wake_ud;
+    r->next = f->readers;
+    if (f->readers)
+        f->readers->prev = r;
+    f->readers = r;
+    src->readable = reader_readable;
+    src->release = reader_release;
+    src->ctx = r;
+}
+
+void cache_fill_release(struct blob_fill *f)
+{
+    fill_unref(f);
+}
+
+static int cancel_fill(const char *key, void *value, void *ud)
+{
+    (void)key;
+    (void)ud;
+    struct blob_fill *f = value;
+    if (f->req) {
+        upstream_req_cancel(f->req);
+        f->req = NULL;
+    }
+    return 0;
+}
+
+void blobs_free_all(struct cache *c)
+{
+    map_each(c->fills, cancel_fill, NULL);
+}

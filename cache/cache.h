@@ -1,0 +1,99 @@
+/* Pull-through policy: what is served from the store, what is asked upstream, and how
+ * concurrent requests for the same thing share one upstream request.
+ *
+ * - Manifest by digest: immutable; a miss costs one upstream GET.
+ * - Manifest by tag: trusted for revalidate_after, then one HEAD upstream shared by everyone
+ *   asking; a new digest is fetched with GET; upstream unreachable, 5xx, 429 or timed out:
+ *   the cached manifest is served (stale on error).
+ * - Blob miss: one upstream GET per digest, streamed into the store while every waiting client
+ *   reads the same temporary file as it grows.
+ *
+ * Every request function calls its callback exactly once, possibly before returning. */
+#ifndef REGCACHE_CACHE_CACHE_H
+#define REGCACHE_CACHE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "http/http.h"
+#include "util/buf.h"
+
+struct cache;
+struct store;
+struct db;
+struct upstream;
+struct upstream_client;
+struct blob_fill;
+
+enum cache_outcome { OUTCOME_NONE = 0, OUTCOME_HIT, OUTCOME_MISS, OUTCOME_FILL, OUTCOME_STALE };
+const char *cache_outcome_name(enum cache_outcome o);
+
+/* A refusal to pass on to the client: HTTP status, spec error code, message. */
+struct cache_error {
+    int status;
+    const char *code;
+    char message[256];
+    char retry_after[32];
+};
+
+struct manifest_answer {
+    struct cache_error err; /* err.status == 0 on success */
+    enum cache_outcome outcome;
+    const char *digest;
+    const char *media_type;
+    const char *body; /* the manifest bytes, valid during the callback */
+    size_t size;
+};
+typedef void (*manifest_cb)(void *ud, const struct manifest_answer *a);
+
+struct blob_answer {
+    struct cache_error err;
+    enum cache_outcome outcome;
+    uint64_t size;
+    int fd;                  /* >= 0: a complete stored blob, now owned by the receiver */
+    struct blob_fill *fill;  /* non-NULL: a fill in progress; see cache_fill_source */
+    const char *upstream_digest; /* HEAD of an uncached blob: what the upstream said */
+};
+typedef void (*blob_cb)(void *ud, const struct blob_answer *a);
+
+struct tags_answer {
+    struct cache_error err;
+    enum cache_outcome outcome;
+    const char *body;
+    size_t len;
+    const char *link; /* upstream pagination, NULL when none */
+};
+typedef void (*tags_cb)(void *ud, const struct tags_answer *a);
+
+int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
+              struct upstream_client *up, struct cache **out);
+/* Drops every upstream request in flight (at shutdown; waiters are not answered). */
+void cache_shutdown(struct cache *c);
+/* Frees the cache once the loop has finished its work. */
+void cache_free(struct cache *c);
+
+/* accept: the client's Accept list (NULL when none). head: the client only wants headers. */
+void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const char *reference,
+                    const char *accept, int head, manifest_cb cb, void *ud);
+
+/* head: answer with the size without downloading a cold blob. */
+void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,
+                int head, blob_cb cb, void *ud);
+
+/* Turns a fill from a blob_answer into a response body for bytes [first, end): wake is called
+ * whenever more bytes become readable. Takes over the answer's reference to the fill. */
+void cache_fill_source(struct blob_fill *f, uint64_t first, uint64_t end, void (*wake)(void *),
+                       void *wake_ud, struct body_source *src);
+/* Drops an answer's reference to a fill that will not be read. */
+void cache_fill_release(struct blob_fill *f);
+
+void cache_tags(struct cache *c, struct upstream *u, const char *repo, const char *query,
+                tags_cb cb, void *ud);
+
+/* Writes {"repositories":[...]} of every cached repository; names of repositories cached from
+ * an upstream other than the first are prefixed with that upstream's name. n == 0: no limit. */
+int cache_catalog(struct cache *c, struct buf *out, size_t n, const char *last);
+
+#endif

@@ -1,0 +1,80 @@
+/* Internals shared by the cache's parts: the in-memory index (cache.c), manifests
+ * (manifests.c) and blobs (blobs.c). */
+#ifndef REGCACHE_CACHE_IMPL_H
+#define REGCACHE_CACHE_IMPL_H
+
+#include "cache/cache.h"
+#include "upstream/upstream.h"
+#include "util/map.h"
+
+#define MEDIA_TYPE_MAX 256
+#define DIGEST_MAX 80
+#define MANIFEST_MEMORY_BUDGET (64u << 20) /* manifest bytes kept in memory for hits */
+#define FILL_BUFFER_MAX (1u << 20)         /* per fill: bytes received, not yet on disk */
+#define TAGS_BODY_MAX (8u << 20)
+
+/* Every manifest media type a tag may resolve to; sent upstream so the upstream's choice does
+ * not depend on which client asked first. */
+#define ALL_MANIFEST_TYPES                                                                     \
+    "application/vnd.oci.image.index.v1+json, "                                              \
+    "application/vnd.docker.distribution.manifest.list.v2+json, "                            \
+    "application/vnd.oci.image.manifest.v1+json, "                                           \
+    "application/vnd.docker.distribution.manifest.v2+json"
+
+struct tag_entry {
+    char digest[DIGEST_MAX];
+    char media_type[MEDIA_TYPE_MAX];
+    uint64_t validated_ms;
+};
+
+struct manifest_meta {
+    char media_type[MEDIA_TYPE_MAX];
+    uint64_t size;
+    char *bytes; /* in memory when non-NULL; on the memory LRU list */
+    struct manifest_meta *lru_prev, *lru_next;
+    char digest[DIGEST_MAX];
+};
+
+struct cache {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct store *store;
+    struct db *db;
+    struct upstream_client *up;
+    struct map *tags;      /* tag_key -> struct tag_entry */
+    struct map *manifests; /* digest -> struct manifest_meta */
+    struct map *repos;     /* "upstream\x1frepo" -> non-NULL */
+    struct manifest_meta *lru_head, *lru_tail;
+    size_t mem_bytes;
+    struct map *manifest_flights; /* flight key -> struct manifest_flight */
+    struct map *fills;            /* digest -> struct blob_fill */
+    unsigned long passthrough_seq;
+};
+
+#define KEY_SEP "\x1f"
+void tag_key(char *out, size_t len, const struct upstream *u, const char *repo, const char *tag);
+
+struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
+                            const char *tag);
+void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
+                   const char *digest, const char *media_type, uint64_t validated_ms);
+void index_forget_tag(struct cache *c, const struct upstream *u, const char *repo,
+                      const char *tag);
+struct manifest_meta *index_manifest(struct cache *c, const char *digest);
+struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
+                                         const char *media_type, uint64_t size);
+/* Keeps bytes (copied) in memory for later hits, within MANIFEST_MEMORY_BUDGET. */
+void index_remember_bytes(struct cache *c, struct manifest_meta *m, const char *bytes);
+void index_touch_bytes(struct cache *c, struct manifest_meta *m);
+void index_drop_manifest(struct cache *c, const char *digest);
+
+/* Maps an upstream answer that is not a success onto what the client is told. */
+void error_from_upstream(struct cache_error *e, const struct upstream *u,
+                         const struct upstream_response *resp, const char *unknown_code);
+void error_set(struct cache_error *e, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+void manifests_free_all(struct cache *c);
+void blobs_free_all(struct cache *c);
+
+#endif

@@ -1,0 +1,757 @@
+/* Configuration: embedded defaults, overridden by a YAML file read with libyaml's document API.
+ * Every error names the file, the 1-based line and the dotted key it is about. */
+#include "config/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "util/log.h"
+#include "util/parse.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024) /* a config file is a few hundred bytes */
+#define KEY_MAX 160                   /* dotted key in messages; longer ones are cut */
+#define UPSTREAM_NAME_MAX 255
+#define MAX_CONNECTIONS_MAX 1000000
+#define MANIFEST_MIN (1ULL << 10)
+#define MANIFEST_MAX (64ULL << 20)
+
+struct ctx {
+    const char *path;
+    const char *buf; /* file contents, for locating reader errors */
+    size_t len;
+    yaml_document_t *doc;
+    char *err;
+    size_t errlen;
+};
+
+/* config_defaults cannot report failure, and without memory at startup nothing else works. */
+static char *must_strdup(const char *s)
+{
+    char *d = strdup(s);
+
+    if (!d) {
+        fputs("regcache: out of memory\n", stderr);
+        abort();
+    }
+    return d;
+}
+
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->listen = must_strdup("0.0.0.0:5000");
+    c->storage = must_strdup("./regcache-data");
+    c->upstreams[0].name = must_strdup("docker.io");
+    c->upstreams[0].url = must_strdup("https://registry-1.docker.io");
+    c->n_upstreams = 1;
+    c->revalidate_after_ms = 30 * 1000;
+    c->connect_timeout_ms = 10 * 1000;
+    c->low_speed_time_ms = 30 * 1000;
+    c->client_idle_ms = 60 * 1000;
+    c->shutdown_grace_ms = 10 * 1000;
+    c->max_connections = 1024;
+    c->max_manifest_bytes = 4ULL << 20;
+    c->log_level = LOG_INFO;
+}
+
+static void upstream_free(struct config_upstream *u)
+{
+    free(u->name);
+    free(u->url);
+    free(u->username);
+    free(u->password);
+    memset(u, 0, sizeof(*u));
+}
+
+void config_free(struct config *c)
+{
+    if (!c)
+        return;
+    free(c->source);
+    free(c->listen);
+    free(c->storage);
+    for (size_t i = 0; i < c->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++)
+        upstream_free(&c->upstreams[i]);
+    memset(c, 0, sizeof(*c)); /* a second config_free is harmless */
+}
+
+/* strdup that keeps NULL as NULL; *ok turns false when memory runs out. */
+static char *dup_or_null(const char *s, bool *ok)
+{
+    char *d;
+
+    if (!s)
+        return NULL;
+    d = strdup(s);
+    if (!d)
+        *ok = false;
+    return d;
+}
+
+/* Deep copy, so that a failed load leaves the caller's config untouched. */
+static int config_copy(struct config *dst, const struct config *src)
+{
+    bool ok = true;
+
+    *dst = *src;
+    dst->source = dup_or_null(src->source, &ok);
+    dst->listen = dup_or_null(src->listen, &ok);
+    dst->storage = dup_or_null(src->storage, &ok);
+    for (size_t i = 0; i < src->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++) {
+        const struct config_upstream *u = &src->upstreams[i];
+        dst->upstreams[i].name = dup_or_null(u->name, &ok);
+        dst->upstreams[i].url = dup_or_null(u->url, &ok);
+        dst->upstreams[i].username = dup_or_null(u->username, &ok);
+        dst->upstreams[i].password = dup_or_null(u->password, &ok);
+    }
+    if (!ok) {
+        config_free(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- error messages ---- */
+
+static void vappendf(struct ctx *x, const char *fmt, va_list ap)
+{
+    size_t used = strnlen(x->err, x->errlen);
+
+    if (used + 1 < x->errlen)
+        vsnprintf(x->err + used, x->errlen - used, fmt, ap);
+}
+
+static void appendf(struct ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void appendf(struct ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vappendf(x, fmt, ap);
+    va_end(ap);
+}
+
+/* "file:line: key: message"; line 0 and key NULL are left out. Returns rc. */
+static int fail_rc(struct ctx *x, int rc, unsigned long line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail_rc(struct ctx *x, int rc, unsigned long line, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!x->err || x->errlen == 0)
+        return rc;
+    x->err[0] = '\0';
+    appendf(x, "%s:", x->path);
+    if (line > 0)
+        appendf(x, "%lu:", line);
+    appendf(x, " ");
+    if (key)
+        appendf(x, "%s: ", key);
+    va_start(ap, fmt);
+    vappendf(x, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+#define fail(x, line, key, ...) fail_rc((x), -EINVAL, (line), (key), __VA_ARGS__)
+
+static unsigned long line_of(const yaml_node_t *n)
+{
+    return (unsigned long)n->start_mark.line + 1; /* marks are 0-based */
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+    const char *v;
+
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    v = (const char *)n->data.scalar.value;
+    return !strcmp(v, "") || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
+           !strcmp(v, "NULL");
+}
+
+static const char *kind_of(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a sequence";
+    default:
+        return is_null(n) ? "an empty value" : "a scalar";
+    }
+}
+
+/* The node's text, refusing non-scalars, nulls and embedded NULs. */
+static int get_scalar(struct ctx *x, const yaml_node_t *n, const char *key, const char **out)
+{
+    const char *v;
+
+    if (n->type != YAML_SCALAR_NODE)
+        return fail(x, line_of(n), key, "expected a scalar value, got %s", kind_of(n));
+    v = (const char *)n->data.scalar.value;
+    if (is_null(n))
+        return fail(x, line_of(n), key, "missing value");
+    if (strlen(v) != n->data.scalar.length)
+        return fail(x, line_of(n), key, "value contains a NUL character");
+    *out = v;
+    return 0;
+}
+
+/* Replaces *dst with a copy of s. */
+static int set_str(struct ctx *x, char **dst, const char *s)
+{
+    char *d = strdup(s);
+
+    if (!d)
+        return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+    free(*dst);
+    *dst = d;
+    return 0;
+}
+
+/* ---- mappings ---- */
+
+struct pair {
+    yaml_node_t *key;
+    yaml_node_t *value;
+    const char *name;
+};
+
+/* Resolves pairs[i] of mapping m, checking that its key is a unique scalar. prefix is the
+ * dotted path of m ("" at the top); the key's dotted path goes to dotted. */
+static int get_pair(struct ctx *x, yaml_node_t *m, yaml_node_pair_t *p, const char *prefix,
+                    struct pair *out, char *dotted, size_t dotted_len)
+{
+    out->key = yaml_document_get_node(x->doc, p->key);
+    out->value = yaml_document_get_node(x->doc, p->value);
+    if (!out->key || !out->value)
+        return fail(x, line_of(m), prefix[0] ? prefix : NULL, "malformed mapping");
+    if (out->key->type != YAML_SCALAR_NODE)
+        return fail(x, line_of(out->key), prefix[0] ? prefix : NULL, "keys must be scalars, got %s",
+                    kind_of(out->key));
+    out->name = (const char *)out->key->data.scalar.value;
+    if (strlen(out->name) != out->key->data.scalar.length)
+        return fail(x, line_of(out->key), prefix[0] ? prefix : NULL,
+                    "key contains a NUL character");
+    snprintf(dotted, dotted_len, "%s%s%s", prefix, prefix[0] ? "." : "", out->name);
+
+    for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+        yaml_node_t *k = yaml_document_get_node(x->doc, q->key);
+        if (k && k->type == YAML_SCALAR_NODE &&
+            k->data.scalar.length == out->key->data.scalar.length &&
+            !memcmp(k->data.scalar.value, out->key->data.scalar.value, k->data.scalar.length))
+            return fail(x, line_of(out->key), dotted, "duplicate key (first given on line %lu)",
+                        line_of(k));
+    }
+    return 0;
+}
+
+/* ---- cache, timeouts, limits, log ---- */
+
+enum field_kind { F_DURATION, F_DURATION_POSITIVE, F_COUNT, F_SIZE, F_LEVEL };
+
+struct field {
+    const char *section;
+    const char *name;
+    enum field_kind kind;
+    size_t offset;
+};
+
+static const struct field fields[] = {
+    {"cache", "revalidate_after", F_DURATION, offsetof(struct config, revalidate_after_ms)},
+    {"timeouts", "connect", F_DURATION_POSITIVE, offsetof(struct config, connect_timeout_ms)},
+    {"timeouts", "low_speed", F_DURATION_POSITIVE, offsetof(struct config, low_speed_time_ms)},
+    {"timeouts", "client_idle", F_DURATION_POSITIVE, offsetof(struct config, client_idle_ms)},
+    {"timeouts", "shutdown_grace", F_DURATION, offsetof(struct config, shutdown_grace_ms)},
+    {"limits", "max_connections", F_COUNT, offsetof(struct config, max_connections)},
+    {"limits", "max_manifest_size", F_SIZE, offsetof(struct config, max_manifest_bytes)},
+    {"log", "level", F_LEVEL, offsetof(struct config, log_level)},
+};
+#define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
+
+static bool is_section(const char *name)
+{
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        if (!strcmp(fields[i].section, name))
+            return true;
+    }
+    return false;
+}
+
+/* Plain decimal digits only: no sign, no spaces, no unit. */
+static int parse_count(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (!*s)
+        return -EINVAL;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+            return -EINVAL;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int set_field(struct ctx *x, struct config *c, const struct field *f, yaml_node_t *val,
+                     const char *key)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    uint64_t *u64 = (uint64_t *)(void *)((char *)c + f->offset);
+    unsigned long line = line_of(val);
+    const char *s;
+    uint64_t v;
+    int rc = get_scalar(x, val, key, &s);
+
+    if (rc < 0)
+        return rc;
+    switch (f->kind) {
+    case F_DURATION:
+    case F_DURATION_POSITIVE:
+        if (parse_duration_ms(s, &v) < 0)
+            return fail(x, line, key, "invalid duration '%s' (use e.g. 500ms, 30s, 5m, 24h, 7d)",
+                        s);
+        if (f->kind == F_DURATION_POSITIVE && v == 0)
+            return fail(x, line, key, "must be greater than 0");
+        *u64 = v;
+        return 0;
+    case F_COUNT:
+        if (parse_count(s, &v) < 0)
+            return fail(x, line, key, "invalid integer '%s'", s);
+        if (v < 1 || v > MAX_CONNECTIONS_MAX)
+            return fail(x, line, key, "%s is out of range (1..%d)", s, MAX_CONNECTIONS_MAX);
+        *u64 = v;
+        return 0;
+    case F_SIZE:
+        if (parse_size_bytes(s, &v) < 0)
+            return fail(x, line, key, "invalid size '%s' (use e.g. 512KiB, 4MiB)", s);
+        if (v < MANIFEST_MIN || v > MANIFEST_MAX)
+            return fail(x, line, key, "%s is out of range (1KiB..64MiB)", s);
+        *u64 = v;
+        return 0;
+    case F_LEVEL:
+        for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+            if (!strcmp(s, levels[i])) {
+                *(int *)(void *)((char *)c + f->offset) = (int)i;
+                return 0;
+            }
+        }
+        return fail(x, line, key, "invalid level '%s' (use debug, info, warn or error)", s);
+    }
+    return fail(x, line, key, "internal error: unknown field kind");
+}
+
+static int apply_section(struct ctx *x, struct config *c, const char *section, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+
+    if (is_null(m))
+        return 0; /* "cache:" with everything under it commented out */
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), section, "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const struct field *f = NULL;
+        struct pair kv;
+        int rc = get_pair(x, m, p, section, &kv, key, sizeof(key));
+
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < N_FIELDS && !f; i++) {
+            if (!strcmp(fields[i].section, section) && !strcmp(fields[i].name, kv.name))
+                f = &fields[i];
+        }
+        if (!f)
+            return fail(x, line_of(kv.key), key, "unknown key");
+        rc = set_field(x, c, f, kv.value, key);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- upstreams ---- */
+
+static int check_upstream_name(struct ctx *x, const yaml_node_t *n, const char *key, const char *s)
+{
+    size_t len = strlen(s);
+
+    if (len == 0 || len > UPSTREAM_NAME_MAX)
+        return fail(x, line_of(n), key, "must be 1 to %d characters long", UPSTREAM_NAME_MAX);
+    for (const char *p = s; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            return fail(x, line_of(n), key, "invalid name '%s': must be lowercase", s);
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr(".-:_", *p)))
+            return fail(x, line_of(n), key,
+                        "invalid name '%s' (use a-z, 0-9, '.', '-', ':' and '_')", s);
+    }
+    /* Host-like, and never "." or ".." or something that looks like an option. */
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+        return fail(x, line_of(n), key, "invalid name '%s': must start with a letter or digit", s);
+    return 0;
+}
+
+/* Validates url and stores a copy without trailing slashes in *dst. */
+static int set_upstream_url(struct ctx *x, const yaml_node_t *n, const char *key, const char *s,
+                            char **dst)
+{
+    size_t len = strlen(s), host;
+
+    if (!strncmp(s, "http://", 7))
+        host = 7;
+    else if (!strncmp(s, "https://", 8))
+        host = 8;
+    else
+        return fail(x, line_of(n), key, "must start with http:// or https://");
+    for (const char *p = s; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= ' ' || ch == 0x7f)
+            return fail(x, line_of(n), key, "must not contain spaces or control characters");
+        if (ch == '?' || ch == '#')
+            return fail(x, line_of(n), key, "must not contain a query or fragment");
+    }
+    while (len > host && s[len - 1] == '/')
+        len--;
+    if (len == host || s[host] == '/')
+        return fail(x, line_of(n), key, "missing host in '%s'", s);
+    free(*dst);
+    *dst = strndup(s, len);
+    if (!*dst)
+        return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+    return 0;
+}
+
+/* Parses upstreams[idx] into ups[idx]; names must differ from ups[0..idx-1]. */
+static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct config_upstream *ups)
+{
+    struct config_upstream *u = &ups[idx];
+    unsigned long user_line = 0, pass_line = 0;
+    char prefix[32], key[KEY_MAX];
+    const char *s;
+    int rc;
+
+    snprintf(prefix, sizeof(prefix), "upstreams[%zu]", idx);
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), prefix, "expected a mapping with name and url, got %s",
+                    kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+
+        rc = get_pair(x, m, p, prefix, &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (strcmp(kv.name, "name") && strcmp(kv.name, "url") && strcmp(kv.name, "username") &&
+            strcmp(kv.name, "password"))
+            return fail(x, line_of(kv.key), key, "unknown key");
+        rc = get_scalar(x, kv.value, key, &s);
+        if (rc < 0)
+            return rc;
+
+        if (!strcmp(kv.name, "name")) {
+            rc = check_upstream_name(x, kv.value, key, s);
+            if (rc < 0)
+                return rc;
+            for (size_t i = 0; i < idx; i++) {
+                if (!strcmp(ups[i].name, s))
+                    return fail(x, line_of(kv.value), key, "duplicate upstream name '%s'", s);
+            }
+            rc = set_str(x, &u->name, s);
+        } else if (!strcmp(kv.name, "url")) {
+            rc = set_upstream_url(x, kv.value, key, s, &u->url);
+        } else if (!strcmp(kv.name, "username")) {
+            if (!*s)
+                return fail(x, line_of(kv.value), key, "must not be empty");
+            user_line = line_of(kv.key);
+            rc = set_str(x, &u->username, s);
+        } else {
+            pass_line = line_of(kv.key);
+            rc = set_str(x, &u->password, s);
+        }
+        if (rc < 0)
+            return rc;
+    }
+
+    if (!u->name) {
+        snprintf(key, sizeof(key), "%s.name", prefix);
+        return fail(x, line_of(m), key, "required key missing");
+    }
+    if (!u->url) {
+        snprintf(key, sizeof(key), "%s.url", prefix);
+        return fail(x, line_of(m), key, "required key missing");
+    }
+    if (user_line && !pass_line) {
+        snprintf(key, sizeof(key), "%s.password", prefix);
+        return fail(x, user_line, key, "required when username is given");
+    }
+    if (pass_line && !user_line) {
+        snprintf(key, sizeof(key), "%s.username", prefix);
+        return fail(x, pass_line, key, "required when password is given");
+    }
+    return 0;
+}
+
+static int apply_upstreams(struct ctx *x, struct config *c, yaml_node_t *seq)
+{
+    struct config_upstream ups[CONFIG_MAX_UPSTREAMS];
+    size_t n = 0, count;
+    int rc = 0;
+
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(x, line_of(seq), "upstreams", "expected a sequence of mappings, got %s",
+                    kind_of(seq));
+    count = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (count == 0)
+        return fail(x, line_of(seq), "upstreams", "must not be empty");
+
+    memset(ups, 0, sizeof(ups));
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = yaml_document_get_node(x->doc, seq->data.sequence.items.start[i]);
+
+        if (!item) {
+            rc = fail(x, line_of(seq), "upstreams", "malformed sequence");
+            goto out;
+        }
+        if (i >= CONFIG_MAX_UPSTREAMS) {
+            rc = fail(x, line_of(item), "upstreams", "too many upstreams (max %d)",
+                      CONFIG_MAX_UPSTREAMS);
+            goto out;
+        }
+        n = i + 1; /* a half-filled entry is freed too */
+        rc = parse_upstream(x, item, i, ups);
+        if (rc < 0)
+            goto out;
+    }
+
+    /* The file's list replaces the current one as a whole. */
+    for (size_t i = 0; i < c->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++)
+        upstream_free(&c->upstreams[i]);
+    memcpy(c->upstreams, ups, sizeof(ups));
+    c->n_upstreams = n;
+    n = 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        upstream_free(&ups[i]);
+    return rc;
+}
+
+/* ---- top level ---- */
+
+static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
+{
+    char key[KEY_MAX];
+
+    if (is_null(root))
+        return 0;
+    if (root->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(root), NULL, "expected a mapping at the top level, got %s",
+                    kind_of(root));
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        struct pair kv;
+        const char *s;
+        int rc = get_pair(x, root, p, "", &kv, key, sizeof(key));
+
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "listen")) {
+            char host[256];
+            int port;
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (parse_listen(s, host, &port) < 0)
+                return fail(x, line_of(kv.value), key,
+                            "invalid address '%s' (use host:port, [v6addr]:port or :port)", s);
+            rc = set_str(x, &c->listen, s);
+        } else if (!strcmp(kv.name, "storage")) {
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (!*s)
+                return fail(x, line_of(kv.value), key, "must not be empty");
+            rc = set_str(x, &c->storage, s);
+        } else if (!strcmp(kv.name, "upstreams")) {
+            rc = apply_upstreams(x, c, kv.value);
+        } else if (is_section(kv.name)) {
+            rc = apply_section(x, c, kv.name, kv.value);
+        } else {
+            rc = fail(x, line_of(kv.key), key, "unknown key");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int yaml_error(struct ctx *x, const yaml_parser_t *parser)
+{
+    unsigned long line;
+
+    if (parser->error == YAML_MEMORY_ERROR)
+        return fail_rc(x, -ENOMEM, 0, NULL, "out of memory while parsing YAML");
+    if (parser->error == YAML_READER_ERROR) {
+        /* Reader errors (bad encoding) only carry a byte offset. */
+        size_t off = parser->problem_offset < x->len ? parser->problem_offset : x->len;
+        line = 1;
+        for (size_t i = 0; x->buf && i < off; i++)
+            line += x->buf[i] == '\n';
+    } else {
+        line = (unsigned long)parser->problem_mark.line + 1;
+    }
+    fail(x, line, NULL, "YAML syntax error: %s", parser->problem ? parser->problem : "unknown");
+    if (parser->context)
+        appendf(x, " (%s on line %lu)", parser->context,
+                (unsigned long)parser->context_mark.line + 1);
+    return -EINVAL;
+}
+
+/* Reads the whole file; the size cap also protects against pointing at /dev/zero. */
+static int read_file(struct ctx *x, char **out, size_t *out_len)
+{
+    struct stat st;
+    size_t len = 0, cap = 4096;
+    char *buf = NULL;
+    int fd, rc = 0;
+
+    fd = open(x->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        return fail_rc(x, rc, 0, NULL, "cannot open: %s", strerror(-rc));
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        fail_rc(x, rc, 0, NULL, "cannot stat: %s", strerror(-rc));
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = fail_rc(x, -EISDIR, 0, NULL, "is a directory");
+        goto out;
+    }
+    buf = malloc(cap);
+    if (!buf) {
+        rc = fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        ssize_t r;
+        if (len == cap) {
+            char *nb;
+            if (cap > CONFIG_FILE_MAX) {
+                rc = fail_rc(x, -EFBIG, 0, NULL, "file too large (max %d bytes)", CONFIG_FILE_MAX);
+                goto out;
+            }
+            nb = realloc(buf, cap * 2);
+            if (!nb) {
+                rc = fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+                goto out;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            fail_rc(x, rc, 0, NULL, "cannot read: %s", strerror(-rc));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    if (len > CONFIG_FILE_MAX) {
+        rc = fail_rc(x, -EFBIG, 0, NULL, "file too large (max %d bytes)", CONFIG_FILE_MAX);
+        goto out;
+    }
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int config_load(const char *path, struct config *c, char *err, size_t errlen)
+{
+    struct ctx x = {.path = path, .err = err, .errlen = errlen};
+    struct config n;
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    yaml_node_t *root;
+    bool have_parser = false, have_doc = false;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (err && errlen)
+        err[0] = '\0';
+    rc = read_file(&x, &buf, &len);
+    if (rc < 0)
+        return rc;
+    x.buf = buf;
+    x.len = len;
+
+    /* Work on a copy: on any error the caller's config stays as it was. */
+    rc = config_copy(&n, c);
+    if (rc < 0) {
+        free(buf);
+        return fail_rc(&x, rc, 0, NULL, "out of memory");
+    }
+    rc = set_str(&x, &n.source, path);
+    if (rc < 0)
+        goto out;
+
+    if (!yaml_parser_initialize(&parser)) {
+        rc = fail_rc(&x, -ENOMEM, 0, NULL, "out of memory");
+        goto out;
+    }
+    have_parser = true;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    if (!yaml_parser_load(&parser, &doc)) { /* frees doc itself on failure */
+        rc = yaml_error(&x, &parser);
+        goto out;
+    }
+    have_doc = true;
+    x.doc = &doc;
+
+    root = yaml_document_get_root_node(&doc);
+    if (root) {
+        rc = apply_root(&x, &n, root);
+        if (rc < 0)
+            goto out;
+        /* Anything after the first document is an error, including syntax errors. */
+        if (!yaml_parser_load(&parser, &extra)) {
+            rc = yaml_error(&x, &parser);
+            goto out;
+        }
+        if (yaml_document_get_root_node(&extra))
+            rc = fail(&x, (unsigned long)extra.start_mark.line + 1, NULL,
+                      "only one YAML document is allowed");
+        yaml_document_delete(&extra);
+    }
+out:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    free(buf);
+    if (rc < 0) {
+        config_free(&n);
+        return rc;
+    }
+    config_free(c);
+    *c = n;
+    return 0;
+}

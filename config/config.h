@@ -1,0 +1,45 @@
+/* The mirror's configuration: embedded defaults, optionally overridden by a YAML file. */
+#ifndef REGCACHE_CONFIG_CONFIG_H
+#define REGCACHE_CONFIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_UPSTREAMS 32
+
+struct config_upstream {
+    char *name;     /* how clients address it: ns=<name> or /v2/<name>/... ; e.g. "docker.io" */
+    char *url;      /* base URL, scheme://host[:port], no trailing slash */
+    char *username; /* NULL when anonymous */
+    char *password; /* NULL when anonymous */
+};
+
+struct config {
+    char *source;  /* file the config came from, NULL for embedded defaults */
+    char *listen;  /* "0.0.0.0:5000" */
+    char *storage; /* directory; blobs/ and the database live here */
+    struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
+    size_t n_upstreams;
+    uint64_t revalidate_after_ms;   /* cache.revalidate_after, default 30s */
+    uint64_t connect_timeout_ms;    /* timeouts.connect, default 10s */
+    uint64_t low_speed_time_ms;     /* timeouts.low_speed, default 30s */
+    uint64_t client_idle_ms;        /* timeouts.client_idle, default 60s */
+    uint64_t shutdown_grace_ms;     /* timeouts.shutdown_grace, default 10s */
+    uint64_t max_connections;       /* limits.max_connections, default 1024 */
+    uint64_t max_manifest_bytes;    /* limits.max_manifest_size, default 4MiB */
+    int log_level;                  /* log.level: debug|info|warn|error -> enum log_level */
+};
+
+/* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",
+ * one upstream docker.io = https://registry-1.docker.io. */
+void config_defaults(struct config *c);
+
+/* Loads path over the defaults. Unknown keys, wrong types and bad values are errors. On error
+ * returns -EINVAL (or -errno when the file cannot be read) and writes into err a message naming
+ * file, line and key, e.g. "mirror.yml:7: cache.revalidate_after: invalid duration 'x' (use
+ * e.g. 500ms, 30s, 5m, 24h, 7d)". A list given for upstreams replaces the default list. */
+int config_load(const char *path, struct config *c, char *err, size_t errlen);
+
+void config_free(struct config *c);
+
+#endif

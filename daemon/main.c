@@ -1,0 +1,83 @@
+/* regcache: a pull-through caching mirror for container registries. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "daemon/serve.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: regcache serve [-c FILE]        run the mirror in the foreground\n"
+               "       regcache check-config -c FILE   validate a configuration file\n"
+               "       regcache --version\n");
+}
+
+/* Loads -c FILE over the defaults; without -c (when allowed) the defaults stand. */
+static int load_config(int argc, char **argv, int need_file, struct config *cfg)
+{
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else {
+            fprintf(stderr, "regcache: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    config_defaults(cfg);
+    if (!path) {
+        if (need_file) {
+            usage(stderr);
+            return 2;
+        }
+        return 0;
+    }
+    char err[1024];
+    if (config_load(path, cfg, err, sizeof(err))) {
+        fprintf(stderr, "regcache: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("regcache %s\n", REGCACHE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0) {
+        int r = load_config(argc - 2, argv + 2, 0, &cfg);
+        if (r) {
+            config_free(&cfg);
+            return r;
+        }
+        r = serve(&cfg);
+        config_free(&cfg);
+        return r;
+    }
+    if (strcmp(cmd, "check-config") == 0) {
+        int r = load_config(argc - 2, argv + 2, 1, &cfg);
+        if (!r) {
+            printf("%s: OK (listen %s, storage %s, %zu upstream%s)\n", cfg.source, cfg.listen,
+                   cfg.storage, cfg.n_upstreams, cfg.n_upstreams == 1 ? "" : "s");
+        }
+        config_free(&cfg);
+        return r;
+    }
+    fprintf(stderr, "regcache: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,163 @@
+#include "daemon/serve.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cache/cache.h"
+#include "db/db.h"
+#include "http/http.h"
+#include "registry/api.h"
+#include "store/store.h"
+#include "upstream/upstream.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define SHUTDOWN_POLL_MS 50
+
+struct daemon {
+    const struct config *cfg;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t shutdown_timer;
+    uint64_t shutdown_started_us;
+    int stopping, finished;
+    struct store *store;
+    struct db *db;
+    struct upstream_client *up;
+    struct cache *cache;
+    struct registry *registry;
+    struct http_server *http;
+};
+
+static void finish(struct daemon *d)
+{
+    if (d->finished)
+        return;
+    d->finished = 1;
+    uv_timer_stop(&d->shutdown_timer);
+    uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    http_server_close_all(d->http);
+    cache_shutdown(d->cache);
+    upstream_client_free(d->up);
+    d->up = NULL;
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    uint64_t waited_ms = (clock_mono_us() - d->shutdown_started_us) / 1000;
+    size_t left = http_server_connections(d->http);
+    if (left == 0) {
+        log_info("all responses finished; stopping");
+        finish(d);
+    } else if (waited_ms >= d->cfg->shutdown_grace_ms) {
+        log_warn("shutdown grace of %llu ms over; closing %zu connections",
+                 (unsigned long long)d->cfg->shutdown_grace_ms, left);
+        finish(d);
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct daemon *d = s->data;
+    if (d->stopping) {
+        log_warn("second signal: stopping now");
+        finish(d);
+        return;
+    }
+    d->stopping = 1;
+    log_info("%s: no longer accepting; finishing %zu connections",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT", http_server_connections(d->http));
+    http_server_drain(d->http);
+    d->shutdown_started_us = clock_mono_us();
+    uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
+}
+
+int serve(const struct config *cfg)
+{
+    struct daemon d = {0};
+    char dbpath[4096];
+    int r, status = 1;
+    d.cfg = cfg;
+    log_set_level((enum log_level)cfg->log_level);
+    /* sendfile and the store run on the thread pool: give it room before the loop starts */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((r = store_open(cfg->storage, &d.store))) {
+        log_error("storage %s: %s", cfg->storage, strerror(-r));
+        return 1;
+    }
+    snprintf(dbpath, sizeof(dbpath), "%s/regcache.db", cfg->storage);
+    if ((r = db_open(dbpath, &d.db))) {
+        log_error("database %s: cannot open", dbpath);
+        goto out_store;
+    }
+    uv_loop_init(&d.loop);
+    if ((r = upstream_client_new(&d.loop, cfg, &d.up))) {
+        log_error("upstream client: %s", strerror(-r));
+        goto out_db;
+    }
+    if ((r = cache_new(&d.loop, cfg, d.store, d.db, d.up, &d.cache))) {
+        log_error("cache index: %s", strerror(-r));
+        goto out_up;
+    }
+    db_attach(d.db, &d.loop);
+    d.registry = registry_new(d.cache, d.up);
+    struct http_server_opts opts = {
+        .listen = cfg->listen,
+        .handler = registry_handle,
+        .error_writer = registry_write_error,
+        .ud = d.registry,
+        .common_headers = REGISTRY_COMMON_HEADERS,
+        .max_connections = cfg->max_connections,
+        .idle_timeout_ms = cfg->client_idle_ms,
+    };
+    if (!d.registry || (r = http_server_start(&d.loop, &opts, &d.http))) {
+        log_error("listen %s: %s", cfg->listen, strerror(r ? -r : ENOMEM));
+        goto out_cache;
+    }
+    uv_signal_init(&d.loop, &d.sigterm);
+    uv_signal_init(&d.loop, &d.sigint);
+    uv_timer_init(&d.loop, &d.shutdown_timer);
+    d.sigterm.data = d.sigint.data = d.shutdown_timer.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        log_info("upstream %s = %s%s", cfg->upstreams[i].name, cfg->upstreams[i].url,
+                 i == 0 ? " (default)" : "");
+    log_info("regcache %s serving on %s (port %d), storage %s", REGCACHE_VERSION, cfg->listen,
+             http_server_port(d.http), cfg->storage);
+
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    status = 0;
+    http_server_free(d.http);
+    registry_free(d.registry);
+    cache_free(d.cache);
+    db_close(d.db);
+    store_close(d.store);
+    if (uv_loop_close(&d.loop))
+        log_debug("event loop closed with handles still open");
+    log_info("stopped");
+    return status;
+
+out_cache:
+    registry_free(d.registry);
+    cache_shutdown(d.cache);
+out_up:
+    upstream_client_free(d.up);
+    uv_run(&d.loop, UV_RUN_NOWAIT);
+    if (d.cache)
+        cache_free(d.cache);
+out_db:
+    db_close(d.db);
+out_store:
+    store_close(d.store);
+    return status;
+}

@@ -1,0 +1,95 @@
+/* The HTTP/1.1 front: a libuv listener and connections parsed with llhttp.
+ *
+ * Connections are driven with uv_poll on the raw socket so that file bodies can go from the page
+ * cache to the socket with sendfile(2). sendfile runs on libuv's thread pool so that a page-cache
+ * miss never stalls the loop; the loop only waits for the socket to become writable. Requests on
+ * one connection are answered in order (keep-alive and pipelining); a connection does not read
+ * the next request until the current response is complete, which bounds its memory. */
+#ifndef REGCACHE_HTTP_HTTP_H
+#define REGCACHE_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define HTTP_MAX_URL 4096
+#define HTTP_MAX_HEADER_BYTES 16384 /* all header lines of one request together */
+#define HTTP_MAX_HEADERS 100
+#define HTTP_MAX_ACCEPT 4096
+
+struct http_server;
+struct conn;
+
+enum http_method_kind { HTTP_METHOD_GET, HTTP_METHOD_HEAD, HTTP_METHOD_OTHER };
+
+struct http_request {
+    enum http_method_kind method;
+    const char *method_name;
+    const char *target; /* as sent: path and query */
+    const char *path;   /* target up to '?' */
+    const char *query;  /* after '?', NULL when absent */
+    const char *accept; /* every Accept header joined with ", "; NULL when none */
+    const char *range;  /* NULL when absent */
+    const char *authorization;
+    int has_body;
+    const char *outcome; /* set by the handler for the access log: hit, miss, fill, stale */
+};
+
+/* A file streamed as a response body: bytes [offset, end) of fd. readable (optional) says how
+ * far a file still being written may be read now, and sets *failed when it never will be
+ * complete; a source with readable is woken with conn_wake. release runs once when the response
+ * no longer needs the source; without release the connection closes fd itself. */
+struct body_source {
+    int fd;
+    uint64_t offset, end;
+    uint64_t (*readable)(void *ctx, int *failed);
+    void (*release)(void *ctx);
+    void *ctx;
+};
+
+typedef void (*http_handler)(struct conn *c, struct http_request *req, void *ud);
+/* Writes an error response for a request the front rejected itself (400, 414, 431, 503). */
+typedef void (*http_error_writer)(struct conn *c, int status, void *ud);
+
+struct http_server_opts {
+    const char *listen; /* "host:port" */
+    http_handler handler;
+    http_error_writer error_writer;
+    void *ud;
+    const char *common_headers; /* "Name: value\r\n" lines added to every response */
+    uint64_t max_connections;
+    uint64_t idle_timeout_ms;
+};
+
+int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
+                      struct http_server **out);
+/* The port actually bound (useful with port 0). */
+int http_server_port(const struct http_server *s);
+/* Stops accepting; idle connections close now, busy ones after their current response. */
+void http_server_drain(struct http_server *s);
+size_t http_server_connections(const struct http_server *s);
+/* Closes every connection now. */
+void http_server_close_all(struct http_server *s);
+/* Frees once every connection has closed (call after the loop ran the close callbacks). */
+void http_server_free(struct http_server *s);
+
+/* ---- answering a request (each request gets exactly one of these) ---- */
+
+/* Sends status, the given extra header lines ("Name: value\r\n", may be NULL) and body; with
+ * head_only only the headers (Content-Length still says len). */
+void conn_respond(struct conn *c, int status, const char *headers, const void *body, size_t len,
+                  int head_only);
+/* Sends status and headers, then streams src (Content-Length = src->end - src->offset). The
+ * connection owns src from here. */
+void conn_respond_stream(struct conn *c, int status, const char *headers,
+                         const struct body_source *src);
+/* More bytes are readable in the streaming source. */
+void conn_wake(struct conn *c);
+
+/* A handler that answers later holds a reference; after the client went away conn_alive is 0
+ * and the handler only drops its reference. */
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+int conn_alive(const struct conn *c);
+
+#endif

@@ -1,0 +1,187 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http/impl.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+#define BUSY_BODY "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"too many connections\"}]}\n"
+static const char busy_response[] =
+    "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
+    "Content-Type: application/json\r\nDocker-Distribution-Api-Version: registry/2.0\r\n"
+    "Content-Length: 69\r\n\r\n" BUSY_BODY;
+_Static_assert(sizeof(BUSY_BODY) - 1 == 69, "Content-Length of the busy answer");
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, len);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, len);
+    else
+        snprintf(out, len, "-");
+}
+
+static void on_listen_readable(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    struct http_server *s = h->data;
+    if (status < 0)
+        return;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(s->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (s->n_conns >= s->opts.max_connections || s->draining) {
+            ssize_t n = send(fd, busy_response, sizeof(busy_response) - 1, MSG_NOSIGNAL);
+            (void)n;
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        char peer[64];
+        peer_name(&ss, peer, sizeof(peer));
+        conn_accepted(s, fd, peer);
+    }
+}
+
+static int bind_listen(const char *listen_spec, int *out_fd, int *out_port)
+{
+    char host[256];
+    int port;
+    int r = parse_listen(listen_spec, host, &port);
+    if (r)
+        return r;
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (getaddrinfo(host[0] ? host : NULL, portstr, &hints, &ai) || !ai)
+        return -EADDRNOTAVAIL;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        r = -errno;
+        goto out;
+    }
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1024)) {
+        r = -errno;
+        close(fd);
+        goto out;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *out_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    *out_fd = fd;
+    r = 0;
+out:
+    freeaddrinfo(ai);
+    return r;
+}
+
+int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
+                      struct http_server **out)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->loop = loop;
+    s->opts = *opts;
+    s->common_headers = strdup(opts->common_headers ? opts->common_headers : "");
+    if (!s->common_headers) {
+        free(s);
+        return -ENOMEM;
+    }
+    int r = bind_listen(opts->listen, &s->fd, &s->port);
+    if (r) {
+        free(s->common_headers);
+        free(s);
+        return r;
+    }
+    conn_settings_init(&s->settings);
+    uv_poll_init(loop, &s->listen_poll, s->fd);
+    s->listen_poll.data = s;
+    uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable);
+    s->listening = 1;
+    *out = s;
+    return 0;
+}
+
+int http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+static void on_listen_closed(uv_handle_t *h)
+{
+    struct http_server *s = h->data;
+    close(s->fd);
+    s->fd = -1;
+}
+
+void http_server_drain(struct http_server *s)
+{
+    s->draining = 1;
+    if (s->listening) {
+        s->listening = 0;
+        uv_poll_stop(&s->listen_poll);
+        uv_close((uv_handle_t *)&s->listen_poll, on_listen_closed);
+    }
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        conn_drain(c);
+    }
+}
+
+size_t http_server_connections(const struct http_server *s)
+{
+    return s->n_conns;
+}
+
+void http_server_close_all(struct http_server *s)
+{
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+}
+
+void server_conn_gone(struct http_server *s, struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (s->conns == c)
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+}
+
+void http_server_free(struct http_server *s)
+{
+    if (!s)
+        return;
+    free(s->common_headers);
+    free(s);
+}

@@ -1,0 +1,357 @@
+#include "registry/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+#include "registry/errors.h"
+#include "registry/route.h"
+#include "upstream/upstream.h"
+#include "util/buf.h"
+#include "util/range.h"
+
+#define REPO_MAX (REF_NAME_MAX + 16)
+
+struct registry {
+    struct cache *cache;
+    struct upstream_client *up;
+};
+
+/* One request waiting for the cache. */
+struct pending {
+    struct conn *conn;
+    struct http_request *req;
+    int head;
+    char ns[256];
+    char digest[REF_DIGEST_MAX + 1];
+};
+
+struct registry *registry_new(struct cache *cache, struct upstream_client *up)
+{
+    struct registry *r = calloc(1, sizeof(*r));
+    if (r) {
+        r->cache = cache;
+        r->up = up;
+    }
+    return r;
+}
+
+void registry_free(struct registry *r)
+{
+    free(r);
+}
+
+static void respond_error(struct conn *c, int head, int status, const char *code,
+                          const char *message, const char *extra)
+{
+    struct buf body;
+    char headers[512];
+    buf_init(&body, 4096);
+    registry_error_body(&body, code, message);
+    snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s",
+             extra ? extra : "");
+    conn_respond(c, status, headers, body.data, body.len, head);
+    buf_free(&body);
+}
+
+void registry_write_error(struct conn *c, int status, void *ud)
+{
+    (void)ud;
+    const char *msg = status == 414   ? "request target too long"
+                      : status == 431 ? "request header fields too large"
+                      : status == 503 ? "too many connections"
+                                      : "malformed HTTP request";
+    const char *code = status == 503 ? "UNAVAILABLE" : "UNSUPPORTED";
+    respond_error(c, 0, status, code, msg, NULL);
+}
+
+static void ns_header(char *out, size_t len, const char *ns)
+{
+    if (ns[0])
+        snprintf(out, len, "OCI-Namespace: %s\r\n", ns);
+    else
+        out[0] = '\0';
+}
+
+static struct pending *pending_new(struct conn *c, struct http_request *req, const char *ns)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->conn = c;
+    p->req = req;
+    p->head = req->method == HTTP_METHOD_HEAD;
+    snprintf(p->ns, sizeof(p->ns), "%s", ns);
+    conn_ref(c);
+    return p;
+}
+
+/* Ends a pending request; returns 0 when the client has gone and nothing should be sent. */
+static int pending_alive(struct pending *p)
+{
+    if (conn_alive(p->conn))
+        return 1;
+    conn_unref(p->conn);
+    free(p);
+    return 0;
+}
+
+static void pending_done(struct pending *p)
+{
+    conn_unref(p->conn);
+    free(p);
+}
+
+static void respond_cache_error(struct pending *p, const struct cache_error *e)
+{
+    char extra[128] = "", nsh[300];
+    ns_header(nsh, sizeof(nsh), p->ns);
+    if (e->retry_after[0])
+        snprintf(extra, sizeof(extra), "Retry-After: %s\r\n", e->retry_after);
+    strncat(extra, nsh, sizeof(extra) - strlen(extra) - 1);
+    respond_error(p->conn, p->head, e->status, e->code, e->message, extra);
+}
+
+/* ---- manifests ---- */
+
+static void on_manifest(void *ud, const struct manifest_answer *a)
+{
+    struct pending *p = ud;
+    if (!pending_alive(p))
+        return;
+    p->req->outcome = cache_outcome_name(a->outcome);
+    if (a->err.status) {
+        respond_cache_error(p, &a->err);
+    } else {
+        char headers[1024], nsh[300];
+        ns_header(nsh, sizeof(nsh), p->ns);
+        snprintf(headers, sizeof(headers),
+                 "Content-Type: %s\r\nDocker-Content-Digest: %s\r\nETag: \"%s\"\r\n%s",
+                 a->media_type, a->digest, a->digest, nsh);
+        conn_respond(p->conn, 200, headers, a->body, a->size, p->head);
+    }
+    pending_done(p);
+}
+
+/* ---- blobs ---- */
+
+static void wake_conn(void *ud)
+{
+    conn_wake(ud);
+}
+
+static void on_blob(void *ud, const struct blob_answer *a)
+{
+    struct pending *p = ud;
+    if (!conn_alive(p->conn)) {
+        if (a->fd >= 0)
+            close(a->fd);
+        if (a->fill)
+            cache_fill_release(a->fill);
+        pending_alive(p);
+        return;
+    }
+    struct conn *c = p->conn;
+    p->req->outcome = cache_outcome_name(a->outcome);
+    if (a->err.status) {
+        respond_cache_error(p, &a->err);
+        pending_done(p);
+        return;
+    }
+    char headers[1024], nsh[300];
+    ns_header(nsh, sizeof(nsh), p->ns);
+    int n = snprintf(headers, sizeof(headers),
+                     "Content-Type: application/octet-stream\r\nDocker-Content-Digest: %s\r\n"
+                     "ETag: \"%s\"\r\nAccept-Ranges: bytes\r\n%s",
+                     p->digest, p->digest, nsh);
+    if (p->head) {
+        conn_respond(c, 200, headers, NULL, a->size, 1);
+        pending_done(p);
+        return;
+    }
+    uint64_t first = 0, last = 0;
+    enum range_result rr = range_parse(p->req->range, a->size, &first, &last);
+    if (rr == RANGE_UNSATISFIABLE) {
+        char extra[128];
+        if (a->fd >= 0)
+            close(a->fd);
+        if (a->fill)
+            cache_fill_release(a->fill);
+        snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
+                 (unsigned long long)a->size);
+        respond_error(c, 0, 416, "BLOB_UNKNOWN", "requested range not satisfiable", extra);
+        pending_done(p);
+        return;
+    }
+    int status = 200;
+    if (rr == RANGE_PARTIAL) {
+        status = 206;
+        snprintf(headers + n, sizeof(headers) - (size_t)n, "Content-Range: bytes %llu-%llu/%llu\r\n",
+                 (unsigned long long)first, (unsigned long long)last,
+                 (unsigned long long)a->size);
+    } else {
+        first = 0;
+        last = a->size ? a->size - 1 : 0;
+    }
+    uint64_t end = a->size ? last + 1 : 0;
+    struct body_source src = {0};
+    if (a->fill) {
+        cache_fill_source(a->fill, first, end, wake_conn, c, &src);
+    } else {
+        src.fd = a->fd;
+        src.offset = first;
+        src.end = end;
+    }
+    conn_respond_stream(c, status, headers, &src);
+    pending_done(p);
+}
+
+/* ---- tags ---- */
+
+static void on_tags(void *ud, const struct tags_answer *a)
+{
+    struct pending *p = ud;
+    if (!pending_alive(p))
+        return;
+    p->req->outcome = cache_outcome_name(a->outcome);
+    if (a->err.status) {
+        respond_cache_error(p, &a->err);
+    } else {
+        char headers[1600], nsh[300], link[1200] = "";
+        ns_header(nsh, sizeof(nsh), p->ns);
+        if (a->link)
+            snprintf(link, sizeof(link), "Link: %s\r\n", a->link);
+        snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s%s", link, nsh);
+        conn_respond(p->conn, 200, headers, a->body, a->len, p->head);
+    }
+    pending_done(p);
+}
+
+/* ---- routing ---- */
+
+/* Picks the upstream: the ns parameter, else a leading name component naming an upstream, else
+ * the first upstream; applies Docker Hub's library/ convention. */
+static struct upstream *pick_upstream(struct registry *r, const struct route *rt, char *repo,
+                                      size_t repolen)
+{
+    struct upstream *u = NULL;
+    const char *name = rt->name;
+    if (rt->ns[0]) {
+        u = upstream_find(r->up, rt->ns);
+        if (!u)
+            return NULL;
+    } else {
+        const char *slash = strchr(name, '/');
+        if (slash) {
+            char first[REF_NAME_MAX + 1];
+            memcpy(first, name, (size_t)(slash - name));
+            first[slash - name] = '\0';
+            u = upstream_find(r->up, first);
+            if (u)
+                name = slash + 1;
+        }
+        if (!u)
+            u = upstream_get(r->up, 0);
+    }
+    if (upstream_is_docker_hub(u) && !strchr(name, '/'))
+        snprintf(repo, repolen, "library/%s", name);
+    else
+        snprintf(repo, repolen, "%s", name);
+    return u;
+}
+
+static void tags_query(const char *query, char *out, size_t len)
+{
+    char n[32], last[300];
+    out[0] = '\0';
+    int has_n = route_query_param(query, "n", n, sizeof(n)) > 0;
+    int has_last = route_query_param(query, "last", last, sizeof(last)) > 0;
+    if (has_n && strspn(n, "0123456789") == strlen(n))
+        snprintf(out, len, "n=%s", n);
+    if (has_last && ref_tag_valid(last, strlen(last)))
+        snprintf(out + strlen(out), len - strlen(out), "%slast=%s", out[0] ? "&" : "", last);
+}
+
+void registry_handle(struct conn *c, struct http_request *req, void *ud)
+{
+    struct registry *r = ud;
+    struct route rt;
+    int head = req->method == HTTP_METHOD_HEAD;
+    int parsed = route_parse(req->path, req->query, &rt);
+    if (req->method == HTTP_METHOD_OTHER || (parsed == 0 && rt.kind == ROUTE_UPLOAD)) {
+        respond_error(c, head, 405, "UNSUPPORTED",
+                      "this mirror is read-only: push and delete are not supported",
+                      "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (parsed) {
+        respond_error(c, head, rt.err_status, rt.err_code, rt.err_message, NULL);
+        return;
+    }
+    if (rt.kind == ROUTE_BASE) {
+        conn_respond(c, 200, "Content-Type: application/json\r\n", "{}\n", 3, head);
+        return;
+    }
+    if (rt.kind == ROUTE_CATALOG) {
+        char n[32], last[REF_NAME_MAX + 64];
+        size_t limit = 0;
+        if (route_query_param(req->query, "n", n, sizeof(n)) > 0)
+            limit = strtoul(n, NULL, 10);
+        int has_last = route_query_param(req->query, "last", last, sizeof(last)) > 0;
+        struct buf out;
+        buf_init(&out, 64u << 20);
+        if (cache_catalog(r->cache, &out, limit, has_last ? last : NULL))
+            respond_error(c, head, 500, "UNKNOWN", "cannot list repositories", NULL);
+        else
+            conn_respond(c, 200, "Content-Type: application/json\r\n", out.data, out.len, head);
+        buf_free(&out);
+        return;
+    }
+    char repo[REPO_MAX];
+    struct upstream *u = pick_upstream(r, &rt, repo, sizeof(repo));
+    if (!u) {
+        respond_error(c, head, 404, "NAME_UNKNOWN", "no upstream is configured for this ns",
+                      NULL);
+        return;
+    }
+    if (rt.kind == ROUTE_REFERRERS) {
+        respond_error(c, head, 404, "UNSUPPORTED", "the referrers API is not served", NULL);
+        return;
+    }
+    struct pending *p = pending_new(c, req, rt.ns);
+    if (!p) {
+        respond_error(c, head, 503, "UNAVAILABLE", "out of memory", NULL);
+        return;
+    }
+    switch (rt.kind) {
+    case ROUTE_MANIFEST:
+        if (rt.by_digest && strncmp(rt.reference, "sha256:", 7) != 0) {
+            respond_error(c, head, 400, "DIGEST_INVALID", "only sha256 manifests are cached",
+                          NULL);
+            pending_done(p);
+            break;
+        }
+        cache_manifest(r->cache, u, repo, rt.reference, req->accept, head, on_manifest, p);
+        break;
+    case ROUTE_BLOB:
+        if (strncmp(rt.reference, "sha256:", 7) != 0) {
+            respond_error(c, head, 400, "DIGEST_INVALID", "only sha256 blobs are cached", NULL);
+            pending_done(p);
+            break;
+        }
+        snprintf(p->digest, sizeof(p->digest), "%s", rt.reference);
+        cache_blob(r->cache, u, repo, rt.reference, head, on_blob, p);
+        break;
+    case ROUTE_TAGS: {
+        char q[400];
+        tags_query(req->query, q, sizeof(q));
+        cache_tags(r->cache, u, repo, q[0] ? q : NULL, on_tags, p);
+        break;
+    }
+    default:
+        respond_error(c, head, 404, "NAME_UNKNOWN", "unknown endpoint", NULL);
+        pending_done(p);
+    }
+}

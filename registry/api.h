@@ -1,0 +1,21 @@
+/* The registry API v2 read side, answered from the cache. Push and delete answer 405. */
+#ifndef REGCACHE_REGISTRY_API_H
+#define REGCACHE_REGISTRY_API_H
+
+#include "http/http.h"
+
+struct cache;
+struct upstream_client;
+struct registry;
+
+struct registry *registry_new(struct cache *cache, struct upstream_client *up);
+void registry_free(struct registry *r);
+
+/* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */
+void registry_handle(struct conn *c, struct http_request *req, void *ud);
+void registry_write_error(struct conn *c, int status, void *ud);
+
+/* Headers every response carries. */
+#define REGISTRY_COMMON_HEADERS "Docker-Distribution-Api-Version: registry/2.0\r\n"
+
+#endif

@@ -1,0 +1,40 @@
+/* Parsing a request target into a registry API route, with every name, tag and digest checked
+ * against the spec's grammar before anything else sees it. Pure: no I/O. */
+#ifndef REGCACHE_REGISTRY_ROUTE_H
+#define REGCACHE_REGISTRY_ROUTE_H
+
+#include <stddef.h>
+
+#include "util/reference.h"
+
+enum route_kind {
+    ROUTE_BASE,      /* /v2/ */
+    ROUTE_CATALOG,   /* /v2/_catalog */
+    ROUTE_MANIFEST,  /* /v2/<name>/manifests/<reference> */
+    ROUTE_BLOB,      /* /v2/<name>/blobs/<digest> */
+    ROUTE_TAGS,      /* /v2/<name>/tags/list */
+    ROUTE_UPLOAD,    /* /v2/<name>/blobs/uploads/... */
+    ROUTE_REFERRERS, /* /v2/<name>/referrers/<digest> */
+};
+
+struct route {
+    enum route_kind kind;
+    char name[REF_NAME_MAX + 1];
+    char reference[REF_DIGEST_MAX + 1]; /* tag or digest */
+    int by_digest;
+    char ns[256]; /* the ns query parameter, empty when absent */
+    /* when parsing fails: what to answer */
+    int err_status;
+    const char *err_code;
+    const char *err_message;
+};
+
+/* Returns 0, or -1 with err_* set (400 NAME_INVALID / DIGEST_INVALID / TAG_INVALID, 404 for an
+ * unknown endpoint). */
+int route_parse(const char *path, const char *query, struct route *out);
+
+/* Finds query parameter key (percent-decoded) in query (may be NULL). Returns its length, or -1
+ * when absent or not fitting in outlen. */
+int route_query_param(const char *query, const char *key, char *out, size_t outlen);
+
+#endif

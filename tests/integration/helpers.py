@@ -1,0 +1,173 @@
+"""Small assertions and raw-HTTP helpers shared by the tests."""
+
+import hashlib
+import json
+import os
+import socket
+import time
+
+import upstream as upstream_mod
+from images import ACCEPT_ALL
+from mirror import request, wait_settled
+
+ACCEPT_HEADER = ", ".join(ACCEPT_ALL)
+
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def get(mirror, path, method="GET", headers=None, accept=True):
+    """(status, headers, body) for one request to the mirror; Accept defaults to every manifest
+    type as one comma-separated header."""
+    h = headers
+    if h is None:
+        h = {"Accept": ACCEPT_HEADER} if accept else {}
+    status, hdrs, body, _ = request(mirror.port, method, path, h)
+    return status, hdrs, body
+
+
+def mirror_has(mirror, digest):
+    """True when the mirror's store holds a file for digest."""
+    return os.path.exists(mirror.file_for(digest))
+
+
+def error_codes(body):
+    """The codes of a spec error body {"errors":[{"code":..,"message":..}]}; fails if malformed."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise AssertionError(f"error body is not JSON: {body[:200]!r}")
+    assert isinstance(doc, dict) and isinstance(doc.get("errors"), list) and doc["errors"], \
+        f"not a spec error body: {doc!r}"
+    for e in doc["errors"]:
+        assert isinstance(e, dict) and isinstance(e.get("code"), str), f"bad error entry {e!r}"
+    return [e["code"] for e in doc["errors"]]
+
+
+def assert_error(status, body, want_status, *codes):
+    """Asserts the status (an int, or a range/collection of ints) and that the body is a spec
+    error naming one of codes (any code if none given)."""
+    ok = status in want_status if isinstance(want_status, (range, set, tuple, list)) \
+        else status == want_status
+    assert ok, f"status {status}, wanted {want_status}; body {body[:300]!r}"
+    got = error_codes(body)
+    if codes:
+        assert set(got) & set(codes), f"error codes {got}, wanted one of {codes}"
+
+
+def upstream_log(up):
+    """The upstream's access log once it has stopped growing (log lines trail responses)."""
+    return wait_settled(up.requests)
+
+
+def since(up, mark):
+    return upstream_log(up)[mark:]
+
+
+def manifest_gets(reqs, method="GET"):
+    return upstream_mod.count(reqs, method=method, kind="manifests")
+
+
+def blob_gets(reqs):
+    return upstream_mod.blob_gets(reqs)
+
+
+def wait_until(predicate, timeout=15, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last value {last!r})")
+
+
+# -- raw sockets (for what client libraries would normalise or refuse to send) ----------------
+def raw_exchange(port, data, timeout=10):
+    """Sends bytes, returns everything read until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        chunks = []
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                chunks.append(b)
+                if _complete(b"".join(chunks)):
+                    break
+        except (socket.timeout, ConnectionResetError):
+            pass
+    return b"".join(chunks)
+
+
+def _complete(buf):
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            return len(body) >= int(v.strip())
+    return False
+
+
+def parse_raw(buf):
+    """(status, headers dict lower-case, body) of the first response in buf; status None if
+    there is no response at all."""
+    if not buf:
+        return None, {}, b""
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        body = body[:int(headers["content-length"])]
+    return status, headers, body
+
+
+def read_response(f):
+    """Reads one HTTP/1.1 response from a binary file object (Content-Length or chunked);
+    returns (status, headers, body)."""
+    status_line = f.readline()
+    assert status_line, "connection closed before a response"
+    status = int(status_line.split()[1])
+    headers = {}
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            n = int(f.readline().split(b";")[0], 16)
+            if n == 0:
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                break
+            body += f.read(n)
+            f.readline()
+    else:
+        body = f.read(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+def tree(root, skip=()):
+    """Every path under root (relative), minus those under any of the skip prefixes."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            rel = os.path.relpath(os.path.join(dirpath, n), root)
+            if not any(rel == s or rel.startswith(s + os.sep) for s in skip):
+                out.add(rel)
+    return out

@@ -1,0 +1,145 @@
+"""The regcache process under test: config writing, start/stop, request-log parsing, and a small
+HTTP helper for talking to it."""
+
+import http.client
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+
+import yaml
+
+import procs
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+# REGCACHE_BIN may name another command (e.g. a stand-in) to test the tests themselves.
+REGCACHE = shlex.split(os.environ.get("REGCACHE_BIN", os.path.join(REPO_ROOT, "build", "regcache")))
+
+# <timestamp> <client-ip> <METHOD> <path+query> <status> <bytes> <duration>ms <hit|miss|fill|->
+LOG_RE = re.compile(r"(\S+) ([A-Z]+) (\S+) (\d{3}) (\d+) (\d+(?:\.\d+)?)ms (hit|miss|fill|-)\s*$")
+
+
+class LogEntry(tuple):
+    __slots__ = ()
+    ip = property(lambda s: s[0])
+    method = property(lambda s: s[1])
+    path = property(lambda s: s[2])
+    status = property(lambda s: s[3])
+    size = property(lambda s: s[4])
+    cache = property(lambda s: s[5])
+
+
+def regcache(*args, timeout=30):
+    """Runs the binary with args; returns CompletedProcess (text)."""
+    return subprocess.run([*REGCACHE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+class Mirror:
+    """One regcache serving on 127.0.0.1:port with its own storage directory."""
+
+    def __init__(self, directory, upstreams, port=None, revalidate_after="1s", extra=None):
+        """upstreams: list of {"name", "url"[, "username", "password"]} dicts, in order."""
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.port = port or procs.free_port()
+        self.storage = os.path.join(directory, "store")
+        self.log_path = os.path.join(directory, "regcache.log")
+        self.config_path = os.path.join(directory, "regcache.yml")
+        cfg = {
+            "listen": f"127.0.0.1:{self.port}",
+            "storage": self.storage,
+            "upstreams": [dict(u) for u in upstreams],
+            "cache": {"revalidate_after": revalidate_after},
+        }
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict):
+                cfg.setdefault(key, {}).update(value)
+            else:
+                cfg[key] = value
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+        self.proc = None
+
+    def start(self, wait=True):
+        self.proc = procs.Proc([*REGCACHE, "serve", "-c", self.config_path], self.log_path)
+        if wait:
+            procs.wait_for(lambda: procs.http_status(self.port) == 200, 20,
+                           f"regcache /v2/ on :{self.port}", proc=self.proc)
+        return self
+
+    def stop(self, timeout=15):
+        """SIGTERM; returns the exit status (None if it had to be killed)."""
+        if not self.proc:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            status = None
+        self.proc.kill()
+        self.proc = None
+        return status
+
+    # -- request log --------------------------------------------------------------------------
+    def log_text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def entries(self):
+        """Every request line the mirror logged, as LogEntry(ip, method, path, status, bytes,
+        cache)."""
+        out = []
+        for line in self.log_text().splitlines():
+            m = LOG_RE.search(line)
+            if m:
+                out.append(LogEntry((m.group(1), m.group(2), m.group(3), int(m.group(4)),
+                                     int(m.group(5)), m.group(7))))
+        return out
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def conn(self, timeout=30):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, headers=None, timeout=60):
+        """One request on a fresh connection: (status, headers dict lower-cased, body, resp)."""
+        return request(self.port, method, path, headers, timeout)
+
+    def file_for(self, digest):
+        algo, hexd = digest.split(":", 1)
+        return os.path.join(self.storage, "blobs", algo, hexd[:2], hexd)
+
+
+def request(port, method, path, headers=None, timeout=60, body=None):
+    """One request on a fresh connection: (status, headers dict lower-cased, body, response).
+    headers may be a list of (name, value) pairs to send repeated headers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        if isinstance(headers, list):  # repeated headers: send them by hand
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for k, v in headers:
+                conn.putheader(k, v)
+            conn.endheaders()
+        else:
+            conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body, resp
+    finally:
+        conn.close()
+
+
+def wait_settled(read, quiet=0.4, timeout=5.0):
+    """Waits until read() (e.g. an access log) stops changing for `quiet` seconds; returns it.
+    Servers write their access-log line after the response, so a client can be ahead of it."""
+    last, since = read(), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last

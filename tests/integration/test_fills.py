@@ -1,0 +1,77 @@
+"""Exactly-once fills: concurrent cold requests share one upstream download, and a blob whose
+upstream bytes do not match its digest is never stored."""
+
+import hashlib
+import http.client
+import os
+import threading
+
+from helpers import blob_gets, get, mirror_has, since, wait_until
+from mirror import request
+
+
+def test_concurrent_cold_blob_is_fetched_once(mirror, up, make_image, push):
+    """12 clients ask for the same cold ~20 MiB blob at once: all get the full, correct bytes,
+    and the upstream serves that blob exactly once."""
+    img = push(make_image(30, (20 * 1024 * 1024,)), up, "library/big", "v1")
+    layer = img.layer_digests[0]
+    want = img.blobs[layer]
+    barrier = threading.Barrier(12)
+    results = [None] * 12
+
+    def fetch(i):
+        barrier.wait()
+        try:
+            s, h, body, _ = request(mirror.port, "GET", f"/v2/library/big/blobs/{layer}",
+                                    timeout=120)
+            results[i] = (s, len(body), "sha256:" + hashlib.sha256(body).hexdigest())
+        except Exception as e:  # noqa: BLE001 - reported below
+            results[i] = ("error", repr(e), None)
+
+    mark = up.mark()
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert results == [(200, len(want), layer)] * 12
+    assert blob_gets(since(up, mark))[layer] == 1
+    assert mirror_has(mirror, layer)
+    with open(mirror.file_for(layer), "rb") as f:
+        assert f.read() == want
+
+
+def test_corrupt_upstream_blob_is_not_served_whole_nor_stored(mirror, up, make_image, push):
+    """If the upstream's bytes do not hash to the digest, the client does not get a complete
+    body with that digest, nothing is stored under it, and once the upstream file is repaired a
+    new request succeeds."""
+    img = push(make_image(31, (512 * 1024,)), up, "library/bad", "v1")
+    layer = img.layer_digests[0]
+    good = img.blobs[layer]
+    path = up.blob_path(layer)
+    with open(path, "r+b") as f:  # same size, different bytes
+        f.seek(len(good) // 2)
+        f.write(bytes(b ^ 0xFF for b in good[len(good) // 2:len(good) // 2 + 4096]))
+    try:
+        s, h, body, _ = request(mirror.port, "GET", f"/v2/library/bad/blobs/{layer}")
+        complete_and_valid = s == 200 and body == good
+        assert not complete_and_valid
+        assert s != 200 or len(body) < len(good) or \
+            "sha256:" + hashlib.sha256(body).hexdigest() != layer
+    except (OSError, http.client.HTTPException):
+        pass  # the mirror cut the response: that is a correct outcome too
+    assert not mirror_has(mirror, layer)
+    assert not [n for n in _store_files(mirror) if layer[7:] in n]
+    with open(path, "wb") as f:
+        f.write(good)
+    wait_until(lambda: get(mirror, f"/v2/library/bad/blobs/{layer}")[2] == good, timeout=15,
+               what="the repaired blob to be served")
+    assert mirror_has(mirror, layer)
+
+
+def _store_files(mirror):
+    out = []
+    for dirpath, _, files in os.walk(mirror.storage):
+        out += [os.path.join(dirpath, f) for f in files
+                if os.path.getsize(os.path.join(dirpath, f)) > 0]
+    return out

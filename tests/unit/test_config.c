@@ -1,0 +1,474 @@
+/* Unit tests for config/config.c: good files, defaults, and error messages (file, line, key). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config/config.h"
+
+static char dir[64];
+static char path[128];
+static char err[1024];
+static struct config cfg;
+
+static void write_file(const char *p, const char *content, size_t len)
+{
+    FILE *f = fopen(p, "wb");
+
+    if (!f || fwrite(content, 1, len, f) != len || fclose(f) != 0) {
+        perror(p);
+        exit(1);
+    }
+}
+
+static void write_str(const char *p, const char *content)
+{
+    write_file(p, content, strlen(content));
+}
+
+/* Writes yaml to DIR/mirror.yml and loads it over fresh defaults. */
+static int load_n(const char *yaml, size_t len)
+{
+    write_file(path, yaml, len);
+    config_free(&cfg);
+    config_defaults(&cfg);
+    memset(err, 'z', sizeof(err) - 1);
+    err[sizeof(err) - 1] = '\0';
+    return config_load(path, &cfg, err, sizeof(err));
+}
+
+static int load(const char *yaml)
+{
+    return load_n(yaml, strlen(yaml));
+}
+
+static void check_defaults(const struct config *c)
+{
+    CHECK_STR(c->listen, "0.0.0.0:5000");
+    CHECK_STR(c->storage, "./regcache-data");
+    CHECK_EQ_INT(c->n_upstreams, 1);
+    CHECK_STR(c->upstreams[0].name, "docker.io");
+    CHECK_STR(c->upstreams[0].url, "https://registry-1.docker.io");
+    CHECK(c->upstreams[0].username == NULL);
+    CHECK(c->upstreams[0].password == NULL);
+    CHECK_EQ_U64(c->revalidate_after_ms, 30000);
+    CHECK_EQ_U64(c->connect_timeout_ms, 10000);
+    CHECK_EQ_U64(c->low_speed_time_ms, 30000);
+    CHECK_EQ_U64(c->client_idle_ms, 60000);
+    CHECK_EQ_U64(c->shutdown_grace_ms, 10000);
+    CHECK_EQ_U64(c->max_connections, 1024);
+    CHECK_EQ_U64(c->max_manifest_bytes, 4 * 1024 * 1024);
+    CHECK_EQ_INT(c->log_level, 1);
+}
+
+/* An error: -EINVAL, message "<path>:<line>: <key>: ...<what>...", config left as it was. */
+static void expect_error(int line_no, const char *yaml, int line, const char *key, const char *what)
+{
+    char prefix[256];
+    int rc = load(yaml);
+
+    if (key)
+        snprintf(prefix, sizeof(prefix), "%s:%d: %s: ", path, line, key);
+    else
+        snprintf(prefix, sizeof(prefix), "%s:%d: ", path, line);
+    check_total++;
+    if (rc != -EINVAL || strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, what) ||
+        strchr(err, '\n')) {
+        check_failed++;
+        fprintf(stderr, "%s:%d: check failed: rc %d, want prefix \"%s\" and \"%s\", got \"%s\"\n",
+                __FILE__, line_no, rc, prefix, what, err);
+    }
+    check_defaults(&cfg);
+    CHECK(cfg.source == NULL);
+}
+#define ERR(yaml, line, key, what) expect_error(__LINE__, (yaml), (line), (key), (what))
+
+static void test_defaults(void)
+{
+    struct config c;
+
+    config_defaults(&c);
+    check_defaults(&c);
+    CHECK(c.source == NULL);
+    config_free(&c);
+    config_free(&c); /* harmless twice */
+    CHECK(c.listen == NULL);
+}
+
+static void test_full(void)
+{
+    const char *yaml = "# full example\n"
+                       "listen: '[::]:5001'\n"
+                       "storage: /var/lib/regcache\n"
+                       "upstreams:\n"
+                       "  - name: docker.io\n"
+                       "    url: https://registry-1.docker.io/\n"
+                       "    username: someone\n"
+                       "    password: secret\n"
+                       "  - name: ghcr.io\n"
+                       "    url: \"https://ghcr.io///\"\n"
+                       "  - {name: 'localhost:5000', url: http://127.0.0.1:5000}\n"
+                       "  - name: my_reg-1.example\n"
+                       "    url: http://reg.example/prefix/\n"
+                       "cache:\n"
+                       "  revalidate_after: 5m\n"
+                       "timeouts:\n"
+                       "  connect: 500ms\n"
+                       "  low_speed: 1m\n"
+                       "  client_idle: 2h\n"
+                       "  shutdown_grace: 0\n"
+                       "limits:\n"
+                       "  max_connections: 10\n"
+                       "  max_manifest_size: 8MiB\n"
+                       "log:\n"
+                       "  level: debug\n";
+
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK_STR(err, "");
+    CHECK_STR(cfg.source, path);
+    CHECK_STR(cfg.listen, "[::]:5001");
+    CHECK_STR(cfg.storage, "/var/lib/regcache");
+    CHECK_EQ_INT(cfg.n_upstreams, 4);
+    CHECK_STR(cfg.upstreams[0].name, "docker.io");
+    CHECK_STR(cfg.upstreams[0].url, "https://registry-1.docker.io");
+    CHECK_STR(cfg.upstreams[0].username, "someone");
+    CHECK_STR(cfg.upstreams[0].password, "secret");
+    CHECK_STR(cfg.upstreams[1].name, "ghcr.io");
+    CHECK_STR(cfg.upstreams[1].url, "https://ghcr.io");
+    CHECK(cfg.upstreams[1].username == NULL);
+    CHECK(cfg.upstreams[1].password == NULL);
+    CHECK_STR(cfg.upstreams[2].name, "localhost:5000");
+    CHECK_STR(cfg.upstreams[2].url, "http://127.0.0.1:5000");
+    CHECK_STR(cfg.upstreams[3].name, "my_reg-1.example");
+    CHECK_STR(cfg.upstreams[3].url, "http://reg.example/prefix");
+    CHECK(cfg.upstreams[4].name == NULL);
+    CHECK_EQ_U64(cfg.revalidate_after_ms, 300000);
+    CHECK_EQ_U64(cfg.connect_timeout_ms, 500);
+    CHECK_EQ_U64(cfg.low_speed_time_ms, 60000);
+    CHECK_EQ_U64(cfg.client_idle_ms, 7200000);
+    CHECK_EQ_U64(cfg.shutdown_grace_ms, 0);
+    CHECK_EQ_U64(cfg.max_connections, 10);
+    CHECK_EQ_U64(cfg.max_manifest_bytes, 8 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.log_level, 0);
+
+    /* Loading a second file over the first: upstreams replaced, the rest kept. */
+    write_str(path, "upstreams:\n  - name: quay.io\n    url: https://quay.io\n");
+    CHECK_EQ_INT(config_load(path, &cfg, err, sizeof(err)), 0);
+    CHECK_EQ_INT(cfg.n_upstreams, 1);
+    CHECK_STR(cfg.upstreams[0].name, "quay.io");
+    CHECK(cfg.upstreams[0].username == NULL);
+    CHECK(cfg.upstreams[1].name == NULL);
+    CHECK_STR(cfg.storage, "/var/lib/regcache");
+    CHECK_EQ_INT(cfg.log_level, 0);
+    /* And a failing load over it leaves it all alone. */
+    write_str(path, "storage: x\nlog: {level: loud}\n");
+    CHECK_EQ_INT(config_load(path, &cfg, err, sizeof(err)), -EINVAL);
+    CHECK_STR(cfg.upstreams[0].name, "quay.io");
+    CHECK_STR(cfg.storage, "/var/lib/regcache");
+    CHECK_STR(cfg.source, path);
+}
+
+static void test_good_small(void)
+{
+    static const char *const empties[] = {
+        "",      "\n\n",         "# only a comment\n",
+        "---\n", "---\n...\n",   "~\n",
+        "null",  "\xef\xbb\xbf", "cache:\ntimeouts: ~\nlimits: null\nlog:\n",
+        "{}",    "cache: {}\n",
+    };
+
+    for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+        int rc = load(empties[i]);
+        CHECK_EQ_INT(rc, 0);
+        if (rc != 0)
+            fprintf(stderr, "  empty config #%zu: %s\n", i, err);
+        check_defaults(&cfg);
+        CHECK_STR(cfg.source, path);
+    }
+
+    CHECK_EQ_INT(load("listen: :8080\n"), 0);
+    CHECK_STR(cfg.listen, ":8080");
+    CHECK_EQ_INT(load("listen: 0.0.0.0:5000 # comment\n"), 0);
+    CHECK_STR(cfg.listen, "0.0.0.0:5000");
+
+    /* Quoted numbers and sizes are fine; YAML types are not enforced beyond "scalar". */
+    CHECK_EQ_INT(load("limits:\n  max_connections: '1'\n  max_manifest_size: \"1KiB\"\n"), 0);
+    CHECK_EQ_U64(cfg.max_connections, 1);
+    CHECK_EQ_U64(cfg.max_manifest_bytes, 1024);
+    CHECK_EQ_INT(load("limits: {max_connections: 1000000, max_manifest_size: 64MiB}\n"), 0);
+    CHECK_EQ_U64(cfg.max_connections, 1000000);
+    CHECK_EQ_U64(cfg.max_manifest_bytes, 64 * 1024 * 1024);
+    CHECK_EQ_INT(load("limits: {max_manifest_size: 67108864}\n"), 0);
+    CHECK_EQ_INT(load("limits: {max_manifest_size: 1024}\n"), 0);
+    CHECK_EQ_INT(load("limits: {max_manifest_size: 10KB}\n"), 0);
+    CHECK_EQ_U64(cfg.max_manifest_bytes, 10000);
+
+    CHECK_EQ_INT(load("log: {level: info}\n"), 0);
+    CHECK_EQ_INT(cfg.log_level, 1);
+    CHECK_EQ_INT(load("log: {level: warn}\n"), 0);
+    CHECK_EQ_INT(cfg.log_level, 2);
+    CHECK_EQ_INT(load("log: {level: error}\n"), 0);
+    CHECK_EQ_INT(cfg.log_level, 3);
+
+    CHECK_EQ_INT(load("cache: {revalidate_after: 0}\ntimeouts: {connect: 1ms}\n"), 0);
+    CHECK_EQ_U64(cfg.revalidate_after_ms, 0);
+    CHECK_EQ_U64(cfg.connect_timeout_ms, 1);
+
+    /* Anchors and aliases resolve like any other node. */
+    CHECK_EQ_INT(load("upstreams:\n  - name: a\n    url: &u https://mirror.example/\n"
+                      "  - name: b\n    url: *u\n"),
+                 0);
+    CHECK_EQ_INT(cfg.n_upstreams, 2);
+    CHECK_STR(cfg.upstreams[1].url, "https://mirror.example");
+
+    /* Credentials: empty password allowed when quoted, numbers are strings. */
+    CHECK_EQ_INT(load("upstreams:\n  - {name: a, url: http://a, username: 123, password: ''}\n"),
+                 0);
+    CHECK_STR(cfg.upstreams[0].username, "123");
+    CHECK_STR(cfg.upstreams[0].password, "");
+
+    /* Windows line endings. */
+    CHECK_EQ_INT(load("storage: /srv/x\r\nlog:\r\n  level: warn\r\n"), 0);
+    CHECK_STR(cfg.storage, "/srv/x");
+    CHECK_EQ_INT(cfg.log_level, 2);
+}
+
+static void test_upstream_limits(void)
+{
+    char *yaml = malloc(8192), name[300];
+    size_t n = 0;
+
+    n += (size_t)sprintf(yaml + n, "upstreams:\n");
+    for (int i = 0; i < CONFIG_MAX_UPSTREAMS; i++)
+        n += (size_t)sprintf(yaml + n, "  - name: r%d.example\n    url: https://r%d.example\n", i,
+                             i);
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK_EQ_INT(cfg.n_upstreams, CONFIG_MAX_UPSTREAMS);
+    CHECK_STR(cfg.upstreams[CONFIG_MAX_UPSTREAMS - 1].name, "r31.example");
+    /* The 33rd entry starts on line 2 + 2 * 32. */
+    sprintf(yaml + n, "  - name: extra\n    url: https://extra\n");
+    ERR(yaml, 2 + 2 * CONFIG_MAX_UPSTREAMS, "upstreams", "too many upstreams (max 32)");
+
+    /* Names of 255 and 256 characters. */
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    sprintf(yaml, "upstreams:\n  - url: http://x\n    name: %s\n", name);
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK_EQ_INT(strlen(cfg.upstreams[0].name), 255);
+    strcat(name, "n");
+    sprintf(yaml, "upstreams:\n  - url: http://x\n    name: %s\n", name);
+    ERR(yaml, 3, "upstreams[0].name", "1 to 255 characters");
+    free(yaml);
+}
+
+static void test_errors(void)
+{
+    /* The two examples from the design notes, with their exact text. */
+    ERR("# mirror\nlisten: :5000\nstorage: /x\n\n\ncache:\n  revalidate_after: abc\n", 7,
+        "cache.revalidate_after", "invalid duration 'abc' (use e.g. 500ms, 30s, 5m, 24h, 7d)");
+    ERR("upstreams:\n  - {name: a, url: http://a}\n  - {name: b, url: ftp://b}\n", 3,
+        "upstreams[1].url", "must start with http:// or https://");
+
+    /* YAML syntax errors. */
+    ERR("listen: [\n", 2, NULL, "YAML syntax error");
+    ERR("storage: /x\nlisten: a: b\n", 2, NULL, "mapping values are not allowed");
+    ERR("storage: /x\nstorage2: \"abc\n", 3, NULL, "YAML syntax error: found unexpected end");
+    ERR("a:\n\tb: 1\n", 2, NULL, "YAML syntax error");
+    ERR("upstreams: *nope\n", 1, NULL, "undefined alias");
+    ERR("storage: /x\nlisten: \xff\xfe\n", 2, NULL, "YAML syntax error: invalid");
+    ERR("storage: /x\n---\nlisten: :1\n", 2, NULL, "only one YAML document");
+    CHECK_EQ_INT(load_n("storage: /x\nlisten: a\0b\n", 24), -EINVAL); /* raw NUL byte */
+    CHECK_CONTAINS(err, "mirror.yml:2: YAML syntax error");
+    ERR("storage: /x\n---\nlisten: [\n", 4, NULL, "YAML syntax error");
+
+    /* Shapes. */
+    ERR("- a\n- b\n", 1, NULL, "expected a mapping at the top level, got a sequence");
+    ERR("just text\n", 1, NULL, "expected a mapping at the top level, got a scalar");
+    ERR("listen: {a: 1}\n", 1, "listen", "expected a scalar value, got a mapping");
+    ERR("storage:\n  - /x\n", 2, "storage", "expected a scalar value, got a sequence");
+    ERR("cache: 5\n", 1, "cache", "expected a mapping, got a scalar");
+    ERR("cache: [1]\n", 1, "cache", "expected a mapping, got a sequence");
+    ERR("cache:\n  revalidate_after:\n    x: 1\n", 3, "cache.revalidate_after",
+        "expected a scalar value, got a mapping");
+    ERR("upstreams: docker.io\n", 1, "upstreams", "expected a sequence");
+    ERR("upstreams:\n", 1, "upstreams", "expected a sequence");
+    ERR("upstreams: {name: a, url: http://a}\n", 1, "upstreams", "got a mapping");
+    ERR("upstreams: []\n", 1, "upstreams", "must not be empty");
+    ERR("upstreams:\n  - docker.io\n", 2, "upstreams[0]", "expected a mapping");
+    ERR("upstreams:\n  - {name: a, url: http://a}\n  - [x]\n", 3, "upstreams[1]", "got a sequence");
+    ERR("upstreams:\n  - name: [a]\n    url: http://a\n", 2, "upstreams[0].name",
+        "expected a scalar value");
+    ERR("? [a]\n: b\n", 1, NULL, "keys must be scalars");
+    ERR("cache:\n  ? {a: 1}\n  : b\n", 2, "cache", "keys must be scalars");
+    ERR("cache:\n  \"revalidate_after\\0x\": 1s\n", 2, "cache", "key contains a NUL");
+
+    /* Unknown and duplicate keys. */
+    ERR("listen: :1\nfoo: 1\n", 2, "foo", "unknown key");
+    ERR("Listen: :1\n", 1, "Listen", "unknown key");
+    ERR("cache:\n  revalidate_after: 1s\n  foo: 1\n", 3, "cache.foo", "unknown key");
+    ERR("timeouts:\n  connect_timeout: 1s\n", 2, "timeouts.connect_timeout", "unknown key");
+    ERR("limits:\n  level: info\n", 2, "limits.level", "unknown key");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    token: x\n", 4, "upstreams[0].token",
+        "unknown key");
+    ERR("base: &b {connect: 1s}\ntimeouts:\n  <<: *b\n", 1, "base", "unknown key");
+    ERR("listen: :1\nstorage: /a\nlisten: :2\n", 3, "listen",
+        "duplicate key (first given on line 1)");
+    ERR("log:\n  level: info\n  level: warn\n", 3, "log.level", "duplicate key");
+    ERR("cache: {}\ncache: {}\n", 2, "cache", "duplicate key");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    name: b\n", 4, "upstreams[0].name",
+        "duplicate key");
+    ERR("upstreams:\n  - {name: a, url: http://a}\n  - {name: b, url: http://b}\n"
+        "  - {name: a, url: http://c}\n",
+        4, "upstreams[2].name", "duplicate upstream name 'a'");
+
+    /* Required and paired keys. */
+    ERR("upstreams:\n  - url: http://a\n", 2, "upstreams[0].name", "required key missing");
+    ERR("upstreams:\n  - name: a\n", 2, "upstreams[0].url", "required key missing");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    username: u\n", 4, "upstreams[0].password",
+        "required when username is given");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    password: p\n", 4, "upstreams[0].username",
+        "required when password is given");
+    ERR("upstreams:\n  - {name: a, url: http://a, username: '', password: p}\n", 2,
+        "upstreams[0].username", "must not be empty");
+
+    /* Values. */
+    ERR("listen:\n", 1, "listen", "missing value");
+    ERR("listen: ~\n", 1, "listen", "missing value");
+    ERR("listen: 5000\n", 1, "listen", "invalid address '5000'");
+    ERR("listen: ':0'\n", 1, "listen", "invalid address");
+    ERR("listen: ::1:5000\n", 1, "listen", "invalid address");
+    ERR("storage: ''\n", 1, "storage", "must not be empty");
+    ERR("storage: null\n", 1, "storage", "missing value");
+    ERR("storage: \"a\\0b\"\n", 1, "storage", "NUL");
+    ERR("cache:\n  revalidate_after: 30\n", 2, "cache.revalidate_after", "invalid duration '30'");
+    ERR("cache:\n  revalidate_after: -1s\n", 2, "cache.revalidate_after", "invalid duration");
+    ERR("cache:\n  revalidate_after: 99999999999999999999d\n", 2, "cache.revalidate_after",
+        "invalid duration");
+    ERR("timeouts:\n  connect: 0\n", 2, "timeouts.connect", "must be greater than 0");
+    ERR("timeouts:\n  low_speed: 0s\n", 2, "timeouts.low_speed", "must be greater than 0");
+    ERR("timeouts:\n  client_idle: 0ms\n", 2, "timeouts.client_idle", "must be greater than 0");
+    ERR("timeouts:\n  shutdown_grace: soon\n", 2, "timeouts.shutdown_grace", "invalid duration");
+    ERR("limits:\n  max_connections: 0\n", 2, "limits.max_connections", "out of range");
+    ERR("limits:\n  max_connections: 1000001\n", 2, "limits.max_connections", "out of range");
+    ERR("limits:\n  max_connections: -1\n", 2, "limits.max_connections", "invalid integer '-1'");
+    ERR("limits:\n  max_connections: 1e3\n", 2, "limits.max_connections", "invalid integer");
+    ERR("limits:\n  max_connections: 99999999999999999999999\n", 2, "limits.max_connections",
+        "invalid integer");
+    ERR("limits:\n  max_connections: 10KiB\n", 2, "limits.max_connections", "invalid integer");
+    ERR("limits:\n  max_manifest_size: 1023\n", 2, "limits.max_manifest_size", "out of range");
+    ERR("limits:\n  max_manifest_size: 67108865\n", 2, "limits.max_manifest_size", "out of range");
+    ERR("limits:\n  max_manifest_size: 1TiB\n", 2, "limits.max_manifest_size", "out of range");
+    ERR("limits:\n  max_manifest_size: 4 MiB\n", 2, "limits.max_manifest_size",
+        "invalid size '4 MiB'");
+    ERR("log:\n  level: INFO\n", 2, "log.level", "invalid level 'INFO'");
+    ERR("log:\n  level: verbose\n", 2, "log.level", "use debug, info, warn or error");
+    ERR("log:\n  level: 1\n", 2, "log.level", "invalid level");
+
+    /* Upstream names and URLs. */
+    ERR("upstreams:\n  - {name: Docker.io, url: http://a}\n", 2, "upstreams[0].name",
+        "must be lowercase");
+    ERR("upstreams:\n  - {name: 'a/b', url: http://a}\n", 2, "upstreams[0].name", "invalid name");
+    ERR("upstreams:\n  - {name: 'a b', url: http://a}\n", 2, "upstreams[0].name", "invalid name");
+    ERR("upstreams:\n  - {name: '..', url: http://a}\n", 2, "upstreams[0].name",
+        "must start with a letter or digit");
+    ERR("upstreams:\n  - {name: '-x', url: http://a}\n", 2, "upstreams[0].name",
+        "must start with a letter or digit");
+    ERR("upstreams:\n  - {name: '', url: http://a}\n", 2, "upstreams[0].name", "1 to 255");
+    ERR("upstreams:\n  - {name: a, url: registry-1.docker.io}\n", 2, "upstreams[0].url",
+        "must start with http:// or https://");
+    ERR("upstreams:\n  - {name: a, url: HTTPS://x}\n", 2, "upstreams[0].url",
+        "must start with http:// or https://");
+    ERR("upstreams:\n  - {name: a, url: 'https://'}\n", 2, "upstreams[0].url", "missing host");
+    ERR("upstreams:\n  - {name: a, url: 'https:////'}\n", 2, "upstreams[0].url", "missing host");
+    ERR("upstreams:\n  - {name: a, url: 'https:///x'}\n", 2, "upstreams[0].url", "missing host");
+    ERR("upstreams:\n  - {name: a, url: 'https://a b'}\n", 2, "upstreams[0].url", "spaces");
+    ERR("upstreams:\n  - {name: a, url: 'https://a?x=1'}\n", 2, "upstreams[0].url", "query");
+    ERR("upstreams:\n  - {name: a, url: \"https://a\\n\"}\n", 2, "upstreams[0].url",
+        "control characters");
+}
+
+static void test_password_not_echoed(void)
+{
+    CHECK_EQ_INT(load("upstreams:\n  - {name: a, url: http://a, password: hunter2}\n"), -EINVAL);
+    CHECK(strstr(err, "hunter2") == NULL);
+}
+
+static void test_files(void)
+{
+    char small[16];
+    struct config c;
+    char bigpath[160];
+    char *big;
+    int rc;
+
+    config_defaults(&c);
+    snprintf(bigpath, sizeof(bigpath), "%s/does-not-exist.yml", dir);
+    rc = config_load(bigpath, &c, err, sizeof(err));
+    CHECK_EQ_INT(rc, -ENOENT);
+    CHECK_CONTAINS(err, "does-not-exist.yml");
+    CHECK_CONTAINS(err, "No such file");
+    rc = config_load(dir, &c, err, sizeof(err));
+    CHECK_EQ_INT(rc, -EISDIR);
+    CHECK_CONTAINS(err, dir);
+    check_defaults(&c);
+
+    /* 2 MiB of comments: refused without reading forever. */
+    big = malloc(2 * 1024 * 1024 + 1);
+    memset(big, '#', 2 * 1024 * 1024);
+    snprintf(bigpath, sizeof(bigpath), "%s/big.yml", dir);
+    write_file(bigpath, big, 2 * 1024 * 1024);
+    free(big);
+    rc = config_load(bigpath, &c, err, sizeof(err));
+    CHECK_EQ_INT(rc, -EFBIG);
+    CHECK_CONTAINS(err, "too large");
+    unlink(bigpath);
+
+    /* A tiny or absent error buffer is never overrun. */
+    write_str(path, "foo: 1\n");
+    memset(small, 'Q', sizeof(small));
+    CHECK_EQ_INT(config_load(path, &c, small, 8), -EINVAL);
+    CHECK_EQ_INT(strlen(small), 7);
+    CHECK_EQ_INT(small[8], 'Q');
+    CHECK_EQ_INT(config_load(path, &c, NULL, 0), -EINVAL);
+    CHECK_EQ_INT(config_load(path, &c, small, 0), -EINVAL);
+    check_defaults(&c);
+
+    /* A relative file name appears as given. */
+    CHECK_EQ_INT(chdir(dir), 0);
+    write_str("mirror.yml", "\n\n\n\n\n\ncache:\n  revalidate_after: abc\n");
+    CHECK_EQ_INT(config_load("mirror.yml", &c, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "mirror.yml:8: cache.revalidate_after: invalid duration 'abc' (use e.g. "
+                   "500ms, 30s, 5m, 24h, 7d)");
+    write_str("mirror.yml", "upstreams:\n  - {name: x, url: https://x/}\n");
+    CHECK_EQ_INT(config_load("mirror.yml", &c, err, sizeof(err)), 0);
+    CHECK_STR(c.source, "mirror.yml");
+    CHECK_STR(c.upstreams[0].url, "https://x");
+    unlink("mirror.yml");
+    CHECK_EQ_INT(chdir("/"), 0);
+    config_free(&c);
+}
+
+int main(void)
+{
+    strcpy(dir, "/tmp/regcache-test-config.XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(path, sizeof(path), "%s/mirror.yml", dir);
+
+    test_defaults();
+    test_full();
+    test_good_small();
+    test_upstream_limits();
+    test_errors();
+    test_password_not_echoed();
+    test_files();
+
+    config_free(&cfg);
+    unlink(path);
+    rmdir(dir);
+    CHECK_DONE();
+}

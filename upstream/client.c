@@ -1,0 +1,686 @@
+#include "upstream/upstream.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "upstream/auth.h"
+#include "upstream/challenge.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define MAX_AUTH_ATTEMPTS 2
+#define TOKEN_BODY_MAX (64 * 1024)
+#define USER_AGENT "regcache/" REGCACHE_VERSION
+
+struct upstream {
+    struct upstream_client *client;
+    char *name, *url, *username, *password;
+    int docker_hub;
+    /* learnt from the first challenge, so later scopes fetch a token before asking */
+    int bearer, basic;
+    char realm[1024], service[256];
+    struct token_cache *tokens;
+};
+
+struct upstream_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    long connect_timeout_ms, low_speed_time_s;
+    struct upstream *ups[CONFIG_MAX_UPSTREAMS];
+    size_t n_ups;
+    struct upstream_req *reqs; /* everything in flight, for shutdown */
+};
+
+enum req_kind { REQ_MAIN, REQ_TOKEN };
+
+struct upstream_req {
+    struct upstream *u;
+    enum req_kind kind;
+    struct upstream_req *next, *prev; /* client->reqs */
+    struct upstream_req *parent;      /* token fetch: the request waiting for it */
+    struct upstream_req *token_req;   /* main: the token fetch it waits for */
+    CURL *easy;
+    struct curl_slist *headers;
+    enum upstream_method method;
+    char *url, *accept, *scope;
+    const struct upstream_callbacks *cb;
+    void *ud;
+    int attempts;
+    int used_token, used_basic, want_basic;
+    int headers_delivered, discarding;
+    /* the current response's headers; reset on every status line (redirects, 100) */
+    long status;
+    char content_type[256], digest[160], retry_after[64], link[1024], www_auth[2048];
+    int64_t content_length;
+    struct buf body; /* token responses only */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct upstream_client *client;
+};
+
+static void req_free(struct upstream_req *r);
+static int req_start(struct upstream_req *r);
+
+/* ---- libuv <-> curl multi glue ---- */
+
+static void check_multi_info(struct upstream_client *c);
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct sock_ctx *s = h->data;
+    int running, flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    struct upstream_client *c = s->client;
+    curl_multi_socket_action(c->multi, s->fd, flags, &running);
+    check_multi_info(c);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    struct upstream_client *c = userp;
+    struct sock_ctx *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+            curl_multi_assign(c->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return -1;
+        s->fd = fd;
+        s->client = c;
+        if (uv_poll_init_socket(c->loop, &s->poll, fd)) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        curl_multi_assign(c->multi, fd, s);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&s->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct upstream_client *c = t->data;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(c);
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    struct upstream_client *c = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- response headers and body ---- */
+
+static void copy_value(char *dst, size_t dstlen, const char *v, size_t n)
+{
+    while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n >= dstlen)
+        n = dstlen - 1; /* over-long values are truncated; they are then invalid and unused */
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+}
+
+static void reset_response(struct upstream_req *r)
+{
+    r->status = 0;
+    r->content_type[0] = r->digest[0] = r->retry_after[0] = r->link[0] = '\0';
+    r->content_length = -1;
+    r->www_auth[0] = '\0';
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+    struct upstream_req *r = ud;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        reset_response(r);
+        const char *sp = memchr(data, ' ', len);
+        if (sp)
+            r->status = strtol(sp + 1, NULL, 10);
+        return len;
+    }
+    const char *colon = memchr(data, ':', len);
+    if (!colon)
+        return len;
+    size_t nlen = colon - data;
+    const char *v = colon + 1;
+    size_t vlen = len - nlen - 1;
+    while (vlen && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+    }
+#define IS(h) (nlen == sizeof(h) - 1 && strncasecmp(data, h, nlen) == 0)
+    if (IS("Content-Type"))
+        copy_value(r->content_type, sizeof(r->content_type), v, vlen);
+    else if (IS("Docker-Content-Digest"))
+        copy_value(r->digest, sizeof(r->digest), v, vlen);
+    else if (IS("Retry-After"))
+        copy_value(r->retry_after, sizeof(r->retry_after), v, vlen);
+    else if (IS("Link"))
+        copy_value(r->link, sizeof(r->link), v, vlen);
+    else if (IS("WWW-Authenticate") && !r->www_auth[0])
+        copy_value(r->www_auth, sizeof(r->www_auth), v, vlen);
+    else if (IS("Content-Length")) {
+        char tmp[32];
+        copy_value(tmp, sizeof(tmp), v, vlen);
+        char *end;
+        long long cl = strtoll(tmp, &end, 10);
+        r->content_length = (*tmp && !*end && cl >= 0) ? cl : -1;
+    }
+#undef IS
+    return len;
+}
+
+static void fill_response(const struct upstream_req *r, struct upstream_response *resp)
+{
+    resp->status = r->status;
+    resp->content_type = r->content_type[0] ? r->content_type : NULL;
+    resp->digest = r->digest[0] ? r->digest : NULL;
+    resp->content_length = r->content_length;
+    resp->retry_after = r->retry_after[0] ? r->retry_after : NULL;
+    resp->link = r->link[0] ? r->link : NULL;
+    resp->error = NULL;
+}
+
+static int may_retry_auth(const struct upstream_req *r)
+{
+    return r->status == 401 && r->attempts < MAX_AUTH_ATTEMPTS;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+    struct upstream_req *r = ud;
+    size_t len = size * n;
+    if (r->kind == REQ_TOKEN)
+        return buf_append(&r->body, data, len) ? 0 : len;
+    if (r->discarding || (!r->headers_delivered && may_retry_auth(r))) {
+        r->discarding = 1;
+        return len;
+    }
+    if (!r->headers_delivered) {
+        struct upstream_response resp;
+        fill_response(r, &resp);
+        r->headers_delivered = 1;
+        r->cb->on_headers(r->ud, &resp);
+    }
+    int rc = r->cb->on_data(r->ud, data, len);
+    if (rc == UPSTREAM_PAUSE)
+        return CURL_WRITEFUNC_PAUSE;
+    return rc < 0 ? 0 : len;
+}
+
+/* ---- request lifecycle ---- */
+
+static void link_req(struct upstream_req *r)
+{
+    struct upstream_client *c = r->u->client;
+    r->prev = NULL;
+    r->next = c->reqs;
+    if (c->reqs)
+        c->reqs->prev = r;
+    c->reqs = r;
+}
+
+static void unlink_req(struct upstream_req *r)
+{
+    struct upstream_client *c = r->u->client;
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (c->reqs == r)
+        c->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
+static void easy_release(struct upstream_req *r)
+{
+    if (r->easy) {
+        curl_multi_remove_handle(r->u->client->multi, r->easy);
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
+    }
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
+}
+
+static void req_free(struct upstream_req *r)
+{
+    easy_release(r);
+    unlink_req(r);
+    if (r->token_req) {
+        r->token_req->parent = NULL;
+        req_free(r->token_req);
+    }
+    free(r->url);
+    free(r->accept);
+    free(r->scope);
+    buf_free(&r->body);
+    free(r);
+}
+
+static CURL *easy_new(struct upstream_req *r)
+{
+    struct upstream_client *c = r->u->client;
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_time_s);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    if (r->method == UPSTREAM_HEAD)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    return e;
+}
+
+static uint64_t now_ms(void)
+{
+    return clock_wall_ms();
+}
+
+static int token_fetch(struct upstream_req *main);
+
+/* (Re)issues a request with whatever credentials are known for its upstream and scope. */
+static int req_start(struct upstream_req *r)
+{
+    struct upstream *u = r->u;
+    easy_release(r);
+    reset_response(r);
+    r->headers_delivered = r->discarding = 0;
+    r->errbuf[0] = '\0';
+    r->used_token = r->used_basic = 0;
+    if (r->kind == REQ_MAIN && u->bearer) {
+        const char *tok = token_cache_get(u->tokens, r->scope, now_ms());
+        if (!tok)
+            return token_fetch(r);
+        char hdr[TOKEN_MAX + 32];
+        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", tok);
+        r->headers = curl_slist_append(r->headers, hdr);
+        r->used_token = 1;
+    }
+    if (r->accept) {
+        char hdr[2048];
+        snprintf(hdr, sizeof(hdr), "Accept: %s", r->accept);
+        r->headers = curl_slist_append(r->headers, hdr);
+    }
+    r->easy = easy_new(r);
+    if (!r->easy)
+        return -ENOMEM;
+    if (r->headers)
+        curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+    if (r->kind == REQ_TOKEN || (r->want_basic && u->username)) {
+        if (u->username) {
+            curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+            curl_easy_setopt(r->easy, CURLOPT_USERNAME, u->username);
+            curl_easy_setopt(r->easy, CURLOPT_PASSWORD, u->password ? u->password : "");
+            r->used_basic = 1;
+        }
+    }
+    if (curl_multi_add_handle(u->client->multi, r->easy) != CURLM_OK)
+        return -EIO;
+    return 0;
+}
+
+static int token_fetch(struct upstream_req *main)
+{
+    struct upstream *u = main->u;
+    struct upstream_req *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->u = u;
+    t->kind = REQ_TOKEN;
+    t->method = UPSTREAM_GET;
+    t->parent = main;
+    buf_init(&t->body, TOKEN_BODY_MAX);
+    char *svc = curl_easy_escape(NULL, u->service, 0);
+    char *scope = curl_easy_escape(NULL, main->scope, 0);
+    size_t n = strlen(u->realm) + strlen(svc ? svc : "") + strlen(scope ? scope : "") + 32;
+    t->url = malloc(n);
+    if (t->url)
+        snprintf(t->url, n, "%s%cservice=%s&scope=%s", u->realm,
+                 strchr(u->realm, '?') ? '&' : '?', svc ? svc : "", scope ? scope : "");
+    curl_free(svc);
+    curl_free(scope);
+    if (!t->url) {
+        free(t);
+        return -ENOMEM;
+    }
+    link_req(t);
+    main->token_req = t;
+    int r = req_start(t);
+    if (r) {
+        main->token_req = NULL;
+        req_free(t);
+    }
+    return r;
+}
+
+/* Completes a main request towards its caller. */
+static void deliver(struct upstream_req *r, int result, const char *error)
+{
+    struct upstream_response resp;
+    fill_response(r, &resp);
+    if (error) {
+        resp.status = 0;
+        resp.error = error;
+    } else if (!r->headers_delivered) {
+        r->headers_delivered = 1;
+        r->cb->on_headers(r->ud, &resp);
+    }
+    r->cb->on_done(r->ud, &resp, result);
+    req_free(r);
+}
+
+static void token_done(struct upstream_req *t, CURLcode rc)
+{
+    struct upstream_req *main = t->parent;
+    struct upstream *u = t->u;
+    char *token = NULL;
+    uint64_t expires_in = 0;
+    int ok = rc == CURLE_OK && t->status == 200 &&
+             token_parse_response(t->body.data ? t->body.data : "", t->body.len, &token,
+                                  &expires_in) == 0;
+    if (ok)
+        token_cache_put(u->tokens, main->scope, token, token_use_until(now_ms(), expires_in));
+    else
+        log_warn("upstream %s: token request to %s failed: %s", u->name, u->realm,
+                 rc != CURLE_OK ? (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc))
+                                : "no token in the answer");
+    free(token);
+    main->token_req = NULL;
+    long status = t->status;
+    char errbuf[CURL_ERROR_SIZE + 64];
+    snprintf(errbuf, sizeof(errbuf), "token service: %s",
+             t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+    t->parent = NULL;
+    req_free(t);
+    if (ok) {
+        int r = req_start(main);
+        if (r)
+            deliver(main, r, "cannot start request");
+        return;
+    }
+    if (rc != CURLE_OK) {
+        deliver(main, -EIO, errbuf);
+        return;
+    }
+    /* The token service said no: report it as the registry's refusal. */
+    main->status = status == 401 || status == 403 ? 401 : (status >= 500 ? status : 401);
+    deliver(main, 0, NULL);
+}
+
+/* A 401: learn the challenge and retry when it makes sense. Returns 1 when retried. */
+static int handle_challenge(struct upstream_req *r)
+{
+    struct upstream *u = r->u;
+    struct auth_challenge ch;
+    if (!r->www_auth[0] || auth_challenge_parse(r->www_auth, &ch))
+        return 0;
+    r->attempts++;
+    if (ch.scheme == AUTH_SCHEME_BEARER) {
+        snprintf(u->realm, sizeof(u->realm), "%s", ch.realm);
+        snprintf(u->service, sizeof(u->service), "%s", ch.service);
+        u->bearer = 1;
+        token_cache_drop(u->tokens, r->scope); /* expired, revoked or too narrow */
+        return req_start(r) == 0;
+    }
+    if (ch.scheme == AUTH_SCHEME_BASIC && u->username && !r->used_basic) {
+        u->basic = 1;
+        r->want_basic = 1;
+        return req_start(r) == 0;
+    }
+    return 0;
+}
+
+static void check_multi_info(struct upstream_client *c)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(c->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct upstream_req *r = NULL;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        long code = 0;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+        if (code)
+            r->status = code;
+        if (r->kind == REQ_TOKEN) {
+            token_done(r, rc);
+            continue;
+        }
+        if (rc == CURLE_OK && r->status == 401 && !r->headers_delivered &&
+            r->attempts < MAX_AUTH_ATTEMPTS && handle_challenge(r))
+            continue;
+        if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && r->headers_delivered)) {
+            char err[CURL_ERROR_SIZE + 64];
+            snprintf(err, sizeof(err), "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+            if (r->headers_delivered) {
+                /* the body was cut: the caller already has the headers */
+                struct upstream_response resp;
+                fill_response(r, &resp);
+                resp.error = err;
+                r->cb->on_done(r->ud, &resp, -EIO);
+                req_free(r);
+            } else {
+                deliver(r, -EIO, err);
+            }
+            continue;
+        }
+        deliver(r, rc == CURLE_OK ? 0 : -ECANCELED, NULL);
+    }
+}
+
+/* ---- public API ---- */
+
+struct upstream_req *upstream_request(struct upstream *u, enum upstream_method method,
+                                      const char *repo, const char *what, const char *query,
+                                      const char *accept, const struct upstream_callbacks *cb,
+                                      void *ud)
+{
+    struct upstream_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->u = u;
+    r->kind = REQ_MAIN;
+    r->method = method;
+    r->cb = cb;
+    r->ud = ud;
+    buf_init(&r->body, 0);
+    size_t n = strlen(u->url) + strlen(repo) + strlen(what) + (query ? strlen(query) : 0) + 16;
+    r->url = malloc(n);
+    r->scope = malloc(strlen(repo) + 32);
+    r->accept = accept ? strdup(accept) : NULL;
+    if (!r->url || !r->scope || (accept && !r->accept)) {
+        free(r->url);
+        free(r->scope);
+        free(r->accept);
+        free(r);
+        return NULL;
+    }
+    snprintf(r->url, n, "%s/v2/%s/%s%s%s", u->url, repo, what, query ? "?" : "",
+             query ? query : "");
+    sprintf(r->scope, "repository:%s:pull", repo);
+    r->want_basic = u->basic;
+    link_req(r);
+    if (req_start(r)) {
+        req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void upstream_req_resume(struct upstream_req *r)
+{
+    if (r->easy)
+        curl_easy_pause(r->easy, CURLPAUSE_CONT);
+}
+
+void upstream_req_cancel(struct upstream_req *r)
+{
+    req_free(r);
+}
+
+int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstream_client **out)
+{
+    static int curl_ready;
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT))
+            return -EIO;
+        curl_ready = 1;
+    }
+    struct upstream_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->loop = loop;
+    c->connect_timeout_ms = (long)cfg->connect_timeout_ms;
+    c->low_speed_time_s = (long)((cfg->low_speed_time_ms + 999) / 1000);
+    c->multi = curl_multi_init();
+    if (!c->multi) {
+        free(c);
+        return -ENOMEM;
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        const struct config_upstream *cu = &cfg->upstreams[i];
+        struct upstream *u = calloc(1, sizeof(*u));
+        if (!u)
+            goto nomem;
+        c->ups[c->n_ups++] = u;
+        u->client = c;
+        u->name = strdup(cu->name);
+        u->url = strdup(cu->url);
+        u->username = cu->username ? strdup(cu->username) : NULL;
+        u->password = cu->password ? strdup(cu->password) : NULL;
+        u->tokens = token_cache_new();
+        if (!u->name || !u->url || !u->tokens)
+            goto nomem;
+        u->docker_hub = strcmp(cu->name, "docker.io") == 0 ||
+                        strstr(cu->url, "://registry-1.docker.io") != NULL;
+    }
+    *out = c;
+    return 0;
+nomem:
+    upstream_client_free(c);
+    return -ENOMEM;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void upstream_client_free(struct upstream_client *c)
+{
+    if (!c)
+        return;
+    while (c->reqs) {
+        struct upstream_req *r = c->reqs;
+        if (r->parent) {
+            r->parent->token_req = NULL;
+            r->parent = NULL;
+        }
+        req_free(r);
+    }
+    for (size_t i = 0; i < c->n_ups; i++) {
+        struct upstream *u = c->ups[i];
+        free(u->name);
+        free(u->url);
+        free(u->username);
+        free(u->password);
+        token_cache_free(u->tokens);
+        free(u);
+    }
+    curl_multi_cleanup(c->multi);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}
+
+struct upstream *upstream_get(struct upstream_client *c, size_t index)
+{
+    return index < c->n_ups ? c->ups[index] : NULL;
+}
+
+struct upstream *upstream_find(struct upstream_client *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_ups; i++)
+        if (strcmp(c->ups[i]->name, name) == 0)
+            return c->ups[i];
+    return NULL;
+}
+
+size_t upstream_count(const struct upstream_client *c)
+{
+    return c->n_ups;
+}
+
+const char *upstream_name(const struct upstream *u)
+{
+    return u->name;
+}
+
+int upstream_is_docker_hub(const struct upstream *u)
+{
+    return u->docker_hub;
+}

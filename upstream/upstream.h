@@ -1,0 +1,69 @@
+/* Requests to upstream registries: libcurl's multi interface driven by the libuv loop.
+ *
+ * Authentication is handled here and invisible to callers: Bearer token challenges (realm,
+ * service, scope; anonymous or with the configured credentials; tokens cached per upstream and
+ * scope until they expire, refetched on insufficient_scope / invalid_token) and Basic. Redirects
+ * are followed; Authorization is never sent to a host other than the one it was meant for. */
+#ifndef REGCACHE_UPSTREAM_UPSTREAM_H
+#define REGCACHE_UPSTREAM_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+
+struct upstream_client; /* one curl multi handle for all upstreams */
+struct upstream;        /* one configured upstream registry */
+struct upstream_req;
+
+enum upstream_method { UPSTREAM_GET = 0, UPSTREAM_HEAD = 1 };
+
+struct upstream_response {
+    long status;              /* 0 when no response arrived (transport error) */
+    const char *content_type; /* NULL when absent; all strings valid during the callback */
+    const char *digest;       /* Docker-Content-Digest */
+    int64_t content_length;   /* -1 when unknown */
+    const char *retry_after;
+    const char *link;
+    const char *error; /* transport error description, NULL when a response arrived */
+};
+
+/* on_headers: the final response's status and headers, once, before any on_data.
+ * on_data: body bytes; return 0, UPSTREAM_PAUSE (the same bytes are delivered again after
+ * upstream_req_resume) or UPSTREAM_ABORT.
+ * on_done: always called exactly once unless the request was cancelled; resp->status is 0 and
+ * resp->error set when the transfer failed; result is 0 when the body arrived complete.
+ * on_headers and on_data run inside libcurl: they must not start, resume or cancel requests.
+ * on_done may. After on_done the request is freed. */
+struct upstream_callbacks {
+    void (*on_headers)(void *ud, const struct upstream_response *resp);
+    int (*on_data)(void *ud, const char *data, size_t len);
+    void (*on_done)(void *ud, const struct upstream_response *resp, int result);
+};
+#define UPSTREAM_PAUSE 1
+#define UPSTREAM_ABORT (-1)
+
+int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstream_client **out);
+/* Cancels what is in flight (no callbacks) and frees. Handles close asynchronously: run the loop
+ * once more after this. */
+void upstream_client_free(struct upstream_client *c);
+
+struct upstream *upstream_get(struct upstream_client *c, size_t index);
+struct upstream *upstream_find(struct upstream_client *c, const char *name);
+size_t upstream_count(const struct upstream_client *c);
+const char *upstream_name(const struct upstream *u);
+/* True for Docker Hub, where one-component names live under library/. */
+int upstream_is_docker_hub(const struct upstream *u);
+
+/* Starts method on <url>/v2/<repo>/<what>, e.g. what = "manifests/latest". accept may be NULL.
+ * query (may be NULL) is appended after '?'. Returns NULL only when out of memory. */
+struct upstream_req *upstream_request(struct upstream *u, enum upstream_method method,
+                                      const char *repo, const char *what, const char *query,
+                                      const char *accept, const struct upstream_callbacks *cb,
+                                      void *ud);
+void upstream_req_resume(struct upstream_req *r);
+/* Stops the request; no callback runs after this. Not from inside on_headers/on_data. */
+void upstream_req_cancel(struct upstream_req *r);
+
+#endif

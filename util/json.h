@@ -1,0 +1,22 @@
+/* Just enough JSON for the mirror: reading top-level members of an object (token responses)
+ * and writing strings safely. */
+#ifndef REGCACHE_UTIL_JSON_H
+#define REGCACHE_UTIL_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+/* Finds top-level member key of the JSON object in [s, s+len) whose value is a string and copies
+ * it (unescaped; \uXXXX outside ASCII is rejected) into out. Returns the length, -ENOENT when
+ * absent or not a string, -ENOBUFS when it does not fit, -EINVAL on malformed JSON. */
+int json_get_string(const char *s, size_t len, const char *key, char *out, size_t outlen);
+
+/* Same for a non-negative integer member. */
+int json_get_uint(const char *s, size_t len, const char *key, uint64_t *out);
+
+/* Appends s as a JSON string literal (with quotes), escaping as needed. */
+int json_put_string(struct buf *b, const char *s);
+
+#endif

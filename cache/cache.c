@@ -91,12 +91,15 @@ static void set_tag_raw(struct cache *c, const char *key, const char *digest,
 }
 
 void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
-                   const char *digest, const char *media_type, uint64_t validated_ms)
+                   const char *digest, const char *media_type, uint64_t validated_ms,
+                   int persist)
 {
     char key[800];
     tag_key(key, sizeof(key), u, repo, tag);
     set_tag_raw(c, key, digest, media_type, validated_ms);
     note_repo(c, upstream_name(u), repo);
+    if (!persist)
+        return;
     struct db_tag_row row = {upstream_name(u), repo, tag, digest, media_type, validated_ms};
     db_put_tag(c->db, &row);
 }
@@ -190,13 +193,10 @@ static struct manifest_meta *add_manifest_raw(struct cache *c, const char *diges
 }
 
 struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
-                                         const char *media_type, uint64_t size)
+                                         const char *media_type, uint64_t size, int persist)
 {
-    struct manifest_meta *m = map_get(c->manifests, digest);
-    if (m)
-        return m;
-    m = add_manifest_raw(c, digest, media_type, size);
-    if (m) {
+    struct manifest_meta *m = add_manifest_raw(c, digest, media_type, size);
+    if (m && persist) {
         struct db_manifest_row row = {digest, media_type, size};
         db_put_manifest(c->db, &row);
     }

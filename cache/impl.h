@@ -56,13 +56,15 @@ void tag_key(char *out, size_t len, const struct upstream *u, const char *repo, 
 
 struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
                             const char *tag);
+/* persist: also queue the change for the database (only once the manifest is in the store). */
 void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
-                   const char *digest, const char *media_type, uint64_t validated_ms);
+                   const char *digest, const char *media_type, uint64_t validated_ms,
+                   int persist);
 void index_forget_tag(struct cache *c, const struct upstream *u, const char *repo,
                       const char *tag);
 struct manifest_meta *index_manifest(struct cache *c, const char *digest);
 struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
-                                         const char *media_type, uint64_t size);
+                                         const char *media_type, uint64_t size, int persist);
 /* Keeps bytes (copied) in memory for later hits, within MANIFEST_MEMORY_BUDGET. */
 void index_remember_bytes(struct cache *c, struct manifest_meta *m, const char *bytes);
 void index_touch_bytes(struct cache *c, struct manifest_meta *m);

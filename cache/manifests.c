@@ -43,6 +43,8 @@ struct manifest_flight {
     int answered;
     uv_work_t work;
     int store_result;
+    int known_before;
+    uint64_t validated_ms;
 };
 
 static int accept_allows(const char *accept, const char *media_type)
@@ -313,18 +315,36 @@ static void after_store(uv_work_t *w, int status)
     struct manifest_flight *f = w->data;
     struct cache *c = f->c;
     if (status == 0 && f->store_result == 0) {
-        struct manifest_meta *m = index_add_manifest(c, f->digest, f->media_type, f->body.len);
-        if (m)
-            index_remember_bytes(c, m, f->body.data ? f->body.data : "");
+        index_add_manifest(c, f->digest, f->media_type, f->body.len, 1);
         if (!f->by_digest && f->shared)
             index_set_tag(c, f->u, f->repo, f->reference, f->digest, f->media_type,
-                          clock_wall_ms());
+                          f->validated_ms, 1);
     } else {
         log_error("cannot store manifest %s: %s", f->digest,
                   strerror(status ? -status : -f->store_result));
+        if (!f->known_before)
+            index_drop_manifest(c, f->digest);
+        if (!f->by_digest && f->shared)
+            index_forget_tag(c, f->u, f->repo, f->reference);
     }
     flight_answer_body(f); /* anyone who joined while it was being stored */
     flight_free(f);
+}
+
+/* The index learns a verified manifest at once (its bytes stay in memory, so hits never need
+ * the file before it is written); the database only once the store has it. */
+static void index_early(struct manifest_flight *f)
+{
+    struct cache *c = f->c;
+    const char *body = f->body.data ? f->body.data : "";
+    f->known_before = index_manifest(c, f->digest) != NULL;
+    struct manifest_meta *m = index_add_manifest(c, f->digest, f->media_type, f->body.len, 0);
+    if (m)
+        index_remember_bytes(c, m, body);
+    f->validated_ms = clock_wall_ms();
+    if (!f->by_digest && f->shared)
+        index_set_tag(c, f->u, f->repo, f->reference, f->digest, f->media_type, f->validated_ms,
+                      0);
 }
 
 static void got_manifest(struct manifest_flight *f)
@@ -357,6 +377,7 @@ static void got_manifest(struct manifest_flight *f)
         strncasecmp(f->media_type, "text/plain", 10) == 0)
         sniff_media_type(body, f->body.len, f->media_type, sizeof(f->media_type));
     /* Answer now from memory; the store write finishes in the background. */
+    index_early(f);
     flight_answer_body(f);
     f->phase = PHASE_STORING;
     f->work.data = f;
@@ -386,7 +407,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
             struct manifest_meta *m = index_manifest(c, t->digest);
             if (m) {
                 index_set_tag(c, f->u, f->repo, f->reference, t->digest, t->media_type,
-                              clock_wall_ms());
+                              clock_wall_ms(), 1);
                 flight_answer_cached(f, m, OUTCOME_HIT);
                 flight_free(f);
                 return;

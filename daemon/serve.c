@@ -44,8 +44,7 @@ static void finish(struct daemon *d)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     http_server_close_all(d->http);
     cache_shutdown(d->cache);
-    upstream_client_free(d->up);
-    d->up = NULL;
+    upstream_client_shutdown(d->up);
 }
 
 static void on_shutdown_tick(uv_timer_t *t)
@@ -140,6 +139,7 @@ int serve(const struct config *cfg)
     http_server_free(d.http);
     registry_free(d.registry);
     cache_free(d.cache);
+    upstream_client_free(d.up);
     db_close(d.db);
     store_close(d.store);
     if (uv_loop_close(&d.loop))
@@ -151,10 +151,11 @@ out_cache:
     registry_free(d.registry);
     cache_shutdown(d.cache);
 out_up:
-    upstream_client_free(d.up);
-    uv_run(&d.loop, UV_RUN_NOWAIT);
+    upstream_client_shutdown(d.up);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
     if (d.cache)
         cache_free(d.cache);
+    upstream_client_free(d.up);
 out_db:
     db_close(d.db);
 out_store:

@@ -35,6 +35,7 @@ struct upstream_client {
     struct upstream *ups[CONFIG_MAX_UPSTREAMS];
     size_t n_ups;
     struct upstream_req *reqs; /* everything in flight, for shutdown */
+    int shut_down;
 };
 
 enum req_kind { REQ_MAIN, REQ_TOKEN };
@@ -623,19 +624,16 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     *out = c;
     return 0;
 nomem:
+    upstream_client_shutdown(c);
     upstream_client_free(c);
     return -ENOMEM;
 }
 
-static void on_timer_closed(uv_handle_t *h)
+void upstream_client_shutdown(struct upstream_client *c)
 {
-    free(h->data);
-}
-
-void upstream_client_free(struct upstream_client *c)
-{
-    if (!c)
+    if (!c || c->shut_down)
         return;
+    c->shut_down = 1;
     while (c->reqs) {
         struct upstream_req *r = c->reqs;
         if (r->parent) {
@@ -644,6 +642,16 @@ void upstream_client_free(struct upstream_client *c)
         }
         req_free(r);
     }
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, NULL);
+}
+
+void upstream_client_free(struct upstream_client *c)
+{
+    if (!c)
+        return;
     for (size_t i = 0; i < c->n_ups; i++) {
         struct upstream *u = c->ups[i];
         free(u->name);
@@ -653,8 +661,7 @@ void upstream_client_free(struct upstream_client *c)
         token_cache_free(u->tokens);
         free(u);
     }
-    curl_multi_cleanup(c->multi);
-    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    free(c);
 }
 
 struct upstream *upstream_get(struct upstream_client *c, size_t index)

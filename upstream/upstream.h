@@ -45,8 +45,9 @@ struct upstream_callbacks {
 #define UPSTREAM_ABORT (-1)
 
 int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstream_client **out);
-/* Cancels what is in flight (no callbacks) and frees. Handles close asynchronously: run the loop
- * once more after this. */
+/* Cancels what is in flight (no callbacks run) and closes the loop handles; the upstreams stay
+ * readable until upstream_client_free, which is for after the loop has stopped. */
+void upstream_client_shutdown(struct upstream_client *c);
 void upstream_client_free(struct upstream_client *c);
 
 struct upstream *upstream_get(struct upstream_client *c, size_t index);

@@ -5,6 +5,7 @@ Per-test: upstream registries and mirrors, so every test starts from a cold cach
 upstream access log. Everything runs on 127.0.0.1; all processes are killed at the end.
 """
 
+import atexit
 import dataclasses
 import os
 import shutil
@@ -24,6 +25,15 @@ from token_server import TokenServer  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
 TEST_TIMEOUT = int(os.environ.get("REGCACHE_TEST_TIMEOUT", "240"))
+
+
+# -- cleanup when killed: SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C so fixtures tear down
+def _on_term(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+signal.signal(signal.SIGTERM, _on_term)
+atexit.register(procs.kill_all)
 
 
 # -- a per-test timeout of our own (SIGALRM in the main thread) ----------------------------------

@@ -86,24 +86,33 @@ def wait_until(predicate, timeout=15, interval=0.2, what="condition"):
 
 # -- raw sockets (for what client libraries would normalise or refuse to send) ----------------
 def raw_exchange(port, data, timeout=10):
-    """Sends bytes, returns everything read until the server closes or goes quiet."""
+    """Sends bytes, returns what came back (one response, or all until close/timeout)."""
+    return raw_exchange_ex(port, data, timeout)[0]
+
+
+def raw_exchange_ex(port, data, timeout=10):
+    """(bytes read, how it ended: "response", "closed", "reset" or "timeout")."""
+    chunks, how = [], "timeout"
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         try:
             s.sendall(data)
         except OSError:
-            pass
-        chunks = []
+            pass  # the server may refuse the rest of a huge request: read its answer anyway
         try:
             while True:
                 b = s.recv(65536)
                 if not b:
+                    how = "closed"
                     break
                 chunks.append(b)
                 if _complete(b"".join(chunks)):
+                    how = "response"
                     break
-        except (socket.timeout, ConnectionResetError):
-            pass
-    return b"".join(chunks)
+        except socket.timeout:
+            how = "timeout"
+        except (ConnectionResetError, BrokenPipeError):
+            how = "reset"
+    return b"".join(chunks), how
 
 
 def _complete(buf):

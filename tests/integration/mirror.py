@@ -87,9 +87,11 @@ class Mirror:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
-    def entries(self):
+    def entries(self, settle=True):
         """Every request line the mirror logged, as LogEntry(ip, method, path, status, bytes,
-        cache)."""
+        cache); by default once the log has stopped growing (lines follow the responses)."""
+        if settle:
+            wait_settled(self.log_text, quiet=0.3)
         out = []
         for line in self.log_text().splitlines():
             m = LOG_RE.search(line)

@@ -62,15 +62,19 @@ class Upstream:
         self.creds = (u.get("username"), u.get("password")) if u.get("username") else None
         self.tokens = {}
 
-    def request(self, method, repo, path, headers=None):
-        """(status, headers, body) from upstream, doing the token dance; raises OSError when down."""
+    def request(self, method, repo, path, headers=None, stream=False):
+        """(status, headers, body) from upstream, doing the token dance; raises OSError when down.
+        With stream=True a 200's body is the open response, to be read in chunks."""
         headers = dict(headers or {})
         for attempt in range(2):
             if repo in self.tokens:
                 headers["Authorization"] = "Bearer " + self.tokens[repo]
             req = urllib.request.Request(self.url + path, method=method, headers=headers)
             try:
-                with urllib.request.urlopen(req, timeout=30) as r:
+                r = urllib.request.urlopen(req, timeout=30)
+                if stream:
+                    return r.status, r.headers, r
+                with r:
                     return r.status, r.headers, r.read()
             except urllib.error.HTTPError as e:
                 body = e.read()
@@ -109,8 +113,9 @@ class State:
         h = digest[7:]
         return os.path.join(self.store, "blobs", "sha256", h[:2], h)
 
-    def fill(self, up, repo, digest, kind):
-        """Fetches digest once (single flight); True when it is in the store afterwards."""
+    def fill(self, up, repo, digest, kind, sink=None):
+        """Fetches digest once (single flight); True when it is in the store afterwards. The
+        leader passes the bytes to sink(length, chunk) as they arrive (chunk None = start)."""
         with self.lock:
             if os.path.exists(self.path(digest)):
                 return True
@@ -123,7 +128,18 @@ class State:
             return os.path.exists(self.path(digest))
         try:
             st, hdrs, body = up.request("GET", repo, f"/v2/{repo}/{kind}/{digest}",
-                                        {"Accept": ACCEPT})
+                                        {"Accept": ACCEPT}, stream=sink is not None)
+            if st == 200 and sink is not None:
+                length, parts = int(hdrs.get("Content-Length")), []
+                sink(length, None)
+                while True:
+                    chunk = body.read(65536)
+                    if not chunk:
+                        break
+                    parts.append(chunk)
+                    sink(length, chunk)
+                body.close()
+                body = b"".join(parts)
             if st == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == digest:
                 self.put(digest, body)
                 if kind == "manifests":
@@ -307,10 +323,33 @@ class Handler(BaseHTTPRequestHandler):
                     "Content-Length": h.get("Content-Length"), "Docker-Content-Digest": digest,
                     "Content-Type": "application/octet-stream"}), "miss")
             cache = "fill"
+            streamed = {"n": 0, "started": False}
+
+            def sink(length, chunk):
+                if chunk is None:
+                    streamed["started"] = True
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(length))
+                    self.send_header("Docker-Content-Digest", digest)
+                    self.end_headers()
+                else:
+                    self.wfile.write(chunk)
+                    streamed["n"] += len(chunk)
+
             try:
-                ok = st.fill(up, name, digest, "blobs")
+                ok = st.fill(up, name, digest, "blobs",
+                             sink if "Range" not in self.headers else None)
             except OSError:
+                if streamed["started"]:
+                    self.close_connection = True
+                    return
                 return self.err(502, "UNAVAILABLE")
+            if streamed["started"]:
+                if not ok:
+                    self.close_connection = True
+                sys.stderr.write(f"- {self.client_address[0]} GET {self.path} 200 "
+                                 f"{streamed['n']} 0ms fill\n")
+                return
             if not ok:
                 return self.err(404, "BLOB_UNKNOWN")
         with open(st.path(digest), "rb") as f:
@@ -364,7 +403,7 @@ def main(argv):
     httpd.shutdown()
     httpd.server_close()
     deadline = time.time() + cfg["grace"]
-    while time.time() < deadline and threading.active_count() > 2:
+    while time.time() < deadline and threading.active_count() > 1:
         time.sleep(0.05)
     return 0
 

@@ -223,3 +223,21 @@ def test_pipelined_requests_answered_in_order(mirror, pushed):
     assert (s1, s2, s3) == (200, 200, 200)
     assert b1 == pushed.raw and h1["docker-content-digest"] == pushed.digest
     assert b2 == pushed.blobs[layer.digest]
+
+
+def test_request_log_lines(mirror, pushed):
+    """Each request is logged as `<ts> <ip> <METHOD> <path+query> <status> <bytes> <ms>ms
+    <cache>`: cold content is a miss/fill, warm content a hit, the ping has no cache state."""
+    layer = pushed.manifests[0].layers[0]
+    paths = ["/v2/library/basic/manifests/v1?ns=docker.io", f"/v2/library/basic/blobs/{layer.digest}"]
+    for _ in range(2):
+        for p in paths:
+            assert get(mirror, p)[0] == 200
+    entries = mirror.entries()
+    for p, size in zip(paths, (len(pushed.raw), layer.size)):
+        mine = [e for e in entries if e.path == p]
+        assert len(mine) == 2, (p, entries)
+        assert mine[0].cache in ("miss", "fill") and mine[1].cache == "hit", mine
+        assert all(e.ip == "127.0.0.1" and e.method == "GET" and e.status == 200 and e.size == size
+                   for e in mine), mine
+    assert any(e.path == "/v2/" and e.cache == "-" for e in entries), entries

@@ -47,6 +47,7 @@ class Upstream:
         os.makedirs(self.root, exist_ok=True)
         self.port = procs.free_port()
         self.service = service
+        self.realm = token_server.url
         self.url = f"http://127.0.0.1:{self.port}"
         self.host = f"127.0.0.1:{self.port}"
         self.log_path = os.path.join(directory, "registry.log")

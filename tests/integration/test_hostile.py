@@ -1,0 +1,166 @@
+"""Hostile input: path traversal, bad names/digests/tags, oversized requests and garbage. Each
+gets a 4xx (with a spec error body where an HTTP response is possible), nothing is created
+outside the storage directory, nothing reaches the upstream, and the mirror keeps serving."""
+
+import os
+
+import pytest
+
+from helpers import (assert_error, error_codes, get, parse_raw, raw_exchange, raw_exchange_ex,
+                     since, tree)
+
+
+def forwarded(up, mark):
+    """Upstream requests since mark other than version checks: none are expected here."""
+    return [r for r in since(up, mark) if r[1] != "/v2/"]
+
+
+@pytest.fixture
+def guarded(mirror, up, tmp_dir, make_image, push):
+    """The mirror plus a canary directory next to its storage; yields, then checks that nothing
+    appeared outside storage, the canary is intact, and /v2/ still answers 200."""
+    img = push(make_image(60), up, "library/ok", "v1")
+    canary = os.path.join(tmp_dir, "canary")
+    os.makedirs(canary)
+    with open(os.path.join(canary, "keep"), "w") as f:
+        f.write("canary")
+    skip = [os.path.relpath(mirror.storage, tmp_dir), os.path.relpath(mirror.log_path, tmp_dir),
+            os.path.relpath(up.directory, tmp_dir)]
+    before = tree(tmp_dir, skip)
+    mark = up.mark()
+    yield mirror, up, img, mark
+    assert tree(tmp_dir, skip) == before
+    with open(os.path.join(canary, "keep")) as f:
+        assert f.read() == "canary"
+    assert get(mirror, "/v2/")[0] == 200
+    assert get(mirror, "/v2/library/ok/manifests/v1")[2] == img.raw
+
+
+def raw_get(port, target, extra=b""):
+    return parse_raw(raw_exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                                  + extra + b"\r\n"))
+
+
+TRAVERSALS = [
+    b"/v2/../../../etc/passwd",
+    b"/v2/library/../../canary/manifests/latest",
+    b"/v2/library/ok/../../../canary/blobs/sha256:" + b"0" * 64,
+    b"/v2/..%2f..%2fcanary/manifests/latest",
+    b"/v2/library/%2e%2e/%2e%2e/canary/manifests/latest",
+    b"/v2/%2e%2e/%2e%2e/canary/keep/manifests/x",
+    b"/v2/library/ok/manifests/..",
+    b"/v2/library/ok/blobs/../../../../canary",
+    b"/v2/library/ok/manifests/v1%00",
+]
+
+
+@pytest.mark.parametrize("target", TRAVERSALS, ids=range(len(TRAVERSALS)))
+def test_path_traversal_is_rejected(guarded, target):
+    """Dot-dot segments (raw or percent-encoded) and NULs in the path are 4xx, never a file."""
+    mirror, up, _, mark = guarded
+    status, _, body = raw_get(mirror.port, target)
+    assert status is not None and 400 <= status < 500, (target, status, body[:200])
+    error_codes(body)
+    assert b"canary" not in body and b"root:" not in body
+    assert forwarded(up, mark) == []
+
+
+BAD_DIGESTS = ["sha256:XYZ", "sha256:" + "a" * 63, "sha256:" + "A" * 64, "sha256:" + "g" * 64,
+               "sha256:" + "a" * 65, "md5:" + "a" * 32, "sha256:", "sha256" + "a" * 64]
+
+
+@pytest.mark.parametrize("digest", BAD_DIGESTS, ids=range(len(BAD_DIGESTS)))
+def test_bad_blob_digests(guarded, digest):
+    """Malformed blob digests are 400 DIGEST_INVALID (or a 404 with a spec body) and never
+    forwarded upstream."""
+    mirror, up, _, mark = guarded
+    s, _, body = get(mirror, f"/v2/library/ok/blobs/{digest}")
+    assert_error(s, body, range(400, 500), "DIGEST_INVALID", "BLOB_UNKNOWN", "NAME_INVALID")
+    if ":" in digest and digest.split(":")[0] == "sha256":
+        assert "DIGEST_INVALID" in error_codes(body)
+    assert forwarded(up, mark) == []
+
+
+@pytest.mark.parametrize("digest", BAD_DIGESTS[:4], ids=range(4))
+def test_bad_manifest_digests(guarded, digest):
+    """Malformed manifest digests get a 4xx spec error and are not forwarded."""
+    mirror, up, _, mark = guarded
+    s, _, body = get(mirror, f"/v2/library/ok/manifests/{digest}")
+    assert_error(s, body, range(400, 500))
+    assert forwarded(up, mark) == []
+
+
+BAD_NAMES = ["a" * 256, "/".join(["abcdefghij"] * 26), "Library/Upper", "library/-dash",
+             "library//double", "library/trailing_", "x" * 4000]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=range(len(BAD_NAMES)))
+def test_bad_repository_names(guarded, name):
+    """Names breaking the grammar or over 255 characters are 4xx NAME_INVALID."""
+    mirror, up, _, mark = guarded
+    for path in (f"/v2/{name}/manifests/latest", f"/v2/{name}/blobs/sha256:{'0' * 64}",
+                 f"/v2/{name}/tags/list"):
+        s, _, body = get(mirror, path)
+        assert_error(s, body, range(400, 500), "NAME_INVALID")
+    assert forwarded(up, mark) == []
+
+
+BAD_TAGS = ["-leading-dash", ".dot", "t" * 129, "a+b", "t%20x", "é"]
+
+
+@pytest.mark.parametrize("tag", BAD_TAGS, ids=range(len(BAD_TAGS)))
+def test_bad_tags(guarded, tag):
+    """Invalid tags get a 4xx spec error (MANIFEST_UNKNOWN, NAME_INVALID, TAG_INVALID, ...) and
+    are not forwarded upstream."""
+    mirror, up, _, mark = guarded
+    target = ("/v2/library/ok/manifests/" + tag).encode("utf-8")
+    s, _, body = raw_get(mirror.port, target)
+    assert s is not None and 400 <= s < 500, (tag, s)
+    error_codes(body)
+    assert forwarded(up, mark) == []
+
+
+def test_huge_header_is_431(guarded):
+    """A single 64 KiB header value is refused with 431."""
+    mirror = guarded[0]
+    s, _, body = raw_get(mirror.port, b"/v2/", b"X-Big: " + b"a" * 65536 + b"\r\n")
+    assert s == 431, (s, body[:200])
+    error_codes(body)
+
+
+def test_huge_number_of_headers_is_rejected(guarded):
+    """5000 small headers (about 40 KiB in all) are refused with 431 (or 400)."""
+    mirror = guarded[0]
+    extra = b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
+    s, _, body = raw_get(mirror.port, b"/v2/", extra)
+    assert s in (400, 431), (s, body[:200])
+    error_codes(body)
+
+
+def test_huge_url_is_414(guarded):
+    """A 64 KiB request target is refused with 414."""
+    mirror = guarded[0]
+    s, _, body = raw_get(mirror.port, b"/v2/library/ok/manifests/" + b"a" * 65536)
+    assert s == 414, (s, body[:200])
+    error_codes(body)
+
+
+@pytest.mark.parametrize("junk", [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 4,  # a TLS hello
+    b"HELLO THERE\r\n\r\n",
+    b"GET /v2/ HTTP/9.9\r\n\r\n",
+    b"GET\x00/v2/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"GET /v2/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nzz\r\n",
+], ids=["tls", "words", "version", "nul", "negative-length", "te-and-cl"])
+def test_garbage_gets_400_or_close(guarded, junk):
+    """Bytes that are not valid HTTP/1.x get a 4xx (505 for the version) or the connection is
+    closed at once; the mirror keeps answering afterwards (checked by the fixture)."""
+    mirror = guarded[0]
+    buf, how = raw_exchange_ex(mirror.port, junk, timeout=10)
+    if buf:
+        assert buf.startswith(b"HTTP/1."), buf[:100]
+        status = int(buf.split()[1])
+        assert 400 <= status < 500 or status == 505, buf[:200]
+    else:
+        assert how in ("closed", "reset"), "the mirror neither answered nor closed in 10 s"

@@ -344,13 +344,11 @@ static void reject(struct conn *c, int status)
     c->srv->opts.error_writer(c, status, c->srv->opts.ud);
 }
 
-static int in_parse_loop;
-
 static void parse_more(struct conn *c)
 {
-    if (in_parse_loop)
+    if (c->in_parse)
         return; /* the loop below picks up where a nested response left off */
-    in_parse_loop = 1;
+    c->in_parse = 1;
     conn_ref(c);
     while (!c->closing && !c->req_active && c->rpos < c->rlen) {
         const char *start = c->rbuf + c->rpos;
@@ -369,7 +367,7 @@ static void parse_more(struct conn *c)
         reject(c, c->reject_status ? c->reject_status : 400);
         break;
     }
-    in_parse_loop = 0;
+    c->in_parse = 0;
     if (!c->closing)
         update_poll(c);
     conn_unref(c);

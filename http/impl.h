@@ -49,6 +49,7 @@ struct conn {
     int reject_status; /* set by a parser callback that refuses the request */
     struct http_request req;
     int req_active;
+    int in_parse; /* inside parse_more: a response finishing now must not re-enter it */
     int close_after; /* close once the current response is out */
     uint64_t started_us;
     /* the response */

@@ -7,7 +7,7 @@ import pytest
 
 import images
 from helpers import (ACCEPT_HEADER, assert_error, blob_gets, get, mirror_has, read_response,
-                     sha256, since)
+                     sha256, since, wait_until)
 from mirror import request as raw_request
 
 
@@ -182,7 +182,7 @@ def test_blob_cached_via_one_repo_serves_another(mirror, up, make_image, push):
     push(img, up, "library/repo-b", "1")
     layer = img.layer_digests[0]
     assert get(mirror, f"/v2/library/repo-a/blobs/{layer}")[2] == img.blobs[layer]
-    assert mirror_has(mirror, layer)
+    wait_until(lambda: mirror_has(mirror, layer), timeout=10, what="the blob to be stored")
     mark = up.mark()
     s, _, body = get(mirror, f"/v2/library/repo-b/blobs/{layer}")
     assert s == 200 and body == img.blobs[layer]

@@ -6,7 +6,9 @@ import http.client
 import os
 import threading
 
-from helpers import blob_gets, get, mirror_has, since, wait_until
+import pytest
+
+from helpers import blob_gets, get, mirror_has, since, upstream_log, wait_until
 from mirror import request
 
 
@@ -36,22 +38,26 @@ def test_concurrent_cold_blob_is_fetched_once(mirror, up, make_image, push):
         t.join(180)
     assert results == [(200, len(want), layer)] * 12
     assert blob_gets(since(up, mark))[layer] == 1
-    assert mirror_has(mirror, layer)
+    wait_until(lambda: mirror_has(mirror, layer), timeout=10, what="the blob to be stored")
     with open(mirror.file_for(layer), "rb") as f:
         assert f.read() == want
 
 
-def test_corrupt_upstream_blob_is_not_served_whole_nor_stored(mirror, up, make_image, push):
-    """If the upstream's bytes do not hash to the digest, the client does not get a complete
-    body with that digest, nothing is stored under it, and once the upstream file is repaired a
-    new request succeeds."""
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_upstream_blob_is_not_served_whole_nor_stored(mirror, up, make_image, push, damage):
+    """If the upstream's bytes do not hash to the digest (flipped bytes, or a file cut short),
+    the client does not get a complete body with that digest, nothing is stored under it, and
+    once the upstream file is repaired a new request succeeds."""
     img = push(make_image(31, (512 * 1024,)), up, "library/bad", "v1")
     layer = img.layer_digests[0]
     good = img.blobs[layer]
     path = up.blob_path(layer)
-    with open(path, "r+b") as f:  # same size, different bytes
-        f.seek(len(good) // 2)
-        f.write(bytes(b ^ 0xFF for b in good[len(good) // 2:len(good) // 2 + 4096]))
+    with open(path, "r+b") as f:
+        if damage == "flip":  # same size, different bytes
+            f.seek(len(good) // 2)
+            f.write(bytes(b ^ 0xFF for b in good[len(good) // 2:len(good) // 2 + 4096]))
+        else:
+            f.truncate(len(good) - 1000)
     try:
         s, h, body, _ = request(mirror.port, "GET", f"/v2/library/bad/blobs/{layer}")
         complete_and_valid = s == 200 and body == good
@@ -60,13 +66,14 @@ def test_corrupt_upstream_blob_is_not_served_whole_nor_stored(mirror, up, make_i
             "sha256:" + hashlib.sha256(body).hexdigest() != layer
     except (OSError, http.client.HTTPException):
         pass  # the mirror cut the response: that is a correct outcome too
+    upstream_log(up)  # let the mirror finish with the upstream response
     assert not mirror_has(mirror, layer)
     assert not [n for n in _store_files(mirror) if layer[7:] in n]
     with open(path, "wb") as f:
         f.write(good)
     wait_until(lambda: get(mirror, f"/v2/library/bad/blobs/{layer}")[2] == good, timeout=15,
                what="the repaired blob to be served")
-    assert mirror_has(mirror, layer)
+    wait_until(lambda: mirror_has(mirror, layer), timeout=10, what="the blob to be stored")
 
 
 def _store_files(mirror):

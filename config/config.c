@@ -68,6 +68,7 @@ static void upstream_free(struct config_upstream *u)
     free(u->url);
     free(u->username);
     free(u->password);
+    free(u->ca_file);
     memset(u, 0, sizeof(*u));
 }
 
@@ -111,6 +112,7 @@ static int config_copy(struct config *dst, const struct config *src)
         dst->upstreams[i].url = dup_or_null(u->url, &ok);
         dst->upstreams[i].username = dup_or_null(u->username, &ok);
         dst->upstreams[i].password = dup_or_null(u->password, &ok);
+        dst->upstreams[i].ca_file = dup_or_null(u->ca_file, &ok);
     }
     if (!ok) {
         config_free(dst);
@@ -451,7 +453,7 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
         if (rc < 0)
             return rc;
         if (strcmp(kv.name, "name") && strcmp(kv.name, "url") && strcmp(kv.name, "username") &&
-            strcmp(kv.name, "password"))
+            strcmp(kv.name, "password") && strcmp(kv.name, "ca_file"))
             return fail(x, line_of(kv.key), key, "unknown key");
         rc = get_scalar(x, kv.value, key, &s);
         if (rc < 0)
@@ -473,6 +475,13 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
                 return fail(x, line_of(kv.value), key, "must not be empty");
             user_line = line_of(kv.key);
             rc = set_str(x, &u->username, s);
+        } else if (!strcmp(kv.name, "ca_file")) {
+            if (!*s)
+                return fail(x, line_of(kv.value), key, "must not be empty");
+            if (access(s, R_OK))
+                return fail(x, line_of(kv.value), key, "cannot read '%s': %s", s,
+                            strerror(errno));
+            rc = set_str(x, &u->ca_file, s);
         } else {
             pass_line = line_of(kv.key);
             rc = set_str(x, &u->password, s);

@@ -12,6 +12,7 @@ struct config_upstream {
     char *url;      /* base URL, scheme://host[:port], no trailing slash */
     char *username; /* NULL when anonymous */
     char *password; /* NULL when anonymous */
+    char *ca_file;  /* PEM bundle trusted for this upstream's TLS instead of the system CAs */
 };
 
 struct config {

@@ -19,7 +19,7 @@
 
 struct upstream {
     struct upstream_client *client;
-    char *name, *url, *username, *password;
+    char *name, *url, *username, *password, *ca_file;
     int docker_hub;
     /* learnt from the first challenge, so later scopes fetch a token before asking */
     int bearer, basic;
@@ -327,6 +327,8 @@ static CURL *easy_new(struct upstream_req *r)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     if (r->method == UPSTREAM_HEAD)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (r->u->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, r->u->ca_file);
     return e;
 }
 
@@ -615,6 +617,7 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
         u->url = strdup(cu->url);
         u->username = cu->username ? strdup(cu->username) : NULL;
         u->password = cu->password ? strdup(cu->password) : NULL;
+        u->ca_file = cu->ca_file ? strdup(cu->ca_file) : NULL;
         u->tokens = token_cache_new();
         if (!u->name || !u->url || !u->tokens)
             goto nomem;
@@ -658,6 +661,7 @@ void upstream_client_free(struct upstream_client *c)
         free(u->url);
         free(u->username);
         free(u->password);
+        free(u->ca_file);
         token_cache_free(u->tokens);
         free(u);
     }

@@ -7,24 +7,16 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PACKAGES=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev libssl-dev
-  libsqlite3-dev libyaml-dev node-llhttp docker-registry docker.io containerd skopeo
-  python3-pytest python3-jwt python3-cryptography python3-yaml ca-certificates)
+# Test-only packages; the build's own come from packaging/bootstrap.sh.
+TEST_PACKAGES=(docker-registry docker.io containerd skopeo python3-pytest python3-jwt
+  python3-cryptography python3-yaml apache2-utils)
 PYTHON=/usr/bin/python3   # Debian's, which has the python3-* packages above
 SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-1500}   # seconds for the whole pytest run
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "== installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }; then
-    echo "apt-get failed to install: ${missing[*]}" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-  fi
+if ! packaging/bootstrap.sh deps "${TEST_PACKAGES[@]}"; then
+  echo "apt-get failed to install the build and test dependencies" >&2
+  echo "0 passed, 1 failed"
+  exit 1
 fi
 
 unit_pass=0 unit_fail=0 it_pass=0 it_fail=0 it_skip=0 build_ok=1

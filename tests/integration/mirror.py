@@ -14,7 +14,7 @@ import yaml
 import procs
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-# REGCACHE_BIN may name another command (e.g. a stand-in) to test the tests themselves.
+# REGCACHE_BIN may name another command, e.g. a sanitizer build or valgrind.
 REGCACHE = shlex.split(os.environ.get("REGCACHE_BIN", os.path.join(REPO_ROOT, "build", "regcache")))
 
 # <timestamp> <client-ip> <METHOD> <path+query> <status> <bytes> <duration>ms <hit|miss|fill|->

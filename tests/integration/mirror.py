@@ -12,6 +12,7 @@ import time
 import yaml
 
 import procs
+from procs import wait_settled  # noqa: F401 - re-exported for the tests
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # REGCACHE_BIN may name another command, e.g. a sanitizer build or valgrind.
@@ -130,18 +131,3 @@ def request(port, method, path, headers=None, timeout=60, body=None):
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body, resp
     finally:
         conn.close()
-
-
-def wait_settled(read, quiet=0.4, timeout=5.0):
-    """Waits until read() (e.g. an access log) stops changing for `quiet` seconds; returns it.
-    Servers write their access-log line after the response, so a client can be ahead of it."""
-    last, since = read(), time.monotonic()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            break
-    return last

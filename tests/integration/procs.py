@@ -118,3 +118,18 @@ def kill_all():
     for p in ALL:
         p.kill()
     ALL.clear()
+
+
+def wait_settled(read, quiet=0.4, timeout=5.0):
+    """Waits until read() (e.g. an access log) stops changing for `quiet` seconds; returns it.
+    Servers write their access-log line after the response, so a client can be ahead of it."""
+    last, since = read(), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last

@@ -91,8 +91,10 @@ class Upstream:
         return out
 
     def mark(self):
-        """A position in the access log; pass it to since() to see only later requests."""
-        return len(self.requests())
+        """A position in the access log; pass it to since() to see only later requests. Waits
+        for the lines of requests already answered (they trail the responses), so that e.g. a
+        push's last GET is not counted as the mirror's."""
+        return len(procs.wait_settled(self.requests))
 
     def since(self, mark):
         return self.requests()[mark:]

@@ -1,0 +1,53 @@
+"""`meson install` puts the binary, the hardened systemd unit and the example configuration in
+their places, and systemd accepts the unit."""
+
+import os
+import re
+import subprocess
+
+from mirror import REPO_ROOT
+
+
+def run(*argv, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_meson_install_and_systemd_unit(tmp_dir):
+    prefix = os.path.join(tmp_dir, "prefix")
+    build = os.path.join(tmp_dir, "build")
+    unit_dir = os.path.join(prefix, "lib", "systemd", "system")
+    r = run("meson", "setup", build, f"--prefix={prefix}", f"-Dsystemd_unit_dir={unit_dir}",
+            cwd=REPO_ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run("meson", "install", "-C", build, "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    binary = os.path.join(prefix, "bin", "regcache")
+    unit = os.path.join(unit_dir, "regcache.service")
+    conf = os.path.join(prefix, "etc", "regcache", "mirror.yml")
+    for path in (binary, unit, conf, conf + ".example"):
+        assert os.path.exists(path), path
+    assert os.access(binary, os.X_OK)
+    assert run(binary, "--version").stdout.startswith("regcache ")
+    r = run(binary, "check-config", "-c", conf)
+    assert r.returncode == 0, r.stderr
+
+    text = open(unit).read()
+    assert f"ExecStart={binary} serve -c {conf}" in text
+    for directive in ("DynamicUser=yes", "StateDirectory=regcache", "ProtectSystem=strict",
+                      "NoNewPrivileges=yes", "Restart=on-failure"):
+        assert directive in text, directive
+
+    r = run("systemd-analyze", "verify", unit)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run("systemd-analyze", "security", "--offline=true", unit)
+    m = re.search(r"Overall exposure level for regcache.service: ([0-9.]+)", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= 3.0, r.stdout
+
+    # A second install keeps an operator's edited configuration.
+    with open(conf, "a") as f:
+        f.write("# edited\n")
+    r = run("meson", "install", "-C", build, "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert open(conf).read().endswith("# edited\n")

@@ -106,7 +106,7 @@ static void pending_done(struct pending *p)
 
 static void respond_cache_error(struct pending *p, const struct cache_error *e)
 {
-    char extra[128] = "", nsh[300];
+    char extra[400] = "", nsh[300];
     ns_header(nsh, sizeof(nsh), p->ns);
     if (e->retry_after[0])
         snprintf(extra, sizeof(extra), "Retry-After: %s\r\n", e->retry_after);

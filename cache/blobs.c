@@ -197,7 +197,8 @@ static void after_commit(uv_work_t *w, int status)
         f->state = FILL_DONE;
         f->size = f->written;
         f->size_known = 1;
-        db_put_blob(f->c->db, f->digest, f->size, clock_wall_ms());
+        db_put_blob(f->c->db, f->digest, f->size, NULL, clock_wall_ms());
+        cache_stored(f->c, f->size);
         log_info("fill %s: %llu bytes in %.1f ms", f->digest, (unsigned long long)f->size,
                  (double)(clock_mono_us() - f->started_us) / 1000.0);
         fill_unmap(f);

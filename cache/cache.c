@@ -7,6 +7,7 @@
 #include "cache/impl.h"
 #include "db/db.h"
 #include "util/json.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 const char *cache_outcome_name(enum cache_outcome o)
@@ -49,6 +50,18 @@ void error_from_upstream(struct cache_error *e, const struct upstream *u,
                  resp->retry_after ? resp->retry_after : "60");
     } else
         error_set(e, 502, "UNAVAILABLE", "upstream %s answered HTTP %ld", name, resp->status);
+}
+
+void cache_note_access(struct cache *c, struct upstream *u, const char *repo, const char *digest,
+                       enum cache_outcome outcome)
+{
+    uint64_t now = clock_wall_ms();
+    db_touch(c->db, digest, now);
+    db_ref(c->db, upstream_name(u), repo, digest);
+    if (outcome == OUTCOME_HIT || outcome == OUTCOME_STALE)
+        db_set_counter(c->db, "hits", ++c->hits);
+    else if (outcome == OUTCOME_MISS || outcome == OUTCOME_FILL)
+        db_set_counter(c->db, "misses", ++c->misses);
 }
 
 void tag_key(char *out, size_t len, const struct upstream *u, const char *repo, const char *tag)
@@ -199,6 +212,7 @@ struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
     if (m && persist) {
         struct db_manifest_row row = {digest, media_type, size};
         db_put_manifest(c->db, &row);
+        db_put_blob(c->db, digest, size, media_type, clock_wall_ms());
     }
     return m;
 }
@@ -252,6 +266,9 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
         cache_free(c);
         return r;
     }
+    db_set_counter(db, "started_ms", clock_wall_ms());
+    db_set_counter(db, "hits", 0);
+    db_set_counter(db, "misses", 0);
     log_info("index: %zu tags, %zu manifests, %zu repositories", map_count(c->tags),
              map_count(c->manifests), map_count(c->repos));
     *out = c;
@@ -260,6 +277,7 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
 
 void cache_shutdown(struct cache *c)
 {
+    cache_stop_lifecycle(c);
     manifests_free_all(c);
     blobs_free_all(c);
 }

@@ -69,6 +69,13 @@ typedef void (*tags_cb)(void *ud, const struct tags_answer *a);
 
 int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
               struct upstream_client *up, struct cache **out);
+/* Starts the lifecycle: a first GC shortly after start, then every cache.gc_interval.
+ * stored_bytes: what the store holds now. */
+void cache_start(struct cache *c, uint64_t stored_bytes);
+/* Runs a GC now (reason for the log: "scheduled", "size", "manual"); when one is running, one
+ * more follows it. */
+void cache_gc(struct cache *c, const char *reason);
+
 /* Drops every upstream request in flight (at shutdown; waiters are not answered). */
 void cache_shutdown(struct cache *c);
 /* Frees the cache once the loop has finished its work. */
@@ -88,6 +95,11 @@ void cache_fill_source(struct blob_fill *f, uint64_t first, uint64_t end, void (
                        void *wake_ud, struct body_source *src);
 /* Drops an answer's reference to a fill that will not be read. */
 void cache_fill_release(struct blob_fill *f);
+
+/* A manifest or blob was served (GET or HEAD): its last access becomes now, the repository is
+ * recorded as referencing it, and the hit/miss counters move. */
+void cache_note_access(struct cache *c, struct upstream *u, const char *repo, const char *digest,
+                       enum cache_outcome outcome);
 
 void cache_tags(struct cache *c, struct upstream *u, const char *repo, const char *query,
                 tags_cb cb, void *ud);

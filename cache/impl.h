@@ -48,8 +48,16 @@ struct cache {
     size_t mem_bytes;
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
     struct map *fills;            /* digest -> struct blob_fill */
-    unsigned long passthrough_seq;
+    uint64_t hits, misses; /* since start, for operators */
+    /* lifecycle (lifecycle.c) */
+    uint64_t stored_bytes; /* what the store holds, as the index knows it */
+    uv_timer_t gc_timer;
+    int timer_started, gc_running, gc_again, stopping;
 };
+
+/* A file of bytes was added to the store: runs a GC when the cap or the free floor is crossed. */
+void cache_stored(struct cache *c, uint64_t bytes);
+void cache_stop_lifecycle(struct cache *c);
 
 #define KEY_SEP "\x1f"
 void tag_key(char *out, size_t len, const struct upstream *u, const char *repo, const char *tag);

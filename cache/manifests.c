@@ -316,6 +316,8 @@ static void after_store(uv_work_t *w, int status)
     struct cache *c = f->c;
     if (status == 0 && f->store_result == 0) {
         index_add_manifest(c, f->digest, f->media_type, f->body.len, 1);
+        if (!f->known_before)
+            cache_stored(c, f->body.len);
         if (!f->by_digest && f->shared)
             index_set_tag(c, f->u, f->repo, f->reference, f->digest, f->media_type,
                           f->validated_ms, 1);

@@ -53,6 +53,10 @@ void config_defaults(struct config *c)
     c->upstreams[0].url = must_strdup("https://registry-1.docker.io");
     c->n_upstreams = 1;
     c->revalidate_after_ms = 30 * 1000;
+    c->ttl_ms = 7ULL * 24 * 3600 * 1000;
+    c->gc_interval_ms = 24ULL * 3600 * 1000;
+    c->max_size_bytes = 0;
+    c->min_free_bytes = 0;
     c->connect_timeout_ms = 10 * 1000;
     c->low_speed_time_ms = 30 * 1000;
     c->client_idle_ms = 60 * 1000;
@@ -260,7 +264,7 @@ static int get_pair(struct ctx *x, yaml_node_t *m, yaml_node_pair_t *p, const ch
 
 /* ---- cache, timeouts, limits, log ---- */
 
-enum field_kind { F_DURATION, F_DURATION_POSITIVE, F_COUNT, F_SIZE, F_LEVEL };
+enum field_kind { F_DURATION, F_DURATION_POSITIVE, F_COUNT, F_SIZE, F_DISK_SIZE, F_LEVEL };
 
 struct field {
     const char *section;
@@ -271,6 +275,10 @@ struct field {
 
 static const struct field fields[] = {
     {"cache", "revalidate_after", F_DURATION, offsetof(struct config, revalidate_after_ms)},
+    {"cache", "ttl", F_DURATION, offsetof(struct config, ttl_ms)},
+    {"cache", "gc_interval", F_DURATION_POSITIVE, offsetof(struct config, gc_interval_ms)},
+    {"cache", "max_size", F_DISK_SIZE, offsetof(struct config, max_size_bytes)},
+    {"cache", "min_free", F_DISK_SIZE, offsetof(struct config, min_free_bytes)},
     {"timeouts", "connect", F_DURATION_POSITIVE, offsetof(struct config, connect_timeout_ms)},
     {"timeouts", "low_speed", F_DURATION_POSITIVE, offsetof(struct config, low_speed_time_ms)},
     {"timeouts", "client_idle", F_DURATION_POSITIVE, offsetof(struct config, client_idle_ms)},
@@ -340,6 +348,11 @@ static int set_field(struct ctx *x, struct config *c, const struct field *f, yam
             return fail(x, line, key, "invalid size '%s' (use e.g. 512KiB, 4MiB)", s);
         if (v < MANIFEST_MIN || v > MANIFEST_MAX)
             return fail(x, line, key, "%s is out of range (1KiB..64MiB)", s);
+        *u64 = v;
+        return 0;
+    case F_DISK_SIZE:
+        if (parse_size_bytes(s, &v) < 0)
+            return fail(x, line, key, "invalid size '%s' (use e.g. 0, 512MiB, 200GiB)", s);
         *u64 = v;
         return 0;
     case F_LEVEL:

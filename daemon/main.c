@@ -4,22 +4,30 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "daemon/admin.h"
 #include "daemon/serve.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: regcache serve [-c FILE]        run the mirror in the foreground\n"
-               "       regcache check-config -c FILE   validate a configuration file\n"
+    fprintf(f, "usage: regcache serve [-c FILE]          run the mirror in the foreground\n"
+               "       regcache check-config -c FILE     validate a configuration file\n"
+               "       regcache gc [-c FILE] [--dry-run] evict what the cache policy says\n"
+               "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
+               "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
+               "       regcache ls [-c FILE]             cached repositories and tags\n"
                "       regcache --version\n");
 }
 
 /* Loads -c FILE over the defaults; without -c (when allowed) the defaults stand. */
-static int load_config(int argc, char **argv, int need_file, struct config *cfg)
+static int load_config(int argc, char **argv, int need_file, struct config *cfg,
+                       const char *flag, int *flag_set)
 {
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
             path = argv[++i];
+        else if (flag && strcmp(argv[i], flag) == 0)
+            *flag_set = 1;
         else {
             fprintf(stderr, "regcache: unexpected argument '%s'\n", argv[i]);
             usage(stderr);
@@ -59,7 +67,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "serve") == 0) {
-        int r = load_config(argc - 2, argv + 2, 0, &cfg);
+        int r = load_config(argc - 2, argv + 2, 0, &cfg, NULL, NULL);
         if (r) {
             config_free(&cfg);
             return r;
@@ -69,10 +77,29 @@ int main(int argc, char **argv)
         return r;
     }
     if (strcmp(cmd, "check-config") == 0) {
-        int r = load_config(argc - 2, argv + 2, 1, &cfg);
+        int r = load_config(argc - 2, argv + 2, 1, &cfg, NULL, NULL);
         if (!r) {
             printf("%s: OK (listen %s, storage %s, %zu upstream%s)\n", cfg.source, cfg.listen,
                    cfg.storage, cfg.n_upstreams, cfg.n_upstreams == 1 ? "" : "s");
+        }
+        config_free(&cfg);
+        return r;
+    }
+    static const struct {
+        const char *name, *flag;
+    } admin[] = {{"gc", "--dry-run"}, {"verify", NULL}, {"stats", "--json"}, {"ls", NULL}};
+    for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
+        if (strcmp(cmd, admin[i].name) != 0)
+            continue;
+        int flag = 0;
+        int r = load_config(argc - 2, argv + 2, 0, &cfg, admin[i].flag, &flag);
+        if (!r) {
+            switch (i) {
+            case 0: r = admin_gc(&cfg, flag); break;
+            case 1: r = admin_verify(&cfg); break;
+            case 2: r = admin_stats(&cfg, flag); break;
+            default: r = admin_ls(&cfg); break;
+            }
         }
         config_free(&cfg);
         return r;

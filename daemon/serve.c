@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "cache/cache.h"
+#include "cache/reconcile.h"
 #include "db/db.h"
 #include "http/http.h"
 #include "registry/api.h"
@@ -45,6 +46,7 @@ static void finish(struct daemon *d)
     http_server_close_all(d->http);
     cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
+    db_detach(d->db);
 }
 
 static void on_shutdown_tick(uv_timer_t *t)
@@ -98,6 +100,17 @@ int serve(const struct config *cfg)
         log_error("database %s: cannot open", dbpath);
         goto out_store;
     }
+    struct reconcile_report rec;
+    uint64_t t0 = clock_mono_us();
+    if ((r = reconcile(d.db, d.store, 0, &rec))) {
+        log_error("cannot reconcile the store with its index (%d)", r);
+        goto out_db;
+    }
+    log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray removed, "
+             "%zu index rows without a file dropped (%llu ms)",
+             rec.files, (unsigned long long)rec.bytes, rec.adopted, rec.removed_corrupt,
+             rec.removed_stray, rec.rows_dropped,
+             (unsigned long long)((clock_mono_us() - t0) / 1000));
     uv_loop_init(&d.loop);
     if ((r = upstream_client_new(&d.loop, cfg, &d.up))) {
         log_error("upstream client: %s", strerror(-r));
@@ -108,6 +121,7 @@ int serve(const struct config *cfg)
         goto out_up;
     }
     db_attach(d.db, &d.loop);
+    cache_start(d.cache, rec.bytes);
     d.registry = registry_new(d.cache, d.up);
     struct http_server_opts opts = {
         .listen = cfg->listen,
@@ -150,6 +164,7 @@ int serve(const struct config *cfg)
 out_cache:
     registry_free(d.registry);
     cache_shutdown(d.cache);
+    db_detach(d.db);
 out_up:
     upstream_client_shutdown(d.up);
     uv_run(&d.loop, UV_RUN_DEFAULT);

@@ -2,18 +2,26 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/log.h"
+#include "util/map.h"
 
-enum op_kind { OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB };
+enum op_kind {
+    OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL
+};
 
 struct op {
     struct op *next;
     enum op_kind kind;
     char *a, *b, *c, *d, *e; /* per kind: see apply_op */
     uint64_t n1, n2;
+    /* OP_CALL */
+    void (*fn)(struct db *d, void *ud);
+    void (*done)(void *ud);
+    void *ud;
 };
 
 struct db {
@@ -23,9 +31,18 @@ struct db {
     struct op *batch;               /* being written on the thread pool */
     uv_work_t work;
     int busy;
+    /* coalesced until the next flush: digest -> uint64_t last access; reference keys */
+    struct map *touches, *refs;
+    struct map *counters; /* name -> uint64_t */
+    uv_timer_t flush_timer;
+    int timer_running;
 };
 
-static const char *schema_v1 =
+
+
+/* Schema migrations, applied in order; migrations[i] takes user_version i to i + 1. */
+static const char *const migrations[] = {
+    /* 1: the index of issue-free pulls */
     "CREATE TABLE IF NOT EXISTS blobs ("
     "  digest TEXT PRIMARY KEY, size INTEGER NOT NULL, media_type TEXT,"
     "  first_cached_ms INTEGER NOT NULL, last_access_ms INTEGER NOT NULL);"
@@ -34,7 +51,24 @@ static const char *schema_v1 =
     "CREATE TABLE IF NOT EXISTS tags ("
     "  upstream TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL,"
     "  digest TEXT NOT NULL, media_type TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (upstream, repo, tag));";
+    "  PRIMARY KEY (upstream, repo, tag));",
+    /* 2: lifecycle: which repository referenced which blob, GC history, counters */
+    "CREATE TABLE IF NOT EXISTS repo_blobs ("
+    "  upstream TEXT NOT NULL, repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  PRIMARY KEY (upstream, repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS repo_blobs_by_digest ON repo_blobs (digest);"
+    "CREATE INDEX IF NOT EXISTS blobs_by_access ON blobs (last_access_ms);"
+    "CREATE INDEX IF NOT EXISTS tags_by_digest ON tags (digest);"
+    "CREATE TABLE IF NOT EXISTS gc_runs ("
+    "  started_ms INTEGER NOT NULL, duration_ms INTEGER NOT NULL, dry_run INTEGER NOT NULL,"
+    "  evicted_count INTEGER NOT NULL, evicted_bytes INTEGER NOT NULL, reason TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    /* manifests are files in the store like any blob: give them blob rows too */
+    "INSERT OR IGNORE INTO blobs (digest, size, media_type, first_cached_ms, last_access_ms)"
+    "  SELECT digest, size, media_type, CAST(strftime('%s','now') AS INTEGER) * 1000,"
+    "         CAST(strftime('%s','now') AS INTEGER) * 1000 FROM manifests;",
+};
+#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 static int exec(sqlite3 *s, const char *sql)
 {
@@ -56,15 +90,21 @@ static int migrate(sqlite3 *s)
             version = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
     }
-    if (version > DB_SCHEMA_VERSION) {
+    if (version > N_MIGRATIONS) {
         log_error("database schema version %d is newer than this regcache understands (%d)",
-                  version, DB_SCHEMA_VERSION);
+                  version, N_MIGRATIONS);
         return -EPROTO;
     }
-    if (version < 1) {
-        if (exec(s, "BEGIN") || exec(s, schema_v1) || exec(s, "PRAGMA user_version = 1") ||
-            exec(s, "COMMIT"))
+    for (; version < N_MIGRATIONS; version++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", version + 1);
+        if (exec(s, "BEGIN IMMEDIATE") || exec(s, migrations[version]) || exec(s, bump) ||
+            exec(s, "COMMIT")) {
+            exec(s, "ROLLBACK");
             return -EIO;
+        }
+        if (version > 0)
+            log_info("database migrated to schema version %d", version + 1);
     }
     return 0;
 }
@@ -75,6 +115,16 @@ int db_open(const char *path, struct db **out)
     if (!d)
         return -ENOMEM;
     d->queue_tail = &d->queue;
+    d->touches = map_new();
+    d->refs = map_new();
+    d->counters = map_new();
+    if (!d->touches || !d->refs || !d->counters) {
+        map_free(d->touches);
+        map_free(d->refs);
+        map_free(d->counters);
+        free(d);
+        return -ENOMEM;
+    }
     if (sqlite3_open_v2(path, &d->sql,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK) {
@@ -170,22 +220,52 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         o, 2, 1);
     case OP_PUT_BLOB:
         return bind_run(s,
-                        "INSERT INTO blobs (digest, size, first_cached_ms, last_access_ms)"
-                        " VALUES (?1, ?2, ?3, ?3) ON CONFLICT(digest) DO UPDATE SET"
-                        " last_access_ms = excluded.last_access_ms",
-                        o, 1, 2);
+                        "INSERT INTO blobs (digest, media_type, size, first_cached_ms,"
+                        " last_access_ms) VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT(digest) DO"
+                        " UPDATE SET last_access_ms = excluded.last_access_ms,"
+                        " media_type = coalesce(excluded.media_type, media_type)",
+                        o, 2, 2);
+    case OP_TOUCH:
+        return bind_run(s,
+                        "UPDATE blobs SET last_access_ms = max(last_access_ms, ?2)"
+                        " WHERE digest = ?1",
+                        o, 1, 1);
+    case OP_REF:
+        return bind_run(s, "INSERT OR IGNORE INTO repo_blobs (upstream, repo, digest)"
+                           " VALUES (?, ?, ?)", o, 3, 0);
+    case OP_COUNTER:
+        return bind_run(s, "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", o,
+                        1, 1);
+    case OP_CALL:
+        return 0; /* run by write_batch itself */
     }
     return -EINVAL;
 }
 
-static void write_batch(sqlite3 *s, struct op *batch)
+static void write_batch(struct db *d, struct op *batch)
 {
+    sqlite3 *s = d->sql;
     if (exec(s, "BEGIN"))
         return;
-    for (struct op *o = batch; o; o = o->next)
+    for (struct op *o = batch; o; o = o->next) {
+        if (o->kind == OP_CALL) {
+            /* a maintenance call sees every write queued before it */
+            exec(s, "COMMIT");
+            o->fn(d, o->ud);
+            exec(s, "BEGIN");
+            continue;
+        }
         if (apply_op(s, o))
             log_warn("database: write failed: %s", sqlite3_errmsg(s));
+    }
     exec(s, "COMMIT");
+}
+
+static void calls_done(struct op *batch)
+{
+    for (struct op *o = batch; o; o = o->next)
+        if (o->kind == OP_CALL && o->done)
+            o->done(o->ud);
 }
 
 static void free_ops(struct op *o)
@@ -198,20 +278,24 @@ static void free_ops(struct op *o)
 }
 
 static void kick(struct db *d);
+static void on_flush_timer(uv_timer_t *t);
+static void flush_coalesced(struct db *d);
 
 static void work_batch(uv_work_t *w)
 {
     struct db *d = w->data;
-    write_batch(d->sql, d->batch);
+    write_batch(d, d->batch);
 }
 
 static void after_batch(uv_work_t *w, int status)
 {
     (void)status;
     struct db *d = w->data;
-    free_ops(d->batch);
+    struct op *batch = d->batch;
     d->batch = NULL;
     d->busy = 0;
+    calls_done(batch);
+    free_ops(batch);
     kick(d);
 }
 
@@ -225,16 +309,22 @@ static void kick(struct db *d)
     d->busy = 1;
     d->work.data = d;
     if (uv_queue_work(d->loop, &d->work, work_batch, after_batch)) {
-        write_batch(d->sql, d->batch);
-        free_ops(d->batch);
+        struct op *batch = d->batch;
+        write_batch(d, batch);
         d->batch = NULL;
         d->busy = 0;
+        calls_done(batch);
+        free_ops(batch);
     }
 }
 
 void db_attach(struct db *d, uv_loop_t *loop)
 {
     d->loop = loop;
+    uv_timer_init(loop, &d->flush_timer);
+    d->flush_timer.data = d;
+    uv_timer_start(&d->flush_timer, on_flush_timer, DB_FLUSH_MS, DB_FLUSH_MS);
+    d->timer_running = 1;
     kick(d);
 }
 
@@ -288,25 +378,389 @@ void db_put_manifest(struct db *d, const struct db_manifest_row *row)
     enqueue(d, o);
 }
 
-void db_put_blob(struct db *d, const char *digest, uint64_t size, uint64_t now_ms)
+void db_put_blob(struct db *d, const char *digest, uint64_t size, const char *media_type,
+                 uint64_t now_ms)
 {
-    struct op *o = op_new(OP_PUT_BLOB, digest, NULL, NULL, NULL, NULL);
+    struct op *o = op_new(OP_PUT_BLOB, digest, media_type, NULL, NULL, NULL);
     if (!o)
         return;
     o->n1 = size;
-    o->n2 = now_ms;
-    /* first_cached and last_access start equal */
+    o->n2 = now_ms; /* first_cached and last_access start equal */
     enqueue(d, o);
+}
+
+int db_call(struct db *d, void (*fn)(struct db *d, void *ud), void (*done)(void *ud), void *ud)
+{
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    o->kind = OP_CALL;
+    o->fn = fn;
+    o->done = done;
+    o->ud = ud;
+    flush_coalesced(d);
+    enqueue(d, o);
+    return 0;
+}
+
+void db_touch(struct db *d, const char *digest, uint64_t now_ms)
+{
+    uint64_t *t = map_get(d->touches, digest);
+    if (!t) {
+        t = malloc(sizeof(*t));
+        if (!t)
+            return;
+        if (map_put(d->touches, digest, t) == MAP_NOMEM) {
+            free(t);
+            return;
+        }
+    }
+    *t = now_ms;
+}
+
+void db_ref(struct db *d, const char *upstream, const char *repo, const char *digest)
+{
+    char key[800];
+    snprintf(key, sizeof(key), "%s\x1f%s\x1f%s", upstream, repo, digest);
+    if (!map_get(d->refs, key))
+        map_put(d->refs, key, (void *)1);
+}
+
+void db_set_counter(struct db *d, const char *name, uint64_t value)
+{
+    uint64_t *v = map_get(d->counters, name);
+    if (!v) {
+        v = malloc(sizeof(*v));
+        if (!v)
+            return;
+        if (map_put(d->counters, name, v) == MAP_NOMEM) {
+            free(v);
+            return;
+        }
+    }
+    *v = value;
+}
+
+static int queue_touch(const char *key, void *value, void *ud)
+{
+    struct db *d = ud;
+    struct op *o = op_new(OP_TOUCH, key, NULL, NULL, NULL, NULL);
+    if (o) {
+        o->n1 = *(uint64_t *)value;
+        *d->queue_tail = o;
+        d->queue_tail = &o->next;
+    }
+    free(value);
+    return 0;
+}
+
+static int queue_ref(const char *key, void *value, void *ud)
+{
+    (void)value;
+    struct db *d = ud;
+    char buf[800], *a = buf, *b, *c;
+    snprintf(buf, sizeof(buf), "%s", key);
+    if (!(b = strchr(a, '\x1f')) || !(c = strchr(b + 1, '\x1f')))
+        return 0;
+    *b++ = '\0';
+    *c++ = '\0';
+    struct op *o = op_new(OP_REF, a, b, c, NULL, NULL);
+    if (o) {
+        *d->queue_tail = o;
+        d->queue_tail = &o->next;
+    }
+    return 0;
+}
+
+static int queue_counter(const char *key, void *value, void *ud)
+{
+    struct db *d = ud;
+    struct op *o = op_new(OP_COUNTER, key, NULL, NULL, NULL, NULL);
+    if (o) {
+        o->n1 = *(uint64_t *)value;
+        *d->queue_tail = o;
+        d->queue_tail = &o->next;
+    }
+    return 0;
+}
+
+/* Moves what was coalesced since the last flush into the write queue. */
+static void flush_coalesced(struct db *d)
+{
+    if (map_count(d->touches)) {
+        map_each(d->touches, queue_touch, d);
+        map_free(d->touches);
+        d->touches = map_new();
+    }
+    if (map_count(d->refs)) {
+        map_each(d->refs, queue_ref, d);
+        map_free(d->refs);
+        d->refs = map_new();
+    }
+    map_each(d->counters, queue_counter, d);
+}
+
+static void on_flush_timer(uv_timer_t *t)
+{
+    struct db *d = t->data;
+    flush_coalesced(d);
+    kick(d);
+}
+
+void db_detach(struct db *d)
+{
+    if (!d->timer_running)
+        return;
+    d->timer_running = 0;
+    uv_timer_stop(&d->flush_timer);
+    uv_close((uv_handle_t *)&d->flush_timer, NULL);
+    flush_coalesced(d);
+    kick(d);
+}
+
+static int free_value(const char *key, void *value, void *ud)
+{
+    (void)key;
+    (void)ud;
+    free(value);
+    return 0;
 }
 
 void db_close(struct db *d)
 {
     if (!d)
         return;
+    flush_coalesced(d);
     /* a batch still on the thread pool was finished by uv_run before we get here */
     if (d->queue)
-        write_batch(d->sql, d->queue);
+        write_batch(d, d->queue);
     free_ops(d->queue);
     sqlite3_close(d->sql);
+    map_free(d->touches);
+    map_free(d->refs);
+    map_each(d->counters, free_value, NULL);
+    map_free(d->counters);
     free(d);
+}
+
+/* ---- maintenance ---- */
+
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int db_list_blobs(struct db *d, struct db_blob **out, size_t *n)
+{
+    sqlite3_stmt *st;
+    size_t cap = 256, count = 0;
+    struct db_blob *v = malloc(cap * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    if (sqlite3_prepare_v2(d->sql, "SELECT digest, size, first_cached_ms, last_access_ms FROM blobs",
+                           -1, &st, NULL) != SQLITE_OK) {
+        free(v);
+        return -EIO;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *digest = (const char *)sqlite3_column_text(st, 0);
+        if (!digest)
+            continue;
+        if (count == cap) {
+            struct db_blob *nv = realloc(v, 2 * cap * sizeof(*v));
+            if (!nv) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        snprintf(v[count].digest, sizeof(v[count].digest), "%s", digest);
+        v[count].size = (uint64_t)sqlite3_column_int64(st, 1);
+        v[count].first_cached_ms = (uint64_t)sqlite3_column_int64(st, 2);
+        v[count].last_access_ms = (uint64_t)sqlite3_column_int64(st, 3);
+        count++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return -EIO;
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *changes)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
+    int r = step_done(st);
+    if (!r && changes)
+        *changes += sqlite3_changes(s);
+    return r;
+}
+
+int db_forget_blobs(struct db *d, char *const *digests, size_t n, size_t *tags_forgotten)
+{
+    int tags = 0, r = 0;
+    if (exec(d->sql, "BEGIN IMMEDIATE"))
+        return -EIO;
+    for (size_t i = 0; i < n && !r; i++) {
+        r = run_digest(d->sql, "DELETE FROM blobs WHERE digest = ?", digests[i], NULL);
+        if (!r)
+            r = run_digest(d->sql, "DELETE FROM manifests WHERE digest = ?", digests[i], NULL);
+        if (!r)
+            r = run_digest(d->sql, "DELETE FROM repo_blobs WHERE digest = ?", digests[i], NULL);
+        if (!r)
+            r = run_digest(d->sql, "DELETE FROM tags WHERE digest = ?", digests[i], &tags);
+    }
+    if (r) {
+        exec(d->sql, "ROLLBACK");
+        return r;
+    }
+    if (exec(d->sql, "COMMIT"))
+        return -EIO;
+    if (tags_forgotten)
+        *tags_forgotten = (size_t)tags;
+    return 0;
+}
+
+int db_adopt_blob(struct db *d, const char *digest, uint64_t size, uint64_t now_ms)
+{
+    struct op o = {0};
+    o.kind = OP_PUT_BLOB;
+    o.a = (char *)digest;
+    o.n1 = size;
+    o.n2 = now_ms;
+    return apply_op(d->sql, &o);
+}
+
+int db_add_gc_run(struct db *d, const struct db_gc_run *run)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "INSERT INTO gc_runs (started_ms, duration_ms, dry_run, evicted_count,"
+                           " evicted_bytes, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)run->started_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)run->duration_ms);
+    sqlite3_bind_int(st, 3, run->dry_run);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)run->evicted_count);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)run->evicted_bytes);
+    sqlite3_bind_text(st, 6, run->reason, -1, SQLITE_STATIC);
+    int r = step_done(st);
+    /* keep the history short */
+    exec(d->sql, "DELETE FROM gc_runs WHERE rowid NOT IN"
+                 " (SELECT rowid FROM gc_runs ORDER BY started_ms DESC LIMIT 100)");
+    return r;
+}
+
+int db_gc_runs(struct db *d, struct db_gc_run *out, size_t max)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT started_ms, duration_ms, dry_run, evicted_count, evicted_bytes,"
+                           " reason FROM gc_runs ORDER BY started_ms DESC LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW && (size_t)n < max) {
+        struct db_gc_run *g = &out[n++];
+        g->started_ms = (uint64_t)sqlite3_column_int64(st, 0);
+        g->duration_ms = (uint64_t)sqlite3_column_int64(st, 1);
+        g->dry_run = sqlite3_column_int(st, 2);
+        g->evicted_count = (uint64_t)sqlite3_column_int64(st, 3);
+        g->evicted_bytes = (uint64_t)sqlite3_column_int64(st, 4);
+        const char *reason = (const char *)sqlite3_column_text(st, 5);
+        snprintf(g->reason, sizeof(g->reason), "%s", reason ? reason : "");
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static uint64_t scalar(sqlite3 *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    uint64_t v = 0;
+    if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int db_stats(struct db *d, struct db_stats *o)
+{
+    o->blobs = scalar(d->sql, "SELECT count(*) FROM blobs");
+    o->blob_bytes = scalar(d->sql, "SELECT coalesce(sum(size), 0) FROM blobs");
+    o->manifests = scalar(d->sql, "SELECT count(*) FROM manifests");
+    o->tags = scalar(d->sql, "SELECT count(*) FROM tags");
+    o->repositories = scalar(d->sql, "SELECT count(*) FROM (SELECT upstream, repo FROM tags"
+                                     " UNION SELECT upstream, repo FROM repo_blobs)");
+    o->oldest_access_ms = scalar(d->sql, "SELECT coalesce(min(last_access_ms), 0) FROM blobs");
+    o->hits = scalar(d->sql, "SELECT value FROM counters WHERE name = 'hits'");
+    o->misses = scalar(d->sql, "SELECT value FROM counters WHERE name = 'misses'");
+    o->started_ms = scalar(d->sql, "SELECT value FROM counters WHERE name = 'started_ms'");
+    return 0;
+}
+
+int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(
+            d->sql,
+            "SELECT r.upstream, r.repo, coalesce(sum(b.size), 0), coalesce(max(b.last_access_ms), 0)"
+            " FROM (SELECT upstream, repo FROM tags UNION SELECT upstream, repo FROM repo_blobs) r"
+            " LEFT JOIN repo_blobs rb ON rb.upstream = r.upstream AND rb.repo = r.repo"
+            " LEFT JOIN blobs b ON b.digest = rb.digest"
+            " GROUP BY r.upstream, r.repo ORDER BY r.upstream, r.repo",
+            -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        struct db_repo_row row = {(const char *)sqlite3_column_text(st, 0),
+                                  (const char *)sqlite3_column_text(st, 1),
+                                  (uint64_t)sqlite3_column_int64(st, 2),
+                                  (uint64_t)sqlite3_column_int64(st, 3)};
+        if (row.upstream && row.repo)
+            r = fn(ud, &row);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_each_tag(struct db *d, const char *upstream, const char *repo,
+                int (*fn)(void *ud, const struct db_tag_row *row, uint64_t last_access_ms),
+                void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT t.tag, t.digest, t.media_type, t.validated_ms,"
+                           " coalesce(b.last_access_ms, 0) FROM tags t"
+                           " LEFT JOIN blobs b ON b.digest = t.digest"
+                           " WHERE t.upstream = ? AND t.repo = ? ORDER BY t.tag",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, upstream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        struct db_tag_row row = {upstream, repo, (const char *)sqlite3_column_text(st, 0),
+                                 (const char *)sqlite3_column_text(st, 1),
+                                 (const char *)sqlite3_column_text(st, 2),
+                                 (uint64_t)sqlite3_column_int64(st, 3)};
+        if (row.tag && row.digest)
+            r = fn(ud, &row, (uint64_t)sqlite3_column_int64(st, 4));
+    }
+    sqlite3_finalize(st);
+    return r;
 }

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define DB_SCHEMA_VERSION 1
+#define DB_FLUSH_MS 2000 /* access times and references are written this often */
 
 struct db;
 
@@ -29,12 +29,73 @@ struct db_manifest_row {
 int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
             void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud);
 
-/* From here on changes are written asynchronously on loop's thread pool. */
+/* From here on changes are written asynchronously on loop's thread pool; access times,
+ * references and counters are coalesced in memory and written every DB_FLUSH_MS. */
 void db_attach(struct db *d, uv_loop_t *loop);
+/* Writes what is coalesced and stops the flush timer (at shutdown, before the loop ends). */
+void db_detach(struct db *d);
 
 void db_put_tag(struct db *d, const struct db_tag_row *row);
 void db_del_tag(struct db *d, const char *upstream, const char *repo, const char *tag);
 void db_put_manifest(struct db *d, const struct db_manifest_row *row);
-void db_put_blob(struct db *d, const char *digest, uint64_t size, uint64_t now_ms);
+/* A file now in the store (blob or manifest; media_type NULL for plain blobs). */
+void db_put_blob(struct db *d, const char *digest, uint64_t size, const char *media_type,
+                 uint64_t now_ms);
+/* A GET or HEAD served for digest (coalesced: the latest time per digest is written). */
+void db_touch(struct db *d, const char *digest, uint64_t now_ms);
+/* Repository upstream/repo referenced digest (coalesced). */
+void db_ref(struct db *d, const char *upstream, const char *repo, const char *digest);
+/* A named counter for operators (hits, misses, started), written with the next flush. */
+void db_set_counter(struct db *d, const char *name, uint64_t value);
+
+
+/* Runs fn on the thread pool in turn with the queued writes (after the coalesced access times,
+ * so it sees them), then done on the loop. fn may use the maintenance functions below. */
+int db_call(struct db *d, void (*fn)(struct db *d, void *ud), void (*done)(void *ud), void *ud);
+
+/* ---- maintenance: synchronous, for the GC (on the thread pool or in `regcache gc`) and the
+ * admin commands. Each uses the connection of its own struct db. ---- */
+
+struct db_blob {
+    char digest[80];
+    uint64_t size;
+    uint64_t first_cached_ms, last_access_ms;
+};
+
+/* Every blob row (manifests included); *out is malloc'ed. */
+int db_list_blobs(struct db *d, struct db_blob **out, size_t *n);
+/* Forgets digests in one transaction: their blob and manifest rows, repository references, and
+ * the tags pointing at them (counted into *tags_forgotten). */
+int db_forget_blobs(struct db *d, char *const *digests, size_t n, size_t *tags_forgotten);
+/* Records a file found in the store without a row (after it verified). */
+int db_adopt_blob(struct db *d, const char *digest, uint64_t size, uint64_t now_ms);
+
+struct db_gc_run {
+    uint64_t started_ms, duration_ms;
+    int dry_run;
+    uint64_t evicted_count, evicted_bytes;
+    char reason[32];
+};
+int db_add_gc_run(struct db *d, const struct db_gc_run *run);
+/* The most recent runs first; returns how many were written into out. */
+int db_gc_runs(struct db *d, struct db_gc_run *out, size_t max);
+
+struct db_stats {
+    uint64_t blobs, blob_bytes, manifests, tags, repositories;
+    uint64_t oldest_access_ms; /* 0 when empty */
+    uint64_t hits, misses, started_ms;
+};
+int db_stats(struct db *d, struct db_stats *out);
+
+struct db_repo_row {
+    const char *upstream, *repo;
+    uint64_t bytes;          /* cached blobs this repository referenced */
+    uint64_t last_access_ms; /* the latest access among them */
+};
+int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row), void *ud);
+/* Tags of one repository, with their manifest's last access. */
+int db_each_tag(struct db *d, const char *upstream, const char *repo,
+                int (*fn)(void *ud, const struct db_tag_row *row, uint64_t last_access_ms),
+                void *ud);
 
 #endif

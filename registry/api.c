@@ -21,6 +21,9 @@ struct registry {
 
 /* One request waiting for the cache. */
 struct pending {
+    struct registry *r;
+    struct upstream *u;
+    char repo[REPO_MAX];
     struct conn *conn;
     struct http_request *req;
     int head;
@@ -131,6 +134,7 @@ static void on_manifest(void *ud, const struct manifest_answer *a)
                  "Content-Type: %s\r\nDocker-Content-Digest: %s\r\nETag: \"%s\"\r\n%s",
                  a->media_type, a->digest, a->digest, nsh);
         conn_respond(p->conn, 200, headers, a->body, a->size, p->head);
+        cache_note_access(p->r->cache, p->u, p->repo, a->digest, a->outcome);
     }
     pending_done(p);
 }
@@ -166,6 +170,8 @@ static void on_blob(void *ud, const struct blob_answer *a)
                      "Content-Type: application/octet-stream\r\nDocker-Content-Digest: %s\r\n"
                      "ETag: \"%s\"\r\nAccept-Ranges: bytes\r\n%s",
                      p->digest, p->digest, nsh);
+    if (a->outcome != OUTCOME_MISS) /* a HEAD of an uncached blob touches nothing cached */
+        cache_note_access(p->r->cache, p->u, p->repo, p->digest, a->outcome);
     if (p->head) {
         conn_respond(c, 200, headers, NULL, a->size, 1);
         pending_done(p);
@@ -321,6 +327,11 @@ void registry_handle(struct conn *c, struct http_request *req, void *ud)
         return;
     }
     struct pending *p = pending_new(c, req, rt.ns);
+    if (p) {
+        p->r = r;
+        p->u = u;
+        snprintf(p->repo, sizeof(p->repo), "%s", repo);
+    }
     if (!p) {
         respond_error(c, head, 503, "UNAVAILABLE", "out of memory", NULL);
         return;

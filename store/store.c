@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct store {
@@ -292,4 +293,96 @@ void store_fill_free(struct store_fill *f)
     close(f->fd);
     EVP_MD_CTX_free(f->md);
     free(f);
+}
+
+int store_remove(struct store *s, const char *digest)
+{
+    char path[STORE_PATH_MAX];
+    store_blob_path(s, digest, path, sizeof(path));
+    return unlink(path) ? -errno : 0;
+}
+
+int store_verify(struct store *s, const char *digest)
+{
+    char path[STORE_PATH_MAX], actual[80];
+    unsigned char md[EVP_MAX_MD_SIZE], buf[1 << 16];
+    unsigned n = 0;
+    store_blob_path(s, digest, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int r = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+    ssize_t got;
+    while (!r && (got = read(fd, buf, sizeof(buf))) != 0) {
+        if (got < 0) {
+            if (errno != EINTR)
+                r = -errno;
+            continue;
+        }
+        EVP_DigestUpdate(ctx, buf, (size_t)got);
+    }
+    if (!r) {
+        EVP_DigestFinal_ex(ctx, md, &n);
+        memcpy(actual, "sha256:", 7);
+        hex_of(md, n, actual + 7);
+        r = strcmp(actual, digest) == 0 ? 0 : -EBADMSG;
+    }
+    EVP_MD_CTX_free(ctx);
+    close(fd);
+    return r;
+}
+
+static int is_hex64(const char *s)
+{
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return i == 64;
+}
+
+int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const char *path,
+                                          uint64_t size),
+               void *ud)
+{
+    DIR *top = opendir(s->blobs);
+    if (!top)
+        return -errno;
+    struct dirent *shard;
+    int r = 0;
+    while (!r && (shard = readdir(top))) {
+        if (shard->d_name[0] == '.')
+            continue;
+        char dir[STORE_PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/%s", s->blobs, shard->d_name);
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *e;
+        while (!r && (e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[STORE_PATH_MAX], digest[80];
+            struct stat st;
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            if (stat(path, &st) || !S_ISREG(st.st_mode))
+                continue;
+            int named = is_hex64(e->d_name) && strncmp(e->d_name, shard->d_name, 2) == 0 &&
+                        strlen(shard->d_name) == 2;
+            snprintf(digest, sizeof(digest), "sha256:%s", e->d_name);
+            r = fn(ud, named ? digest : NULL, path, (uint64_t)st.st_size);
+        }
+        closedir(d);
+    }
+    closedir(top);
+    return r;
+}
+
+uint64_t store_free_bytes(struct store *s)
+{
+    struct statvfs v;
+    if (statvfs(s->blobs, &v))
+        return 0;
+    return (uint64_t)v.f_bavail * v.f_frsize;
 }

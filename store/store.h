@@ -47,6 +47,21 @@ void store_fill_abort(struct store_fill *f);
 /* Closes the descriptor and frees; aborts the fill if neither committed nor aborted. */
 void store_fill_free(struct store_fill *f);
 
+/* Removes a stored blob (a reader holding it open keeps its bytes). 0, or -ENOENT. */
+int store_remove(struct store *s, const char *digest);
+
+/* Re-hashes a stored blob: 0 when its bytes match its name, -EBADMSG when not, -ENOENT. */
+int store_verify(struct store *s, const char *digest);
+
+/* Calls fn for every file under blobs/sha256 named like a digest, with its size; stops when fn
+ * returns non-zero. Anything else found there is reported with digest NULL (name in path). */
+int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const char *path,
+                                          uint64_t size),
+               void *ud);
+
+/* Free bytes on the store's filesystem (for unprivileged users), or 0 when unknown. */
+uint64_t store_free_bytes(struct store *s);
+
 /* sha256 of data as "sha256:<hex>" into out (at least 72 bytes). */
 void store_digest_of(const void *data, size_t len, char *out);
 

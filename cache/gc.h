@@ -1,0 +1,32 @@
+/* A garbage-collection run: evicts what the policy (cache/evict.h) picks, from the index first
+ * and then from the store, and records the run. Blocking: the daemon runs it on the thread pool
+ * (through db_call, in turn with its index writes); `regcache gc` runs it directly, safely next
+ * to a running daemon (a file being read stays readable after its removal). */
+#ifndef REGCACHE_CACHE_GC_H
+#define REGCACHE_CACHE_GC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;
+struct store;
+
+struct gc_options {
+    uint64_t now_ms, ttl_ms, max_size, min_free;
+    int dry_run;
+    const char *reason; /* "scheduled", "size", "manual" */
+    char *const *pinned; /* digests never evicted now (fills in progress) */
+    size_t n_pinned;
+};
+
+struct gc_report {
+    size_t scanned, evicted, by_ttl, by_size, tags_forgotten;
+    uint64_t evicted_bytes, kept_bytes, duration_ms;
+    char **digests; /* evicted (or, dry run, to be evicted) */
+    size_t n_digests;
+};
+
+int gc_run(struct db *db, struct store *store, const struct gc_options *o, struct gc_report *r);
+void gc_report_free(struct gc_report *r);
+
+#endif

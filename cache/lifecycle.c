@@ -1,0 +1,174 @@
+/* The cache's lifecycle while serving: scheduled GC runs, a run as soon as the store grows past
+ * its cap, and bringing the in-memory index in line with what a run evicted. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/gc.h"
+#include "cache/impl.h"
+#include "db/db.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define FIRST_GC_DELAY_MS 5000
+
+struct gc_job {
+    struct cache *c;
+    struct gc_options o;
+    struct gc_report r;
+    char **pinned;
+    int rc;
+};
+
+static int pin_fill(const char *key, void *value, void *ud)
+{
+    (void)value;
+    struct gc_job *job = ud;
+    char *d = strdup(key);
+    if (d)
+        job->pinned[job->o.n_pinned++] = d;
+    return 0;
+}
+
+static void job_work(struct db *db, void *ud)
+{
+    struct gc_job *job = ud;
+    job->rc = gc_run(db, job->c->store, &job->o, &job->r);
+}
+
+struct tag_sweep {
+    struct map *evicted;
+    char **keys;
+    size_t n, cap;
+};
+
+static int find_stale_tag(const char *key, void *value, void *ud)
+{
+    struct tag_sweep *sw = ud;
+    struct tag_entry *t = value;
+    if (!map_get(sw->evicted, t->digest))
+        return 0;
+    if (sw->n == sw->cap) {
+        size_t cap = sw->cap ? sw->cap * 2 : 16;
+        char **k = realloc(sw->keys, cap * sizeof(*k));
+        if (!k)
+            return 1;
+        sw->keys = k;
+        sw->cap = cap;
+    }
+    sw->keys[sw->n] = strdup(key);
+    if (sw->keys[sw->n])
+        sw->n++;
+    return 0;
+}
+
+/* Forgets in memory what the run removed from the index and the store. */
+static void apply_report(struct cache *c, const struct gc_report *r)
+{
+    struct tag_sweep sw = {map_new(), NULL, 0, 0};
+    if (!sw.evicted)
+        return;
+    for (size_t i = 0; i < r->n_digests; i++) {
+        map_put(sw.evicted, r->digests[i], (void *)1);
+        index_drop_manifest(c, r->digests[i]);
+    }
+    map_each(c->tags, find_stale_tag, &sw);
+    for (size_t i = 0; i < sw.n; i++) {
+        free(map_del(c->tags, sw.keys[i]));
+        free(sw.keys[i]);
+    }
+    free(sw.keys);
+    map_free(sw.evicted);
+}
+
+static void job_done(void *ud)
+{
+    struct gc_job *job = ud;
+    struct cache *c = job->c;
+    if (job->rc) {
+        log_error("gc (%s) failed: %d", job->o.reason, job->rc);
+    } else {
+        apply_report(c, &job->r);
+        c->stored_bytes = job->r.kept_bytes;
+        log_info("gc (%s): evicted %zu of %zu (%zu expired, %zu for space), %llu bytes, "
+                 "%zu tags forgotten; %llu bytes kept; %llu ms",
+                 job->o.reason, job->r.evicted, job->r.scanned, job->r.by_ttl, job->r.by_size,
+                 (unsigned long long)job->r.evicted_bytes, job->r.tags_forgotten,
+                 (unsigned long long)job->r.kept_bytes, (unsigned long long)job->r.duration_ms);
+    }
+    gc_report_free(&job->r);
+    for (size_t i = 0; i < job->o.n_pinned; i++)
+        free(job->pinned[i]);
+    free(job->pinned);
+    free(job);
+    c->gc_running = 0;
+    if (c->gc_again && !c->stopping) {
+        c->gc_again = 0;
+        cache_gc(c, "size");
+    }
+}
+
+void cache_gc(struct cache *c, const char *reason)
+{
+    if (c->stopping)
+        return;
+    if (c->gc_running) {
+        c->gc_again = 1;
+        return;
+    }
+    struct gc_job *job = calloc(1, sizeof(*job));
+    size_t fills = map_count(c->fills);
+    if (!job || !(job->pinned = calloc(fills ? fills : 1, sizeof(char *)))) {
+        free(job);
+        return;
+    }
+    job->c = c;
+    job->o.now_ms = clock_wall_ms();
+    job->o.ttl_ms = c->cfg->ttl_ms;
+    job->o.max_size = c->cfg->max_size_bytes;
+    job->o.min_free = c->cfg->min_free_bytes;
+    job->o.reason = reason;
+    map_each(c->fills, pin_fill, job);
+    job->o.pinned = job->pinned;
+    if (db_call(c->db, job_work, job_done, job)) {
+        free(job->pinned);
+        free(job);
+        return;
+    }
+    c->gc_running = 1;
+}
+
+void cache_stored(struct cache *c, uint64_t bytes)
+{
+    c->stored_bytes += bytes;
+    const struct config *cfg = c->cfg;
+    if ((cfg->max_size_bytes && c->stored_bytes > cfg->max_size_bytes) ||
+        (cfg->min_free_bytes && store_free_bytes(c->store) < cfg->min_free_bytes))
+        cache_gc(c, "size");
+}
+
+static void on_gc_timer(uv_timer_t *t)
+{
+    cache_gc(t->data, "scheduled");
+}
+
+void cache_start(struct cache *c, uint64_t stored_bytes)
+{
+    c->stored_bytes = stored_bytes;
+    uint64_t interval = c->cfg->gc_interval_ms;
+    uv_timer_init(c->loop, &c->gc_timer);
+    c->gc_timer.data = c;
+    uv_timer_start(&c->gc_timer, on_gc_timer,
+                   interval < FIRST_GC_DELAY_MS ? interval : FIRST_GC_DELAY_MS, interval);
+    c->timer_started = 1;
+}
+
+void cache_stop_lifecycle(struct cache *c)
+{
+    c->stopping = 1;
+    if (c->timer_started) {
+        c->timer_started = 0;
+        uv_timer_stop(&c->gc_timer);
+        uv_close((uv_handle_t *)&c->gc_timer, NULL);
+    }
+}

@@ -1,0 +1,204 @@
+#include "daemon/admin.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache/gc.h"
+#include "cache/reconcile.h"
+#include "db/db.h"
+#include "store/store.h"
+#include "util/clock.h"
+
+struct handles {
+    struct store *store;
+    struct db *db;
+};
+
+static int open_store(const struct config *cfg, struct handles *h)
+{
+    char path[4096];
+    int r = store_open(cfg->storage, &h->store);
+    if (r) {
+        fprintf(stderr, "regcache: storage %s: %s\n", cfg->storage, strerror(-r));
+        return 1;
+    }
+    snprintf(path, sizeof(path), "%s/regcache.db", cfg->storage);
+    if (db_open(path, &h->db)) {
+        fprintf(stderr, "regcache: cannot open the database %s\n", path);
+        store_close(h->store);
+        return 1;
+    }
+    return 0;
+}
+
+static void close_store(struct handles *h)
+{
+    db_close(h->db);
+    store_close(h->store);
+}
+
+static const char *human_size(uint64_t b, char *buf, size_t len)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)b);
+    else
+        snprintf(buf, len, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+static const char *iso_time(uint64_t ms, char *buf, size_t len)
+{
+    if (!ms) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+int admin_gc(const struct config *cfg, int dry_run)
+{
+    struct handles h;
+    if (open_store(cfg, &h))
+        return 1;
+    struct gc_options o = {clock_wall_ms(), cfg->ttl_ms, cfg->max_size_bytes, cfg->min_free_bytes,
+                           dry_run, "manual", NULL, 0};
+    struct gc_report r;
+    int rc = gc_run(h.db, h.store, &o, &r);
+    if (rc) {
+        fprintf(stderr, "regcache: gc failed (%d)\n", rc);
+        close_store(&h);
+        return 1;
+    }
+    char b1[32], b2[32];
+    if (dry_run)
+        for (size_t i = 0; i < r.n_digests; i++)
+            printf("would evict %s\n", r.digests[i]);
+    printf("gc%s: %s %zu of %zu blobs (%zu expired, %zu for space), %s; %zu tags forgotten; "
+           "%s kept; %llu ms\n",
+           dry_run ? " --dry-run" : "", dry_run ? "would evict" : "evicted", r.evicted, r.scanned,
+           r.by_ttl, r.by_size, human_size(r.evicted_bytes, b1, sizeof(b1)), r.tags_forgotten,
+           human_size(r.kept_bytes, b2, sizeof(b2)), (unsigned long long)r.duration_ms);
+    gc_report_free(&r);
+    close_store(&h);
+    return 0;
+}
+
+int admin_verify(const struct config *cfg)
+{
+    struct handles h;
+    if (open_store(cfg, &h))
+        return 1;
+    struct reconcile_report r;
+    int rc = reconcile(h.db, h.store, 1, &r);
+    close_store(&h);
+    if (rc) {
+        fprintf(stderr, "regcache: verify failed (%d)\n", rc);
+        return 1;
+    }
+    char b[32];
+    printf("verify: %zu files (%s) re-hashed; %zu corrupt removed, %zu stray removed, "
+           "%zu adopted, %zu index rows without a file dropped\n",
+           r.verified, human_size(r.bytes, b, sizeof(b)), r.removed_corrupt, r.removed_stray,
+           r.adopted, r.rows_dropped);
+    return r.removed_corrupt ? 3 : 0;
+}
+
+int admin_stats(const struct config *cfg, int json)
+{
+    struct handles h;
+    if (open_store(cfg, &h))
+        return 1;
+    struct db_stats s;
+    struct db_gc_run runs[5];
+    db_stats(h.db, &s);
+    int n = db_gc_runs(h.db, runs, 5);
+    uint64_t free_bytes = store_free_bytes(h.store);
+    close_store(&h);
+    uint64_t served = s.hits + s.misses;
+    double ratio = served ? (double)s.hits / (double)served : 0.0;
+    char t1[32], t2[32], b1[32], b2[32];
+    if (json) {
+        printf("{\"blobs\":%llu,\"blob_bytes\":%llu,\"manifests\":%llu,\"repositories\":%llu,"
+               "\"tags\":%llu,\"hits\":%llu,\"misses\":%llu,\"hit_ratio\":%.4f,"
+               "\"started\":\"%s\",\"oldest_access\":\"%s\",\"free_bytes\":%llu,\"gc_runs\":[",
+               (unsigned long long)s.blobs, (unsigned long long)s.blob_bytes,
+               (unsigned long long)s.manifests, (unsigned long long)s.repositories,
+               (unsigned long long)s.tags, (unsigned long long)s.hits,
+               (unsigned long long)s.misses, ratio, iso_time(s.started_ms, t1, sizeof(t1)),
+               iso_time(s.oldest_access_ms, t2, sizeof(t2)), (unsigned long long)free_bytes);
+        for (int i = 0; i < n; i++)
+            printf("%s{\"started\":\"%s\",\"reason\":\"%s\",\"dry_run\":%s,\"evicted\":%llu,"
+                   "\"evicted_bytes\":%llu,\"duration_ms\":%llu}",
+                   i ? "," : "", iso_time(runs[i].started_ms, t1, sizeof(t1)), runs[i].reason,
+                   runs[i].dry_run ? "true" : "false", (unsigned long long)runs[i].evicted_count,
+                   (unsigned long long)runs[i].evicted_bytes,
+                   (unsigned long long)runs[i].duration_ms);
+        printf("]}\n");
+        return 0;
+    }
+    printf("blobs:          %llu (%s)\n", (unsigned long long)s.blobs,
+           human_size(s.blob_bytes, b1, sizeof(b1)));
+    printf("manifests:      %llu\n", (unsigned long long)s.manifests);
+    printf("repositories:   %llu\n", (unsigned long long)s.repositories);
+    printf("tags:           %llu\n", (unsigned long long)s.tags);
+    printf("hit ratio:      %.1f%% (%llu hits, %llu misses since %s)\n", ratio * 100,
+           (unsigned long long)s.hits, (unsigned long long)s.misses,
+           iso_time(s.started_ms, t1, sizeof(t1)));
+    printf("oldest access:  %s\n", iso_time(s.oldest_access_ms, t2, sizeof(t2)));
+    printf("free disk:      %s\n", human_size(free_bytes, b2, sizeof(b2)));
+    printf("last gc runs:%s\n", n ? "" : "   none");
+    for (int i = 0; i < n; i++)
+        printf("  %s %-9s %s%llu evicted, %s, %llu ms\n",
+               iso_time(runs[i].started_ms, t1, sizeof(t1)), runs[i].reason,
+               runs[i].dry_run ? "(dry run) " : "", (unsigned long long)runs[i].evicted_count,
+               human_size(runs[i].evicted_bytes, b1, sizeof(b1)),
+               (unsigned long long)runs[i].duration_ms);
+    return 0;
+}
+
+struct ls_ctx {
+    struct db *db;
+};
+
+static int print_tag(void *ud, const struct db_tag_row *row, uint64_t last_access_ms)
+{
+    (void)ud;
+    char t[32];
+    printf("  %-30s %s  %s\n", row->tag, row->digest, iso_time(last_access_ms, t, sizeof(t)));
+    return 0;
+}
+
+static int print_repo(void *ud, const struct db_repo_row *row)
+{
+    struct ls_ctx *ls = ud;
+    char name[600], b[32], t[32];
+    snprintf(name, sizeof(name), "%s/%s", row->upstream, row->repo);
+    printf("%-50s %12s  %s\n", name, human_size(row->bytes, b, sizeof(b)),
+           iso_time(row->last_access_ms, t, sizeof(t)));
+    return db_each_tag(ls->db, row->upstream, row->repo, print_tag, ls);
+}
+
+int admin_ls(const struct config *cfg)
+{
+    struct handles h;
+    if (open_store(cfg, &h))
+        return 1;
+    struct ls_ctx ls = {h.db};
+    printf("%-50s %12s  %s\n", "REPOSITORY (TAG, DIGEST)", "SIZE", "LAST PULL");
+    int rc = db_each_repo(h.db, print_repo, &ls);
+    close_store(&h);
+    return rc ? 1 : 0;
+}

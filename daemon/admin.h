@@ -1,0 +1,13 @@
+/* Operator commands that work on a store, also while a daemon serves it:
+ * gc [--dry-run], verify, stats [--json], ls. */
+#ifndef REGCACHE_DAEMON_ADMIN_H
+#define REGCACHE_DAEMON_ADMIN_H
+
+#include "config/config.h"
+
+int admin_gc(const struct config *cfg, int dry_run);
+int admin_verify(const struct config *cfg);
+int admin_stats(const struct config *cfg, int json);
+int admin_ls(const struct config *cfg);
+
+#endif

@@ -185,3 +185,43 @@ def test_admin_commands_against_a_running_daemon(mirror_factory, up, make_image,
     assert any(run["reason"] == "manual" and run["evicted"] > 0 for run in st["gc_runs"])
     # the daemon still serves the image: it notices the files are gone and pulls again
     pull(m, img, "library/admin")
+
+
+def test_gc_never_truncates_a_response_in_progress(mirror_factory, up, make_image, push):
+    """A client slowly reading a cached blob while a GC evicts that blob still receives every
+    byte, hashing right."""
+    img = push(make_image(88, (24 * 1024 * 1024,)), up, "library/reading", "v1")
+    layer = img.layer_digests[0]
+    size = len(img.blobs[layer])
+    m = mirror_factory([up], extra={"cache": {"ttl": "0", "gc_interval": "1h"}})
+    pull(m, img, "library/reading")
+    with open(m.config_path) as f:
+        doc = yaml.safe_load(f)
+    doc["cache"]["ttl"] = "1s"
+    cfg = os.path.join(m.dir, "operator.yml")
+    with open(cfg, "w") as f:
+        yaml.safe_dump(doc, f)
+    time.sleep(3)  # older than the operator's TTL (access times are flushed every 2 s)
+
+    s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    s.sendall(f"GET /v2/library/reading/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    header, body = data.split(b"\r\n\r\n", 1)
+    assert header.startswith(b"HTTP/1.1 200")
+    h = hashlib.sha256(body)
+    got = len(body)
+    # the serve just touched it: wait until the touch is flushed, then age it out again
+    time.sleep(3)
+    r = regcache("gc", "-c", cfg)
+    assert r.returncode == 0, r.stderr
+    assert layer not in stored(m), "the GC should have evicted the blob being read"
+    while got < size:
+        chunk = s.recv(1 << 20)
+        assert chunk, f"response cut after {got} of {size} bytes"
+        h.update(chunk)
+        got += len(chunk)
+    s.close()
+    assert "sha256:" + h.hexdigest() == layer

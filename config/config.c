@@ -64,6 +64,8 @@ void config_defaults(struct config *c)
     c->max_connections = 1024;
     c->max_manifest_bytes = 4ULL << 20;
     c->log_level = LOG_INFO;
+    c->auth_realm = strdup("regcache");
+    c->auth_anonymous_pull = 1;
 }
 
 static void upstream_free(struct config_upstream *u)
@@ -85,6 +87,11 @@ void config_free(struct config *c)
     free(c->storage);
     for (size_t i = 0; i < c->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++)
         upstream_free(&c->upstreams[i]);
+    free(c->auth_htpasswd);
+    free(c->auth_realm);
+    for (size_t i = 0; i < c->n_auth_push_users; i++)
+        free(c->auth_push_users[i]);
+    free(c->auth_push_users);
     memset(c, 0, sizeof(*c)); /* a second config_free is harmless */
 }
 
@@ -117,6 +124,19 @@ static int config_copy(struct config *dst, const struct config *src)
         dst->upstreams[i].username = dup_or_null(u->username, &ok);
         dst->upstreams[i].password = dup_or_null(u->password, &ok);
         dst->upstreams[i].ca_file = dup_or_null(u->ca_file, &ok);
+    }
+    dst->auth_htpasswd = dup_or_null(src->auth_htpasswd, &ok);
+    dst->auth_realm = dup_or_null(src->auth_realm, &ok);
+    dst->auth_push_users = NULL;
+    dst->n_auth_push_users = 0;
+    if (src->n_auth_push_users) {
+        dst->auth_push_users = calloc(src->n_auth_push_users, sizeof(char *));
+        if (!dst->auth_push_users)
+            ok = false;
+        for (size_t i = 0; ok && i < src->n_auth_push_users; i++) {
+            dst->auth_push_users[i] = dup_or_null(src->auth_push_users[i], &ok);
+            dst->n_auth_push_users = i + 1;
+        }
     }
     if (!ok) {
         config_free(dst);
@@ -568,6 +588,86 @@ out:
 
 /* ---- top level ---- */
 
+static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *s;
+
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "auth", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "auth", &kv, key, sizeof(key));
+
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "push_users")) {
+            yaml_node_t *seq = kv.value;
+            if (seq->type != YAML_SEQUENCE_NODE)
+                return fail(x, line_of(seq), key, "expected a list of user names, got %s",
+                            kind_of(seq));
+            for (size_t i = 0; i < c->n_auth_push_users; i++)
+                free(c->auth_push_users[i]);
+            free(c->auth_push_users);
+            c->auth_push_users = NULL;
+            c->n_auth_push_users = 0;
+            size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+            if (n > 10000)
+                return fail(x, line_of(seq), key, "too many users");
+            c->auth_push_users = calloc(n ? n : 1, sizeof(char *));
+            if (!c->auth_push_users)
+                return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+            for (yaml_node_item_t *it = seq->data.sequence.items.start;
+                 it < seq->data.sequence.items.top; it++) {
+                yaml_node_t *item = yaml_document_get_node(x->doc, *it);
+                if (!item)
+                    return fail(x, line_of(seq), key, "malformed list");
+                rc = get_scalar(x, item, key, &s);
+                if (rc < 0)
+                    return rc;
+                if (!*s || strchr(s, ':'))
+                    return fail(x, line_of(item), key, "invalid user name '%s'", s);
+                rc = set_str(x, &c->auth_push_users[c->n_auth_push_users], s);
+                if (rc < 0)
+                    return rc;
+                c->n_auth_push_users++;
+            }
+            continue;
+        }
+        rc = get_scalar(x, kv.value, key, &s);
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "htpasswd")) {
+            if (!*s)
+                return fail(x, line_of(kv.value), key, "must not be empty");
+            if (access(s, R_OK))
+                return fail(x, line_of(kv.value), key, "cannot read '%s': %s", s,
+                            strerror(errno));
+            rc = set_str(x, &c->auth_htpasswd, s);
+        } else if (!strcmp(kv.name, "realm")) {
+            if (!*s || strchr(s, '"') || strchr(s, '\\'))
+                return fail(x, line_of(kv.value), key,
+                            "must be non-empty, without quotes or backslashes");
+            rc = set_str(x, &c->auth_realm, s);
+        } else if (!strcmp(kv.name, "anonymous")) {
+            if (!strcmp(s, "pull"))
+                c->auth_anonymous_pull = 1;
+            else if (!strcmp(s, "none"))
+                c->auth_anonymous_pull = 0;
+            else
+                return fail(x, line_of(kv.value), key, "invalid value '%s' (use pull or none)",
+                            s);
+        } else {
+            return fail(x, line_of(kv.key), key, "unknown key");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
 {
     char key[KEY_MAX];
@@ -604,6 +704,8 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = set_str(x, &c->storage, s);
         } else if (!strcmp(kv.name, "upstreams")) {
             rc = apply_upstreams(x, c, kv.value);
+        } else if (!strcmp(kv.name, "auth")) {
+            rc = apply_auth(x, c, kv.value);
         } else if (is_section(kv.name)) {
             rc = apply_section(x, c, kv.name, kv.value);
         } else {

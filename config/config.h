@@ -33,6 +33,12 @@ struct config {
     uint64_t max_connections;       /* limits.max_connections, default 1024 */
     uint64_t max_manifest_bytes;    /* limits.max_manifest_size, default 4MiB */
     int log_level;                  /* log.level: debug|info|warn|error -> enum log_level */
+    /* auth: off unless auth.htpasswd is set */
+    char *auth_htpasswd;  /* auth.htpasswd: bcrypt htpasswd file */
+    char *auth_realm;     /* auth.realm, default "regcache" */
+    int auth_anonymous_pull; /* auth.anonymous: pull (1, default) or none (0) */
+    char **auth_push_users;  /* auth.push_users; none listed: every authenticated user */
+    size_t n_auth_push_users;
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

@@ -3,8 +3,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "auth/htpasswd.h"
 #include "cache/gc.h"
 #include "cache/reconcile.h"
 #include "db/db.h"
@@ -201,4 +206,72 @@ int admin_ls(const struct config *cfg)
     int rc = db_each_repo(h.db, print_repo, &ls);
     close_store(&h);
     return rc ? 1 : 0;
+}
+
+/* One line from f without its newline; 0, or -1 on end of input. */
+static int read_line(FILE *f, char *buf, size_t len)
+{
+    if (!fgets(buf, (int)len, f))
+        return -1;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+static int prompt(const char *what, char *buf, size_t len)
+{
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty)
+        return -1;
+    struct termios old, quiet;
+    fprintf(tty, "%s", what);
+    fflush(tty);
+    tcgetattr(fileno(tty), &old);
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+    int r = read_line(tty, buf, len);
+    tcsetattr(fileno(tty), TCSAFLUSH, &old);
+    fprintf(tty, "\n");
+    fclose(tty);
+    return r;
+}
+
+int admin_passwd(const char *file, const char *user)
+{
+    char pass[1024], again[1024], hash[128];
+    if (!htpasswd_user_valid(user)) {
+        fprintf(stderr, "regcache: invalid user name '%s' (1-255 bytes, no ':')\n", user);
+        return 2;
+    }
+    if (isatty(STDIN_FILENO)) {
+        if (prompt("Password: ", pass, sizeof(pass)) ||
+            prompt("Again: ", again, sizeof(again))) {
+            fprintf(stderr, "regcache: no password given\n");
+            return 1;
+        }
+        int same = strcmp(pass, again) == 0;
+        OPENSSL_cleanse(again, sizeof(again));
+        if (!same) {
+            OPENSSL_cleanse(pass, sizeof(pass));
+            fprintf(stderr, "regcache: the passwords differ\n");
+            return 1;
+        }
+    } else if (read_line(stdin, pass, sizeof(pass))) {
+        fprintf(stderr, "regcache: no password on standard input\n");
+        return 1;
+    }
+    if (!pass[0]) {
+        fprintf(stderr, "regcache: empty password refused\n");
+        return 1;
+    }
+    int r = htpasswd_make_hash(pass, hash, sizeof(hash));
+    OPENSSL_cleanse(pass, sizeof(pass));
+    if (!r)
+        r = htpasswd_set(file, user, hash);
+    if (r) {
+        fprintf(stderr, "regcache: %s: %s\n", file, strerror(-r));
+        return 1;
+    }
+    printf("%s: password for '%s' set (bcrypt)\n", file, user);
+    return 0;
 }

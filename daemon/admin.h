@@ -9,5 +9,8 @@ int admin_gc(const struct config *cfg, int dry_run);
 int admin_verify(const struct config *cfg);
 int admin_stats(const struct config *cfg, int json);
 int admin_ls(const struct config *cfg);
+/* Creates or updates user in an htpasswd file with a bcrypt hash; the password comes from a
+ * no-echo prompt on a terminal, else from the first line of standard input. */
+int admin_passwd(const char *file, const char *user);
 
 #endif

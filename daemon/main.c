@@ -15,6 +15,7 @@ static void usage(FILE *f)
                "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
+               "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
                "       regcache --version\n");
 }
 
@@ -84,6 +85,13 @@ int main(int argc, char **argv)
         }
         config_free(&cfg);
         return r;
+    }
+    if (strcmp(cmd, "passwd") == 0) {
+        if (argc != 4) {
+            usage(stderr);
+            return 2;
+        }
+        return admin_passwd(argv[2], argv[3]);
     }
     static const struct {
         const char *name, *flag;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "cache/cache.h"
 #include "cache/reconcile.h"
 #include "db/db.h"
@@ -32,6 +33,8 @@ struct daemon {
     struct cache *cache;
     struct registry *registry;
     struct http_server *http;
+    struct auth *auth;
+    uv_signal_t sighup;
 };
 
 static void finish(struct daemon *d)
@@ -43,6 +46,8 @@ static void finish(struct daemon *d)
     uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
+    auth_shutdown(d->auth);
     http_server_close_all(d->http);
     cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
@@ -62,6 +67,15 @@ static void on_shutdown_tick(uv_timer_t *t)
                  (unsigned long long)d->cfg->shutdown_grace_ms, left);
         finish(d);
     }
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    struct daemon *d = s->data;
+    log_info("SIGHUP: reloading");
+    if (d->auth)
+        auth_reload(d->auth);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -122,7 +136,11 @@ int serve(const struct config *cfg)
     }
     db_attach(d.db, &d.loop);
     cache_start(d.cache, rec.bytes);
-    d.registry = registry_new(d.cache, d.up);
+    if ((r = auth_new(&d.loop, cfg, &d.auth))) {
+        log_error("authentication: cannot start (%s)", strerror(-r));
+        goto out_cache;
+    }
+    d.registry = registry_new(d.cache, d.up, d.auth);
     struct http_server_opts opts = {
         .listen = cfg->listen,
         .handler = registry_handle,
@@ -142,6 +160,9 @@ int serve(const struct config *cfg)
     d.sigterm.data = d.sigint.data = d.shutdown_timer.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_init(&d.loop, &d.sighup);
+    d.sighup.data = &d;
+    uv_signal_start(&d.sighup, on_sighup, SIGHUP);
     for (size_t i = 0; i < cfg->n_upstreams; i++)
         log_info("upstream %s = %s%s", cfg->upstreams[i].name, cfg->upstreams[i].url,
                  i == 0 ? " (default)" : "");
@@ -152,6 +173,7 @@ int serve(const struct config *cfg)
     status = 0;
     http_server_free(d.http);
     registry_free(d.registry);
+    auth_free(d.auth);
     cache_free(d.cache);
     upstream_client_free(d.up);
     db_close(d.db);
@@ -163,6 +185,7 @@ int serve(const struct config *cfg)
 
 out_cache:
     registry_free(d.registry);
+    auth_shutdown(d.auth);
     cache_shutdown(d.cache);
     db_detach(d.db);
 out_up:
@@ -170,6 +193,7 @@ out_up:
     uv_run(&d.loop, UV_RUN_DEFAULT);
     if (d.cache)
         cache_free(d.cache);
+    auth_free(d.auth);
     upstream_client_free(d.up);
 out_db:
     db_close(d.db);

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES=(build-essential pkg-config meson ninja-build libuv1-dev libcurl4-openssl-dev
-                libssl-dev libsqlite3-dev libyaml-dev node-llhttp ca-certificates)
+                libssl-dev libsqlite3-dev libyaml-dev libcrypt-dev node-llhttp ca-certificates)
 
 install_missing() {
     local missing=()

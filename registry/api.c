@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "cache/cache.h"
 #include "registry/errors.h"
 #include "registry/route.h"
@@ -17,6 +18,7 @@
 struct registry {
     struct cache *cache;
     struct upstream_client *up;
+    struct auth *auth; /* NULL: no authentication */
 };
 
 /* One request waiting for the cache. */
@@ -31,12 +33,14 @@ struct pending {
     char digest[REF_DIGEST_MAX + 1];
 };
 
-struct registry *registry_new(struct cache *cache, struct upstream_client *up)
+struct registry *registry_new(struct cache *cache, struct upstream_client *up,
+                              struct auth *auth)
 {
     struct registry *r = calloc(1, sizeof(*r));
     if (r) {
         r->cache = cache;
         r->up = up;
+        r->auth = auth;
     }
     return r;
 }
@@ -268,6 +272,58 @@ static struct upstream *pick_upstream(struct registry *r, const struct route *rt
     return u;
 }
 
+static struct upstream *pick_upstream(struct registry *r, const struct route *rt, char *repo,
+                                      size_t repolen);
+static void tags_query(const char *query, char *out, size_t len);
+
+static void handle(struct registry *r, struct conn *c, struct http_request *req,
+                   const char *user);
+
+struct auth_wait {
+    struct registry *r;
+    struct conn *conn;
+    struct http_request *req;
+};
+
+static void on_auth(void *ud, enum auth_result result, const char *user)
+{
+    struct auth_wait *w = ud;
+    if (conn_alive(w->conn)) {
+        if (result == AUTH_BAD)
+            respond_error(w->conn, w->req->method == HTTP_METHOD_HEAD, 401, "UNAUTHORIZED",
+                          "wrong user name or password", auth_challenge(w->r->auth));
+        else
+            handle(w->r, w->conn, w->req, user);
+    }
+    conn_unref(w->conn);
+    free(w);
+}
+
+void registry_handle(struct conn *c, struct http_request *req, void *ud)
+{
+    struct registry *r = ud;
+    if (strcmp(req->path, "/healthz") == 0) {
+        /* liveness for monitors, whatever the auth policy */
+        conn_respond(c, 200, "Content-Type: text/plain\r\n", "ok\n", 3,
+                     req->method == HTTP_METHOD_HEAD);
+        return;
+    }
+    if (!r->auth) {
+        handle(r, c, req, NULL);
+        return;
+    }
+    struct auth_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        respond_error(c, 0, 503, "UNAVAILABLE", "out of memory", NULL);
+        return;
+    }
+    w->r = r;
+    w->conn = c;
+    w->req = req;
+    conn_ref(c);
+    auth_check(r->auth, req->authorization, on_auth, w);
+}
+
 static void tags_query(const char *query, char *out, size_t len)
 {
     char n[32], last[300];
@@ -280,15 +336,25 @@ static void tags_query(const char *query, char *out, size_t len)
         snprintf(out + strlen(out), len - strlen(out), "%slast=%s", out[0] ? "&" : "", last);
 }
 
-void registry_handle(struct conn *c, struct http_request *req, void *ud)
+/* The request once its caller is known: user is NULL for an anonymous caller. */
+static void handle(struct registry *r, struct conn *c, struct http_request *req, const char *user)
 {
-    struct registry *r = ud;
     struct route rt;
     int head = req->method == HTTP_METHOD_HEAD;
     int parsed = route_parse(req->path, req->query, &rt);
-    if (req->method == HTTP_METHOD_OTHER || (parsed == 0 && rt.kind == ROUTE_UPLOAD)) {
+    int write = req->method == HTTP_METHOD_OTHER || (parsed == 0 && rt.kind == ROUTE_UPLOAD);
+    const char *challenge = r->auth ? auth_challenge(r->auth) : "";
+    if (r->auth && !user && (write || !auth_anonymous_pull(r->auth))) {
+        respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", challenge);
+        return;
+    }
+    if (write) {
+        if (r->auth && !auth_may_push(r->auth, user)) {
+            respond_error(c, head, 403, "DENIED", "this user may not push", challenge);
+            return;
+        }
         respond_error(c, head, 405, "UNSUPPORTED",
-                      "this mirror is read-only: push and delete are not supported",
+                      "this repository is a read-only mirror: push and delete are not supported",
                       "Allow: GET, HEAD\r\n");
         return;
     }
@@ -297,7 +363,9 @@ void registry_handle(struct conn *c, struct http_request *req, void *ud)
         return;
     }
     if (rt.kind == ROUTE_BASE) {
-        conn_respond(c, 200, "Content-Type: application/json\r\n", "{}\n", 3, head);
+        char headers[700];
+        snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s", challenge);
+        conn_respond(c, 200, headers, "{}\n", 3, head);
         return;
     }
     if (rt.kind == ROUTE_CATALOG) {

@@ -7,8 +7,11 @@
 struct cache;
 struct upstream_client;
 struct registry;
+struct auth;
 
-struct registry *registry_new(struct cache *cache, struct upstream_client *up);
+/* auth may be NULL (no authentication). */
+struct registry *registry_new(struct cache *cache, struct upstream_client *up,
+                              struct auth *auth);
 void registry_free(struct registry *r);
 
 /* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */

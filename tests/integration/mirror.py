@@ -66,8 +66,8 @@ class Mirror:
     def start(self, wait=True):
         self.proc = procs.Proc([*REGCACHE, "serve", "-c", self.config_path], self.log_path)
         if wait:
-            procs.wait_for(lambda: procs.http_status(self.port) == 200, 20,
-                           f"regcache /v2/ on :{self.port}", proc=self.proc)
+            procs.wait_for(lambda: procs.http_status(self.port, "/healthz") == 200, 20,
+                           f"regcache /healthz on :{self.port}", proc=self.proc)
         return self
 
     def stop(self, timeout=15):

@@ -1,0 +1,41 @@
+/* Who may do what: Basic credentials checked against a bcrypt htpasswd file, with anonymous
+ * pulls allowed or not, and pushes limited to listed users.
+ *
+ * bcrypt costs tens of milliseconds by design, so verification runs on libuv's thread pool and
+ * its outcome is remembered for a while (per user and password, keyed by a hash of both);
+ * concurrent checks of the same credentials share one verification. The file is re-read when it
+ * changes and on auth_reload (SIGHUP). */
+#ifndef REGCACHE_AUTH_AUTH_H
+#define REGCACHE_AUTH_AUTH_H
+
+#include <uv.h>
+
+#include "config/config.h"
+
+#define AUTH_CACHE_OK_MS (5 * 60 * 1000) /* a verified password is trusted this long */
+#define AUTH_CACHE_BAD_MS (5 * 1000)     /* a wrong one is refused without bcrypt this long */
+#define AUTH_CACHE_MAX 4096
+
+struct auth;
+
+enum auth_result { AUTH_ANONYMOUS, AUTH_USER, AUTH_BAD };
+typedef void (*auth_cb)(void *ud, enum auth_result result, const char *user);
+
+/* *out is NULL when the config enables no authentication. */
+int auth_new(uv_loop_t *loop, const struct config *cfg, struct auth **out);
+void auth_shutdown(struct auth *a);
+void auth_free(struct auth *a);
+
+int auth_anonymous_pull(const struct auth *a);
+/* "WWW-Authenticate: Basic realm=\"...\"\r\n" */
+const char *auth_challenge(const struct auth *a);
+/* May user push (user NULL: anonymous)? */
+int auth_may_push(const struct auth *a, const char *user);
+
+/* Checks an Authorization header value (NULL when absent). cb may run before this returns. */
+void auth_check(struct auth *a, const char *authorization, auth_cb cb, void *ud);
+
+/* Re-reads the htpasswd file now (SIGHUP). */
+void auth_reload(struct auth *a);
+
+#endif

@@ -44,7 +44,8 @@ struct upstream_req {
     struct upstream *u;
     enum req_kind kind;
     struct upstream_req *next, *prev; /* client->reqs */
-    struct upstream_req *parent;      /* token fetch: the request waiting for it */
+    struct upstream_req *waiters;     /* token fetch: the requests waiting for it */
+    struct upstream_req *next_waiter; /* main: the next request waiting for the same fetch */
     struct upstream_req *token_req;   /* main: the token fetch it waits for */
     CURL *easy;
     struct curl_slist *headers;
@@ -286,14 +287,28 @@ static void easy_release(struct upstream_req *r)
     r->headers = NULL;
 }
 
+/* Takes a waiting request off its token fetch's list (the fetch goes on for the others and
+ * fills the cache). */
+static void stop_waiting(struct upstream_req *r)
+{
+    if (!r->token_req)
+        return;
+    struct upstream_req **pp = &r->token_req->waiters;
+    while (*pp && *pp != r)
+        pp = &(*pp)->next_waiter;
+    if (*pp)
+        *pp = r->next_waiter;
+    r->token_req = NULL;
+    r->next_waiter = NULL;
+}
+
 static void req_free(struct upstream_req *r)
 {
     easy_release(r);
     unlink_req(r);
-    if (r->token_req) {
-        r->token_req->parent = NULL;
-        req_free(r->token_req);
-    }
+    stop_waiting(r);
+    for (struct upstream_req *w = r->waiters; w; w = w->next_waiter)
+        w->token_req = NULL; /* only at shutdown: the waiters are freed too */
     free(r->url);
     free(r->accept);
     free(r->scope);
@@ -380,17 +395,27 @@ static int req_start(struct upstream_req *r)
     return 0;
 }
 
+/* Gets a token for main's scope: joins a fetch already under way for the same upstream and
+ * scope, so that requests started together cost one token request. */
 static int token_fetch(struct upstream_req *main)
 {
     struct upstream *u = main->u;
+    for (struct upstream_req *t = u->client->reqs; t; t = t->next) {
+        if (t->kind == REQ_TOKEN && t->u == u && strcmp(t->scope, main->scope) == 0) {
+            main->token_req = t;
+            main->next_waiter = t->waiters;
+            t->waiters = main;
+            return 0;
+        }
+    }
     struct upstream_req *t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
     t->u = u;
     t->kind = REQ_TOKEN;
     t->method = UPSTREAM_GET;
-    t->parent = main;
     buf_init(&t->body, TOKEN_BODY_MAX);
+    t->scope = strdup(main->scope);
     char *svc = curl_easy_escape(NULL, u->service, 0);
     char *scope = curl_easy_escape(NULL, main->scope, 0);
     size_t n = strlen(u->realm) + strlen(svc ? svc : "") + strlen(scope ? scope : "") + 32;
@@ -400,15 +425,18 @@ static int token_fetch(struct upstream_req *main)
                  strchr(u->realm, '?') ? '&' : '?', svc ? svc : "", scope ? scope : "");
     curl_free(svc);
     curl_free(scope);
-    if (!t->url) {
+    if (!t->url || !t->scope) {
+        free(t->url);
+        free(t->scope);
         free(t);
         return -ENOMEM;
     }
     link_req(t);
     main->token_req = t;
+    t->waiters = main;
     int r = req_start(t);
     if (r) {
-        main->token_req = NULL;
+        stop_waiting(main);
         req_free(t);
     }
     return r;
@@ -432,7 +460,6 @@ static void deliver(struct upstream_req *r, int result, const char *error)
 
 static void token_done(struct upstream_req *t, CURLcode rc)
 {
-    struct upstream_req *main = t->parent;
     struct upstream *u = t->u;
     char *token = NULL;
     uint64_t expires_in = 0;
@@ -440,32 +467,38 @@ static void token_done(struct upstream_req *t, CURLcode rc)
              token_parse_response(t->body.data ? t->body.data : "", t->body.len, &token,
                                   &expires_in) == 0;
     if (ok)
-        token_cache_put(u->tokens, main->scope, token, token_use_until(now_ms(), expires_in));
+        token_cache_put(u->tokens, t->scope, token, token_use_until(now_ms(), expires_in));
     else
         log_warn("upstream %s: token request to %s failed: %s", u->name, u->realm,
                  rc != CURLE_OK ? (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc))
                                 : "no token in the answer");
     free(token);
-    main->token_req = NULL;
     long status = t->status;
     char errbuf[CURL_ERROR_SIZE + 64];
     snprintf(errbuf, sizeof(errbuf), "token service: %s",
              t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
-    t->parent = NULL;
+    struct upstream_req *waiters = t->waiters;
+    t->waiters = NULL;
+    for (struct upstream_req *w = waiters; w; w = w->next_waiter)
+        w->token_req = NULL;
     req_free(t);
-    if (ok) {
-        int r = req_start(main);
-        if (r)
-            deliver(main, r, "cannot start request");
-        return;
+    /* each waiter may cancel others from its callback: take them off the list one by one */
+    while (waiters) {
+        struct upstream_req *main = waiters;
+        waiters = main->next_waiter;
+        main->next_waiter = NULL;
+        if (ok) {
+            int r = req_start(main);
+            if (r)
+                deliver(main, r, "cannot start request");
+        } else if (rc != CURLE_OK) {
+            deliver(main, -EIO, errbuf);
+        } else {
+            /* The token service said no: report it as the registry's refusal. */
+            main->status = status >= 500 ? status : 401;
+            deliver(main, 0, NULL);
+        }
     }
-    if (rc != CURLE_OK) {
-        deliver(main, -EIO, errbuf);
-        return;
-    }
-    /* The token service said no: report it as the registry's refusal. */
-    main->status = status == 401 || status == 403 ? 401 : (status >= 500 ? status : 401);
-    deliver(main, 0, NULL);
 }
 
 /* A 401: learn the challenge and retry when it makes sense. Returns 1 when retried. */
@@ -638,12 +671,7 @@ void upstream_client_shutdown(struct upstream_client *c)
         return;
     c->shut_down = 1;
     while (c->reqs) {
-        struct upstream_req *r = c->reqs;
-        if (r->parent) {
-            r->parent->token_req = NULL;
-            r->parent = NULL;
-        }
-        req_free(r);
+        req_free(c->reqs);
     }
     curl_multi_cleanup(c->multi);
     c->multi = NULL;

@@ -126,6 +126,6 @@ def start_mirror_with_env(m, env_overrides):
     env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
     env.update(env_overrides)
     m.proc = procs.Proc([*REGCACHE, "serve", "-c", m.config_path], m.log_path, env=env)
-    procs.wait_for(lambda: procs.http_status(m.port) == 200, 20, f"regcache /v2/ on :{m.port}",
-                   proc=m.proc)
+    procs.wait_for(lambda: procs.http_status(m.port, "/healthz") == 200, 20,
+                   f"regcache /healthz on :{m.port}", proc=m.proc)
     return m

@@ -230,6 +230,7 @@ def test_request_log_lines(mirror, pushed):
     <cache>`: cold content is a miss/fill, warm content a hit, the ping has no cache state."""
     layer = pushed.manifests[0].layers[0]
     paths = ["/v2/library/basic/manifests/v1?ns=docker.io", f"/v2/library/basic/blobs/{layer.digest}"]
+    assert get(mirror, "/v2/")[0] == 200
     for _ in range(2):
         for p in paths:
             assert get(mirror, p)[0] == 200

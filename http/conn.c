@@ -119,6 +119,10 @@ void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->reading_body) {
+        c->reading_body = 0;
+        c->body_on_end(c->body_ud, -ECONNRESET);
+    }
     if (c->req_active && c->response_set)
         log_access(c, " aborted");
     release_source(c);
@@ -139,7 +143,7 @@ static void on_timer(uv_timer_t *t)
     struct conn *c = t->data;
     /* Idle keep-alive, slow headers, or a client that stopped reading: all end here. A request
      * waiting on the upstream is bounded by the upstream timeouts instead. */
-    if (!c->req_active || c->want_write)
+    if (!c->req_active || c->want_write || (c->reading_body && !c->body_paused))
         conn_close(c);
     else
         uv_timer_again(t);
@@ -280,15 +284,33 @@ static int on_headers_complete(llhttp_t *p)
     req->range = c->range[0] ? c->range : NULL;
     req->authorization = c->authorization[0] ? c->authorization : NULL;
     req->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
-    if (req->has_body || !llhttp_should_keep_alive(p))
-        c->close_after = 1; /* request bodies are never read: the connection cannot go on */
+    req->content_length = (p->flags & F_CHUNKED) ? -1 : (int64_t)p->content_length;
+    if (!llhttp_should_keep_alive(p))
+        c->close_after = 1;
+    c->pause_reason = PAUSE_HEADERS;
     return HPE_PAUSED; /* answer before parsing anything further */
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = parser_conn(p);
+    if (!c->reading_body)
+        return 0; /* a body nobody reads: the connection closes after the answer */
+    if (c->body_on_data(c->body_ud, at, len)) {
+        c->pause_reason = PAUSE_BODY_FULL;
+        c->body_paused = 1;
+        return HPE_PAUSED;
+    }
+    return 0;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
-    (void)p;
-    return 0;
+    struct conn *c = parser_conn(p);
+    if (!c->reading_body)
+        return 0;
+    c->pause_reason = PAUSE_BODY_END;
+    return HPE_PAUSED; /* the handler answers before the next request is parsed */
 }
 
 void conn_settings_init(llhttp_settings_t *s)
@@ -300,6 +322,7 @@ void conn_settings_init(llhttp_settings_t *s)
     s->on_header_value = on_header_value;
     s->on_headers_complete = on_headers_complete;
     s->on_message_complete = on_message_complete;
+    s->on_body = on_body;
 }
 
 /* Splits the target into path (copied) and query (pointing into the target). */
@@ -317,6 +340,7 @@ static void split_target(struct conn *c)
 
 static void begin_request(struct conn *c)
 {
+    c->reading_body = c->body_paused = c->body_done = 0;
     c->req_active = 1;
     c->response_set = 0;
     c->status = 0;
@@ -350,7 +374,8 @@ static void parse_more(struct conn *c)
         return; /* the loop below picks up where a nested response left off */
     c->in_parse = 1;
     conn_ref(c);
-    while (!c->closing && !c->req_active && c->rpos < c->rlen) {
+    while (!c->closing && (!c->req_active || (c->reading_body && !c->body_paused)) &&
+           c->rpos < c->rlen) {
         const char *start = c->rbuf + c->rpos;
         llhttp_errno_t e = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
         if (e == HPE_OK) {
@@ -360,7 +385,13 @@ static void parse_more(struct conn *c)
         if (e == HPE_PAUSED) {
             c->rpos = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
             llhttp_resume(&c->parser);
-            dispatch(c);
+            if (c->pause_reason == PAUSE_HEADERS) {
+                dispatch(c);
+            } else if (c->pause_reason == PAUSE_BODY_END) {
+                c->reading_body = 0;
+                c->body_done = 1;
+                c->body_on_end(c->body_ud, 0);
+            }
             continue;
         }
         c->rpos = c->rlen = 0;
@@ -375,7 +406,7 @@ static void parse_more(struct conn *c)
 
 static void do_read(struct conn *c)
 {
-    while (!c->req_active && !c->closing) {
+    while ((!c->req_active || (c->reading_body && !c->body_paused)) && !c->closing) {
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
         if (c->rlen == sizeof(c->rbuf)) {
@@ -434,7 +465,7 @@ static void update_poll(struct conn *c)
     if (c->closing)
         return;
     int ev = 0;
-    if (!c->req_active && !c->peer_closed)
+    if ((!c->req_active || (c->reading_body && !c->body_paused)) && !c->peer_closed)
         ev |= UV_READABLE;
     if (c->want_write)
         ev |= UV_WRITABLE;
@@ -598,6 +629,8 @@ static int start_response(struct conn *c, int status, const char *headers, uint6
 {
     if (c->closing || c->response_set || !c->req_active)
         return -1;
+    if (c->req.has_body && !c->body_done)
+        c->close_after = 1; /* the unread rest of the body cannot be told from a request */
     c->response_set = 1;
     c->status = status;
     buf_reset(&c->out);
@@ -640,4 +673,30 @@ void conn_respond_stream(struct conn *c, int status, const char *headers,
     c->src = *src;
     c->streaming = 1;
     flush(c);
+}
+
+void conn_read_body(struct conn *c, int (*on_data)(void *ud, const char *data, size_t len),
+                    void (*on_end)(void *ud, int status), void *ud)
+{
+    c->body_on_data = on_data;
+    c->body_on_end = on_end;
+    c->body_ud = ud;
+    if (!c->req.has_body) {
+        c->body_done = 1;
+        on_end(ud, 0);
+        return;
+    }
+    c->reading_body = 1;
+    c->body_paused = 0;
+    touch(c);
+    parse_more(c); /* bytes already received; update_poll reads the rest */
+}
+
+void conn_body_resume(struct conn *c)
+{
+    if (c->closing || !c->reading_body || !c->body_paused)
+        return;
+    c->body_paused = 0;
+    touch(c);
+    parse_more(c);
 }

@@ -32,6 +32,7 @@ struct http_request {
     const char *range;  /* NULL when absent */
     const char *authorization;
     int has_body;
+    int64_t content_length; /* -1: chunked */
     const char *outcome; /* set by the handler for the access log: hit, miss, fill, stale */
 };
 
@@ -83,6 +84,14 @@ void conn_respond(struct conn *c, int status, const char *headers, const void *b
  * connection owns src from here. */
 void conn_respond_stream(struct conn *c, int status, const char *headers,
                          const struct body_source *src);
+/* Reads the request body before answering. on_data gets each piece (valid during the call;
+ * copy it) and returns 0 to go on or 1 to pause until conn_body_resume; on_end gets 0 once the
+ * body is complete, or a negative errno when the connection went away (then nothing more may be
+ * sent). A body that is not read makes the connection close after the answer. */
+void conn_read_body(struct conn *c, int (*on_data)(void *ud, const char *data, size_t len),
+                    void (*on_end)(void *ud, int status), void *ud);
+void conn_body_resume(struct conn *c);
+
 /* More bytes are readable in the streaming source. */
 void conn_wake(struct conn *c);
 

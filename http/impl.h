@@ -49,6 +49,12 @@ struct conn {
     int reject_status; /* set by a parser callback that refuses the request */
     struct http_request req;
     int req_active;
+    /* reading the request body (conn_read_body) */
+    enum { PAUSE_HEADERS, PAUSE_BODY_FULL, PAUSE_BODY_END } pause_reason;
+    int reading_body, body_paused, body_done;
+    int (*body_on_data)(void *ud, const char *data, size_t len);
+    void (*body_on_end)(void *ud, int status);
+    void *body_ud;
     int in_parse; /* inside parse_more: a response finishing now must not re-enter it */
     int close_after; /* close once the current response is out */
     uint64_t started_us;

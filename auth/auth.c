@@ -347,6 +347,12 @@ void auth_check(struct auth *a, const char *authorization, auth_cb cb, void *ud)
         cb(ud, AUTH_BAD, NULL);
         return;
     }
+    if (!user[0] && !password[0]) {
+        /* "Basic Og==": clients without credentials answering the ping's challenge */
+        free(password);
+        cb(ud, AUTH_ANONYMOUS, NULL);
+        return;
+    }
     key_of(user, password, key);
     struct verdict *v = map_get(a->verdicts, key);
     if (v && v->until_ms > clock_mono_us() / 1000) {

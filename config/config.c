@@ -92,6 +92,9 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->n_auth_push_users; i++)
         free(c->auth_push_users[i]);
     free(c->auth_push_users);
+    for (size_t i = 0; i < c->n_hosted; i++)
+        free(c->hosted[i]);
+    free(c->hosted);
     memset(c, 0, sizeof(*c)); /* a second config_free is harmless */
 }
 
@@ -136,6 +139,17 @@ static int config_copy(struct config *dst, const struct config *src)
         for (size_t i = 0; ok && i < src->n_auth_push_users; i++) {
             dst->auth_push_users[i] = dup_or_null(src->auth_push_users[i], &ok);
             dst->n_auth_push_users = i + 1;
+        }
+    }
+    dst->hosted = NULL;
+    dst->n_hosted = 0;
+    if (src->n_hosted) {
+        dst->hosted = calloc(src->n_hosted, sizeof(char *));
+        if (!dst->hosted)
+            ok = false;
+        for (size_t i = 0; ok && i < src->n_hosted; i++) {
+            dst->hosted[i] = dup_or_null(src->hosted[i], &ok);
+            dst->n_hosted = i + 1;
         }
     }
     if (!ok) {
@@ -588,6 +602,57 @@ out:
 
 /* ---- top level ---- */
 
+/* Replaces *list with the strings of a YAML sequence; check() may refuse an item. */
+static int set_str_list(struct ctx *x, yaml_node_t *seq, const char *key, char ***list,
+                        size_t *n, const char *(*check)(const char *s))
+{
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(x, line_of(seq), key, "expected a list, got %s", kind_of(seq));
+    for (size_t i = 0; i < *n; i++)
+        free((*list)[i]);
+    free(*list);
+    *list = NULL;
+    *n = 0;
+    size_t count = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (count > 10000)
+        return fail(x, line_of(seq), key, "too many items");
+    *list = calloc(count ? count : 1, sizeof(char *));
+    if (!*list)
+        return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+    for (yaml_node_item_t *it = seq->data.sequence.items.start;
+         it < seq->data.sequence.items.top; it++) {
+        yaml_node_t *item = yaml_document_get_node(x->doc, *it);
+        const char *s, *why;
+        if (!item)
+            return fail(x, line_of(seq), key, "malformed list");
+        int rc = get_scalar(x, item, key, &s);
+        if (rc < 0)
+            return rc;
+        if ((why = check(s)))
+            return fail(x, line_of(item), key, "'%s': %s", s, why);
+        rc = set_str(x, &(*list)[*n], s);
+        if (rc < 0)
+            return rc;
+        (*n)++;
+    }
+    return 0;
+}
+
+static const char *check_user(const char *s)
+{
+    return !*s || strchr(s, ':') ? "invalid user name" : NULL;
+}
+
+static const char *check_glob(const char *s)
+{
+    if (!*s || strlen(s) > 255)
+        return "a repository name pattern must have 1..255 characters";
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("._-/*?[]", *p)))
+            return "only lowercase names, '/', and the globs * ? [] are allowed";
+    return NULL;
+}
+
 static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
@@ -604,36 +669,10 @@ static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
         if (rc < 0)
             return rc;
         if (!strcmp(kv.name, "push_users")) {
-            yaml_node_t *seq = kv.value;
-            if (seq->type != YAML_SEQUENCE_NODE)
-                return fail(x, line_of(seq), key, "expected a list of user names, got %s",
-                            kind_of(seq));
-            for (size_t i = 0; i < c->n_auth_push_users; i++)
-                free(c->auth_push_users[i]);
-            free(c->auth_push_users);
-            c->auth_push_users = NULL;
-            c->n_auth_push_users = 0;
-            size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-            if (n > 10000)
-                return fail(x, line_of(seq), key, "too many users");
-            c->auth_push_users = calloc(n ? n : 1, sizeof(char *));
-            if (!c->auth_push_users)
-                return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
-            for (yaml_node_item_t *it = seq->data.sequence.items.start;
-                 it < seq->data.sequence.items.top; it++) {
-                yaml_node_t *item = yaml_document_get_node(x->doc, *it);
-                if (!item)
-                    return fail(x, line_of(seq), key, "malformed list");
-                rc = get_scalar(x, item, key, &s);
-                if (rc < 0)
-                    return rc;
-                if (!*s || strchr(s, ':'))
-                    return fail(x, line_of(item), key, "invalid user name '%s'", s);
-                rc = set_str(x, &c->auth_push_users[c->n_auth_push_users], s);
-                if (rc < 0)
-                    return rc;
-                c->n_auth_push_users++;
-            }
+            rc = set_str_list(x, kv.value, key, &c->auth_push_users, &c->n_auth_push_users,
+                              check_user);
+            if (rc < 0)
+                return rc;
             continue;
         }
         rc = get_scalar(x, kv.value, key, &s);
@@ -706,6 +745,8 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_upstreams(x, c, kv.value);
         } else if (!strcmp(kv.name, "auth")) {
             rc = apply_auth(x, c, kv.value);
+        } else if (!strcmp(kv.name, "hosted")) {
+            rc = set_str_list(x, kv.value, key, &c->hosted, &c->n_hosted, check_glob);
         } else if (is_section(kv.name)) {
             rc = apply_section(x, c, kv.name, kv.value);
         } else {

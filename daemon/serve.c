@@ -13,6 +13,7 @@
 #include "db/db.h"
 #include "http/http.h"
 #include "registry/api.h"
+#include "registry/hosted.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
 #include "util/clock.h"
@@ -34,6 +35,7 @@ struct daemon {
     struct registry *registry;
     struct http_server *http;
     struct auth *auth;
+    struct hosted *hosted;
     uv_signal_t sighup;
 };
 
@@ -140,7 +142,11 @@ int serve(const struct config *cfg)
         log_error("authentication: cannot start (%s)", strerror(-r));
         goto out_cache;
     }
-    d.registry = registry_new(d.cache, d.up, d.auth);
+    if ((r = hosted_new(&d.loop, cfg, d.store, d.db, &d.hosted))) {
+        log_error("hosted repositories: cannot start (%s)", strerror(-r));
+        goto out_cache;
+    }
+    d.registry = registry_new(d.cache, d.up, d.auth, d.hosted);
     struct http_server_opts opts = {
         .listen = cfg->listen,
         .handler = registry_handle,
@@ -173,6 +179,7 @@ int serve(const struct config *cfg)
     status = 0;
     http_server_free(d.http);
     registry_free(d.registry);
+    hosted_free(d.hosted);
     auth_free(d.auth);
     cache_free(d.cache);
     upstream_client_free(d.up);
@@ -193,6 +200,7 @@ out_up:
     uv_run(&d.loop, UV_RUN_DEFAULT);
     if (d.cache)
         cache_free(d.cache);
+    hosted_free(d.hosted);
     auth_free(d.auth);
     upstream_client_free(d.up);
 out_db:

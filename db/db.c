@@ -10,7 +10,8 @@
 #include "util/map.h"
 
 enum op_kind {
-    OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL
+    OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
+    OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF
 };
 
 struct op {
@@ -67,6 +68,14 @@ static const char *const migrations[] = {
     "INSERT OR IGNORE INTO blobs (digest, size, media_type, first_cached_ms, last_access_ms)"
     "  SELECT digest, size, media_type, CAST(strftime('%s','now') AS INTEGER) * 1000,"
     "         CAST(strftime('%s','now') AS INTEGER) * 1000 FROM manifests;",
+    /* 3: hosted repositories: their tags and the content they hold (never evicted by GC) */
+    "CREATE TABLE IF NOT EXISTS hosted_tags ("
+    "  repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL,"
+    "  PRIMARY KEY (repo, tag));"
+    "CREATE TABLE IF NOT EXISTS hosted_blobs ("
+    "  repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT,"
+    "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS hosted_blobs_by_digest ON hosted_blobs (digest);",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -238,6 +247,16 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         1, 1);
     case OP_CALL:
         return 0; /* run by write_batch itself */
+    case OP_HOSTED_TAG:
+        return bind_run(s, "INSERT OR REPLACE INTO hosted_tags (repo, tag, digest, media_type)"
+                           " VALUES (?, ?, ?, ?)", o, 4, 0);
+    case OP_HOSTED_UNTAG:
+        return bind_run(s, "DELETE FROM hosted_tags WHERE repo = ? AND tag = ?", o, 2, 0);
+    case OP_HOSTED_BLOB:
+        return bind_run(s, "INSERT OR REPLACE INTO hosted_blobs (repo, digest, media_type)"
+                           " VALUES (?, ?, ?)", o, 3, 0);
+    case OP_HOSTED_UNREF:
+        return bind_run(s, "DELETE FROM hosted_blobs WHERE repo = ? AND digest = ?", o, 2, 0);
     }
     return -EINVAL;
 }
@@ -360,6 +379,57 @@ void db_put_tag(struct db *d, const struct db_tag_row *row)
         return;
     o->n1 = row->validated_ms;
     enqueue(d, o);
+}
+
+void db_hosted_tag(struct db *d, const char *repo, const char *tag, const char *digest,
+                   const char *media_type)
+{
+    struct op *o = digest ? op_new(OP_HOSTED_TAG, repo, tag, digest, media_type, NULL)
+                          : op_new(OP_HOSTED_UNTAG, repo, tag, NULL, NULL, NULL);
+    if (o)
+        enqueue(d, o);
+}
+
+void db_hosted_blob(struct db *d, const char *repo, const char *digest, const char *media_type,
+                    int held)
+{
+    struct op *o = held ? op_new(OP_HOSTED_BLOB, repo, digest, media_type, NULL, NULL)
+                        : op_new(OP_HOSTED_UNREF, repo, digest, NULL, NULL, NULL);
+    if (o)
+        enqueue(d, o);
+}
+
+int db_load_hosted(struct db *d,
+                   void (*tag)(void *ud, const char *repo, const char *tag, const char *digest,
+                               const char *media_type),
+                   void (*blob)(void *ud, const char *repo, const char *digest,
+                                const char *media_type),
+                   void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql, "SELECT repo, digest, media_type FROM hosted_blobs", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        const char *dg = (const char *)sqlite3_column_text(st, 1);
+        if (r && dg)
+            blob(ud, r, dg, (const char *)sqlite3_column_text(st, 2));
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(d->sql, "SELECT repo, tag, digest, media_type FROM hosted_tags", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        const char *t = (const char *)sqlite3_column_text(st, 1);
+        const char *dg = (const char *)sqlite3_column_text(st, 2);
+        const char *mt = (const char *)sqlite3_column_text(st, 3);
+        if (r && t && dg && mt)
+            tag(ud, r, t, dg, mt);
+    }
+    sqlite3_finalize(st);
+    return 0;
 }
 
 void db_del_tag(struct db *d, const char *upstream, const char *repo, const char *tag)
@@ -559,7 +629,10 @@ int db_list_blobs(struct db *d, struct db_blob **out, size_t *n)
     struct db_blob *v = malloc(cap * sizeof(*v));
     if (!v)
         return -ENOMEM;
-    if (sqlite3_prepare_v2(d->sql, "SELECT digest, size, first_cached_ms, last_access_ms FROM blobs",
+    /* hosted content is never a candidate */
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT digest, size, first_cached_ms, last_access_ms FROM blobs"
+                           " WHERE digest NOT IN (SELECT digest FROM hosted_blobs)",
                            -1, &st, NULL) != SQLITE_OK) {
         free(v);
         return -EIO;

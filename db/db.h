@@ -49,6 +49,19 @@ void db_ref(struct db *d, const char *upstream, const char *repo, const char *di
 void db_set_counter(struct db *d, const char *name, uint64_t value);
 
 
+/* Hosted repositories: a tag set (digest) or deleted (digest NULL); content a repository
+ * holds (held) or let go. Held content is never a GC candidate. */
+void db_hosted_tag(struct db *d, const char *repo, const char *tag, const char *digest,
+                   const char *media_type);
+void db_hosted_blob(struct db *d, const char *repo, const char *digest, const char *media_type,
+                    int held);
+int db_load_hosted(struct db *d,
+                   void (*tag)(void *ud, const char *repo, const char *tag, const char *digest,
+                               const char *media_type),
+                   void (*blob)(void *ud, const char *repo, const char *digest,
+                                const char *media_type),
+                   void *ud);
+
 /* Runs fn on the thread pool in turn with the queued writes (after the coalesced access times,
  * so it sees them), then done on the loop. fn may use the maintenance functions below. */
 int db_call(struct db *d, void (*fn)(struct db *d, void *ud), void (*done)(void *ud), void *ud);

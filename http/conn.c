@@ -168,7 +168,7 @@ static void reset_request(struct conn *c)
     buf_reset(&c->field);
     buf_reset(&c->value);
     buf_reset(&c->accept);
-    c->range[0] = c->authorization[0] = '\0';
+    c->range[0] = c->authorization[0] = c->content_type[0] = c->content_range[0] = '\0';
     c->header_bytes = c->n_headers = 0;
     c->value_pending = 0;
     c->reject_status = 0;
@@ -223,6 +223,10 @@ static int commit_header(struct conn *c)
         }
     } else if (IS("Range")) {
         copy_header(c->range, sizeof(c->range), &c->value);
+    } else if (IS("Content-Type")) {
+        copy_header(c->content_type, sizeof(c->content_type), &c->value);
+    } else if (IS("Content-Range")) {
+        copy_header(c->content_range, sizeof(c->content_range), &c->value);
     } else if (IS("Authorization")) {
         copy_header(c->authorization, sizeof(c->authorization), &c->value);
     }
@@ -283,6 +287,8 @@ static int on_headers_complete(llhttp_t *p)
     req->accept = c->accept.len ? c->accept.data : NULL;
     req->range = c->range[0] ? c->range : NULL;
     req->authorization = c->authorization[0] ? c->authorization : NULL;
+    req->content_type = c->content_type[0] ? c->content_type : NULL;
+    req->content_range = c->content_range[0] ? c->content_range : NULL;
     req->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
     req->content_length = (p->flags & F_CHUNKED) ? -1 : (int64_t)p->content_length;
     if (!llhttp_should_keep_alive(p))

@@ -31,6 +31,8 @@ struct http_request {
     const char *accept; /* every Accept header joined with ", "; NULL when none */
     const char *range;  /* NULL when absent */
     const char *authorization;
+    const char *content_type;  /* NULL when absent */
+    const char *content_range; /* NULL when absent */
     int has_body;
     int64_t content_length; /* -1: chunked */
     const char *outcome; /* set by the handler for the access log: hit, miss, fill, stale */

@@ -43,6 +43,8 @@ struct conn {
     struct buf url, field, value, accept;
     char path[HTTP_MAX_URL + 1];
     char range[256];
+    char content_type[256];
+    char content_range[128];
     char authorization[8192];
     size_t header_bytes, n_headers;
     int value_pending;

@@ -8,6 +8,7 @@
 #include "auth/auth.h"
 #include "cache/cache.h"
 #include "registry/errors.h"
+#include "registry/hosted.h"
 #include "registry/route.h"
 #include "upstream/upstream.h"
 #include "util/buf.h"
@@ -18,7 +19,8 @@
 struct registry {
     struct cache *cache;
     struct upstream_client *up;
-    struct auth *auth; /* NULL: no authentication */
+    struct auth *auth;     /* NULL: no authentication */
+    struct hosted *hosted; /* NULL: no hosted repositories */
 };
 
 /* One request waiting for the cache. */
@@ -34,13 +36,14 @@ struct pending {
 };
 
 struct registry *registry_new(struct cache *cache, struct upstream_client *up,
-                              struct auth *auth)
+                              struct auth *auth, struct hosted *hosted)
 {
     struct registry *r = calloc(1, sizeof(*r));
     if (r) {
         r->cache = cache;
         r->up = up;
         r->auth = auth;
+        r->hosted = hosted;
     }
     return r;
 }
@@ -348,11 +351,16 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", challenge);
         return;
     }
+    if (write && r->auth && !auth_may_push(r->auth, user)) {
+        respond_error(c, head, 403, "DENIED", "this user may not push", challenge);
+        return;
+    }
+    if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG &&
+        rt.kind != ROUTE_REFERRERS && hosted_match(r->hosted, rt.name)) {
+        hosted_handle(r->hosted, c, req, &rt); /* never upstream */
+        return;
+    }
     if (write) {
-        if (r->auth && !auth_may_push(r->auth, user)) {
-            respond_error(c, head, 403, "DENIED", "this user may not push", challenge);
-            return;
-        }
         respond_error(c, head, 405, "UNSUPPORTED",
                       "this repository is a read-only mirror: push and delete are not supported",
                       "Allow: GET, HEAD\r\n");

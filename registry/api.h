@@ -8,10 +8,11 @@ struct cache;
 struct upstream_client;
 struct registry;
 struct auth;
+struct hosted;
 
-/* auth may be NULL (no authentication). */
+/* auth may be NULL (no authentication), hosted NULL (no hosted repositories). */
 struct registry *registry_new(struct cache *cache, struct upstream_client *up,
-                              struct auth *auth);
+                              struct auth *auth, struct hosted *hosted);
 void registry_free(struct registry *r);
 
 /* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */

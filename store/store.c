@@ -278,6 +278,12 @@ int store_fill_commit(struct store_fill *f)
     return r;
 }
 
+int store_fill_commit_as(struct store_fill *f, const char *digest)
+{
+    snprintf(f->digest, sizeof(f->digest), "%s", digest);
+    return store_fill_commit(f);
+}
+
 void store_fill_abort(struct store_fill *f)
 {
     if (!f->finished)

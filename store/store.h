@@ -42,6 +42,8 @@ uint64_t store_fill_size(const struct store_fill *f);
 /* Verifies the hash, fsyncs, renames into place, fsyncs the directory. -EBADMSG on mismatch
  * (the temporary file is removed). The descriptor stays valid. */
 int store_fill_commit(struct store_fill *f);
+/* The same for content whose digest is only known at the end (a push: begin with ""). */
+int store_fill_commit_as(struct store_fill *f, const char *digest);
 /* Removes the temporary file of a fill that will not be committed. */
 void store_fill_abort(struct store_fill *f);
 /* Closes the descriptor and frees; aborts the fill if neither committed nor aborted. */

@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Test-only packages; the build's own come from packaging/bootstrap.sh.
 TEST_PACKAGES=(docker-registry docker.io containerd skopeo python3-pytest python3-jwt
-  python3-cryptography python3-yaml apache2-utils nginx openssl)
+  python3-cryptography python3-yaml apache2-utils nginx openssl buildah)
 PYTHON=/usr/bin/python3   # Debian's, which has the python3-* packages above
 SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-1500}   # seconds for the whole pytest run
 

@@ -216,3 +216,77 @@ int json_put_string(struct buf *b, const char *s)
     }
     return r ? r : buf_append(b, "\"", 1);
 }
+
+/* Walks any value, calling fn for every string member named key at any depth. */
+static int walk(struct cursor *c, int depth, const char *key,
+                int (*fn)(void *ud, const char *value), void *ud)
+{
+    if (depth > 64)
+        return -EINVAL;
+    skip_ws(c);
+    if (c->p >= c->end)
+        return -EINVAL;
+    char ch = *c->p;
+    if (ch != '{' && ch != '[')
+        return skip_value(c, depth);
+    char close = ch == '{' ? '}' : ']';
+    c->p++;
+    skip_ws(c);
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        int match = 0;
+        if (ch == '{') {
+            char name[64];
+            skip_ws(c);
+            int r = parse_string(c, name, sizeof(name), NULL);
+            if (r == -ENOBUFS)
+                name[0] = '\0';
+            else if (r)
+                return r;
+            match = strcmp(name, key) == 0;
+            skip_ws(c);
+            if (c->p >= c->end || *c->p != ':')
+                return -EINVAL;
+            c->p++;
+            skip_ws(c);
+        }
+        if (match && c->p < c->end && *c->p == '"') {
+            char value[256];
+            int r = parse_string(c, value, sizeof(value), NULL);
+            if (r)
+                return r;
+            if ((r = fn(ud, value)))
+                return r;
+        } else {
+            int r = walk(c, depth + 1, key, fn, ud);
+            if (r)
+                return r;
+        }
+        skip_ws(c);
+        if (c->p >= c->end)
+            return -EINVAL;
+        if (*c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (*c->p == close) {
+            c->p++;
+            return 0;
+        }
+        return -EINVAL;
+    }
+}
+
+int json_each_string(const char *s, size_t len, const char *key,
+                     int (*fn)(void *ud, const char *value), void *ud)
+{
+    struct cursor c = {s, s + len};
+    int r = walk(&c, 0, key, fn, ud);
+    if (r)
+        return r;
+    skip_ws(&c);
+    return c.p == c.end ? 0 : -EINVAL;
+}

@@ -16,6 +16,12 @@ int json_get_string(const char *s, size_t len, const char *key, char *out, size_
 /* Same for a non-negative integer member. */
 int json_get_uint(const char *s, size_t len, const char *key, uint64_t *out);
 
+/* Validates the whole document and calls fn for every string member named key, at any depth
+ * (e.g. every "digest" of a manifest). fn's non-zero return stops the walk and is returned;
+ * -EINVAL for malformed JSON. */
+int json_each_string(const char *s, size_t len, const char *key,
+                     int (*fn)(void *ud, const char *value), void *ud);
+
 /* Appends s as a JSON string literal (with quotes), escaping as needed. */
 int json_put_string(struct buf *b, const char *s);
 

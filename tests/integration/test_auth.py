@@ -74,6 +74,8 @@ def test_ping_and_credentials_with_anonymous_pulls(mirror_factory, up, make_imag
     assert s == 401
     s, h, _ = get(m, "/v2/", headers=basic(*ALICE))
     assert s == 200 and h["www-authenticate"] == 'Basic realm="Test Realm"'
+    # empty Basic credentials (what skopeo sends without a login) count as anonymous
+    assert get(m, "/v2/", headers={"Authorization": "Basic Og=="})[0] == 200
     # anonymous pull, and a pull with credentials
     assert get(m, f"/v2/library/open/manifests/{img.digest}", headers={})[0] == 200
     assert get(m, f"/v2/library/open/manifests/{img.digest}", headers=basic(*BOB))[0] == 200

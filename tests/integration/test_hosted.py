@@ -1,0 +1,170 @@
+"""Hosted repositories: the LAN's own images pushed with authentication (buildah, skopeo), pulled
+anonymously, never sent upstream, never evicted by the GC."""
+
+import hashlib
+import json
+import os
+import subprocess
+
+import clients
+from helpers import assert_error, get, since
+from images import skopeo, verify_oci_layout
+from test_auth import ALICE, BOB, basic, make_users
+
+CREDS = ":".join(ALICE)
+
+
+def hosted_mirror(mirror_factory, up, tmp_dir, **cache):
+    extra = {"auth": {"htpasswd": make_users(tmp_dir, ALICE, BOB), "realm": "Hosted",
+                      "push_users": ["alice"]},
+             "hosted": ["search-hub", "team/*"]}
+    if cache:
+        extra["cache"] = cache
+    return mirror_factory([up], extra=extra)
+
+
+def skopeo_push(img, port, ref, creds=CREDS):
+    args = ["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"]
+    if creds:
+        args += ["--dest-creds", creds]
+    return skopeo(*args, f"dir:{img.layout}.dir", f"docker://127.0.0.1:{port}/{ref}")
+
+
+def test_skopeo_push_then_anonymous_pull(mirror_factory, up, make_image, tmp_dir):
+    """A push user pushes a multi-arch image with skopeo; anyone pulls it back byte for byte;
+    the upstream never hears of it; tags/list and DELETE work."""
+    img = make_image(100, (128 * 1024, 32 * 1024), fmt="oci", multi_arch=True)
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    mark = up.mark()
+    skopeo_push(img, m.port, "team/app:v1")
+    skopeo_push(img, m.port, "team/app:v2")
+    # anonymous pull of what was pushed
+    s, h, body = get(m, "/v2/team/app/manifests/v1", headers={})
+    assert s == 200 and body == img.raw and h["docker-content-digest"] == img.digest
+    assert h["content-type"] == img.media_type
+    for d in img.blob_digests:
+        s, _, data = get(m, f"/v2/team/app/blobs/{d}", accept=False)
+        assert s == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == d
+    out = os.path.join(tmp_dir, "pulled")
+    clients.skopeo_copy_from_mirror(m.port, "team/app:v1", out, ["--preserve-digests", "--all"])
+    verify_oci_layout(out, img.digest)
+    s, _, body = get(m, "/v2/team/app/tags/list", headers={})
+    assert s == 200 and json.loads(body) == {"name": "team/app", "tags": ["v1", "v2"]}
+    s, h, body = get(m, "/v2/team/app/tags/list?n=1", headers={})
+    assert json.loads(body)["tags"] == ["v1"] and "rel=\"next\"" in h["link"]
+    assert since(up, mark) == [], "a hosted repository went upstream"
+    # delete a tag
+    s, _, _ = get(m, "/v2/team/app/manifests/v2", method="DELETE", headers=basic(*ALICE))
+    assert s == 202
+    assert get(m, "/v2/team/app/manifests/v2", headers={})[0] == 404
+    assert get(m, "/v2/team/app/manifests/v1", headers={})[0] == 200
+
+
+def test_push_refusals(mirror_factory, up, make_image, tmp_dir):
+    """No credentials: refused with the challenge; a user outside push_users: refused; a push
+    into a proxied repository: refused; a manifest referencing missing blobs: refused."""
+    img = make_image(101, (16 * 1024,), fmt="oci")
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    for creds in (None, ":".join(BOB)):
+        try:
+            skopeo_push(img, m.port, "search-hub:v1", creds=creds)
+            raise AssertionError(f"push with {creds} succeeded")
+        except RuntimeError as e:
+            assert "401" in str(e) or "403" in str(e) or "denied" in str(e).lower() or \
+                "unauthorized" in str(e).lower() or "authentication required" in str(e), str(e)
+    assert get(m, "/v2/search-hub/manifests/v1", headers={})[0] == 404
+    s, _, body = get(m, "/v2/library/proxied/blobs/uploads/", method="POST",
+                     headers=basic(*ALICE))
+    assert_error(s, body, 405, "UNSUPPORTED")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType":
+                           "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": "sha256:" + "1" * 64, "size": 2},
+                           "layers": []}).encode()
+    h = dict(basic(*ALICE), **{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    from mirror import request
+    s, _, body, _ = request(m.port, "PUT", "/v2/search-hub/manifests/bad", h, body=manifest)
+    assert_error(s, body, 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_chunked_upload_with_resume_and_digest_check(mirror_factory, up, tmp_dir):
+    """POST, PATCH in two chunks (Content-Range), status GET, PUT with the digest; a wrong digest
+    is refused and nothing is stored."""
+    from mirror import request
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    auth = basic(*ALICE)
+    data = os.urandom(300 * 1024)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    s, h, _, _ = request(m.port, "POST", "/v2/team/chunks/blobs/uploads/", auth)
+    assert s == 202 and h["location"].startswith("/v2/team/chunks/blobs/uploads/")
+    loc = h["location"]
+    s, h, _, _ = request(m.port, "PATCH", loc, dict(auth, **{"Content-Range": "0-99999"}),
+                         body=data[:100000])
+    assert s == 202 and h["range"] == "0-99999"
+    s, h, _, _ = request(m.port, "PATCH", loc, dict(auth, **{"Content-Range": "5-10"}),
+                         body=b"x" * 6)
+    assert s == 416
+    s, h, _, _ = request(m.port, "GET", loc, auth)
+    assert s == 204 and h["range"] == "0-99999"
+    s, h, _, _ = request(m.port, "PATCH", loc, dict(auth, **{"Content-Range":
+                                                            f"100000-{len(data) - 1}"}),
+                         body=data[100000:])
+    assert s == 202
+    s, h, _, _ = request(m.port, "PUT", loc + "?digest=" + digest, auth)
+    assert s == 201 and h["docker-content-digest"] == digest
+    s, _, body = get(m, f"/v2/team/chunks/blobs/{digest}", accept=False, headers={})
+    assert s == 200 and body == data
+    # monolithic with a wrong digest
+    wrong = "sha256:" + "0" * 64
+    s, _, body, _ = request(m.port, "POST", f"/v2/team/chunks/blobs/uploads/?digest={wrong}",
+                            auth, body=b"hello")
+    assert_error(s, body, 400, "DIGEST_INVALID")
+    assert not os.path.exists(m.file_for(wrong))
+    # cross-repository mount of a blob the registry has
+    s, h, _, _ = request(m.port, "POST",
+                         f"/v2/search-hub/blobs/uploads/?mount={digest}&from=team/chunks", auth)
+    assert s == 201 and h["location"] == f"/v2/search-hub/blobs/{digest}"
+
+
+def test_buildah_push_with_credentials(mirror_factory, up, make_image, tmp_dir):
+    """The seed's case: buildah pushes with --creds to a mirror that allows anonymous pulls (the
+    ping answers 200 with the Basic challenge, so buildah sends the credentials)."""
+    img = make_image(102, (64 * 1024,), fmt="oci")
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    root = os.path.join(tmp_dir, "buildah")
+    base = ["buildah", "--storage-driver", "vfs", "--root", os.path.join(root, "root"),
+            "--runroot", os.path.join(root, "run")]
+    r = subprocess.run(base + ["pull", f"oci:{img.layout}:latest"], capture_output=True,
+                       text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    image_id = r.stdout.strip().splitlines()[-1]
+    r = subprocess.run(base + ["push", "--tls-verify=false", "--creds", CREDS, image_id,
+                               f"docker://127.0.0.1:{m.port}/search-hub:latest"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s, _, body = get(m, "/v2/search-hub/manifests/latest", headers={})
+    assert s == 200
+    doc = json.loads(body)
+    for layer in doc["layers"] + [doc["config"]]:
+        assert get(m, f"/v2/search-hub/blobs/{layer['digest']}", accept=False,
+                   headers={})[0] == 200
+    pings = [e for e in m.entries() if e.path == "/v2/"]
+    assert pings and all(e.status == 200 for e in pings)
+
+
+def test_hosted_content_survives_gc(mirror_factory, up, make_image, push, tmp_dir):
+    """A GC that evicts everything cached leaves hosted content alone."""
+    cached = push(make_image(103, (32 * 1024,)), up, "library/cached", "v1")
+    own = make_image(104, (48 * 1024,), fmt="oci")
+    m = hosted_mirror(mirror_factory, up, tmp_dir, ttl="1s", gc_interval="1s")
+    skopeo_push(own, m.port, "team/keep:v1")
+    assert get(m, f"/v2/library/cached/manifests/{cached.digest}")[0] == 200
+    import time
+    deadline = time.monotonic() + 30
+    while os.path.exists(m.file_for(cached.digest)):
+        assert time.monotonic() < deadline, "the cached manifest was never evicted"
+        time.sleep(0.5)
+    time.sleep(3)
+    for d in own.blob_digests + [own.digest]:
+        assert os.path.exists(m.file_for(d)), f"hosted {d} was evicted"
+    assert get(m, "/v2/team/keep/manifests/v1", headers={})[0] == 200

@@ -89,6 +89,8 @@ void config_free(struct config *c)
         upstream_free(&c->upstreams[i]);
     free(c->auth_htpasswd);
     free(c->auth_realm);
+    free(c->tls_cert);
+    free(c->tls_key);
     for (size_t i = 0; i < c->n_auth_push_users; i++)
         free(c->auth_push_users[i]);
     free(c->auth_push_users);
@@ -129,6 +131,8 @@ static int config_copy(struct config *dst, const struct config *src)
         dst->upstreams[i].ca_file = dup_or_null(u->ca_file, &ok);
     }
     dst->auth_htpasswd = dup_or_null(src->auth_htpasswd, &ok);
+    dst->tls_cert = dup_or_null(src->tls_cert, &ok);
+    dst->tls_key = dup_or_null(src->tls_key, &ok);
     dst->auth_realm = dup_or_null(src->auth_realm, &ok);
     dst->auth_push_users = NULL;
     dst->n_auth_push_users = 0;
@@ -707,6 +711,45 @@ static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+static int apply_tls(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *s;
+    unsigned long cert_line = 0, key_line = 0;
+
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "tls", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "tls", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        int is_cert = !strcmp(kv.name, "cert");
+        if (!is_cert && strcmp(kv.name, "key"))
+            return fail(x, line_of(kv.key), key, "unknown key");
+        rc = get_scalar(x, kv.value, key, &s);
+        if (rc < 0)
+            return rc;
+        if (!*s || access(s, R_OK))
+            return fail(x, line_of(kv.value), key, "cannot read '%s': %s", s,
+                        *s ? strerror(errno) : "empty path");
+        rc = set_str(x, is_cert ? &c->tls_cert : &c->tls_key, s);
+        if (rc < 0)
+            return rc;
+        if (is_cert)
+            cert_line = line_of(kv.key);
+        else
+            key_line = line_of(kv.key);
+    }
+    if (cert_line && !key_line)
+        return fail(x, cert_line, "tls.key", "required when tls.cert is given");
+    if (key_line && !cert_line)
+        return fail(x, key_line, "tls.cert", "required when tls.key is given");
+    return 0;
+}
+
 static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
 {
     char key[KEY_MAX];
@@ -745,6 +788,8 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_upstreams(x, c, kv.value);
         } else if (!strcmp(kv.name, "auth")) {
             rc = apply_auth(x, c, kv.value);
+        } else if (!strcmp(kv.name, "tls")) {
+            rc = apply_tls(x, c, kv.value);
         } else if (!strcmp(kv.name, "hosted")) {
             rc = set_str_list(x, kv.value, key, &c->hosted, &c->n_hosted, check_glob);
         } else if (is_section(kv.name)) {

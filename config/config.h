@@ -39,6 +39,8 @@ struct config {
     int auth_anonymous_pull; /* auth.anonymous: pull (1, default) or none (0) */
     char **auth_push_users;  /* auth.push_users; none listed: every authenticated user */
     size_t n_auth_push_users;
+    char *tls_cert; /* tls.cert: PEM certificate chain; NULL for plain HTTP */
+    char *tls_key;  /* tls.key: PEM private key */
     char **hosted; /* hosted: repository name globs served and pushed locally */
     size_t n_hosted;
 };

@@ -12,6 +12,7 @@
 #include "cache/reconcile.h"
 #include "db/db.h"
 #include "http/http.h"
+#include "http/tls.h"
 #include "registry/api.h"
 #include "registry/hosted.h"
 #include "store/store.h"
@@ -78,6 +79,17 @@ static void on_sighup(uv_signal_t *s, int signum)
     log_info("SIGHUP: reloading");
     if (d->auth)
         auth_reload(d->auth);
+    if (d->cfg->tls_cert) {
+        char err[512];
+        struct ssl_ctx_st *ctx =
+            tls_context_load(d->cfg->tls_cert, d->cfg->tls_key, err, sizeof(err));
+        if (ctx) {
+            http_server_set_tls(d->http, ctx);
+            log_info("tls: certificate %s reloaded", d->cfg->tls_cert);
+        } else {
+            log_error("tls: keeping the previous certificate: %s", err);
+        }
+    }
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -160,6 +172,17 @@ int serve(const struct config *cfg)
         log_error("listen %s: %s", cfg->listen, strerror(r ? -r : ENOMEM));
         goto out_cache;
     }
+    if (cfg->tls_cert) {
+        char err[512];
+        struct ssl_ctx_st *ctx = tls_context_load(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+        if (!ctx) {
+            log_error("tls: %s", err);
+            http_server_drain(d.http);
+            http_server_close_all(d.http);
+            goto out_cache;
+        }
+        http_server_set_tls(d.http, ctx);
+    }
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
     uv_timer_init(&d.loop, &d.shutdown_timer);
@@ -172,8 +195,9 @@ int serve(const struct config *cfg)
     for (size_t i = 0; i < cfg->n_upstreams; i++)
         log_info("upstream %s = %s%s", cfg->upstreams[i].name, cfg->upstreams[i].url,
                  i == 0 ? " (default)" : "");
-    log_info("regcache %s serving on %s (port %d), storage %s", REGCACHE_VERSION, cfg->listen,
-             http_server_port(d.http), cfg->storage);
+    log_info("regcache %s serving %s on %s (port %d), storage %s", REGCACHE_VERSION,
+             cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen, http_server_port(d.http),
+             cfg->storage);
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     status = 0;

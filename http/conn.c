@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "http/impl.h"
 #include "util/clock.h"
 
@@ -75,6 +77,11 @@ static void on_handle_closed(uv_handle_t *h)
     struct conn *c = h->data;
     if (--c->handles_open)
         return;
+    if (c->ssl) {
+        SSL_shutdown(c->ssl); /* best effort: one non-blocking close_notify */
+        SSL_free(c->ssl);
+    }
+    free(c->tls_buf);
     close(c->fd);
     server_conn_gone(c->srv, c);
     buf_free(&c->url);
@@ -410,6 +417,50 @@ static void parse_more(struct conn *c)
     conn_unref(c);
 }
 
+/* recv/send, through TLS when the connection has it: >0 bytes, 0 for end of stream,
+ * -EAGAIN (want_write set when TLS needs the socket writable), or another -errno. */
+static ssize_t tls_result(struct conn *c, int n, int writing)
+{
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ) {
+        if (writing)
+            c->tls_read_wants_write = 0;
+        return -EAGAIN;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        if (!writing)
+            c->tls_read_wants_write = 1;
+        c->want_write = 1;
+        return -EAGAIN;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    ERR_clear_error();
+    return -EIO;
+}
+
+static ssize_t io_recv(struct conn *c, char *buf, size_t len)
+{
+    if (c->ssl) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+        return n > 0 ? n : tls_result(c, n, 0);
+    }
+    ssize_t n = recv(c->fd, buf, len, 0);
+    return n >= 0 ? n : -errno;
+}
+
+static ssize_t io_send(struct conn *c, const char *buf, size_t len, int more)
+{
+    if (c->ssl) {
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+        return n > 0 ? n : tls_result(c, n, 1);
+    }
+    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+    return n >= 0 ? n : -errno;
+}
+
 static void do_read(struct conn *c)
 {
     while ((!c->req_active || (c->reading_body && !c->body_paused)) && !c->closing) {
@@ -422,16 +473,16 @@ static void do_read(struct conn *c)
             c->rlen -= c->rpos;
             c->rpos = 0;
         }
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+        ssize_t n = io_recv(c, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
         if (n == 0) {
             c->peer_closed = 1;
             conn_close(c);
             return;
         }
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (n != -EAGAIN && n != -EWOULDBLOCK)
                 conn_close(c);
             return;
         }
@@ -452,6 +503,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (events & UV_WRITABLE) {
         c->want_write = 0;
         flush(c);
+        if (c->tls_read_wants_write && !c->closing) {
+            c->tls_read_wants_write = 0;
+            do_read(c);
+        }
     }
     if ((events & UV_READABLE) && !c->closing)
         do_read(c);
@@ -501,6 +556,16 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
     buf_init(&c->out, OUT_MAX);
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
+    if (s->tls) {
+        c->ssl = SSL_new(s->tls); /* holds its own reference to the context */
+        if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+            SSL_free(c->ssl);
+            close(fd);
+            free(c);
+            return;
+        }
+        SSL_set_accept_state(c->ssl);
+    }
     if (uv_poll_init_socket(s->loop, &c->poll, fd)) {
         close(fd);
         free(c);
@@ -570,17 +635,47 @@ static void work_sendfile(uv_work_t *w)
     c->work_errno = n < 0 ? errno : 0;
 }
 
+/* TLS bodies: the next piece of the file into tls_buf (sendfile cannot encrypt). */
+static void work_pread(uv_work_t *w)
+{
+    struct conn *c = w->data;
+    ssize_t n;
+    do
+        n = pread(c->src.fd, c->tls_buf, (size_t)c->work_result, (off_t)c->src.offset);
+    while (n < 0 && errno == EINTR);
+    c->work_result = n;
+    c->work_errno = n < 0 ? errno : 0;
+}
+
+static void after_pread(uv_work_t *w, int status)
+{
+    struct conn *c = w->data;
+    c->io_busy = 0;
+    if (c->closing || status) {
+        conn_unref(c);
+        return;
+    }
+    if (c->work_result > 0) {
+        c->tls_len = (size_t)c->work_result;
+        c->tls_pos = 0;
+        c->src.offset += (uint64_t)c->work_result;
+        flush(c);
+    } else {
+        conn_close(c); /* the file is shorter than it said */
+    }
+    conn_unref(c);
+}
+
 static void flush(struct conn *c)
 {
     if (c->closing || c->io_busy)
         return;
     while (c->out_pos < c->out.len) {
-        int flags = MSG_NOSIGNAL | (c->streaming ? MSG_MORE : 0);
-        ssize_t n = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos, flags);
+        ssize_t n = io_send(c, c->out.data + c->out_pos, c->out.len - c->out_pos, c->streaming);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (n == -EAGAIN || n == -EWOULDBLOCK) {
                 c->want_write = 1;
                 update_poll(c);
                 return;
@@ -591,6 +686,23 @@ static void flush(struct conn *c)
         c->out_pos += (size_t)n;
         touch(c);
     }
+    /* TLS: the file bytes read so far go out encrypted before more is read */
+    while (c->tls_pos < c->tls_len) {
+        ssize_t n = io_send(c, c->tls_buf + c->tls_pos, c->tls_len - c->tls_pos, 0);
+        if (n < 0) {
+            if (n == -EAGAIN) {
+                c->want_write = 1;
+                update_poll(c);
+                return;
+            }
+            conn_close(c);
+            return;
+        }
+        c->tls_pos += (size_t)n;
+        c->body_bytes += (uint64_t)n;
+        touch(c);
+    }
+    c->tls_pos = c->tls_len = 0;
     buf_reset(&c->out);
     c->out_pos = 0;
     if (c->streaming) {
@@ -603,11 +715,17 @@ static void flush(struct conn *c)
         }
         if (c->src.offset < avail) {
             uint64_t count = avail - c->src.offset;
-            c->work_result = (ssize_t)(count < SENDFILE_CHUNK ? count : SENDFILE_CHUNK);
+            uint64_t chunk = c->ssl ? TLS_CHUNK : SENDFILE_CHUNK;
+            if (c->ssl && !c->tls_buf && !(c->tls_buf = malloc(TLS_CHUNK))) {
+                conn_close(c);
+                return;
+            }
+            c->work_result = (ssize_t)(count < chunk ? count : chunk);
             c->work.data = c;
             c->io_busy = 1;
             conn_ref(c);
-            if (uv_queue_work(c->srv->loop, &c->work, work_sendfile, after_sendfile)) {
+            if (uv_queue_work(c->srv->loop, &c->work, c->ssl ? work_pread : work_sendfile,
+                              c->ssl ? after_pread : after_sendfile)) {
                 c->io_busy = 0;
                 conn_unref(c);
                 conn_close(c);

@@ -19,6 +19,7 @@
 
 struct http_server;
 struct conn;
+struct ssl_ctx_st;
 
 enum http_method_kind { HTTP_METHOD_GET, HTTP_METHOD_HEAD, HTTP_METHOD_OTHER };
 
@@ -66,6 +67,10 @@ struct http_server_opts {
 
 int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
                       struct http_server **out);
+/* Serves HTTPS with ctx from now on (new connections; open ones keep theirs); NULL for plain
+ * HTTP. The server takes ownership of ctx and frees the one it replaces. */
+void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx);
+
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *s);
 /* Stops accepting; idle connections close now, busy ones after their current response. */

@@ -3,12 +3,14 @@
 #define REGCACHE_HTTP_IMPL_H
 
 #include <llhttp.h>
+#include <openssl/ssl.h>
 
 #include "http/http.h"
 #include "util/buf.h"
 
 #define CONN_READ_BUF 16384
 #define SENDFILE_CHUNK (8u << 20)
+#define TLS_CHUNK (256u << 10)
 
 struct http_server {
     uv_loop_t *loop;
@@ -22,6 +24,7 @@ struct http_server {
     struct conn *conns; /* doubly linked */
     size_t n_conns;
     int draining;
+    SSL_CTX *tls; /* NULL: plain HTTP; replaced on reload, connections keep their own */
 };
 
 struct conn {
@@ -73,6 +76,11 @@ struct conn {
     ssize_t work_result;
     int work_errno;
     int want_write;
+    /* TLS: file bodies are read into tls_buf on the thread pool, then encrypted here */
+    SSL *ssl;
+    int tls_read_wants_write;
+    char *tls_buf;
+    size_t tls_len, tls_pos;
 };
 
 void conn_accepted(struct http_server *s, int fd, const char *peer);

@@ -128,6 +128,12 @@ int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
     return 0;
 }
 
+void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx)
+{
+    SSL_CTX_free(s->tls); /* connections made with it hold their own references */
+    s->tls = ctx;
+}
+
 int http_server_port(const struct http_server *s)
 {
     return s->port;
@@ -182,6 +188,7 @@ void http_server_free(struct http_server *s)
 {
     if (!s)
         return;
+    SSL_CTX_free(s->tls);
     free(s->common_headers);
     free(s);
 }

@@ -1,0 +1,13 @@
+/* TLS for the HTTP front (OpenSSL): TLS 1.2 and 1.3 only, a PEM certificate chain and key. */
+#ifndef REGCACHE_HTTP_TLS_H
+#define REGCACHE_HTTP_TLS_H
+
+#include <stddef.h>
+
+struct ssl_ctx_st;
+
+/* Loads cert (chain allowed) and key into a new server context; NULL with err set on failure. */
+struct ssl_ctx_st *tls_context_load(const char *cert, const char *key, char *err, size_t errlen);
+void tls_context_free(struct ssl_ctx_st *ctx);
+
+#endif

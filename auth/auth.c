@@ -49,7 +49,7 @@ struct auth {
     uv_loop_t *loop;
     char *path;
     char challenge[512];
-    int anonymous_pull;
+    int anonymous_pull, ping_challenge;
     char **push_users;
     size_t n_push_users;
     struct htpasswd *users;
@@ -143,6 +143,7 @@ int auth_new(uv_loop_t *loop, const struct config *cfg, struct auth **out)
     char err[512] = "";
     a->loop = loop;
     a->anonymous_pull = cfg->auth_anonymous_pull;
+    a->ping_challenge = cfg->auth_ping_challenge;
     snprintf(a->challenge, sizeof(a->challenge), "WWW-Authenticate: Basic realm=\"%s\"\r\n",
              cfg->auth_realm ? cfg->auth_realm : "regcache");
     a->path = strdup(cfg->auth_htpasswd);
@@ -211,6 +212,11 @@ void auth_free(struct auth *a)
 int auth_anonymous_pull(const struct auth *a)
 {
     return a->anonymous_pull;
+}
+
+int auth_ping_open(const struct auth *a)
+{
+    return a->anonymous_pull && !a->ping_challenge;
 }
 
 const char *auth_challenge(const struct auth *a)

@@ -27,6 +27,9 @@ void auth_shutdown(struct auth *a);
 void auth_free(struct auth *a);
 
 int auth_anonymous_pull(const struct auth *a);
+/* Does an anonymous ping get 200 (with the challenge)? With auth.ping: challenge it gets 401,
+ * which Docker needs before it sends credentials; anonymous pulls still work. */
+int auth_ping_open(const struct auth *a);
 /* "WWW-Authenticate: Basic realm=\"...\"\r\n" */
 const char *auth_challenge(const struct auth *a);
 /* May user push (user NULL: anonymous)? */

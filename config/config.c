@@ -694,6 +694,14 @@ static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
                 return fail(x, line_of(kv.value), key,
                             "must be non-empty, without quotes or backslashes");
             rc = set_str(x, &c->auth_realm, s);
+        } else if (!strcmp(kv.name, "ping")) {
+            if (!strcmp(s, "open"))
+                c->auth_ping_challenge = 0;
+            else if (!strcmp(s, "challenge"))
+                c->auth_ping_challenge = 1;
+            else
+                return fail(x, line_of(kv.value), key,
+                            "invalid value '%s' (use open or challenge)", s);
         } else if (!strcmp(kv.name, "anonymous")) {
             if (!strcmp(s, "pull"))
                 c->auth_anonymous_pull = 1;

@@ -347,7 +347,9 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     int parsed = route_parse(req->path, req->query, &rt);
     int write = req->method == HTTP_METHOD_OTHER || (parsed == 0 && rt.kind == ROUTE_UPLOAD);
     const char *challenge = r->auth ? auth_challenge(r->auth) : "";
-    if (r->auth && !user && (write || !auth_anonymous_pull(r->auth))) {
+    int ping = parsed == 0 && rt.kind == ROUTE_BASE;
+    if (r->auth && !user &&
+        (write || !auth_anonymous_pull(r->auth) || (ping && !auth_ping_open(r->auth)))) {
         respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", challenge);
         return;
     }

@@ -168,3 +168,38 @@ def test_hosted_content_survives_gc(mirror_factory, up, make_image, push, tmp_di
     for d in own.blob_digests + [own.digest]:
         assert os.path.exists(m.file_for(d)), f"hosted {d} was evicted"
     assert get(m, "/v2/team/keep/manifests/v1", headers={})[0] == 200
+
+
+def test_docker_login_and_push_with_challenging_ping(dockerd, mirror_factory, up, make_image,
+                                                     tmp_dir):
+    """auth.ping: challenge. Docker only sends credentials after a 401 on the ping: with it,
+    `docker login` refuses a wrong password and `docker push` into a hosted repository works;
+    anonymous skopeo pulls still work. (Docker's own anonymous pulls through registry-mirrors
+    need the default open ping: it gives up on a 401 ping without credentials.)"""
+    img = make_image(105, (32 * 1024,))
+    m = mirror_factory([up], extra={
+        "auth": {"htpasswd": make_users(tmp_dir, ALICE), "realm": "Hosted", "ping": "challenge"},
+        "hosted": ["team/*"]})
+    env = dict(os.environ, DOCKER_CONFIG=os.path.join(tmp_dir, "docker-cli"))
+
+    def docker(*args, stdin=None):
+        return clients.run([clients.DOCKER, "-H", f"unix://{dockerd.sock}", *args], check=False,
+                           env=env, timeout=180, input=stdin)
+
+    s, h, body = get(m, "/v2/", headers={})
+    assert_error(s, body, 401, "UNAUTHORIZED")
+    assert h["www-authenticate"] == 'Basic realm="Hosted"'
+    target = f"127.0.0.1:{m.port}/team/dpush:v1"
+    archive = os.path.join(tmp_dir, "image.tar")
+    skopeo("copy", f"dir:{img.layout}.dir", f"docker-archive:{archive}:{target}")
+    r = docker("load", "-i", archive)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = docker("login", f"127.0.0.1:{m.port}", "-u", "alice", "--password-stdin", stdin="wrong")
+    assert r.returncode != 0, r.stdout + r.stderr
+    r = docker("login", f"127.0.0.1:{m.port}", "-u", ALICE[0], "--password-stdin", stdin=ALICE[1])
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = docker("push", target)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s, _, body = get(m, "/v2/team/dpush/manifests/v1", headers={})
+    assert s == 200
+    assert clients.skopeo_inspect_raw(m.port, "team/dpush:v1") == body

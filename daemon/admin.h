@@ -5,7 +5,8 @@
 
 #include "config/config.h"
 
-int admin_gc(const struct config *cfg, int dry_run);
+/* hosted: collect unreferenced hosted content instead of the cache policy's run. */
+int admin_gc(const struct config *cfg, int dry_run, int hosted);
 int admin_verify(const struct config *cfg);
 int admin_stats(const struct config *cfg, int json);
 int admin_ls(const struct config *cfg);

@@ -12,6 +12,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: regcache serve [-c FILE]          run the mirror in the foreground\n"
                "       regcache check-config -c FILE     validate a configuration file\n"
                "       regcache gc [-c FILE] [--dry-run] evict what the cache policy says\n"
+               "       regcache gc --hosted [-c FILE] [--dry-run]  collect unreferenced hosted blobs\n"
                "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
@@ -96,6 +97,17 @@ int main(int argc, char **argv)
     static const struct {
         const char *name, *flag;
     } admin[] = {{"gc", "--dry-run"}, {"verify", NULL}, {"stats", "--json"}, {"ls", NULL}};
+    /* gc --hosted: taken out before the common option parsing */
+    int hosted = 0;
+    if (strcmp(cmd, "gc") == 0)
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--hosted") == 0) {
+                hosted = 1;
+                for (int j = i; j + 1 < argc; j++)
+                    argv[j] = argv[j + 1];
+                argc--;
+                break;
+            }
     for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
         if (strcmp(cmd, admin[i].name) != 0)
             continue;
@@ -103,7 +115,7 @@ int main(int argc, char **argv)
         int r = load_config(argc - 2, argv + 2, 0, &cfg, admin[i].flag, &flag);
         if (!r) {
             switch (i) {
-            case 0: r = admin_gc(&cfg, flag); break;
+            case 0: r = admin_gc(&cfg, flag, hosted); break;
             case 1: r = admin_verify(&cfg); break;
             case 2: r = admin_stats(&cfg, flag); break;
             default: r = admin_ls(&cfg); break;

@@ -11,7 +11,7 @@
 
 enum op_kind {
     OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
-    OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF
+    OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF
 };
 
 struct op {
@@ -75,7 +75,10 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS hosted_blobs ("
     "  repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT,"
     "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS hosted_blobs_by_digest ON hosted_blobs (digest);",
+    "CREATE INDEX IF NOT EXISTS hosted_blobs_by_digest ON hosted_blobs (digest);"
+    "CREATE TABLE IF NOT EXISTS hosted_refs ("
+    "  manifest TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  PRIMARY KEY (manifest, digest)) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -257,6 +260,9 @@ static int apply_op(sqlite3 *s, const struct op *o)
                            " VALUES (?, ?, ?)", o, 3, 0);
     case OP_HOSTED_UNREF:
         return bind_run(s, "DELETE FROM hosted_blobs WHERE repo = ? AND digest = ?", o, 2, 0);
+    case OP_HOSTED_REF:
+        return bind_run(s, "INSERT OR IGNORE INTO hosted_refs (manifest, digest) VALUES (?, ?)",
+                        o, 2, 0);
     }
     return -EINVAL;
 }
@@ -298,6 +304,7 @@ static void free_ops(struct op *o)
 
 static void kick(struct db *d);
 static void on_flush_timer(uv_timer_t *t);
+static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *changes);
 static void flush_coalesced(struct db *d);
 
 static void work_batch(uv_work_t *w)
@@ -397,6 +404,82 @@ void db_hosted_blob(struct db *d, const char *repo, const char *digest, const ch
                         : op_new(OP_HOSTED_UNREF, repo, digest, NULL, NULL, NULL);
     if (o)
         enqueue(d, o);
+}
+
+void db_hosted_ref(struct db *d, const char *manifest, const char *digest)
+{
+    struct op *o = op_new(OP_HOSTED_REF, manifest, digest, NULL, NULL, NULL);
+    if (o)
+        enqueue(d, o);
+}
+
+int db_hosted_unreferenced(struct db *d, uint64_t cutoff_ms, struct db_blob **out, size_t *n)
+{
+    sqlite3_stmt *st;
+    size_t cap = 64, count = 0;
+    struct db_blob *v = malloc(cap * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    const char *sql =
+        "WITH live_m AS (SELECT digest FROM hosted_tags"
+        "                UNION SELECT digest FROM hosted_blobs WHERE media_type IS NOT NULL),"
+        " live AS (SELECT digest FROM live_m"
+        "          UNION SELECT r.digest FROM hosted_refs r JOIN live_m ON r.manifest = live_m.digest)"
+        " SELECT DISTINCT hb.digest, coalesce(b.size, 0), coalesce(b.first_cached_ms, 0),"
+        "        coalesce(b.last_access_ms, 0)"
+        " FROM hosted_blobs hb LEFT JOIN blobs b ON b.digest = hb.digest"
+        " WHERE hb.digest NOT IN (SELECT digest FROM live) AND coalesce(b.first_cached_ms, 0) <= ?";
+    if (sqlite3_prepare_v2(d->sql, sql, -1, &st, NULL) != SQLITE_OK) {
+        free(v);
+        return -EIO;
+    }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)cutoff_ms);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *digest = (const char *)sqlite3_column_text(st, 0);
+        if (!digest)
+            continue;
+        if (count == cap) {
+            struct db_blob *nv = realloc(v, 2 * cap * sizeof(*v));
+            if (!nv) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        snprintf(v[count].digest, sizeof(v[count].digest), "%s", digest);
+        v[count].size = (uint64_t)sqlite3_column_int64(st, 1);
+        v[count].first_cached_ms = (uint64_t)sqlite3_column_int64(st, 2);
+        v[count].last_access_ms = (uint64_t)sqlite3_column_int64(st, 3);
+        count++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return -EIO;
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+int db_hosted_release(struct db *d, char *const *digests, size_t n)
+{
+    int r = 0;
+    if (exec(d->sql, "BEGIN IMMEDIATE"))
+        return -EIO;
+    for (size_t i = 0; i < n && !r; i++) {
+        r = run_digest(d->sql, "DELETE FROM hosted_blobs WHERE digest = ?", digests[i], NULL);
+        if (!r)
+            r = run_digest(d->sql, "DELETE FROM hosted_refs WHERE manifest = ?", digests[i],
+                           NULL);
+    }
+    if (r) {
+        exec(d->sql, "ROLLBACK");
+        return r;
+    }
+    return exec(d->sql, "COMMIT") ? -EIO : 0;
 }
 
 int db_load_hosted(struct db *d,

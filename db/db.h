@@ -13,6 +13,7 @@
 #define DB_FLUSH_MS 2000 /* access times and references are written this often */
 
 struct db;
+struct db_blob;
 
 int db_open(const char *path, struct db **out);
 /* Writes what is still queued (synchronously) and closes. */
@@ -55,6 +56,16 @@ void db_hosted_tag(struct db *d, const char *repo, const char *tag, const char *
                    const char *media_type);
 void db_hosted_blob(struct db *d, const char *repo, const char *digest, const char *media_type,
                     int held);
+/* Manifest references digest (recorded at manifest PUT). */
+void db_hosted_ref(struct db *d, const char *manifest, const char *digest);
+
+/* ---- maintenance (blocking) for hosted content ---- */
+/* Hosted content no tag and no held manifest reaches any more, stored before cutoff_ms (a push
+ * uploads its blobs before its manifest). *out is malloc'ed. */
+int db_hosted_unreferenced(struct db *d, uint64_t cutoff_ms, struct db_blob **out, size_t *n);
+/* Lets go of hosted content: afterwards it is ordinary cached content. */
+int db_hosted_release(struct db *d, char *const *digests, size_t n);
+
 int db_load_hosted(struct db *d,
                    void (*tag)(void *ud, const char *repo, const char *tag, const char *digest,
                                const char *media_type),

@@ -406,8 +406,10 @@ static void manifest_stored(struct op *o)
     free(map_put(h->manifests, key, strdup(o->media_type)));
     db_put_blob(h->db, o->digest, o->body.len, o->media_type, clock_wall_ms());
     db_hosted_blob(h->db, o->rt.name, o->digest, o->media_type, 1);
-    for (size_t i = 0; i < o->n_refs; i++)
+    for (size_t i = 0; i < o->n_refs; i++) {
         db_hosted_blob(h->db, o->rt.name, o->refs[i], NULL, 1);
+        db_hosted_ref(h->db, o->digest, o->refs[i]);
+    }
     if (!o->rt.by_digest) {
         struct htag *t = calloc(1, sizeof(*t));
         if (t) {
@@ -924,7 +926,8 @@ static void delete_manifest(struct hosted *h, struct op *o)
         return;
     }
     free(mt);
-    db_hosted_blob(h->db, o->rt.name, o->rt.reference, NULL, 0);
+    /* still held, as plain content nothing refers to: `regcache gc --hosted` collects it */
+    db_hosted_blob(h->db, o->rt.name, o->rt.reference, NULL, 1);
     char prefix[300];
     snprintf(prefix, sizeof(prefix), "%s" SEP, o->rt.name);
     struct untag u = {prefix, o->rt.reference, strlen(prefix), NULL, 0};

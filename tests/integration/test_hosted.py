@@ -203,3 +203,35 @@ def test_docker_login_and_push_with_challenging_ping(dockerd, mirror_factory, up
     s, _, body = get(m, "/v2/team/dpush/manifests/v1", headers={})
     assert s == 200
     assert clients.skopeo_inspect_raw(m.port, "team/dpush:v1") == body
+
+
+def test_gc_hosted_collects_only_unreferenced_content(mirror_factory, up, make_image, tmp_dir):
+    """After a hosted manifest is deleted, `regcache gc --hosted` removes it and the blobs only it
+    used (once older than the push grace period), and leaves a still-tagged image whole."""
+    import sqlite3
+    import time
+    from mirror import regcache, request
+    gone = make_image(106, (40 * 1024, 24 * 1024), fmt="oci")
+    kept = make_image(107, (20 * 1024,), fmt="oci")
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    skopeo_push(gone, m.port, "team/gone:v1")
+    skopeo_push(kept, m.port, "team/kept:v1")
+    s, _, _, _ = request(m.port, "DELETE", f"/v2/team/gone/manifests/{gone.digest}",
+                         basic(*ALICE))
+    assert s == 202
+    assert get(m, "/v2/team/gone/manifests/v1", headers={})[0] == 404
+    time.sleep(3)  # the index writes are flushed
+    db = sqlite3.connect(os.path.join(m.storage, "regcache.db"), timeout=10)
+    db.execute("UPDATE blobs SET first_cached_ms = first_cached_ms - 7200000")
+    db.commit()
+    db.close()
+    r = regcache("gc", "--hosted", "-c", m.config_path, "--dry-run")
+    assert r.returncode == 0 and "would collect 4 unreferenced" in r.stdout, r.stdout + r.stderr
+    assert os.path.exists(m.file_for(gone.digest))
+    r = regcache("gc", "--hosted", "-c", m.config_path)
+    assert r.returncode == 0 and "collected 4" in r.stdout, r.stdout + r.stderr
+    for d in gone.blob_digests + [gone.digest]:
+        assert not os.path.exists(m.file_for(d)), d
+    for d in kept.blob_digests + [kept.digest]:
+        assert os.path.exists(m.file_for(d)), d
+    assert get(m, "/v2/team/kept/manifests/v1", headers={})[0] == 200

@@ -305,6 +305,7 @@ static void free_ops(struct op *o)
 static void kick(struct db *d);
 static void on_flush_timer(uv_timer_t *t);
 static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *changes);
+static int read_blob_rows(sqlite3_stmt *st, struct db_blob **out, size_t *n);
 static void flush_coalesced(struct db *d);
 
 static void work_batch(uv_work_t *w)
@@ -413,29 +414,14 @@ void db_hosted_ref(struct db *d, const char *manifest, const char *digest)
         enqueue(d, o);
 }
 
-int db_hosted_unreferenced(struct db *d, uint64_t cutoff_ms, struct db_blob **out, size_t *n)
+/* Reads (digest, size, first_cached_ms, last_access_ms) rows of st into a malloc'ed array;
+ * finalizes st. */
+static int read_blob_rows(sqlite3_stmt *st, struct db_blob **out, size_t *n)
 {
-    sqlite3_stmt *st;
-    size_t cap = 64, count = 0;
+    size_t cap = 256, count = 0;
     struct db_blob *v = malloc(cap * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    const char *sql =
-        "WITH live_m AS (SELECT digest FROM hosted_tags"
-        "                UNION SELECT digest FROM hosted_blobs WHERE media_type IS NOT NULL),"
-        " live AS (SELECT digest FROM live_m"
-        "          UNION SELECT r.digest FROM hosted_refs r JOIN live_m ON r.manifest = live_m.digest)"
-        " SELECT DISTINCT hb.digest, coalesce(b.size, 0), coalesce(b.first_cached_ms, 0),"
-        "        coalesce(b.last_access_ms, 0)"
-        " FROM hosted_blobs hb LEFT JOIN blobs b ON b.digest = hb.digest"
-        " WHERE hb.digest NOT IN (SELECT digest FROM live) AND coalesce(b.first_cached_ms, 0) <= ?";
-    if (sqlite3_prepare_v2(d->sql, sql, -1, &st, NULL) != SQLITE_OK) {
-        free(v);
-        return -EIO;
-    }
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)cutoff_ms);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = v ? SQLITE_ROW : SQLITE_NOMEM;
+    while (v && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *digest = (const char *)sqlite3_column_text(st, 0);
         if (!digest)
             continue;
@@ -457,11 +443,29 @@ int db_hosted_unreferenced(struct db *d, uint64_t cutoff_ms, struct db_blob **ou
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
         free(v);
-        return -EIO;
+        return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
     }
     *out = v;
     *n = count;
     return 0;
+}
+
+int db_hosted_unreferenced(struct db *d, uint64_t cutoff_ms, struct db_blob **out, size_t *n)
+{
+    sqlite3_stmt *st;
+    const char *sql =
+        "WITH live_m AS (SELECT digest FROM hosted_tags"
+        "                UNION SELECT digest FROM hosted_blobs WHERE media_type IS NOT NULL),"
+        " live AS (SELECT digest FROM live_m"
+        "          UNION SELECT r.digest FROM hosted_refs r JOIN live_m ON r.manifest = live_m.digest)"
+        " SELECT DISTINCT hb.digest, coalesce(b.size, 0), coalesce(b.first_cached_ms, 0),"
+        "        coalesce(b.last_access_ms, 0)"
+        " FROM hosted_blobs hb LEFT JOIN blobs b ON b.digest = hb.digest"
+        " WHERE hb.digest NOT IN (SELECT digest FROM live) AND coalesce(b.first_cached_ms, 0) <= ?";
+    if (sqlite3_prepare_v2(d->sql, sql, -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)cutoff_ms);
+    return read_blob_rows(st, out, n);
 }
 
 int db_hosted_release(struct db *d, char *const *digests, size_t n)
@@ -708,46 +712,13 @@ static int step_done(sqlite3_stmt *st)
 int db_list_blobs(struct db *d, struct db_blob **out, size_t *n)
 {
     sqlite3_stmt *st;
-    size_t cap = 256, count = 0;
-    struct db_blob *v = malloc(cap * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
     /* hosted content is never a candidate */
     if (sqlite3_prepare_v2(d->sql,
                            "SELECT digest, size, first_cached_ms, last_access_ms FROM blobs"
                            " WHERE digest NOT IN (SELECT digest FROM hosted_blobs)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        free(v);
+                           -1, &st, NULL) != SQLITE_OK)
         return -EIO;
-    }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *digest = (const char *)sqlite3_column_text(st, 0);
-        if (!digest)
-            continue;
-        if (count == cap) {
-            struct db_blob *nv = realloc(v, 2 * cap * sizeof(*v));
-            if (!nv) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            v = nv;
-            cap *= 2;
-        }
-        snprintf(v[count].digest, sizeof(v[count].digest), "%s", digest);
-        v[count].size = (uint64_t)sqlite3_column_int64(st, 1);
-        v[count].first_cached_ms = (uint64_t)sqlite3_column_int64(st, 2);
-        v[count].last_access_ms = (uint64_t)sqlite3_column_int64(st, 3);
-        count++;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        free(v);
-        return -EIO;
-    }
-    *out = v;
-    *n = count;
-    return 0;
+    return read_blob_rows(st, out, n);
 }
 
 static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *changes)

@@ -84,6 +84,15 @@ static void respond_error(struct conn *c, int head, int status, const char *code
     buf_free(&b);
 }
 
+/* 201 Created for content now at /v2/<repo>/<kind>/<digest>. */
+static void respond_created(struct op *o, const char *kind)
+{
+    char headers[900];
+    snprintf(headers, sizeof(headers), "Location: /v2/%s/%s/%s\r\nDocker-Content-Digest: %s\r\n",
+             o->rt.name, kind, o->digest, o->digest);
+    conn_respond(o->c, 201, headers, NULL, 0, 0);
+}
+
 static struct op *op_new(struct hosted *h, struct conn *c, struct http_request *req,
                          const struct route *rt)
 {
@@ -421,13 +430,8 @@ static void manifest_stored(struct op *o)
         }
     }
     log_info("hosted: %s:%s = %s", o->rt.name, o->rt.reference, o->digest);
-    if (conn_alive(o->c)) {
-        char headers[900];
-        snprintf(headers, sizeof(headers),
-                 "Location: /v2/%s/manifests/%s\r\nDocker-Content-Digest: %s\r\n", o->rt.name,
-                 o->digest, o->digest);
-        conn_respond(o->c, 201, headers, NULL, 0, 0);
-    }
+    if (conn_alive(o->c))
+        respond_created(o, "manifests");
     op_free(o);
 }
 
@@ -602,11 +606,7 @@ static void upload_committed(struct op *o)
     } else {
         db_put_blob(h->db, o->digest, size, NULL, clock_wall_ms());
         db_hosted_blob(h->db, o->rt.name, o->digest, NULL, 1);
-        char headers[900];
-        snprintf(headers, sizeof(headers),
-                 "Location: /v2/%s/blobs/%s\r\nDocker-Content-Digest: %s\r\n", o->rt.name,
-                 o->digest, o->digest);
-        conn_respond(o->c, 201, headers, NULL, 0, 0);
+        respond_created(o, "blobs");
     }
     op_free(o);
 }
@@ -685,11 +685,7 @@ static void mounted(struct op *o)
 {
     if (o->rc == 0 && conn_alive(o->c)) {
         db_hosted_blob(o->h->db, o->rt.name, o->digest, NULL, 1);
-        char headers[900];
-        snprintf(headers, sizeof(headers),
-                 "Location: /v2/%s/blobs/%s\r\nDocker-Content-Digest: %s\r\n", o->rt.name,
-                 o->digest, o->digest);
-        conn_respond(o->c, 201, headers, NULL, 0, 0);
+        respond_created(o, "blobs");
         op_free(o);
         return;
     }

@@ -81,6 +81,9 @@ static int parse_string(struct cursor *c, char *out, size_t outlen, size_t *outn
     return 0;
 }
 
+static int walk(struct cursor *c, int depth, const char *key,
+                int (*fn)(void *ud, const char *value), void *ud);
+
 /* Skips any value, nested ones included (bounded depth). */
 static int skip_value(struct cursor *c, int depth)
 {
@@ -92,40 +95,8 @@ static int skip_value(struct cursor *c, int depth)
     char ch = *c->p;
     if (ch == '"')
         return parse_string(c, NULL, 0, NULL);
-    if (ch == '{' || ch == '[') {
-        char close = ch == '{' ? '}' : ']';
-        c->p++;
-        skip_ws(c);
-        if (c->p < c->end && *c->p == close) {
-            c->p++;
-            return 0;
-        }
-        for (;;) {
-            if (ch == '{') {
-                skip_ws(c);
-                if (parse_string(c, NULL, 0, NULL))
-                    return -EINVAL;
-                skip_ws(c);
-                if (c->p >= c->end || *c->p != ':')
-                    return -EINVAL;
-                c->p++;
-            }
-            if (skip_value(c, depth + 1))
-                return -EINVAL;
-            skip_ws(c);
-            if (c->p >= c->end)
-                return -EINVAL;
-            if (*c->p == ',') {
-                c->p++;
-                continue;
-            }
-            if (*c->p == close) {
-                c->p++;
-                return 0;
-            }
-            return -EINVAL;
-        }
-    }
+    if (ch == '{' || ch == '[')
+        return walk(c, depth, NULL, NULL, NULL);
     /* number, true, false, null */
     const char *start = c->p;
     while (c->p < c->end && strchr("0123456789+-.eEtrufalsn", *c->p))
@@ -217,7 +188,8 @@ int json_put_string(struct buf *b, const char *s)
     return r ? r : buf_append(b, "\"", 1);
 }
 
-/* Walks any value, calling fn for every string member named key at any depth. */
+/* Walks any value, calling fn for every string member named key at any depth (key NULL: just
+ * skips it). */
 static int walk(struct cursor *c, int depth, const char *key,
                 int (*fn)(void *ud, const char *value), void *ud)
 {
@@ -246,7 +218,7 @@ static int walk(struct cursor *c, int depth, const char *key,
                 name[0] = '\0';
             else if (r)
                 return r;
-            match = strcmp(name, key) == 0;
+            match = key && strcmp(name, key) == 0;
             skip_ws(c);
             if (c->p >= c->end || *c->p != ':')
                 return -EINVAL;

@@ -138,8 +138,14 @@ def test_buildah_push_with_credentials(mirror_factory, up, make_image, tmp_dir):
                        text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     image_id = r.stdout.strip().splitlines()[-1]
-    r = subprocess.run(base + ["push", "--tls-verify=false", "--creds", CREDS, image_id,
-                               f"docker://127.0.0.1:{m.port}/search-hub:latest"],
+    target = f"docker://127.0.0.1:{m.port}/search-hub:latest"
+    # refused without credentials, and for a user outside push_users
+    for creds in ([], ["--creds", ":".join(BOB)]):
+        r = subprocess.run(base + ["push", "--tls-verify=false", *creds, image_id, target],
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode != 0, r.stdout + r.stderr
+    assert get(m, "/v2/search-hub/manifests/latest", headers={})[0] == 404
+    r = subprocess.run(base + ["push", "--tls-verify=false", "--creds", CREDS, image_id, target],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     s, _, body = get(m, "/v2/search-hub/manifests/latest", headers={})

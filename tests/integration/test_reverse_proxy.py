@@ -11,7 +11,7 @@ import pytest
 import clients
 import procs
 from helpers import blob_gets, get, since
-from images import verify_oci_layout
+from images import skopeo, verify_oci_layout
 from mirror import REPO_ROOT
 from test_auth import ALICE, basic, make_users
 
@@ -75,7 +75,8 @@ def test_nginx_example_keeps_the_challenge_and_streams_pulls(nginx_for, mirror_f
     img = push(make_image(95, (8 * 1024 * 1024, 64 * 1024), fmt="oci"), up, "library/proxied",
                "v1")
     m = mirror_factory([up], extra={"auth": {"htpasswd": make_users(tmp_dir, ALICE),
-                                             "realm": "Behind nginx"}})
+                                             "realm": "Behind nginx"},
+                                    "hosted": ["team/*"]})
     via = Via(nginx_for(m))
 
     s, h, _ = get(via, "/v2/", headers={})
@@ -100,6 +101,19 @@ def test_nginx_example_keeps_the_challenge_and_streams_pulls(nginx_for, mirror_f
     verify_oci_layout(out, img.digest)
     # the credentials reached regcache (it verified them: a 200 for the authenticated ping)
     assert any(e.path == "/v2/" and e.status == 200 for e in m.entries())
+
+    # a push through nginx into a hosted repository (an 8 MiB layer, streamed), pulled back
+    own = make_image(96, (8 * 1024 * 1024,), fmt="oci")
+    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", ":".join(ALICE),
+           "--preserve-digests", f"dir:{own.layout}.dir",
+           f"docker://127.0.0.1:{via.port}/team/pushed:v1")
+    s, _, body = get(via, "/v2/team/pushed/manifests/v1", headers={})
+    assert s == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == own.digest
+    layer = own.layer_digests[0]
+    s, _, data = get(via, f"/v2/team/pushed/blobs/{layer}", accept=False, headers={})
+    assert s == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer
+    uploads = [e for e in m.entries() if "/team/pushed/blobs/uploads/" in e.path]
+    assert uploads and all(e.status in (201, 202) for e in uploads), uploads
 
 
 def test_example_configs_are_valid(tmp_dir):

@@ -114,3 +114,36 @@ def test_tls_config_errors(tmp_dir):
         f.write(f"tls:\n  cert: {crt}\n  key: /nonexistent.key\n")
     r = regcache("check-config", "-c", bad)
     assert r.returncode != 0 and "bad.yml:3: tls.key" in r.stderr, r.stderr
+
+
+def test_dockerd_pulls_over_tls_with_certs_d(dockerd, mirror_factory, up, make_image, push,
+                                             tmp_dir):
+    """dockerd pulls from the mirror over HTTPS with the CA in certs.d/<host:port>/ca.crt (the
+    mirror's log shows the requests answered over TLS: plain HTTP would not reach it).
+    dockerd always treats 127.0.0.0/8 as an insecure registry, so on loopback this proves the
+    TLS path works with docker, not that docker checks the certificate; skopeo's test does."""
+    img = push(make_image(111, (64 * 1024,)), up, "library/dtls", "v1")
+    certs = os.path.join(tmp_dir, "certs")
+    ca, crt, key = make_cert(certs, "docker")
+    m = mirror_factory([up], start=False, extra={"tls": {"cert": crt, "key": key}})
+    m.start(wait=False)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            served_cert(m.port)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, m.log_text()[-2000:]
+            time.sleep(0.2)
+    host_dir = f"/etc/docker/certs.d/127.0.0.1:{m.port}"
+    os.makedirs(host_dir, exist_ok=True)
+    try:
+        shutil.copy(ca, os.path.join(host_dir, "ca.crt"))
+        ref = f"127.0.0.1:{m.port}/library/dtls:v1"
+        r = dockerd.docker("pull", ref, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert any(d.endswith("@" + img.digest) for d in dockerd.repo_digests(ref))
+        entries = [e for e in m.entries() if "/library/dtls/" in e.path]
+        assert entries and all(e.status == 200 for e in entries), entries
+    finally:
+        shutil.rmtree(host_dir, ignore_errors=True)

@@ -120,6 +120,12 @@ def test_chunked_upload_with_resume_and_digest_check(mirror_factory, up, tmp_dir
                             auth, body=b"hello")
     assert_error(s, body, 400, "DIGEST_INVALID")
     assert not os.path.exists(m.file_for(wrong))
+    # an upload cancelled is gone
+    s, h, _, _ = request(m.port, "POST", "/v2/team/chunks/blobs/uploads/", auth)
+    cancel = h["location"]
+    assert request(m.port, "DELETE", cancel, auth)[0] == 204
+    s, _, body, _ = request(m.port, "GET", cancel, auth)
+    assert_error(s, body, 404, "BLOB_UPLOAD_UNKNOWN")
     # cross-repository mount of a blob the registry has
     s, h, _, _ = request(m.port, "POST",
                          f"/v2/search-hub/blobs/uploads/?mount={digest}&from=team/chunks", auth)

@@ -87,7 +87,12 @@ def test_tls_serves_verified_pulls_and_reloads(mirror_factory, up, make_image, p
     except ssl.SSLError:
         pass
 
-    # SIGHUP picks up a new certificate; the mirror keeps serving
+    # SIGHUP picks up a new certificate; the mirror keeps serving, and a connection opened
+    # before the reload goes on working
+    import http.client
+    kept = http.client.HTTPSConnection("127.0.0.1", m.port, context=ctx, timeout=10)
+    kept.request("GET", "/v2/")
+    assert kept.getresponse().read() is not None
     before = served_cert(m.port)
     ca2, crt2, key2 = make_cert(certs, "two")
     shutil.copy(crt2, live_crt)
@@ -97,6 +102,10 @@ def test_tls_serves_verified_pulls_and_reloads(mirror_factory, up, make_image, p
     while served_cert(m.port) == before:
         assert time.monotonic() < deadline, "the certificate was not reloaded"
         time.sleep(0.2)
+    kept.request("GET", f"/v2/library/secure/manifests/{img.digest}")
+    resp = kept.getresponse()
+    assert resp.status == 200 and resp.read() == img.raw
+    kept.close()
     shutil.copy(ca2, os.path.join(cert_dir, "ca.crt"))
     r = clients.run(["skopeo", "inspect", "--raw", "--cert-dir", cert_dir,
                      f"docker://127.0.0.1:{m.port}/library/secure:v1"], timeout=60)

@@ -530,9 +530,8 @@ static void fetch(struct cache *c, struct upstream *u, const char *repo, const c
 }
 
 void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                    const char *accept, int head, manifest_cb cb, void *ud)
+                    const char *accept, manifest_cb cb, void *ud)
 {
-    (void)head;
     if (strchr(reference, ':')) {
         struct manifest_meta *m = index_manifest(c, reference);
         if (m)

@@ -180,3 +180,26 @@ def tree(root, skip=()):
             if not any(rel == s or rel.startswith(s + os.sep) for s in skip):
                 out.add(rel)
     return out
+
+
+def raw_get_headers(sock, path):
+    """Sends a GET for path on a raw socket and reads up to the end of the response headers;
+    returns (header bytes, the body bytes that came with them)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the end of the headers"
+        data += chunk
+    return tuple(data.split(b"\r\n\r\n", 1))
+
+
+def read_rest(sock, h, got, size):
+    """Reads the body on sock until size bytes in all, feeding hash h; returns the count.
+    A connection that closes early fails the test with how far it got."""
+    while got < size:
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"connection closed after {got} of {size} bytes"
+        h.update(chunk)
+        got += len(chunk)
+    return got

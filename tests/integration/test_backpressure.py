@@ -5,7 +5,7 @@ import hashlib
 import socket
 import time
 
-from helpers import blob_gets, mirror_has, since, wait_until
+from helpers import blob_gets, mirror_has, raw_get_headers, read_rest, since, wait_until
 
 BLOB = 96 * 1024 * 1024
 
@@ -59,11 +59,7 @@ def test_slow_client_on_cold_blob_keeps_memory_bounded(mirror, up, make_image, p
     assert peak - rss_before < 32 * 1024, f"RSS grew by {peak - rss_before} KiB"
 
     # Now read the rest at full speed.
-    while got < size:
-        chunk = s.recv(1 << 20)
-        assert chunk, f"connection closed after {got} of {size} bytes"
-        digest.update(chunk)
-        got += len(chunk)
+    got = read_rest(s, digest, got, size)
     s.close()
     assert got == size
     assert "sha256:" + digest.hexdigest() == layer
@@ -81,24 +77,12 @@ def test_client_hangup_cancels_neither_the_fill_nor_other_clients(mirror, up, ma
     quitter = socket.create_connection(("127.0.0.1", mirror.port), timeout=60)
     stayer = socket.create_connection(("127.0.0.1", mirror.port), timeout=60)
     quitter.sendall(req)
-    stayer.sendall(req)
+    header, body = raw_get_headers(stayer, f"/v2/library/hang/blobs/{layer}")
     assert quitter.recv(1024)  # the response has started
     quitter.close()
-
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = stayer.recv(65536)
-        assert chunk
-        data += chunk
-    header, body = data.split(b"\r\n\r\n", 1)
     assert header.startswith(b"HTTP/1.1 200")
     h = hashlib.sha256(body)
-    got = len(body)
-    while got < size:
-        chunk = stayer.recv(1 << 20)
-        assert chunk, f"closed after {got} of {size}"
-        h.update(chunk)
-        got += len(chunk)
+    read_rest(stayer, h, len(body), size)
     stayer.close()
     assert "sha256:" + h.hexdigest() == layer
     wait_until(lambda: mirror_has(mirror, layer), timeout=20, what="the blob to be stored")

@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from helpers import blob_gets, get, since, wait_until
+from helpers import blob_gets, get, raw_get_headers, read_rest, since, wait_until
 from images import ACCEPT_ALL
 from mirror import regcache
 
@@ -27,6 +27,17 @@ def pull(mirror, img, repo, tag="v1"):
         s, _, data = get(mirror, f"/v2/{repo}/blobs/{d}", accept=False)
         assert s == 200, (d, data[:200])
         assert "sha256:" + hashlib.sha256(data).hexdigest() == d
+
+
+def operator_config(mirror, ttl):
+    """A copy of the mirror's config with another cache.ttl, for the operator's commands."""
+    with open(mirror.config_path) as f:
+        doc = yaml.safe_load(f)
+    doc["cache"]["ttl"] = ttl
+    path = os.path.join(mirror.dir, "operator.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    return path
 
 
 def stored(mirror):
@@ -140,12 +151,7 @@ def test_admin_commands_against_a_running_daemon(mirror_factory, up, make_image,
     # the daemon never expires anything itself; the operator's commands use a 2 s TTL
     m = mirror_factory([up], extra={"cache": {"ttl": "0", "gc_interval": "1h"}})
     pull(m, img, "library/admin")
-    with open(m.config_path) as f:
-        doc = yaml.safe_load(f)
-    doc["cache"]["ttl"] = "2s"
-    cfg = os.path.join(m.dir, "operator.yml")
-    with open(cfg, "w") as f:
-        yaml.safe_dump(doc, f)
+    cfg = operator_config(m, "2s")
 
     r = regcache("stats", "-c", cfg, "--json")
     assert r.returncode == 0, r.stderr
@@ -195,21 +201,12 @@ def test_gc_never_truncates_a_response_in_progress(mirror_factory, up, make_imag
     size = len(img.blobs[layer])
     m = mirror_factory([up], extra={"cache": {"ttl": "0", "gc_interval": "1h"}})
     pull(m, img, "library/reading")
-    with open(m.config_path) as f:
-        doc = yaml.safe_load(f)
-    doc["cache"]["ttl"] = "1s"
-    cfg = os.path.join(m.dir, "operator.yml")
-    with open(cfg, "w") as f:
-        yaml.safe_dump(doc, f)
+    cfg = operator_config(m, "1s")
     time.sleep(3)  # older than the operator's TTL (access times are flushed every 2 s)
 
     s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
-    s.sendall(f"GET /v2/library/reading/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += s.recv(4096)
-    header, body = data.split(b"\r\n\r\n", 1)
+    header, body = raw_get_headers(s, f"/v2/library/reading/blobs/{layer}")
     assert header.startswith(b"HTTP/1.1 200")
     h = hashlib.sha256(body)
     got = len(body)
@@ -218,10 +215,6 @@ def test_gc_never_truncates_a_response_in_progress(mirror_factory, up, make_imag
     r = regcache("gc", "-c", cfg)
     assert r.returncode == 0, r.stderr
     assert layer not in stored(m), "the GC should have evicted the blob being read"
-    while got < size:
-        chunk = s.recv(1 << 20)
-        assert chunk, f"response cut after {got} of {size} bytes"
-        h.update(chunk)
-        got += len(chunk)
+    read_rest(s, h, got, size)
     s.close()
     assert "sha256:" + h.hexdigest() == layer

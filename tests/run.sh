@@ -2,14 +2,15 @@
 # The project's single test command (CI runs it via .ci/run), as root on Debian 12:
 #   1. installs the Debian packages it needs (apt-get only when one is missing),
 #   2. builds with meson and runs the unit tests (meson test),
-#   3. runs the integration suite (pytest, tests/integration) against build/regcache,
+#   3. runs the integration suite (pytest, tests/integration) against build/regcache and a short
+#      bounded run of every libFuzzer driver (tests/fuzz, a clang build in build-fuzz),
 #   4. prints one line "N passed, M failed" over both phases; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Test-only packages; the build's own come from packaging/bootstrap.sh.
 TEST_PACKAGES=(docker-registry docker.io containerd skopeo python3-pytest python3-jwt
-  python3-cryptography python3-yaml apache2-utils nginx openssl buildah)
+  python3-cryptography python3-yaml apache2-utils nginx openssl buildah clang libclang-rt-14-dev)
 PYTHON=/usr/bin/python3   # Debian's, which has the python3-* packages above
 SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-1500}   # seconds for the whole pytest run
 
@@ -54,7 +55,7 @@ echo "== integration tests"
 junit=$(mktemp /tmp/regcache-junit.XXXXXX.xml)
 rm -f "$junit"
 timeout -k 30 "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider -o addopts="" \
-  --junitxml="$junit" tests/integration
+  --junitxml="$junit" tests/integration tests/fuzz
 echo "pytest exit status: $?"
 if [ -s "$junit" ]; then
   read -r it_pass it_fail it_skip < <("$PYTHON" - "$junit" <<'EOF'

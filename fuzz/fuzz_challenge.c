@@ -1,0 +1,20 @@
+/* libFuzzer: WWW-Authenticate challenges from upstream registries. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "upstream/challenge.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    char *s = malloc(size + 1);
+    if (!s)
+        return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    struct auth_challenge ch;
+    if (auth_challenge_parse(s, &ch) == 0 &&
+        (strlen(ch.realm) >= sizeof(ch.realm) || strlen(ch.scope) >= sizeof(ch.scope)))
+        abort();
+    free(s);
+    return 0;
+}

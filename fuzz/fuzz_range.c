@@ -1,0 +1,27 @@
+/* libFuzzer: Range headers against blob sizes. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/range.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    uint64_t blob = 0;
+    if (size >= 8) {
+        memcpy(&blob, data, 8);
+        data += 8;
+        size -= 8;
+    }
+    char *s = malloc(size + 1);
+    if (!s)
+        return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    uint64_t first = 0, last = 0;
+    enum range_result r = range_parse(s, blob, &first, &last);
+    if (r == RANGE_PARTIAL && (first > last || last >= blob))
+        abort(); /* the contract: a partial range lies inside the blob */
+    free(s);
+    return 0;
+}

@@ -1,0 +1,24 @@
+/* libFuzzer: request targets into routes (path and query from the network). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry/route.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    char *s = malloc(size + 1);
+    if (!s)
+        return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    char *query = strchr(s, '?');
+    if (query)
+        *query++ = '\0';
+    struct route r;
+    route_parse(s, query, &r);
+    char out[64];
+    route_query_param(query, "ns", out, sizeof(out));
+    route_query_param(query, "n", out, sizeof(out));
+    free(s);
+    return 0;
+}

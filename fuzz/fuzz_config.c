@@ -1,6 +1,6 @@
 /* libFuzzer: YAML configuration files. */
 #include "config/config.h"
-#include "fuzz_file.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {

@@ -1,6 +1,6 @@
 /* libFuzzer: htpasswd files. */
 #include "auth/htpasswd.h"
-#include "fuzz_file.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {

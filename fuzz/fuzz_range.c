@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
+
 #include "util/range.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
@@ -13,11 +15,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         data += 8;
         size -= 8;
     }
-    char *s = malloc(size + 1);
+    char *s = fuzz_cstring(data, size);
     if (!s)
         return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
     uint64_t first = 0, last = 0;
     enum range_result r = range_parse(s, blob, &first, &last);
     if (r == RANGE_PARTIAL && (first > last || last >= blob))

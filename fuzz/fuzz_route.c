@@ -2,15 +2,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
+
 #include "registry/route.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-    char *s = malloc(size + 1);
+    char *s = fuzz_cstring(data, size);
     if (!s)
         return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
     char *query = strchr(s, '?');
     if (query)
         *query++ = '\0';

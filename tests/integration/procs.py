@@ -26,9 +26,9 @@ def port_open(port, host="127.0.0.1"):
         return False
 
 
-def http_status(port, path="/v2/", method="GET", timeout=2.0):
-    """Status of one request, or None when nothing answers."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_status(port, path="/v2/", method="GET", timeout=2.0, conn=None):
+    """Status of one request, or None when nothing answers (conn: e.g. an HTTPSConnection)."""
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path)
         resp = conn.getresponse()

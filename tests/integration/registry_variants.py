@@ -74,16 +74,8 @@ class ConfiguredUpstream(Upstream):
 
 def https_status(port, ca_file, path="/v2/", host="127.0.0.1", timeout=2.0):
     ctx = ssl.create_default_context(cafile=ca_file)
-    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
+    return procs.http_status(port, path, timeout=timeout, conn=http.client.HTTPSConnection(
+        host, port, timeout=timeout, context=ctx))
 
 
 class _TlsHTTPServer(ThreadingHTTPServer):

@@ -31,13 +31,7 @@ def test_slow_client_on_cold_blob_keeps_memory_bounded(mirror, up, make_image, p
     mark = up.mark()
     s = socket.create_connection(("127.0.0.1", mirror.port), timeout=60)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    s.sendall(f"GET /v2/library/huge/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        assert chunk, "connection closed before the headers"
-        head += chunk
-    header, body_start = head.split(b"\r\n\r\n", 1)
+    header, body_start = raw_get_headers(s, f"/v2/library/huge/blobs/{layer}")
     assert header.startswith(b"HTTP/1.1 200")
     assert f"content-length: {size}".encode() in header.lower()
 

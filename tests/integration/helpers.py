@@ -203,3 +203,16 @@ def read_rest(sock, h, got, size):
         h.update(chunk)
         got += len(chunk)
     return got
+
+
+def assert_config_refused(tmp_dir, text, *expected):
+    """Writes text as bad.yml in tmp_dir: `regcache check-config` must exit non-zero with a
+    message containing every expected piece (file:line: key)."""
+    from mirror import regcache
+    path = os.path.join(tmp_dir, "bad.yml")
+    with open(path, "w") as f:
+        f.write(text)
+    r = regcache("check-config", "-c", path)
+    assert r.returncode != 0, r.stdout
+    for piece in expected:
+        assert piece in r.stderr, r.stderr

@@ -9,8 +9,8 @@ import subprocess
 import time
 
 import clients
-from helpers import assert_error, get
-from mirror import REGCACHE, regcache
+from helpers import assert_config_refused, assert_error, get
+from mirror import REGCACHE
 
 ALICE, BOB = ("alice", "alice-pass"), ("bob", "bob-pass")
 
@@ -135,15 +135,11 @@ def test_users_reload_on_change_and_sighup(mirror_factory, up, tmp_dir):
 
 
 def test_config_errors_for_auth(tmp_dir):
-    bad = os.path.join(tmp_dir, "bad.yml")
-    with open(bad, "w") as f:
-        f.write("auth:\n  htpasswd: /nonexistent/htpasswd\n")
-    r = regcache("check-config", "-c", bad)
-    assert r.returncode != 0 and "bad.yml:2: auth.htpasswd" in r.stderr, r.stderr
-    with open(bad, "w") as f:
-        f.write(f"auth:\n  htpasswd: {make_users(tmp_dir, ALICE)}\n  anonymous: maybe\n")
-    r = regcache("check-config", "-c", bad)
-    assert r.returncode != 0 and "bad.yml:3: auth.anonymous" in r.stderr, r.stderr
+    assert_config_refused(tmp_dir, "auth:\n  htpasswd: /nonexistent/htpasswd\n",
+                          "bad.yml:2: auth.htpasswd")
+    assert_config_refused(tmp_dir,
+                          f"auth:\n  htpasswd: {make_users(tmp_dir, ALICE)}\n  anonymous: maybe\n",
+                          "bad.yml:3: auth.anonymous")
 
 
 def test_docker_login(dockerd, mirror_factory, up, tmp_dir):

@@ -9,7 +9,7 @@ import time
 
 import clients
 from images import verify_oci_layout
-from mirror import regcache
+from helpers import assert_config_refused
 
 
 def make_cert(directory, name):
@@ -113,16 +113,10 @@ def test_tls_serves_verified_pulls_and_reloads(mirror_factory, up, make_image, p
 
 
 def test_tls_config_errors(tmp_dir):
-    bad = os.path.join(tmp_dir, "bad.yml")
     ca, crt, key = make_cert(os.path.join(tmp_dir, "c"), "x")
-    with open(bad, "w") as f:
-        f.write(f"tls:\n  cert: {crt}\n")
-    r = regcache("check-config", "-c", bad)
-    assert r.returncode != 0 and "tls.key" in r.stderr, r.stderr
-    with open(bad, "w") as f:
-        f.write(f"tls:\n  cert: {crt}\n  key: /nonexistent.key\n")
-    r = regcache("check-config", "-c", bad)
-    assert r.returncode != 0 and "bad.yml:3: tls.key" in r.stderr, r.stderr
+    assert_config_refused(tmp_dir, f"tls:\n  cert: {crt}\n", "bad.yml", "tls.key")
+    assert_config_refused(tmp_dir, f"tls:\n  cert: {crt}\n  key: /nonexistent.key\n",
+                          "bad.yml:3: tls.key")
 
 
 def test_dockerd_pulls_over_tls_with_certs_d(dockerd, mirror_factory, up, make_image, push,

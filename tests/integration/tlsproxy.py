@@ -27,6 +27,18 @@ def _write(path, data):
     return path
 
 
+
+def read_head(sock, limit=65536):
+    """Reads a request up to the end of its headers; None when the peer closes first or the
+    headers pass limit bytes."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk or len(head) + len(chunk) > limit:
+            return None
+        head += chunk
+    return head
+
 class TestCA:
     __test__ = False  # not a pytest class
 
@@ -165,12 +177,8 @@ class Blackhole(_Acceptor):
     def _answer_partly(self, conn):
         try:
             conn.settimeout(30)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
+            if read_head(conn) is None:
+                return
             conn.sendall(self.reply)
         except OSError:
             pass
@@ -191,14 +199,9 @@ class ConnectProxy(_Acceptor):
         upstream = None
         try:
             client.settimeout(30)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = client.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-                if len(head) > 65536:
-                    return
+            head = read_head(client)
+            if head is None:
+                return
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
             parts = request_line.split()
             method, target = (parts + ["", ""])[:2]

@@ -90,9 +90,10 @@ class Containerd:
 
 class Dockerd:
     """A private dockerd (vfs, no networking) using `containerd`, with registry-mirrors set to
-    http://127.0.0.1:mirror_port (the mirror must be started on that port by the test)."""
+    http://127.0.0.1:mirror_port (the mirror must be started on that port by the test).
+    With https_proxy, HTTPS to names other than loopback addresses goes through that proxy."""
 
-    def __init__(self, containerd, mirror_port):
+    def __init__(self, containerd, mirror_port, https_proxy=None):
         self.dir = tempfile.mkdtemp(prefix="dkd", dir="/tmp")
         self.mirror_port = mirror_port
         self.sock = os.path.join(self.dir, "d.sock")
@@ -106,7 +107,8 @@ class Dockerd:
             ["dockerd", "--config-file", cfg, "--data-root", os.path.join(self.dir, "data"),
              "--exec-root", os.path.join(self.dir, "exec"),
              "--pidfile", os.path.join(self.dir, "dockerd.pid"), "-H", f"unix://{self.sock}",
-             f"--containerd={containerd.sock}"], self.log)
+             f"--containerd={containerd.sock}"], self.log,
+            env=dict(os.environ, HTTPS_PROXY=https_proxy) if https_proxy else None)
         procs.wait_for(lambda: self.docker("version", check=False, timeout=10).returncode == 0,
                        60, "dockerd to answer", interval=0.5, proc=self.proc)
 

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import clients  # noqa: E402
 import images  # noqa: E402
 import procs  # noqa: E402
+import tlsproxy  # noqa: E402
 from mirror import Mirror  # noqa: E402
 from token_server import TokenServer  # noqa: E402
 from upstream import Upstream  # noqa: E402
@@ -197,8 +198,18 @@ def docker_mirror_port():
 
 
 @pytest.fixture(scope="session")
-def dockerd(containerd, docker_mirror_port):
-    d = clients.Dockerd(containerd, docker_mirror_port)
+def docker_proxy():
+    """dockerd's HTTPS proxy. It connects names under .test to 127.0.0.1: dockerd treats every
+    registry on 127.0.0.0/8 as insecure (no certificate check), but not one it only knows by a
+    name it cannot resolve, so through this proxy a loopback mirror gets a verified TLS pull."""
+    p = tlsproxy.ConnectProxy(names={"regcache.test": "127.0.0.1"})
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def dockerd(containerd, docker_mirror_port, docker_proxy):
+    d = clients.Dockerd(containerd, docker_mirror_port, https_proxy=docker_proxy.url)
     yield d
     d.stop()
     shutil.rmtree(d.dir, ignore_errors=True)

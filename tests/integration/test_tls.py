@@ -24,7 +24,7 @@ def make_cert(directory, name):
     run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
         "-subj", "/CN=127.0.0.1")
     with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:regcache.test\n")
     run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
         "-out", crt, "-days", "2", "-extfile", ext)
     return ca, crt, key
@@ -119,15 +119,19 @@ def test_tls_config_errors(tmp_dir):
                           "bad.yml:3: tls.key")
 
 
-def test_dockerd_pulls_over_tls_with_certs_d(dockerd, mirror_factory, up, make_image, push,
-                                             tmp_dir):
-    """dockerd pulls from the mirror over HTTPS with the CA in certs.d/<host:port>/ca.crt (the
-    mirror's log shows the requests answered over TLS: plain HTTP would not reach it).
-    dockerd always treats 127.0.0.0/8 as an insecure registry, so on loopback this proves the
-    TLS path works with docker, not that docker checks the certificate; skopeo's test does."""
+def test_dockerd_verifies_the_certificate_with_certs_d(dockerd, docker_proxy, mirror_factory,
+                                                       up, make_image, push, tmp_dir):
+    """dockerd pulls from the mirror over HTTPS and checks its certificate against
+    certs.d/<host:port>/ca.crt: with the wrong CA there the pull fails on the certificate and no
+    request reaches the mirror; with the right one it succeeds.
+
+    dockerd treats every registry on 127.0.0.0/8 as insecure and skips the check, so the mirror
+    is named regcache.test, a name dockerd cannot resolve (and so treats as secure), and dockerd
+    reaches it through its HTTPS proxy, which connects that name to 127.0.0.1."""
     img = push(make_image(111, (64 * 1024,)), up, "library/dtls", "v1")
     certs = os.path.join(tmp_dir, "certs")
     ca, crt, key = make_cert(certs, "docker")
+    wrong_ca, _, _ = make_cert(certs, "other")
     m = mirror_factory([up], start=False, extra={"tls": {"cert": crt, "key": key}})
     m.start(wait=False)
     deadline = time.monotonic() + 20
@@ -138,11 +142,19 @@ def test_dockerd_pulls_over_tls_with_certs_d(dockerd, mirror_factory, up, make_i
         except OSError:
             assert time.monotonic() < deadline, m.log_text()[-2000:]
             time.sleep(0.2)
-    host_dir = f"/etc/docker/certs.d/127.0.0.1:{m.port}"
+    host = f"regcache.test:{m.port}"
+    host_dir = f"/etc/docker/certs.d/{host}"
     os.makedirs(host_dir, exist_ok=True)
+    ref = f"{host}/library/dtls:v1"
     try:
+        shutil.copy(wrong_ca, os.path.join(host_dir, "ca.crt"))
+        r = dockerd.docker("pull", ref, check=False)
+        assert r.returncode != 0, r.stdout
+        assert "certificate" in r.stderr and "unknown authority" in r.stderr, r.stderr
+        assert host in docker_proxy.connects()
+        assert not [e for e in m.entries() if "/library/dtls/" in e.path]
+
         shutil.copy(ca, os.path.join(host_dir, "ca.crt"))
-        ref = f"127.0.0.1:{m.port}/library/dtls:v1"
         r = dockerd.docker("pull", ref, check=False)
         assert r.returncode == 0, r.stdout + r.stderr
         assert any(d.endswith("@" + img.digest) for d in dockerd.repo_digests(ref))
@@ -150,3 +162,4 @@ def test_dockerd_pulls_over_tls_with_certs_d(dockerd, mirror_factory, up, make_i
         assert entries and all(e.status == 200 for e in entries), entries
     finally:
         shutil.rmtree(host_dir, ignore_errors=True)
+        dockerd.docker("rmi", ref, check=False)

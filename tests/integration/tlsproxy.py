@@ -185,10 +185,13 @@ class Blackhole(_Acceptor):
 
 
 class ConnectProxy(_Acceptor):
-    """A tunnelling HTTP proxy. `log` holds (method, target) of every request line it got."""
+    """A tunnelling HTTP proxy. `log` holds (method, target) of every request line it got.
+    `names` maps host names to the addresses to connect to: a name the client cannot resolve
+    itself still reaches a loopback server, as if it were on another host."""
 
-    def __init__(self):
+    def __init__(self, names=None):
         self.log = []
+        self.names = dict(names or {})
         super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -212,6 +215,7 @@ class ConnectProxy(_Acceptor):
                                b"Connection: close\r\n\r\n")
                 return
             host, _, port = target.rpartition(":")
+            host = self.names.get(host, host)
             try:
                 upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
             except (OSError, ValueError):

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "auth/htpasswd.h"
+#include "auth/token.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/map.h"
@@ -48,7 +49,10 @@ struct load_job {
 struct auth {
     uv_loop_t *loop;
     char *path;
-    char challenge[512];
+    char realm[256];
+    char *token_realm; /* auth.token_realm: the token endpoint's URL as clients reach it */
+    int token_mode;
+    struct token_key key;
     int anonymous_pull, ping_challenge;
     char **push_users;
     size_t n_push_users;
@@ -141,15 +145,25 @@ int auth_new(uv_loop_t *loop, const struct config *cfg, struct auth **out)
     if (!a)
         return -ENOMEM;
     char err[512] = "";
+    int r = -ENOMEM;
     a->loop = loop;
     a->anonymous_pull = cfg->auth_anonymous_pull;
     a->ping_challenge = cfg->auth_ping_challenge;
-    snprintf(a->challenge, sizeof(a->challenge), "WWW-Authenticate: Basic realm=\"%s\"\r\n",
-             cfg->auth_realm ? cfg->auth_realm : "regcache");
+    snprintf(a->realm, sizeof(a->realm), "%s", cfg->auth_realm ? cfg->auth_realm : "regcache");
+    a->token_mode = cfg->auth_token;
     a->path = strdup(cfg->auth_htpasswd);
+    if (cfg->auth_token_realm && !(a->token_realm = strdup(cfg->auth_token_realm)))
+        goto fail;
+    if (a->token_mode) {
+        char keypath[4096];
+        snprintf(keypath, sizeof(keypath), "%s/token.key", cfg->storage);
+        if ((r = token_key_load(keypath, &a->key, err, sizeof(err)))) {
+            log_error("auth: %s", err);
+            goto fail;
+        }
+    }
     a->verdicts = map_new();
     a->pending = map_new();
-    int r = -ENOMEM;
     if (!a->path || !a->verdicts || !a->pending)
         goto fail;
     if (cfg->n_auth_push_users) {
@@ -169,9 +183,10 @@ int auth_new(uv_loop_t *loop, const struct config *cfg, struct auth **out)
         log_error("auth: %s", err);
         goto fail;
     }
-    log_info("auth: %s, %zu users; anonymous %s; pushes by %s", a->path,
+    log_info("auth: %s, %zu users; anonymous %s; pushes by %s; %s challenges", a->path,
              htpasswd_count(a->users), a->anonymous_pull ? "pulls" : "nothing",
-             a->n_push_users ? "the listed users" : "any user");
+             a->n_push_users ? "the listed users" : "any user",
+             a->token_mode ? "Bearer token" : "Basic");
     uv_fs_poll_init(loop, &a->poll);
     a->poll.data = a;
     uv_fs_poll_start(&a->poll, on_file_change, a->path, FILE_POLL_MS);
@@ -206,6 +221,8 @@ void auth_free(struct auth *a)
         free(a->push_users[i]);
     free(a->push_users);
     free(a->path);
+    free(a->token_realm);
+    OPENSSL_cleanse(&a->key, sizeof(a->key));
     free(a);
 }
 
@@ -216,12 +233,55 @@ int auth_anonymous_pull(const struct auth *a)
 
 int auth_ping_open(const struct auth *a)
 {
-    return a->anonymous_pull && !a->ping_challenge;
+    /* with tokens an anonymous ping gets 401 so that every client fetches one (Docker Hub) */
+    return a->anonymous_pull && !a->ping_challenge && !a->token_mode;
 }
 
-const char *auth_challenge(const struct auth *a)
+const char *auth_realm(const struct auth *a)
 {
-    return a->challenge;
+    return a->realm;
+}
+
+int auth_token_mode(const struct auth *a)
+{
+    return a->token_mode;
+}
+
+/* A Host header fit to put inside a quoted URL: host name or address characters and a port. */
+static int host_usable(const char *h)
+{
+    size_t n = h ? strlen(h) : 0;
+    return n > 0 && n < 256 &&
+           strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]") == n;
+}
+
+void auth_challenge(const struct auth *a, const struct auth_origin *o, const char *scope,
+                    char *out, size_t outlen)
+{
+    if (!a->token_mode) {
+        snprintf(out, outlen, "WWW-Authenticate: Basic realm=\"%s\"\r\n", a->realm);
+        return;
+    }
+    char url[600];
+    if (a->token_realm)
+        snprintf(url, sizeof(url), "%s", a->token_realm);
+    else
+        snprintf(url, sizeof(url), "%s://%s/v2/token", o && o->secure ? "https" : "http",
+                 o && host_usable(o->host) ? o->host : "localhost");
+    int n = snprintf(out, outlen, "WWW-Authenticate: Bearer realm=\"%s\",service=\"%s\"", url,
+                     a->realm);
+    if (n > 0 && (size_t)n < outlen && scope)
+        n += snprintf(out + n, outlen - (size_t)n, ",scope=\"%s\"", scope);
+    if (n > 0 && (size_t)n < outlen)
+        snprintf(out + n, outlen - (size_t)n, "\r\n");
+}
+
+int auth_issue_token(const struct auth *a, const char *user, char *out, size_t outlen,
+                     int *expires_in)
+{
+    *expires_in = TOKEN_TTL_S;
+    int64_t now = (int64_t)(clock_wall_ms() / 1000);
+    return token_issue(&a->key, user ? user : "", now + TOKEN_TTL_S, out, outlen);
 }
 
 int auth_may_push(const struct auth *a, const char *user)
@@ -349,6 +409,20 @@ void auth_check(struct auth *a, const char *authorization, auth_cb cb, void *ud)
     }
     char user[HTPASSWD_USER_MAX + 1], key[72];
     char *password = NULL;
+    if (a->token_mode && strncasecmp(authorization, "Bearer ", 7) == 0) {
+        const char *t = authorization + 7;
+        while (*t == ' ')
+            t++;
+        if (token_verify(&a->key, t, strlen(t), (int64_t)(clock_wall_ms() / 1000), user, sizeof(user)))
+            cb(ud, AUTH_BAD, NULL);
+        else if (!user[0])
+            cb(ud, AUTH_ANONYMOUS_TOKEN, NULL);
+        else if (!htpasswd_hash(a->users, user)) /* removed from the file since */
+            cb(ud, AUTH_BAD, NULL);
+        else
+            cb(ud, AUTH_USER, user);
+        return;
+    }
     if (parse_basic(authorization, user, sizeof(user), &password)) {
         cb(ud, AUTH_BAD, NULL);
         return;

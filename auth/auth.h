@@ -1,6 +1,12 @@
 /* Who may do what: Basic credentials checked against a bcrypt htpasswd file, with anonymous
  * pulls allowed or not, and pushes limited to listed users.
  *
+ * Two ways to ask for credentials (auth.scheme): `basic` challenges with Basic, and clients
+ * send the password on every request; `token` challenges with Bearer, as Docker Hub does, and
+ * clients fetch a token from the mirror's own endpoint (auth/token.h), anonymously or with
+ * their password. Docker needs `token` to both pull anonymously and log in on one address: it
+ * sends credentials only after a 401 ping, and with Basic a 401 ping stops anonymous pulls.
+ *
  * bcrypt costs tens of milliseconds by design, so verification runs on libuv's thread pool and
  * its outcome is remembered for a while (per user and password, keyed by a hash of both);
  * concurrent checks of the same credentials share one verification. The file is re-read when it
@@ -18,7 +24,8 @@
 
 struct auth;
 
-enum auth_result { AUTH_ANONYMOUS, AUTH_USER, AUTH_BAD };
+/* AUTH_ANONYMOUS_TOKEN: an anonymous caller holding a valid token (a ping then gets 200) */
+enum auth_result { AUTH_ANONYMOUS, AUTH_ANONYMOUS_TOKEN, AUTH_USER, AUTH_BAD };
 typedef void (*auth_cb)(void *ud, enum auth_result result, const char *user);
 
 /* *out is NULL when the config enables no authentication. */
@@ -30,12 +37,28 @@ int auth_anonymous_pull(const struct auth *a);
 /* Does an anonymous ping get 200 (with the challenge)? With auth.ping: challenge it gets 401,
  * which Docker needs before it sends credentials; anonymous pulls still work. */
 int auth_ping_open(const struct auth *a);
-/* "WWW-Authenticate: Basic realm=\"...\"\r\n" */
-const char *auth_challenge(const struct auth *a);
+/* Where a request came in, for the absolute token realm URL of a Bearer challenge. */
+struct auth_origin {
+    const char *host; /* the Host header, NULL when absent */
+    int secure;       /* HTTPS here, or X-Forwarded-Proto: https from a reverse proxy */
+};
+
+/* The "WWW-Authenticate: ...\r\n" line for a 401. scope ("repository:NAME:pull,push") is
+ * added to Bearer challenges; NULL for none. */
+void auth_challenge(const struct auth *a, const struct auth_origin *o, const char *scope,
+                    char *out, size_t outlen);
+/* auth.realm */
+const char *auth_realm(const struct auth *a);
+/* auth.scheme: token? */
+int auth_token_mode(const struct auth *a);
+/* A token for user (NULL: anonymous) into out (TOKEN_MAX bytes); its lifetime in seconds. */
+int auth_issue_token(const struct auth *a, const char *user, char *out, size_t outlen,
+                     int *expires_in);
 /* May user push (user NULL: anonymous)? */
 int auth_may_push(const struct auth *a, const char *user);
 
-/* Checks an Authorization header value (NULL when absent). cb may run before this returns. */
+/* Checks an Authorization header value (NULL when absent): Basic credentials, or in token mode
+ * a Bearer token of a user still in the file. cb may run before this returns. */
 void auth_check(struct auth *a, const char *authorization, auth_cb cb, void *ud);
 
 /* Re-reads the htpasswd file now (SIGHUP). */

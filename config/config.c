@@ -89,6 +89,7 @@ void config_free(struct config *c)
         upstream_free(&c->upstreams[i]);
     free(c->auth_htpasswd);
     free(c->auth_realm);
+    free(c->auth_token_realm);
     free(c->tls_cert);
     free(c->tls_key);
     for (size_t i = 0; i < c->n_auth_push_users; i++)
@@ -134,6 +135,7 @@ static int config_copy(struct config *dst, const struct config *src)
     dst->tls_cert = dup_or_null(src->tls_cert, &ok);
     dst->tls_key = dup_or_null(src->tls_key, &ok);
     dst->auth_realm = dup_or_null(src->auth_realm, &ok);
+    dst->auth_token_realm = dup_or_null(src->auth_token_realm, &ok);
     dst->auth_push_users = NULL;
     dst->n_auth_push_users = 0;
     if (src->n_auth_push_users) {
@@ -694,6 +696,21 @@ static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
                 return fail(x, line_of(kv.value), key,
                             "must be non-empty, without quotes or backslashes");
             rc = set_str(x, &c->auth_realm, s);
+        } else if (!strcmp(kv.name, "scheme")) {
+            if (!strcmp(s, "basic"))
+                c->auth_token = 0;
+            else if (!strcmp(s, "token"))
+                c->auth_token = 1;
+            else
+                return fail(x, line_of(kv.value), key,
+                            "invalid value '%s' (use basic or token)", s);
+        } else if (!strcmp(kv.name, "token_realm")) {
+            if ((strncmp(s, "http://", 7) && strncmp(s, "https://", 8)) || strchr(s, '"') ||
+                strpbrk(s, " \t\\"))
+                return fail(x, line_of(kv.value), key,
+                            "must be an absolute http:// or https:// URL without quotes or "
+                            "spaces");
+            rc = set_str(x, &c->auth_token_realm, s);
         } else if (!strcmp(kv.name, "ping")) {
             if (!strcmp(s, "open"))
                 c->auth_ping_challenge = 0;

@@ -38,6 +38,8 @@ struct config {
     char *auth_realm;     /* auth.realm, default "regcache" */
     int auth_anonymous_pull; /* auth.anonymous: pull (1, default) or none (0) */
     int auth_ping_challenge; /* auth.ping: open (0, default: 200 + challenge) or challenge (401) */
+    int auth_token;          /* auth.scheme: basic (0, default) or token (1: Bearer tokens) */
+    char *auth_token_realm;  /* auth.token_realm: the token endpoint URL; NULL: from Host */
     char **auth_push_users;  /* auth.push_users; none listed: every authenticated user */
     size_t n_auth_push_users;
     char *tls_cert; /* tls.cert: PEM certificate chain; NULL for plain HTTP */

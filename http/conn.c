@@ -176,6 +176,8 @@ static void reset_request(struct conn *c)
     buf_reset(&c->value);
     buf_reset(&c->accept);
     c->range[0] = c->authorization[0] = c->content_type[0] = c->content_range[0] = '\0';
+    c->host[0] = '\0';
+    c->forwarded_https = 0;
     c->header_bytes = c->n_headers = 0;
     c->value_pending = 0;
     c->reject_status = 0;
@@ -236,6 +238,10 @@ static int commit_header(struct conn *c)
         copy_header(c->content_range, sizeof(c->content_range), &c->value);
     } else if (IS("Authorization")) {
         copy_header(c->authorization, sizeof(c->authorization), &c->value);
+    } else if (IS("Host")) {
+        copy_header(c->host, sizeof(c->host), &c->value);
+    } else if (IS("X-Forwarded-Proto")) {
+        c->forwarded_https = c->value.len == 5 && strncasecmp(c->value.data, "https", 5) == 0;
     }
 #undef IS
     buf_reset(&c->field);
@@ -294,6 +300,8 @@ static int on_headers_complete(llhttp_t *p)
     req->accept = c->accept.len ? c->accept.data : NULL;
     req->range = c->range[0] ? c->range : NULL;
     req->authorization = c->authorization[0] ? c->authorization : NULL;
+    req->host = c->host[0] ? c->host : NULL;
+    req->secure = c->ssl != NULL || c->forwarded_https;
     req->content_type = c->content_type[0] ? c->content_type : NULL;
     req->content_range = c->content_range[0] ? c->content_range : NULL;
     req->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;

@@ -32,6 +32,8 @@ struct http_request {
     const char *accept; /* every Accept header joined with ", "; NULL when none */
     const char *range;  /* NULL when absent */
     const char *authorization;
+    const char *host; /* the Host header, NULL when absent */
+    int secure;       /* came over TLS, or a proxy in front says so (X-Forwarded-Proto: https) */
     const char *content_type;  /* NULL when absent */
     const char *content_range; /* NULL when absent */
     int has_body;

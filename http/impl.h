@@ -49,6 +49,8 @@ struct conn {
     char content_type[256];
     char content_range[128];
     char authorization[8192];
+    char host[256];
+    int forwarded_https;
     size_t header_bytes, n_headers;
     int value_pending;
     int reject_status; /* set by a parser callback that refuses the request */

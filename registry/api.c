@@ -3,9 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "auth/token.h"
 #include "cache/cache.h"
 #include "registry/errors.h"
 #include "registry/hosted.h"
@@ -57,7 +60,7 @@ static void respond_error(struct conn *c, int head, int status, const char *code
                           const char *message, const char *extra)
 {
     struct buf body;
-    char headers[512];
+    char headers[2048];
     buf_init(&body, 4096);
     registry_error_body(&body, code, message);
     snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s",
@@ -280,7 +283,7 @@ static struct upstream *pick_upstream(struct registry *r, const struct route *rt
 static void tags_query(const char *query, char *out, size_t len);
 
 static void handle(struct registry *r, struct conn *c, struct http_request *req,
-                   const char *user);
+                   const char *user, int has_token);
 
 struct auth_wait {
     struct registry *r;
@@ -288,18 +291,110 @@ struct auth_wait {
     struct http_request *req;
 };
 
+/* The WWW-Authenticate line for a 401 answering req; a Bearer challenge names the scope the
+ * request needs. */
+static void challenge_for(const struct registry *r, const struct http_request *req, char *out,
+                          size_t len)
+{
+    struct auth_origin o = {.host = req->host, .secure = req->secure};
+    struct route rt;
+    char scope[REF_NAME_MAX + 64];
+    const char *sc = NULL;
+    if (route_parse(req->path, req->query, &rt) == 0) {
+        int write = req->method == HTTP_METHOD_OTHER || rt.kind == ROUTE_UPLOAD;
+        if (rt.kind == ROUTE_CATALOG) {
+            sc = "registry:catalog:*";
+        } else if (rt.kind != ROUTE_BASE) {
+            snprintf(scope, sizeof(scope), "repository:%s:%s", rt.name,
+                     write ? "pull,push" : "pull");
+            sc = scope;
+        }
+    }
+    auth_challenge(r->auth, &o, sc, out, len);
+}
+
 static void on_auth(void *ud, enum auth_result result, const char *user)
 {
     struct auth_wait *w = ud;
     if (conn_alive(w->conn)) {
-        if (result == AUTH_BAD)
+        if (result == AUTH_BAD) {
+            char challenge[1024];
+            challenge_for(w->r, w->req, challenge, sizeof(challenge));
             respond_error(w->conn, w->req->method == HTTP_METHOD_HEAD, 401, "UNAUTHORIZED",
-                          "wrong user name or password", auth_challenge(w->r->auth));
-        else
-            handle(w->r, w->conn, w->req, user);
+                          auth_token_mode(w->r->auth) && w->req->authorization &&
+                                  strncasecmp(w->req->authorization, "Bearer", 6) == 0
+                              ? "the token is invalid or has expired"
+                              : "wrong user name or password",
+                          challenge);
+        } else {
+            handle(w->r, w->conn, w->req, user, result == AUTH_ANONYMOUS_TOKEN);
+        }
     }
     conn_unref(w->conn);
     free(w);
+}
+
+/* ---- the token endpoint (auth.scheme: token) ----
+ * GET /v2/token?service=..&scope=.. with Basic credentials, or none for an anonymous token.
+ * The token names its holder; what the holder may do is decided per request, by the same
+ * policy that applies to Basic credentials. */
+
+static void on_token_auth(void *ud, enum auth_result result, const char *user)
+{
+    struct auth_wait *w = ud;
+    struct conn *c = w->conn;
+    struct registry *r = w->r;
+    int head = w->req->method == HTTP_METHOD_HEAD;
+    char basic[512];
+    snprintf(basic, sizeof(basic), "WWW-Authenticate: Basic realm=\"%s\"\r\n",
+             auth_realm(r->auth));
+    if (!conn_alive(c)) {
+    } else if (result == AUTH_BAD) {
+        respond_error(c, head, 401, "UNAUTHORIZED", "wrong user name or password", basic);
+    } else if (result == AUTH_ANONYMOUS && !auth_anonymous_pull(r->auth)) {
+        respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", basic);
+    } else {
+        char token[TOKEN_MAX], issued[32];
+        int expires_in = 0;
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(issued, sizeof(issued), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (auth_issue_token(r->auth, user, token, sizeof(token), &expires_in)) {
+            respond_error(c, head, 500, "UNKNOWN", "cannot issue a token", NULL);
+        } else {
+            char body[2 * TOKEN_MAX + 160];
+            int n = snprintf(body, sizeof(body),
+                             "{\"token\":\"%s\",\"access_token\":\"%s\",\"expires_in\":%d,"
+                             "\"issued_at\":\"%s\"}\n",
+                             token, token, expires_in, issued);
+            conn_respond(c, 200, "Content-Type: application/json\r\nCache-Control: no-store\r\n",
+                         body, (size_t)n, head);
+        }
+    }
+    conn_unref(c);
+    free(w);
+}
+
+static void token_endpoint(struct registry *r, struct conn *c, struct http_request *req)
+{
+    int head = req->method == HTTP_METHOD_HEAD;
+    if (req->method == HTTP_METHOD_OTHER) {
+        /* no OAuth2 POST form: clients fall back to GET (the distribution token spec) */
+        respond_error(c, head, 405, "UNSUPPORTED", "the token endpoint answers GET",
+                      "Allow: GET, HEAD\r\n");
+        return;
+    }
+    struct auth_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        respond_error(c, head, 503, "UNAVAILABLE", "out of memory", NULL);
+        return;
+    }
+    w->r = r;
+    w->conn = c;
+    w->req = req;
+    conn_ref(c);
+    auth_check(r->auth, req->authorization, on_token_auth, w);
 }
 
 void registry_handle(struct conn *c, struct http_request *req, void *ud)
@@ -312,7 +407,11 @@ void registry_handle(struct conn *c, struct http_request *req, void *ud)
         return;
     }
     if (!r->auth) {
-        handle(r, c, req, NULL);
+        handle(r, c, req, NULL, 0);
+        return;
+    }
+    if (auth_token_mode(r->auth) && strcmp(req->path, "/v2/token") == 0) {
+        token_endpoint(r, c, req);
         return;
     }
     struct auth_wait *w = calloc(1, sizeof(*w));
@@ -339,17 +438,21 @@ static void tags_query(const char *query, char *out, size_t len)
         snprintf(out + strlen(out), len - strlen(out), "%slast=%s", out[0] ? "&" : "", last);
 }
 
-/* The request once its caller is known: user is NULL for an anonymous caller. */
-static void handle(struct registry *r, struct conn *c, struct http_request *req, const char *user)
+/* The request once its caller is known: user is NULL for an anonymous caller, who may hold an
+ * anonymous token. */
+static void handle(struct registry *r, struct conn *c, struct http_request *req, const char *user,
+                   int has_token)
 {
     struct route rt;
     int head = req->method == HTTP_METHOD_HEAD;
     int parsed = route_parse(req->path, req->query, &rt);
     int write = req->method == HTTP_METHOD_OTHER || (parsed == 0 && rt.kind == ROUTE_UPLOAD);
-    const char *challenge = r->auth ? auth_challenge(r->auth) : "";
+    char challenge[1024] = "";
+    if (r->auth)
+        challenge_for(r, req, challenge, sizeof(challenge));
     int ping = parsed == 0 && rt.kind == ROUTE_BASE;
     if (r->auth && !user &&
-        (write || !auth_anonymous_pull(r->auth) || (ping && !auth_ping_open(r->auth)))) {
+        (write || !auth_anonymous_pull(r->auth) || (ping && !has_token && !auth_ping_open(r->auth)))) {
         respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", challenge);
         return;
     }
@@ -373,8 +476,9 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         return;
     }
     if (rt.kind == ROUTE_BASE) {
-        char headers[700];
-        snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s", challenge);
+        char headers[1200];
+        snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s",
+                 r->auth && auth_token_mode(r->auth) ? "" : challenge);
         conn_respond(c, 200, headers, "{}\n", 3, head);
         return;
     }

@@ -3,6 +3,7 @@ and a ping that always announces Basic auth (so that buildah, podman and skopeo 
 credentials: the seed's "authentication required" after a successful login)."""
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -171,3 +172,85 @@ def test_docker_login_wrong_password_refused(dockerd, mirror_factory, up, tmp_di
     assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stdout + r.stderr
     statuses = {e.status for e in m.entries() if e.path == "/v2/"}
     assert {200, 401} <= statuses
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
+def test_token_scheme_endpoint_and_challenges(mirror_factory, up, make_image, push, tmp_dir):
+    """auth.scheme: token. The ping challenges with Bearer and an absolute token realm built
+    from the Host header; the endpoint issues anonymous tokens and user tokens for the right
+    password only; a token opens what its holder may do, a forged or tampered one nothing; a
+    401 names the scope the request needs."""
+    img = push(make_image(120, (16 * 1024,)), up, "library/tok", "v1")
+    m = auth_mirror(mirror_factory, up, make_users(tmp_dir, ALICE), scheme="token")
+    s, h, body = get(m, "/v2/", headers={})
+    assert_error(s, body, 401, "UNAUTHORIZED")
+    assert h["www-authenticate"] == (f'Bearer realm="http://127.0.0.1:{m.port}/v2/token",'
+                                     'service="Test Realm"')
+    s, h, _ = get(m, "/v2/", headers={"X-Forwarded-Proto": "https", "Host": "hub.lan"})
+    assert h["www-authenticate"].startswith('Bearer realm="https://hub.lan/v2/token"')
+
+    s, h, body = get(m, "/v2/token?service=Test+Realm&scope=repository:library/tok:pull",
+                     headers={})
+    assert s == 200 and h["cache-control"] == "no-store", body
+    anon = json.loads(body)
+    assert anon["token"] == anon["access_token"] and anon["expires_in"] > 0
+    s, h, body = get(m, "/v2/token", headers=basic("alice", "wrong"))
+    assert_error(s, body, 401, "UNAUTHORIZED")
+    assert h["www-authenticate"] == 'Basic realm="Test Realm"'
+    s, _, body = get(m, "/v2/token?scope=repository:team/x:pull,push", headers=basic(*ALICE))
+    assert s == 200
+    user = json.loads(body)["token"]
+    assert user != anon["token"]
+    assert get(m, "/v2/token", method="POST", headers={})[0] == 405
+
+    assert get(m, "/v2/", headers=bearer(anon["token"]))[0] == 200
+    assert get(m, "/v2/", headers=bearer(user))[0] == 200
+    s, _, body = get(m, "/v2/library/tok/manifests/v1", headers={**bearer(anon["token"]),
+                                                               "Accept": img.media_type})
+    assert s == 200 and body == img.raw
+    # an anonymous token does not open a push; the challenge names the push scope
+    s, h, body = get(m, "/v2/team/x/blobs/uploads/", method="POST",
+                     headers=bearer(anon["token"]))
+    assert_error(s, body, 401, "UNAUTHORIZED")
+    assert 'scope="repository:team/x:pull,push"' in h["www-authenticate"]
+    # tampering with either half, or a token from another mirror's key, gets 401
+    head, _, mac = user.partition(".")
+    forged = base64.urlsafe_b64encode(b"v1 99999999999 alice").decode().rstrip("=") + "." + mac
+    for bad in (forged, head + "." + mac[:-2] + ("AA" if mac[-2:] != "AA" else "BB"), "x.y",
+                "garbage"):
+        s, h, body = get(m, "/v2/library/tok/manifests/v1", headers=bearer(bad))
+        assert_error(s, body, 401, "UNAUTHORIZED")
+        assert 'scope="repository:library/tok:pull"' in h["www-authenticate"]
+    key = os.path.join(m.storage, "token.key")
+    assert os.stat(key).st_mode & 0o777 == 0o600 and os.path.getsize(key) == 32
+    # the key survives a restart, so tokens held by clients stay valid
+    assert m.stop() == 0
+    m.start()
+    assert get(m, "/v2/", headers=bearer(user))[0] == 200
+
+
+def test_token_of_a_removed_user_is_refused(mirror_factory, up, tmp_dir):
+    path = make_users(tmp_dir, ALICE, BOB)
+    m = auth_mirror(mirror_factory, up, path, scheme="token")
+    s, _, body = get(m, "/v2/token", headers=basic(*BOB))
+    token = json.loads(body)["token"]
+    assert get(m, "/v2/", headers=bearer(token))[0] == 200
+    with open(path) as f:
+        kept = [l for l in f if not l.startswith("bob:")]
+    with open(path, "w") as f:
+        f.writelines(kept)
+    deadline = time.monotonic() + 15
+    while get(m, "/v2/", headers=bearer(token))[0] != 401:
+        assert time.monotonic() < deadline, "bob's token still works after his removal"
+        time.sleep(0.3)
+
+
+def test_token_config_errors(tmp_dir):
+    users = make_users(tmp_dir, ALICE)
+    assert_config_refused(tmp_dir, f"auth:\n  htpasswd: {users}\n  scheme: digest\n",
+                          "bad.yml:3: auth.scheme")
+    assert_config_refused(tmp_dir, f"auth:\n  htpasswd: {users}\n  token_realm: /v2/token\n",
+                          "bad.yml:3: auth.token_realm")

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 import clients
 from helpers import assert_error, get, since
 from images import skopeo, verify_oci_layout
@@ -14,9 +16,9 @@ from test_auth import ALICE, BOB, basic, make_users
 CREDS = ":".join(ALICE)
 
 
-def hosted_mirror(mirror_factory, up, tmp_dir, **cache):
+def hosted_mirror(mirror_factory, up, tmp_dir, scheme="basic", **cache):
     extra = {"auth": {"htpasswd": make_users(tmp_dir, ALICE, BOB), "realm": "Hosted",
-                      "push_users": ["alice"]},
+                      "push_users": ["alice"], "scheme": scheme},
              "hosted": ["search-hub", "team/*"]}
     if cache:
         extra["cache"] = cache
@@ -132,11 +134,13 @@ def test_chunked_upload_with_resume_and_digest_check(mirror_factory, up, tmp_dir
     assert s == 201 and h["location"] == f"/v2/search-hub/blobs/{digest}"
 
 
-def test_buildah_push_with_credentials(mirror_factory, up, make_image, tmp_dir):
-    """The seed's case: buildah pushes with --creds to a mirror that allows anonymous pulls (the
-    ping answers 200 with the Basic challenge, so buildah sends the credentials)."""
+@pytest.mark.parametrize("scheme", ["basic", "token"])
+def test_buildah_push_with_credentials(mirror_factory, up, make_image, tmp_dir, scheme):
+    """The seed's case: buildah pushes with --creds to a mirror that allows anonymous pulls.
+    basic: the ping answers 200 with the Basic challenge, so buildah sends the credentials;
+    token: buildah fetches a token for them from the mirror's endpoint."""
     img = make_image(102, (64 * 1024,), fmt="oci")
-    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    m = hosted_mirror(mirror_factory, up, tmp_dir, scheme=scheme)
     root = os.path.join(tmp_dir, "buildah")
     base = ["buildah", "--storage-driver", "vfs", "--root", os.path.join(root, "root"),
             "--runroot", os.path.join(root, "run")]
@@ -161,7 +165,13 @@ def test_buildah_push_with_credentials(mirror_factory, up, make_image, tmp_dir):
         assert get(m, f"/v2/search-hub/blobs/{layer['digest']}", accept=False,
                    headers={})[0] == 200
     pings = [e for e in m.entries() if e.path == "/v2/"]
-    assert pings and all(e.status == 200 for e in pings)
+    if scheme == "basic":
+        assert pings and all(e.status == 200 for e in pings)
+    else:  # every push fetched a token; bob's was refused at the upload (not a push user)
+        seen = m.entries()
+        assert pings and {e.status for e in pings} <= {200, 401}
+        assert len([e for e in seen if e.path.startswith("/v2/token") and e.status == 200]) >= 2
+        assert any(e.status == 403 and e.path.endswith("/blobs/uploads/") for e in seen)
 
 
 def test_hosted_content_survives_gc(mirror_factory, up, make_image, push, tmp_dir):
@@ -247,3 +257,63 @@ def test_gc_hosted_collects_only_unreferenced_content(mirror_factory, up, make_i
     for d in kept.blob_digests + [kept.digest]:
         assert os.path.exists(m.file_for(d)), d
     assert get(m, "/v2/team/kept/manifests/v1", headers={})[0] == 200
+
+
+def test_docker_pulls_anonymously_logs_in_and_pushes_with_token_scheme(
+        dockerd, mirror_factory, up, make_image, push, docker_mirror_port, tmp_dir):
+    """auth.scheme: token on dockerd's registry-mirrors address: Docker pulls anonymously
+    through the mirror (fetching an anonymous token), `docker login` refuses a wrong password
+    and accepts the right one, and `docker push` into a hosted repository works, all on one
+    address. Anonymous skopeo pulls the pushed image; anonymous pushes are refused."""
+    pulled = push(make_image(121, (48 * 1024,), fmt="docker"), up, "library/tokpull", "v1")
+    own = make_image(122, (40 * 1024,))
+    m = mirror_factory([up], port=docker_mirror_port, extra={
+        "auth": {"htpasswd": make_users(tmp_dir, ALICE, BOB), "realm": "Hosted",
+                 "scheme": "token", "push_users": ["alice"]},
+        "hosted": ["team/*"]})
+    env = dict(os.environ, DOCKER_CONFIG=os.path.join(tmp_dir, "docker-cli"))
+
+    def docker(*args, stdin=None):
+        return clients.run([clients.DOCKER, "-H", f"unix://{dockerd.sock}", *args], check=False,
+                           env=env, timeout=180, input=stdin)
+
+    try:
+        r = docker("pull", "library/tokpull:v1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert any(d.endswith("@" + pulled.digest)
+                   for d in dockerd.repo_digests("library/tokpull:v1"))
+        seen = m.entries()
+        assert any(e.path.startswith("/v2/token") and e.status == 200 for e in seen)
+        assert any(e.path.startswith("/v2/library/tokpull/manifests/") and e.status == 200
+                   for e in seen)
+
+        target = f"127.0.0.1:{m.port}/team/tokpush:v1"
+        archive = os.path.join(tmp_dir, "image.tar")
+        skopeo("copy", f"dir:{own.layout}.dir", f"docker-archive:{archive}:{target}")
+        assert docker("load", "-i", archive).returncode == 0
+        r = docker("push", target)
+        assert r.returncode != 0, "an anonymous docker push went through"
+        r = docker("login", f"127.0.0.1:{m.port}", "-u", "alice", "--password-stdin",
+                   stdin="wrong")
+        assert r.returncode != 0, r.stdout + r.stderr
+        r = docker("login", f"127.0.0.1:{m.port}", "-u", BOB[0], "--password-stdin",
+                   stdin=BOB[1])
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = docker("push", target)
+        assert r.returncode != 0, "bob is not a push user"
+        r = docker("login", f"127.0.0.1:{m.port}", "-u", ALICE[0], "--password-stdin",
+                   stdin=ALICE[1])
+        assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stdout + r.stderr
+        r = docker("push", target)
+        assert r.returncode == 0, r.stdout + r.stderr
+        s, _, body = get(m, "/v2/team/tokpush/manifests/v1", headers={})
+        assert s == 200
+        assert clients.skopeo_inspect_raw(m.port, "team/tokpush:v1") == body
+        try:
+            skopeo_push(own, m.port, "team/anon:v1", creds=None)
+            raise AssertionError("an anonymous skopeo push went through")
+        except RuntimeError as e:
+            assert "unauthorized" in str(e).lower(), e
+    finally:
+        docker("rmi", "-f", "library/tokpull:v1", target)
+

@@ -1,0 +1,66 @@
+/* Bearer tokens: issue and verify, expiry, tampering, another key, the key file. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/token.h"
+#include "check.h"
+
+int main(void)
+{
+    struct token_key k1, k2;
+    char dir[] = "/tmp/regcache-token-XXXXXX", path[256], err[512], tok[TOKEN_MAX], user[256];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/token.key", dir);
+
+    /* a new key is made once, mode 0600, and read back the same */
+    CHECK(token_key_load(path, &k1, err, sizeof(err)) == 0);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_size == TOKEN_KEY_BYTES);
+    CHECK(token_key_load(path, &k2, err, sizeof(err)) == 0);
+    CHECK(memcmp(k1.bytes, k2.bytes, TOKEN_KEY_BYTES) == 0);
+
+    /* round trip, user and anonymous */
+    CHECK(token_issue(&k1, "alice", 2000, tok, sizeof(tok)) == 0);
+    CHECK(token_verify(&k1, tok, strlen(tok), 1000, user, sizeof(user)) == 0);
+    CHECK_STR(user, "alice");
+    CHECK(strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") ==
+          strlen(tok));
+    CHECK(token_verify(&k1, tok, strlen(tok), 2000, user, sizeof(user)) == -ETIMEDOUT);
+    char anon[TOKEN_MAX];
+    CHECK(token_issue(&k1, "", 2000, anon, sizeof(anon)) == 0);
+    CHECK(token_verify(&k1, anon, strlen(anon), 1999, user, sizeof(user)) == 0);
+    CHECK_STR(user, "");
+
+    /* every single-character change is refused */
+    size_t n = strlen(tok);
+    for (size_t i = 0; i < n; i++) {
+        char bad[TOKEN_MAX];
+        memcpy(bad, tok, n + 1);
+        bad[i] = bad[i] == 'A' ? 'B' : 'A';
+        CHECK(token_verify(&k1, bad, n, 1000, user, sizeof(user)) != 0);
+    }
+    /* truncated, empty, no dot, another key */
+    CHECK(token_verify(&k1, tok, n - 1, 1000, user, sizeof(user)) == -EINVAL);
+    CHECK(token_verify(&k1, "", 0, 1000, user, sizeof(user)) == -EINVAL);
+    CHECK(token_verify(&k1, "abc", 3, 1000, user, sizeof(user)) == -EINVAL);
+    struct token_key other = k1;
+    other.bytes[0] ^= 1;
+    CHECK(token_verify(&other, tok, n, 1000, user, sizeof(user)) == -EINVAL);
+    /* a holder longer than the caller's buffer is refused, not cut */
+    char small[4];
+    CHECK(token_verify(&k1, tok, n, 1000, small, sizeof(small)) == -EINVAL);
+    /* out too small to hold a token */
+    CHECK(token_issue(&k1, "alice", 2000, tok, 20) == -ENAMETOOLONG);
+
+    /* a short key file is an error naming the file, never silently replaced */
+    FILE *f = fopen(path, "w");
+    fputs("short", f);
+    fclose(f);
+    CHECK(token_key_load(path, &k2, err, sizeof(err)) == -EINVAL);
+    CHECK_CONTAINS(err, path);
+    unlink(path);
+    rmdir(dir);
+    CHECK_DONE();
+}

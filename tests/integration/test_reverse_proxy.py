@@ -116,6 +116,30 @@ def test_nginx_example_keeps_the_challenge_and_streams_pulls(nginx_for, mirror_f
     assert uploads and all(e.status in (201, 202) for e in uploads), uploads
 
 
+
+def test_nginx_example_with_token_scheme(nginx_for, mirror_factory, up, make_image, tmp_dir):
+    """auth.scheme: token behind the nginx example: the token realm names nginx's address (the
+    Host header it keeps), so a client that only reaches nginx fetches its token there; a push
+    with credentials and an anonymous pull go through."""
+    m = mirror_factory([up], extra={"auth": {"htpasswd": make_users(tmp_dir, ALICE),
+                                             "realm": "Behind nginx", "scheme": "token"},
+                                    "hosted": ["team/*"]})
+    via = Via(nginx_for(m))
+    s, h, _ = get(via, "/v2/", headers={})
+    assert s == 401 and h["www-authenticate"] == (
+        f'Bearer realm="http://127.0.0.1:{via.port}/v2/token",service="Behind nginx"')
+    own = make_image(97, (256 * 1024,), fmt="oci")
+    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", ":".join(ALICE),
+           "--preserve-digests", f"dir:{own.layout}.dir",
+           f"docker://127.0.0.1:{via.port}/team/tok:v1")
+    out = os.path.join(tmp_dir, "copy")
+    clients.run(["skopeo", "copy", "--src-tls-verify=false", "--preserve-digests",
+                 f"docker://127.0.0.1:{via.port}/team/tok:v1", f"oci:{out}:latest"], timeout=180)
+    verify_oci_layout(out, own.digest)
+    tokens = [e for e in m.entries() if e.path.startswith("/v2/token")]
+    assert tokens and all(e.status == 200 for e in tokens)
+
+
 def test_example_configs_are_valid(tmp_dir):
     """nginx accepts the example's syntax (with its TLS files swapped for a test pair)."""
     key = os.path.join(tmp_dir, "k.pem")

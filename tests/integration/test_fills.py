@@ -46,8 +46,8 @@ def test_concurrent_cold_blob_is_fetched_once(mirror, up, make_image, push):
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_corrupt_upstream_blob_is_not_served_whole_nor_stored(mirror, up, make_image, push, damage):
     """If the upstream's bytes do not hash to the digest (flipped bytes, or a file cut short),
-    the client does not get a complete body with that digest, nothing is stored under it, and
-    once the upstream file is repaired a new request succeeds."""
+    the client does not get a complete body with that digest, nothing is stored under it, tmp/
+    is left empty, and once the upstream file is repaired a new request succeeds."""
     img = push(make_image(31, (512 * 1024,)), up, "library/bad", "v1")
     layer = img.layer_digests[0]
     good = img.blobs[layer]
@@ -69,6 +69,8 @@ def test_corrupt_upstream_blob_is_not_served_whole_nor_stored(mirror, up, make_i
     upstream_log(up)  # let the mirror finish with the upstream response
     assert not mirror_has(mirror, layer)
     assert not [n for n in _store_files(mirror) if layer[7:] in n]
+    wait_until(lambda: not os.listdir(os.path.join(mirror.storage, "tmp")), timeout=10,
+               what="tmp/ to be empty")
     with open(path, "wb") as f:
         f.write(good)
     wait_until(lambda: get(mirror, f"/v2/library/bad/blobs/{layer}")[2] == good, timeout=15,

@@ -52,6 +52,64 @@ void error_from_upstream(struct cache_error *e, const struct upstream *u,
         error_set(e, 502, "UNAVAILABLE", "upstream %s answered HTTP %ld", name, resp->status);
 }
 
+/* An upstream's pull budget is what an operator most needs to see coming: every announcement
+ * is recorded (regcache stats), and a 429 or a budget falling under RATELIMIT_LOW_PERCENT of
+ * the limit is logged as a warning (a 429 at most every RATELIMIT_WARN_MS). */
+#define RATELIMIT_LOW_PERCENT 10
+#define RATELIMIT_WARN_MS 60000
+
+struct ratelimit_seen {
+    int64_t remaining;
+    uint64_t warned_429_ms;
+};
+
+static int budget_low(int64_t remaining, int64_t limit)
+{
+    return limit > 0 ? remaining * 100 <= limit * RATELIMIT_LOW_PERCENT : remaining <= 10;
+}
+
+static void on_ratelimit(void *ud, struct upstream *u, const struct upstream_ratelimit *rl)
+{
+    struct cache *c = ud;
+    const char *name = upstream_name(u);
+    uint64_t now = clock_wall_ms();
+    int64_t remaining = rl->remaining < 0 && rl->status == 429 ? 0 : rl->remaining;
+    struct db_ratelimit row = {name, rl->limit, remaining, rl->window_s, rl->source, now,
+                               rl->status == 429 ? now : 0};
+    db_set_ratelimit(c->db, &row);
+    struct ratelimit_seen *seen = map_get(c->ratelimits, name);
+    if (!seen) {
+        seen = calloc(1, sizeof(*seen));
+        if (!seen)
+            return;
+        seen->remaining = -1;
+        if (map_put(c->ratelimits, name, seen) == MAP_NOMEM) {
+            free(seen);
+            return;
+        }
+    }
+    if (rl->status == 429) {
+        if (!seen->warned_429_ms || now - seen->warned_429_ms >= RATELIMIT_WARN_MS) {
+            seen->warned_429_ms = now;
+            log_warn("upstream %s: HTTP 429, pull limit reached (Retry-After %s); serving what "
+                     "is cached, refusing the rest with 429",
+                     name, rl->retry_after ? rl->retry_after : "not given");
+        }
+    } else if (remaining >= 0 && (seen->remaining < 0 || remaining < seen->remaining) &&
+               budget_low(remaining, rl->limit)) {
+        char limit[32] = "?", window[48] = "";
+        if (rl->limit >= 0)
+            snprintf(limit, sizeof(limit), "%lld", (long long)rl->limit);
+        if (rl->window_s > 0)
+            snprintf(window, sizeof(window), " per %lld s", (long long)rl->window_s);
+        log_warn("upstream %s: pull budget low: %lld of %s left%s%s%s", name,
+                 (long long)remaining, limit, window, rl->source ? " for " : "",
+                 rl->source ? rl->source : "");
+    }
+    if (remaining >= 0)
+        seen->remaining = remaining;
+}
+
 void cache_note_access(struct cache *c, struct upstream *u, const char *repo, const char *digest,
                        enum cache_outcome outcome)
 {
@@ -257,7 +315,9 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     c->repos = map_new();
     c->manifest_flights = map_new();
     c->fills = map_new();
-    if (!c->tags || !c->manifests || !c->repos || !c->manifest_flights || !c->fills) {
+    c->ratelimits = map_new();
+    if (!c->tags || !c->manifests || !c->repos || !c->manifest_flights || !c->fills ||
+        !c->ratelimits) {
         cache_free(c);
         return -ENOMEM;
     }
@@ -271,12 +331,14 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     db_set_counter(db, "misses", 0);
     log_info("index: %zu tags, %zu manifests, %zu repositories", map_count(c->tags),
              map_count(c->manifests), map_count(c->repos));
+    upstream_client_on_ratelimit(up, on_ratelimit, c);
     *out = c;
     return 0;
 }
 
 void cache_shutdown(struct cache *c)
 {
+    upstream_client_on_ratelimit(c->up, NULL, NULL);
     cache_stop_lifecycle(c);
     manifests_free_all(c);
     blobs_free_all(c);
@@ -308,11 +370,14 @@ void cache_free(struct cache *c)
         map_each(c->tags, free_value, NULL);
     if (c->manifests)
         map_each(c->manifests, free_manifest, NULL);
+    if (c->ratelimits)
+        map_each(c->ratelimits, free_value, NULL);
     map_free(c->tags);
     map_free(c->manifests);
     map_free(c->repos);
     map_free(c->manifest_flights);
     map_free(c->fills);
+    map_free(c->ratelimits);
     free(c);
 }
 

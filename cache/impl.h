@@ -49,6 +49,7 @@ struct cache {
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
     struct map *fills;            /* digest -> struct blob_fill */
     uint64_t hits, misses; /* since start, for operators */
+    struct map *ratelimits; /* upstream name -> struct ratelimit_seen */
     /* lifecycle (lifecycle.c) */
     uint64_t stored_bytes; /* what the store holds, as the index knows it */
     uv_timer_t gc_timer;

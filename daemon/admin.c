@@ -14,7 +14,9 @@
 #include "cache/reconcile.h"
 #include "db/db.h"
 #include "store/store.h"
+#include "util/buf.h"
 #include "util/clock.h"
+#include "util/json.h"
 
 struct handles {
     struct store *store;
@@ -130,6 +132,91 @@ int admin_verify(const struct config *cfg)
     return r.removed_corrupt ? 3 : 0;
 }
 
+#define STATS_MAX_RATELIMITS 64
+
+struct ratelimit_row {
+    char upstream[256], source[64];
+    int64_t limit, remaining, window_s;
+    uint64_t seen_ms, last_429_ms;
+};
+
+struct ratelimit_rows {
+    struct ratelimit_row v[STATS_MAX_RATELIMITS];
+    int n;
+};
+
+static int keep_ratelimit(void *ud, const struct db_ratelimit *rl)
+{
+    struct ratelimit_rows *rows = ud;
+    if (rows->n == STATS_MAX_RATELIMITS)
+        return 1;
+    struct ratelimit_row *r = &rows->v[rows->n++];
+    snprintf(r->upstream, sizeof(r->upstream), "%s", rl->upstream);
+    snprintf(r->source, sizeof(r->source), "%s", rl->source ? rl->source : "");
+    r->limit = rl->limit;
+    r->remaining = rl->remaining;
+    r->window_s = rl->window_s;
+    r->seen_ms = rl->seen_ms;
+    r->last_429_ms = rl->last_429_ms;
+    return 0;
+}
+
+/* "null" for an unknown number (-1). */
+static const char *json_num(int64_t v, char *buf, size_t len)
+{
+    if (v < 0)
+        snprintf(buf, len, "null");
+    else
+        snprintf(buf, len, "%lld", (long long)v);
+    return buf;
+}
+
+static void print_ratelimits_json(const struct ratelimit_rows *rows)
+{
+    struct buf b;
+    buf_init(&b, 64 * 1024);
+    char n1[24], n2[24], n3[24], t1[32], t2[32];
+    for (int i = 0; i < rows->n; i++) {
+        const struct ratelimit_row *r = &rows->v[i];
+        int bad = buf_printf(&b, "%s{\"upstream\":", i ? "," : "") ||
+                  json_put_string(&b, r->upstream) ||
+                  buf_printf(&b, ",\"limit\":%s,\"remaining\":%s,\"window_s\":%s,\"source\":",
+                             json_num(r->limit, n1, sizeof(n1)),
+                             json_num(r->remaining, n2, sizeof(n2)),
+                             json_num(r->window_s, n3, sizeof(n3))) ||
+                  (r->source[0] ? json_put_string(&b, r->source) : buf_printf(&b, "null")) ||
+                  buf_printf(&b, ",\"seen\":\"%s\",\"last_429\":%s%s%s}",
+                             iso_time(r->seen_ms, t1, sizeof(t1)), r->last_429_ms ? "\"" : "",
+                             r->last_429_ms ? iso_time(r->last_429_ms, t2, sizeof(t2)) : "null",
+                             r->last_429_ms ? "\"" : "");
+        if (bad)
+            break;
+    }
+    printf("%.*s", (int)b.len, b.data ? b.data : "");
+    buf_free(&b);
+}
+
+static void print_ratelimits(const struct ratelimit_rows *rows)
+{
+    char t1[32], t2[32];
+    printf("upstream pull limits:%s\n", rows->n ? "" : "  none announced");
+    for (int i = 0; i < rows->n; i++) {
+        const struct ratelimit_row *r = &rows->v[i];
+        char remaining[24] = "?", limit[24] = "?", window[40] = "";
+        if (r->remaining >= 0)
+            snprintf(remaining, sizeof(remaining), "%lld", (long long)r->remaining);
+        if (r->limit >= 0)
+            snprintf(limit, sizeof(limit), "%lld", (long long)r->limit);
+        if (r->window_s > 0)
+            snprintf(window, sizeof(window), " per %lld s", (long long)r->window_s);
+        printf("  %-20s %s of %s left%s%s%s (as of %s)", r->upstream, remaining, limit, window,
+               r->source[0] ? " for " : "", r->source, iso_time(r->seen_ms, t1, sizeof(t1)));
+        if (r->last_429_ms)
+            printf("; last 429 %s", iso_time(r->last_429_ms, t2, sizeof(t2)));
+        printf("\n");
+    }
+}
+
 int admin_stats(const struct config *cfg, int json)
 {
     struct handles h;
@@ -139,6 +226,9 @@ int admin_stats(const struct config *cfg, int json)
     struct db_gc_run runs[5];
     db_stats(h.db, &s);
     int n = db_gc_runs(h.db, runs, 5);
+    static struct ratelimit_rows limits;
+    limits.n = 0;
+    db_each_ratelimit(h.db, keep_ratelimit, &limits);
     uint64_t free_bytes = store_free_bytes(h.store);
     close_store(&h);
     uint64_t served = s.hits + s.misses;
@@ -160,6 +250,8 @@ int admin_stats(const struct config *cfg, int json)
                    runs[i].dry_run ? "true" : "false", (unsigned long long)runs[i].evicted_count,
                    (unsigned long long)runs[i].evicted_bytes,
                    (unsigned long long)runs[i].duration_ms);
+        printf("],\"rate_limits\":[");
+        print_ratelimits_json(&limits);
         printf("]}\n");
         return 0;
     }
@@ -180,6 +272,7 @@ int admin_stats(const struct config *cfg, int json)
                runs[i].dry_run ? "(dry run) " : "", (unsigned long long)runs[i].evicted_count,
                human_size(runs[i].evicted_bytes, b1, sizeof(b1)),
                (unsigned long long)runs[i].duration_ms);
+    print_ratelimits(&limits);
     return 0;
 }
 

@@ -11,7 +11,8 @@
 
 enum op_kind {
     OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
-    OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF
+    OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF,
+    OP_RATELIMIT
 };
 
 struct op {
@@ -19,6 +20,9 @@ struct op {
     enum op_kind kind;
     char *a, *b, *c, *d, *e; /* per kind: see apply_op */
     uint64_t n1, n2;
+    /* OP_RATELIMIT (a: upstream, b: source): limit, remaining, window_s, seen_ms, last_429_ms;
+     * -1 (0 for the times) is unknown */
+    int64_t rl[5];
     /* OP_CALL */
     void (*fn)(struct db *d, void *ud);
     void (*done)(void *ud);
@@ -35,6 +39,7 @@ struct db {
     /* coalesced until the next flush: digest -> uint64_t last access; reference keys */
     struct map *touches, *refs;
     struct map *counters; /* name -> uint64_t */
+    struct map *ratelimits; /* upstream -> struct op (OP_RATELIMIT), the latest seen */
     uv_timer_t flush_timer;
     int timer_running;
 };
@@ -79,6 +84,10 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS hosted_refs ("
     "  manifest TEXT NOT NULL, digest TEXT NOT NULL,"
     "  PRIMARY KEY (manifest, digest)) WITHOUT ROWID;",
+    /* 4: the pull budget each upstream last announced (NULL: never said) */
+    "CREATE TABLE IF NOT EXISTS ratelimits ("
+    "  upstream TEXT PRIMARY KEY, lim INTEGER, remaining INTEGER, window_s INTEGER,"
+    "  source TEXT, seen_ms INTEGER NOT NULL, last_429_ms INTEGER);",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -130,10 +139,12 @@ int db_open(const char *path, struct db **out)
     d->touches = map_new();
     d->refs = map_new();
     d->counters = map_new();
-    if (!d->touches || !d->refs || !d->counters) {
+    d->ratelimits = map_new();
+    if (!d->touches || !d->refs || !d->counters || !d->ratelimits) {
         map_free(d->touches);
         map_free(d->refs);
         map_free(d->counters);
+        map_free(d->ratelimits);
         free(d);
         return -ENOMEM;
     }
@@ -215,6 +226,35 @@ static int bind_run(sqlite3 *s, const char *sql, const struct op *o, int ntext, 
     return r;
 }
 
+static int put_ratelimit(sqlite3 *s, const struct op *o)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s,
+                           "INSERT INTO ratelimits (upstream, lim, remaining, window_s, source,"
+                           " seen_ms, last_429_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                           " ON CONFLICT(upstream) DO UPDATE SET"
+                           " lim = coalesce(excluded.lim, lim),"
+                           " remaining = coalesce(excluded.remaining, remaining),"
+                           " window_s = coalesce(excluded.window_s, window_s),"
+                           " source = coalesce(excluded.source, source),"
+                           " seen_ms = excluded.seen_ms,"
+                           " last_429_ms = coalesce(excluded.last_429_ms, last_429_ms)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, o->a, -1, SQLITE_STATIC);
+    for (int i = 0; i < 3; i++)
+        if (o->rl[i] >= 0)
+            sqlite3_bind_int64(st, 2 + i, o->rl[i]);
+    if (o->b)
+        sqlite3_bind_text(st, 5, o->b, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, o->rl[3]);
+    if (o->rl[4] > 0)
+        sqlite3_bind_int64(st, 7, o->rl[4]);
+    int r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+    sqlite3_finalize(st);
+    return r;
+}
+
 static int apply_op(sqlite3 *s, const struct op *o)
 {
     switch (o->kind) {
@@ -263,6 +303,8 @@ static int apply_op(sqlite3 *s, const struct op *o)
     case OP_HOSTED_REF:
         return bind_run(s, "INSERT OR IGNORE INTO hosted_refs (manifest, digest) VALUES (?, ?)",
                         o, 2, 0);
+    case OP_RATELIMIT:
+        return put_ratelimit(s, o);
     }
     return -EINVAL;
 }
@@ -598,6 +640,46 @@ void db_set_counter(struct db *d, const char *name, uint64_t value)
     *v = value;
 }
 
+void db_set_ratelimit(struct db *d, const struct db_ratelimit *rl)
+{
+    struct op *o = map_get(d->ratelimits, rl->upstream);
+    if (!o) {
+        o = op_new(OP_RATELIMIT, rl->upstream, NULL, NULL, NULL, NULL);
+        if (!o)
+            return;
+        o->rl[0] = o->rl[1] = o->rl[2] = -1;
+        if (map_put(d->ratelimits, rl->upstream, o) == MAP_NOMEM) {
+            op_free(o);
+            return;
+        }
+    }
+    /* what this response did not say keeps what an earlier one said */
+    int64_t v[3] = {rl->limit, rl->remaining, rl->window_s};
+    for (int i = 0; i < 3; i++)
+        if (v[i] >= 0)
+            o->rl[i] = v[i];
+    if (rl->source && (!o->b || strcmp(o->b, rl->source) != 0)) {
+        char *src = strdup(rl->source);
+        if (src) {
+            free(o->b);
+            o->b = src;
+        }
+    }
+    o->rl[3] = (int64_t)rl->seen_ms;
+    if (rl->last_429_ms)
+        o->rl[4] = (int64_t)rl->last_429_ms;
+}
+
+static int queue_ratelimit(const char *key, void *value, void *ud)
+{
+    (void)key;
+    struct db *d = ud;
+    struct op *o = value;
+    *d->queue_tail = o;
+    d->queue_tail = &o->next;
+    return 0;
+}
+
 static int queue_touch(const char *key, void *value, void *ud)
 {
     struct db *d = ud;
@@ -655,6 +737,11 @@ static void flush_coalesced(struct db *d)
         d->refs = map_new();
     }
     map_each(d->counters, queue_counter, d);
+    if (map_count(d->ratelimits)) {
+        map_each(d->ratelimits, queue_ratelimit, d); /* the ops move to the queue */
+        map_free(d->ratelimits);
+        d->ratelimits = map_new();
+    }
 }
 
 static void on_flush_timer(uv_timer_t *t)
@@ -697,6 +784,7 @@ void db_close(struct db *d)
     map_free(d->refs);
     map_each(d->counters, free_value, NULL);
     map_free(d->counters);
+    map_free(d->ratelimits); /* emptied by the flush above */
     free(d);
 }
 
@@ -887,6 +975,31 @@ int db_each_tag(struct db *d, const char *upstream, const char *repo,
                                  (uint64_t)sqlite3_column_int64(st, 3)};
         if (row.tag && row.digest)
             r = fn(ud, &row, (uint64_t)sqlite3_column_int64(st, 4));
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_each_ratelimit(struct db *d, int (*fn)(void *ud, const struct db_ratelimit *rl), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT upstream, coalesce(lim, -1), coalesce(remaining, -1),"
+                           " coalesce(window_s, -1), source, seen_ms, coalesce(last_429_ms, 0)"
+                           " FROM ratelimits ORDER BY upstream",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        struct db_ratelimit rl = {(const char *)sqlite3_column_text(st, 0),
+                                  sqlite3_column_int64(st, 1),
+                                  sqlite3_column_int64(st, 2),
+                                  sqlite3_column_int64(st, 3),
+                                  (const char *)sqlite3_column_text(st, 4),
+                                  (uint64_t)sqlite3_column_int64(st, 5),
+                                  (uint64_t)sqlite3_column_int64(st, 6)};
+        if (rl.upstream)
+            r = fn(ud, &rl);
     }
     sqlite3_finalize(st);
     return r;

@@ -49,6 +49,17 @@ void db_ref(struct db *d, const char *upstream, const char *repo, const char *di
 /* A named counter for operators (hits, misses, started), written with the next flush. */
 void db_set_counter(struct db *d, const char *name, uint64_t value);
 
+/* The pull budget an upstream announced. Numbers are -1 and source NULL where unknown: they
+ * keep what was recorded before. Coalesced: the latest per upstream is written. */
+struct db_ratelimit {
+    const char *upstream;
+    int64_t limit, remaining, window_s;
+    const char *source;
+    uint64_t seen_ms;     /* when the response came */
+    uint64_t last_429_ms; /* 0: not a 429 (and never one, when read back) */
+};
+void db_set_ratelimit(struct db *d, const struct db_ratelimit *rl);
+
 
 /* Hosted repositories: a tag set (digest) or deleted (digest NULL); content a repository
  * holds (held) or let go. Held content is never a GC candidate. */
@@ -110,6 +121,8 @@ struct db_stats {
     uint64_t hits, misses, started_ms;
 };
 int db_stats(struct db *d, struct db_stats *out);
+/* Every upstream's last recorded budget, by upstream name. */
+int db_each_ratelimit(struct db *d, int (*fn)(void *ud, const struct db_ratelimit *rl), void *ud);
 
 struct db_repo_row {
     const char *upstream, *repo;

@@ -36,6 +36,8 @@ struct upstream_client {
     size_t n_ups;
     struct upstream_req *reqs; /* everything in flight, for shutdown */
     int shut_down;
+    upstream_ratelimit_fn on_ratelimit;
+    void *ratelimit_ud;
 };
 
 enum req_kind { REQ_MAIN, REQ_TOKEN };
@@ -60,6 +62,8 @@ struct upstream_req {
     long status;
     char content_type[256], digest[160], retry_after[64], link[1024], www_auth[2048];
     int64_t content_length;
+    int64_t rl_limit, rl_remaining, rl_window_s;
+    char rl_source[64];
     struct buf body; /* token responses only */
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -169,6 +173,37 @@ static void reset_response(struct upstream_req *r)
     r->content_type[0] = r->digest[0] = r->retry_after[0] = r->link[0] = '\0';
     r->content_length = -1;
     r->www_auth[0] = '\0';
+    r->rl_limit = r->rl_remaining = r->rl_window_s = -1;
+    r->rl_source[0] = '\0';
+}
+
+/* "100;w=21600": the count, and the window in seconds when given. */
+static void parse_ratelimit(const char *v, size_t n, int64_t *count, int64_t *window_s)
+{
+    char tmp[128], *end;
+    copy_value(tmp, sizeof(tmp), v, n);
+    long long c = strtoll(tmp, &end, 10);
+    if (end == tmp || c < 0)
+        return;
+    *count = c;
+    const char *w = strstr(end, "w=");
+    if (w) {
+        long long ws = strtoll(w + 2, &end, 10);
+        if (end != w + 2 && ws > 0)
+            *window_s = ws;
+    }
+}
+
+static void report_ratelimit(struct upstream_req *r)
+{
+    struct upstream_client *c = r->u->client;
+    if (!c->on_ratelimit || !r->status ||
+        (r->status != 429 && r->rl_limit < 0 && r->rl_remaining < 0))
+        return;
+    struct upstream_ratelimit rl = {r->status, r->rl_limit, r->rl_remaining, r->rl_window_s,
+                                    r->rl_source[0] ? r->rl_source : NULL,
+                                    r->retry_after[0] ? r->retry_after : NULL};
+    c->on_ratelimit(c->ratelimit_ud, r->u, &rl);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
@@ -180,6 +215,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         const char *sp = memchr(data, ' ', len);
         if (sp)
             r->status = strtol(sp + 1, NULL, 10);
+        return len;
+    }
+    if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
+        report_ratelimit(r); /* the end of this response's headers */
         return len;
     }
     const char *colon = memchr(data, ':', len);
@@ -203,6 +242,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         copy_value(r->link, sizeof(r->link), v, vlen);
     else if (IS("WWW-Authenticate") && !r->www_auth[0])
         copy_value(r->www_auth, sizeof(r->www_auth), v, vlen);
+    else if (IS("RateLimit-Limit"))
+        parse_ratelimit(v, vlen, &r->rl_limit, &r->rl_window_s);
+    else if (IS("RateLimit-Remaining"))
+        parse_ratelimit(v, vlen, &r->rl_remaining, &r->rl_window_s);
+    else if (IS("Docker-RateLimit-Source"))
+        copy_value(r->rl_source, sizeof(r->rl_source), v, vlen);
     else if (IS("Content-Length")) {
         char tmp[32];
         copy_value(tmp, sizeof(tmp), v, vlen);
@@ -694,6 +739,12 @@ void upstream_client_free(struct upstream_client *c)
         free(u);
     }
     free(c);
+}
+
+void upstream_client_on_ratelimit(struct upstream_client *c, upstream_ratelimit_fn fn, void *ud)
+{
+    c->on_ratelimit = fn;
+    c->ratelimit_ud = ud;
 }
 
 struct upstream *upstream_get(struct upstream_client *c, size_t index)

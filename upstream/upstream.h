@@ -44,11 +44,27 @@ struct upstream_callbacks {
 #define UPSTREAM_PAUSE 1
 #define UPSTREAM_ABORT (-1)
 
+/* The pull budget an upstream announced in one response, as Docker Hub does:
+ * `ratelimit-limit: 100;w=21600`, `ratelimit-remaining: 76;w=21600`, `docker-ratelimit-source`.
+ * Numbers are -1 where the header was absent or unreadable. */
+struct upstream_ratelimit {
+    long status;
+    int64_t limit, remaining, window_s;
+    const char *source;      /* NULL when absent; strings valid during the callback */
+    const char *retry_after; /* NULL when absent */
+};
+typedef void (*upstream_ratelimit_fn)(void *ud, struct upstream *u,
+                                      const struct upstream_ratelimit *rl);
+
 int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstream_client **out);
 /* Cancels what is in flight (no callbacks run) and closes the loop handles; the upstreams stay
  * readable until upstream_client_free, which is for after the loop has stopped. */
 void upstream_client_shutdown(struct upstream_client *c);
 void upstream_client_free(struct upstream_client *c);
+
+/* fn sees every upstream response that carries rate-limit headers or is a 429, once its
+ * headers are in. It runs inside libcurl: under the same rules as on_headers. */
+void upstream_client_on_ratelimit(struct upstream_client *c, upstream_ratelimit_fn fn, void *ud);
 
 struct upstream *upstream_get(struct upstream_client *c, size_t index);
 struct upstream *upstream_find(struct upstream_client *c, const char *name);

@@ -8,6 +8,7 @@ slow client (test_backpressure.py), SIGKILL mid-fill (test_cache_lifecycle.py)."
 
 import hashlib
 import http.client
+import json
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 
 from faultproxy import FaultProxy
 from helpers import assert_error, blob_gets, get, mirror_has, since, wait_until
-from mirror import request
+from mirror import regcache
 from slowproxy import SlowProxy
 
 MiB = 1024 * 1024
@@ -154,3 +155,79 @@ def test_slow_upstream_many_clients_one_fetch_bounded_memory(up, mirror_factory,
         assert_store_sound(m)
     finally:
         slow.close()
+
+
+# -- 4. Docker Hub's pull limit: 429 TOOMANYREQUESTS and the ratelimit-* headers -----------------
+HUB_429_BODY = (b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate '
+                b'limit. You may increase the limit by authenticating and upgrading: '
+                b'https://www.docker.com/increase-rate-limit"}]}\n')
+
+
+def hub_headers(remaining):
+    return [("RateLimit-Limit", "100;w=21600"), ("RateLimit-Remaining", f"{remaining};w=21600"),
+            ("Docker-RateLimit-Source", "203.0.113.9")]
+
+
+def rate_limits(mirror):
+    r = regcache("stats", "-c", mirror.config_path, "--json")
+    assert r.returncode == 0, r.stderr
+    return {x["upstream"]: x for x in json.loads(r.stdout)["rate_limits"]}
+
+
+def test_rate_limited_upstream_serves_cache_and_shows_budget(up, proxy, mirror_factory,
+                                                             make_image, push):
+    """The upstream (through the proxy) announces Docker Hub's ratelimit-* headers on every
+    response: `regcache stats` shows the remaining budget, and a low one is logged. Then every
+    request gets Docker Hub's 429 TOOMANYREQUESTS with Retry-After: a tag cached and past
+    revalidate_after is served stale with its blobs, a cold tag and a cold blob get 429
+    TOOMANYREQUESTS with the Retry-After passed on, the upstream itself sees none of it, and
+    stats shows 0 left and when the last 429 came."""
+    cached = push(make_image(210, (256 * 1024,)), up, "library/limited", "v1")
+    cold = push(make_image(211, (128 * 1024,)), up, "library/limited", "cold")
+    proxy.extra_headers = hub_headers(7)
+    m = mirror_factory([{"name": "docker.io", "url": proxy.url}])
+    s, h, body = get(m, "/v2/library/limited/manifests/v1")
+    assert s == 200 and body == cached.raw
+    for d in cached.blob_digests:
+        assert get(m, f"/v2/library/limited/blobs/{d}", accept=False)[2] == cached.blobs[d]
+    wait_until(lambda: rate_limits(m).get("docker.io", {}).get("remaining") == 7, timeout=15,
+               what="stats to show the budget")
+    rl = rate_limits(m)["docker.io"]
+    assert (rl["limit"], rl["window_s"], rl["source"], rl["last_429"]) == \
+        (100, 21600, "203.0.113.9", None)
+    text = regcache("stats", "-c", m.config_path).stdout
+    assert "docker.io" in text and "7 of 100 left per 21600 s for 203.0.113.9" in text, text
+    assert "pull budget low: 7 of 100 left" in m.log_text()
+
+    proxy.extra_headers = hub_headers(0)
+    proxy.answer = lambda method, path: (
+        (429, [("Content-Type", "application/json"), ("Retry-After", "3600")], HUB_429_BODY)
+        if path.startswith("/v2/library/") else None)
+    time.sleep(1.5)  # past revalidate_after
+    mark, pmark = up.mark(), len(proxy.requests())
+    s, h, body = get(m, "/v2/library/limited/manifests/v1")
+    assert s == 200 and body == cached.raw and h["docker-content-digest"] == cached.digest
+    for d in cached.blob_digests:
+        s, _, body = get(m, f"/v2/library/limited/blobs/{d}", accept=False)
+        assert s == 200 and body == cached.blobs[d]
+    s, h, body = get(m, "/v2/library/limited/manifests/cold")
+    assert_error(s, body, 429, "TOOMANYREQUESTS")
+    assert h.get("retry-after") == "3600"
+    layer = cold.layer_digests[0]
+    s, h, body = get(m, f"/v2/library/limited/blobs/{layer}", accept=False)
+    assert_error(s, body, 429, "TOOMANYREQUESTS")
+    assert h.get("retry-after") == "3600"
+    assert not mirror_has(m, layer) and not mirror_has(m, cold.digest)
+
+    seen = proxy.requests()[pmark:]
+    assert ("HEAD", "/v2/library/limited/manifests/v1", 429) in seen, seen
+    assert ("GET", "/v2/library/limited/manifests/cold", 429) in seen, seen
+    assert all(outcome == 429 for _, _, outcome in seen), seen
+    assert since(up, mark) == []
+    assert "GET /v2/library/limited/manifests/v1 200" in m.log_text()
+    assert any("/manifests/v1 200" in line and line.endswith("stale")
+               for line in m.log_text().splitlines())
+    assert "HTTP 429, pull limit reached (Retry-After 3600)" in m.log_text()
+    wait_until(lambda: rate_limits(m)["docker.io"]["remaining"] == 0, timeout=15,
+               what="stats to show the budget spent")
+    assert rate_limits(m)["docker.io"]["last_429"] is not None

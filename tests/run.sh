@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # The project's single test command (CI runs it via .ci/run), as root on Debian 12:
 #   1. installs the Debian packages it needs (apt-get only when one is missing),
-#   2. builds with meson and runs the unit tests (meson test),
-#   3. runs the integration suite (pytest, tests/integration) against build/regcache and a short
-#      bounded run of every libFuzzer driver (tests/fuzz, a clang build in build-fuzz),
-#   4. prints one line "N passed, M failed" over both phases; exits non-zero on any failure.
+#   2. builds with meson and runs the unit tests (meson test), then again under valgrind
+#      (any memory error or leak fails them),
+#   3. runs the integration suite (pytest, tests/integration) against build/regcache, with the
+#      load test, and a short bounded run of every libFuzzer driver (tests/fuzz, clang build in
+#      build-fuzz),
+#   4. builds again with AddressSanitizer and UndefinedBehaviorSanitizer (build-asan) and runs
+#      the unit tests and the whole integration suite against that binary; any sanitizer report
+#      fails the run,
+#   5. prints one line "N passed, M failed" over every phase; exits non-zero on any failure.
+# REGCACHE_SKIP_SANITIZERS=1 leaves out phase 4 (a quicker run while working).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Test-only packages; the build's own come from packaging/bootstrap.sh.
 TEST_PACKAGES=(docker-registry docker.io containerd skopeo python3-pytest python3-jwt
-  python3-cryptography python3-yaml apache2-utils nginx openssl buildah clang libclang-rt-14-dev)
+  python3-cryptography python3-yaml apache2-utils nginx openssl buildah clang libclang-rt-14-dev
+  valgrind)
 PYTHON=/usr/bin/python3   # Debian's, which has the python3-* packages above
-SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-1500}   # seconds for the whole pytest run
+SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-1800}   # seconds for each pytest run
 
 if ! packaging/bootstrap.sh deps "${TEST_PACKAGES[@]}"; then
   echo "apt-get failed to install the build and test dependencies" >&2
@@ -20,24 +27,42 @@ if ! packaging/bootstrap.sh deps "${TEST_PACKAGES[@]}"; then
   exit 1
 fi
 
-unit_pass=0 unit_fail=0 it_pass=0 it_fail=0 it_skip=0 build_ok=1
+passed=0 failed=0 skipped=0
+summary=()
 
-echo "== build"
-if [ -f build/build.ninja ]; then
-  meson setup --reconfigure build || build_ok=0
-else
-  meson setup build || build_ok=0
-fi
-if ((build_ok)); then meson compile -C build || build_ok=0; fi
+# count LABEL PASSED FAILED [SKIPPED]
+count() {
+  passed=$((passed + $2))
+  failed=$((failed + $3))
+  skipped=$((skipped + ${4:-0}))
+  summary+=("$1: $2 passed, $3 failed${4:+, $4 skipped}")
+}
 
-echo "== unit tests"
-testlog=build/meson-logs/testlog.json
-rm -f "$testlog"
-if ((build_ok)); then
-  meson test -C build --print-errorlogs
-fi
-if [ -f "$testlog" ]; then
-  read -r unit_pass unit_fail < <("$PYTHON" - "$testlog" <<'EOF'
+# build DIR [meson options...]: 0 when DIR builds
+build() {
+  local dir=$1
+  shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "$@" >/dev/null || return 1
+  else
+    meson setup "$dir" "$@" >/dev/null || return 1
+  fi
+  meson compile -C "$dir"
+}
+
+# unit_tests LABEL DIR [meson test options...]
+unit_tests() {
+  local label=$1 dir=$2 logbase
+  shift 2
+  logbase=testlog-$label
+  rm -f "$dir/meson-logs/$logbase.json"
+  meson test -C "$dir" --print-errorlogs --logbase "$logbase" "$@"
+  if [ ! -f "$dir/meson-logs/$logbase.json" ]; then
+    count "$label" 0 1
+    return
+  fi
+  local ok bad
+  read -r ok bad < <("$PYTHON" - "$dir/meson-logs/$logbase.json" <<'EOF'
 import json, sys
 ok = bad = 0
 for line in open(sys.argv[1]):
@@ -45,20 +70,27 @@ for line in open(sys.argv[1]):
         r = json.loads(line).get("result")
         ok += r == "OK"
         bad += r not in ("OK", "SKIP")
-print(ok, bad)
+print(ok, bad if ok + bad else 1)   # no test run counts as a failure
 EOF
   )
-fi
-((build_ok)) || unit_fail=$((unit_fail + 1))   # the build itself counts as one failure
+  count "$label" "$ok" "$bad"
+}
 
-echo "== integration tests"
-junit=$(mktemp /tmp/regcache-junit.XXXXXX.xml)
-rm -f "$junit"
-timeout -k 30 "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider -o addopts="" \
-  --junitxml="$junit" tests/integration tests/fuzz
-echo "pytest exit status: $?"
-if [ -s "$junit" ]; then
-  read -r it_pass it_fail it_skip < <("$PYTHON" - "$junit" <<'EOF'
+# pytest_suite LABEL PATHS... (environment from the caller)
+pytest_suite() {
+  local label=$1 junit
+  shift
+  junit=$(mktemp /tmp/regcache-junit.XXXXXX.xml)
+  rm -f "$junit"
+  timeout -k 30 "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider -o addopts="" \
+    --junitxml="$junit" "$@"
+  echo "pytest exit status: $?"
+  if [ ! -s "$junit" ]; then
+    count "$label" 0 1   # pytest died or timed out before writing results
+    return
+  fi
+  local ok bad skip
+  read -r ok bad skip < <("$PYTHON" - "$junit" <<'EOF'
 import sys, xml.etree.ElementTree as ET
 # One verdict per test case (a teardown error marks a passed call as failed, counted once).
 root = ET.parse(sys.argv[1]).getroot()
@@ -74,14 +106,47 @@ for tc in root.iter("testcase"):
 print(ok, bad if ok + bad + skip else bad + 1, skip)   # no test collected counts as a failure
 EOF
   )
-else
-  it_fail=$((it_fail + 1))   # pytest died or timed out before writing results
-fi
-rm -f "$junit"
+  rm -f "$junit"
+  count "$label" "$ok" "$bad" "$skip"
+}
 
-passed=$((unit_pass + it_pass))
-failed=$((unit_fail + it_fail))
-echo "unit: ${unit_pass} passed, ${unit_fail} failed; integration: ${it_pass} passed, ${it_fail} failed, ${it_skip} skipped"
+echo "== build"
+if build build; then
+  echo "== unit tests"
+  unit_tests unit build
+  echo "== unit tests under valgrind"
+  unit_tests valgrind build --timeout-multiplier 10 \
+    --wrapper "valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible"
+else
+  count build 0 1
+fi
+
+echo "== integration tests, load test and fuzzers"
+pytest_suite integration tests/integration tests/fuzz
+
+if [ "${REGCACHE_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
+  reports=$(mktemp -d /tmp/regcache-sanitizer.XXXXXX)
+  if build build-asan -Db_sanitize=address,undefined; then
+    export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0"
+    export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
+    unit_tests asan-unit build-asan
+    REGCACHE_BIN=build-asan/regcache REGCACHE_LOAD_SECONDS=20 \
+      pytest_suite asan-integration tests/integration
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    n_reports=$(find "$reports" -type f | wc -l)
+    if ((n_reports)); then
+      echo "sanitizer reports:" >&2
+      find "$reports" -type f -exec sh -c 'echo "--- $1"; head -60 "$1"' _ {} \; >&2
+    fi
+    count sanitizer-reports 0 "$n_reports"
+  else
+    count asan-build 0 1
+  fi
+  rm -rf "$reports"
+fi
+
+printf '%s\n' "${summary[@]}"
 echo "${passed} passed, ${failed} failed"
 ((failed == 0)) || exit 1
 exit 0

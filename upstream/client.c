@@ -682,6 +682,9 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* idle upstream connections kept for reuse: enough for a busy LAN, bounded whatever the
+     * load (the default grows with the number of transfers ever in flight) */
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 16L);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     for (size_t i = 0; i < cfg->n_upstreams; i++) {

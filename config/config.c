@@ -60,8 +60,10 @@ void config_defaults(struct config *c)
     c->connect_timeout_ms = 10 * 1000;
     c->low_speed_time_ms = 30 * 1000;
     c->client_idle_ms = 60 * 1000;
+    c->client_header_ms = 20 * 1000;
     c->shutdown_grace_ms = 10 * 1000;
     c->max_connections = 1024;
+    c->min_body_rate = 1024;
     c->max_manifest_bytes = 4ULL << 20;
     c->log_level = LOG_INFO;
     c->auth_realm = strdup("regcache");
@@ -322,8 +324,10 @@ static const struct field fields[] = {
     {"timeouts", "connect", F_DURATION_POSITIVE, offsetof(struct config, connect_timeout_ms)},
     {"timeouts", "low_speed", F_DURATION_POSITIVE, offsetof(struct config, low_speed_time_ms)},
     {"timeouts", "client_idle", F_DURATION_POSITIVE, offsetof(struct config, client_idle_ms)},
+    {"timeouts", "client_header", F_DURATION_POSITIVE, offsetof(struct config, client_header_ms)},
     {"timeouts", "shutdown_grace", F_DURATION, offsetof(struct config, shutdown_grace_ms)},
     {"limits", "max_connections", F_COUNT, offsetof(struct config, max_connections)},
+    {"limits", "min_body_rate", F_DISK_SIZE, offsetof(struct config, min_body_rate)},
     {"limits", "max_manifest_size", F_SIZE, offsetof(struct config, max_manifest_bytes)},
     {"log", "level", F_LEVEL, offsetof(struct config, log_level)},
 };

@@ -167,6 +167,8 @@ int serve(const struct config *cfg)
         .common_headers = REGISTRY_COMMON_HEADERS,
         .max_connections = cfg->max_connections,
         .idle_timeout_ms = cfg->client_idle_ms,
+        .header_timeout_ms = cfg->client_header_ms,
+        .min_body_rate = cfg->min_body_rate,
     };
     if (!d.registry || (r = http_server_start(&d.loop, &opts, &d.http))) {
         log_error("listen %s: %s", cfg->listen, strerror(r ? -r : ENOMEM));

@@ -60,10 +60,10 @@ static void log_access(struct conn *c, const char *note)
     snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
     double ms = (double)(clock_mono_us() - c->started_us) / 1000.0;
     int len = snprintf(line, sizeof(line), "%s %s %s %s %d %llu %.2fms %s%s\n", ts, c->peer,
-                       c->req.method_name ? c->req.method_name : "-",
-                       c->req.target ? c->req.target : "-", c->status,
+                       c->rp.req.method_name ? c->rp.req.method_name : "-",
+                       c->rp.req.target ? c->rp.req.target : "-", c->status,
                        (unsigned long long)c->body_bytes, ms,
-                       c->req.outcome ? c->req.outcome : "-", note);
+                       c->rp.req.outcome ? c->rp.req.outcome : "-", note);
     if (len > (int)sizeof(line))
         len = sizeof(line);
     ssize_t w = write(STDERR_FILENO, line, (size_t)len);
@@ -84,10 +84,8 @@ static void on_handle_closed(uv_handle_t *h)
     free(c->tls_buf);
     close(c->fd);
     server_conn_gone(c->srv, c);
-    buf_free(&c->url);
-    buf_free(&c->field);
-    buf_free(&c->value);
-    buf_free(&c->accept);
+    reqparse_free(&c->rp);
+    free(c->own);
     buf_free(&c->out);
     free(c);
 }
@@ -112,6 +110,9 @@ int conn_alive(const struct conn *c)
 
 static void release_source(struct conn *c)
 {
+    free(c->tls_buf); /* 256 KiB: not kept by idle TLS connections */
+    c->tls_buf = NULL;
+    c->tls_len = c->tls_pos = 0;
     if (!c->streaming)
         return;
     c->streaming = 0;
@@ -145,219 +146,101 @@ void conn_drain(struct conn *c)
         conn_close(c);
 }
 
-static void on_timer(uv_timer_t *t)
+static int can_parse(const struct conn *c)
 {
-    struct conn *c = t->data;
-    /* Idle keep-alive, slow headers, or a client that stopped reading: all end here. A request
-     * waiting on the upstream is bounded by the upstream timeouts instead. */
-    if (!c->req_active || c->want_write || (c->reading_body && !c->body_paused))
-        conn_close(c);
-    else
-        uv_timer_again(t);
+    return !c->closing && (!c->req_active || (c->reading_body && !c->body_paused));
+}
+
+static void reject(struct conn *c, int status);
+
+/* ---- deadlines ---- */
+
+static uint64_t body_deadline(const struct conn *c)
+{
+    return c->body_clock + c->srv->opts.header_timeout_ms +
+           c->body_in * 1000 / c->srv->opts.min_body_rate;
+}
+
+static int body_rate_applies(const struct conn *c)
+{
+    return c->reading_body && !c->body_paused && c->srv->opts.min_body_rate;
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Starts the one timer for the earliest deadline: idle, request head, body rate. Deadlines only
+ * move later on their own (touch), so this runs only when one is set or brought back. */
+static void arm_timer(struct conn *c)
+{
+    if (c->closing)
+        return;
+    uint64_t now = uv_now(c->srv->loop);
+    uint64_t due = c->last_active + c->srv->opts.idle_timeout_ms;
+    if (c->head_deadline && c->head_deadline < due)
+        due = c->head_deadline;
+    if (body_rate_applies(c) && body_deadline(c) < due)
+        due = body_deadline(c);
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
 static void touch(struct conn *c)
 {
-    uv_timer_start(&c->timer, on_timer, c->srv->opts.idle_timeout_ms,
-                   c->srv->opts.idle_timeout_ms);
+    c->last_active = uv_now(c->srv->loop);
 }
 
-/* ---- request parsing ---- */
-
-static struct conn *parser_conn(llhttp_t *p)
+/* 408 where an answer can still be written, then close. */
+static void timed_out(struct conn *c)
 {
-    return p->data;
-}
-
-static void reset_request(struct conn *c)
-{
-    buf_reset(&c->url);
-    buf_reset(&c->field);
-    buf_reset(&c->value);
-    buf_reset(&c->accept);
-    c->range[0] = c->authorization[0] = c->content_type[0] = c->content_range[0] = '\0';
-    c->host[0] = '\0';
-    c->forwarded_https = 0;
-    c->header_bytes = c->n_headers = 0;
-    c->value_pending = 0;
-    c->reject_status = 0;
-    memset(&c->req, 0, sizeof(c->req));
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    reset_request(parser_conn(p));
-    return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    if (buf_append(&c->url, at, len)) {
-        c->reject_status = 414;
-        return -1;
-    }
-    return 0;
-}
-
-static void copy_header(char *dst, size_t dstlen, const struct buf *v)
-{
-    if (v->len < dstlen) {
-        memcpy(dst, v->data, v->len);
-        dst[v->len] = '\0';
+    if (!c->req_active) {
+        reject(c, 408);
     } else {
-        dst[0] = '\0'; /* too long to be meaningful: treated as absent */
-    }
-}
-
-static int commit_header(struct conn *c)
-{
-    c->value_pending = 0;
-    if (++c->n_headers > HTTP_MAX_HEADERS) {
-        c->reject_status = 431;
-        return -1;
-    }
-    const char *name = c->field.data ? c->field.data : "";
-    size_t nlen = c->field.len;
-    /* trim trailing whitespace of the value (llhttp keeps it) */
-    while (c->value.len &&
-           (c->value.data[c->value.len - 1] == ' ' || c->value.data[c->value.len - 1] == '\t'))
-        c->value.len--;
-#define IS(h) (nlen == sizeof(h) - 1 && strncasecmp(name, h, nlen) == 0)
-    if (IS("Accept")) {
-        if ((c->accept.len && buf_append(&c->accept, ", ", 2)) ||
-            buf_append(&c->accept, c->value.data ? c->value.data : "", c->value.len)) {
-            c->reject_status = 431;
-            return -1;
-        }
-    } else if (IS("Range")) {
-        copy_header(c->range, sizeof(c->range), &c->value);
-    } else if (IS("Content-Type")) {
-        copy_header(c->content_type, sizeof(c->content_type), &c->value);
-    } else if (IS("Content-Range")) {
-        copy_header(c->content_range, sizeof(c->content_range), &c->value);
-    } else if (IS("Authorization")) {
-        copy_header(c->authorization, sizeof(c->authorization), &c->value);
-    } else if (IS("Host")) {
-        copy_header(c->host, sizeof(c->host), &c->value);
-    } else if (IS("X-Forwarded-Proto")) {
-        c->forwarded_https = c->value.len == 5 && strncasecmp(c->value.data, "https", 5) == 0;
-    }
-#undef IS
-    buf_reset(&c->field);
-    buf_reset(&c->value);
-    return 0;
-}
-
-static int count_header_bytes(struct conn *c, size_t len)
-{
-    c->header_bytes += len;
-    if (c->header_bytes > HTTP_MAX_HEADER_BYTES) {
-        c->reject_status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    if (c->value_pending && commit_header(c))
-        return -1;
-    if (count_header_bytes(c, len) || buf_append(&c->field, at, len)) {
-        c->reject_status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    c->value_pending = 1;
-    if (count_header_bytes(c, len) || buf_append(&c->value, at, len)) {
-        c->reject_status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    if (c->value_pending && commit_header(c))
-        return -1;
-    if (buf_terminate(&c->url) || buf_terminate(&c->accept)) {
-        c->reject_status = 431;
-        return -1;
-    }
-    struct http_request *req = &c->req;
-    uint8_t m = llhttp_get_method(p);
-    req->method = m == HTTP_GET ? HTTP_METHOD_GET : m == HTTP_HEAD ? HTTP_METHOD_HEAD
-                                                                   : HTTP_METHOD_OTHER;
-    req->method_name = llhttp_method_name((llhttp_method_t)m);
-    req->target = c->url.data;
-    req->accept = c->accept.len ? c->accept.data : NULL;
-    req->range = c->range[0] ? c->range : NULL;
-    req->authorization = c->authorization[0] ? c->authorization : NULL;
-    req->host = c->host[0] ? c->host : NULL;
-    req->secure = c->ssl != NULL || c->forwarded_https;
-    req->content_type = c->content_type[0] ? c->content_type : NULL;
-    req->content_range = c->content_range[0] ? c->content_range : NULL;
-    req->has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
-    req->content_length = (p->flags & F_CHUNKED) ? -1 : (int64_t)p->content_length;
-    if (!llhttp_should_keep_alive(p))
         c->close_after = 1;
-    c->pause_reason = PAUSE_HEADERS;
-    return HPE_PAUSED; /* answer before parsing anything further */
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    if (!c->reading_body)
-        return 0; /* a body nobody reads: the connection closes after the answer */
-    if (c->body_on_data(c->body_ud, at, len)) {
-        c->pause_reason = PAUSE_BODY_FULL;
-        c->body_paused = 1;
-        return HPE_PAUSED;
+        c->srv->opts.error_writer(c, 408, c->srv->opts.ud);
     }
-    return 0;
+    if (!c->closing)
+        conn_close(c); /* what did not go out at once is not waited for */
 }
 
-static int on_message_complete(llhttp_t *p)
+static void on_timer(uv_timer_t *t)
 {
-    struct conn *c = parser_conn(p);
-    if (!c->reading_body)
-        return 0;
-    c->pause_reason = PAUSE_BODY_END;
-    return HPE_PAUSED; /* the handler answers before the next request is parsed */
+    struct conn *c = t->data;
+    uint64_t now = uv_now(c->srv->loop);
+    if (c->head_deadline && now >= c->head_deadline) {
+        if (c->rp.started)
+            timed_out(c); /* slow headers: however steadily they trickle in */
+        else
+            conn_close(c); /* nothing of a request yet (or a TLS handshake): just close */
+        return;
+    }
+    if (body_rate_applies(c) && now >= body_deadline(c)) {
+        timed_out(c); /* a body trickled in slower than the minimum rate */
+        return;
+    }
+    if (now - c->last_active >= c->srv->opts.idle_timeout_ms) {
+        /* Idle keep-alive, or a client that stopped sending or reading: all end here. A request
+         * waiting on the upstream is bounded by the upstream timeouts instead. */
+        if ((c->reading_body && !c->body_paused) || (!c->req_active && c->rp.started)) {
+            timed_out(c); /* a stalled body or head */
+            return;
+        }
+        if (!c->req_active || c->want_write) {
+            conn_close(c);
+            return;
+        }
+        touch(c);
+    }
+    arm_timer(c);
 }
 
-void conn_settings_init(llhttp_settings_t *s)
+static void wait_head(struct conn *c)
 {
-    llhttp_settings_init(s);
-    s->on_message_begin = on_message_begin;
-    s->on_url = on_url;
-    s->on_header_field = on_header_field;
-    s->on_header_value = on_header_value;
-    s->on_headers_complete = on_headers_complete;
-    s->on_message_complete = on_message_complete;
-    s->on_body = on_body;
+    if (c->srv->opts.header_timeout_ms && !c->head_deadline) {
+        c->head_deadline = uv_now(c->srv->loop) + c->srv->opts.header_timeout_ms;
+        arm_timer(c);
+    }
 }
 
-/* Splits the target into path (copied) and query (pointing into the target). */
-static void split_target(struct conn *c)
-{
-    const char *t = c->url.data ? c->url.data : "";
-    const char *q = strchr(t, '?');
-    size_t plen = q ? (size_t)(q - t) : strlen(t);
-    memcpy(c->path, t, plen); /* plen <= HTTP_MAX_URL: on_url bounds the target */
-    c->path[plen] = '\0';
-    c->req.target = t;
-    c->req.path = c->path;
-    c->req.query = q ? q + 1 : NULL;
-}
+/* ---- requests ---- */
 
 static void begin_request(struct conn *c)
 {
@@ -374,20 +257,26 @@ static void begin_request(struct conn *c)
 static void dispatch(struct conn *c)
 {
     begin_request(c);
-    split_target(c);
-    c->srv->opts.handler(c, &c->req, c->srv->opts.ud);
+    c->head_deadline = 0;
+    if (c->ssl)
+        c->rp.req.secure = 1;
+    c->srv->opts.handler(c, &c->rp.req, c->srv->opts.ud);
 }
 
 static void reject(struct conn *c, int status)
 {
     begin_request(c);
+    c->head_deadline = 0;
     c->close_after = 1;
-    if (!c->req.target && buf_terminate(&c->url) == 0 && c->url.len)
-        c->req.target = c->url.data;
-    if (!c->req.method_name)
-        c->req.method_name = "-";
+    struct http_request *req = &c->rp.req;
+    if (!req->target && buf_terminate(&c->rp.url) == 0 && c->rp.url.len)
+        req->target = c->rp.url.data;
+    if (!req->method_name)
+        req->method_name = "-";
     c->srv->opts.error_writer(c, status, c->srv->opts.ud);
 }
+
+static void keep_unparsed(struct conn *c);
 
 static void parse_more(struct conn *c)
 {
@@ -395,34 +284,41 @@ static void parse_more(struct conn *c)
         return; /* the loop below picks up where a nested response left off */
     c->in_parse = 1;
     conn_ref(c);
-    while (!c->closing && (!c->req_active || (c->reading_body && !c->body_paused)) &&
-           c->rpos < c->rlen) {
-        const char *start = c->rbuf + c->rpos;
-        llhttp_errno_t e = llhttp_execute(&c->parser, start, c->rlen - c->rpos);
-        if (e == HPE_OK) {
-            c->rpos = c->rlen = 0;
+    while (can_parse(c) && c->rpos < c->rlen) {
+        size_t used = 0;
+        enum reqparse_event ev =
+            reqparse_execute(&c->rp, c->rdata + c->rpos, c->rlen - c->rpos, &used);
+        c->rpos += used;
+        if (c->rp.started)
+            wait_head(c);
+        if (ev == REQPARSE_HEAD) {
+            dispatch(c);
+        } else if (ev == REQPARSE_BODY_END) {
+            c->reading_body = 0;
+            c->body_done = 1;
+            c->body_on_end(c->body_ud, 0);
+        } else if (ev == REQPARSE_ERROR) {
+            c->rpos = c->rlen;
+            reject(c, c->rp.error_status);
             break;
         }
-        if (e == HPE_PAUSED) {
-            c->rpos = (size_t)(llhttp_get_error_pos(&c->parser) - c->rbuf);
-            llhttp_resume(&c->parser);
-            if (c->pause_reason == PAUSE_HEADERS) {
-                dispatch(c);
-            } else if (c->pause_reason == PAUSE_BODY_END) {
-                c->reading_body = 0;
-                c->body_done = 1;
-                c->body_on_end(c->body_ud, 0);
-            }
-            continue;
-        }
-        c->rpos = c->rlen = 0;
-        reject(c, c->reject_status ? c->reject_status : 400);
-        break;
     }
+    keep_unparsed(c);
     c->in_parse = 0;
     if (!c->closing)
         update_poll(c);
     conn_unref(c);
+}
+
+static int on_body_data(void *ud, const char *data, size_t len)
+{
+    struct conn *c = ud;
+    c->body_in += len;
+    if (!c->body_on_data(c->body_ud, data, len))
+        return 0;
+    c->body_paused = 1;
+    c->body_paused_at = uv_now(c->srv->loop);
+    return 1;
 }
 
 /* recv/send, through TLS when the connection has it: >0 bytes, 0 for end of stream,
@@ -469,19 +365,38 @@ static ssize_t io_send(struct conn *c, const char *buf, size_t len, int more)
     return n >= 0 ? n : -errno;
 }
 
+/* What the parser left of the shared read buffer moves to the connection's own buffer (the next
+ * recv, on any connection, overwrites the shared one); an empty own buffer is freed. */
+static void keep_unparsed(struct conn *c)
+{
+    if (c->rpos == c->rlen) {
+        free(c->own);
+        c->own = NULL;
+        c->rdata = NULL;
+        c->rpos = c->rlen = 0;
+        return;
+    }
+    if (c->rdata == c->own)
+        return;
+    size_t left = c->rlen - c->rpos;
+    char *own = malloc(left);
+    if (!own) {
+        conn_close(c);
+        return;
+    }
+    memcpy(own, c->rdata + c->rpos, left);
+    free(c->own);
+    c->own = own;
+    c->rdata = own;
+    c->rpos = 0;
+    c->rlen = left;
+}
+
 static void do_read(struct conn *c)
 {
-    while ((!c->req_active || (c->reading_body && !c->body_paused)) && !c->closing) {
-        if (c->rpos == c->rlen)
-            c->rpos = c->rlen = 0;
-        if (c->rlen == sizeof(c->rbuf)) {
-            if (!c->rpos)
-                break;
-            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-            c->rlen -= c->rpos;
-            c->rpos = 0;
-        }
-        ssize_t n = io_recv(c, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
+    /* a connection reads only once it has parsed all it had: see keep_unparsed */
+    while (can_parse(c) && c->rpos == c->rlen) {
+        ssize_t n = io_recv(c, c->srv->rbuf, READ_BUF);
         if (n == 0) {
             c->peer_closed = 1;
             conn_close(c);
@@ -494,7 +409,9 @@ static void do_read(struct conn *c)
                 conn_close(c);
             return;
         }
-        c->rlen += (size_t)n;
+        c->rdata = c->srv->rbuf;
+        c->rpos = 0;
+        c->rlen = (size_t)n;
         touch(c);
         parse_more(c);
     }
@@ -534,7 +451,7 @@ static void update_poll(struct conn *c)
     if (c->closing)
         return;
     int ev = 0;
-    if ((!c->req_active || (c->reading_body && !c->body_paused)) && !c->peer_closed)
+    if (can_parse(c) && c->rpos == c->rlen && !c->peer_closed)
         ev |= UV_READABLE;
     if (c->want_write)
         ev |= UV_WRITABLE;
@@ -557,13 +474,10 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
     c->fd = fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->refs = 1;
-    buf_init(&c->url, HTTP_MAX_URL);
-    buf_init(&c->field, HTTP_MAX_HEADER_BYTES);
-    buf_init(&c->value, HTTP_MAX_HEADER_BYTES);
-    buf_init(&c->accept, HTTP_MAX_ACCEPT);
     buf_init(&c->out, OUT_MAX);
-    llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
-    c->parser.data = c;
+    reqparse_init(&c->rp);
+    c->rp.on_body = on_body_data;
+    c->rp.ud = c;
     if (s->tls) {
         c->ssl = SSL_new(s->tls); /* holds its own reference to the context */
         if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
@@ -588,6 +502,8 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
     s->conns = c;
     s->n_conns++;
     touch(c);
+    arm_timer(c);
+    wait_head(c); /* the first request (and a TLS handshake) is due within the head deadline */
     update_poll(c);
 }
 
@@ -603,6 +519,10 @@ static void response_done(struct conn *c)
         conn_close(c);
         return;
     }
+    /* idle until the next request: nothing of this one is kept */
+    reqparse_release(&c->rp);
+    buf_free(&c->out);
+    c->out_pos = 0;
     touch(c);
     parse_more(c);
 }
@@ -761,7 +681,7 @@ static int start_response(struct conn *c, int status, const char *headers, uint6
 {
     if (c->closing || c->response_set || !c->req_active)
         return -1;
-    if (c->req.has_body && !c->body_done)
+    if (c->rp.req.has_body && !c->body_done)
         c->close_after = 1; /* the unread rest of the body cannot be told from a request */
     c->response_set = 1;
     c->status = status;
@@ -813,14 +733,18 @@ void conn_read_body(struct conn *c, int (*on_data)(void *ud, const char *data, s
     c->body_on_data = on_data;
     c->body_on_end = on_end;
     c->body_ud = ud;
-    if (!c->req.has_body) {
+    if (!c->rp.req.has_body) {
         c->body_done = 1;
         on_end(ud, 0);
         return;
     }
     c->reading_body = 1;
     c->body_paused = 0;
+    c->rp.deliver_body = 1;
+    c->body_in = 0;
     touch(c);
+    c->body_clock = c->last_active;
+    arm_timer(c);
     parse_more(c); /* bytes already received; update_poll reads the rest */
 }
 
@@ -830,5 +754,7 @@ void conn_body_resume(struct conn *c)
         return;
     c->body_paused = 0;
     touch(c);
+    c->body_clock += c->last_active - c->body_paused_at; /* paused time is not the client's */
+    arm_timer(c);
     parse_more(c);
 }

@@ -65,6 +65,13 @@ struct http_server_opts {
     const char *common_headers; /* "Name: value\r\n" lines added to every response */
     uint64_t max_connections;
     uint64_t idle_timeout_ms;
+    /* A request head must be complete this long after its first byte (or after the connection
+     * was accepted): 408, then close. 0: no deadline. */
+    uint64_t header_timeout_ms;
+    /* A request body must arrive at this many bytes per second on average, after a grace of
+     * header_timeout_ms (time the handler keeps it paused does not count): 408, then close.
+     * 0: no minimum. */
+    uint64_t min_body_rate;
 };
 
 int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,

@@ -6,9 +6,10 @@
 #include <openssl/ssl.h>
 
 #include "http/http.h"
+#include "http/parse.h"
 #include "util/buf.h"
 
-#define CONN_READ_BUF 16384
+#define READ_BUF (64u << 10) /* one per server, shared by the connections */
 #define SENDFILE_CHUNK (8u << 20)
 #define TLS_CHUNK (256u << 10)
 
@@ -20,7 +21,8 @@ struct http_server {
     int listening;
     struct http_server_opts opts;
     char *common_headers;
-    llhttp_settings_t settings;
+    char *rbuf; /* READ_BUF: every recv lands here; what a connection cannot parse yet is
+                 * copied to its own buffer, so an idle connection holds no read buffer */
     struct conn *conns; /* doubly linked */
     size_t n_conns;
     int draining;
@@ -37,27 +39,20 @@ struct conn {
     int refs;
     int closing;    /* no more I/O; waiting for references to drop */
     int handles_open;
-    llhttp_t parser;
-    /* received bytes not yet given to the parser */
-    char rbuf[CONN_READ_BUF];
+    struct reqparse rp; /* rp.req is the request being answered */
+    /* received bytes not yet parsed: in srv->rbuf during do_read, else in own (malloc'd) */
+    const char *rdata;
     size_t rlen, rpos;
+    char *own;
     int peer_closed;
-    /* the request being parsed or answered */
-    struct buf url, field, value, accept;
-    char path[HTTP_MAX_URL + 1];
-    char range[256];
-    char content_type[256];
-    char content_range[128];
-    char authorization[8192];
-    char host[256];
-    int forwarded_https;
-    size_t header_bytes, n_headers;
-    int value_pending;
-    int reject_status; /* set by a parser callback that refuses the request */
-    struct http_request req;
+    /* deadlines, in loop milliseconds (uv_now) */
+    uint64_t last_active;
+    uint64_t head_deadline; /* 0: not waiting for a request head */
+    uint64_t body_clock;    /* when reading the body started, moved on by paused time */
+    uint64_t body_paused_at;
+    uint64_t body_in;       /* body bytes received so far */
     int req_active;
     /* reading the request body (conn_read_body) */
-    enum { PAUSE_HEADERS, PAUSE_BODY_FULL, PAUSE_BODY_END } pause_reason;
     int reading_body, body_paused, body_done;
     int (*body_on_data)(void *ud, const char *data, size_t len);
     void (*body_on_end)(void *ud, int status);
@@ -81,14 +76,13 @@ struct conn {
     /* TLS: file bodies are read into tls_buf on the thread pool, then encrypted here */
     SSL *ssl;
     int tls_read_wants_write;
-    char *tls_buf;
+    char *tls_buf; /* TLS_CHUNK, held only while a file body is being sent */
     size_t tls_len, tls_pos;
 };
 
 void conn_accepted(struct http_server *s, int fd, const char *peer);
 void conn_drain(struct conn *c);
 void conn_close(struct conn *c);
-void conn_settings_init(llhttp_settings_t *s);
 void server_conn_gone(struct http_server *s, struct conn *c);
 
 #endif

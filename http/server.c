@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -100,6 +101,31 @@ out:
     return r;
 }
 
+/* Every connection is a descriptor: the soft limit goes up to the hard one (the systemd unit sets
+ * LimitNOFILE), and a limit below max_connections is said at start rather than found later. */
+static void raise_nofile(uint64_t max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) {
+            rl.rlim_cur = was;
+            log_warn("open files: cannot raise the limit of %llu: %s", (unsigned long long)was,
+                     strerror(errno));
+        }
+    }
+    unsigned long long lim = rl.rlim_cur == RLIM_INFINITY ? ~0ULL : (unsigned long long)rl.rlim_cur;
+    /* the store, the database, upstream sockets and libuv need some of their own */
+    if (lim < max_connections + 256)
+        log_warn("open files: limit %llu is low for limits.max_connections %llu (raise "
+                 "LimitNOFILE or ulimit -n)", lim, (unsigned long long)max_connections);
+    else
+        log_info("open files: limit %llu", lim);
+}
+
 int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
                       struct http_server **out)
 {
@@ -109,17 +135,17 @@ int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
     s->loop = loop;
     s->opts = *opts;
     s->common_headers = strdup(opts->common_headers ? opts->common_headers : "");
-    if (!s->common_headers) {
-        free(s);
+    s->rbuf = malloc(READ_BUF);
+    if (!s->common_headers || !s->rbuf) {
+        http_server_free(s);
         return -ENOMEM;
     }
+    raise_nofile(opts->max_connections);
     int r = bind_listen(opts->listen, &s->fd, &s->port);
     if (r) {
-        free(s->common_headers);
-        free(s);
+        http_server_free(s);
         return r;
     }
-    conn_settings_init(&s->settings);
     uv_poll_init(loop, &s->listen_poll, s->fd);
     s->listen_poll.data = s;
     uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable);
@@ -190,5 +216,6 @@ void http_server_free(struct http_server *s)
         return;
     SSL_CTX_free(s->tls);
     free(s->common_headers);
+    free(s->rbuf);
     free(s);
 }

@@ -72,7 +72,8 @@ static void respond_error(struct conn *c, int head, int status, const char *code
 void registry_write_error(struct conn *c, int status, void *ud)
 {
     (void)ud;
-    const char *msg = status == 414   ? "request target too long"
+    const char *msg = status == 408   ? "request not received in time"
+                      : status == 414 ? "request target too long"
                       : status == 431 ? "request header fields too large"
                       : status == 503 ? "too many connections"
                                       : "malformed HTTP request";

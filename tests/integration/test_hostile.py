@@ -3,6 +3,9 @@ gets a 4xx (with a spec error body where an HTTP response is possible), nothing 
 outside the storage directory, nothing reaches the upstream, and the mirror keeps serving."""
 
 import os
+import re
+import select
+import socket
 
 import pytest
 
@@ -164,3 +167,172 @@ def test_garbage_gets_400_or_close(guarded, junk):
         assert 400 <= status < 500 or status == 505, buf[:200]
     else:
         assert how in ("closed", "reset"), "the mirror neither answered nor closed in 10 s"
+
+
+# -- slow clients ---------------------------------------------------------------------------------
+def alive(m):
+    """The mirror process still runs and answers a normal request."""
+    assert m.proc.alive(), "the mirror died"
+    assert get(m, "/v2/")[0] == 200
+
+
+def trickle(sock, chunks, pause=0.5):
+    """Sends chunks one by one, pausing between them, until the peer answers or closes; returns
+    (what came back, how many chunks went out)."""
+    got, sent = b"", 0
+    for chunk in chunks:
+        try:
+            sock.sendall(chunk)
+            sent += 1
+        except OSError:
+            break
+        r, _, _ = select.select([sock], [], [], pause)
+        if r:
+            break
+    sock.settimeout(10)
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            got += b
+    except OSError:
+        pass
+    return got, sent
+
+
+def test_slowloris_headers_are_cut_by_a_head_deadline(mirror_factory, up):
+    """Headers sent one byte every half second keep the connection busy (each byte would reset
+    an idle timer of 60 s) but the whole head must arrive within timeouts.client_header: the
+    client gets 408 and the connection closes long before the head would be complete."""
+    m = mirror_factory([up], extra={"timeouts": {"client_header": "2s", "client_idle": "60s"}})
+    head = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", m.port), timeout=10) as s:
+        got, sent = trickle(s, [head[i:i + 1] for i in range(len(head))])
+    assert sent < len(head), "the whole head went out: the mirror never cut it off"
+    status, _, body = parse_raw(got)
+    assert status == 408, got[:300]
+    error_codes(body)
+    alive(m)
+
+
+def test_silent_connection_is_closed_after_the_head_deadline(mirror_factory, up):
+    """A connection that never sends a byte is closed (without an answer) once the head
+    deadline passes; the mirror goes on serving."""
+    m = mirror_factory([up], extra={"timeouts": {"client_header": "1s", "client_idle": "60s"}})
+    with socket.create_connection(("127.0.0.1", m.port), timeout=30) as s:
+        assert s.recv(100) == b""
+    alive(m)
+
+
+def upload_head(length, digest="sha256:" + "0" * 64):
+    return (f"POST /v2/team/app/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("how", ["trickle", "stall"])
+def test_slow_request_bodies_are_cut(mirror_factory, up, how):
+    """An upload trickled below limits.min_body_rate is cut with 408 even though bytes keep
+    coming (no idle timer fires); one that stops sending is cut by timeouts.client_idle. Nothing
+    is stored, and the mirror goes on serving."""
+    if how == "trickle":
+        limits = {"timeouts": {"client_header": "2s", "client_idle": "60s"},
+                  "limits": {"min_body_rate": "10KiB"}}
+    else:
+        limits = {"timeouts": {"client_header": "60s", "client_idle": "2s"},
+                  "limits": {"min_body_rate": 0}}
+    m = mirror_factory([up], extra=dict(limits, hosted=["team/*"]))
+    size = 200000
+    with socket.create_connection(("127.0.0.1", m.port), timeout=10) as s:
+        s.sendall(upload_head(size))
+        chunks = [b"x" * 100] * 200 if how == "trickle" else [b"x" * 100]
+        got, sent = trickle(s, chunks)
+        if how == "stall":
+            got += trickle(s, [])[0]
+    assert sent * 100 < size
+    status, _, body = parse_raw(got)
+    assert status == 408, got[:300]
+    error_codes(body)
+    assert not os.path.exists(m.file_for("sha256:" + "0" * 64))
+    alive(m)
+
+
+# -- request smuggling ----------------------------------------------------------------------------
+SMUGGLED = b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def responses(buf):
+    """The status codes of every response in buf (as many as there are status lines)."""
+    return [int(s) for s in re.findall(rb"(?:^|\n)HTTP/1\.[01] (\d{3}) ", buf)]
+
+
+def read_until_closed(port, data, timeout=10):
+    """Sends data and reads until the mirror closes the connection (or timeout)."""
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    return b"".join(chunks), "closed"
+                chunks.append(b)
+        except socket.timeout:
+            return b"".join(chunks), "timeout"
+        except OSError:
+            return b"".join(chunks), "reset"
+
+
+def smuggle(headers, body=b"0\r\n\r\n"):
+    return (b"POST /v2/team/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+            + body + SMUGGLED)
+
+
+SMUGGLING = {
+    "cl-and-te": smuggle(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
+    "te-and-cl": smuggle(b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
+    "two-lengths": smuggle(b"Content-Length: 5\r\nContent-Length: 40\r\n"),
+    "same-length-twice": smuggle(b"Content-Length: 5\r\nContent-Length: 5\r\n"),
+    "length-list": smuggle(b"Content-Length: 5, 5\r\n"),
+    "gzip-chunked": smuggle(b"Transfer-Encoding: gzip, chunked\r\n"),
+    "chunked-chunked": smuggle(b"Transfer-Encoding: chunked, chunked\r\n"),
+    "te-twice": smuggle(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+    "te-identity": smuggle(b"Transfer-Encoding: identity\r\nContent-Length: 5\r\n"),
+    "te-space-colon": smuggle(b"Transfer-Encoding : chunked\r\n"),
+    "te-obs-fold": smuggle(b"Transfer-Encoding:\r\n chunked\r\n"),
+    "obs-fold": smuggle(b"Content-Length: 5\r\nX-A: 1\r\n\tfolded\r\n"),
+    "bare-lf": smuggle(b"Content-Length: 5\nX-A: 1\r\n"),
+    "bare-lf-request-line": b"POST /v2/ HTTP/1.1\nContent-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    "bare-cr": smuggle(b"Content-Length: 5\rX-A: 1\r\n"),
+}
+
+
+@pytest.mark.parametrize("data", SMUGGLING.values(), ids=SMUGGLING.keys())
+def test_request_smuggling_is_refused(mirror_factory, up, data):
+    """Ambiguous framing (Content-Length with chunked, two lengths, codings other than a single
+    chunked, obs-fold, bare LF or CR) is refused with 400 and the connection closed: the request
+    hidden in the body is never answered."""
+    m = mirror_factory([up], extra={"hosted": ["team/*"]})
+    buf, how = read_until_closed(m.port, data)
+    assert responses(buf) == [400], buf[:400]
+    assert how in ("closed", "reset"), how
+    error_codes(parse_raw(buf)[2])
+    alive(m)
+
+
+def test_pipelining_and_unread_bodies_answer_each_request_once(mirror_factory, up):
+    """Two pipelined requests get two answers (the count above is right); a body the route
+    does not read ends the connection after its answer, so a request inside it is never
+    answered."""
+    m = mirror_factory([up])
+    buf, _ = read_until_closed(m.port, SMUGGLED + SMUGGLED[:-2] + b"Connection: close\r\n\r\n")
+    assert responses(buf) == [200, 200], buf[:400]
+    body = SMUGGLED * 3
+    buf, how = read_until_closed(m.port, b"POST /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert len(responses(buf)) == 1, buf[:400]
+    assert how in ("closed", "reset"), how
+    alive(m)

@@ -57,6 +57,8 @@ static void check_defaults(const struct config *c)
     CHECK_EQ_U64(c->connect_timeout_ms, 10000);
     CHECK_EQ_U64(c->low_speed_time_ms, 30000);
     CHECK_EQ_U64(c->client_idle_ms, 60000);
+    CHECK_EQ_U64(c->client_header_ms, 20000);
+    CHECK_EQ_U64(c->min_body_rate, 1024);
     CHECK_EQ_U64(c->shutdown_grace_ms, 10000);
     CHECK_EQ_U64(c->max_connections, 1024);
     CHECK_EQ_U64(c->max_manifest_bytes, 4 * 1024 * 1024);
@@ -118,9 +120,11 @@ static void test_full(void)
                        "  connect: 500ms\n"
                        "  low_speed: 1m\n"
                        "  client_idle: 2h\n"
+                       "  client_header: 2s\n"
                        "  shutdown_grace: 0\n"
                        "limits:\n"
                        "  max_connections: 10\n"
+                       "  min_body_rate: 10KiB\n"
                        "  max_manifest_size: 8MiB\n"
                        "log:\n"
                        "  level: debug\n";
@@ -148,6 +152,8 @@ static void test_full(void)
     CHECK_EQ_U64(cfg.connect_timeout_ms, 500);
     CHECK_EQ_U64(cfg.low_speed_time_ms, 60000);
     CHECK_EQ_U64(cfg.client_idle_ms, 7200000);
+    CHECK_EQ_U64(cfg.client_header_ms, 2000);
+    CHECK_EQ_U64(cfg.min_body_rate, 10240);
     CHECK_EQ_U64(cfg.shutdown_grace_ms, 0);
     CHECK_EQ_U64(cfg.max_connections, 10);
     CHECK_EQ_U64(cfg.max_manifest_bytes, 8 * 1024 * 1024);
@@ -204,6 +210,8 @@ static void test_good_small(void)
     CHECK_EQ_INT(load("limits: {max_manifest_size: 1024}\n"), 0);
     CHECK_EQ_INT(load("limits: {max_manifest_size: 10KB}\n"), 0);
     CHECK_EQ_U64(cfg.max_manifest_bytes, 10000);
+    CHECK_EQ_INT(load("limits: {min_body_rate: 0}\n"), 0);
+    CHECK_EQ_U64(cfg.min_body_rate, 0); /* no minimum */
 
     CHECK_EQ_INT(load("log: {level: info}\n"), 0);
     CHECK_EQ_INT(cfg.log_level, 1);
@@ -349,6 +357,8 @@ static void test_errors(void)
     ERR("timeouts:\n  connect: 0\n", 2, "timeouts.connect", "must be greater than 0");
     ERR("timeouts:\n  low_speed: 0s\n", 2, "timeouts.low_speed", "must be greater than 0");
     ERR("timeouts:\n  client_idle: 0ms\n", 2, "timeouts.client_idle", "must be greater than 0");
+    ERR("timeouts:\n  client_header: 0\n", 2, "timeouts.client_header", "must be greater than 0");
+    ERR("limits:\n  min_body_rate: fast\n", 2, "limits.min_body_rate", "invalid size");
     ERR("timeouts:\n  shutdown_grace: soon\n", 2, "timeouts.shutdown_grace", "invalid duration");
     ERR("limits:\n  max_connections: 0\n", 2, "limits.max_connections", "out of range");
     ERR("limits:\n  max_connections: 1000001\n", 2, "limits.max_connections", "out of range");

@@ -153,7 +153,9 @@ static void after_write(uv_work_t *w, int status)
             f->req = NULL;
             fill_unref(f); /* the request's reference */
         }
-        fill_fail(f, 500, "UNKNOWN", "cannot write to the store");
+        fill_fail(f, 500, "UNKNOWN", status ? "cannot write to the store"
+                  : f->write_result == -ENOSPC ? "cannot write to the store: it is full"
+                  : "cannot write to the store: I/O error");
     } else if (f->state == FILL_STREAMING) {
         wake_readers(f);
         if (f->paused && f->req) {
@@ -239,6 +241,14 @@ static void on_headers(void *ud, const struct upstream_response *resp)
     f->status = resp->status;
     if (resp->status != 200) {
         error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
+        return;
+    }
+    if (resp->content_length >= 0 && store_room_for(f->c->store, (uint64_t)resp->content_length)) {
+        /* Refused before any client has a response: they get an error they can act on (Docker
+         * and containerd fall back to the upstream) rather than a body cut short. on_data
+         * aborts the transfer, on_done fails the fill with this error. */
+        error_set(&f->err, 503, "UNAVAILABLE", "the mirror's store has no room for %lld bytes",
+                  (long long)resp->content_length);
         return;
     }
     f->state = FILL_STREAMING;

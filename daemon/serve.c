@@ -124,10 +124,8 @@ int serve(const struct config *cfg)
         return 1;
     }
     snprintf(dbpath, sizeof(dbpath), "%s/regcache.db", cfg->storage);
-    if ((r = db_open(dbpath, &d.db))) {
-        log_error("database %s: cannot open", dbpath);
-        goto out_store;
-    }
+    if ((r = db_open(dbpath, &d.db)))
+        goto out_store; /* db_open said why */
     struct reconcile_report rec;
     uint64_t t0 = clock_mono_us();
     if ((r = reconcile(d.db, d.store, 0, &rec))) {

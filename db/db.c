@@ -23,19 +23,30 @@ struct op {
     /* OP_RATELIMIT (a: upstream, b: source): limit, remaining, window_s, seen_ms, last_429_ms;
      * -1 (0 for the times) is unknown */
     int64_t rl[5];
+    int keep; /* refused for now by the database: written again with the next flush */
     /* OP_CALL */
     void (*fn)(struct db *d, void *ud);
     void (*done)(void *ud);
     void *ud;
 };
 
+#define DB_BUSY_TIMEOUT_MS 5000
+#define DB_KEEP_MAX 100000 /* changes kept while the database refuses writes */
+
 struct db {
     sqlite3 *sql;
+    char *path;
     uv_loop_t *loop;
     struct op *queue, **queue_tail; /* waiting for the next batch */
     struct op *batch;               /* being written on the thread pool */
     uv_work_t work;
     int busy;
+    /* Changes the database refused for now (locked by another process, disk full, I/O
+     * error), oldest first. While there are any, only the flush timer starts a batch, with
+     * them in front, so that changes are written in the order they were made. */
+    struct op *kept, **kept_tail;
+    size_t n_kept;
+    int refusing; /* the last batch was refused (set on the thread pool, one batch at a time) */
     /* coalesced until the next flush: digest -> uint64_t last access; reference keys */
     struct map *touches, *refs;
     struct map *counters; /* name -> uint64_t */
@@ -130,37 +141,100 @@ static int migrate(sqlite3 *s)
     return 0;
 }
 
+/* Why the index cannot be used, in words an operator can act on. */
+static void open_failed(sqlite3 *s, const char *path, int rc, const char *why)
+{
+    if (!rc)
+        rc = s ? sqlite3_errcode(s) & 0xff : SQLITE_CANTOPEN;
+    if (!why)
+        why = s ? sqlite3_errmsg(s) : "cannot open";
+    if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT)
+        log_error("database %s is damaged (%s); not using it. Moving it aside starts an empty "
+                  "index: the store's files are re-hashed and adopted, cached tags are fetched "
+                  "again, hosted tags are lost",
+                  path, why);
+    else if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        log_error("database %s is locked by another process (waited %d s): %s", path,
+                  DB_BUSY_TIMEOUT_MS / 1000, why);
+    else
+        log_error("database %s: %s", path, why);
+}
+
+/* PRAGMA quick_check: SQLITE_OK when the file is intact, else an error code (the database's
+ * own, or SQLITE_CORRUPT with the first problem found in why). */
+static int check_intact(sqlite3 *s, char *why, size_t len)
+{
+    sqlite3_stmt *st;
+    why[0] = '\0';
+    int rc = sqlite3_prepare_v2(s, "PRAGMA quick_check", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *res = (const char *)sqlite3_column_text(st, 0);
+        rc = res && strcmp(res, "ok") == 0 ? SQLITE_OK : SQLITE_CORRUPT;
+        if (rc) {
+            if (res && strncmp(res, "*** ", 4) == 0 && strchr(res, '\n'))
+                res = strchr(res, '\n') + 1; /* past "*** in database main ***" */
+            snprintf(why, len, "quick_check: %.*s", (int)strcspn(res ? res : "", "\n"),
+                     res ? res : "");
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void db_free(struct db *d)
+{
+    sqlite3_close(d->sql);
+    map_free(d->touches);
+    map_free(d->refs);
+    map_free(d->counters);
+    map_free(d->ratelimits);
+    free(d->path);
+    free(d);
+}
+
 int db_open(const char *path, struct db **out)
 {
     struct db *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
     d->queue_tail = &d->queue;
+    d->kept_tail = &d->kept;
     d->touches = map_new();
     d->refs = map_new();
     d->counters = map_new();
     d->ratelimits = map_new();
-    if (!d->touches || !d->refs || !d->counters || !d->ratelimits) {
-        map_free(d->touches);
-        map_free(d->refs);
-        map_free(d->counters);
-        map_free(d->ratelimits);
-        free(d);
+    d->path = strdup(path);
+    if (!d->touches || !d->refs || !d->counters || !d->ratelimits || !d->path) {
+        db_free(d);
         return -ENOMEM;
     }
     if (sqlite3_open_v2(path, &d->sql,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK) {
-        log_error("database %s: %s", path, d->sql ? sqlite3_errmsg(d->sql) : "cannot open");
-        sqlite3_close(d->sql);
-        free(d);
+        open_failed(d->sql, path, 0, NULL);
+        db_free(d);
         return -EIO;
     }
-    sqlite3_busy_timeout(d->sql, 5000);
-    if (exec(d->sql, "PRAGMA journal_mode=WAL") || exec(d->sql, "PRAGMA synchronous=NORMAL") ||
-        migrate(d->sql)) {
-        sqlite3_close(d->sql);
-        free(d);
+    sqlite3_busy_timeout(d->sql, DB_BUSY_TIMEOUT_MS);
+    char why[512];
+    int rc = check_intact(d->sql, why, sizeof(why));
+    if (rc != SQLITE_OK) {
+        open_failed(d->sql, path, rc & 0xff, why[0] ? why : NULL);
+        db_free(d);
+        return -EIO;
+    }
+    if (sqlite3_exec(d->sql, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(d->sql, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+        open_failed(d->sql, path, 0, NULL);
+        db_free(d);
+        return -EIO;
+    }
+    if (migrate(d->sql)) {
+        open_failed(d->sql, path, 0, "cannot bring the schema up to date");
+        db_free(d);
         return -EIO;
     }
     *out = d;
@@ -309,23 +383,69 @@ static int apply_op(sqlite3 *s, const struct op *o)
     return -EINVAL;
 }
 
-static void write_batch(struct db *d, struct op *batch)
+/* Errors after which the same writes may well succeed later. */
+static int refused_for_now(sqlite3 *s)
+{
+    switch (sqlite3_errcode(s) & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Writes the changes in [from, to) in one transaction. When the database refuses them for now,
+ * nothing is written and they are marked to be kept; a change that fails for good (a bug) is
+ * logged and skipped. */
+static void write_segment(struct db *d, struct op *from, struct op *to)
 {
     sqlite3 *s = d->sql;
-    if (exec(s, "BEGIN"))
+    struct op *o;
+    if (from == to)
         return;
-    for (struct op *o = batch; o; o = o->next) {
-        if (o->kind == OP_CALL) {
-            /* a maintenance call sees every write queued before it */
-            exec(s, "COMMIT");
-            o->fn(d, o->ud);
-            exec(s, "BEGIN");
-            continue;
+    int rc = sqlite3_exec(s, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    for (o = from; rc == SQLITE_OK && o != to; o = o->next)
+        if (o->kind != OP_CALL && apply_op(s, o)) {
+            if (refused_for_now(s)) {
+                rc = SQLITE_ERROR;
+                break;
+            }
+            log_warn("database %s: write failed: %s", d->path, sqlite3_errmsg(s));
         }
-        if (apply_op(s, o))
-            log_warn("database: write failed: %s", sqlite3_errmsg(s));
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s, "COMMIT", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        if (d->refusing)
+            log_info("database %s: writing again", d->path);
+        d->refusing = 0;
+        return;
     }
-    exec(s, "COMMIT");
+    int again = refused_for_now(s);
+    if (!d->refusing || !again)
+        log_warn("database %s: cannot write (%s); %s", d->path, sqlite3_errmsg(s),
+                 again ? "keeping the changes, retrying with every flush" : "changes lost");
+    sqlite3_exec(s, "ROLLBACK", NULL, NULL, NULL);
+    d->refusing = again;
+    for (o = from; again && o != to; o = o->next)
+        o->keep = o->kind != OP_CALL;
+}
+
+static void write_batch(struct db *d, struct op *batch)
+{
+    struct op *from = batch;
+    for (struct op *o = batch; o; o = o->next) {
+        if (o->kind != OP_CALL)
+            continue;
+        /* a maintenance call sees every write queued before it */
+        write_segment(d, from, o);
+        o->fn(d, o->ud);
+        from = o->next;
+    }
+    write_segment(d, from, NULL);
 }
 
 static void calls_done(struct op *batch)
@@ -342,6 +462,45 @@ static void free_ops(struct op *o)
         op_free(o);
         o = next;
     }
+}
+
+/* After a batch: what the database refused for now joins the kept changes (up to
+ * DB_KEEP_MAX), the rest is freed. */
+static void keep_or_free(struct db *d, struct op *o)
+{
+    size_t dropped = 0;
+    while (o) {
+        struct op *next = o->next;
+        if (o->keep && d->n_kept < DB_KEEP_MAX) {
+            o->keep = 0;
+            o->next = NULL;
+            *d->kept_tail = o;
+            d->kept_tail = &o->next;
+            d->n_kept++;
+        } else {
+            dropped += o->keep;
+            op_free(o);
+        }
+        o = next;
+    }
+    if (dropped)
+        log_error("database %s: %zu changes dropped (over %d kept while it refuses writes); "
+                  "the next start reconciles the index with the store",
+                  d->path, dropped, DB_KEEP_MAX);
+}
+
+/* Puts the kept changes back in front of the queue. */
+static void requeue_kept(struct db *d)
+{
+    if (!d->kept)
+        return;
+    *d->kept_tail = d->queue;
+    if (!d->queue)
+        d->queue_tail = d->kept_tail;
+    d->queue = d->kept;
+    d->kept = NULL;
+    d->kept_tail = &d->kept;
+    d->n_kept = 0;
 }
 
 static void kick(struct db *d);
@@ -364,13 +523,13 @@ static void after_batch(uv_work_t *w, int status)
     d->batch = NULL;
     d->busy = 0;
     calls_done(batch);
-    free_ops(batch);
+    keep_or_free(d, batch);
     kick(d);
 }
 
 static void kick(struct db *d)
 {
-    if (d->busy || !d->queue || !d->loop)
+    if (d->busy || !d->queue || !d->loop || d->kept)
         return;
     d->batch = d->queue;
     d->queue = NULL;
@@ -383,7 +542,7 @@ static void kick(struct db *d)
         d->batch = NULL;
         d->busy = 0;
         calls_done(batch);
-        free_ops(batch);
+        keep_or_free(d, batch);
     }
 }
 
@@ -747,6 +906,8 @@ static void flush_coalesced(struct db *d)
 static void on_flush_timer(uv_timer_t *t)
 {
     struct db *d = t->data;
+    if (!d->busy)
+        requeue_kept(d);
     flush_coalesced(d);
     kick(d);
 }
@@ -776,16 +937,19 @@ void db_close(struct db *d)
         return;
     flush_coalesced(d);
     /* a batch still on the thread pool was finished by uv_run before we get here */
+    requeue_kept(d);
     if (d->queue)
         write_batch(d, d->queue);
+    size_t lost = 0;
+    for (struct op *o = d->queue; o; o = o->next)
+        lost += o->keep;
+    if (lost)
+        log_error("database %s: %zu changes could not be written before exit; the next start "
+                  "reconciles the index with the store",
+                  d->path, lost);
     free_ops(d->queue);
-    sqlite3_close(d->sql);
-    map_free(d->touches);
-    map_free(d->refs);
     map_each(d->counters, free_value, NULL);
-    map_free(d->counters);
-    map_free(d->ratelimits); /* emptied by the flush above */
-    free(d);
+    db_free(d); /* ratelimits was emptied by the flush above */
 }
 
 /* ---- maintenance ---- */

@@ -385,6 +385,14 @@ int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const ch
     return r;
 }
 
+int store_room_for(struct store *s, uint64_t bytes)
+{
+    struct statvfs v;
+    if (statvfs(s->blobs, &v))
+        return 0;
+    return bytes > (uint64_t)v.f_bavail * v.f_frsize ? -ENOSPC : 0;
+}
+
 uint64_t store_free_bytes(struct store *s)
 {
     struct statvfs v;

@@ -63,6 +63,9 @@ int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const ch
 
 /* Free bytes on the store's filesystem (for unprivileged users), or 0 when unknown. */
 uint64_t store_free_bytes(struct store *s);
+/* 0 when a file of bytes fits on the store's filesystem now (or nobody can tell), -ENOSPC when
+ * it does not. One statvfs(2): cheap enough for the event loop on a local filesystem. */
+int store_room_for(struct store *s, uint64_t bytes);
 
 /* sha256 of data as "sha256:<hex>" into out (at least 72 bytes). */
 void store_digest_of(const void *data, size_t len, char *out);

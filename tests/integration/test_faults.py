@@ -6,10 +6,13 @@ the clients got, what the upstream saw, and what is left in the store.
 Covered elsewhere: bytes that do not match the digest (test_fills.py), a fast upstream with a
 slow client (test_backpressure.py), SIGKILL mid-fill (test_cache_lifecycle.py)."""
 
+import errno
 import hashlib
 import http.client
 import json
 import os
+import sqlite3
+import subprocess
 import threading
 import time
 
@@ -231,3 +234,198 @@ def test_rate_limited_upstream_serves_cache_and_shows_budget(up, proxy, mirror_f
     wait_until(lambda: rate_limits(m)["docker.io"]["remaining"] == 0, timeout=15,
                what="stats to show the budget spent")
     assert rate_limits(m)["docker.io"]["last_429"] is not None
+
+
+# -- 5. the store's disk full ---------------------------------------------------------------------
+@pytest.fixture
+def small_disk_mirror(up, mirror_factory):
+    """A mirror whose storage (blobs, tmp/ and regcache.db) is an 8 MiB tmpfs. The mirror is
+    stopped (and must exit 0) before the tmpfs is unmounted."""
+    m = mirror_factory([up], start=False)
+    os.makedirs(m.storage)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", m.storage], check=True)
+    try:
+        yield m.start()
+        assert m.stop() == 0, "regcache did not exit 0 after SIGTERM"
+    finally:
+        m.stop()
+        if subprocess.run(["umount", m.storage]).returncode:
+            subprocess.run(["umount", "-l", m.storage])
+
+
+def fill_disk(path):
+    """Writes zeros to path until the filesystem is full."""
+    chunk = b"\0" * (64 * 1024)
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    with open(path, "ab", buffering=0) as f:  # the last few bytes too
+        try:
+            while True:
+                f.write(b"\0")
+        except OSError:
+            pass
+
+
+def pull_image(mirror, img, repo, tag):
+    s, h, body = get(mirror, f"/v2/{repo}/manifests/{tag}")
+    assert s == 200 and body == img.raw, (s, body[:200])
+    for d in img.blob_digests:
+        s, _, body = get(mirror, f"/v2/{repo}/blobs/{d}", accept=False)
+        assert s == 200 and body == img.blobs[d], (d, s, body[:200])
+
+
+def test_full_disk_keeps_hits_fails_misses_cleanly_and_recovers(up, small_disk_mirror,
+                                                                 make_image, push):
+    """Storage on an 8 MiB tmpfs. A cached image keeps serving (by tag past revalidate_after,
+    by digest, its blobs) while the disk is full; a blob that cannot fit (larger than the disk,
+    or anything once the disk is full) gets a 5xx spec error before any byte of body, leaving
+    no file under blobs/ and nothing in tmp/; the daemon keeps running through SQLite's
+    SQLITE_FULL; once space is back the same pulls work and are stored; the index passes
+    SQLite's integrity check and `regcache verify` finds nothing wrong."""
+    m = small_disk_mirror
+    a = push(make_image(220, (512 * 1024, 256 * 1024)), up, "library/fits", "v1")
+    big = push(make_image(221, (12 * MiB,)), up, "library/huge", "v1")
+    late = push(make_image(222, (384 * 1024,)), up, "library/late", "v1")
+    pull_image(m, a, "library/fits", "v1")
+
+    # larger than the whole disk
+    layer = big.layer_digests[0]
+    mark = up.mark()
+    s, body, cut = fetch(m, f"/v2/library/huge/blobs/{layer}")
+    assert not cut, "the response started and was then cut"
+    assert_error(s, body, range(500, 600))
+    assert not mirror_has(m, layer)
+    assert blob_gets(since(up, mark))[layer] <= 1
+
+    filler = os.path.join(m.storage, "filler")
+    fill_disk(filler)
+    time.sleep(1.5)  # past revalidate_after: the tag is revalidated (and the index written)
+    pull_image(m, a, "library/fits", "v1")
+    s, _, body = get(m, f"/v2/library/fits/manifests/{a.digest}")
+    assert s == 200 and body == a.raw
+    # a miss while the disk is full: the manifest comes from memory, its blob cannot be stored
+    s, _, body = get(m, "/v2/library/late/manifests/v1")
+    assert s == 200 and body == late.raw
+    layer = late.layer_digests[0]
+    s, body, cut = fetch(m, f"/v2/library/late/blobs/{layer}")
+    assert not cut, "the response started and was then cut"
+    assert_error(s, body, range(500, 600))
+    assert not mirror_has(m, layer)
+    time.sleep(2.5)  # an index flush while the disk is full
+    assert get(m, "/healthz")[0] == 200
+    wait_until(lambda: not tmp_files(m), timeout=10, what="tmp/ to be empty")
+    assert_store_sound(m)
+
+    os.unlink(filler)
+    pull_image(m, late, "library/late", "v1")
+    pull_image(m, a, "library/fits", "v1")
+    wait_until(lambda: mirror_has(m, layer), timeout=10, what="the blob to be stored")
+    assert tmp_files(m) == []
+    assert_store_sound(m)
+    time.sleep(2.5)  # an index flush with room again
+    assert m.stop() == 0
+    with sqlite3.connect(os.path.join(m.storage, "regcache.db")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    r = regcache("verify", "-c", m.config_path)
+    assert r.returncode == 0 and "0 corrupt removed" in r.stdout, r.stdout + r.stderr
+    m.start()
+
+
+# -- 7. a damaged or locked index -----------------------------------------------------------------
+def damage(path, how):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        if how == "garbage":  # not a database at all
+            f.write(os.urandom(size))
+        else:  # a valid header, the pages after it overwritten
+            f.seek(4096)
+            f.write(os.urandom(min(size - 4096, 3 * 4096)))
+
+
+@pytest.mark.parametrize("how", ["garbage", "pages"])
+def test_damaged_database_is_refused_by_name_and_moving_it_aside_recovers(up, mirror_factory,
+                                                                          make_image, push, how):
+    """regcache.db overwritten with random bytes (or its pages after the header): serve, stats,
+    verify and gc each exit 1 (no crash) naming the file and saying it is damaged, and touch
+    nothing in the store. Moved aside as the message says, the mirror starts with a new index,
+    adopts every stored file after re-hashing it, and serves the image again with no blob GET
+    upstream (only the tag is asked again)."""
+    img = push(make_image(230, (256 * 1024, 128 * 1024)), up, "library/idx", "v1")
+    m = mirror_factory([up])
+    pull_image(m, img, "library/idx", "v1")
+    time.sleep(2.5)  # an index flush
+    assert m.stop() == 0
+    db = os.path.join(m.storage, "regcache.db")
+    damage(db, how)
+    files = blob_files(m)
+    for cmd in (["serve"], ["stats"], ["stats", "--json"], ["verify"], ["gc"]):
+        r = regcache(*cmd, "-c", m.config_path, timeout=60)
+        assert r.returncode == 1, (cmd, r.returncode, r.stderr)
+        assert f"database {db} is damaged" in r.stderr, (cmd, r.stderr)
+        assert "Moving it aside starts an empty index" in r.stderr
+    assert blob_files(m) == files
+
+    os.rename(db, db + ".damaged")
+    m.start()
+    assert f"{len(files)} adopted" in m.log_text()
+    mark = up.mark()
+    pull_image(m, img, "library/idx", "v1")
+    reqs = since(up, mark)
+    assert sum(blob_gets(reqs).values()) == 0, reqs
+    assert_store_sound(m)
+
+
+@pytest.mark.parametrize("mode", ["wal", "rollback"])
+def test_locked_database(up, mirror_factory, make_image, push, mode):
+    """Another process holds an exclusive lock on regcache.db.
+    wal (how regcache keeps it): the running daemon goes on serving pulls, logs that it cannot
+    write and keeps the changes; stats and verify read through the lock; once the lock goes the
+    kept changes are written (stats counts the new tag), and after a restart the image is
+    served with no upstream blob GET.
+    rollback (someone switched the journal mode, so the lock keeps readers out too): serve and
+    stats wait a few seconds, then exit 1 saying the file is locked by another process."""
+    first = push(make_image(231, (128 * 1024,)), up, "library/lock1", "v1")
+    second = push(make_image(232, (192 * 1024,)), up, "library/lock2", "v1")
+    m = mirror_factory([up])
+    pull_image(m, first, "library/lock1", "v1")
+    db_path = os.path.join(m.storage, "regcache.db")
+    if mode == "rollback":
+        assert m.stop() == 0
+    holder = sqlite3.connect(db_path, isolation_level=None, timeout=10)
+    try:
+        if mode == "rollback":
+            holder.execute("PRAGMA journal_mode=DELETE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("INSERT OR REPLACE INTO counters (name, value) VALUES ('lock-test', 1)")
+        if mode == "rollback":
+            for cmd in (["serve"], ["stats"]):
+                r = regcache(*cmd, "-c", m.config_path, timeout=60)
+                assert r.returncode == 1, (cmd, r.returncode, r.stderr)
+                assert f"database {db_path} is locked by another process" in r.stderr, r.stderr
+            return
+        pull_image(m, second, "library/lock2", "v1")
+        wait_until(lambda: "cannot write (database is locked); keeping the changes"
+                   in m.log_text(), timeout=30, what="the daemon to log the lock")
+        pull_image(m, first, "library/lock1", "v1")
+        r = regcache("stats", "-c", m.config_path, "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["tags"] == 1, r.stdout + r.stderr
+        r = regcache("verify", "-c", m.config_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    wait_until(lambda: "writing again" in m.log_text(), timeout=30,
+               what="the daemon to write again")
+    wait_until(lambda: json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)
+               ["tags"] == 2, timeout=15, what="the kept tag to be written")
+    assert m.stop() == 0
+    m.start()
+    mark = up.mark()
+    pull_image(m, second, "library/lock2", "v1")
+    assert sum(blob_gets(since(up, mark)).values()) == 0
+    assert_store_sound(m)

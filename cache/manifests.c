@@ -9,6 +9,7 @@
 
 #include "cache/impl.h"
 #include "store/store.h"
+#include "util/accept.h"
 #include "util/clock.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -46,32 +47,6 @@ struct manifest_flight {
     int known_before;
     uint64_t validated_ms;
 };
-
-static int accept_allows(const char *accept, const char *media_type)
-{
-    if (!accept || !*accept)
-        return 1;
-    size_t mlen = strlen(media_type);
-    const char *p = accept;
-    while (*p) {
-        while (*p == ' ' || *p == ',' || *p == '\t')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',' && *p != ';')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        size_t len = (size_t)(end - start);
-        if ((len == mlen && strncasecmp(start, media_type, len) == 0) ||
-            (len == 3 && memcmp(start, "*/*", 3) == 0) ||
-            (len == 13 && strncasecmp(start, "application/*", 13) == 0))
-            return 1;
-        while (*p && *p != ',')
-            p++;
-    }
-    return 0;
-}
 
 /* The media type of manifest bytes when the upstream did not say. */
 static void sniff_media_type(const char *body, size_t len, char *out, size_t outlen)

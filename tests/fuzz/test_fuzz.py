@@ -10,7 +10,8 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, "build-fuzz")
-TARGETS = ["route", "range", "challenge", "json", "reference", "config", "htpasswd", "token"]
+TARGETS = ["route", "range", "challenge", "json", "reference", "config", "htpasswd", "token",
+           "http", "accept"]
 SECONDS = int(os.environ.get("REGCACHE_FUZZ_SECONDS", "5"))
 
 

@@ -4,13 +4,16 @@ outside the storage directory, nothing reaches the upstream, and the mirror keep
 
 import os
 import re
+import resource
 import select
+import selectors
 import socket
+import time
 
 import pytest
 
-from helpers import (assert_error, error_codes, get, parse_raw, raw_exchange, raw_exchange_ex,
-                     since, tree)
+from helpers import (ACCEPT_HEADER, _complete, assert_error, error_codes, get, parse_raw,
+                     raw_exchange, raw_exchange_ex, since, tree, wait_until)
 
 
 def forwarded(up, mark):
@@ -335,4 +338,238 @@ def test_pipelining_and_unread_bodies_answer_each_request_once(mirror_factory, u
                                  + str(len(body)).encode() + b"\r\n\r\n" + body)
     assert len(responses(buf)) == 1, buf[:400]
     assert how in ("closed", "reset"), how
+    alive(m)
+
+
+# -- invalid UTF-8 and NUL bytes ------------------------------------------------------------------
+BAD_BYTES_TARGETS = [
+    b"/v2/lib%00rary/ok/manifests/v1",
+    b"/v2/lib%ffrary/ok/manifests/v1",
+    b"/v2/lib\xffrary/ok/manifests/v1",
+    b"/v2/library/ok\xc0\xaf/manifests/v1",          # overlong '/'
+    b"/v2/library/ok%c0%af..%c0%afcanary/manifests/v1",
+    b"/v2/library/ok%e0%80%af/manifests/v1",
+    b"/v2/\xed\xa0\x80/ok/manifests/v1",               # a UTF-16 surrogate
+    b"/v2/library/ok/manifests/v1%00",
+    b"/v2/library/ok/manifests/v1%ff",
+    b"/v2/library/ok/manifests/\xc3\x28",
+    b"/v2/library/ok/manifests/\xf8\x88\x80\x80\x80",
+    b"/v2/library/ok/blobs/sha256:%00" + b"0" * 63,
+    b"/v2/library/ok/blobs/sha256:\xff" + b"0" * 63,
+    b"/v2/library/ok/tags/list%00",
+    b"/v2/lib%2500rary/ok/manifests/v1",
+]
+
+
+@pytest.mark.parametrize("target", BAD_BYTES_TARGETS, ids=range(len(BAD_BYTES_TARGETS)))
+def test_invalid_utf8_and_nul_in_names_and_tags(guarded, target):
+    """Raw or %-encoded NULs, invalid and overlong UTF-8 in repository names, tags and digests
+    get 400 or 404 with a spec error body: never a 5xx, never a file, never the upstream."""
+    mirror, up, _, mark = guarded
+    status, _, body = raw_get(mirror.port, target)
+    assert status in (400, 404), (target, status, body[:200])
+    error_codes(body)
+    assert forwarded(up, mark) == []
+
+
+BAD_BYTES_QUERIES = [b"?n=%00", b"?n=\xff", b"?n=%ff%fe", b"?last=%c0%af&n=1", b"?last=\x80",
+                     b"?ns=%00", b"?ns=\xff\xfe", b"?ns=docker.io%00evil", b"?%00=%00",
+                     b"?n=1%00", b"?n=99999999999999999999999"]
+
+
+@pytest.mark.parametrize("query", BAD_BYTES_QUERIES, ids=range(len(BAD_BYTES_QUERIES)))
+def test_invalid_utf8_and_nul_in_query_strings(guarded, query):
+    """Junk in the query of a tags list or a manifest is ignored or refused with a 4xx and a
+    spec error body; never a 5xx and nothing on disk outside the storage."""
+    mirror, _, img, _ = guarded
+    for path in (b"/v2/library/ok/tags/list", b"/v2/library/ok/manifests/v1"):
+        status, _, body = raw_get(mirror.port, path + query,
+                                  b"Accept: " + ACCEPT_HEADER.encode() + b"\r\n")
+        assert status < 500, (path + query, status, body[:200])
+        if status >= 400:
+            error_codes(body)
+
+
+BAD_HEADER_VALUES = [
+    b"Accept: \xff\xfe\xfd\r\n",
+    b"Accept: application/vnd.oci.image.manifest.v1+json\xc0\xaf\r\n",
+    b"Accept: \x00\r\n",
+    b"Authorization: Basic \xff\xfe\r\n",
+    b"Authorization: Bearer \xc3\x28.\xc3\x28.\xc3\x28\r\n",
+    b"Authorization: Basic %00%00\r\n",
+    b"Range: bytes=\xff-\r\n",
+    b"Host: \xff\xfe\r\n",
+    b"Host: a\x00b\r\n",
+    b"X-Forwarded-Proto: https\x00\r\n",
+    b"X-Anything: \x80\x81\x82\r\n",
+    b"\xff\xfe: value\r\n",
+]
+
+
+@pytest.mark.parametrize("header", BAD_HEADER_VALUES, ids=range(len(BAD_HEADER_VALUES)))
+def test_invalid_utf8_and_nul_in_header_values(guarded, header):
+    """Invalid UTF-8 (allowed as obs-text, so the request goes on), NULs and control bytes
+    (refused with 400) in header values: a spec error body whenever it is an error, never a
+    5xx."""
+    mirror = guarded[0]
+    for path in (b"/v2/library/ok/manifests/v1", b"/v2/library/ok/blobs/sha256:" + b"0" * 64):
+        status, _, body = raw_get(mirror.port, path, header)
+        assert status is not None and status < 500, (header, status, body[:200])
+        if status >= 400:
+            error_codes(body)
+        if b"\x00" in header or header.startswith(b"\xff"):
+            assert status == 400, (header, status)
+
+
+# -- many connections -----------------------------------------------------------------------------
+def raise_nofile(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        if hard < n:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {n}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+class Sockets(list):
+    """Client sockets closed together when the block ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for s in self:
+            s.close()
+
+
+def connect_many(port, n):
+    socks = Sockets()
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+    except BaseException:
+        socks.__exit__()
+        raise
+    return socks
+
+
+def read_statuses(socks, want, bound=120):
+    """Reads from every socket at once until `want` of them have a whole response (or closed):
+    {socket: status, or None when closed without one}. Bounded by `bound` seconds in all."""
+    sel = selectors.DefaultSelector()
+    bufs = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        bufs[s] = b""
+    done = {}
+    deadline = time.monotonic() + bound
+    while len(done) < want and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            s = key.fileobj
+            try:
+                b = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                b = b""
+            bufs[s] += b
+            if not b or _complete(bufs[s]):
+                done[s] = parse_raw(bufs[s])[0] if bufs[s] else None
+                sel.unregister(s)
+    sel.close()
+    return done
+
+
+def silent(sock):
+    """Nothing has come back on sock and it is still open."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1)
+    except BlockingIOError:
+        return True
+    return False
+
+
+def serves_again(m):
+    wait_until(lambda: get(m, "/v2/")[0] == 200, 30, what="a 200 once the crowd left")
+
+
+def test_connections_over_the_limit_get_503(mirror_factory, up):
+    """With limits.max_connections 200, of 1000 idle connections 800 get a 503 with a spec body
+    and are closed, 200 are held open without an answer, and once they all close a normal
+    client is served."""
+    raise_nofile(4096)
+    m = mirror_factory([up], extra={"limits": {"max_connections": 200},
+                                    "timeouts": {"client_header": "5m", "client_idle": "5m"}})
+    with connect_many(m.port, 1000) as socks:
+        done = read_statuses(socks, 800)
+        assert sorted(set(done.values())) == [503] and len(done) == 800, len(done)
+        held = [s for s in socks if s not in done]
+        assert len(held) == 200 and all(silent(s) for s in held)
+        status, _, body = raw_get(m.port, b"/v2/")
+        assert status == 503
+        error_codes(body)
+    assert m.proc.alive()
+    serves_again(m)
+
+
+def test_two_thousand_idle_connections_with_default_limits(mirror_factory, up):
+    """2000 idle connections against the default limits: the mirror holds 1024, answers the
+    rest 503, keeps answering new clients (503 while full) and serves normally once they go."""
+    raise_nofile(8192)
+    m = mirror_factory([up])
+    with connect_many(m.port, 2000) as socks:
+        done = read_statuses(socks, 2000 - 1024)
+        assert set(done.values()) == {503} and len(done) == 2000 - 1024, len(done)
+        assert raw_get(m.port, b"/v2/")[0] == 503
+    assert m.proc.alive()
+    serves_again(m)
+
+
+def test_three_thousand_concurrent_requests_are_all_served(mirror_factory, up, make_image, push):
+    """3000 connections open at once, each with a manifest request in flight: every one gets a
+    200 with the right bytes."""
+    raise_nofile(8192)
+    img = push(make_image(61), up, "library/crowd", "v1")
+    m = mirror_factory([up], extra={"limits": {"max_connections": 4000}})
+    assert get(m, "/v2/library/crowd/manifests/v1")[2] == img.raw  # cached: no upstream fan-out
+    req = (b"GET /v2/library/crowd/manifests/" + img.digest.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+           b"Accept: " + ACCEPT_HEADER.encode() + b"\r\n\r\n")
+    with connect_many(m.port, 3000) as socks:
+        for s in socks:
+            s.sendall(req)
+        done = read_statuses(socks, 3000, bound=300)
+        assert len(done) == 3000
+        assert set(done.values()) == {200}
+    alive(m)
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif("REGCACHE_BIN" in os.environ, reason="RSS of another build or a wrapper")
+def test_memory_with_a_thousand_idle_keepalive_connections(mirror_factory, up, make_image, push):
+    """1000 keep-alive connections, each after a request, stay open idle: the mirror's RSS stays
+    at most 32 MiB and grows by less than 8 KiB per connection."""
+    raise_nofile(4096)
+    img = push(make_image(62), up, "library/mem", "v1")
+    m = mirror_factory([up], extra={"limits": {"max_connections": 2000}})
+    path = "/v2/library/mem/manifests/v1"
+    assert get(m, path)[2] == img.raw
+    before = vm_rss_kib(m.proc.pid)
+    req = (f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {ACCEPT_HEADER}\r\n\r\n").encode()
+    with connect_many(m.port, 1000) as socks:
+        for s in socks:
+            s.sendall(req)
+        done = read_statuses(socks, 1000)
+        assert set(done.values()) == {200} and len(done) == 1000
+        assert all(silent(s) for s in socks), "a keep-alive connection was closed"
+        after = vm_rss_kib(m.proc.pid)
+    assert after <= 32 * 1024, f"RSS {after} KiB with 1000 connections (before: {before} KiB)"
+    assert after - before < 8 * 1000, f"RSS grew {after - before} KiB for 1000 connections"
     alive(m)

@@ -52,17 +52,18 @@ build() {
 
 # unit_tests LABEL DIR [meson test options...]
 unit_tests() {
-  local label=$1 dir=$2 logbase
+  local label=$1 dir=$2 log
   shift 2
-  logbase=testlog-$label
-  rm -f "$dir/meson-logs/$logbase.json"
-  meson test -C "$dir" --print-errorlogs --logbase "$logbase" "$@"
-  if [ ! -f "$dir/meson-logs/$logbase.json" ]; then
+  rm -f "$dir"/meson-logs/testlog-"$label"*.json
+  meson test -C "$dir" --print-errorlogs --logbase "testlog-$label" "$@"
+  # meson adds the wrapper's name to the log's name
+  log=$(ls "$dir"/meson-logs/testlog-"$label"*.json 2>/dev/null | head -1)
+  if [ -z "$log" ]; then
     count "$label" 0 1
     return
   fi
   local ok bad
-  read -r ok bad < <("$PYTHON" - "$dir/meson-logs/$logbase.json" <<'EOF'
+  read -r ok bad < <("$PYTHON" - "$log" <<'EOF'
 import json, sys
 ok = bad = 0
 for line in open(sys.argv[1]):

@@ -106,6 +106,10 @@ static void test_lengths(void)
 {
     char *v = malloc(4096), *big;
     size_t n;
+    if (!v) {
+        CHECK(v != NULL);
+        return;
+    }
 
     /* realm[1024] holds 1023 characters. */
     n = (size_t)sprintf(v, "Bearer realm=\"");

@@ -1,0 +1,843 @@
+"""regcache against the incumbent (docker-registry 2.8 in proxy mode) and nginx (static files,
+sendfile), all on loopback against one seeded upstream docker-registry with token auth.
+
+Run through bench/run, which builds build-bench/regcache, raises the file limit and calls
+    /usr/bin/python3 bench/bench.py --tmp DIR --out bench/results [--seconds 3] [--rounds 5]
+Prints a table, writes results.csv, results.md and chart.svg into --out.
+
+The upstream, token issuer, image builder and process helpers are the integration suite's own
+modules (tests/integration), imported as they are.
+"""
+
+import argparse
+import csv
+import datetime
+import errno
+import http.client
+import json
+import os
+import platform
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+os.environ.setdefault("REGCACHE_BIN", os.path.join(ROOT, "build-bench", "regcache"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import images  # noqa: E402
+import procs  # noqa: E402
+import upstream as upstream_mod  # noqa: E402
+from mirror import Mirror  # noqa: E402
+from token_server import TokenServer  # noqa: E402
+from upstream import Upstream  # noqa: E402
+
+MiB = 1024 * 1024
+ACCEPT = ", ".join(images.ACCEPT_ALL)
+UP_USER, UP_PASS = "pushuser", "pushpass"  # the token issuer's one user
+WRK_LUA = os.path.join(HERE, "wrk.lua")
+CHART_GP = os.path.join(HERE, "chart.gp")
+
+HOT_LAYERS = (1 * MiB, 64 * MiB)                    # blob hit workloads
+COLD_LAYERS = (40 * MiB, 30 * MiB, 20 * MiB, 10 * MiB)  # the ~100 MiB cold pull
+STORM_LAYERS = (16 * MiB, 8 * MiB, 4 * MiB)          # the 20-client storm
+STORM_CLIENTS = 20
+CONNS = 64            # wrk connections for manifests and 1 MiB blobs
+BIG_CONNS = 8         # wrk connections for 64 MiB blobs
+ROUNDS = 5            # wrk runs per peer and workload (the median counts)
+C10K = 10_000
+NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # bench/run raised it
+# regcache's limits.max_connections for the bench instance: room for the 10,000, within the
+# descriptor limit less what regcache keeps for itself (it warns below max_connections + 256)
+MAX_CONNECTIONS = min(20_000, NOFILE - 1024)
+
+PIDS_FILE = None
+PROFILE_DIR = None  # --profile DIR: perf record regcache during each of its wrk runs
+
+
+def log(msg):
+    sys.stderr.write(f"bench: {msg}\n")
+    sys.stderr.flush()
+
+
+def track(proc):
+    """Records a started process group's id so bench/run can kill it if we die hard."""
+    if PIDS_FILE:
+        with open(PIDS_FILE, "a") as f:
+            f.write(f"{proc.pid}\n")
+    return proc
+
+
+# -- peers -----------------------------------------------------------------------------------
+INCUMBENT_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:{port}
+  secret: regcache-bench-secret
+proxy:
+  remoteurl: {remote}
+  username: {user}
+  password: {password}
+"""
+
+
+class Incumbent:
+    """docker-registry (distribution 2.8) as a pull-through cache of the upstream: the config
+    of the registry:2 image (in-memory blob descriptor cache) plus `proxy:`; its logging is
+    cut to warnings (no access log), which can only help it."""
+
+    def __init__(self, directory, up):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.port = procs.free_port()
+        self.config_path = os.path.join(directory, "config.yml")
+        with open(self.config_path, "w") as f:
+            f.write(INCUMBENT_CONFIG.format(root=os.path.join(directory, "storage"),
+                                            port=self.port, remote=up.url, user=UP_USER,
+                                            password=UP_PASS))
+        self.proc = None
+
+    def start(self):
+        self.proc = track(procs.Proc(["docker-registry", "serve", self.config_path],
+                                     os.path.join(self.dir, "registry.log")))
+        procs.wait_for(lambda: procs.http_status(self.port) == 200, 20,
+                       f"incumbent on :{self.port}", proc=self.proc)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(timeout=10)
+            self.proc = None
+
+
+NGINX_CONFIG = """\
+daemon off;
+user root;
+worker_processes 1;
+worker_rlimit_nofile {nofile};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {store};
+        location = /ping {{ return 200 "ok"; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """nginx as a plain static file server over regcache's store directory: one worker
+    (regcache is one event loop), sendfile on, keep-alive without a request cap, access log on
+    (regcache logs every request too). URLs are store paths: /blobs/sha256/ab/abcd..."""
+
+    def __init__(self, directory, store):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.port = procs.free_port()
+        self.conf = os.path.join(directory, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(NGINX_CONFIG.format(d=directory, port=self.port, store=store, nofile=NOFILE))
+        self.proc = None
+
+    def start(self):
+        self.proc = track(procs.Proc(["nginx", "-e", os.path.join(self.dir, "error.log"),
+                                      "-c", self.conf], os.path.join(self.dir, "stdout.log")))
+        procs.wait_for(lambda: procs.http_status(self.port, "/ping") == 200, 20,
+                       f"nginx on :{self.port}", proc=self.proc)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(timeout=10)
+            self.proc = None
+
+
+def start_regcache(directory, up, max_connections=None):
+    extra = {"limits": {"max_connections": max_connections}} if max_connections else None
+    m = Mirror(directory, [{"name": "docker.io", "url": up.url}], revalidate_after="10m",
+               extra=extra)
+    m.start()
+    track(m.proc)
+    return m
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+# -- upstream accounting -----------------------------------------------------------------------
+def upstream_log(up):
+    """Every upstream access-log line as (method, path, status, bytes)."""
+    out = []
+    try:
+        with open(up.log_path, errors="replace") as f:
+            for line in f:
+                m = upstream_mod.ACCESS_RE.match(line)
+                if m:
+                    size = m.group(4)
+                    out.append((m.group(1), m.group(2), int(m.group(3)),
+                                int(size) if size.isdigit() else 0))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def upstream_mark(up, quiet=0.5, timeout=10.0):
+    return len(procs.wait_settled(lambda: upstream_log(up), quiet=quiet, timeout=timeout))
+
+
+def upstream_since(up, mark, quiet=1.0, timeout=60.0):
+    """Lines after mark, once the log has been quiet for `quiet` s (a proxy may still be
+    fetching in the background after its client finished)."""
+    return procs.wait_settled(lambda: upstream_log(up), quiet=quiet, timeout=timeout)[mark:]
+
+
+# -- HTTP helpers ------------------------------------------------------------------------------
+def get(port, path, accept=False, timeout=120):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Accept": ACCEPT} if accept else {})
+        resp = conn.getresponse()
+        n = 0
+        while True:
+            chunk = resp.read(1 << 20)
+            if not chunk:
+                break
+            n += len(chunk)
+        return resp.status, n
+    finally:
+        conn.close()
+
+
+def wrk(url, conns, seconds, accept=False, threads=2):
+    env = dict(os.environ, BENCH_ACCEPT=ACCEPT if accept else "")
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s",
+           "-s", WRK_LUA, url]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    for line in p.stdout.splitlines():
+        if line.startswith("BENCH "):
+            r = json.loads(line[6:])
+            secs = r["duration_us"] / 1e6
+            r["rps"] = r["requests"] / secs
+            r["mbps"] = r["bytes"] / secs / 1e6
+            r["errors"] = sum(r[k] for k in ("connect", "read", "write", "status", "timeout"))
+            return r
+    raise RuntimeError(f"wrk gave no figures ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+
+
+class _Conn:
+    __slots__ = ("sock", "out", "buf", "need")
+
+    def __init__(self, sock, out):
+        self.sock, self.out, self.buf, self.need = sock, out, bytearray(), None
+
+
+def open_and_request(port, path, n, deadline_s=120.0):
+    """Opens n connections at once (non-blocking, one selector), sends one keep-alive GET of path
+    on each and reads each response in full. Returns (open sockets, ok, Counter of errors,
+    seconds). The sockets are left open for the caller to measure and close."""
+    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {ACCEPT}\r\n"
+           "Connection: keep-alive\r\n\r\n").encode()
+    sel = selectors.DefaultSelector()
+    errors, ok, socks = Counter(), 0, []
+    t0 = time.monotonic()
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        rc = s.connect_ex(("127.0.0.1", port))
+        if rc not in (0, errno.EINPROGRESS):
+            errors[f"connect {errno.errorcode.get(rc, rc)}"] += 1
+            s.close()
+            continue
+        socks.append(s)
+        sel.register(s, selectors.EVENT_WRITE, _Conn(s, req))
+    pending = len(socks)
+
+    def finish(c, error=None):
+        nonlocal pending, ok
+        sel.unregister(c.sock)
+        pending -= 1
+        if error:
+            errors[error] += 1
+        else:
+            ok += 1
+
+    deadline = t0 + deadline_s
+    while pending and time.monotonic() < deadline:
+        for key, ev in sel.select(timeout=1.0):
+            c = key.data
+            if ev & selectors.EVENT_WRITE:
+                try:
+                    sent = c.sock.send(c.out)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    finish(c, f"send {errno.errorcode.get(e.errno, e.errno)}")
+                    continue
+                c.out = c.out[sent:]
+                if not c.out:
+                    sel.modify(c.sock, selectors.EVENT_READ, c)
+                continue
+            try:
+                data = c.sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                finish(c, f"recv {errno.errorcode.get(e.errno, e.errno)}")
+                continue
+            if not data:
+                finish(c, "closed before a full response")
+                continue
+            c.buf += data
+            if c.need is None:
+                end = c.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                head = bytes(c.buf[:end]).decode("latin-1").split("\r\n")
+                status = int(head[0].split()[1])
+                if status != 200:
+                    finish(c, f"status {status}")
+                    continue
+                length = 0
+                for h in head[1:]:
+                    k, _, v = h.partition(":")
+                    if k.strip().lower() == "content-length":
+                        length = int(v.strip())
+                c.need = end + 4 + length
+            if len(c.buf) >= c.need:
+                finish(c, None)
+    if pending:
+        errors["no full response in time"] += pending
+    return socks, ok, errors, time.monotonic() - t0
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+# -- the run ---------------------------------------------------------------------------------
+class Results:
+    """Rows: key -> dict(label, unit, better, values {peer: value}, target, holds, note)."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def set(self, key, label, unit, better, **values):
+        row = self.rows.setdefault(key, dict(label=label, unit=unit, better=better, values={},
+                                             target="", holds=None, note=""))
+        row["values"].update({k: v for k, v in values.items() if v is not None})
+        return row
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def machine_info():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "nproc": os.cpu_count(), "kernel": platform.release(), "cpu": cpu,
+            "mem_mib": mem}
+
+
+def bench_throughput(res, up, rc, inc, ngx, hot, seconds):
+    """wrk against each peer in turn: manifests by digest and tag, blobs of 1 and 64 MiB."""
+    man = hot.manifests[0]
+    layer1, layer64 = man.layers[0].digest, man.layers[1].digest
+    store_path = lambda d: f"/blobs/sha256/{d[7:9]}/{d[7:]}"  # noqa: E731
+    cases = [
+        ("manifest_digest", "manifest by digest", CONNS, True,
+         {"regcache": (rc.port, f"/v2/library/hot/manifests/{man.digest}"),
+          "incumbent": (inc.port, f"/v2/library/hot/manifests/{man.digest}"),
+          "nginx": (ngx.port, store_path(man.digest))}),
+        ("manifest_tag", "manifest by tag", CONNS, True,
+         {"regcache": (rc.port, "/v2/library/hot/manifests/v1"),
+          "incumbent": (inc.port, "/v2/library/hot/manifests/v1")}),
+        ("blob_1m", "blob 1 MiB", CONNS, False,
+         {"regcache": (rc.port, f"/v2/library/hot/blobs/{layer1}"),
+          "incumbent": (inc.port, f"/v2/library/hot/blobs/{layer1}"),
+          "nginx": (ngx.port, store_path(layer1))}),
+        ("blob_64m", "blob 64 MiB", BIG_CONNS, False,
+         {"regcache": (rc.port, f"/v2/library/hot/blobs/{layer64}"),
+          "incumbent": (inc.port, f"/v2/library/hot/blobs/{layer64}"),
+          "nginx": (ngx.port, store_path(layer64))}),
+    ]
+    # rounds interleave the peers, so that a burst of load from elsewhere on the machine hits
+    # them alike; each figure is the median over the rounds
+    raw = {}
+    for key, label, conns, accept, peers in cases:
+        for rnd in range(ROUNDS):
+            for peer, (port, path) in peers.items():
+                url = f"http://127.0.0.1:{port}{path}"
+                if rnd == 0:
+                    wrk(url, conns, 1, accept)  # warm-up, not counted
+                perf = None
+                if PROFILE_DIR and peer == "regcache" and rnd == ROUNDS - 1:
+                    perf = start_perf(rc.proc.pid, key, seconds)
+                mark = len(upstream_log(up))
+                r = wrk(url, conns, seconds, accept)
+                if perf:
+                    finish_perf(perf, key)
+                r["upstream"] = len(upstream_since(up, mark, quiet=0.3, timeout=5))
+                raw.setdefault((key, peer), []).append(r)
+                log(f"{label:<20} {peer:<9} {r['rps']:>10.0f} req/s {r['mbps']:>9.1f} MB/s "
+                    f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms "
+                    f"errors {r['errors']}, upstream requests {r['upstream']}")
+    for k, runs in raw.items():
+        med = {f: statistics.median(r[f] for r in runs)
+               for f in ("rps", "mbps", "p50_us", "p99_us")}
+        med["errors"] = sum(r["errors"] for r in runs)
+        med["upstream"] = sum(r["upstream"] for r in runs)
+        raw[k] = med
+    for key, label, conns, _, peers in cases:
+        vals = {p: raw[(key, p)] for p in peers}
+        errs = {p: v["errors"] for p, v in vals.items() if v["errors"]}
+        ups = {p: v["upstream"] for p, v in vals.items() if v["upstream"]}
+        note = (f"{conns} conns, median of {ROUNDS} runs of {seconds} s"
+                + (f"; wrk errors {errs}" if errs else "")
+                + (f"; upstream requests during the run {ups}" if ups else ""))
+        if key.startswith("manifest"):
+            res.set(key + "_rps", label, "req/s", "high",
+                    **{p: v["rps"] for p, v in vals.items()})["note"] = (
+                note + ("; nginx: the same bytes as a static file" if "nginx" in vals else ""))
+        else:
+            res.set(key + "_mbps", label, "MB/s", "high",
+                    **{p: v["mbps"] for p, v in vals.items()})["note"] = note
+    for key, label in (("manifest_digest", "manifest by digest"), ("blob_1m", "blob 1 MiB")):
+        vals = {p: raw[(key, p)] for p in ("regcache", "incumbent", "nginx")}
+        res.set(key + "_p50", f"{label} p50 latency", "ms", "low",
+                **{p: v["p50_us"] / 1000 for p, v in vals.items()})["note"] = f"{CONNS} conns"
+        res.set(key + "_p99", f"{label} p99 latency", "ms", "low",
+                **{p: v["p99_us"] / 1000 for p, v in vals.items()})["note"] = f"{CONNS} conns"
+
+
+def start_perf(pid, key, seconds):
+    data = os.path.join(PROFILE_DIR, f"perf-{key}.data")
+    return subprocess.Popen(["perf", "record", "-g", "-o", data, "-p", str(pid), "--",
+                             "sleep", str(seconds)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), data
+
+
+def finish_perf(perf, key):
+    """perf report of the regcache process during one workload, into --profile DIR."""
+    p, data = perf
+    p.wait(60)
+    out = os.path.join(PROFILE_DIR, f"perf-{key}.txt")
+    with open(out, "w") as f:
+        subprocess.run(["perf", "report", "--stdio", "--no-children", "-i", data,
+                        "--percent-limit", "0.5"], stdout=f, stderr=subprocess.DEVNULL)
+    log(f"profile of regcache during {key}: {out}")
+
+
+def bench_connections(res, rc, inc, hot):
+    man = hot.manifests[0]
+    path = f"/v2/library/hot/manifests/{man.digest}"
+    for peer, server in (("regcache", rc), ("incumbent", inc)):
+        pid = server.proc.pid
+        idle = rss_mib(pid)
+        socks, ok, errors, secs = open_and_request(server.port, path, 1000)
+        time.sleep(0.5)
+        held = rss_mib(pid)
+        close_all(socks)
+        log(f"RSS {peer}: idle {idle:.1f} MiB, 1,000 connections {held:.1f} MiB "
+            f"({ok} ok, errors {dict(errors)})")
+        res.set("rss_idle", "RSS idle", "MiB", "low", **{peer: idle})
+        res.set("rss_1000", "RSS with 1,000 connections", "MiB", "low", **{peer: held})
+        if errors:
+            res.rows["rss_1000"]["note"] += f"{peer} errors {dict(errors)}; "
+    time.sleep(1)
+    for peer, server in (("regcache", rc), ("incumbent", inc)):
+        socks, ok, errors, secs = open_and_request(server.port, path, C10K)
+        held = rss_mib(server.proc.pid)
+        close_all(socks)
+        nerr = sum(errors.values())
+        log(f"{C10K} connections {peer}: {ok} ok, {nerr} errors {dict(errors)}, {secs:.2f} s, "
+            f"RSS {held:.1f} MiB")
+        res.set("c10k_errors", f"{C10K:,} connections: errors", "count", "low", **{peer: nerr})
+        res.set("c10k_seconds", f"{C10K:,} connections: time to all answers", "s", "low",
+                **{peer: secs})
+        res.set("c10k_rss", f"RSS with {C10K:,} connections", "MiB", "low", **{peer: held})
+        if errors:
+            res.rows["c10k_errors"]["note"] += f"{peer}: {dict(errors)}; "
+        time.sleep(1)
+
+
+def skopeo_pull(port, ref, dest):
+    return subprocess.run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
+                           "--preserve-digests", f"docker://127.0.0.1:{port}/{ref}",
+                           f"oci:{dest}:latest"], capture_output=True, text=True, timeout=300)
+
+
+def bench_cold_pull(res, up, tmp, cold):
+    size = sum(len(b) for b in cold.blobs.values())  # manifest + config + layers
+    for peer in ("regcache", "incumbent"):
+        d = os.path.join(tmp, f"cold-{peer}")
+        server = (start_regcache(d, up) if peer == "regcache"
+                  else Incumbent(d, up).start())
+        try:
+            mark = upstream_mark(up)
+            t0 = time.monotonic()
+            p = skopeo_pull(server.port, "library/cold:v1", os.path.join(d, "out"))
+            wall = time.monotonic() - t0
+            if p.returncode != 0:
+                raise RuntimeError(f"cold pull through {peer} failed:\n{p.stderr}")
+            images.verify_oci_layout(os.path.join(d, "out"), cold.digest)
+            reqs = upstream_since(up, mark)
+            got = sum(b for m, path, st, b in reqs if m == "GET" and st != 401)
+            gets = upstream_mod.blob_gets([(m, path, st) for m, path, st, _ in reqs])
+        finally:
+            server.stop()
+            shutil.rmtree(d, ignore_errors=True)
+        log(f"cold pull {peer}: {wall:.2f} s, upstream sent {got / MiB:.1f} MiB for a "
+            f"{size / MiB:.1f} MiB image ({got / size:.2f}x), blob GETs {sorted(gets.values())}")
+        res.set("cold_pull_s", f"cold pull {size / MiB:.0f} MiB, {len(COLD_LAYERS)} layers",
+                "s", "low", **{peer: wall})
+        res.set("cold_pull_bytes", "cold pull: upstream bytes / image", "x", "low",
+                **{peer: got / size})
+
+
+def bench_storm(res, up, tmp, storm):
+    digests = storm.blob_digests
+    for peer in ("regcache", "incumbent"):
+        d = os.path.join(tmp, f"storm-{peer}")
+        server = (start_regcache(d, up) if peer == "regcache"
+                  else Incumbent(d, up).start())
+        try:
+            mark = upstream_mark(up)
+            t0 = time.monotonic()
+            ps = [subprocess.Popen(["skopeo", "--insecure-policy", "copy",
+                                    "--src-tls-verify=false", "--preserve-digests",
+                                    f"docker://127.0.0.1:{server.port}/library/storm:v1",
+                                    f"oci:{os.path.join(d, f'out{i}')}:latest"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                  for i in range(STORM_CLIENTS)]
+            failed = []
+            for i, p in enumerate(ps):
+                _, err = p.communicate(timeout=300)
+                if p.returncode != 0:
+                    failed.append(f"client {i}: {err.decode(errors='replace').strip()[-200:]}")
+            wall = time.monotonic() - t0
+            reqs = upstream_since(up, mark)
+            gets = upstream_mod.blob_gets([(m, path, st) for m, path, st, _ in reqs])
+        finally:
+            server.stop()
+            shutil.rmtree(d, ignore_errors=True)
+        per = [gets[x] for x in digests]
+        mean = sum(per) / len(per)
+        log(f"storm {peer}: {STORM_CLIENTS} clients in {wall:.2f} s, upstream GETs per blob "
+            f"{per} (mean {mean:.2f}), failed clients {len(failed)}")
+        for f in failed[:3]:
+            log(f"  {f}")
+        res.set("storm_gets", f"storm of {STORM_CLIENTS}: upstream GETs per blob (mean)",
+                "GETs", "low", **{peer: mean})
+        res.set("storm_gets_max", f"storm of {STORM_CLIENTS}: upstream GETs per blob (max)",
+                "GETs", "low", **{peer: max(per)})
+        res.set("storm_s", f"storm of {STORM_CLIENTS}: wall time", "s", "low", **{peer: wall})
+        if failed:
+            res.rows["storm_gets"]["note"] += f"{peer}: {len(failed)} clients failed; "
+
+
+def warm(rc, inc, ngx, hot, up):
+    man = hot.manifests[0]
+    for server in (rc, inc):
+        for _ in range(2):
+            for path, accept in (("/v2/library/hot/manifests/v1", True),
+                                 (f"/v2/library/hot/manifests/{man.digest}", True),
+                                 *[(f"/v2/library/hot/blobs/{b}", False)
+                                   for b in hot.blob_digests]):
+                st, _ = get(server.port, path, accept)
+                if st != 200:
+                    raise RuntimeError(f"warm-up GET {path} on :{server.port} -> {st}")
+            time.sleep(0.5)
+    # the store files nginx serves
+    for digest in [man.digest] + hot.blob_digests:
+        procs.wait_for(lambda: os.path.exists(rc.file_for(digest)), 20, f"{digest} in the store")
+        st, n = get(ngx.port, f"/blobs/sha256/{digest[7:9]}/{digest[7:]}")
+        if st != 200:
+            raise RuntimeError(f"nginx GET {digest} -> {st}")
+    upstream_mark(up, quiet=1.0, timeout=30)  # the incumbent's background fetches done
+
+
+TARGETS = {
+    # key: (description, check(row) -> (holds, how))
+    "manifest_digest_rps": "regcache >= 20x incumbent and >= 0.5x nginx",
+    "blob_1m_mbps": ">= 0.9x nginx",
+    "blob_64m_mbps": ">= 0.9x nginx",
+    "cold_pull_bytes": "regcache 1.00x",
+    "storm_gets_max": "1 per blob",
+    "rss_1000": "<= 32 MiB",
+    "c10k_errors": "0",
+}
+
+
+def judge(res):
+    for key, target in TARGETS.items():
+        row = res.rows.get(key)
+        if not row:
+            continue
+        v = row["values"]
+        rc = v.get("regcache")
+        if key == "manifest_digest_rps":
+            holds = (ratio(rc, v.get("incumbent")) or 0) >= 20 and \
+                    (ratio(rc, v.get("nginx")) or 0) >= 0.5
+        elif key.startswith("blob_"):
+            holds = (ratio(rc, v.get("nginx")) or 0) >= 0.9
+        elif key == "cold_pull_bytes":
+            holds = rc is not None and round(rc, 2) <= 1.00
+        elif key == "storm_gets_max":
+            holds = rc == 1
+        elif key == "rss_1000":
+            holds = rc is not None and rc <= 32
+        elif key == "c10k_errors":
+            holds = rc == 0
+        row["target"], row["holds"] = target, holds
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, int) or (unit in ("count", "GETs") and float(v).is_integer()):
+        return f"{int(v):,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def fmt_ratio(r):
+    return "-" if r is None else (f"{r:.1f}x" if r >= 10 else f"{r:.2f}x")
+
+
+ORDER = ["manifest_digest_rps", "manifest_tag_rps", "blob_1m_mbps", "blob_64m_mbps",
+         "manifest_digest_p50", "manifest_digest_p99", "blob_1m_p50", "blob_1m_p99",
+         "cold_pull_s", "cold_pull_bytes", "storm_gets", "storm_gets_max", "storm_s",
+         "rss_idle", "rss_1000", "c10k_errors", "c10k_seconds", "c10k_rss"]
+PEERS = ["regcache", "incumbent", "nginx"]
+CHART_LABELS = {
+    "manifest_digest_rps": "manifest by digest req/s", "manifest_tag_rps": "manifest by tag req/s",
+    "blob_1m_mbps": "1 MiB blob MB/s", "blob_64m_mbps": "64 MiB blob MB/s",
+    "manifest_digest_p50": "manifest p50", "manifest_digest_p99": "manifest p99",
+    "blob_1m_p50": "1 MiB blob p50", "blob_1m_p99": "1 MiB blob p99",
+    "cold_pull_s": "cold pull time", "cold_pull_bytes": "cold pull upstream bytes",
+    "storm_s": "storm time", "rss_idle": "RSS idle", "rss_1000": "RSS 1,000 conns",
+    "c10k_seconds": "10,000 conns time", "c10k_rss": "RSS 10,000 conns",
+    "storm_gets": "storm upstream GETs/blob",
+}
+
+
+def table_rows(res):
+    out = []
+    for key in ORDER:
+        row = res.rows.get(key)
+        if not row:
+            continue
+        v = row["values"]
+        out.append([f"{row['label']} ({row['unit']})", *[fmt(v.get(p), row["unit"]) for p in PEERS],
+                    fmt_ratio(ratio(v.get("regcache"), v.get("incumbent"))),
+                    fmt_ratio(ratio(v.get("regcache"), v.get("nginx"))),
+                    "" if row["holds"] is None else
+                    (f"{row['target']}: " + ("holds" if row["holds"] else "MISSED"))])
+    return out
+
+
+HEAD = ["workload", "regcache", "incumbent", "nginx", "regcache/incumbent", "regcache/nginx",
+        "target"]
+
+
+def print_table(res):
+    rows = table_rows(res)
+    widths = [max(len(str(r[i])) for r in rows + [HEAD]) for i in range(len(HEAD))]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) if i < 6 else h
+                     for i, (h, w) in enumerate(zip(HEAD, widths)))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) if i < 6 else str(c)
+                        for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def write_outputs(res, out, info, tmp):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["date", "nproc", "kernel", "cpu", "workload", "label", "unit", "better",
+                    *PEERS, "regcache_over_incumbent", "regcache_over_nginx", "target", "holds",
+                    "note"])
+        for key in ORDER:
+            row = res.rows.get(key)
+            if not row:
+                continue
+            v = row["values"]
+            ri, rn = ratio(v.get("regcache"), v.get("incumbent")), ratio(v.get("regcache"),
+                                                                         v.get("nginx"))
+            w.writerow([info["date"], info["nproc"], info["kernel"], info["cpu"], key,
+                        row["label"], row["unit"], row["better"],
+                        *["" if v.get(p) is None else f"{v[p]:.6g}" for p in PEERS],
+                        "" if ri is None else f"{ri:.4g}", "" if rn is None else f"{rn:.4g}",
+                        row["target"], "" if row["holds"] is None else
+                        ("yes" if row["holds"] else "no"), row["note"].strip("; ")])
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(f"{info['date']}; {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, "
+                f"{info['mem_mib'] // 1024} GiB RAM\n\n")
+        f.write("| " + " | ".join(HEAD) + " |\n")
+        f.write("| --- " + "| ---: " * 5 + "| --- |\n")
+        for r in table_rows(res):
+            f.write("| " + " | ".join(r) + " |\n")
+    # chart: how many times better regcache does than each peer (throughput: regcache/peer;
+    # latency, time, bytes, memory: peer/regcache), so every bar reads "higher is better"
+    dat = os.path.join(tmp, "chart.dat")
+    with open(dat, "w") as f:
+        for key in ORDER:
+            row = res.rows.get(key)
+            if not row or key in ("c10k_errors", "storm_gets_max"):
+                continue
+            v = row["values"]
+            vals = []
+            for p in ("incumbent", "nginx"):
+                r = (ratio(v.get("regcache"), v.get(p)) if row["better"] == "high"
+                     else ratio(v.get(p), v.get("regcache")))
+                vals.append("-" if r is None else f"{r:.4g}")
+            if vals == ["-", "-"]:
+                continue
+            f.write(f"\"{CHART_LABELS.get(key, row['label'])}\"\t{vals[0]}\t{vals[1]}\n")
+    title = (f"regcache vs docker-registry 2.8 proxy and nginx (sendfile), {info['date'][:10]}, "
+             f"{info['nproc']} CPUs, Linux {info['kernel']}")
+    p = subprocess.run(["gnuplot", "-e", f"datafile='{dat}'; outfile='{os.path.join(out, 'chart.svg')}'; "
+                        f"charttitle='{title}'", CHART_GP], capture_output=True, text=True)
+    if p.returncode != 0:
+        log(f"gnuplot failed: {p.stderr}")
+
+
+def main():
+    global PIDS_FILE, PROFILE_DIR, ROUNDS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--seconds", type=int, default=3, help="wrk duration per measurement")
+    ap.add_argument("--rounds", type=int, default=ROUNDS,
+                    help="wrk runs per peer and workload; the median counts")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="perf record regcache during each of its wrk runs; reports in DIR")
+    args = ap.parse_args()
+    ROUNDS = max(1, args.rounds)
+    if args.profile:
+        PROFILE_DIR = os.path.abspath(args.profile)
+        os.makedirs(PROFILE_DIR, exist_ok=True)
+    tmp = args.tmp
+    PIDS_FILE = os.path.join(tmp, "pids")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
+    t_start = time.monotonic()
+    info = machine_info()
+    res = Results()
+    token = None
+    try:
+        log("building images (hot 65 MiB, cold ~100 MiB, storm 28 MiB)")
+        hot = images.build_image(os.path.join(tmp, "img-hot"), 9001, HOT_LAYERS, fmt="oci")
+        cold = images.build_image(os.path.join(tmp, "img-cold"), 9002, COLD_LAYERS, fmt="oci")
+        storm = images.build_image(os.path.join(tmp, "img-storm"), 9003, STORM_LAYERS,
+                                   fmt="oci")
+        token = TokenServer(os.path.join(tmp, "token")).start()
+        up = Upstream(os.path.join(tmp, "upstream"), token, "registry.docker.io").start()
+        track(up.proc)
+        log(f"upstream docker-registry on :{up.port}; pushing images")
+        threads = [threading.Thread(target=images.push, args=(img, up, f"library/{name}", "v1"))
+                   for img, name in ((hot, "hot"), (cold, "cold"), (storm, "storm"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for img in (hot, cold, storm):
+            if img.repo is None:
+                raise RuntimeError("an image push failed (see above)")
+        for img in (hot, cold, storm):  # the layouts are no longer needed
+            shutil.rmtree(img.layout, ignore_errors=True)
+            shutil.rmtree(img.layout + ".dir", ignore_errors=True)
+
+        rc = start_regcache(os.path.join(tmp, "regcache"), up, MAX_CONNECTIONS)
+        inc = Incumbent(os.path.join(tmp, "incumbent"), up).start()
+        ngx = Nginx(os.path.join(tmp, "nginx"), rc.storage).start()
+        log(f"regcache :{rc.port} (pid {rc.proc.pid}), incumbent :{inc.port} "
+            f"(pid {inc.proc.pid}), nginx :{ngx.port}; warming")
+        warm(rc, inc, ngx, hot, up)
+
+        bench_connections(res, rc, inc, hot)
+        bench_throughput(res, up, rc, inc, ngx, hot, args.seconds)
+        for s in (ngx, inc):
+            s.stop()
+        status = rc.stop()
+        if status != 0:
+            log(f"regcache exited with {status} after SIGTERM")
+
+        bench_cold_pull(res, up, tmp, cold)
+        bench_storm(res, up, tmp, storm)
+    finally:
+        procs.kill_all()
+        if token:
+            token.stop()
+    judge(res)
+    elapsed = time.monotonic() - t_start
+    print()
+    print(f"regcache benchmark, {info['date']}, {info['nproc']} CPUs ({info['cpu']}), "
+          f"Linux {info['kernel']}; {elapsed:.0f} s")
+    print_table(res)
+    write_outputs(res, args.out, info, tmp)
+    print(f"\nwrote {os.path.relpath(args.out, ROOT)}/results.csv, results.md, chart.svg")
+
+
+if __name__ == "__main__":
+    main()

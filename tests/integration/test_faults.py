@@ -238,23 +238,36 @@ def test_rate_limited_upstream_serves_cache_and_shows_budget(up, proxy, mirror_f
 
 # -- 5. the store's disk full ---------------------------------------------------------------------
 @pytest.fixture
-def small_disk_mirror(up, mirror_factory):
-    """A mirror whose storage (blobs, tmp/ and regcache.db) is an 8 MiB tmpfs. The mirror is
-    stopped (and must exit 0) before the tmpfs is unmounted."""
-    m = mirror_factory([up], start=False)
-    os.makedirs(m.storage)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", m.storage], check=True)
+def small_disk_mirror_factory(mirror_factory):
+    """make(upstreams) -> a started mirror whose storage (blobs, tmp/ and regcache.db) is an
+    8 MiB tmpfs. Each mirror is stopped (and must exit 0) before its tmpfs is unmounted."""
+    made = []
+
+    def make(upstreams):
+        m = mirror_factory(upstreams, start=False)
+        os.makedirs(m.storage)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", m.storage], check=True)
+        made.append(m)
+        return m.start()
+
     try:
-        yield m.start()
-        assert m.stop() == 0, "regcache did not exit 0 after SIGTERM"
+        yield make
+        for m in made:
+            assert m.stop() == 0, "regcache did not exit 0 after SIGTERM"
     finally:
-        m.stop()
-        if subprocess.run(["umount", m.storage]).returncode:
-            subprocess.run(["umount", "-l", m.storage])
+        for m in made:
+            m.stop()
+            if subprocess.run(["umount", m.storage]).returncode:
+                subprocess.run(["umount", "-l", m.storage])
 
 
-def fill_disk(path):
-    """Writes zeros to path until the filesystem is full."""
+@pytest.fixture
+def small_disk_mirror(up, small_disk_mirror_factory):
+    return small_disk_mirror_factory([up])
+
+
+def fill_disk(path, leave=0):
+    """Writes zeros to path until the filesystem is full, then gives back `leave` bytes."""
     chunk = b"\0" * (64 * 1024)
     with open(path, "wb", buffering=0) as f:
         try:
@@ -268,6 +281,8 @@ def fill_disk(path):
                 f.write(b"\0")
         except OSError:
             pass
+    if leave:
+        os.truncate(path, os.path.getsize(path) - leave)
 
 
 def pull_image(mirror, img, repo, tag):
@@ -326,12 +341,18 @@ def test_full_disk_keeps_hits_fails_misses_cleanly_and_recovers(up, small_disk_m
     wait_until(lambda: mirror_has(m, layer), timeout=10, what="the blob to be stored")
     assert tmp_files(m) == []
     assert_store_sound(m)
-    time.sleep(2.5)  # an index flush with room again
+    if "cannot write (database or disk is full)" in m.log_text():
+        wait_until(lambda: "writing again" in m.log_text(), timeout=15,
+                   what="the index to be written again")
+    wait_until(lambda: json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)
+               ["tags"] == 2, timeout=15, what="both tags in the index")
     assert m.stop() == 0
     with sqlite3.connect(os.path.join(m.storage, "regcache.db")) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     r = regcache("verify", "-c", m.config_path)
     assert r.returncode == 0 and "0 corrupt removed" in r.stdout, r.stdout + r.stderr
+    assert "0 adopted" in r.stdout and "0 index rows without a file dropped" in r.stdout, \
+        r.stdout
     m.start()
 
 
@@ -428,4 +449,62 @@ def test_locked_database(up, mirror_factory, make_image, push, mode):
     mark = up.mark()
     pull_image(m, second, "library/lock2", "v1")
     assert sum(blob_gets(since(up, mark)).values()) == 0
+    assert_store_sound(m)
+
+
+def test_fills_racing_for_the_last_space_leave_nothing_partial(up, small_disk_mirror_factory,
+                                                              make_image, push):
+    """4 MiB free and two 3 MiB blobs asked at once from an upstream trickling at 4 MiB/s: each
+    fits alone, so both fills start, and at least one runs out of space while streaming. Every
+    client gets either the whole right blob or a response cut short / a 5xx (never a wrong
+    complete body); no partial file is left under blobs/ or in tmp/; once there is room both
+    blobs pull and are stored."""
+    slow = SlowProxy(up.port, rate=4 * MiB)
+    try:
+        race(up, small_disk_mirror_factory([{"name": "docker.io", "url": slow.url}]),
+             make_image, push)
+    finally:
+        slow.close()
+
+
+def race(up, m, make_image, push):
+    imgs = [push(make_image(223 + i, (3 * MiB,)), up, f"library/race{i}", "v1") for i in (0, 1)]
+    filler = os.path.join(m.storage, "filler")
+    fill_disk(filler, leave=4 * MiB)
+    results = [None, None]
+    barrier = threading.Barrier(2)
+
+    def client(i):
+        layer = imgs[i].layer_digests[0]
+        barrier.wait()
+        results[i] = fetch(m, f"/v2/library/race{i}/blobs/{layer}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    complete = 0
+    for img, (status, body, cut) in zip(imgs, results):
+        good = img.blobs[img.layer_digests[0]]
+        if status == 200 and not cut:
+            assert body == good
+            complete += 1
+        elif status == 200:
+            assert len(body) < len(good) and good.startswith(body)
+        else:
+            assert_error(status, body, range(500, 600))
+    assert complete < 2, "two 3 MiB blobs cannot both fit in 4 MiB"
+    print(results and [(s, len(b), c) for s, b, c in results])
+    wait_until(lambda: not tmp_files(m), timeout=10, what="tmp/ to be empty")
+    assert_store_sound(m)
+    assert get(m, "/healthz")[0] == 200
+
+    os.unlink(filler)
+    for i, img in enumerate(imgs):
+        layer = img.layer_digests[0]
+        s, _, body = get(m, f"/v2/library/race{i}/blobs/{layer}", accept=False)
+        assert s == 200 and body == img.blobs[layer]
+        wait_until(lambda: mirror_has(m, layer), timeout=10, what="the blob to be stored")
+    assert tmp_files(m) == []
     assert_store_sound(m)

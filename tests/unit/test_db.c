@@ -1,4 +1,5 @@
-/* The index database: migration of an older schema, the maintenance queries GC relies on. */
+/* The index database: migration of an older schema, the maintenance queries GC relies on, the
+ * upstreams' pull limits, refusal of a damaged file. */
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -40,6 +41,18 @@ static void on_manifest(void *ud, const struct db_manifest_row *row)
 {
     (void)ud;
     (void)row;
+}
+
+static struct db_ratelimit got_rl;
+static char got_source[64];
+static int n_rl;
+static int on_ratelimit(void *ud, const struct db_ratelimit *rl)
+{
+    (void)ud;
+    got_rl = *rl;
+    snprintf(got_source, sizeof(got_source), "%s", rl->source ? rl->source : "(null)");
+    n_rl++;
+    return 0;
 }
 
 int main(void)
@@ -87,6 +100,23 @@ int main(void)
     CHECK_EQ_INT(db_open(path, &d), 0);
     db_stats(d, &st);
     CHECK_EQ_U64(st.blobs, 1);
+    /* pull limits: a later 429 without the limit headers keeps what was known */
+    struct db_ratelimit hub = {"docker.io", 100, 76, 21600, "203.0.113.9", 1000, 0};
+    db_set_ratelimit(d, &hub);
+    db_close(d);
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    struct db_ratelimit spent = {"docker.io", -1, 0, -1, NULL, 2000, 2000};
+    db_set_ratelimit(d, &spent);
+    db_close(d);
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    CHECK_EQ_INT(db_each_ratelimit(d, on_ratelimit, NULL), 0);
+    CHECK_EQ_INT(n_rl, 1);
+    CHECK_EQ_INT(got_rl.limit, 100);
+    CHECK_EQ_INT(got_rl.remaining, 0);
+    CHECK_EQ_INT(got_rl.window_s, 21600);
+    CHECK_STR(got_source, "203.0.113.9");
+    CHECK_EQ_U64(got_rl.seen_ms, 2000);
+    CHECK_EQ_U64(got_rl.last_429_ms, 2000);
     db_close(d);
 
     /* a database from a newer release is refused, not damaged */
@@ -95,6 +125,31 @@ int main(void)
     sqlite3_exec(s, "PRAGMA user_version = 99", NULL, NULL, NULL);
     sqlite3_close(s);
     CHECK(db_open(path, &d) != 0);
+
+    /* a damaged file is refused and left as it is */
+    unlink(path);
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    db_close(d);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        fseek(f, 4096, SEEK_SET);
+        for (int i = 0; i < 3 * 4096; i++)
+            fputc((i * 131) & 0xff, f);
+        fclose(f);
+    }
+    CHECK(db_open(path, &d) != 0);
+    f = fopen(path, "wb");
+    if (f) {
+        fputs("not a database at all, not even its header", f);
+        fclose(f);
+    }
+    CHECK(db_open(path, &d) != 0);
+    f = fopen(path, "rb");
+    char head[16] = "";
+    CHECK(f && fread(head, 1, 15, f) == 15 && memcmp(head, "not a database ", 15) == 0);
+    if (f)
+        fclose(f);
 
     char cmd[200];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -22,16 +22,10 @@ from faultproxy import FaultProxy
 from helpers import assert_error, blob_gets, get, mirror_has, since, wait_until
 from mirror import regcache
 from slowproxy import SlowProxy
+from test_backpressure import rss_kib
+from test_cache_lifecycle import all_files_hash_to_their_names as assert_store_sound
 
 MiB = 1024 * 1024
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def tmp_files(mirror):
@@ -46,13 +40,6 @@ def blob_files(mirror):
         for name in os.listdir(os.path.join(root, shard)):
             out["sha256:" + name] = os.path.join(root, shard, name)
     return out
-
-
-def assert_store_sound(mirror):
-    """Every file under blobs/ hashes to its name."""
-    for digest, path in blob_files(mirror).items():
-        with open(path, "rb") as f:
-            assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == digest, path
 
 
 def fetch(mirror, path, timeout=60):

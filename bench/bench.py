@@ -732,8 +732,8 @@ def write_outputs(res, out, info, tmp):
                         row["target"], "" if row["holds"] is None else
                         ("yes" if row["holds"] else "no"), row["note"].strip("; ")])
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"{info['date']}; {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, "
-                f"{info['mem_mib'] // 1024} GiB RAM\n\n")
+        f.write(f"Run of {info['date']} on {info['nproc']} CPUs ({info['cpu']}), "
+                f"Linux {info['kernel']}, {info['mem_mib'] // 1024} GiB RAM:\n\n")
         f.write("| " + " | ".join(HEAD) + " |\n")
         f.write("| --- " + "| ---: " * 5 + "| --- |\n")
         for r in table_rows(res):

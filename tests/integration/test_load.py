@@ -124,8 +124,11 @@ def test_200_clients_pull_20_images(mirror_factory, up, make_image, push):
     extra = [t for t in fd_targets(pid) if t not in base]
     assert all(t.startswith("socket:[") for t in extra), extra
     # flat memory: after the first samples (cold fills, caches warming) RSS does not keep growing
-    settled = rss[len(rss) // 3:]
-    assert max(settled) - settled[0] < 16 * 1024, f"RSS samples (KiB): {rss}"
+    # (not for a sanitizer build or a wrapper named by REGCACHE_BIN: their allocators hold
+    # freed memory on purpose; LeakSanitizer checks those runs instead)
+    if "REGCACHE_BIN" not in os.environ:
+        settled = rss[len(rss) // 3:]
+        assert max(settled) - settled[0] < 16 * 1024, f"RSS samples (KiB): {rss}"
     # single flight under load: no blob went upstream twice
     gets = blob_gets(since(up, mark))
     assert gets and max(gets.values()) == 1, {d: n for d, n in gets.items() if n > 1}

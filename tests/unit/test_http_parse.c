@@ -187,6 +187,10 @@ static void test_limits(void)
 
 int main(void)
 {
+    struct reqparse p;
+    reqparse_init(&p);
+    CHECK_EQ_INT(p.llhttp.lenient_flags, 0); /* strict: no lenient llhttp mode, ever */
+    reqparse_free(&p);
     test_heads();
     test_bodies();
     test_smuggling();

@@ -153,9 +153,9 @@ static void after_write(uv_work_t *w, int status)
             f->req = NULL;
             fill_unref(f); /* the request's reference */
         }
-        fill_fail(f, 500, "UNKNOWN", status ? "cannot write to the store"
-                  : f->write_result == -ENOSPC ? "cannot write to the store: it is full"
-                  : "cannot write to the store: I/O error");
+        fill_fail(f, 500, "UNKNOWN",
+                  !status && f->write_result == -ENOSPC ? "cannot write to the store: it is full"
+                                                        : "cannot write to the store");
     } else if (f->state == FILL_STREAMING) {
         wake_readers(f);
         if (f->paused && f->req) {

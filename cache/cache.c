@@ -74,8 +74,8 @@ static void on_ratelimit(void *ud, struct upstream *u, const struct upstream_rat
     const char *name = upstream_name(u);
     uint64_t now = clock_wall_ms();
     int64_t remaining = rl->remaining < 0 && rl->status == 429 ? 0 : rl->remaining;
-    struct db_ratelimit row = {name, rl->limit, remaining, rl->window_s, rl->source, now,
-                               rl->status == 429 ? now : 0};
+    struct db_ratelimit row = {
+        name, rl->limit, remaining, rl->window_s, rl->source, now, rl->status == 429 ? now : 0};
     db_set_ratelimit(c->db, &row);
     struct ratelimit_seen *seen = map_get(c->ratelimits, name);
     if (!seen) {
@@ -102,9 +102,8 @@ static void on_ratelimit(void *ud, struct upstream *u, const struct upstream_rat
             snprintf(limit, sizeof(limit), "%lld", (long long)rl->limit);
         if (rl->window_s > 0)
             snprintf(window, sizeof(window), " per %lld s", (long long)rl->window_s);
-        log_warn("upstream %s: pull budget low: %lld of %s left%s%s%s", name,
-                 (long long)remaining, limit, window, rl->source ? " for " : "",
-                 rl->source ? rl->source : "");
+        log_warn("upstream %s: pull budget low: %lld of %s left%s%s%s", name, (long long)remaining,
+                 limit, window, rl->source ? " for " : "", rl->source ? rl->source : "");
     }
     if (remaining >= 0)
         seen->remaining = remaining;

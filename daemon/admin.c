@@ -178,17 +178,16 @@ static void print_ratelimits_json(const struct ratelimit_rows *rows)
     char n1[24], n2[24], n3[24], t1[32], t2[32];
     for (int i = 0; i < rows->n; i++) {
         const struct ratelimit_row *r = &rows->v[i];
-        int bad = buf_printf(&b, "%s{\"upstream\":", i ? "," : "") ||
-                  json_put_string(&b, r->upstream) ||
-                  buf_printf(&b, ",\"limit\":%s,\"remaining\":%s,\"window_s\":%s,\"source\":",
-                             json_num(r->limit, n1, sizeof(n1)),
-                             json_num(r->remaining, n2, sizeof(n2)),
-                             json_num(r->window_s, n3, sizeof(n3))) ||
-                  (r->source[0] ? json_put_string(&b, r->source) : buf_printf(&b, "null")) ||
-                  buf_printf(&b, ",\"seen\":\"%s\",\"last_429\":%s%s%s}",
-                             iso_time(r->seen_ms, t1, sizeof(t1)), r->last_429_ms ? "\"" : "",
-                             r->last_429_ms ? iso_time(r->last_429_ms, t2, sizeof(t2)) : "null",
-                             r->last_429_ms ? "\"" : "");
+        int bad =
+            buf_printf(&b, "%s{\"upstream\":", i ? "," : "") || json_put_string(&b, r->upstream) ||
+            buf_printf(&b, ",\"limit\":%s,\"remaining\":%s,\"window_s\":%s,\"source\":",
+                       json_num(r->limit, n1, sizeof(n1)), json_num(r->remaining, n2, sizeof(n2)),
+                       json_num(r->window_s, n3, sizeof(n3))) ||
+            (r->source[0] ? json_put_string(&b, r->source) : buf_printf(&b, "null")) ||
+            buf_printf(&b, ",\"seen\":\"%s\",\"last_429\":%s%s%s}",
+                       iso_time(r->seen_ms, t1, sizeof(t1)), r->last_429_ms ? "\"" : "",
+                       r->last_429_ms ? iso_time(r->last_429_ms, t2, sizeof(t2)) : "null",
+                       r->last_429_ms ? "\"" : "");
         if (bad)
             break;
     }

@@ -200,9 +200,14 @@ static void report_ratelimit(struct upstream_req *r)
     if (!c->on_ratelimit || !r->status ||
         (r->status != 429 && r->rl_limit < 0 && r->rl_remaining < 0))
         return;
-    struct upstream_ratelimit rl = {r->status, r->rl_limit, r->rl_remaining, r->rl_window_s,
-                                    r->rl_source[0] ? r->rl_source : NULL,
-                                    r->retry_after[0] ? r->retry_after : NULL};
+    struct upstream_ratelimit rl = {
+        .status = r->status,
+        .limit = r->rl_limit,
+        .remaining = r->rl_remaining,
+        .window_s = r->rl_window_s,
+        .source = r->rl_source[0] ? r->rl_source : NULL,
+        .retry_after = r->retry_after[0] ? r->retry_after : NULL,
+    };
     c->on_ratelimit(c->ratelimit_ud, r->u, &rl);
 }
 

@@ -400,6 +400,8 @@ def test_locked_database(up, mirror_factory, make_image, push, mode):
     second = push(make_image(232, (192 * 1024,)), up, "library/lock2", "v1")
     m = mirror_factory([up])
     pull_image(m, first, "library/lock1", "v1")
+    wait_until(lambda: json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)
+               ["tags"] == 1, timeout=15, what="the first tag in the index")
     db_path = os.path.join(m.storage, "regcache.db")
     if mode == "rollback":
         assert m.stop() == 0

@@ -169,7 +169,8 @@ def test_rate_limited_upstream_serves_cache_and_shows_budget(up, proxy, mirror_f
     """The upstream (through the proxy) announces Docker Hub's ratelimit-* headers on every
     response: `regcache stats` shows the remaining budget, and a low one is logged. Then every
     request gets Docker Hub's 429 TOOMANYREQUESTS with Retry-After: a tag cached and past
-    revalidate_after is served stale with its blobs, a cold tag and a cold blob get 429
+    revalidate_after is served stale with its blobs, tags/list answers with the cached tags,
+    a cold tag and a cold blob get 429
     TOOMANYREQUESTS with the Retry-After passed on, the upstream itself sees none of it, and
     stats shows 0 left and when the last 429 came."""
     cached = push(make_image(210, (256 * 1024,)), up, "library/limited", "v1")
@@ -200,6 +201,8 @@ def test_rate_limited_upstream_serves_cache_and_shows_budget(up, proxy, mirror_f
     for d in cached.blob_digests:
         s, _, body = get(m, f"/v2/library/limited/blobs/{d}", accept=False)
         assert s == 200 and body == cached.blobs[d]
+    s, _, body = get(m, "/v2/library/limited/tags/list", accept=False)
+    assert s == 200 and json.loads(body)["tags"] == ["v1"], (s, body)
     s, h, body = get(m, "/v2/library/limited/manifests/cold")
     assert_error(s, body, 429, "TOOMANYREQUESTS")
     assert h.get("retry-after") == "3600"
@@ -212,6 +215,7 @@ def test_rate_limited_upstream_serves_cache_and_shows_budget(up, proxy, mirror_f
     seen = proxy.requests()[pmark:]
     assert ("HEAD", "/v2/library/limited/manifests/v1", 429) in seen, seen
     assert ("GET", "/v2/library/limited/manifests/cold", 429) in seen, seen
+    assert ("GET", "/v2/library/limited/tags/list", 429) in seen, seen
     assert all(outcome == 429 for _, _, outcome in seen), seen
     assert since(up, mark) == []
     assert "GET /v2/library/limited/manifests/v1 200" in m.log_text()

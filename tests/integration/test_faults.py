@@ -170,9 +170,8 @@ def test_rate_limited_upstream_serves_cache_and_shows_budget(up, proxy, mirror_f
     response: `regcache stats` shows the remaining budget, and a low one is logged. Then every
     request gets Docker Hub's 429 TOOMANYREQUESTS with Retry-After: a tag cached and past
     revalidate_after is served stale with its blobs, tags/list answers with the cached tags,
-    a cold tag and a cold blob get 429
-    TOOMANYREQUESTS with the Retry-After passed on, the upstream itself sees none of it, and
-    stats shows 0 left and when the last 429 came."""
+    a cold tag and a cold blob get 429 TOOMANYREQUESTS with the Retry-After passed on, the
+    upstream itself sees none of it, and stats shows 0 left and when the last 429 came."""
     cached = push(make_image(210, (256 * 1024,)), up, "library/limited", "v1")
     cold = push(make_image(211, (128 * 1024,)), up, "library/limited", "cold")
     proxy.extra_headers = hub_headers(7)

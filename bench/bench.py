@@ -763,6 +763,11 @@ def write_outputs(res, out, info, tmp):
         log(f"gnuplot failed: {p.stderr}")
 
 
+def on_term(signum, frame):
+    """SIGTERM (bench/run's time bound or cleanup) unwinds like Ctrl-C: every server stops."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main():
     global PIDS_FILE, PROFILE_DIR, ROUNDS
     ap = argparse.ArgumentParser()
@@ -780,7 +785,7 @@ def main():
         os.makedirs(PROFILE_DIR, exist_ok=True)
     tmp = args.tmp
     PIDS_FILE = os.path.join(tmp, "pids")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
+    signal.signal(signal.SIGTERM, on_term)
     t_start = time.monotonic()
     info = machine_info()
     res = Results()
@@ -840,4 +845,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e or 'SIGINT'}); every process started was stopped")
+        sys.exit(130)

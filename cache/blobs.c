@@ -55,7 +55,9 @@ struct blob_fill {
     uint64_t started_us;
 };
 
-static void fill_unref(struct blob_fill *f)
+/* Not inlined: callers hold a reference of their own across the call, which the compiler
+ * cannot see, and would otherwise warn of a use after the free() below. */
+__attribute__((noinline)) static void fill_unref(struct blob_fill *f)
 {
     if (--f->refs)
         return;
@@ -124,9 +126,11 @@ static void fill_fail(struct blob_fill *f, int status, const char *code, const c
     if (!f->err.status)
         error_set(&f->err, status, code, "%s", why);
     log_warn("fill %s failed: %s", f->digest, f->err.message);
+    f->refs++; /* the map's reference may be the last one */
     fill_unmap(f); /* the next request starts afresh */
     answer_waiters(f);
     wake_readers(f);
+    fill_unref(f);
 }
 
 /* ---- writing to the store on the thread pool ---- */

@@ -54,7 +54,7 @@ static bool num_gt(const struct num *a, const struct num *b)
 
 enum range_result range_parse(const char *hdr, uint64_t size, uint64_t *first, uint64_t *last)
 {
-    struct num a, b;
+    struct num a = {0}, b = {0};
     bool have_a, have_b;
     const char *p = hdr;
 

@@ -42,6 +42,25 @@ def guarded(mirror, up, tmp_dir, make_image, push):
     assert get(mirror, "/v2/library/ok/manifests/v1")[2] == img.raw
 
 
+@pytest.fixture
+def hostile_mirror(mirror_factory, up, tmp_dir):
+    """make(extra) -> a started mirror with `up` as docker.io; at the end nothing appeared
+    outside its storage, and it still runs and answers /v2/ with 200."""
+    made = []
+
+    def make(extra=None):
+        m = mirror_factory([up], extra=extra)
+        skip = [os.path.relpath(m.storage, tmp_dir), os.path.relpath(m.log_path, tmp_dir),
+                os.path.relpath(up.directory, tmp_dir)]
+        made.append((m, skip, tree(tmp_dir, skip)))
+        return m
+
+    yield make
+    for m, skip, before in made:
+        assert tree(tmp_dir, skip) == before
+        alive(m)
+
+
 def raw_get(port, target, extra=b""):
     return parse_raw(raw_exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
                                   + extra + b"\r\n"))
@@ -204,11 +223,11 @@ def trickle(sock, chunks, pause=0.5):
     return got, sent
 
 
-def test_slowloris_headers_are_cut_by_a_head_deadline(mirror_factory, up):
+def test_slowloris_headers_are_cut_by_a_head_deadline(hostile_mirror):
     """Headers sent one byte every half second keep the connection busy (each byte would reset
     an idle timer of 60 s) but the whole head must arrive within timeouts.client_header: the
     client gets 408 and the connection closes long before the head would be complete."""
-    m = mirror_factory([up], extra={"timeouts": {"client_header": "2s", "client_idle": "60s"}})
+    m = hostile_mirror({"timeouts": {"client_header": "2s", "client_idle": "60s"}})
     head = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
     with socket.create_connection(("127.0.0.1", m.port), timeout=10) as s:
         got, sent = trickle(s, [head[i:i + 1] for i in range(len(head))])
@@ -216,16 +235,14 @@ def test_slowloris_headers_are_cut_by_a_head_deadline(mirror_factory, up):
     status, _, body = parse_raw(got)
     assert status == 408, got[:300]
     error_codes(body)
-    alive(m)
 
 
-def test_silent_connection_is_closed_after_the_head_deadline(mirror_factory, up):
+def test_silent_connection_is_closed_after_the_head_deadline(hostile_mirror):
     """A connection that never sends a byte is closed (without an answer) once the head
     deadline passes; the mirror goes on serving."""
-    m = mirror_factory([up], extra={"timeouts": {"client_header": "1s", "client_idle": "60s"}})
+    m = hostile_mirror({"timeouts": {"client_header": "1s", "client_idle": "60s"}})
     with socket.create_connection(("127.0.0.1", m.port), timeout=30) as s:
         assert s.recv(100) == b""
-    alive(m)
 
 
 def upload_head(length, digest="sha256:" + "0" * 64):
@@ -234,7 +251,7 @@ def upload_head(length, digest="sha256:" + "0" * 64):
 
 
 @pytest.mark.parametrize("how", ["trickle", "stall"])
-def test_slow_request_bodies_are_cut(mirror_factory, up, how):
+def test_slow_request_bodies_are_cut(hostile_mirror, how):
     """An upload trickled below limits.min_body_rate is cut with 408 even though bytes keep
     coming (no idle timer fires); one that stops sending is cut by timeouts.client_idle. Nothing
     is stored, and the mirror goes on serving."""
@@ -244,7 +261,7 @@ def test_slow_request_bodies_are_cut(mirror_factory, up, how):
     else:
         limits = {"timeouts": {"client_header": "60s", "client_idle": "2s"},
                   "limits": {"min_body_rate": 0}}
-    m = mirror_factory([up], extra=dict(limits, hosted=["team/*"]))
+    m = hostile_mirror(dict(limits, hosted=["team/*"]))
     size = 200000
     with socket.create_connection(("127.0.0.1", m.port), timeout=10) as s:
         s.sendall(upload_head(size))
@@ -257,7 +274,6 @@ def test_slow_request_bodies_are_cut(mirror_factory, up, how):
     assert status == 408, got[:300]
     error_codes(body)
     assert not os.path.exists(m.file_for("sha256:" + "0" * 64))
-    alive(m)
 
 
 # -- request smuggling ----------------------------------------------------------------------------
@@ -314,23 +330,22 @@ SMUGGLING = {
 
 
 @pytest.mark.parametrize("data", SMUGGLING.values(), ids=SMUGGLING.keys())
-def test_request_smuggling_is_refused(mirror_factory, up, data):
+def test_request_smuggling_is_refused(hostile_mirror, data):
     """Ambiguous framing (Content-Length with chunked, two lengths, codings other than a single
     chunked, obs-fold, bare LF or CR) is refused with 400 and the connection closed: the request
     hidden in the body is never answered."""
-    m = mirror_factory([up], extra={"hosted": ["team/*"]})
+    m = hostile_mirror({"hosted": ["team/*"]})
     buf, how = read_until_closed(m.port, data)
     assert responses(buf) == [400], buf[:400]
     assert how in ("closed", "reset"), how
     error_codes(parse_raw(buf)[2])
-    alive(m)
 
 
-def test_pipelining_and_unread_bodies_answer_each_request_once(mirror_factory, up):
+def test_pipelining_and_unread_bodies_answer_each_request_once(hostile_mirror):
     """Two pipelined requests get two answers (the count above is right); a body the route
     does not read ends the connection after its answer, so a request inside it is never
     answered."""
-    m = mirror_factory([up])
+    m = hostile_mirror()
     buf, _ = read_until_closed(m.port, SMUGGLED + SMUGGLED[:-2] + b"Connection: close\r\n\r\n")
     assert responses(buf) == [200, 200], buf[:400]
     body = SMUGGLED * 3
@@ -338,7 +353,6 @@ def test_pipelining_and_unread_bodies_answer_each_request_once(mirror_factory, u
                                  + str(len(body)).encode() + b"\r\n\r\n" + body)
     assert len(responses(buf)) == 1, buf[:400]
     assert how in ("closed", "reset"), how
-    alive(m)
 
 
 # -- invalid UTF-8 and NUL bytes ------------------------------------------------------------------
@@ -494,12 +508,12 @@ def serves_again(m):
     wait_until(lambda: get(m, "/v2/")[0] == 200, 30, what="a 200 once the crowd left")
 
 
-def test_connections_over_the_limit_get_503(mirror_factory, up):
+def test_connections_over_the_limit_get_503(hostile_mirror):
     """With limits.max_connections 200, of 1000 idle connections 800 get a 503 with a spec body
     and are closed, 200 are held open without an answer, and once they all close a normal
     client is served."""
     raise_nofile(4096)
-    m = mirror_factory([up], extra={"limits": {"max_connections": 200},
+    m = hostile_mirror({"limits": {"max_connections": 200},
                                     "timeouts": {"client_header": "5m", "client_idle": "5m"}})
     with connect_many(m.port, 1000) as socks:
         done = read_statuses(socks, 800)
@@ -513,11 +527,11 @@ def test_connections_over_the_limit_get_503(mirror_factory, up):
     serves_again(m)
 
 
-def test_two_thousand_idle_connections_with_default_limits(mirror_factory, up):
+def test_two_thousand_idle_connections_with_default_limits(hostile_mirror):
     """2000 idle connections against the default limits: the mirror holds 1024, answers the
     rest 503, keeps answering new clients (503 while full) and serves normally once they go."""
     raise_nofile(8192)
-    m = mirror_factory([up])
+    m = hostile_mirror()
     with connect_many(m.port, 2000) as socks:
         done = read_statuses(socks, 2000 - 1024)
         assert set(done.values()) == {503} and len(done) == 2000 - 1024, len(done)
@@ -526,12 +540,13 @@ def test_two_thousand_idle_connections_with_default_limits(mirror_factory, up):
     serves_again(m)
 
 
-def test_three_thousand_concurrent_requests_are_all_served(mirror_factory, up, make_image, push):
+def test_three_thousand_concurrent_requests_are_all_served(hostile_mirror, up, make_image,
+                                                           push):
     """3000 connections open at once, each with a manifest request in flight: every one gets a
     200 with the right bytes."""
     raise_nofile(8192)
     img = push(make_image(61), up, "library/crowd", "v1")
-    m = mirror_factory([up], extra={"limits": {"max_connections": 4000}})
+    m = hostile_mirror({"limits": {"max_connections": 4000}})
     assert get(m, "/v2/library/crowd/manifests/v1")[2] == img.raw  # cached: no upstream fan-out
     req = (b"GET /v2/library/crowd/manifests/" + img.digest.encode() + b" HTTP/1.1\r\nHost: x\r\n"
            b"Accept: " + ACCEPT_HEADER.encode() + b"\r\n\r\n")
@@ -541,7 +556,6 @@ def test_three_thousand_concurrent_requests_are_all_served(mirror_factory, up, m
         done = read_statuses(socks, 3000, bound=300)
         assert len(done) == 3000
         assert set(done.values()) == {200}
-    alive(m)
 
 
 def vm_rss_kib(pid):
@@ -553,12 +567,13 @@ def vm_rss_kib(pid):
 
 
 @pytest.mark.skipif("REGCACHE_BIN" in os.environ, reason="RSS of another build or a wrapper")
-def test_memory_with_a_thousand_idle_keepalive_connections(mirror_factory, up, make_image, push):
+def test_memory_with_a_thousand_idle_keepalive_connections(hostile_mirror, up, make_image,
+                                                           push):
     """1000 keep-alive connections, each after a request, stay open idle: the mirror's RSS stays
     at most 32 MiB and grows by less than 8 KiB per connection."""
     raise_nofile(4096)
     img = push(make_image(62), up, "library/mem", "v1")
-    m = mirror_factory([up], extra={"limits": {"max_connections": 2000}})
+    m = hostile_mirror({"limits": {"max_connections": 2000}})
     path = "/v2/library/mem/manifests/v1"
     assert get(m, path)[2] == img.raw
     before = vm_rss_kib(m.proc.pid)
@@ -572,4 +587,3 @@ def test_memory_with_a_thousand_idle_keepalive_connections(mirror_factory, up, m
         after = vm_rss_kib(m.proc.pid)
     assert after <= 32 * 1024, f"RSS {after} KiB with 1000 connections (before: {before} KiB)"
     assert after - before < 8 * 1000, f"RSS grew {after - before} KiB for 1000 connections"
-    alive(m)

@@ -636,6 +636,9 @@ static void upload_finish(struct op *o)
 static void start_body(struct op *o)
 {
     o->up->busy = 1;
+    /* an upload's body goes to disk in pieces: its buffers are bounded by the piece size, not
+     * by limits.max_manifest_size (which bounds manifests held whole) */
+    o->body.max = o->writing.max;
     conn_read_body(o->c, upload_body, upload_body_end, o);
 }
 

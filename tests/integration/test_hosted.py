@@ -317,3 +317,17 @@ def test_docker_pulls_anonymously_logs_in_and_pushes_with_token_scheme(
     finally:
         docker("rmi", "-f", "library/tokpull:v1", target)
 
+
+
+def test_upload_bodies_are_not_bound_by_the_manifest_limit(mirror_factory, up, make_image,
+                                                          tmp_dir):
+    """limits.max_manifest_size bounds manifests, not blob uploads: with it at 16 KiB a push of
+    a 300 KiB layer (in one PATCH and monolithically) still goes through whole."""
+    img = make_image(124, (300 * 1024,), fmt="oci")
+    m = mirror_factory([up], extra={
+        "auth": {"htpasswd": make_users(tmp_dir, ALICE), "push_users": ["alice"]},
+        "hosted": ["team/*"], "limits": {"max_manifest_size": "16KiB"}})
+    skopeo_push(img, m.port, "team/small-limit:v1")
+    layer = img.layer_digests[0]
+    s, _, data = get(m, f"/v2/team/small-limit/blobs/{layer}", accept=False, headers={})
+    assert s == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer

@@ -45,7 +45,8 @@ static int sextet(char ch)
     return p ? (int)(p - b64url) : -1;
 }
 
-/* Decodes unpadded base64url; -1 on a bad character, length, or overflow of outlen. */
+/* Decodes unpadded base64url; -1 on a bad character, length, non-canonical last character, or
+ * overflow of outlen. */
 static long decode(const char *in, size_t n, unsigned char *out, size_t outlen)
 {
     if (n % 4 == 1)
@@ -62,6 +63,9 @@ static long decode(const char *in, size_t n, unsigned char *out, size_t outlen)
         }
         size_t bytes = chunk - 1;
         if (o + bytes > outlen)
+            return -1;
+        /* the bits past the last byte must be zero: one token, one spelling */
+        if (bytes < 3 && (v & ((1u << (8 * (3 - bytes))) - 1)))
             return -1;
         for (size_t k = 0; k < bytes; k++)
             out[o++] = (unsigned char)(v >> (16 - 8 * k));

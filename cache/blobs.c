@@ -485,6 +485,7 @@ static void after_lookup(uv_work_t *w, int status)
         a.outcome = OUTCOME_HIT;
         a.size = l->size;
         a.fd = l->fd;
+        open_files_put(l->c, l->digest, l->fd, l->size);
         if (l->head) {
             close(l->fd);
             a.fd = -1;
@@ -507,6 +508,11 @@ void cache_blob(struct cache *c, struct upstream *u, const char *repo, const cha
 {
     if (map_get(c->fills, digest)) {
         join_or_start(c, u, repo, digest, head, cb, ud);
+        return;
+    }
+    struct blob_answer hot = {.outcome = OUTCOME_HIT, .fd = -1};
+    if (open_files_get(c, digest, &hot.size, head ? NULL : &hot.fd)) {
+        cb(ud, &hot); /* served lately: its descriptor is at hand */
         return;
     }
     struct lookup *l = calloc(1, sizeof(*l));

@@ -320,7 +320,9 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
         cache_free(c);
         return -ENOMEM;
     }
-    int r = db_load(db, load_tag, load_manifest, c);
+    int r = open_files_init(c);
+    if (!r)
+        r = db_load(db, load_tag, load_manifest, c);
     if (r) {
         cache_free(c);
         return r;
@@ -331,6 +333,7 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     log_info("index: %zu tags, %zu manifests, %zu repositories", map_count(c->tags),
              map_count(c->manifests), map_count(c->repos));
     upstream_client_on_ratelimit(up, on_ratelimit, c);
+    open_files_start(c);
     *out = c;
     return 0;
 }
@@ -339,6 +342,7 @@ void cache_shutdown(struct cache *c)
 {
     upstream_client_on_ratelimit(c->up, NULL, NULL);
     cache_stop_lifecycle(c);
+    open_files_stop(c);
     manifests_free_all(c);
     blobs_free_all(c);
 }
@@ -377,6 +381,7 @@ void cache_free(struct cache *c)
     map_free(c->manifest_flights);
     map_free(c->fills);
     map_free(c->ratelimits);
+    open_files_stop(c); /* after cache_shutdown: only descriptors are left to close */
     free(c);
 }
 

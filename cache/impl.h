@@ -50,6 +50,9 @@ struct cache {
     struct map *fills;            /* digest -> struct blob_fill */
     uint64_t hits, misses; /* since start, for operators */
     struct map *ratelimits; /* upstream name -> struct ratelimit_seen */
+    struct map *open_files; /* digest -> descriptor of a blob served lately (open_files.c) */
+    uv_timer_t open_files_timer;
+    int open_files_timer_on;
     /* lifecycle (lifecycle.c) */
     uint64_t stored_bytes; /* what the store holds, as the index knows it */
     uv_timer_t gc_timer;
@@ -87,5 +90,21 @@ void error_set(struct cache_error *e, int status, const char *code, const char *
 
 void manifests_free_all(struct cache *c);
 void blobs_free_all(struct cache *c);
+
+/* Descriptors of blobs served lately (open_files.c), so that a hit skips the open() on the
+ * thread pool. */
+#define OPEN_FILES_MAX 1024
+#define OPEN_FILE_TTL_MS 10000
+int open_files_init(struct cache *c);
+/* Starts closing descriptors kept too long (once the cache is up). */
+void open_files_start(struct cache *c);
+/* Closes every kept descriptor; stops the timer (its handle closes with the next loop run). */
+void open_files_stop(struct cache *c);
+/* 1 and the blob's size when a descriptor is kept; with fd, *fd is a new descriptor for the
+ * caller to close. 0 when none is kept (or none can be made): open the file from the store. */
+int open_files_get(struct cache *c, const char *digest, uint64_t *size, int *fd);
+/* Keeps a duplicate of fd, the store's file for digest. */
+void open_files_put(struct cache *c, const char *digest, int fd, uint64_t size);
+void open_files_forget(struct cache *c, const char *digest);
 
 #endif

@@ -71,6 +71,7 @@ static void apply_report(struct cache *c, const struct gc_report *r)
     for (size_t i = 0; i < r->n_digests; i++) {
         map_put(sw.evicted, r->digests[i], (void *)1);
         index_drop_manifest(c, r->digests[i]);
+        open_files_forget(c, r->digests[i]);
     }
     map_each(c->tags, find_stale_tag, &sw);
     for (size_t i = 0; i < sw.n; i++) {

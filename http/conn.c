@@ -5,6 +5,7 @@
 #include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -563,6 +564,57 @@ static void work_sendfile(uv_work_t *w)
     c->work_errno = n < 0 ? errno : 0;
 }
 
+/* Are bytes [off, off + count) of fd in the page cache, so that reading them cannot block? A
+ * one-byte read with RWF_NOWAIT at each end answers without waiting for the disk (it fails
+ * with EAGAIN instead); pages in between are taken to follow their neighbours. */
+static int resident(int fd, uint64_t off, uint64_t count)
+{
+    char byte;
+    struct iovec v = {&byte, 1};
+    return preadv2(fd, &v, 1, (off_t)off, RWF_NOWAIT) == 1 &&
+           preadv2(fd, &v, 1, (off_t)(off + count - 1), RWF_NOWAIT) == 1;
+}
+
+/* Plain HTTP file bodies: sendfile straight from the loop while the bytes are in the page cache
+ * (a hot blob: the common case for a mirror), at most INLINE_SEND_BUDGET per turn so that one
+ * fast client does not hold the loop. Returns 1 when the caller must stop here (the socket is
+ * full, the turn is used up, or the connection closed), 0 when the bytes up to avail are sent
+ * or the next ones must come from the disk: the thread pool sends those. */
+static int sendfile_inline(struct conn *c, uint64_t avail)
+{
+    uint64_t budget = INLINE_SEND_BUDGET;
+    while (c->src.offset < avail) {
+        uint64_t count = avail - c->src.offset;
+        if (count > INLINE_SEND_CHUNK)
+            count = INLINE_SEND_CHUNK;
+        if (!budget) {
+            c->want_write = 1; /* the socket is still writable: go on next turn */
+            update_poll(c);
+            return 1;
+        }
+        if (!resident(c->src.fd, c->src.offset, count))
+            return 0;
+        off_t off = (off_t)c->src.offset;
+        ssize_t n = sendfile(c->fd, c->src.fd, &off, (size_t)count);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->want_write = 1;
+            update_poll(c);
+            return 1;
+        }
+        if (n <= 0) {
+            conn_close(c); /* socket error, or the file is shorter than it said */
+            return 1;
+        }
+        c->src.offset += (uint64_t)n;
+        c->body_bytes += (uint64_t)n;
+        budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
+        touch(c);
+    }
+    return 0;
+}
+
 /* TLS bodies: the next piece of the file into tls_buf (sendfile cannot encrypt). */
 static void work_pread(uv_work_t *w)
 {
@@ -641,6 +693,8 @@ static void flush(struct conn *c)
             if (r < avail)
                 avail = r;
         }
+        if (!c->ssl && c->src.offset < avail && sendfile_inline(c, avail))
+            return;
         if (c->src.offset < avail) {
             uint64_t count = avail - c->src.offset;
             uint64_t chunk = c->ssl ? TLS_CHUNK : SENDFILE_CHUNK;

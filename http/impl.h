@@ -11,6 +11,8 @@
 
 #define READ_BUF (64u << 10) /* one per server, shared by the connections */
 #define SENDFILE_CHUNK (8u << 20)
+#define INLINE_SEND_CHUNK (1u << 20)  /* sendfile from the loop: bytes checked resident at once */
+#define INLINE_SEND_BUDGET (4u << 20) /* and at most this much per connection per loop turn */
 #define TLS_CHUNK (256u << 10)
 
 struct http_server {

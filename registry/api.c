@@ -35,6 +35,7 @@ struct pending {
     struct http_request *req;
     int head;
     char ns[256];
+    char name[REF_NAME_MAX + 1]; /* the repository as the client named it */
     char digest[REF_DIGEST_MAX + 1];
 };
 
@@ -227,6 +228,30 @@ static void on_blob(void *ud, const struct blob_answer *a)
 
 /* ---- tags ---- */
 
+static void tags_query(const char *query, char *out, size_t len);
+
+/* The upstream's pagination link, as the client must follow it: the upstream names its own
+ * path for the repository (org/app where the client asked for quay.io/org/app, or
+ * library/alpine for alpine), so only its n and last are kept, on the client's path. */
+static void client_link(const struct pending *p, const char *upstream_link, char *out,
+                        size_t len)
+{
+    out[0] = '\0';
+    const char *open = strchr(upstream_link, '<'), *close = open ? strchr(open, '>') : NULL;
+    const char *q = open ? memchr(open, '?', (size_t)(close ? close - open : 0)) : NULL;
+    if (!q)
+        return;
+    char query[600], kept[400];
+    snprintf(query, sizeof(query), "%.*s", (int)(close - q - 1), q + 1);
+    tags_query(query, kept, sizeof(kept));
+    if (!kept[0])
+        return;
+    int ns_ok = p->ns[0] && strspn(p->ns, "abcdefghijklmnopqrstuvwxyz0123456789.-:") ==
+                                strlen(p->ns);
+    snprintf(out, len, "Link: </v2/%s/tags/list?%s%s%s>; rel=\"next\"\r\n", p->name, kept,
+             ns_ok ? "&ns=" : "", ns_ok ? p->ns : "");
+}
+
 static void on_tags(void *ud, const struct tags_answer *a)
 {
     struct pending *p = ud;
@@ -239,7 +264,7 @@ static void on_tags(void *ud, const struct tags_answer *a)
         char headers[1600], nsh[300], link[1200] = "";
         ns_header(nsh, sizeof(nsh), p->ns);
         if (a->link)
-            snprintf(link, sizeof(link), "Link: %s\r\n", a->link);
+            client_link(p, a->link, link, sizeof(link));
         snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s%s", link, nsh);
         conn_respond(p->conn, 200, headers, a->body, a->len, p->head);
     }
@@ -514,6 +539,7 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         p->r = r;
         p->u = u;
         snprintf(p->repo, sizeof(p->repo), "%s", repo);
+        snprintf(p->name, sizeof(p->name), "%s", rt.name);
     }
     if (!p) {
         respond_error(c, head, 503, "UNAVAILABLE", "out of memory", NULL);

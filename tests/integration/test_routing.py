@@ -88,3 +88,65 @@ def test_configured_credentials_are_used_for_tokens(two, token_server):
     for r in new:
         assert r["query"]["scope"] and all(":org/app:" in s or ":library/" in s
                                            for s in r["query"]["scope"]), r
+
+
+
+def test_tags_pagination_link_follows_the_clients_route(upstream_factory, mirror_factory):
+    """An upstream's tags/list Link names its own path (org/app); the mirror's names the path the
+    client used (the quay.io/ prefix, or ?ns=), so following it stays on that upstream. (The
+    distribution registry 2.8 does not paginate tags; a proxy in front of it answers tags/list
+    the way Docker Hub does, n at a time with a Link.)"""
+    import json
+    import re
+    from faultproxy import FaultProxy
+    a, b = upstream_factory("registry.docker.io"), upstream_factory("quay.io-test")
+    tags = ["1", "2", "3"]
+
+    def paginate(method, path):
+        m = re.fullmatch(r"/v2/org/app/tags/list\?(.*)", path)
+        if method != "GET" or not m:
+            return None
+        q = dict(kv.split("=", 1) for kv in m.group(1).split("&") if "=" in kv)
+        rest = [t for t in tags if "last" not in q or t > q["last"]]
+        page = rest[:int(q.get("n", "100"))]
+        headers = [("Content-Type", "application/json")]
+        if len(page) < len(rest):
+            headers.append(("Link", f'</v2/org/app/tags/list?last={page[-1]}&n={q["n"]}>; '
+                                    'rel="next"'))
+        return 200, headers, json.dumps({"name": "org/app", "tags": page}).encode()
+
+    proxy = FaultProxy(b.port)
+    try:
+        proxy.answer = paginate
+        mirror = mirror_factory([{"name": "docker.io", "url": a.url},
+                                 {"name": "quay.io", "url": proxy.url}])
+        check_links(mirror, proxy, tags)
+    finally:
+        proxy.stop()
+
+
+def check_links(mirror, proxy, tags):
+    import json
+    import re
+
+    def follow(path):
+        seen, links = [], []
+        while path:
+            s, h, body = get(mirror, path, accept=False)
+            assert s == 200, body
+            seen += json.loads(body)["tags"]
+            path = None
+            if "link" in h:
+                links.append(h["link"])
+                m = re.fullmatch(r'<(/v2/[^>]+)>; rel="next"', h["link"])
+                assert m, h["link"]
+                path = m.group(1)
+        return seen, links
+
+    seen, links = follow("/v2/quay.io/org/app/tags/list?n=1")
+    assert seen == tags
+    assert links[0] == '</v2/quay.io/org/app/tags/list?n=1&last=1>; rel="next"'
+    seen, links = follow("/v2/org/app/tags/list?n=2&ns=quay.io")
+    assert seen == tags
+    assert links == ['</v2/org/app/tags/list?n=2&last=2&ns=quay.io>; rel="next"']
+    assert all(p.startswith("/v2/org/app/tags/list?") for _, p, _ in proxy.requests())

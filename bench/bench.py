@@ -99,7 +99,24 @@ proxy:
 """
 
 
-class Incumbent:
+class Server:
+    """A process the run starts, tracked for clean-up, ready once `probe_path` answers 200."""
+
+    proc = None
+
+    def _run(self, argv, log, probe_path, what):
+        self.proc = track(procs.Proc(argv, log))
+        procs.wait_for(lambda: procs.http_status(self.port, probe_path) == 200, 20,
+                       f"{what} on :{self.port}", proc=self.proc)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(timeout=10)
+            self.proc = None
+
+
+class Incumbent(Server):
     """docker-registry (distribution 2.8) as a pull-through cache of the upstream: the config
     of the registry:2 image (in-memory blob descriptor cache) plus `proxy:`; its logging is
     cut to warnings (no access log), which can only help it."""
@@ -116,16 +133,8 @@ class Incumbent:
         self.proc = None
 
     def start(self):
-        self.proc = track(procs.Proc(["docker-registry", "serve", self.config_path],
-                                     os.path.join(self.dir, "registry.log")))
-        procs.wait_for(lambda: procs.http_status(self.port) == 200, 20,
-                       f"incumbent on :{self.port}", proc=self.proc)
-        return self
-
-    def stop(self):
-        if self.proc:
-            self.proc.stop(timeout=10)
-            self.proc = None
+        return self._run(["docker-registry", "serve", self.config_path],
+                         os.path.join(self.dir, "registry.log"), "/v2/", "incumbent")
 
 
 NGINX_CONFIG = """\
@@ -157,7 +166,7 @@ http {{
 """
 
 
-class Nginx:
+class Nginx(Server):
     """nginx as a plain static file server over regcache's store directory: one worker
     (regcache is one event loop), sendfile on, keep-alive without a request cap, access log on
     (regcache logs every request too). URLs are store paths: /blobs/sha256/ab/abcd..."""
@@ -172,16 +181,8 @@ class Nginx:
         self.proc = None
 
     def start(self):
-        self.proc = track(procs.Proc(["nginx", "-e", os.path.join(self.dir, "error.log"),
-                                      "-c", self.conf], os.path.join(self.dir, "stdout.log")))
-        procs.wait_for(lambda: procs.http_status(self.port, "/ping") == 200, 20,
-                       f"nginx on :{self.port}", proc=self.proc)
-        return self
-
-    def stop(self):
-        if self.proc:
-            self.proc.stop(timeout=10)
-            self.proc = None
+        return self._run(["nginx", "-e", os.path.join(self.dir, "error.log"), "-c", self.conf],
+                         os.path.join(self.dir, "stdout.log"), "/ping", "nginx")
 
 
 def start_regcache(directory, up, max_connections=None):

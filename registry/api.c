@@ -306,7 +306,6 @@ static struct upstream *pick_upstream(struct registry *r, const struct route *rt
 
 static struct upstream *pick_upstream(struct registry *r, const struct route *rt, char *repo,
                                       size_t repolen);
-static void tags_query(const char *query, char *out, size_t len);
 
 static void handle(struct registry *r, struct conn *c, struct http_request *req,
                    const char *user, int has_token);
@@ -318,25 +317,40 @@ struct auth_wait {
 };
 
 /* The WWW-Authenticate line for a 401 answering req; a Bearer challenge names the scope the
- * request needs. */
-static void challenge_for(const struct registry *r, const struct http_request *req, char *out,
-                          size_t len)
+ * request needs. rt is the request's route, NULL when it did not parse. */
+static void challenge_for(const struct registry *r, const struct http_request *req,
+                          const struct route *rt, char *out, size_t len)
 {
     struct auth_origin o = {.host = req->host, .secure = req->secure};
-    struct route rt;
     char scope[REF_NAME_MAX + 64];
     const char *sc = NULL;
-    if (route_parse(req->path, req->query, &rt) == 0) {
-        int write = req->method == HTTP_METHOD_OTHER || rt.kind == ROUTE_UPLOAD;
-        if (rt.kind == ROUTE_CATALOG) {
-            sc = "registry:catalog:*";
-        } else if (rt.kind != ROUTE_BASE) {
-            snprintf(scope, sizeof(scope), "repository:%s:%s", rt.name,
-                     write ? "pull,push" : "pull");
-            sc = scope;
-        }
+    if (rt && rt->kind == ROUTE_CATALOG) {
+        sc = "registry:catalog:*";
+    } else if (rt && rt->kind != ROUTE_BASE) {
+        int write = req->method == HTTP_METHOD_OTHER || rt->kind == ROUTE_UPLOAD;
+        snprintf(scope, sizeof(scope), "repository:%s:%s", rt->name,
+                 write ? "pull,push" : "pull");
+        sc = scope;
     }
     auth_challenge(r->auth, &o, sc, out, len);
+}
+
+/* Checks req's credentials, then calls cb with the outcome (on the loop; the connection is
+ * held until then). */
+static void check_credentials(struct registry *r, struct conn *c, struct http_request *req,
+                              auth_cb cb)
+{
+    struct auth_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        respond_error(c, req->method == HTTP_METHOD_HEAD, 503, "UNAVAILABLE", "out of memory",
+                      NULL);
+        return;
+    }
+    w->r = r;
+    w->conn = c;
+    w->req = req;
+    conn_ref(c);
+    auth_check(r->auth, req->authorization, cb, w);
 }
 
 static void on_auth(void *ud, enum auth_result result, const char *user)
@@ -345,7 +359,9 @@ static void on_auth(void *ud, enum auth_result result, const char *user)
     if (conn_alive(w->conn)) {
         if (result == AUTH_BAD) {
             char challenge[1024];
-            challenge_for(w->r, w->req, challenge, sizeof(challenge));
+            struct route rt;
+            int parsed = route_parse(w->req->path, w->req->query, &rt) == 0;
+            challenge_for(w->r, w->req, parsed ? &rt : NULL, challenge, sizeof(challenge));
             respond_error(w->conn, w->req->method == HTTP_METHOD_HEAD, 401, "UNAUTHORIZED",
                           auth_token_mode(w->r->auth) && w->req->authorization &&
                                   strncasecmp(w->req->authorization, "Bearer", 6) == 0
@@ -411,16 +427,7 @@ static void token_endpoint(struct registry *r, struct conn *c, struct http_reque
                       "Allow: GET, HEAD\r\n");
         return;
     }
-    struct auth_wait *w = calloc(1, sizeof(*w));
-    if (!w) {
-        respond_error(c, head, 503, "UNAVAILABLE", "out of memory", NULL);
-        return;
-    }
-    w->r = r;
-    w->conn = c;
-    w->req = req;
-    conn_ref(c);
-    auth_check(r->auth, req->authorization, on_token_auth, w);
+    check_credentials(r, c, req, on_token_auth);
 }
 
 void registry_handle(struct conn *c, struct http_request *req, void *ud)
@@ -440,16 +447,7 @@ void registry_handle(struct conn *c, struct http_request *req, void *ud)
         token_endpoint(r, c, req);
         return;
     }
-    struct auth_wait *w = calloc(1, sizeof(*w));
-    if (!w) {
-        respond_error(c, 0, 503, "UNAVAILABLE", "out of memory", NULL);
-        return;
-    }
-    w->r = r;
-    w->conn = c;
-    w->req = req;
-    conn_ref(c);
-    auth_check(r->auth, req->authorization, on_auth, w);
+    check_credentials(r, c, req, on_auth);
 }
 
 static void tags_query(const char *query, char *out, size_t len)
@@ -473,16 +471,16 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     int head = req->method == HTTP_METHOD_HEAD;
     int parsed = route_parse(req->path, req->query, &rt);
     int write = req->method == HTTP_METHOD_OTHER || (parsed == 0 && rt.kind == ROUTE_UPLOAD);
-    char challenge[1024] = "";
-    if (r->auth)
-        challenge_for(r, req, challenge, sizeof(challenge));
+    char challenge[1024] = ""; /* built only for the answers that carry it */
     int ping = parsed == 0 && rt.kind == ROUTE_BASE;
     if (r->auth && !user &&
         (write || !auth_anonymous_pull(r->auth) || (ping && !has_token && !auth_ping_open(r->auth)))) {
+        challenge_for(r, req, parsed ? NULL : &rt, challenge, sizeof(challenge));
         respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", challenge);
         return;
     }
     if (write && r->auth && !auth_may_push(r->auth, user)) {
+        challenge_for(r, req, parsed ? NULL : &rt, challenge, sizeof(challenge));
         respond_error(c, head, 403, "DENIED", "this user may not push", challenge);
         return;
     }
@@ -503,8 +501,9 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     }
     if (rt.kind == ROUTE_BASE) {
         char headers[1200];
-        snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s",
-                 r->auth && auth_token_mode(r->auth) ? "" : challenge);
+        if (r->auth && !auth_token_mode(r->auth)) /* Basic: the ping always announces it */
+            challenge_for(r, req, &rt, challenge, sizeof(challenge));
+        snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s", challenge);
         conn_respond(c, 200, headers, "{}\n", 3, head);
         return;
     }

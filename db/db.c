@@ -99,6 +99,16 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS ratelimits ("
     "  upstream TEXT PRIMARY KEY, lim INTEGER, remaining INTEGER, window_s INTEGER,"
     "  source TEXT, seen_ms INTEGER NOT NULL, last_429_ms INTEGER);",
+    /* 5: each upstream's health as the mirror last saw it; the referrers index of a proxied
+     * subject, kept like a tag: the stored document (a blob) and when it was last validated */
+    "CREATE TABLE IF NOT EXISTS upstream_states ("
+    "  upstream TEXT PRIMARY KEY, state TEXT NOT NULL, since_ms INTEGER NOT NULL,"
+    "  reason TEXT);"
+    "CREATE TABLE IF NOT EXISTS referrers ("
+    "  upstream TEXT NOT NULL, repo TEXT NOT NULL, subject TEXT NOT NULL,"
+    "  digest TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (upstream, repo, subject));"
+    "CREATE INDEX IF NOT EXISTS referrers_by_digest ON referrers (digest);",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -139,7 +139,7 @@ static void after_load(uv_work_t *w, int status)
         fetch(c, l->u, l->repo, l->digest, NULL, l->cb, l->ud);
     } else {
         struct cache_error e = {0};
-        error_set(&e, 500, "UNKNOWN", "cannot read manifest: %s", strerror(-l->result));
+        cache__error_set(&e, 500, "UNKNOWN", "cannot read manifest: %s", strerror(-l->result));
         answer_error(l->cb, l->ud, &e);
     }
     free(l->bytes);
@@ -159,7 +159,7 @@ static void serve_cached(struct cache *c, struct manifest_meta *m, enum cache_ou
     if (!l || !(l->repo = strdup(repo))) {
         free(l);
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "out of memory");
+        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
         answer_error(cb, ud, &e);
         return;
     }
@@ -172,7 +172,7 @@ static void serve_cached(struct cache *c, struct manifest_meta *m, enum cache_ou
     l->work.data = l;
     if (uv_queue_work(c->loop, &l->work, work_load, after_load)) {
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "cannot queue disk read");
+        cache__error_set(&e, 503, "UNAVAILABLE", "cannot queue disk read");
         answer_error(cb, ud, &e);
         free(l->repo);
         free(l);
@@ -240,7 +240,7 @@ static void flight_fail(struct manifest_flight *f, const struct upstream_respons
 {
     struct cache *c = f->c;
     struct cache_error e = {0};
-    error_from_upstream(&e, f->u, resp, "MANIFEST_UNKNOWN");
+    cache__error_from_upstream(&e, f->u, resp, "MANIFEST_UNKNOWN");
     if (!f->by_digest && resp->status != 404) {
         struct tag_entry *t = index_tag(c, f->u, f->repo, f->reference);
         struct manifest_meta *m = t ? index_manifest(c, t->digest) : NULL;
@@ -334,7 +334,7 @@ static void got_manifest(struct manifest_flight *f)
     if ((f->by_digest || ref_digest_is_sha256(expected, strlen(expected))) &&
         strcmp(expected, digest) != 0) {
         struct cache_error e = {0};
-        error_set(&e, 502, "UNAVAILABLE", "upstream %s sent manifest bytes that do not hash to %s",
+        cache__error_set(&e, 502, "UNAVAILABLE", "upstream %s sent manifest bytes that do not hash to %s",
                   upstream_name(f->u), expected);
         log_error("%s", e.message);
         flight_answer_error(f, &e);
@@ -363,7 +363,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
     f->req = NULL;
     if (f->too_large) {
         struct cache_error e = {0};
-        error_set(&e, 502, "MANIFEST_INVALID", "upstream manifest larger than %llu bytes",
+        cache__error_set(&e, 502, "MANIFEST_INVALID", "upstream manifest larger than %llu bytes",
                   (unsigned long long)c->cfg->max_manifest_bytes);
         flight_answer_error(f, &e);
         flight_free(f);
@@ -375,8 +375,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         if (ok && t && resp->digest && strcmp(resp->digest, t->digest) == 0) {
             struct manifest_meta *m = index_manifest(c, t->digest);
             if (m) {
-                index_set_tag(c, f->u, f->repo, f->reference, t->digest, t->media_type,
-                              clock_wall_ms(), 1);
+                index_tag_validated(c, f->u, f->repo, f->reference, clock_wall_ms());
                 flight_answer_cached(f, m, OUTCOME_HIT);
                 flight_free(f);
                 return;
@@ -409,7 +408,7 @@ static void start_phase(struct manifest_flight *f, enum flight_phase phase)
                               what, NULL, f->accept, &flight_callbacks, f);
     if (!f->req) {
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "out of memory");
+        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
         flight_answer_error(f, &e);
         flight_free(f);
     }
@@ -479,7 +478,7 @@ static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
         if (f) {
             if (flight_join(f, cb, ud)) {
                 struct cache_error e = {0};
-                error_set(&e, 503, "UNAVAILABLE", "out of memory");
+                cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
                 answer_error(cb, ud, &e);
             }
             return;
@@ -491,7 +490,7 @@ static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
         if (f)
             flight_free(f);
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "out of memory");
+        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
         answer_error(cb, ud, &e);
         return;
     }

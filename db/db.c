@@ -10,7 +10,7 @@
 #include "util/map.h"
 
 enum op_kind {
-    OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
+    OP_PUT_TAG, OP_TAG_VALIDATED, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
     OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF,
     OP_RATELIMIT
 };
@@ -347,6 +347,11 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         "INSERT OR REPLACE INTO tags (upstream, repo, tag, digest, media_type,"
                         " validated_ms) VALUES (?, ?, ?, ?, ?, ?)",
                         o, 5, 1);
+    case OP_TAG_VALIDATED:
+        return bind_run(s,
+                        "UPDATE tags SET validated_ms = max(validated_ms, ?4)"
+                        " WHERE upstream = ?1 AND repo = ?2 AND tag = ?3",
+                        o, 3, 1);
     case OP_DEL_TAG:
         return bind_run(s, "DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?", o, 3, 0);
     case OP_PUT_MANIFEST:
@@ -597,6 +602,16 @@ void db_put_tag(struct db *d, const struct db_tag_row *row)
     if (!o)
         return;
     o->n1 = row->validated_ms;
+    enqueue(d, o);
+}
+
+void db_tag_validated(struct db *d, const char *upstream, const char *repo, const char *tag,
+                      uint64_t validated_ms)
+{
+    struct op *o = op_new(OP_TAG_VALIDATED, upstream, repo, tag, NULL, NULL);
+    if (!o)
+        return;
+    o->n1 = validated_ms;
     enqueue(d, o);
 }
 

@@ -37,6 +37,9 @@ void db_attach(struct db *d, uv_loop_t *loop);
 void db_detach(struct db *d);
 
 void db_put_tag(struct db *d, const struct db_tag_row *row);
+/* The upstream confirmed a tag's digest: only its validated_ms changes. */
+void db_tag_validated(struct db *d, const char *upstream, const char *repo, const char *tag,
+                      uint64_t validated_ms);
 void db_del_tag(struct db *d, const char *upstream, const char *repo, const char *tag);
 void db_put_manifest(struct db *d, const struct db_manifest_row *row);
 /* A file now in the store (blob or manifest; media_type NULL for plain blobs). */

@@ -50,8 +50,14 @@ struct cache {
     size_t mem_bytes;
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
     struct map *fills;            /* digest -> struct blob_fill */
+    struct tags_req *tags_reqs;   /* tags lists asked upstream (tags.c) */
     uint64_t hits, misses; /* since start, for operators */
+    /* upstream health (health.c) */
     struct map *ratelimits; /* upstream name -> struct ratelimit_seen */
+    struct health *health;  /* one per upstream, in configuration order */
+    size_t n_health;
+    uv_timer_t health_timer;
+    int health_timer_on;
     struct map *open_files; /* digest -> descriptor of a blob served lately (open_files.c) */
     uv_timer_t open_files_timer;
     int open_files_timer_on;
@@ -105,7 +111,21 @@ void cache__error_from_upstream(struct cache_error *e, const struct upstream *u,
 void cache__error_set(struct cache_error *e, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* ---- upstream health (health.c) ---- */
+struct health;
+int health_init(struct cache *c);
+/* Cancels the probes and closes the timer (at shutdown). */
+void health_stop(struct cache *c);
+void health_free(struct cache *c);
+/* Down: cached tags and tags lists are answered from the cache without asking it. */
+int health_is_down(struct cache *c, const struct upstream *u);
+/* It failed to answer in time (or at all): down, if it was not already. */
+void health_failed(struct cache *c, struct upstream *u, const char *reason);
+/* It answered: up, if it was down. */
+void health_answered(struct cache *c, struct upstream *u);
+
 void manifests_free_all(struct cache *c);
+void tags_free_all(struct cache *c);
 void blobs_free_all(struct cache *c);
 
 /* Descriptors of blobs served lately (open_files.c), so that a hit skips the open() on the

@@ -12,7 +12,7 @@
 enum op_kind {
     OP_PUT_TAG, OP_TAG_VALIDATED, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
     OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF,
-    OP_RATELIMIT
+    OP_RATELIMIT, OP_UPSTREAM_STATE
 };
 
 struct op {
@@ -394,6 +394,9 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         o, 2, 0);
     case OP_RATELIMIT:
         return put_ratelimit(s, o);
+    case OP_UPSTREAM_STATE:
+        return bind_run(s, "INSERT OR REPLACE INTO upstream_states (upstream, state, reason,"
+                           " since_ms) VALUES (?, ?, ?, ?)", o, 3, 1);
     }
     return -EINVAL;
 }
@@ -613,6 +616,36 @@ void db_tag_validated(struct db *d, const char *upstream, const char *repo, cons
         return;
     o->n1 = validated_ms;
     enqueue(d, o);
+}
+
+void db_set_upstream_state(struct db *d, const char *upstream, const char *state,
+                           uint64_t since_ms, const char *reason)
+{
+    struct op *o = op_new(OP_UPSTREAM_STATE, upstream, state, reason, NULL, NULL);
+    if (!o)
+        return;
+    o->n1 = since_ms;
+    enqueue(d, o);
+}
+
+int db_each_upstream_state(struct db *d,
+                           int (*fn)(void *ud, const struct db_upstream_state *st), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT upstream, state, reason, since_ms FROM upstream_states"
+                           " ORDER BY upstream", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        struct db_upstream_state row = {
+            (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+            (const char *)sqlite3_column_text(st, 2), (uint64_t)sqlite3_column_int64(st, 3)};
+        if (row.upstream && row.state)
+            r = fn(ud, &row);
+    }
+    sqlite3_finalize(st);
+    return r;
 }
 
 void db_hosted_tag(struct db *d, const char *repo, const char *tag, const char *digest,

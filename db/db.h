@@ -63,6 +63,17 @@ struct db_ratelimit {
 };
 void db_set_ratelimit(struct db *d, const struct db_ratelimit *rl);
 
+/* An upstream's health changed: state "up" or "down" since since_ms (reason: why it is down,
+ * NULL when up). */
+void db_set_upstream_state(struct db *d, const char *upstream, const char *state,
+                           uint64_t since_ms, const char *reason);
+struct db_upstream_state {
+    const char *upstream, *state, *reason; /* reason NULL when up */
+    uint64_t since_ms;
+};
+int db_each_upstream_state(struct db *d,
+                           int (*fn)(void *ud, const struct db_upstream_state *st), void *ud);
+
 
 /* Hosted repositories: a tag set (digest) or deleted (digest NULL); content a repository
  * holds (held) or let go. Held content is never a GC candidate. */

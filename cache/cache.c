@@ -54,6 +54,8 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     r = open_files_init(c);
     if (!r)
         r = index_load(c);
+    if (!r)
+        r = referrers_init(c);
     if (r) {
         cache_free(c);
         return r;
@@ -79,6 +81,7 @@ void cache_shutdown(struct cache *c)
     cache_stop_lifecycle(c);
     open_files_stop(c);
     manifests_free_all(c);
+    referrers_stop(c);
     tags_free_all(c);
     blobs_free_all(c);
 }
@@ -89,6 +92,7 @@ void cache_free(struct cache *c)
         return;
     index_free(c);
     health_free(c);
+    referrers_free(c);
     map_free(c->manifest_flights);
     map_free(c->fills);
     open_files_stop(c); /* after cache_shutdown: only descriptors are left to close */

@@ -51,6 +51,8 @@ struct cache {
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
     struct map *fills;            /* digest -> struct blob_fill */
     struct tags_req *tags_reqs;   /* tags lists asked upstream (tags.c) */
+    struct map *referrers;         /* upstream KEY_SEP repo KEY_SEP subject -> entry */
+    struct map *referrers_flights; /* the same key -> struct referrers_flight */
     uint64_t hits, misses; /* since start, for operators */
     /* upstream health (health.c) */
     struct map *ratelimits; /* upstream name -> struct ratelimit_seen */
@@ -126,6 +128,13 @@ void health_answered(struct cache *c, struct upstream *u);
 
 void manifests_free_all(struct cache *c);
 void tags_free_all(struct cache *c);
+
+/* ---- referrers of proxied manifests (referrers.c) ---- */
+int referrers_init(struct cache *c); /* also loads them from the database */
+void referrers_stop(struct cache *c);
+void referrers_free(struct cache *c);
+/* Forgets the referrers of manifests a GC evicted. */
+void referrers_forget_subjects(struct cache *c, char *const *digests, size_t n);
 void blobs_free_all(struct cache *c);
 
 /* Descriptors of blobs served lately (open_files.c), so that a hit skips the open() on the

@@ -40,6 +40,7 @@ static void job_work(struct db *db, void *ud)
 static void apply_report(struct cache *c, const struct gc_report *r)
 {
     index_forget_digests(c, r->digests, r->n_digests);
+    referrers_forget_subjects(c, r->digests, r->n_digests);
     for (size_t i = 0; i < r->n_digests; i++)
         open_files_forget(c, r->digests[i]);
 }

@@ -12,7 +12,7 @@
 enum op_kind {
     OP_PUT_TAG, OP_TAG_VALIDATED, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
     OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF,
-    OP_RATELIMIT, OP_UPSTREAM_STATE
+    OP_RATELIMIT, OP_UPSTREAM_STATE, OP_PUT_REFERRERS
 };
 
 struct op {
@@ -99,16 +99,16 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS ratelimits ("
     "  upstream TEXT PRIMARY KEY, lim INTEGER, remaining INTEGER, window_s INTEGER,"
     "  source TEXT, seen_ms INTEGER NOT NULL, last_429_ms INTEGER);",
-    /* 5: each upstream's health as the mirror last saw it; the referrers index of a proxied
-     * subject, kept like a tag: the stored document (a blob) and when it was last validated */
+    /* 5: each upstream's health as the mirror last saw it; the referrers of a proxied subject,
+     * kept like a tag: the image index answered and when it was last validated */
     "CREATE TABLE IF NOT EXISTS upstream_states ("
     "  upstream TEXT PRIMARY KEY, state TEXT NOT NULL, since_ms INTEGER NOT NULL,"
     "  reason TEXT);"
     "CREATE TABLE IF NOT EXISTS referrers ("
     "  upstream TEXT NOT NULL, repo TEXT NOT NULL, subject TEXT NOT NULL,"
-    "  digest TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
+    "  document TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (upstream, repo, subject));"
-    "CREATE INDEX IF NOT EXISTS referrers_by_digest ON referrers (digest);",
+    "CREATE INDEX IF NOT EXISTS referrers_by_subject ON referrers (subject);",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -394,6 +394,9 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         o, 2, 0);
     case OP_RATELIMIT:
         return put_ratelimit(s, o);
+    case OP_PUT_REFERRERS:
+        return bind_run(s, "INSERT OR REPLACE INTO referrers (upstream, repo, subject, document,"
+                           " validated_ms) VALUES (?, ?, ?, ?, ?)", o, 4, 1);
     case OP_UPSTREAM_STATE:
         return bind_run(s, "INSERT OR REPLACE INTO upstream_states (upstream, state, reason,"
                            " since_ms) VALUES (?, ?, ?, ?)", o, 3, 1);
@@ -616,6 +619,36 @@ void db_tag_validated(struct db *d, const char *upstream, const char *repo, cons
         return;
     o->n1 = validated_ms;
     enqueue(d, o);
+}
+
+void db_put_referrers(struct db *d, const struct db_referrers_row *row)
+{
+    struct op *o = op_new(OP_PUT_REFERRERS, row->upstream, row->repo, row->subject, row->document,
+                          NULL);
+    if (!o)
+        return;
+    o->n1 = row->validated_ms;
+    enqueue(d, o);
+}
+
+int db_load_referrers(struct db *d, void (*fn)(void *ud, const struct db_referrers_row *row),
+                      void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT upstream, repo, subject, document, validated_ms FROM referrers",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct db_referrers_row row = {
+            (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
+            (uint64_t)sqlite3_column_int64(st, 4)};
+        if (row.upstream && row.repo && row.subject && row.document)
+            fn(ud, &row);
+    }
+    sqlite3_finalize(st);
+    return 0;
 }
 
 void db_set_upstream_state(struct db *d, const char *upstream, const char *state,
@@ -1056,6 +1089,8 @@ int db_forget_blobs(struct db *d, char *const *digests, size_t n, size_t *tags_f
             r = run_digest(d->sql, "DELETE FROM repo_blobs WHERE digest = ?", digests[i], NULL);
         if (!r)
             r = run_digest(d->sql, "DELETE FROM tags WHERE digest = ?", digests[i], &tags);
+        if (!r) /* what refers to an evicted manifest is asked anew when it is pulled again */
+            r = run_digest(d->sql, "DELETE FROM referrers WHERE subject = ?", digests[i], NULL);
     }
     if (r) {
         exec(d->sql, "ROLLBACK");

@@ -63,6 +63,15 @@ struct db_ratelimit {
 };
 void db_set_ratelimit(struct db *d, const struct db_ratelimit *rl);
 
+/* The referrers of a proxied subject: the image index answered for it. */
+struct db_referrers_row {
+    const char *upstream, *repo, *subject, *document;
+    uint64_t validated_ms;
+};
+void db_put_referrers(struct db *d, const struct db_referrers_row *row);
+int db_load_referrers(struct db *d, void (*fn)(void *ud, const struct db_referrers_row *row),
+                      void *ud);
+
 /* An upstream's health changed: state "up" or "down" since since_ms (reason: why it is down,
  * NULL when up). */
 void db_set_upstream_state(struct db *d, const char *upstream, const char *state,

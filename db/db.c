@@ -10,9 +10,9 @@
 #include "util/map.h"
 
 enum op_kind {
-    OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
+    OP_PUT_TAG, OP_TAG_VALIDATED, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
     OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF,
-    OP_RATELIMIT
+    OP_RATELIMIT, OP_UPSTREAM_STATE, OP_PUT_REFERRERS
 };
 
 struct op {
@@ -99,16 +99,16 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS ratelimits ("
     "  upstream TEXT PRIMARY KEY, lim INTEGER, remaining INTEGER, window_s INTEGER,"
     "  source TEXT, seen_ms INTEGER NOT NULL, last_429_ms INTEGER);",
-    /* 5: each upstream's health as the mirror last saw it; the referrers index of a proxied
-     * subject, kept like a tag: the stored document (a blob) and when it was last validated */
+    /* 5: each upstream's health as the mirror last saw it; the referrers of a proxied subject,
+     * kept like a tag: the image index answered and when it was last validated */
     "CREATE TABLE IF NOT EXISTS upstream_states ("
     "  upstream TEXT PRIMARY KEY, state TEXT NOT NULL, since_ms INTEGER NOT NULL,"
     "  reason TEXT);"
     "CREATE TABLE IF NOT EXISTS referrers ("
     "  upstream TEXT NOT NULL, repo TEXT NOT NULL, subject TEXT NOT NULL,"
-    "  digest TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
+    "  document TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (upstream, repo, subject));"
-    "CREATE INDEX IF NOT EXISTS referrers_by_digest ON referrers (digest);",
+    "CREATE INDEX IF NOT EXISTS referrers_by_subject ON referrers (subject);",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -347,6 +347,11 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         "INSERT OR REPLACE INTO tags (upstream, repo, tag, digest, media_type,"
                         " validated_ms) VALUES (?, ?, ?, ?, ?, ?)",
                         o, 5, 1);
+    case OP_TAG_VALIDATED:
+        return bind_run(s,
+                        "UPDATE tags SET validated_ms = max(validated_ms, ?4)"
+                        " WHERE upstream = ?1 AND repo = ?2 AND tag = ?3",
+                        o, 3, 1);
     case OP_DEL_TAG:
         return bind_run(s, "DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?", o, 3, 0);
     case OP_PUT_MANIFEST:
@@ -389,6 +394,12 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         o, 2, 0);
     case OP_RATELIMIT:
         return put_ratelimit(s, o);
+    case OP_PUT_REFERRERS:
+        return bind_run(s, "INSERT OR REPLACE INTO referrers (upstream, repo, subject, document,"
+                           " validated_ms) VALUES (?, ?, ?, ?, ?)", o, 4, 1);
+    case OP_UPSTREAM_STATE:
+        return bind_run(s, "INSERT OR REPLACE INTO upstream_states (upstream, state, reason,"
+                           " since_ms) VALUES (?, ?, ?, ?)", o, 3, 1);
     }
     return -EINVAL;
 }
@@ -598,6 +609,76 @@ void db_put_tag(struct db *d, const struct db_tag_row *row)
         return;
     o->n1 = row->validated_ms;
     enqueue(d, o);
+}
+
+void db_tag_validated(struct db *d, const char *upstream, const char *repo, const char *tag,
+                      uint64_t validated_ms)
+{
+    struct op *o = op_new(OP_TAG_VALIDATED, upstream, repo, tag, NULL, NULL);
+    if (!o)
+        return;
+    o->n1 = validated_ms;
+    enqueue(d, o);
+}
+
+void db_put_referrers(struct db *d, const struct db_referrers_row *row)
+{
+    struct op *o = op_new(OP_PUT_REFERRERS, row->upstream, row->repo, row->subject, row->document,
+                          NULL);
+    if (!o)
+        return;
+    o->n1 = row->validated_ms;
+    enqueue(d, o);
+}
+
+int db_load_referrers(struct db *d, void (*fn)(void *ud, const struct db_referrers_row *row),
+                      void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT upstream, repo, subject, document, validated_ms FROM referrers",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct db_referrers_row row = {
+            (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
+            (uint64_t)sqlite3_column_int64(st, 4)};
+        if (row.upstream && row.repo && row.subject && row.document)
+            fn(ud, &row);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+void db_set_upstream_state(struct db *d, const char *upstream, const char *state,
+                           uint64_t since_ms, const char *reason)
+{
+    struct op *o = op_new(OP_UPSTREAM_STATE, upstream, state, reason, NULL, NULL);
+    if (!o)
+        return;
+    o->n1 = since_ms;
+    enqueue(d, o);
+}
+
+int db_each_upstream_state(struct db *d,
+                           int (*fn)(void *ud, const struct db_upstream_state *st), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT upstream, state, reason, since_ms FROM upstream_states"
+                           " ORDER BY upstream", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        struct db_upstream_state row = {
+            (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+            (const char *)sqlite3_column_text(st, 2), (uint64_t)sqlite3_column_int64(st, 3)};
+        if (row.upstream && row.state)
+            r = fn(ud, &row);
+    }
+    sqlite3_finalize(st);
+    return r;
 }
 
 void db_hosted_tag(struct db *d, const char *repo, const char *tag, const char *digest,
@@ -1008,6 +1089,8 @@ int db_forget_blobs(struct db *d, char *const *digests, size_t n, size_t *tags_f
             r = run_digest(d->sql, "DELETE FROM repo_blobs WHERE digest = ?", digests[i], NULL);
         if (!r)
             r = run_digest(d->sql, "DELETE FROM tags WHERE digest = ?", digests[i], &tags);
+        if (!r) /* what refers to an evicted manifest is asked anew when it is pulled again */
+            r = run_digest(d->sql, "DELETE FROM referrers WHERE subject = ?", digests[i], NULL);
     }
     if (r) {
         exec(d->sql, "ROLLBACK");

@@ -18,10 +18,8 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # REGCACHE_BIN may name another command, e.g. a sanitizer build or valgrind.
 REGCACHE = shlex.split(os.environ.get("REGCACHE_BIN", os.path.join(REPO_ROOT, "build", "regcache")))
 
-# <timestamp> <client-ip> <METHOD> <path+query> <status> <bytes> <duration>ms
-# <hit|miss|fill|stale|->
-LOG_RE = re.compile(r"(\S+) ([A-Z]+) (\S+) (\d{3}) (\d+) (\d+(?:\.\d+)?)ms "
-                    r"(hit|miss|fill|stale|-)\s*$")
+# <timestamp> <client-ip> <METHOD> <path+query> <status> <bytes> <duration>ms <hit|miss|fill|->
+LOG_RE = re.compile(r"(\S+) ([A-Z]+) (\S+) (\d{3}) (\d+) (\d+(?:\.\d+)?)ms (hit|miss|fill|stale|-)\s*$")
 
 
 class LogEntry(tuple):

@@ -43,6 +43,10 @@ def test_tag_schema_fallback_is_read_filtered_cached_and_served_offline(
     descs = [rawpush.descriptor(sig, sig_raw, SIG, {"org.example.signer": "ci"}),
              rawpush.descriptor(sbom, sbom_raw, SBOM)]
     tag, _ = rawpush.push_tag_schema_index(pusher, "library/signed", img.digest, descs)
+    # cosign's own tags: sha256-<hex>.sig next to the image
+    cosign_tag = img.digest.replace(":", "-") + ".sig"
+    cosign, cosign_raw = rawpush.push_artifact(pusher, "library/signed", img, SIG, b"cosign",
+                                               tag=cosign_tag)
     mirror = mirror_factory([up], revalidate_after="1h")
 
     # no referrers at all for a subject without the tag: an empty index, not an error
@@ -77,6 +81,8 @@ def test_tag_schema_fallback_is_read_filtered_cached_and_served_offline(
     assert s == 200 and body == sig_raw
     s, h, body = get(mirror, f"/v2/signed/manifests/{tag}")
     assert s == 200 and json.loads(body)["manifests"] == descs
+    s, h, body = get(mirror, f"/v2/signed/manifests/{cosign_tag}")
+    assert s == 200 and body == cosign_raw and h["docker-content-digest"] == cosign
 
     # offline, then offline after a restart: the cached answer
     up.stop()

@@ -100,6 +100,8 @@ struct load_req {
 
 static void fetch(struct cache *c, struct upstream *u, const char *repo, const char *reference,
                   const char *accept, manifest_cb cb, void *ud);
+static struct manifest_meta *tag_manifest(struct cache *c, const struct upstream *u,
+                                          const char *repo, const char *tag);
 
 static void work_load(uv_work_t *w)
 {
@@ -361,10 +363,16 @@ static void got_manifest(struct manifest_flight *f)
     if ((f->by_digest || ref_digest_is_sha256(expected, strlen(expected))) &&
         strcmp(expected, digest) != 0) {
         struct cache_error e = {0};
-        cache__error_set(&e, 502, "UNAVAILABLE", "upstream %s sent manifest bytes that do not hash to %s",
-                  upstream_name(f->u), expected);
+        cache__error_set(&e, 502, "UNAVAILABLE",
+                         "upstream %s sent manifest bytes that do not hash to %s",
+                         upstream_name(f->u), expected);
         log_error("%s", e.message);
-        flight_answer_error(f, &e);
+        struct manifest_meta *m =
+            f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->reference);
+        if (m && f->shared)
+            flight_answer_cached(f, m, OUTCOME_STALE); /* what it said before, verified then */
+        else
+            flight_answer_error(f, &e);
         flight_free(f);
         return;
     }

@@ -12,7 +12,7 @@
 enum op_kind {
     OP_PUT_TAG, OP_DEL_TAG, OP_PUT_MANIFEST, OP_PUT_BLOB, OP_TOUCH, OP_REF, OP_COUNTER, OP_CALL,
     OP_HOSTED_TAG, OP_HOSTED_UNTAG, OP_HOSTED_BLOB, OP_HOSTED_UNREF, OP_HOSTED_REF,
-    OP_RATELIMIT
+    OP_RATELIMIT, OP_HOSTED_REFERRER, OP_HOSTED_UNREFERRER
 };
 
 struct op {
@@ -109,6 +109,11 @@ static const char *const migrations[] = {
     "  digest TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (upstream, repo, subject));"
     "CREATE INDEX IF NOT EXISTS referrers_by_digest ON referrers (digest);",
+    /* 6: hosted manifests that name a subject, with their descriptor in a referrers index */
+    "CREATE TABLE IF NOT EXISTS hosted_referrers ("
+    "  repo TEXT NOT NULL, digest TEXT NOT NULL, subject TEXT NOT NULL,"
+    "  artifact_type TEXT NOT NULL, descriptor TEXT NOT NULL,"
+    "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -389,6 +394,11 @@ static int apply_op(sqlite3 *s, const struct op *o)
                         o, 2, 0);
     case OP_RATELIMIT:
         return put_ratelimit(s, o);
+    case OP_HOSTED_REFERRER:
+        return bind_run(s, "INSERT OR REPLACE INTO hosted_referrers (repo, digest, subject,"
+                           " artifact_type, descriptor) VALUES (?, ?, ?, ?, ?)", o, 5, 0);
+    case OP_HOSTED_UNREFERRER:
+        return bind_run(s, "DELETE FROM hosted_referrers WHERE repo = ? AND digest = ?", o, 2, 0);
     }
     return -EINVAL;
 }
@@ -625,6 +635,16 @@ void db_hosted_ref(struct db *d, const char *manifest, const char *digest)
         enqueue(d, o);
 }
 
+void db_hosted_referrer(struct db *d, const char *repo, const char *digest, const char *subject,
+                        const char *artifact_type, const char *descriptor)
+{
+    struct op *o = subject ? op_new(OP_HOSTED_REFERRER, repo, digest, subject, artifact_type,
+                                    descriptor)
+                           : op_new(OP_HOSTED_UNREFERRER, repo, digest, NULL, NULL, NULL);
+    if (o)
+        enqueue(d, o);
+}
+
 /* Reads (digest, size, first_cached_ms, last_access_ms) rows of st into a malloc'ed array;
  * finalizes st. */
 static int read_blob_rows(sqlite3_stmt *st, struct db_blob **out, size_t *n)
@@ -689,6 +709,9 @@ int db_hosted_release(struct db *d, char *const *digests, size_t n)
         if (!r)
             r = run_digest(d->sql, "DELETE FROM hosted_refs WHERE manifest = ?", digests[i],
                            NULL);
+        if (!r)
+            r = run_digest(d->sql, "DELETE FROM hosted_referrers WHERE digest = ?", digests[i],
+                           NULL);
     }
     if (r) {
         exec(d->sql, "ROLLBACK");
@@ -725,6 +748,29 @@ int db_load_hosted(struct db *d,
         const char *mt = (const char *)sqlite3_column_text(st, 3);
         if (r && t && dg && mt)
             tag(ud, r, t, dg, mt);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int db_load_hosted_referrers(struct db *d,
+                             void (*fn)(void *ud, const char *repo, const char *digest,
+                                        const char *subject, const char *artifact_type,
+                                        const char *descriptor),
+                             void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT repo, digest, subject, artifact_type, descriptor"
+                           " FROM hosted_referrers",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v[5];
+        for (int i = 0; i < 5; i++)
+            v[i] = (const char *)sqlite3_column_text(st, i);
+        if (v[0] && v[1] && v[2] && v[3] && v[4])
+            fn(ud, v[0], v[1], v[2], v[3], v[4]);
     }
     sqlite3_finalize(st);
     return 0;

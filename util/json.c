@@ -262,3 +262,47 @@ int json_each_string(const char *s, size_t len, const char *key,
     skip_ws(&c);
     return c.p == c.end ? 0 : -EINVAL;
 }
+
+int json_get_raw(const char *s, size_t len, const char *key, const char **val, size_t *vlen)
+{
+    struct cursor c = {s, s + len};
+    int r = find_member(&c, key);
+    if (r)
+        return r;
+    const char *start = c.p;
+    if (skip_value(&c, 1))
+        return -EINVAL;
+    *val = start;
+    *vlen = (size_t)(c.p - start);
+    return 0;
+}
+
+int json_each_element(const char *s, size_t len,
+                      int (*fn)(void *ud, const char *val, size_t vlen), void *ud)
+{
+    struct cursor c = {s, s + len};
+    skip_ws(&c);
+    if (c.p >= c.end || *c.p != '[')
+        return -EINVAL;
+    c.p++;
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == ']')
+        return 0;
+    for (;;) {
+        skip_ws(&c);
+        const char *start = c.p;
+        if (skip_value(&c, 1))
+            return -EINVAL;
+        int r = fn(ud, start, (size_t)(c.p - start));
+        if (r)
+            return r;
+        skip_ws(&c);
+        if (c.p < c.end && *c.p == ',') {
+            c.p++;
+            continue;
+        }
+        if (c.p < c.end && *c.p == ']')
+            return 0;
+        return -EINVAL;
+    }
+}

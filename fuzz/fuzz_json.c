@@ -1,7 +1,9 @@
-/* libFuzzer: token responses and manifest reference walks (JSON from the network). */
+/* libFuzzer: token responses, manifest reference walks and pushed manifests read for their
+ * references, subject and referrers descriptor (JSON from the network). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "hosted/impl.h"
 #include "upstream/auth.h"
 #include "util/json.h"
 
@@ -24,5 +26,19 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     char out[128];
     json_get_string(s, size, "mediaType", out, sizeof(out));
     json_get_uint(s, size, "expires_in", &exp);
+    struct hosted_manifest_info info;
+    if (hosted__manifest_parse(s, size, &info) == 0) {
+        struct buf d;
+        buf_init(&d, 1u << 20);
+        /* what goes into a referrers index must itself be valid JSON (a key no member can
+         * have: the walk validates without unescaping any value) */
+        if (hosted__descriptor(&d, "application/vnd.oci.image.manifest.v1+json", "sha256:00",
+                               size, info.artifact_type, info.annotations,
+                               info.annotations_len) == 0 &&
+            json_each_string(d.data, d.len, "\x01", count, &n))
+            abort();
+        buf_free(&d);
+        hosted__manifest_info_free(&info);
+    }
     return 0;
 }

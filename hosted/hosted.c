@@ -126,8 +126,8 @@ int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, s
         hosted_free(h);
         return -ENOMEM;
     }
-    log_info("hosted: %zu patterns, %zu tags, %zu referrers", cfg->n_hosted,
-             map_count(h->tags), map_count(h->referrers));
+    log_info("hosted: %zu patterns, %zu tags, %zu referrers", cfg->n_hosted, map_count(h->tags),
+             map_count(h->referrers));
     *out = h;
     return 0;
 }

@@ -32,7 +32,7 @@ struct hreferrer {
     char *descriptor;    /* its descriptor in a referrers index, as JSON */
 };
 
-#define HOSTED_UPLOAD_FLUSH (256u << 10)     /* a push goes to disk in pieces of this size */
+#define HOSTED_UPLOAD_FLUSH (256u << 10)    /* a push goes to disk in pieces of this size */
 #define HOSTED_UPLOAD_BUFFER_MAX (1u << 20) /* bytes of a push held for the disk at most */
 #define HOSTED_UPLOADS_MAX 1024             /* uploads in progress at once */
 
@@ -117,10 +117,10 @@ struct hosted_manifest_info {
     /* what must be in the store: config, layers[], manifests[] and blobs[] digests */
     char **refs;
     size_t n_refs;
-    char subject[REF_DIGEST_MAX + 1];             /* subject.digest, "" when none */
-    char artifact_type[HOSTED_MEDIA_TYPE_MAX];    /* artifactType, else config.mediaType, or "" */
-    const char *annotations;                      /* the annotations object within the body */
-    size_t annotations_len;                       /* 0 when none */
+    char subject[REF_DIGEST_MAX + 1];          /* subject.digest, "" when none */
+    char artifact_type[HOSTED_MEDIA_TYPE_MAX]; /* artifactType, else config.mediaType, or "" */
+    const char *annotations;                   /* the annotations object within the body */
+    size_t annotations_len;                    /* 0 when none */
 };
 
 /* Reads a manifest or index: -EINVAL when body is not one JSON object, -EBADMSG when a
@@ -131,8 +131,7 @@ void hosted__manifest_info_free(struct hosted_manifest_info *info);
 
 /* Appends a referrers-index descriptor:
  * {"mediaType":..,"digest":..,"size":..[,"artifactType":..][,"annotations":{..}]}. */
-int hosted__descriptor(struct buf *out, const char *media_type, const char *digest,
-                       uint64_t size, const char *artifact_type, const char *annotations,
-                       size_t annotations_len);
+int hosted__descriptor(struct buf *out, const char *media_type, const char *digest, uint64_t size,
+                       const char *artifact_type, const char *annotations, size_t annotations_len);
 
 #endif

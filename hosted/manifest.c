@@ -52,8 +52,7 @@ static void manifest_read(struct op *o)
     }
     if (conn_alive(o->c)) {
         o->req->outcome = "hit";
-        respond_manifest(o->c, o->head, o->media_type, o->digest, o->body.data, o->body.len,
-                         NULL);
+        respond_manifest(o->c, o->head, o->media_type, o->digest, o->body.data, o->body.len, NULL);
     }
     hosted__op_free(o);
 }
@@ -115,8 +114,8 @@ static void record_referrer(struct op *o)
         buf_terminate(&d) ||
         hosted__referrer_set(o->h, o->rt.name, o->digest, o->subject,
                              o->artifact_type ? o->artifact_type : "", d.data))
-        log_warn("hosted: %s@%s: cannot list it as a referrer of %s (out of memory)",
-                 o->rt.name, o->digest, o->subject);
+        log_warn("hosted: %s@%s: cannot list it as a referrer of %s (out of memory)", o->rt.name,
+                 o->digest, o->subject);
     else
         db_hosted_referrer(o->h->db, o->rt.name, o->digest, o->subject,
                            o->artifact_type ? o->artifact_type : "", d.data);
@@ -155,9 +154,9 @@ static void manifest_stored(struct op *o)
     if (conn_alive(o->c)) {
         char headers[HOSTED_KEY_MAX + 3 * REF_DIGEST_MAX + 120];
         snprintf(headers, sizeof(headers),
-                 "Location: /v2/%s/manifests/%s\r\nDocker-Content-Digest: %s\r\n%s%s%s",
-                 o->rt.name, o->digest, o->digest, o->subject[0] ? "OCI-Subject: " : "",
-                 o->subject, o->subject[0] ? "\r\n" : "");
+                 "Location: /v2/%s/manifests/%s\r\nDocker-Content-Digest: %s\r\n%s%s%s", o->rt.name,
+                 o->digest, o->digest, o->subject[0] ? "OCI-Subject: " : "", o->subject,
+                 o->subject[0] ? "\r\n" : "");
         conn_respond(o->c, 201, headers, NULL, 0, 0);
     }
     hosted__op_free(o);

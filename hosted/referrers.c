@@ -115,8 +115,14 @@ void hosted__list_referrers(struct op *o)
             *p = '+';
     int has_last = route_query_param(o->req->query, "last", last, sizeof(last)) > 0 &&
                    ref_digest_valid(last, strlen(last));
-    struct match m = {prefix, o->rt.reference, filtered ? filter : NULL, has_last ? last : NULL,
-                      strlen(prefix), NULL, 0, 0};
+    struct match m = {prefix,
+                      o->rt.reference,
+                      filtered ? filter : NULL,
+                      has_last ? last : NULL,
+                      strlen(prefix),
+                      NULL,
+                      0,
+                      0};
     static const char head[] = "{\"schemaVersion\":2,\"mediaType\":"
                                "\"application/vnd.oci.image.index.v1+json\",\"manifests\":[";
     struct buf out;
@@ -125,7 +131,8 @@ void hosted__list_referrers(struct op *o)
         hosted__fail(o, 503, "UNAVAILABLE", "out of memory");
         goto out;
     }
-    qsort(m.picks, m.n, sizeof(*m.picks), cmp_pick);
+    if (m.n)
+        qsort(m.picks, m.n, sizeof(*m.picks), cmp_pick);
     int r = buf_append(&out, head, sizeof(head) - 1);
     const char *next = NULL;
     for (size_t i = 0; !r && i < m.n; i++) {
@@ -145,7 +152,8 @@ void hosted__list_referrers(struct op *o)
         hosted__fail(o, 500, "UNKNOWN", "cannot list the referrers");
         goto out;
     }
-    char link[HOSTED_KEY_MAX + 3 * HOSTED_MEDIA_TYPE_MAX + 120] = "", esc[3 * HOSTED_MEDIA_TYPE_MAX];
+    char link[HOSTED_KEY_MAX + 3 * HOSTED_MEDIA_TYPE_MAX + 120] = "",
+                                                           esc[3 * HOSTED_MEDIA_TYPE_MAX];
     if (next) {
         route_query_escape(esc, sizeof(esc), filtered ? filter : "");
         snprintf(link, sizeof(link), "Link: </v2/%s/referrers/%s?last=%s%s%s>; rel=\"next\"\r\n",

@@ -89,8 +89,7 @@ int hosted__manifest_parse(const char *body, size_t len, struct hosted_manifest_
     if (!r)
         r = add_descriptors(info, body, len, "blobs");
     if (!r && (r = json_get_raw(body, len, "subject", &v, &vlen)) == 0)
-        r = *v == '{' ? descriptor_digest(v, vlen, info->subject, sizeof(info->subject))
-                      : -EBADMSG;
+        r = *v == '{' ? descriptor_digest(v, vlen, info->subject, sizeof(info->subject)) : -EBADMSG;
     else if (r == -ENOENT)
         r = 0;
     if (r) {
@@ -116,9 +115,8 @@ void hosted__manifest_info_free(struct hosted_manifest_info *info)
     info->n_refs = 0;
 }
 
-int hosted__descriptor(struct buf *out, const char *media_type, const char *digest,
-                       uint64_t size, const char *artifact_type, const char *annotations,
-                       size_t annotations_len)
+int hosted__descriptor(struct buf *out, const char *media_type, const char *digest, uint64_t size,
+                       const char *artifact_type, const char *annotations, size_t annotations_len)
 {
     int r = buf_append(out, "{\"mediaType\":", 13);
     if (!r)

@@ -78,9 +78,8 @@ void hosted__list_tags(struct op *o)
         return;
     }
     qsort(l.tags, l.n, sizeof(*l.tags), cmp_str);
-    size_t limit = route_query_param(o->req->query, "n", n_s, sizeof(n_s)) > 0
-                       ? strtoul(n_s, NULL, 10)
-                       : 0;
+    size_t limit =
+        route_query_param(o->req->query, "n", n_s, sizeof(n_s)) > 0 ? strtoul(n_s, NULL, 10) : 0;
     int has_last = route_query_param(o->req->query, "last", last, sizeof(last)) > 0;
     struct buf out;
     buf_init(&out, TAG_LIST_MAX);

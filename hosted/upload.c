@@ -149,7 +149,8 @@ static void upload_committed(struct op *o)
         return;
     }
     if (o->rc == -EBADMSG) {
-        respond_error(o->c, 0, 400, "DIGEST_INVALID", "the uploaded bytes do not match the digest", NULL);
+        respond_error(o->c, 0, 400, "DIGEST_INVALID", "the uploaded bytes do not match the digest",
+                      NULL);
     } else if (o->rc) {
         respond_error(o->c, 0, 500, "UNKNOWN", "cannot store the blob", NULL);
     } else {
@@ -270,7 +271,8 @@ static void new_upload(struct op *o)
 
 static int query_digest(const char *query, char *out, size_t len)
 {
-    return route_query_param(query, "digest", out, len) > 0 && ref_digest_is_sha256(out, strlen(out));
+    return route_query_param(query, "digest", out, len) > 0 &&
+           ref_digest_is_sha256(out, strlen(out));
 }
 
 void hosted__upload(struct op *o)
@@ -305,7 +307,8 @@ void hosted__upload(struct op *o)
         return;
     }
     if (u->busy) {
-        respond_error(o->c, 0, 409, "BLOB_UPLOAD_INVALID", "another request is writing this upload", NULL);
+        respond_error(o->c, 0, 409, "BLOB_UPLOAD_INVALID", "another request is writing this upload",
+                      NULL);
         hosted__op_free(o);
         return;
     }

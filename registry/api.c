@@ -432,7 +432,7 @@ static void tags_query(const char *query, char *out, size_t len)
 static void catalog(struct registry *r, struct conn *c, struct http_request *req)
 {
     int head = req->method == HTTP_METHOD_HEAD;
-    char n[32], last[REF_NAME_MAX + 64], next[REF_NAME_MAX + 64];
+    char n[32], last[CATALOG_NAME_MAX], next[CATALOG_NAME_MAX];
     size_t limit = 0;
     if (route_query_param(req->query, "n", n, sizeof(n)) > 0 &&
         strspn(n, "0123456789") == strlen(n) && strlen(n) < 10)
@@ -446,7 +446,8 @@ static void catalog(struct registry *r, struct conn *c, struct http_request *req
         catalog_page(&names, limit, has_last ? last : NULL, &out, next, sizeof(next))) {
         respond_error(c, head, 500, "UNKNOWN", "cannot list repositories", NULL);
     } else {
-        char headers[3 * sizeof(next) + 120] = "Content-Type: application/json\r\n", esc[3 * sizeof(next)];
+        char headers[3 * CATALOG_NAME_MAX + 120] = "Content-Type: application/json\r\n";
+        char esc[3 * CATALOG_NAME_MAX];
         if (next[0]) {
             route_query_escape(esc, sizeof(esc), next);
             snprintf(headers + strlen(headers), sizeof(headers) - strlen(headers),

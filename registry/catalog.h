@@ -8,6 +8,7 @@
 #include "util/buf.h"
 
 #define CATALOG_NAMES_MAX (1u << 20) /* names gathered for one answer at most */
+#define CATALOG_NAME_MAX 1024        /* bytes of one name ("upstream/repository") with its NUL */
 
 struct catalog {
     char **names;

@@ -159,3 +159,63 @@ def test_proxied_referrers_are_not_served_yet(mirror, up):
     s, _, body = get(mirror, "/v2/library/app/referrers/sha256:" + "a" * 64)
     assert_error(s, body, 404, "UNSUPPORTED")
     assert since(up, mark) == []
+
+
+def test_long_referrers_list_is_paged_with_link(mirror_factory, up, tmp_dir):
+    """Referrers whose descriptors pass 1 MiB together are answered in pages: each page is a
+    whole index, the Link names the next (filter kept), and the pages together hold every
+    referrer once."""
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    image_raw, _ = push_image(m, "team/many", "v1", AUTH, seed=4)
+    image = digest_of(image_raw)
+    pushed = set()
+    for i in range(4):  # about 400 KiB of annotations each
+        doc, blobs = artifact(image_raw, SIG, b"sig %d" % i,
+                              annotations={"note": ("%d" % i) * (400 * 1024)})
+        s, _, body, raw = push_artifact(m, "team/many", AUTH, doc, blobs)
+        assert s == 201, (s, body[:200])
+        pushed.add(digest_of(raw))
+    seen, url, pages = [], f"/v2/team/many/referrers/{image}?artifactType={SIG}", 0
+    while url:
+        got, h = referrers(m, "team/many", image, url[url.index("?"):])
+        assert got and h.get("oci-filters-applied") == "artifactType"
+        seen += [d["digest"] for d in got]
+        pages += 1
+        link = h.get("link")
+        url = link[1:link.index(">")] if link else None
+        if url:
+            assert url.startswith(f"/v2/team/many/referrers/{image}?last=") and link.endswith(
+                '>; rel="next"') and "artifactType=" in url
+        assert pages <= 4
+    assert pages >= 2
+    assert sorted(seen) == sorted(pushed) and len(seen) == len(set(seen))
+
+
+def test_skopeo_pushes_an_artifact_with_a_subject(mirror_factory, up, tmp_dir):
+    """A real client: skopeo copies an artifact manifest (empty config, a subject) into a
+    hosted repository byte for byte; the mirror lists it as the image's referrer."""
+    import os
+    from images import skopeo
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    image_raw, _ = push_image(m, "team/sk", "v1", AUTH, seed=5)
+    doc, blobs = artifact(image_raw, SIG, b"signed by skopeo",
+                          annotations={"org.example.tool": "skopeo"})
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    layout = os.path.join(tmp_dir, "sig.dir")
+    os.makedirs(layout)
+    with open(os.path.join(layout, "version"), "w") as f:
+        f.write("Directory Transport Version: 1.1\n")
+    with open(os.path.join(layout, "manifest.json"), "wb") as f:
+        f.write(raw)
+    for d, data in blobs.items():
+        with open(os.path.join(layout, d.split(":", 1)[1]), "wb") as f:
+            f.write(data)
+    skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds",
+           ":".join(ALICE), f"dir:{layout}", f"docker://127.0.0.1:{m.port}/team/sk:sig")
+    s, _, body = get(m, "/v2/team/sk/manifests/sig", headers={"Accept": OCI_MANIFEST})
+    assert s == 200 and body == raw
+    got, _ = referrers(m, "team/sk", digest_of(image_raw))
+    assert got == [{"mediaType": OCI_MANIFEST, "digest": digest_of(raw), "size": len(raw),
+                    "artifactType": SIG, "annotations": {"org.example.tool": "skopeo"}}]
+    put = [e for e in m.entries() if e.method == "PUT" and e.path == "/v2/team/sk/manifests/sig"]
+    assert put and put[-1].status == 201

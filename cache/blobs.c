@@ -124,7 +124,7 @@ static void fill_fail(struct blob_fill *f, int status, const char *code, const c
         return;
     f->state = FILL_FAILED;
     if (!f->err.status)
-        error_set(&f->err, status, code, "%s", why);
+        cache__error_set(&f->err, status, code, "%s", why);
     log_warn("fill %s failed: %s", f->digest, f->err.message);
     f->refs++; /* the map's reference may be the last one */
     fill_unmap(f); /* the next request starts afresh */
@@ -244,14 +244,14 @@ static void on_headers(void *ud, const struct upstream_response *resp)
     struct blob_fill *f = ud;
     f->status = resp->status;
     if (resp->status != 200) {
-        error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
+        cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
         return;
     }
     if (resp->content_length >= 0 && store_room_for(f->c->store, (uint64_t)resp->content_length)) {
         /* Refused before any client has a response: they get an error they can act on (Docker
          * and containerd fall back to the upstream) rather than a body cut short. on_data
          * aborts the transfer, on_done fails the fill with this error. */
-        error_set(&f->err, 503, "UNAVAILABLE", "the mirror's store has no room for %lld bytes",
+        cache__error_set(&f->err, 503, "UNAVAILABLE", "the mirror's store has no room for %lld bytes",
                   (long long)resp->content_length);
         return;
     }
@@ -296,7 +296,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         fill_fail(f, 502, "UNAVAILABLE", resp->error ? resp->error : "upstream transfer cut");
     } else if (f->state == FILL_WAIT_HEADERS) {
         if (!f->err.status)
-            error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
+            cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
         fill_fail(f, f->err.status, f->err.code, f->err.message);
     }
     fill_unref(f); /* the request's reference */
@@ -347,7 +347,7 @@ static void answer_error(blob_cb cb, void *ud, int status, const char *code, con
 {
     struct blob_answer a = {0};
     a.fd = -1;
-    error_set(&a.err, status, code, "%s", msg);
+    cache__error_set(&a.err, status, code, "%s", msg);
     cb(ud, &a);
 }
 
@@ -426,9 +426,9 @@ static void head_on_done(void *ud, const struct upstream_response *resp, int res
         a.size = (uint64_t)resp->content_length;
         a.upstream_digest = resp->digest;
     } else if (resp->status == 200) {
-        error_set(&a.err, 502, "UNAVAILABLE", "upstream gave no size for the blob");
+        cache__error_set(&a.err, 502, "UNAVAILABLE", "upstream gave no size for the blob");
     } else {
-        error_from_upstream(&a.err, h->u, resp, "BLOB_UNKNOWN");
+        cache__error_from_upstream(&a.err, h->u, resp, "BLOB_UNKNOWN");
     }
     h->cb(h->ud, &a);
     free(h);

@@ -67,6 +67,15 @@ struct tags_answer {
 };
 typedef void (*tags_cb)(void *ud, const struct tags_answer *a);
 
+struct referrers_answer {
+    struct cache_error err;
+    enum cache_outcome outcome;
+    const char *body; /* an image index (application/vnd.oci.image.index.v1+json) */
+    size_t len;
+    int filtered; /* an artifactType filter was applied: OCI-Filters-Applied: artifactType */
+};
+typedef void (*referrers_cb)(void *ud, const struct referrers_answer *a);
+
 int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
               struct upstream_client *up, struct cache **out);
 /* Starts the lifecycle: a first GC shortly after start, then every cache.gc_interval.
@@ -103,6 +112,12 @@ void cache_note_access(struct cache *c, struct upstream *u, const char *repo, co
 
 void cache_tags(struct cache *c, struct upstream *u, const char *repo, const char *query,
                 tags_cb cb, void *ud);
+
+/* The referrers of subject (a digest) in repo: the upstream's referrers API, or its sha256-<hex>
+ * tag when it has none; cached and revalidated like a tag. artifact_type (NULL or "": none)
+ * filters the descriptors. */
+void cache_referrers(struct cache *c, struct upstream *u, const char *repo, const char *subject,
+                     const char *artifact_type, referrers_cb cb, void *ud);
 
 /* Calls fn with the name of every cached repository (in no order); names of repositories
  * cached from an upstream other than the first are prefixed with that upstream's name. fn's

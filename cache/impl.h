@@ -1,5 +1,7 @@
-/* Internals shared by the cache's parts: the in-memory index (cache.c), manifests
- * (manifests.c) and blobs (blobs.c). */
+/* Internals shared by the cache's parts: the wiring (cache.c), the in-memory index (index.c),
+ * errors (errors.c), manifests (manifests.c), blobs (blobs.c), tags and the catalog (tags.c),
+ * upstream health (health.c), the lifecycle (lifecycle.c). Names used across files but not
+ * outside cache/ carry the cache__ prefix or their part's name. */
 #ifndef REGCACHE_CACHE_IMPL_H
 #define REGCACHE_CACHE_IMPL_H
 
@@ -48,8 +50,16 @@ struct cache {
     size_t mem_bytes;
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
     struct map *fills;            /* digest -> struct blob_fill */
+    struct tags_req *tags_reqs;   /* tags lists asked upstream (tags.c) */
+    struct map *referrers;         /* upstream KEY_SEP repo KEY_SEP subject -> entry */
+    struct map *referrers_flights; /* the same key -> struct referrers_flight */
     uint64_t hits, misses; /* since start, for operators */
+    /* upstream health (health.c) */
     struct map *ratelimits; /* upstream name -> struct ratelimit_seen */
+    struct health *health;  /* one per upstream, in configuration order */
+    size_t n_health;
+    uv_timer_t health_timer;
+    int health_timer_on;
     struct map *open_files; /* digest -> descriptor of a blob served lately (open_files.c) */
     uv_timer_t open_files_timer;
     int open_files_timer_on;
@@ -63,15 +73,28 @@ struct cache {
 void cache_stored(struct cache *c, uint64_t bytes);
 void cache_stop_lifecycle(struct cache *c);
 
+/* ---- the index (index.c): a leaf, loop thread only ---- */
 #define KEY_SEP "\x1f"
+#define TAG_KEY_MAX 800 /* upstream KEY_SEP repository KEY_SEP tag */
 void tag_key(char *out, size_t len, const struct upstream *u, const char *repo, const char *tag);
+
+int index_init(struct cache *c);
+/* Reads the database's tags and manifests into memory (at start). */
+int index_load(struct cache *c);
+void index_free(struct cache *c);
 
 struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
                             const char *tag);
-/* persist: also queue the change for the database (only once the manifest is in the store). */
+/* Points a tag at a digest the upstream named (never at strings of the entry itself: a tag
+ * whose digest is confirmed is refreshed with index_tag_validated). persist: also queue the
+ * change for the database (only once the manifest is in the store). */
 void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
                    const char *digest, const char *media_type, uint64_t validated_ms,
                    int persist);
+/* The upstream confirmed the tag's digest at validated_ms: only the time changes, in memory
+ * and in the database. -ENOENT when the tag is not indexed. */
+int index_tag_validated(struct cache *c, const struct upstream *u, const char *repo,
+                        const char *tag, uint64_t validated_ms);
 void index_forget_tag(struct cache *c, const struct upstream *u, const char *repo,
                       const char *tag);
 struct manifest_meta *index_manifest(struct cache *c, const char *digest);
@@ -81,14 +104,37 @@ struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
 void index_remember_bytes(struct cache *c, struct manifest_meta *m, const char *bytes);
 void index_touch_bytes(struct cache *c, struct manifest_meta *m);
 void index_drop_manifest(struct cache *c, const char *digest);
+/* Forgets manifests a GC evicted and the tags that pointed at them. */
+void index_forget_digests(struct cache *c, char *const *digests, size_t n);
 
 /* Maps an upstream answer that is not a success onto what the client is told. */
-void error_from_upstream(struct cache_error *e, const struct upstream *u,
+void cache__error_from_upstream(struct cache_error *e, const struct upstream *u,
                          const struct upstream_response *resp, const char *unknown_code);
-void error_set(struct cache_error *e, int status, const char *code, const char *fmt, ...)
+void cache__error_set(struct cache_error *e, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* ---- upstream health (health.c) ---- */
+struct health;
+int health_init(struct cache *c);
+/* Cancels the probes and closes the timer (at shutdown). */
+void health_stop(struct cache *c);
+void health_free(struct cache *c);
+/* Down: cached tags and tags lists are answered from the cache without asking it. */
+int health_is_down(struct cache *c, const struct upstream *u);
+/* It failed to answer in time (or at all): down, if it was not already. */
+void health_failed(struct cache *c, struct upstream *u, const char *reason);
+/* It answered: up, if it was down. */
+void health_answered(struct cache *c, struct upstream *u);
+
 void manifests_free_all(struct cache *c);
+void tags_free_all(struct cache *c);
+
+/* ---- referrers of proxied manifests (referrers.c) ---- */
+int referrers_init(struct cache *c); /* also loads them from the database */
+void referrers_stop(struct cache *c);
+void referrers_free(struct cache *c);
+/* Forgets the referrers of manifests a GC evicted. */
+void referrers_forget_subjects(struct cache *c, char *const *digests, size_t n);
 void blobs_free_all(struct cache *c);
 
 /* Descriptors of blobs served lately (open_files.c), so that a hit skips the open() on the

@@ -36,50 +36,13 @@ static void job_work(struct db *db, void *ud)
     job->rc = gc_run(db, job->c->store, &job->o, &job->r);
 }
 
-struct tag_sweep {
-    struct map *evicted;
-    char **keys;
-    size_t n, cap;
-};
-
-static int find_stale_tag(const char *key, void *value, void *ud)
-{
-    struct tag_sweep *sw = ud;
-    struct tag_entry *t = value;
-    if (!map_get(sw->evicted, t->digest))
-        return 0;
-    if (sw->n == sw->cap) {
-        size_t cap = sw->cap ? sw->cap * 2 : 16;
-        char **k = realloc(sw->keys, cap * sizeof(*k));
-        if (!k)
-            return 1;
-        sw->keys = k;
-        sw->cap = cap;
-    }
-    sw->keys[sw->n] = strdup(key);
-    if (sw->keys[sw->n])
-        sw->n++;
-    return 0;
-}
-
 /* Forgets in memory what the run removed from the index and the store. */
 static void apply_report(struct cache *c, const struct gc_report *r)
 {
-    struct tag_sweep sw = {map_new(), NULL, 0, 0};
-    if (!sw.evicted)
-        return;
-    for (size_t i = 0; i < r->n_digests; i++) {
-        map_put(sw.evicted, r->digests[i], (void *)1);
-        index_drop_manifest(c, r->digests[i]);
+    index_forget_digests(c, r->digests, r->n_digests);
+    referrers_forget_subjects(c, r->digests, r->n_digests);
+    for (size_t i = 0; i < r->n_digests; i++)
         open_files_forget(c, r->digests[i]);
-    }
-    map_each(c->tags, find_stale_tag, &sw);
-    for (size_t i = 0; i < sw.n; i++) {
-        free(map_del(c->tags, sw.keys[i]));
-        free(sw.keys[i]);
-    }
-    free(sw.keys);
-    map_free(sw.evicted);
 }
 
 static void job_done(void *ud)

@@ -30,7 +30,9 @@ struct manifest_flight {
     char *repo, *reference;
     char *accept; /* what is sent upstream */
     int by_digest;
-    int shared; /* listed in manifest_flights (passthroughs are not) */
+    int shared; /* asks for every media type and records the tag (passthroughs do not) */
+    int listed; /* in manifest_flights, joinable: until answered, or stored when its bytes did
+                 * not fit in memory */
     enum flight_phase phase;
     struct manifest_waiter *waiters;
     struct upstream_req *req;
@@ -46,6 +48,10 @@ struct manifest_flight {
     int store_result;
     int known_before;
     uint64_t validated_ms;
+    /* a tag revalidation: cache.revalidate_timeout, after which waiters get the cached
+     * manifest (stale) and the flight goes on in the background to update the tag */
+    uv_timer_t timer;
+    int timer_on, stale_answered;
 };
 
 /* The media type of manifest bytes when the upstream did not say. */
@@ -94,6 +100,8 @@ struct load_req {
 
 static void fetch(struct cache *c, struct upstream *u, const char *repo, const char *reference,
                   const char *accept, manifest_cb cb, void *ud);
+static struct manifest_meta *tag_manifest(struct cache *c, const struct upstream *u,
+                                          const char *repo, const char *tag);
 
 static void work_load(uv_work_t *w)
 {
@@ -139,7 +147,7 @@ static void after_load(uv_work_t *w, int status)
         fetch(c, l->u, l->repo, l->digest, NULL, l->cb, l->ud);
     } else {
         struct cache_error e = {0};
-        error_set(&e, 500, "UNKNOWN", "cannot read manifest: %s", strerror(-l->result));
+        cache__error_set(&e, 500, "UNKNOWN", "cannot read manifest: %s", strerror(-l->result));
         answer_error(l->cb, l->ud, &e);
     }
     free(l->bytes);
@@ -159,7 +167,7 @@ static void serve_cached(struct cache *c, struct manifest_meta *m, enum cache_ou
     if (!l || !(l->repo = strdup(repo))) {
         free(l);
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "out of memory");
+        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
         answer_error(cb, ud, &e);
         return;
     }
@@ -172,7 +180,7 @@ static void serve_cached(struct cache *c, struct manifest_meta *m, enum cache_ou
     l->work.data = l;
     if (uv_queue_work(c->loop, &l->work, work_load, after_load)) {
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "cannot queue disk read");
+        cache__error_set(&e, 503, "UNAVAILABLE", "cannot queue disk read");
         answer_error(cb, ud, &e);
         free(l->repo);
         free(l);
@@ -181,16 +189,27 @@ static void serve_cached(struct cache *c, struct manifest_meta *m, enum cache_ou
 
 /* ---- flights ---- */
 
+static void flight_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void flight_free(struct manifest_flight *f)
 {
-    if (f->shared && f->key)
+    if (f->listed)
         map_del(f->c->manifest_flights, f->key);
     buf_free(&f->body);
     free(f->key);
     free(f->repo);
     free(f->reference);
     free(f->accept);
-    free(f);
+    f->key = f->repo = f->reference = f->accept = NULL;
+    if (f->timer_on) {
+        uv_timer_stop(&f->timer);
+        uv_close((uv_handle_t *)&f->timer, flight_closed); /* frees f */
+    } else {
+        free(f);
+    }
 }
 
 /* Answers every waiter; each callback may start new requests. */
@@ -240,13 +259,14 @@ static void flight_fail(struct manifest_flight *f, const struct upstream_respons
 {
     struct cache *c = f->c;
     struct cache_error e = {0};
-    error_from_upstream(&e, f->u, resp, "MANIFEST_UNKNOWN");
+    cache__error_from_upstream(&e, f->u, resp, "MANIFEST_UNKNOWN");
     if (!f->by_digest && resp->status != 404) {
         struct tag_entry *t = index_tag(c, f->u, f->repo, f->reference);
         struct manifest_meta *m = t ? index_manifest(c, t->digest) : NULL;
         if (m && accept_allows(f->accept, m->media_type)) {
-            log_warn("upstream %s: %s; serving %s:%s stale", upstream_name(f->u), e.message,
-                     f->repo, f->reference);
+            if (f->waiters)
+                log_warn("upstream %s: %s; serving %s:%s stale", upstream_name(f->u), e.message,
+                         f->repo, f->reference);
             flight_answer_cached(f, m, OUTCOME_STALE);
             return;
         }
@@ -285,6 +305,15 @@ static void work_store(uv_work_t *w)
                                 f->body.len);
 }
 
+/* A tag flight's digest is still the tag's: no later answer moved it meanwhile. */
+static int still_ours(struct manifest_flight *f)
+{
+    if (f->by_digest || !f->shared)
+        return 0;
+    struct tag_entry *t = index_tag(f->c, f->u, f->repo, f->reference);
+    return t && strcmp(t->digest, f->digest) == 0;
+}
+
 static void after_store(uv_work_t *w, int status)
 {
     struct manifest_flight *f = w->data;
@@ -293,7 +322,7 @@ static void after_store(uv_work_t *w, int status)
         index_add_manifest(c, f->digest, f->media_type, f->body.len, 1);
         if (!f->known_before)
             cache_stored(c, f->body.len);
-        if (!f->by_digest && f->shared)
+        if (still_ours(f))
             index_set_tag(c, f->u, f->repo, f->reference, f->digest, f->media_type,
                           f->validated_ms, 1);
     } else {
@@ -301,7 +330,7 @@ static void after_store(uv_work_t *w, int status)
                   strerror(status ? -status : -f->store_result));
         if (!f->known_before)
             index_drop_manifest(c, f->digest);
-        if (!f->by_digest && f->shared)
+        if (still_ours(f))
             index_forget_tag(c, f->u, f->repo, f->reference);
     }
     flight_answer_body(f); /* anyone who joined while it was being stored */
@@ -334,10 +363,16 @@ static void got_manifest(struct manifest_flight *f)
     if ((f->by_digest || ref_digest_is_sha256(expected, strlen(expected))) &&
         strcmp(expected, digest) != 0) {
         struct cache_error e = {0};
-        error_set(&e, 502, "UNAVAILABLE", "upstream %s sent manifest bytes that do not hash to %s",
-                  upstream_name(f->u), expected);
+        cache__error_set(&e, 502, "UNAVAILABLE",
+                         "upstream %s sent manifest bytes that do not hash to %s",
+                         upstream_name(f->u), expected);
         log_error("%s", e.message);
-        flight_answer_error(f, &e);
+        struct manifest_meta *m =
+            f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->reference);
+        if (m && f->shared)
+            flight_answer_cached(f, m, OUTCOME_STALE); /* what it said before, verified then */
+        else
+            flight_answer_error(f, &e);
         flight_free(f);
         return;
     }
@@ -348,6 +383,12 @@ static void got_manifest(struct manifest_flight *f)
     /* Answer now from memory; the store write finishes in the background. */
     index_early(f);
     flight_answer_body(f);
+    struct manifest_meta *m = index_manifest(f->c, f->digest);
+    if (f->listed && m && m->bytes) {
+        /* hits come from memory now: a later revalidation asks the upstream itself */
+        map_del(f->c->manifest_flights, f->key);
+        f->listed = 0;
+    }
     f->phase = PHASE_STORING;
     f->work.data = f;
     if (uv_queue_work(f->c->loop, &f->work, work_store, after_store)) {
@@ -363,7 +404,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
     f->req = NULL;
     if (f->too_large) {
         struct cache_error e = {0};
-        error_set(&e, 502, "MANIFEST_INVALID", "upstream manifest larger than %llu bytes",
+        cache__error_set(&e, 502, "MANIFEST_INVALID", "upstream manifest larger than %llu bytes",
                   (unsigned long long)c->cfg->max_manifest_bytes);
         flight_answer_error(f, &e);
         flight_free(f);
@@ -375,8 +416,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         if (ok && t && resp->digest && strcmp(resp->digest, t->digest) == 0) {
             struct manifest_meta *m = index_manifest(c, t->digest);
             if (m) {
-                index_set_tag(c, f->u, f->repo, f->reference, t->digest, t->media_type,
-                              clock_wall_ms(), 1);
+                index_tag_validated(c, f->u, f->repo, f->reference, clock_wall_ms());
                 flight_answer_cached(f, m, OUTCOME_HIT);
                 flight_free(f);
                 return;
@@ -409,7 +449,7 @@ static void start_phase(struct manifest_flight *f, enum flight_phase phase)
                               what, NULL, f->accept, &flight_callbacks, f);
     if (!f->req) {
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "out of memory");
+        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
         flight_answer_error(f, &e);
         flight_free(f);
     }
@@ -439,7 +479,7 @@ static struct manifest_flight *flight_new(struct cache *c, struct upstream *u, c
             flight_free(f);
             return NULL;
         }
-        f->shared = 1;
+        f->shared = f->listed = 1;
     }
     return f;
 }
@@ -460,6 +500,29 @@ static int flight_join(struct manifest_flight *f, manifest_cb cb, void *ud)
     return 0;
 }
 
+/* The tag's cached manifest, when there is one. */
+static struct manifest_meta *tag_manifest(struct cache *c, const struct upstream *u,
+                                          const char *repo, const char *tag)
+{
+    struct tag_entry *t = index_tag(c, u, repo, tag);
+    return t ? index_manifest(c, t->digest) : NULL;
+}
+
+static void on_revalidate_timeout(uv_timer_t *timer)
+{
+    struct manifest_flight *f = timer->data;
+    struct cache *c = f->c;
+    struct manifest_meta *m = tag_manifest(c, f->u, f->repo, f->reference);
+    if (!m || !f->waiters)
+        return;
+    char why[128];
+    snprintf(why, sizeof(why), "no answer to a tag revalidation within %llu ms",
+             (unsigned long long)c->cfg->revalidate_timeout_ms);
+    health_failed(c, f->u, why);
+    f->stale_answered = 1;
+    flight_answer_cached(f, m, OUTCOME_STALE); /* the flight goes on for the tag's sake */
+}
+
 /* Asks upstream (joining an identical request in flight). accept NULL = every manifest type,
  * shared with others; otherwise the client's own list, not shared and not recorded as the
  * tag's manifest. */
@@ -476,10 +539,15 @@ static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
             tag_key(key, sizeof(key), u, repo, reference);
         k = key;
         struct manifest_flight *f = map_get(c->manifest_flights, key);
+        struct manifest_meta *m;
+        if (f && f->stale_answered && (m = tag_manifest(c, u, repo, reference))) {
+            serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud); /* it is taking too long */
+            return;
+        }
         if (f) {
             if (flight_join(f, cb, ud)) {
                 struct cache_error e = {0};
-                error_set(&e, 503, "UNAVAILABLE", "out of memory");
+                cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
                 answer_error(cb, ud, &e);
             }
             return;
@@ -491,9 +559,15 @@ static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
         if (f)
             flight_free(f);
         struct cache_error e = {0};
-        error_set(&e, 503, "UNAVAILABLE", "out of memory");
+        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
         answer_error(cb, ud, &e);
         return;
+    }
+    if (phase == PHASE_HEAD && k) {
+        uv_timer_init(c->loop, &f->timer);
+        f->timer.data = f;
+        f->timer_on = 1;
+        uv_timer_start(&f->timer, on_revalidate_timeout, c->cfg->revalidate_timeout_ms, 0);
     }
     start_phase(f, phase);
 }
@@ -526,22 +600,54 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
         return;
     }
+    if (m && health_is_down(c, u)) {
+        /* its probe brings it back; until then the cached manifest is the answer */
+        serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud);
+        return;
+    }
     fetch_phase(c, u, repo, reference, NULL, m ? PHASE_HEAD : PHASE_GET, cb, ud);
 }
 
-static int cancel_flight(const char *key, void *value, void *ud)
+struct flight_list {
+    struct manifest_flight **f;
+    size_t n, cap;
+};
+
+static int collect_flight(const char *key, void *value, void *ud)
 {
     (void)key;
-    (void)ud;
-    struct manifest_flight *f = value;
-    if (f->req)
-        upstream_req_cancel(f->req);
-    f->req = NULL;
+    struct flight_list *l = ud;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct manifest_flight **p = realloc(l->f, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        l->f = p;
+        l->cap = cap;
+    }
+    l->f[l->n++] = value;
     return 0;
 }
 
 void manifests_free_all(struct cache *c)
 {
-    /* Only at shutdown: requests are dropped, waiters are not answered. */
-    map_each(c->manifest_flights, cancel_flight, NULL);
+    /* Only at shutdown: requests are dropped, waiters are not answered. A flight writing to
+     * the store finishes on its own (after_store). */
+    struct flight_list l = {0};
+    map_each(c->manifest_flights, collect_flight, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        struct manifest_flight *f = l.f[i];
+        if (f->req)
+            upstream_req_cancel(f->req);
+        f->req = NULL;
+        if (f->phase == PHASE_STORING)
+            continue;
+        while (f->waiters) {
+            struct manifest_waiter *w = f->waiters;
+            f->waiters = w->next;
+            free(w);
+        }
+        flight_free(f);
+    }
+    free(l.f);
 }

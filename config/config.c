@@ -53,12 +53,14 @@ void config_defaults(struct config *c)
     c->upstreams[0].url = must_strdup("https://registry-1.docker.io");
     c->n_upstreams = 1;
     c->revalidate_after_ms = 30 * 1000;
+    c->revalidate_timeout_ms = 2 * 1000;
     c->ttl_ms = 7ULL * 24 * 3600 * 1000;
     c->gc_interval_ms = 24ULL * 3600 * 1000;
     c->max_size_bytes = 0;
     c->min_free_bytes = 0;
     c->connect_timeout_ms = 10 * 1000;
     c->low_speed_time_ms = 30 * 1000;
+    c->first_byte_ms = 10 * 1000;
     c->client_idle_ms = 60 * 1000;
     c->client_header_ms = 20 * 1000;
     c->shutdown_grace_ms = 10 * 1000;
@@ -317,12 +319,15 @@ struct field {
 
 static const struct field fields[] = {
     {"cache", "revalidate_after", F_DURATION, offsetof(struct config, revalidate_after_ms)},
+    {"cache", "revalidate_timeout", F_DURATION_POSITIVE,
+     offsetof(struct config, revalidate_timeout_ms)},
     {"cache", "ttl", F_DURATION, offsetof(struct config, ttl_ms)},
     {"cache", "gc_interval", F_DURATION_POSITIVE, offsetof(struct config, gc_interval_ms)},
     {"cache", "max_size", F_DISK_SIZE, offsetof(struct config, max_size_bytes)},
     {"cache", "min_free", F_DISK_SIZE, offsetof(struct config, min_free_bytes)},
     {"timeouts", "connect", F_DURATION_POSITIVE, offsetof(struct config, connect_timeout_ms)},
     {"timeouts", "low_speed", F_DURATION_POSITIVE, offsetof(struct config, low_speed_time_ms)},
+    {"timeouts", "first_byte", F_DURATION_POSITIVE, offsetof(struct config, first_byte_ms)},
     {"timeouts", "client_idle", F_DURATION_POSITIVE, offsetof(struct config, client_idle_ms)},
     {"timeouts", "client_header", F_DURATION_POSITIVE, offsetof(struct config, client_header_ms)},
     {"timeouts", "shutdown_grace", F_DURATION, offsetof(struct config, shutdown_grace_ms)},

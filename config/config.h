@@ -22,12 +22,14 @@ struct config {
     struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     size_t n_upstreams;
     uint64_t revalidate_after_ms;   /* cache.revalidate_after, default 30s */
+    uint64_t revalidate_timeout_ms; /* cache.revalidate_timeout, default 2s */
     uint64_t ttl_ms;                /* cache.ttl, default 7d; 0 = never expire */
     uint64_t gc_interval_ms;        /* cache.gc_interval, default 24h */
     uint64_t max_size_bytes;        /* cache.max_size, default 0 = no cap */
     uint64_t min_free_bytes;        /* cache.min_free, default 0 */
     uint64_t connect_timeout_ms;    /* timeouts.connect, default 10s */
     uint64_t low_speed_time_ms;     /* timeouts.low_speed, default 30s */
+    uint64_t first_byte_ms;         /* timeouts.first_byte, default 10s */
     uint64_t client_idle_ms;        /* timeouts.client_idle, default 60s */
     uint64_t client_header_ms;      /* timeouts.client_header, default 20s */
     uint64_t shutdown_grace_ms;     /* timeouts.shutdown_grace, default 10s */

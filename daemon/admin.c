@@ -233,6 +233,62 @@ static void print_ratelimits(const struct ratelimit_rows *rows)
     }
 }
 
+struct state_row {
+    char upstream[256], state[8], reason[256];
+    uint64_t since_ms;
+};
+
+struct state_rows {
+    struct state_row v[STATS_MAX_RATELIMITS];
+    int n;
+};
+
+static int keep_state(void *ud, const struct db_upstream_state *st)
+{
+    struct state_rows *rows = ud;
+    if (rows->n == STATS_MAX_RATELIMITS)
+        return 1;
+    struct state_row *r = &rows->v[rows->n++];
+    snprintf(r->upstream, sizeof(r->upstream), "%s", st->upstream);
+    snprintf(r->state, sizeof(r->state), "%s", st->state);
+    snprintf(r->reason, sizeof(r->reason), "%s", st->reason ? st->reason : "");
+    r->since_ms = st->since_ms;
+    return 0;
+}
+
+static void print_states_json(const struct state_rows *rows)
+{
+    struct buf b;
+    buf_init(&b, 64 * 1024);
+    char t[32];
+    for (int i = 0; i < rows->n; i++) {
+        const struct state_row *r = &rows->v[i];
+        int bad = buf_printf(&b, "%s{\"name\":", i ? "," : "") ||
+                  json_put_string(&b, r->upstream) || buf_printf(&b, ",\"state\":") ||
+                  json_put_string(&b, r->state) ||
+                  buf_printf(&b, ",\"since\":\"%s\",\"reason\":",
+                             iso_time(r->since_ms, t, sizeof(t))) ||
+                  (r->reason[0] ? json_put_string(&b, r->reason) : buf_printf(&b, "null")) ||
+                  buf_printf(&b, "}");
+        if (bad)
+            break;
+    }
+    printf("%.*s", (int)b.len, b.data ? b.data : "");
+    buf_free(&b);
+}
+
+static void print_states(const struct state_rows *rows)
+{
+    char t[32];
+    printf("upstreams:%s\n", rows->n ? "" : "      none seen yet");
+    for (int i = 0; i < rows->n; i++) {
+        const struct state_row *r = &rows->v[i];
+        printf("  %-20s %-4s since %s%s%s%s\n", r->upstream, r->state,
+               iso_time(r->since_ms, t, sizeof(t)), r->reason[0] ? " (" : "", r->reason,
+               r->reason[0] ? ")" : "");
+    }
+}
+
 int admin_stats(const struct config *cfg, int json)
 {
     struct handles h;
@@ -245,6 +301,9 @@ int admin_stats(const struct config *cfg, int json)
     static struct ratelimit_rows limits;
     limits.n = 0;
     db_each_ratelimit(h.db, keep_ratelimit, &limits);
+    static struct state_rows states;
+    states.n = 0;
+    db_each_upstream_state(h.db, keep_state, &states);
     uint64_t free_bytes = store_free_bytes(h.store);
     close_store(&h);
     uint64_t served = s.hits + s.misses;
@@ -268,6 +327,8 @@ int admin_stats(const struct config *cfg, int json)
                    (unsigned long long)runs[i].duration_ms);
         printf("],\"rate_limits\":[");
         print_ratelimits_json(&limits);
+        printf("],\"upstreams\":[");
+        print_states_json(&states);
         printf("]}\n");
         return 0;
     }
@@ -288,6 +349,7 @@ int admin_stats(const struct config *cfg, int json)
                runs[i].dry_run ? "(dry run) " : "", (unsigned long long)runs[i].evicted_count,
                human_size(runs[i].evicted_bytes, b1, sizeof(b1)),
                (unsigned long long)runs[i].duration_ms);
+    print_states(&states);
     print_ratelimits(&limits);
     return 0;
 }

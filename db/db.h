@@ -37,6 +37,9 @@ void db_attach(struct db *d, uv_loop_t *loop);
 void db_detach(struct db *d);
 
 void db_put_tag(struct db *d, const struct db_tag_row *row);
+/* The upstream confirmed a tag's digest: only its validated_ms changes. */
+void db_tag_validated(struct db *d, const char *upstream, const char *repo, const char *tag,
+                      uint64_t validated_ms);
 void db_del_tag(struct db *d, const char *upstream, const char *repo, const char *tag);
 void db_put_manifest(struct db *d, const struct db_manifest_row *row);
 /* A file now in the store (blob or manifest; media_type NULL for plain blobs). */
@@ -59,6 +62,26 @@ struct db_ratelimit {
     uint64_t last_429_ms; /* 0: not a 429 (and never one, when read back) */
 };
 void db_set_ratelimit(struct db *d, const struct db_ratelimit *rl);
+
+/* The referrers of a proxied subject: the image index answered for it. */
+struct db_referrers_row {
+    const char *upstream, *repo, *subject, *document;
+    uint64_t validated_ms;
+};
+void db_put_referrers(struct db *d, const struct db_referrers_row *row);
+int db_load_referrers(struct db *d, void (*fn)(void *ud, const struct db_referrers_row *row),
+                      void *ud);
+
+/* An upstream's health changed: state "up" or "down" since since_ms (reason: why it is down,
+ * NULL when up). */
+void db_set_upstream_state(struct db *d, const char *upstream, const char *state,
+                           uint64_t since_ms, const char *reason);
+struct db_upstream_state {
+    const char *upstream, *state, *reason; /* reason NULL when up */
+    uint64_t since_ms;
+};
+int db_each_upstream_state(struct db *d,
+                           int (*fn)(void *ud, const struct db_upstream_state *st), void *ud);
 
 
 /* Hosted repositories: a tag set (digest) or deleted (digest NULL); content a repository

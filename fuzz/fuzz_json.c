@@ -1,5 +1,6 @@
-/* libFuzzer: token responses, manifest reference walks and pushed manifests read for their
- * references, subject and referrers descriptor (JSON from the network). */
+/* libFuzzer: token responses, manifest reference walks, referrers indexes and pushed
+ * manifests read for their references, subject and referrers descriptor (JSON from the
+ * network). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,14 @@ static int count(void *ud, const char *value)
 {
     (void)value;
     (*(int *)ud)++;
+    return 0;
+}
+
+static int walk_descriptor(void *ud, const char *elem, size_t len)
+{
+    char at[64];
+    (*(int *)ud)++;
+    json_get_string(elem, len, "artifactType", at, sizeof(at));
     return 0;
 }
 
@@ -26,6 +35,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     char out[128];
     json_get_string(s, size, "mediaType", out, sizeof(out));
     json_get_uint(s, size, "expires_in", &exp);
+    const char *v;
+    size_t vlen;
+    if (json_get_raw(s, size, "manifests", &v, &vlen) == 0) {
+        if (v < s || v + vlen > s + size)
+            abort(); /* the raw value must lie inside the input */
+        json_each_element(v, vlen, walk_descriptor, &n);
+    }
     struct hosted_manifest_info info;
     if (hosted__manifest_parse(s, size, &info) == 0) {
         struct buf d;

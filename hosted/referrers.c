@@ -108,11 +108,7 @@ void hosted__list_referrers(struct op *o)
 {
     char prefix[REF_NAME_MAX + 2], filter[HOSTED_MEDIA_TYPE_MAX], last[REF_DIGEST_MAX + 1];
     snprintf(prefix, sizeof(prefix), "%s" HOSTED_SEP, o->rt.name);
-    int filtered = route_query_param(o->req->query, "artifactType", filter, sizeof(filter)) > 0;
-    /* a media type has no spaces: a '+' sent unescaped was decoded as one */
-    for (char *p = filter; filtered && *p; p++)
-        if (*p == ' ')
-            *p = '+';
+    int filtered = route_artifact_type(o->req->query, filter, sizeof(filter)) > 0;
     int has_last = route_query_param(o->req->query, "last", last, sizeof(last)) > 0 &&
                    ref_digest_valid(last, strlen(last));
     struct match m = {prefix,

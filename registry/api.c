@@ -236,6 +236,24 @@ static void on_tags(void *ud, const struct tags_answer *a)
     pending_done(p);
 }
 
+/* ---- referrers ---- */
+
+static void on_referrers(void *ud, const struct referrers_answer *a)
+{
+    struct pending *p = ud;
+    if (!pending_alive(p))
+        return;
+    p->req->outcome = cache_outcome_name(a->outcome);
+    if (a->err.status) {
+        respond_cache_error(p, &a->err);
+    } else {
+        char nsh[300];
+        ns_header(nsh, sizeof(nsh), p->ns);
+        respond_referrers(p->conn, p->head, a->body, a->len, a->filtered, nsh);
+    }
+    pending_done(p);
+}
+
 /* ---- routing ---- */
 
 /* Picks the upstream: the ns parameter, else a leading name component naming an upstream, else
@@ -524,13 +542,6 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
                       NULL);
         return;
     }
-    if (rt.kind == ROUTE_REFERRERS) {
-        /* The referrers API of proxied repositories (hosted ones answer above). To be served
-         * by the cache layer: a cache_referrers() call answered with respond_referrers(). Until
-         * then 404, on which clients fall back to the sha256-<hex> tag scheme. */
-        respond_error(c, head, 404, "UNSUPPORTED", "the referrers API is not served", NULL);
-        return;
-    }
     struct pending *p = pending_new(c, req, rt.ns);
     if (p) {
         p->r = r;
@@ -561,6 +572,12 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         snprintf(p->digest, sizeof(p->digest), "%s", rt.reference);
         cache_blob(r->cache, u, repo, rt.reference, head, on_blob, p);
         break;
+    case ROUTE_REFERRERS: {
+        char at[256];
+        int has_at = route_artifact_type(req->query, at, sizeof(at)) > 0;
+        cache_referrers(r->cache, u, repo, rt.reference, has_at ? at : NULL, on_referrers, p);
+        break;
+    }
     case ROUTE_TAGS: {
         char q[400];
         tags_query(req->query, q, sizeof(q));

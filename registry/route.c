@@ -51,6 +51,15 @@ int route_query_param(const char *query, const char *key, char *out, size_t outl
     return -1;
 }
 
+int route_artifact_type(const char *query, char *out, size_t outlen)
+{
+    int n = route_query_param(query, "artifactType", out, outlen);
+    for (int i = 0; i < n; i++)
+        if (out[i] == ' ')
+            out[i] = '+';
+    return n;
+}
+
 void route_query_escape(char *out, size_t outlen, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";

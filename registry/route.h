@@ -39,6 +39,11 @@ int route_parse(const char *path, const char *query, struct route *out);
  * when absent or not fitting in outlen. */
 int route_query_param(const char *query, const char *key, char *out, size_t outlen);
 
+/* The artifactType query parameter of a referrers request, as route_query_param gives it, with
+ * any space turned back into '+' (a media type has no spaces: an unescaped '+' was decoded as
+ * one). */
+int route_artifact_type(const char *query, char *out, size_t outlen);
+
 /* s percent-encoded for a query value (all but A-Z a-z 0-9 - . _ ~ and /), cut to fit outlen. */
 void route_query_escape(char *out, size_t outlen, const char *s);
 

@@ -14,6 +14,7 @@
 #include "util/log.h"
 
 #define MAX_AUTH_ATTEMPTS 2
+#define DEADLINE_TICK_MS 250 /* how often requests are checked against timeouts.first_byte */
 #define TOKEN_BODY_MAX (64 * 1024)
 #define USER_AGENT "regcache/" REGCACHE_VERSION
 
@@ -32,12 +33,16 @@ struct upstream_client {
     CURLM *multi;
     uv_timer_t timer;
     long connect_timeout_ms, low_speed_time_s;
+    uint64_t first_byte_ms;
+    uv_timer_t deadline_timer; /* gives up on requests with no answer within first_byte_ms */
     struct upstream *ups[CONFIG_MAX_UPSTREAMS];
     size_t n_ups;
     struct upstream_req *reqs; /* everything in flight, for shutdown */
     int shut_down;
     upstream_ratelimit_fn on_ratelimit;
     void *ratelimit_ud;
+    upstream_outcome_fn on_outcome;
+    void *outcome_ud;
 };
 
 enum req_kind { REQ_MAIN, REQ_TOKEN };
@@ -58,6 +63,8 @@ struct upstream_req {
     int attempts;
     int used_token, used_basic, want_basic;
     int headers_delivered, discarding;
+    int probe; /* GET /v2/ of upstream_probe: any answer is final, no credentials */
+    uint64_t waiting_since_ms; /* sent, no complete response head yet; 0 once one arrived */
     /* the current response's headers; reset on every status line (redirects, 100) */
     long status;
     char content_type[256], digest[160], retry_after[64], link[1024], www_auth[2048];
@@ -76,6 +83,7 @@ struct sock_ctx {
 
 static void req_free(struct upstream_req *r);
 static int req_start(struct upstream_req *r);
+static uint64_t now_ms(void);
 
 /* ---- libuv <-> curl multi glue ---- */
 
@@ -224,6 +232,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     }
     if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
         report_ratelimit(r); /* the end of this response's headers */
+        /* an interim answer or a redirect being followed: the next one is waited for anew */
+        r->waiting_since_ms = (r->status >= 100 && r->status < 200) ||
+                                      (r->status >= 300 && r->status < 400)
+                                  ? now_ms()
+                                  : 0;
         return len;
     }
     const char *colon = memchr(data, ':', len);
@@ -277,7 +290,7 @@ static void fill_response(const struct upstream_req *r, struct upstream_response
 
 static int may_retry_auth(const struct upstream_req *r)
 {
-    return r->status == 401 && r->attempts < MAX_AUTH_ATTEMPTS;
+    return r->status == 401 && r->attempts < MAX_AUTH_ATTEMPTS && !r->probe;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
@@ -403,6 +416,7 @@ static uint64_t now_ms(void)
 }
 
 static int token_fetch(struct upstream_req *main);
+static void token_done(struct upstream_req *t, CURLcode rc);
 
 /* (Re)issues a request with whatever credentials are known for its upstream and scope. */
 static int req_start(struct upstream_req *r)
@@ -413,7 +427,7 @@ static int req_start(struct upstream_req *r)
     r->headers_delivered = r->discarding = 0;
     r->errbuf[0] = '\0';
     r->used_token = r->used_basic = 0;
-    if (r->kind == REQ_MAIN && u->bearer) {
+    if (r->kind == REQ_MAIN && u->bearer && !r->probe) {
         const char *tok = token_cache_get(u->tokens, r->scope, now_ms());
         if (!tok)
             return token_fetch(r);
@@ -442,6 +456,7 @@ static int req_start(struct upstream_req *r)
     }
     if (curl_multi_add_handle(u->client->multi, r->easy) != CURLM_OK)
         return -EIO;
+    r->waiting_since_ms = now_ms();
     return 0;
 }
 
@@ -496,6 +511,7 @@ static int token_fetch(struct upstream_req *main)
 static void deliver(struct upstream_req *r, int result, const char *error)
 {
     struct upstream_response resp;
+    struct upstream_client *c = r->u->client;
     fill_response(r, &resp);
     if (error) {
         resp.status = 0;
@@ -504,8 +520,39 @@ static void deliver(struct upstream_req *r, int result, const char *error)
         r->headers_delivered = 1;
         r->cb->on_headers(r->ud, &resp);
     }
+    if (c->on_outcome)
+        c->on_outcome(c->outcome_ud, r->u, &resp);
     r->cb->on_done(r->ud, &resp, result);
     req_free(r);
+}
+
+/* Gives up on the first request whose answer has not begun within first_byte_ms; returns 1
+ * when it did (its callbacks may have changed the list). */
+static int expire_one(struct upstream_client *c, uint64_t now)
+{
+    for (struct upstream_req *r = c->reqs; r; r = r->next) {
+        if (!r->easy || !r->waiting_since_ms || now - r->waiting_since_ms < c->first_byte_ms)
+            continue;
+        snprintf(r->errbuf, sizeof(r->errbuf), "no answer within %llu ms (timeouts.first_byte)",
+                 (unsigned long long)c->first_byte_ms);
+        if (r->kind == REQ_TOKEN) {
+            token_done(r, CURLE_OPERATION_TIMEDOUT);
+        } else {
+            char err[CURL_ERROR_SIZE];
+            snprintf(err, sizeof(err), "%s", r->errbuf);
+            deliver(r, -ETIMEDOUT, err);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static void on_deadline_timer(uv_timer_t *t)
+{
+    struct upstream_client *c = t->data;
+    uint64_t now = now_ms();
+    for (int n = 0; n < 1024 && expire_one(c, now); n++) {
+    }
 }
 
 static void token_done(struct upstream_req *t, CURLcode rc)
@@ -592,7 +639,7 @@ static void check_multi_info(struct upstream_client *c)
             token_done(r, rc);
             continue;
         }
-        if (rc == CURLE_OK && r->status == 401 && !r->headers_delivered &&
+        if (rc == CURLE_OK && r->status == 401 && !r->headers_delivered && !r->probe &&
             r->attempts < MAX_AUTH_ATTEMPTS && handle_challenge(r))
             continue;
         if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && r->headers_delivered)) {
@@ -653,6 +700,43 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
     return r;
 }
 
+struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,
+                                    void *ud)
+{
+    struct upstream_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->u = u;
+    r->kind = REQ_MAIN;
+    r->method = UPSTREAM_GET;
+    r->probe = 1;
+    r->cb = cb;
+    r->ud = ud;
+    buf_init(&r->body, 0);
+    size_t n = strlen(u->url) + 8;
+    r->url = malloc(n);
+    r->scope = strdup("");
+    if (!r->url || !r->scope) {
+        free(r->url);
+        free(r->scope);
+        free(r);
+        return NULL;
+    }
+    snprintf(r->url, n, "%s/v2/", u->url);
+    link_req(r);
+    if (req_start(r)) {
+        req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void upstream_client_on_outcome(struct upstream_client *c, upstream_outcome_fn fn, void *ud)
+{
+    c->on_outcome = fn;
+    c->outcome_ud = ud;
+}
+
 void upstream_req_resume(struct upstream_req *r)
 {
     if (r->easy)
@@ -678,6 +762,7 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     c->loop = loop;
     c->connect_timeout_ms = (long)cfg->connect_timeout_ms;
     c->low_speed_time_s = (long)((cfg->low_speed_time_ms + 999) / 1000);
+    c->first_byte_ms = cfg->first_byte_ms ? cfg->first_byte_ms : 10000;
     c->multi = curl_multi_init();
     if (!c->multi) {
         free(c);
@@ -692,6 +777,10 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 16L);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(loop, &c->deadline_timer);
+    c->deadline_timer.data = c;
+    uv_timer_start(&c->deadline_timer, on_deadline_timer, DEADLINE_TICK_MS, DEADLINE_TICK_MS);
+    uv_unref((uv_handle_t *)&c->deadline_timer);
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct config_upstream *cu = &cfg->upstreams[i];
         struct upstream *u = calloc(1, sizeof(*u));
@@ -730,6 +819,8 @@ void upstream_client_shutdown(struct upstream_client *c)
     c->multi = NULL;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_timer_stop(&c->deadline_timer);
+    uv_close((uv_handle_t *)&c->deadline_timer, NULL);
 }
 
 void upstream_client_free(struct upstream_client *c)

@@ -3,7 +3,9 @@
  * Authentication is handled here and invisible to callers: Bearer token challenges (realm,
  * service, scope; anonymous or with the configured credentials; tokens cached per upstream and
  * scope until they expire, refetched on insufficient_scope / invalid_token) and Basic. Redirects
- * are followed; Authorization is never sent to a host other than the one it was meant for. */
+ * are followed; Authorization is never sent to a host other than the one it was meant for.
+ * A request (or its token fetch) whose answer has not begun within timeouts.first_byte ends
+ * with status 0 and an error, so a hung upstream costs a bounded wait. */
 #ifndef REGCACHE_UPSTREAM_UPSTREAM_H
 #define REGCACHE_UPSTREAM_UPSTREAM_H
 
@@ -66,6 +68,13 @@ void upstream_client_free(struct upstream_client *c);
  * headers are in. It runs inside libcurl: under the same rules as on_headers. */
 void upstream_client_on_ratelimit(struct upstream_client *c, upstream_ratelimit_fn fn, void *ud);
 
+/* fn sees how every request ended, once, before its on_done: resp->status 0 (with resp->error)
+ * when no answer came (connection refused or reset, timeouts.first_byte passed, a token
+ * service that did not answer). Runs on the loop, outside libcurl. */
+typedef void (*upstream_outcome_fn)(void *ud, struct upstream *u,
+                                    const struct upstream_response *resp);
+void upstream_client_on_outcome(struct upstream_client *c, upstream_outcome_fn fn, void *ud);
+
 struct upstream *upstream_get(struct upstream_client *c, size_t index);
 struct upstream *upstream_find(struct upstream_client *c, const char *name);
 size_t upstream_count(const struct upstream_client *c);
@@ -79,6 +88,10 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
                                       const char *repo, const char *what, const char *query,
                                       const char *accept, const struct upstream_callbacks *cb,
                                       void *ud);
+/* GET <url>/v2/ without credentials: whether the upstream answers at all (a 401 is an answer).
+ * Costs nothing against a pull budget. Returns NULL only when out of memory. */
+struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,
+                                    void *ud);
 void upstream_req_resume(struct upstream_req *r);
 /* Stops the request; no callback runs after this. Not from inside on_headers/on_data. */
 void upstream_req_cancel(struct upstream_req *r);

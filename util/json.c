@@ -263,7 +263,8 @@ int json_each_string(const char *s, size_t len, const char *key,
     return c.p == c.end ? 0 : -EINVAL;
 }
 
-int json_get_raw(const char *s, size_t len, const char *key, const char **val, size_t *vlen)
+int json_get_raw(const char *s, size_t len, const char *key, const char **value,
+                 size_t *value_len)
 {
     struct cursor c = {s, s + len};
     int r = find_member(&c, key);
@@ -272,13 +273,13 @@ int json_get_raw(const char *s, size_t len, const char *key, const char **val, s
     const char *start = c.p;
     if (skip_value(&c, 1))
         return -EINVAL;
-    *val = start;
-    *vlen = (size_t)(c.p - start);
+    *value = start;
+    *value_len = (size_t)(c.p - start);
     return 0;
 }
 
 int json_each_element(const char *s, size_t len,
-                      int (*fn)(void *ud, const char *val, size_t vlen), void *ud)
+                      int (*fn)(void *ud, const char *elem, size_t elem_len), void *ud)
 {
     struct cursor c = {s, s + len};
     skip_ws(&c);
@@ -301,8 +302,6 @@ int json_each_element(const char *s, size_t len,
             c.p++;
             continue;
         }
-        if (c.p < c.end && *c.p == ']')
-            return 0;
-        return -EINVAL;
+        return c.p < c.end && *c.p == ']' ? 0 : -EINVAL;
     }
 }

@@ -22,16 +22,15 @@ int json_get_uint(const char *s, size_t len, const char *key, uint64_t *out);
 int json_each_string(const char *s, size_t len, const char *key,
                      int (*fn)(void *ud, const char *value), void *ud);
 
-/* Finds top-level member key of the JSON object in [s, s+len) and gives its value as it is
- * written, whatever its type ([*val, *val + *vlen), an object or array whole). Only what precedes
- * the value and the value itself are checked: validate the document first when that matters.
- * 0, -ENOENT when absent, -EINVAL on malformed JSON. */
-int json_get_raw(const char *s, size_t len, const char *key, const char **val, size_t *vlen);
+/* The raw text of top-level member key's value (any type), within [s, s+len). Returns 0,
+ * -ENOENT when absent, -EINVAL on malformed JSON. */
+int json_get_raw(const char *s, size_t len, const char *key, const char **value,
+                 size_t *value_len);
 
-/* Calls fn with each element of the JSON array in [s, s+len), as written; fn's non-zero return
- * stops the walk and is returned. -EINVAL when it is not an array or is malformed. */
+/* Calls fn with the raw text of each element of the JSON array in [s, s+len). fn's non-zero
+ * return stops the walk and is returned; -EINVAL when it is not a well-formed array. */
 int json_each_element(const char *s, size_t len,
-                      int (*fn)(void *ud, const char *val, size_t vlen), void *ud);
+                      int (*fn)(void *ud, const char *elem, size_t elem_len), void *ud);
 
 /* Appends s as a JSON string literal (with quotes), escaping as needed. */
 int json_put_string(struct buf *b, const char *s);

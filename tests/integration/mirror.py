@@ -19,7 +19,7 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REGCACHE = shlex.split(os.environ.get("REGCACHE_BIN", os.path.join(REPO_ROOT, "build", "regcache")))
 
 # <timestamp> <client-ip> <METHOD> <path+query> <status> <bytes> <duration>ms <hit|miss|fill|->
-LOG_RE = re.compile(r"(\S+) ([A-Z]+) (\S+) (\d{3}) (\d+) (\d+(?:\.\d+)?)ms (hit|miss|fill|-)\s*$")
+LOG_RE = re.compile(r"(\S+) ([A-Z]+) (\S+) (\d{3}) (\d+) (\d+(?:\.\d+)?)ms (hit|miss|fill|stale|-)\s*$")
 
 
 class LogEntry(tuple):

@@ -54,6 +54,8 @@ static void check_defaults(const struct config *c)
     CHECK(c->upstreams[0].username == NULL);
     CHECK(c->upstreams[0].password == NULL);
     CHECK_EQ_U64(c->revalidate_after_ms, 30000);
+    CHECK_EQ_U64(c->revalidate_timeout_ms, 2000);
+    CHECK_EQ_U64(c->first_byte_ms, 10000);
     CHECK_EQ_U64(c->connect_timeout_ms, 10000);
     CHECK_EQ_U64(c->low_speed_time_ms, 30000);
     CHECK_EQ_U64(c->client_idle_ms, 60000);
@@ -116,8 +118,10 @@ static void test_full(void)
                        "    url: http://reg.example/prefix/\n"
                        "cache:\n"
                        "  revalidate_after: 5m\n"
+                       "  revalidate_timeout: 750ms\n"
                        "timeouts:\n"
                        "  connect: 500ms\n"
+                       "  first_byte: 4s\n"
                        "  low_speed: 1m\n"
                        "  client_idle: 2h\n"
                        "  client_header: 2s\n"
@@ -149,6 +153,8 @@ static void test_full(void)
     CHECK_STR(cfg.upstreams[3].url, "http://reg.example/prefix");
     CHECK(cfg.upstreams[4].name == NULL);
     CHECK_EQ_U64(cfg.revalidate_after_ms, 300000);
+    CHECK_EQ_U64(cfg.revalidate_timeout_ms, 750);
+    CHECK_EQ_U64(cfg.first_byte_ms, 4000);
     CHECK_EQ_U64(cfg.connect_timeout_ms, 500);
     CHECK_EQ_U64(cfg.low_speed_time_ms, 60000);
     CHECK_EQ_U64(cfg.client_idle_ms, 7200000);
@@ -356,6 +362,9 @@ static void test_errors(void)
         "invalid duration");
     ERR("timeouts:\n  connect: 0\n", 2, "timeouts.connect", "must be greater than 0");
     ERR("timeouts:\n  low_speed: 0s\n", 2, "timeouts.low_speed", "must be greater than 0");
+    ERR("timeouts:\n  first_byte: 0s\n", 2, "timeouts.first_byte", "must be greater than 0");
+    ERR("cache:\n  revalidate_timeout: 0\n", 2, "cache.revalidate_timeout",
+        "must be greater than 0");
     ERR("timeouts:\n  client_idle: 0ms\n", 2, "timeouts.client_idle", "must be greater than 0");
     ERR("timeouts:\n  client_header: 0\n", 2, "timeouts.client_header", "must be greater than 0");
     ERR("limits:\n  min_body_rate: fast\n", 2, "limits.min_body_rate", "invalid size");

@@ -1,11 +1,9 @@
-/* What a pushed manifest refers to (hosted/refs.c), its referrers descriptor, and the JSON
- * helpers underneath (json_get_raw, json_each_element). */
+/* What a pushed manifest refers to (hosted/refs.c) and its referrers descriptor. */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "check.h"
 #include "hosted/impl.h"
-#include "util/json.h"
 
 #define A "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define B "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -15,14 +13,6 @@
 static int parse(const char *doc, struct hosted_manifest_info *info)
 {
     return hosted__manifest_parse(doc, strlen(doc), info);
-}
-
-static int count(void *ud, const char *v, size_t len)
-{
-    (void)v;
-    (void)len;
-    (*(int *)ud)++;
-    return 0;
 }
 
 int main(void)
@@ -109,23 +99,5 @@ int main(void)
     CHECK_EQ_INT(info.n_refs, 0);
     hosted__manifest_info_free(&info);
 
-    /* the JSON helpers */
-    const char *v;
-    size_t vlen;
-    const char *doc = "{\"a\":1,\"b\": [1, {\"x\":[]}, \"s\"] ,\"c\":\"z\"}";
-    CHECK_EQ_INT(json_get_raw(doc, strlen(doc), "b", &v, &vlen), 0);
-    CHECK_EQ_INT(vlen, strlen("[1, {\"x\":[]}, \"s\"]"));
-    int n = 0;
-    CHECK_EQ_INT(json_each_element(v, vlen, count, &n), 0);
-    CHECK_EQ_INT(n, 3);
-    CHECK_EQ_INT(json_get_raw(doc, strlen(doc), "c", &v, &vlen), 0);
-    CHECK_EQ_INT(vlen, 3);
-    CHECK_EQ_INT(json_get_raw(doc, strlen(doc), "d", &v, &vlen), -ENOENT);
-    n = 0;
-    CHECK_EQ_INT(json_each_element("[]", 2, count, &n), 0);
-    CHECK_EQ_INT(n, 0);
-    CHECK_EQ_INT(json_each_element("[1,]", 4, count, &n), -EINVAL);
-    CHECK_EQ_INT(json_each_element("{}", 2, count, &n), -EINVAL);
-    CHECK_EQ_INT(json_each_element("[1 2]", 5, count, &n), -EINVAL);
     CHECK_DONE();
 }

@@ -1,0 +1,305 @@
+/* The cache's in-memory index: tags, manifests (with a budget of their bytes kept in memory
+ * for hits) and repositories, loaded from the database at start and written back through it.
+ * A leaf of cache/: it calls nothing else in the module. Loop thread only. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/impl.h"
+#include "db/db.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+void tag_key(char *out, size_t len, const struct upstream *u, const char *repo, const char *tag)
+{
+    snprintf(out, len, "%s" KEY_SEP "%s" KEY_SEP "%s", upstream_name(u), repo, tag);
+}
+
+static void note_repo(struct cache *c, const char *upstream, const char *repo)
+{
+    char key[TAG_KEY_MAX];
+    snprintf(key, sizeof(key), "%s" KEY_SEP "%s", upstream, repo);
+    if (!map_get(c->repos, key))
+        map_put(c->repos, key, (void *)1);
+}
+
+struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
+                            const char *tag)
+{
+    char key[TAG_KEY_MAX];
+    tag_key(key, sizeof(key), u, repo, tag);
+    return map_get(c->tags, key);
+}
+
+/* Points the tag at digest. The strings must not live in the entry itself: a tag whose digest
+ * is unchanged is refreshed with index_tag_validated, never rewritten from itself. */
+static void set_tag_raw(struct cache *c, const char *key, const char *digest,
+                        const char *media_type, uint64_t validated_ms)
+{
+    struct tag_entry *t = map_get(c->tags, key);
+    if (t && (digest == t->digest || media_type == t->media_type)) {
+        /* a caller bug; copying would be an overlapping copy (undefined, and glibc empties it) */
+        log_error("index: tag %s rewritten from itself; kept as it was", key);
+        t->validated_ms = validated_ms;
+        return;
+    }
+    if (strlen(digest) >= sizeof(t->digest) || strlen(media_type) >= sizeof(t->media_type) ||
+        !*digest) {
+        log_error("index: tag %s: digest or media type does not fit; not recorded", key);
+        return;
+    }
+    if (!t) {
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            return;
+        if (map_put(c->tags, key, t) == MAP_NOMEM) {
+            free(t);
+            return;
+        }
+    }
+    memcpy(t->digest, digest, strlen(digest) + 1);
+    memcpy(t->media_type, media_type, strlen(media_type) + 1);
+    t->validated_ms = validated_ms;
+}
+
+void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
+                   const char *digest, const char *media_type, uint64_t validated_ms,
+                   int persist)
+{
+    char key[TAG_KEY_MAX];
+    tag_key(key, sizeof(key), u, repo, tag);
+    set_tag_raw(c, key, digest, media_type, validated_ms);
+    note_repo(c, upstream_name(u), repo);
+    if (!persist)
+        return;
+    struct db_tag_row row = {upstream_name(u), repo, tag, digest, media_type, validated_ms};
+    db_put_tag(c->db, &row);
+}
+
+int index_tag_validated(struct cache *c, const struct upstream *u, const char *repo,
+                        const char *tag, uint64_t validated_ms)
+{
+    char key[TAG_KEY_MAX];
+    tag_key(key, sizeof(key), u, repo, tag);
+    struct tag_entry *t = map_get(c->tags, key);
+    if (!t)
+        return -ENOENT;
+    t->validated_ms = validated_ms;
+    db_tag_validated(c->db, upstream_name(u), repo, tag, validated_ms);
+    return 0;
+}
+
+void index_forget_tag(struct cache *c, const struct upstream *u, const char *repo,
+                      const char *tag)
+{
+    char key[TAG_KEY_MAX];
+    tag_key(key, sizeof(key), u, repo, tag);
+    free(map_del(c->tags, key));
+    db_del_tag(c->db, upstream_name(u), repo, tag);
+}
+
+struct manifest_meta *index_manifest(struct cache *c, const char *digest)
+{
+    return map_get(c->manifests, digest);
+}
+
+static void lru_unlink(struct cache *c, struct manifest_meta *m)
+{
+    if (m->lru_prev)
+        m->lru_prev->lru_next = m->lru_next;
+    else if (c->lru_head == m)
+        c->lru_head = m->lru_next;
+    if (m->lru_next)
+        m->lru_next->lru_prev = m->lru_prev;
+    else if (c->lru_tail == m)
+        c->lru_tail = m->lru_prev;
+    m->lru_prev = m->lru_next = NULL;
+}
+
+static void lru_push_front(struct cache *c, struct manifest_meta *m)
+{
+    m->lru_next = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lru_prev = m;
+    c->lru_head = m;
+    if (!c->lru_tail)
+        c->lru_tail = m;
+}
+
+static void forget_bytes(struct cache *c, struct manifest_meta *m)
+{
+    if (!m->bytes)
+        return;
+    lru_unlink(c, m);
+    free(m->bytes);
+    m->bytes = NULL;
+    c->mem_bytes -= m->size;
+}
+
+void index_remember_bytes(struct cache *c, struct manifest_meta *m, const char *bytes)
+{
+    if (m->bytes || m->size > MANIFEST_MEMORY_BUDGET / 4)
+        return;
+    while (c->lru_tail && c->mem_bytes + m->size > MANIFEST_MEMORY_BUDGET)
+        forget_bytes(c, c->lru_tail);
+    m->bytes = malloc(m->size ? m->size : 1);
+    if (!m->bytes)
+        return;
+    memcpy(m->bytes, bytes, m->size);
+    c->mem_bytes += m->size;
+    lru_push_front(c, m);
+}
+
+void index_touch_bytes(struct cache *c, struct manifest_meta *m)
+{
+    if (m->bytes && c->lru_head != m) {
+        lru_unlink(c, m);
+        lru_push_front(c, m);
+    }
+}
+
+static struct manifest_meta *add_manifest_raw(struct cache *c, const char *digest,
+                                              const char *media_type, uint64_t size)
+{
+    struct manifest_meta *m = map_get(c->manifests, digest);
+    if (m)
+        return m;
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    snprintf(m->digest, sizeof(m->digest), "%s", digest);
+    snprintf(m->media_type, sizeof(m->media_type), "%s", media_type);
+    m->size = size;
+    if (map_put(c->manifests, digest, m) == MAP_NOMEM) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
+                                         const char *media_type, uint64_t size, int persist)
+{
+    struct manifest_meta *m = add_manifest_raw(c, digest, media_type, size);
+    if (m && persist) {
+        struct db_manifest_row row = {digest, media_type, size};
+        db_put_manifest(c->db, &row);
+        db_put_blob(c->db, digest, size, media_type, clock_wall_ms());
+    }
+    return m;
+}
+
+void index_drop_manifest(struct cache *c, const char *digest)
+{
+    struct manifest_meta *m = map_del(c->manifests, digest);
+    if (m) {
+        forget_bytes(c, m);
+        free(m);
+    }
+}
+
+static void load_tag(void *ud, const struct db_tag_row *row)
+{
+    struct cache *c = ud;
+    if (!row->digest[0] || !row->media_type[0])
+        return; /* written by an older version that could blank a tag: ask upstream again */
+    char key[TAG_KEY_MAX];
+    snprintf(key, sizeof(key), "%s" KEY_SEP "%s" KEY_SEP "%s", row->upstream, row->repo,
+             row->tag);
+    set_tag_raw(c, key, row->digest, row->media_type, row->validated_ms);
+    note_repo(c, row->upstream, row->repo);
+}
+
+static void load_manifest(void *ud, const struct db_manifest_row *row)
+{
+    add_manifest_raw(ud, row->digest, row->media_type, row->size);
+}
+
+
+int index_load(struct cache *c)
+{
+    return db_load(c->db, load_tag, load_manifest, c);
+}
+
+struct tag_sweep {
+    struct map *evicted;
+    char **keys;
+    size_t n, cap;
+};
+
+static int find_stale_tag(const char *key, void *value, void *ud)
+{
+    struct tag_sweep *sw = ud;
+    struct tag_entry *t = value;
+    if (!map_get(sw->evicted, t->digest))
+        return 0;
+    if (sw->n == sw->cap) {
+        size_t cap = sw->cap ? sw->cap * 2 : 16;
+        char **k = realloc(sw->keys, cap * sizeof(*k));
+        if (!k)
+            return 1;
+        sw->keys = k;
+        sw->cap = cap;
+    }
+    sw->keys[sw->n] = strdup(key);
+    if (sw->keys[sw->n])
+        sw->n++;
+    return 0;
+}
+
+void index_forget_digests(struct cache *c, char *const *digests, size_t n)
+{
+    struct tag_sweep sw = {map_new(), NULL, 0, 0};
+    if (!sw.evicted)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        map_put(sw.evicted, digests[i], (void *)1);
+        index_drop_manifest(c, digests[i]);
+    }
+    map_each(c->tags, find_stale_tag, &sw);
+    for (size_t i = 0; i < sw.n; i++) {
+        free(map_del(c->tags, sw.keys[i]));
+        free(sw.keys[i]);
+    }
+    free(sw.keys);
+    map_free(sw.evicted);
+}
+
+static int free_value(const char *key, void *value, void *ud)
+{
+    (void)key;
+    (void)ud;
+    free(value);
+    return 0;
+}
+
+static int free_manifest(const char *key, void *value, void *ud)
+{
+    (void)key;
+    (void)ud;
+    struct manifest_meta *m = value;
+    free(m->bytes);
+    free(m);
+    return 0;
+}
+
+int index_init(struct cache *c)
+{
+    c->tags = map_new();
+    c->manifests = map_new();
+    c->repos = map_new();
+    return c->tags && c->manifests && c->repos ? 0 : -ENOMEM;
+}
+
+void index_free(struct cache *c)
+{
+    if (c->tags)
+        map_each(c->tags, free_value, NULL);
+    if (c->manifests)
+        map_each(c->manifests, free_manifest, NULL);
+    map_free(c->tags);
+    map_free(c->manifests);
+    map_free(c->repos);
+    c->tags = c->manifests = c->repos = NULL;
+}

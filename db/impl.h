@@ -1,0 +1,84 @@
+/* Internals shared by the parts of db/: the database handle, the queue of changes and their
+ * statements. schema.c opens and migrates, queue.c writes changes in batches on the thread
+ * pool (coalescing access times, references, counters and pull budgets), writes.c turns each
+ * public change into a queued statement, queries.c reads (at start-up and for maintenance). */
+#ifndef REGCACHE_DB_IMPL_H
+#define REGCACHE_DB_IMPL_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "db/db.h"
+#include "util/map.h"
+
+/* A change that is one statement: its SQL and how many of the op's texts (a..e, in order) and
+ * numbers (n1, n2) it binds. */
+struct db_write {
+    const char *sql;
+    int ntext, nint;
+};
+
+enum op_kind { OP_WRITE, OP_RATELIMIT, OP_CALL };
+
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    const struct db_write *w; /* OP_WRITE */
+    char *a, *b, *c, *d, *e;  /* the statement's texts */
+    uint64_t n1, n2;
+    /* OP_RATELIMIT (a: upstream, b: source): limit, remaining, window_s, seen_ms, last_429_ms;
+     * -1 (0 for the times) is unknown */
+    int64_t rl[5];
+    int keep; /* refused for now by the database: written again with the next flush */
+    /* OP_CALL */
+    void (*fn)(struct db *d, void *ud);
+    void (*done)(void *ud);
+    void *ud;
+};
+
+#define DB_BUSY_TIMEOUT_MS 5000
+
+#define DB_KEEP_MAX 100000 /* changes kept while the database refuses writes */
+
+struct db {
+    sqlite3 *sql;
+    char *path;
+    uv_loop_t *loop;
+    struct op *queue, **queue_tail; /* waiting for the next batch */
+    struct op *batch;               /* being written on the thread pool */
+    uv_work_t work;
+    int busy;
+    /* Changes the database refused for now (locked by another process, disk full, I/O
+     * error), oldest first. While there are any, only the flush timer starts a batch, with
+     * them in front, so that changes are written in the order they were made. */
+    struct op *kept, **kept_tail;
+    size_t n_kept;
+    int refusing; /* the last batch was refused (set on the thread pool, one batch at a time) */
+    /* coalesced until the next flush: digest -> uint64_t last access; reference keys */
+    struct map *touches, *refs;
+    struct map *counters;   /* name -> uint64_t */
+    struct map *ratelimits; /* upstream -> struct op (OP_RATELIMIT), the latest seen */
+    uv_timer_t flush_timer;
+    int timer_running;
+};
+
+/* ---- the statements of queued changes ---- */
+
+/* queue.c */
+/* A change with w's statement and copies of the texts (NULL ones bind NULL). */
+struct op *db__op_new(const struct db_write *w, const char *a, const char *b, const char *c,
+                      const char *dd, const char *e);
+void db__op_free(struct op *o);
+/* Queues o for the next batch (and starts one when none runs). */
+void db__enqueue(struct db *d, struct op *o);
+int db__apply_op(sqlite3 *s, const struct op *o);
+
+/* writes.c: statements queue.c and queries.c use too */
+extern const struct db_write db__w_touch, db__w_ref, db__w_counter, db__w_put_blob;
+
+/* schema.c */
+int db__exec(sqlite3 *s, const char *sql);
+void db__free(struct db *d);
+
+#endif

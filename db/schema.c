@@ -1,0 +1,209 @@
+/* Opening the index: the integrity check, WAL, and the schema migrations. */
+#include "db/impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+/* Schema migrations, applied in order; migrations[i] takes user_version i to i + 1. */
+static const char *const migrations[] = {
+    /* 1: the index of issue-free pulls */
+    "CREATE TABLE IF NOT EXISTS blobs ("
+    "  digest TEXT PRIMARY KEY, size INTEGER NOT NULL, media_type TEXT,"
+    "  first_cached_ms INTEGER NOT NULL, last_access_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS manifests ("
+    "  digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tags ("
+    "  upstream TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL,"
+    "  digest TEXT NOT NULL, media_type TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (upstream, repo, tag));",
+    /* 2: lifecycle: which repository referenced which blob, GC history, counters */
+    "CREATE TABLE IF NOT EXISTS repo_blobs ("
+    "  upstream TEXT NOT NULL, repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  PRIMARY KEY (upstream, repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS repo_blobs_by_digest ON repo_blobs (digest);"
+    "CREATE INDEX IF NOT EXISTS blobs_by_access ON blobs (last_access_ms);"
+    "CREATE INDEX IF NOT EXISTS tags_by_digest ON tags (digest);"
+    "CREATE TABLE IF NOT EXISTS gc_runs ("
+    "  started_ms INTEGER NOT NULL, duration_ms INTEGER NOT NULL, dry_run INTEGER NOT NULL,"
+    "  evicted_count INTEGER NOT NULL, evicted_bytes INTEGER NOT NULL, reason TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    /* manifests are files in the store like any blob: give them blob rows too */
+    "INSERT OR IGNORE INTO blobs (digest, size, media_type, first_cached_ms, last_access_ms)"
+    "  SELECT digest, size, media_type, CAST(strftime('%s','now') AS INTEGER) * 1000,"
+    "         CAST(strftime('%s','now') AS INTEGER) * 1000 FROM manifests;",
+    /* 3: hosted repositories: their tags and the content they hold (never evicted by GC) */
+    "CREATE TABLE IF NOT EXISTS hosted_tags ("
+    "  repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL,"
+    "  PRIMARY KEY (repo, tag));"
+    "CREATE TABLE IF NOT EXISTS hosted_blobs ("
+    "  repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT,"
+    "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS hosted_blobs_by_digest ON hosted_blobs (digest);"
+    "CREATE TABLE IF NOT EXISTS hosted_refs ("
+    "  manifest TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  PRIMARY KEY (manifest, digest)) WITHOUT ROWID;",
+    /* 4: the pull budget each upstream last announced (NULL: never said) */
+    "CREATE TABLE IF NOT EXISTS ratelimits ("
+    "  upstream TEXT PRIMARY KEY, lim INTEGER, remaining INTEGER, window_s INTEGER,"
+    "  source TEXT, seen_ms INTEGER NOT NULL, last_429_ms INTEGER);",
+    /* 5: each upstream's health as the mirror last saw it; the referrers of a proxied subject,
+     * kept like a tag: the image index answered and when it was last validated */
+    "CREATE TABLE IF NOT EXISTS upstream_states ("
+    "  upstream TEXT PRIMARY KEY, state TEXT NOT NULL, since_ms INTEGER NOT NULL,"
+    "  reason TEXT);"
+    "CREATE TABLE IF NOT EXISTS referrers ("
+    "  upstream TEXT NOT NULL, repo TEXT NOT NULL, subject TEXT NOT NULL,"
+    "  document TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (upstream, repo, subject));"
+    "CREATE INDEX IF NOT EXISTS referrers_by_subject ON referrers (subject);",
+    /* 6: hosted manifests that name a subject, with their descriptor in a referrers index */
+    "CREATE TABLE IF NOT EXISTS hosted_referrers ("
+    "  repo TEXT NOT NULL, digest TEXT NOT NULL, subject TEXT NOT NULL,"
+    "  artifact_type TEXT NOT NULL, descriptor TEXT NOT NULL,"
+    "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;",
+};
+
+#define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int db__exec(sqlite3 *s, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(s, sql, NULL, NULL, &err) != SQLITE_OK) {
+        log_error("database: %s", err ? err : "error");
+        sqlite3_free(err);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int migrate(sqlite3 *s)
+{
+    sqlite3_stmt *st;
+    int version = 0;
+    if (sqlite3_prepare_v2(s, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (version > N_MIGRATIONS) {
+        log_error("database schema version %d is newer than this regcache understands (%d)",
+                  version, N_MIGRATIONS);
+        return -EPROTO;
+    }
+    for (; version < N_MIGRATIONS; version++) {
+        char bump[64];
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", version + 1);
+        if (db__exec(s, "BEGIN IMMEDIATE") || db__exec(s, migrations[version]) || db__exec(s, bump) ||
+            db__exec(s, "COMMIT")) {
+            db__exec(s, "ROLLBACK");
+            return -EIO;
+        }
+        if (version > 0)
+            log_info("database migrated to schema version %d", version + 1);
+    }
+    return 0;
+}
+
+/* Why the index cannot be used, in words an operator can act on. */
+static void open_failed(sqlite3 *s, const char *path, int rc, const char *why)
+{
+    if (!rc)
+        rc = s ? sqlite3_errcode(s) & 0xff : SQLITE_CANTOPEN;
+    if (!why)
+        why = s ? sqlite3_errmsg(s) : "cannot open";
+    if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT)
+        log_error("database %s is damaged (%s); not using it. Moving it aside starts an empty "
+                  "index: the store's files are re-hashed and adopted, cached tags are fetched "
+                  "again, hosted tags are lost",
+                  path, why);
+    else if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        log_error("database %s is locked by another process (waited %d s): %s", path,
+                  DB_BUSY_TIMEOUT_MS / 1000, why);
+    else
+        log_error("database %s: %s", path, why);
+}
+
+/* PRAGMA quick_check: SQLITE_OK when the file is intact, else an error code (the database's
+ * own, or SQLITE_CORRUPT with the first problem found in why). */
+static int check_intact(sqlite3 *s, char *why, size_t len)
+{
+    sqlite3_stmt *st;
+    why[0] = '\0';
+    int rc = sqlite3_prepare_v2(s, "PRAGMA quick_check", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *res = (const char *)sqlite3_column_text(st, 0);
+        rc = res && strcmp(res, "ok") == 0 ? SQLITE_OK : SQLITE_CORRUPT;
+        if (rc) {
+            if (res && strncmp(res, "*** ", 4) == 0 && strchr(res, '\n'))
+                res = strchr(res, '\n') + 1; /* past "*** in database main ***" */
+            snprintf(why, len, "quick_check: %.*s", (int)strcspn(res ? res : "", "\n"),
+                     res ? res : "");
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void db__free(struct db *d)
+{
+    sqlite3_close(d->sql);
+    map_free(d->touches);
+    map_free(d->refs);
+    map_free(d->counters);
+    map_free(d->ratelimits);
+    free(d->path);
+    free(d);
+}
+
+int db_open(const char *path, struct db **out)
+{
+    struct db *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->queue_tail = &d->queue;
+    d->kept_tail = &d->kept;
+    d->touches = map_new();
+    d->refs = map_new();
+    d->counters = map_new();
+    d->ratelimits = map_new();
+    d->path = strdup(path);
+    if (!d->touches || !d->refs || !d->counters || !d->ratelimits || !d->path) {
+        db__free(d);
+        return -ENOMEM;
+    }
+    if (sqlite3_open_v2(path, &d->sql,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
+        open_failed(d->sql, path, 0, NULL);
+        db__free(d);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(d->sql, DB_BUSY_TIMEOUT_MS);
+    char why[512];
+    int rc = check_intact(d->sql, why, sizeof(why));
+    if (rc != SQLITE_OK) {
+        open_failed(d->sql, path, rc & 0xff, why[0] ? why : NULL);
+        db__free(d);
+        return -EIO;
+    }
+    if (sqlite3_exec(d->sql, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(d->sql, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+        open_failed(d->sql, path, 0, NULL);
+        db__free(d);
+        return -EIO;
+    }
+    if (migrate(d->sql)) {
+        open_failed(d->sql, path, 0, "cannot bring the schema up to date");
+        db__free(d);
+        return -EIO;
+    }
+    *out = d;
+    return 0;
+}

@@ -1,22 +1,18 @@
-"""Pushes into a hosted repository with raw HTTP, as the distribution spec describes them:
-blobs monolithically (POST ?digest=), manifests with PUT; and the documents to push (an image,
-an artifact with a subject, an index)."""
+"""Documents to push into a hosted repository and the pushes themselves, on top of
+rawpush.py's requests: an OCI image (config and layer first), an artifact whose config type,
+artifactType and subject a test chooses, any manifest PUT with its answer's headers (to see
+OCI-Subject). Blobs go up monolithically (POST ?digest=), as rawpush's go in two steps."""
 
-import hashlib
 import json
 import os
 
 from mirror import request
+from rawpush import EMPTY_TYPE as OCI_EMPTY
+from rawpush import OCI_INDEX, OCI_MANIFEST  # noqa: F401 - re-exported for the tests
+from rawpush import sha256 as digest_of
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-
-
-def digest_of(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def descriptor(media_type, data, **extra):

@@ -152,15 +152,6 @@ def test_referrers_of_an_index_subject_and_an_index_referrer(mirror_factory, up,
     assert len(got) == 1 and got[0]["artifactType"] == SIG
 
 
-def test_proxied_referrers_are_not_served_yet(mirror, up):
-    """For a proxied repository the referrers API answers 404 (clients fall back to the
-    sha256-<hex> tag scheme) and asks nothing upstream."""
-    mark = up.mark()
-    s, _, body = get(mirror, "/v2/library/app/referrers/sha256:" + "a" * 64)
-    assert_error(s, body, 404, "UNSUPPORTED")
-    assert since(up, mark) == []
-
-
 def test_long_referrers_list_is_paged_with_link(mirror_factory, up, tmp_dir):
     """Referrers whose descriptors pass 1 MiB together are answered in pages: each page is a
     whole index, the Link names the next (filter kept), and the pages together hold every

@@ -98,7 +98,8 @@ def test_subject_need_not_exist_but_config_layers_and_entries_must(mirror_factor
         "entry": {"schemaVersion": 2, "mediaType": OCI_INDEX,
                   "manifests": [descriptor(OCI_MANIFEST, missing)]},
         "blob": {"mediaType": "application/vnd.oci.artifact.manifest.v1+json",
-                 "artifactType": "application/vnd.example", "blobs": [descriptor(OCI_LAYER, missing)]},
+                 "artifactType": "application/vnd.example",
+                 "blobs": [descriptor(OCI_LAYER, missing)]},
     }
     for what, bad in cases.items():
         s, _, body, _ = put_manifest(m, "team/subj", what, bad, AUTH)

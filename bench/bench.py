@@ -38,6 +38,7 @@ import images  # noqa: E402
 import procs  # noqa: E402
 import upstream as upstream_mod  # noqa: E402
 from mirror import Mirror  # noqa: E402
+from switchproxy import SwitchProxy  # noqa: E402
 from token_server import TokenServer  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
@@ -51,6 +52,11 @@ HOT_LAYERS = (1 * MiB, 64 * MiB)                    # blob hit workloads
 COLD_LAYERS = (40 * MiB, 30 * MiB, 20 * MiB, 10 * MiB)  # the ~100 MiB cold pull
 STORM_LAYERS = (16 * MiB, 8 * MiB, 4 * MiB)          # the 20-client storm
 STORM_CLIENTS = 20
+HUNG_LAYERS = (8 * MiB, 4 * MiB)                     # the image pulled with the upstream hung
+HUNG_LATER = 10       # later cached answers timed with the upstream hung (the median counts)
+HUNG_PATIENCE = 35    # s a client waits for one answer (registry:2's stall is ~30 s)
+HUNG_LATER_BUDGET = 20  # s for the later answers of one peer: stops after at least one past it
+HUNG_COPY_PATIENCE = 45  # s for the whole skopeo copy
 CONNS = 64            # wrk connections for manifests and 1 MiB blobs
 BIG_CONNS = 8         # wrk connections for 64 MiB blobs
 ROUNDS = 5            # wrk runs per peer and workload (the median counts)
@@ -185,10 +191,10 @@ class Nginx(Server):
                          os.path.join(self.dir, "stdout.log"), "/ping", "nginx")
 
 
-def start_regcache(directory, up, max_connections=None):
+def start_regcache(directory, up, max_connections=None, revalidate_after="10m"):
     extra = {"limits": {"max_connections": max_connections}} if max_connections else None
-    m = Mirror(directory, [{"name": "docker.io", "url": up.url}], revalidate_after="10m",
-               extra=extra)
+    m = Mirror(directory, [{"name": "docker.io", "url": up.url}],
+               revalidate_after=revalidate_after, extra=extra)
     m.start()
     track(m.proc)
     return m
@@ -590,6 +596,93 @@ def bench_storm(res, up, tmp, storm):
             res.rows["storm_gets"]["note"] += f"{peer}: {len(failed)} clients failed; "
 
 
+class _Via:
+    """What start_regcache and Incumbent need of an upstream (its URL), for one behind a proxy."""
+
+    def __init__(self, url):
+        self.url = url
+
+
+def timed_get(port, path, timeout):
+    """(seconds, status) of one manifest GET; status None when no answer came in `timeout` s
+    (the seconds are then the timeout, a lower bound)."""
+    t0 = time.monotonic()
+    try:
+        st, _ = get(port, path, accept=True, timeout=timeout)
+    except (OSError, http.client.HTTPException):
+        st = None
+    return time.monotonic() - t0, st
+
+
+def bench_hung(res, up, tmp, hung):
+    """A cached image with its upstream hung (a SwitchProxy in "hang" mode between the peer and
+    the upstream: connections accepted, nothing ever answered). Each peer pulls the image once
+    through the proxy, its tag then goes past revalidate_after (regcache: 1 s; the incumbent
+    checks the upstream on every tag request anyway), the proxy hangs, and the run times the
+    first manifest GET by tag, the later ones (median), and a whole `skopeo copy` of the image.
+    Every wait is bounded (HUNG_PATIENCE per answer, HUNG_COPY_PATIENCE for the copy); a figure
+    at its bound means no answer came, and the note says so. nginx has no upstream in this
+    bench, so it has no figure here."""
+    path = "/v2/library/hung/manifests/v1"
+    for peer in ("regcache", "incumbent"):
+        d = os.path.join(tmp, f"hung-{peer}")
+        proxy = SwitchProxy(up.port)
+        via = _Via(proxy.url)
+        server = (start_regcache(d, via, revalidate_after="1s") if peer == "regcache"
+                  else Incumbent(d, via).start())
+        notes = []
+        try:
+            p = skopeo_pull(server.port, "library/hung:v1", os.path.join(d, "warm"))
+            if p.returncode != 0:
+                raise RuntimeError(f"warm pull through {peer} failed:\n{p.stderr}")
+            time.sleep(1.5)  # past regcache's revalidate_after
+            proxy.set_mode("hang")
+            first, st = timed_get(server.port, path, HUNG_PATIENCE)
+            if st != 200:
+                notes.append(f"first answer {'none' if st is None else st}")
+            later, t_later = [], time.monotonic()
+            while len(later) < HUNG_LATER and (
+                    not later or time.monotonic() - t_later < HUNG_LATER_BUDGET):
+                secs, st = timed_get(server.port, path, HUNG_PATIENCE)
+                later.append(secs)
+                if st != 200:
+                    notes.append(f"a later answer {'none' if st is None else st}")
+            t0 = time.monotonic()
+            try:
+                p = subprocess.run(["skopeo", "--insecure-policy", "copy",
+                                    "--src-tls-verify=false", "--preserve-digests",
+                                    f"docker://127.0.0.1:{server.port}/library/hung:v1",
+                                    f"oci:{os.path.join(d, 'out')}:latest"],
+                                   capture_output=True, text=True, timeout=HUNG_COPY_PATIENCE)
+                copy = time.monotonic() - t0
+                if p.returncode != 0:
+                    notes.append(f"copy failed after {copy:.1f} s: "
+                                 f"{p.stderr.strip().splitlines()[-1][-160:] if p.stderr else ''}")
+                else:
+                    images.verify_oci_layout(os.path.join(d, "out"), hung.digest)
+            except subprocess.TimeoutExpired:
+                copy = float(HUNG_COPY_PATIENCE)
+                notes.append(f"copy unfinished after {HUNG_COPY_PATIENCE} s")
+            held = proxy.held()
+        finally:
+            proxy.set_mode("pass")  # lets every held request go before the peer stops
+            server.stop()
+            proxy.stop()
+            shutil.rmtree(d, ignore_errors=True)
+        med = statistics.median(later)
+        notes = list(dict.fromkeys(notes))  # once each, in order
+        log(f"hung upstream {peer}: first cached answer {first:.2f} s, later ones median "
+            f"{med * 1000:.1f} ms ({len(later)}), skopeo copy {copy:.2f} s; requests held by the "
+            f"proxy at the end {held}" + (f"; {'; '.join(notes)}" if notes else ""))
+        res.set("hung_first_s", "hung upstream: first cached answer", "s", "low",
+                **{peer: first})
+        res.set("hung_later_ms", "hung upstream: later cached answers (median)", "ms", "low",
+                **{peer: med * 1000})["note"] += f"{peer}: {len(later)} answers; "
+        res.set("hung_copy_s", "hung upstream: cached skopeo copy", "s", "low", **{peer: copy})
+        if notes:
+            res.rows["hung_first_s"]["note"] += f"{peer}: {', '.join(notes)}; "
+
+
 def warm(rc, inc, ngx, hot, up):
     man = hot.manifests[0]
     for server in (rc, inc):
@@ -620,6 +713,8 @@ TARGETS = {
     "storm_gets_max": "1 per blob",
     "rss_1000": "<= 32 MiB",
     "c10k_errors": "0",
+    "hung_first_s": "<= 3 s (revalidate_timeout 2 s + 1 s)",
+    "hung_copy_s": "<= 15 s",
 }
 
 
@@ -643,6 +738,10 @@ def judge(res):
             holds = rc is not None and rc <= 32
         elif key == "c10k_errors":
             holds = rc == 0
+        elif key == "hung_first_s":
+            holds = rc is not None and rc <= 3
+        elif key == "hung_copy_s":
+            holds = rc is not None and rc <= 15
         row["target"], row["holds"] = target, holds
 
 
@@ -667,7 +766,8 @@ def fmt_ratio(r):
 ORDER = ["manifest_digest_rps", "manifest_tag_rps", "blob_1m_mbps", "blob_64m_mbps",
          "manifest_digest_p50", "manifest_digest_p99", "blob_1m_p50", "blob_1m_p99",
          "cold_pull_s", "cold_pull_bytes", "storm_gets", "storm_gets_max", "storm_s",
-         "rss_idle", "rss_1000", "c10k_errors", "c10k_seconds", "c10k_rss"]
+         "rss_idle", "rss_1000", "c10k_errors", "c10k_seconds", "c10k_rss",
+         "hung_first_s", "hung_later_ms", "hung_copy_s"]
 PEERS = ["regcache", "incumbent", "nginx"]
 CHART_LABELS = {
     "manifest_digest_rps": "manifest by digest req/s", "manifest_tag_rps": "manifest by tag req/s",
@@ -678,6 +778,8 @@ CHART_LABELS = {
     "storm_s": "storm time", "rss_idle": "RSS idle", "rss_1000": "RSS 1,000 conns",
     "c10k_seconds": "10,000 conns time", "c10k_rss": "RSS 10,000 conns",
     "storm_gets": "storm upstream GETs/blob",
+    "hung_first_s": "hung upstream: 1st answer", "hung_later_ms": "hung upstream: later answers",
+    "hung_copy_s": "hung upstream: skopeo copy",
 }
 
 
@@ -769,17 +871,28 @@ def on_term(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
 
 
+SCENARIOS = ("hits", "cold", "storm", "hung")  # hits: connections, memory and throughput
+
+
 def main():
     global PIDS_FILE, PROFILE_DIR, ROUNDS
     ap = argparse.ArgumentParser()
     ap.add_argument("--tmp", required=True)
-    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--out", help="where results.csv, results.md and chart.svg go (default "
+                    "bench/results; with --only, nowhere unless given)")
     ap.add_argument("--seconds", type=int, default=3, help="wrk duration per measurement")
     ap.add_argument("--rounds", type=int, default=ROUNDS,
                     help="wrk runs per peer and workload; the median counts")
     ap.add_argument("--profile", metavar="DIR",
                     help="perf record regcache during each of its wrk runs; reports in DIR")
+    ap.add_argument("--only", metavar="LIST",
+                    help=f"comma-separated scenarios to run, of {', '.join(SCENARIOS)} "
+                    "(default: all)")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    if only - set(SCENARIOS):
+        ap.error(f"unknown scenario {', '.join(sorted(only - set(SCENARIOS)))}")
+    out = args.out or (None if args.only else os.path.join(HERE, "results"))
     ROUNDS = max(1, args.rounds)
     if args.profile:
         PROFILE_DIR = os.path.abspath(args.profile)
@@ -792,45 +905,55 @@ def main():
     res = Results()
     token = None
     try:
-        log("building images (hot 65 MiB, cold ~100 MiB, storm 28 MiB)")
-        hot = images.build_image(os.path.join(tmp, "img-hot"), 9001, HOT_LAYERS, fmt="oci")
-        cold = images.build_image(os.path.join(tmp, "img-cold"), 9002, COLD_LAYERS, fmt="oci")
-        storm = images.build_image(os.path.join(tmp, "img-storm"), 9003, STORM_LAYERS,
-                                   fmt="oci")
+        specs = {"hits": ("hot", 9001, HOT_LAYERS), "cold": ("cold", 9002, COLD_LAYERS),
+                 "storm": ("storm", 9003, STORM_LAYERS), "hung": ("hung", 9004, HUNG_LAYERS)}
+        imgs = {}
+        for scenario in SCENARIOS:
+            if scenario in only:
+                name, seed, layers = specs[scenario]
+                log(f"building image {name} ({sum(layers) // MiB} MiB)")
+                imgs[name] = images.build_image(os.path.join(tmp, f"img-{name}"), seed, layers,
+                                                fmt="oci")
         token = TokenServer(os.path.join(tmp, "token")).start()
         up = Upstream(os.path.join(tmp, "upstream"), token, "registry.docker.io").start()
         track(up.proc)
         log(f"upstream docker-registry on :{up.port}; pushing images")
         threads = [threading.Thread(target=images.push, args=(img, up, f"library/{name}", "v1"))
-                   for img, name in ((hot, "hot"), (cold, "cold"), (storm, "storm"))]
+                   for name, img in imgs.items()]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        for img in (hot, cold, storm):
+        for img in imgs.values():
             if img.repo is None:
                 raise RuntimeError("an image push failed (see above)")
-        for img in (hot, cold, storm):  # the layouts are no longer needed
+        for img in imgs.values():  # the layouts are no longer needed
             shutil.rmtree(img.layout, ignore_errors=True)
             shutil.rmtree(img.layout + ".dir", ignore_errors=True)
 
-        rc = start_regcache(os.path.join(tmp, "regcache"), up, MAX_CONNECTIONS)
-        inc = Incumbent(os.path.join(tmp, "incumbent"), up).start()
-        ngx = Nginx(os.path.join(tmp, "nginx"), rc.storage).start()
-        log(f"regcache :{rc.port} (pid {rc.proc.pid}), incumbent :{inc.port} "
-            f"(pid {inc.proc.pid}), nginx :{ngx.port}; warming")
-        warm(rc, inc, ngx, hot, up)
+        if "hits" in only:
+            hot = imgs["hot"]
+            rc = start_regcache(os.path.join(tmp, "regcache"), up, MAX_CONNECTIONS)
+            inc = Incumbent(os.path.join(tmp, "incumbent"), up).start()
+            ngx = Nginx(os.path.join(tmp, "nginx"), rc.storage).start()
+            log(f"regcache :{rc.port} (pid {rc.proc.pid}), incumbent :{inc.port} "
+                f"(pid {inc.proc.pid}), nginx :{ngx.port}; warming")
+            warm(rc, inc, ngx, hot, up)
 
-        bench_connections(res, rc, inc, hot)
-        bench_throughput(res, up, rc, inc, ngx, hot, args.seconds)
-        for s in (ngx, inc):
-            s.stop()
-        status = rc.stop()
-        if status != 0:
-            log(f"regcache exited with {status} after SIGTERM")
+            bench_connections(res, rc, inc, hot)
+            bench_throughput(res, up, rc, inc, ngx, hot, args.seconds)
+            for s in (ngx, inc):
+                s.stop()
+            status = rc.stop()
+            if status != 0:
+                log(f"regcache exited with {status} after SIGTERM")
 
-        bench_cold_pull(res, up, tmp, cold)
-        bench_storm(res, up, tmp, storm)
+        if "cold" in only:
+            bench_cold_pull(res, up, tmp, imgs["cold"])
+        if "storm" in only:
+            bench_storm(res, up, tmp, imgs["storm"])
+        if "hung" in only:
+            bench_hung(res, up, tmp, imgs["hung"])
     finally:
         procs.kill_all()
         if token:
@@ -839,10 +962,12 @@ def main():
     elapsed = time.monotonic() - t_start
     print()
     print(f"regcache benchmark, {info['date']}, {info['nproc']} CPUs ({info['cpu']}), "
-          f"Linux {info['kernel']}; {elapsed:.0f} s")
+          f"Linux {info['kernel']}; {elapsed:.0f} s"
+          + (f"; only {', '.join(s for s in SCENARIOS if s in only)}" if args.only else ""))
     print_table(res)
-    write_outputs(res, args.out, info, tmp)
-    print(f"\nwrote {os.path.relpath(args.out, ROOT)}/results.csv, results.md, chart.svg")
+    if out:
+        write_outputs(res, out, info, tmp)
+        print(f"\nwrote {os.path.relpath(out, ROOT)}/results.csv, results.md, chart.svg")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
 import time
 
 import upstream as upstream_mod
@@ -216,3 +217,42 @@ def assert_config_refused(tmp_dir, text, *expected):
     assert r.returncode != 0, r.stdout
     for piece in expected:
         assert piece in r.stderr, r.stderr
+
+
+# -- sequences: what the upstream saw, what the index holds -------------------------------------
+def upstream_calls(up, mark):
+    """The upstream's requests since mark as (method, path, status), without the auth probes
+    (`GET /v2/`) and the 401s of the token dance: what the mirror actually asked for."""
+    return [(m, p, st) for m, p, st in since(up, mark)
+            if st != 401 and p.split("?", 1)[0] != "/v2/"]
+
+
+def index_tag(mirror, repo, tag, upstream="docker.io"):
+    """(digest, media_type, validated_ms) of a proxied tag in the mirror's SQLite index, read
+    through a read-only connection while the daemon runs; None when there is no row."""
+    path = os.path.join(mirror.storage, "regcache.db")
+    for _ in range(50):  # a writer may hold the lock for a moment
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+            try:
+                return db.execute("SELECT digest, media_type, validated_ms FROM tags "
+                                  "WHERE upstream = ? AND repo = ? AND tag = ?",
+                                  (upstream, repo, tag)).fetchone()
+            finally:
+                db.close()
+        except sqlite3.OperationalError as e:
+            last = e
+            time.sleep(0.1)
+    raise AssertionError(f"cannot read {path}: {last}")
+
+
+def index_tag_after(mirror, repo, tag, since_ms, timeout=10, upstream="docker.io"):
+    """The tag's index row once it records a validation at or after since_ms (wall clock, ms):
+    the database is written in batches, so a row read at once may still be the previous one."""
+    return wait_until(lambda: (lambda r: r if r and r[2] >= since_ms else None)(
+        index_tag(mirror, repo, tag, upstream)), timeout=timeout, interval=0.2,
+        what=f"the index row of {repo}:{tag} validated after {since_ms}")
+
+
+def wall_ms():
+    return int(time.time() * 1000)

@@ -119,8 +119,9 @@ void cache_tags(struct cache *c, struct upstream *u, const char *repo, const cha
 void cache_referrers(struct cache *c, struct upstream *u, const char *repo, const char *subject,
                      const char *artifact_type, referrers_cb cb, void *ud);
 
-/* Writes {"repositories":[...]} of every cached repository; names of repositories cached from
- * an upstream other than the first are prefixed with that upstream's name. n == 0: no limit. */
-int cache_catalog(struct cache *c, struct buf *out, size_t n, const char *last);
+/* Calls fn with the name of every cached repository (in no order); names of repositories
+ * cached from an upstream other than the first are prefixed with that upstream's name. fn's
+ * non-zero return stops and is returned. */
+int cache_catalog(struct cache *c, int (*fn)(void *ud, const char *name), void *ud);
 
 #endif

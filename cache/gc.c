@@ -83,50 +83,6 @@ out:
     return rc;
 }
 
-int gc_hosted_run(struct db *db, struct store *store, uint64_t now_ms, int dry_run,
-                  struct gc_report *r)
-{
-    uint64_t t0 = clock_mono_us();
-    struct db_blob *rows = NULL;
-    size_t n = 0;
-    memset(r, 0, sizeof(*r));
-    uint64_t cutoff = now_ms > GC_HOSTED_GRACE_MS ? now_ms - GC_HOSTED_GRACE_MS : 0;
-    int rc = db_hosted_unreferenced(db, cutoff, &rows, &n);
-    if (rc)
-        return rc;
-    r->scanned = n;
-    r->digests = calloc(n ? n : 1, sizeof(*r->digests));
-    if (!r->digests) {
-        free(rows);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!(r->digests[i] = strdup(rows[i].digest))) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        r->n_digests++;
-        r->evicted_bytes += rows[i].size;
-    }
-    r->evicted = r->n_digests;
-    if (!dry_run && n) {
-        if ((rc = db_hosted_release(db, r->digests, n)) ||
-            (rc = db_forget_blobs(db, r->digests, n, &r->tags_forgotten)))
-            goto out;
-        for (size_t i = 0; i < n; i++)
-            store_remove(store, r->digests[i]);
-    }
-    r->duration_ms = (clock_mono_us() - t0) / 1000;
-    struct db_gc_run run = {now_ms, r->duration_ms, dry_run, r->evicted, r->evicted_bytes,
-                            "hosted"};
-    db_add_gc_run(db, &run);
-out:
-    free(rows);
-    if (rc)
-        gc_report_free(r);
-    return rc;
-}
-
 void gc_report_free(struct gc_report *r)
 {
     for (size_t i = 0; i < r->n_digests; i++)

@@ -28,12 +28,6 @@ struct gc_report {
 
 int gc_run(struct db *db, struct store *store, const struct gc_options *o, struct gc_report *r);
 
-#define GC_HOSTED_GRACE_MS (3600ULL * 1000) /* younger hosted content may belong to a push */
-
-/* Collects hosted content that no tag and no held manifest reaches any more (deleted
- * manifests, layers only they used, abandoned pushes older than GC_HOSTED_GRACE_MS). */
-int gc_hosted_run(struct db *db, struct store *store, uint64_t now_ms, int dry_run,
-                  struct gc_report *r);
 void gc_report_free(struct gc_report *r);
 
 #endif

@@ -14,8 +14,8 @@
 
 struct catalog_ctx {
     struct cache *c;
-    char **names;
-    size_t n, cap;
+    int (*fn)(void *ud, const char *name);
+    void *ud;
 };
 
 static int collect_repo(const char *key, void *value, void *ud)
@@ -30,55 +30,17 @@ static int collect_repo(const char *key, void *value, void *ud)
     struct upstream *first = upstream_get(cc->c->up, 0);
     int is_first = first && strlen(upstream_name(first)) == ulen &&
                    strncmp(upstream_name(first), key, ulen) == 0;
-    if (cc->n == cc->cap) {
-        size_t cap = cc->cap ? cc->cap * 2 : 64;
-        char **p = realloc(cc->names, cap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        cc->names = p;
-        cc->cap = cap;
-    }
-    char *name = malloc(ulen + strlen(repo) + 2);
-    if (!name)
-        return -ENOMEM;
     if (is_first)
-        strcpy(name, repo);
-    else
-        sprintf(name, "%.*s/%s", (int)ulen, key, repo);
-    cc->names[cc->n++] = name;
-    return 0;
+        return cc->fn(cc->ud, repo);
+    char name[1024];
+    snprintf(name, sizeof(name), "%.*s/%s", (int)ulen, key, repo);
+    return cc->fn(cc->ud, name);
 }
 
-static int cmp_str(const void *a, const void *b)
+int cache_catalog(struct cache *c, int (*fn)(void *ud, const char *name), void *ud)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-int cache_catalog(struct cache *c, struct buf *out, size_t n, const char *last)
-{
-    struct catalog_ctx cc = {c, NULL, 0, 0};
-    int r = map_each(c->repos, collect_repo, &cc);
-    if (!r) {
-        qsort(cc.names, cc.n, sizeof(*cc.names), cmp_str);
-        r = buf_append(out, "{\"repositories\":[", 17);
-        size_t written = 0;
-        for (size_t i = 0; !r && i < cc.n; i++) {
-            if (last && strcmp(cc.names[i], last) <= 0)
-                continue;
-            if (n && written == n)
-                break;
-            if (written++)
-                r = buf_append(out, ",", 1);
-            if (!r)
-                r = json_put_string(out, cc.names[i]);
-        }
-        if (!r)
-            r = buf_append(out, "]}\n", 3);
-    }
-    for (size_t i = 0; i < cc.n; i++)
-        free(cc.names[i]);
-    free(cc.names);
-    return r;
+    struct catalog_ctx cc = {c, fn, ud};
+    return map_each(c->repos, collect_repo, &cc);
 }
 
 /* ---- tags/list ---- */

@@ -13,6 +13,7 @@
 #include "cache/gc.h"
 #include "cache/reconcile.h"
 #include "db/db.h"
+#include "hosted/hosted.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -75,16 +76,40 @@ static const char *iso_time(uint64_t ms, char *buf, size_t len)
     return buf;
 }
 
+static int admin_gc_hosted(const struct config *cfg, int dry_run)
+{
+    struct handles h;
+    if (open_store(cfg, &h))
+        return 1;
+    struct hosted_gc_report r;
+    int rc = hosted_gc_run(h.db, h.store, clock_wall_ms(), dry_run, &r);
+    if (rc) {
+        fprintf(stderr, "regcache: gc failed (%d)\n", rc);
+        close_store(&h);
+        return 1;
+    }
+    char b[32];
+    for (size_t i = 0; dry_run && i < r.collected; i++)
+        printf("would evict %s\n", r.digests[i]);
+    printf("gc --hosted%s: %s %zu unreferenced hosted blobs, %s; %llu ms\n",
+           dry_run ? " --dry-run" : "", dry_run ? "would collect" : "collected", r.collected,
+           human_size(r.bytes, b, sizeof(b)), (unsigned long long)r.duration_ms);
+    hosted_gc_report_free(&r);
+    close_store(&h);
+    return 0;
+}
+
 int admin_gc(const struct config *cfg, int dry_run, int hosted)
 {
+    if (hosted)
+        return admin_gc_hosted(cfg, dry_run);
     struct handles h;
     if (open_store(cfg, &h))
         return 1;
     struct gc_options o = {clock_wall_ms(), cfg->ttl_ms, cfg->max_size_bytes, cfg->min_free_bytes,
                            dry_run, "manual", NULL, 0};
     struct gc_report r;
-    int rc = hosted ? gc_hosted_run(h.db, h.store, o.now_ms, dry_run, &r)
-                    : gc_run(h.db, h.store, &o, &r);
+    int rc = gc_run(h.db, h.store, &o, &r);
     if (rc) {
         fprintf(stderr, "regcache: gc failed (%d)\n", rc);
         close_store(&h);
@@ -94,14 +119,6 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
     if (dry_run)
         for (size_t i = 0; i < r.n_digests; i++)
             printf("would evict %s\n", r.digests[i]);
-    if (hosted) {
-        printf("gc --hosted%s: %s %zu unreferenced hosted blobs, %s; %llu ms\n",
-               dry_run ? " --dry-run" : "", dry_run ? "would collect" : "collected", r.evicted,
-               human_size(r.evicted_bytes, b1, sizeof(b1)), (unsigned long long)r.duration_ms);
-        gc_report_free(&r);
-        close_store(&h);
-        return 0;
-    }
     printf("gc%s: %s %zu of %zu blobs (%zu expired, %zu for space), %s; %zu tags forgotten; "
            "%s kept; %llu ms\n",
            dry_run ? " --dry-run" : "", dry_run ? "would evict" : "evicted", r.evicted, r.scanned,

@@ -14,7 +14,7 @@
 #include "http/http.h"
 #include "http/tls.h"
 #include "registry/api.h"
-#include "registry/hosted.h"
+#include "hosted/hosted.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
 #include "util/clock.h"

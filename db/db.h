@@ -93,6 +93,11 @@ void db_hosted_blob(struct db *d, const char *repo, const char *digest, const ch
 /* Manifest references digest (recorded at manifest PUT). */
 void db_hosted_ref(struct db *d, const char *manifest, const char *digest);
 
+/* Hosted manifest digest of repo names subject (the referrers API); descriptor is its entry in
+ * a referrers index (JSON). subject NULL: it is gone (the manifest was deleted). */
+void db_hosted_referrer(struct db *d, const char *repo, const char *digest, const char *subject,
+                        const char *artifact_type, const char *descriptor);
+
 /* ---- maintenance (blocking) for hosted content ---- */
 /* Hosted content no tag and no held manifest reaches any more, stored before cutoff_ms (a push
  * uploads its blobs before its manifest). *out is malloc'ed. */
@@ -106,6 +111,12 @@ int db_load_hosted(struct db *d,
                    void (*blob)(void *ud, const char *repo, const char *digest,
                                 const char *media_type),
                    void *ud);
+
+int db_load_hosted_referrers(struct db *d,
+                             void (*fn)(void *ud, const char *repo, const char *digest,
+                                        const char *subject, const char *artifact_type,
+                                        const char *descriptor),
+                             void *ud);
 
 /* Runs fn on the thread pool in turn with the queued writes (after the coalesced access times,
  * so it sees them), then done on the loop. fn may use the maintenance functions below. */

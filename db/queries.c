@@ -145,6 +145,9 @@ int db_hosted_release(struct db *d, char *const *digests, size_t n)
         if (!r)
             r = run_digest(d->sql, "DELETE FROM hosted_refs WHERE manifest = ?", digests[i],
                            NULL);
+        if (!r)
+            r = run_digest(d->sql, "DELETE FROM hosted_referrers WHERE digest = ?",
+                           digests[i], NULL);
     }
     if (r) {
         db__exec(d->sql, "ROLLBACK");
@@ -181,6 +184,29 @@ int db_load_hosted(struct db *d,
         const char *mt = (const char *)sqlite3_column_text(st, 3);
         if (r && t && dg && mt)
             tag(ud, r, t, dg, mt);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int db_load_hosted_referrers(struct db *d,
+                             void (*fn)(void *ud, const char *repo, const char *digest,
+                                        const char *subject, const char *artifact_type,
+                                        const char *descriptor),
+                             void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT repo, digest, subject, artifact_type, descriptor"
+                           " FROM hosted_referrers",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v[5];
+        for (int i = 0; i < 5; i++)
+            v[i] = (const char *)sqlite3_column_text(st, i);
+        if (v[0] && v[1] && v[2] && v[3] && v[4])
+            fn(ud, v[0], v[1], v[2], v[3], v[4]);
     }
     sqlite3_finalize(st);
     return 0;

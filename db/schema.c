@@ -60,6 +60,11 @@ static const char *const migrations[] = {
     "  document TEXT NOT NULL, validated_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (upstream, repo, subject));"
     "CREATE INDEX IF NOT EXISTS referrers_by_subject ON referrers (subject);",
+    /* 6: hosted manifests that name a subject, with their descriptor in a referrers index */
+    "CREATE TABLE IF NOT EXISTS hosted_referrers ("
+    "  repo TEXT NOT NULL, digest TEXT NOT NULL, subject TEXT NOT NULL,"
+    "  artifact_type TEXT NOT NULL, descriptor TEXT NOT NULL,"
+    "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

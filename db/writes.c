@@ -63,6 +63,14 @@ static const struct db_write W_HOSTED_UNREF = {
 static const struct db_write W_HOSTED_REF = {
     "INSERT OR IGNORE INTO hosted_refs (manifest, digest) VALUES (?, ?)", 2, 0};
 
+static const struct db_write W_HOSTED_REFERRER = {
+    "INSERT OR REPLACE INTO hosted_referrers (repo, digest, subject, artifact_type,"
+    " descriptor) VALUES (?, ?, ?, ?, ?)",
+    5, 0};
+
+static const struct db_write W_HOSTED_UNREFERRER = {
+    "DELETE FROM hosted_referrers WHERE repo = ? AND digest = ?", 2, 0};
+
 static const struct db_write W_PUT_REFERRERS = {
     "INSERT OR REPLACE INTO referrers (upstream, repo, subject, document,"
     " validated_ms) VALUES (?, ?, ?, ?, ?)",
@@ -134,6 +142,16 @@ void db_hosted_blob(struct db *d, const char *repo, const char *digest, const ch
 void db_hosted_ref(struct db *d, const char *manifest, const char *digest)
 {
     struct op *o = db__op_new(&W_HOSTED_REF, manifest, digest, NULL, NULL, NULL);
+    if (o)
+        db__enqueue(d, o);
+}
+
+void db_hosted_referrer(struct db *d, const char *repo, const char *digest,
+                        const char *subject, const char *artifact_type, const char *descriptor)
+{
+    struct op *o = subject ? db__op_new(&W_HOSTED_REFERRER, repo, digest, subject,
+                                        artifact_type, descriptor)
+                           : db__op_new(&W_HOSTED_UNREFERRER, repo, digest, NULL, NULL, NULL);
     if (o)
         db__enqueue(d, o);
 }

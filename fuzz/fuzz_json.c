@@ -1,8 +1,10 @@
-/* libFuzzer: token responses, manifest reference walks and referrers indexes (JSON from the
+/* libFuzzer: token responses, manifest reference walks, referrers indexes and pushed
+ * manifests read for their references, subject and referrers descriptor (JSON from the
  * network). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "hosted/impl.h"
 #include "upstream/auth.h"
 #include "util/json.h"
 
@@ -39,6 +41,20 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         if (v < s || v + vlen > s + size)
             abort(); /* the raw value must lie inside the input */
         json_each_element(v, vlen, walk_descriptor, &n);
+    }
+    struct hosted_manifest_info info;
+    if (hosted__manifest_parse(s, size, &info) == 0) {
+        struct buf d;
+        buf_init(&d, 1u << 20);
+        /* what goes into a referrers index must itself be valid JSON (a key no member can
+         * have: the walk validates without unescaping any value) */
+        if (hosted__descriptor(&d, "application/vnd.oci.image.manifest.v1+json", "sha256:00",
+                               size, info.artifact_type, info.annotations,
+                               info.annotations_len) == 0 &&
+            json_each_string(d.data, d.len, "\x01", count, &n))
+            abort();
+        buf_free(&d);
+        hosted__manifest_info_free(&info);
     }
     return 0;
 }

@@ -10,12 +10,12 @@
 #include "auth/auth.h"
 #include "auth/token.h"
 #include "cache/cache.h"
-#include "registry/errors.h"
-#include "registry/hosted.h"
+#include "hosted/hosted.h"
+#include "registry/catalog.h"
+#include "registry/respond.h"
 #include "registry/route.h"
 #include "upstream/upstream.h"
 #include "util/buf.h"
-#include "util/range.h"
 
 #define REPO_MAX (REF_NAME_MAX + 16)
 
@@ -55,19 +55,6 @@ struct registry *registry_new(struct cache *cache, struct upstream_client *up,
 void registry_free(struct registry *r)
 {
     free(r);
-}
-
-static void respond_error(struct conn *c, int head, int status, const char *code,
-                          const char *message, const char *extra)
-{
-    struct buf body;
-    char headers[2048];
-    buf_init(&body, 4096);
-    registry_error_body(&body, code, message);
-    snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s",
-             extra ? extra : "");
-    conn_respond(c, status, headers, body.data, body.len, head);
-    buf_free(&body);
 }
 
 void registry_write_error(struct conn *c, int status, void *ud)
@@ -140,12 +127,9 @@ static void on_manifest(void *ud, const struct manifest_answer *a)
     if (a->err.status) {
         respond_cache_error(p, &a->err);
     } else {
-        char headers[1024], nsh[300];
+        char nsh[300];
         ns_header(nsh, sizeof(nsh), p->ns);
-        snprintf(headers, sizeof(headers),
-                 "Content-Type: %s\r\nDocker-Content-Digest: %s\r\nETag: \"%s\"\r\n%s",
-                 a->media_type, a->digest, a->digest, nsh);
-        conn_respond(p->conn, 200, headers, a->body, a->size, p->head);
+        respond_manifest(p->conn, p->head, a->media_type, a->digest, a->body, a->size, nsh);
         cache_note_access(p->r->cache, p->u, p->repo, a->digest, a->outcome);
     }
     pending_done(p);
@@ -156,6 +140,24 @@ static void on_manifest(void *ud, const struct manifest_answer *a)
 static void wake_conn(void *ud)
 {
     conn_wake(ud);
+}
+
+/* The body of a blob answer: the stored file, or the fill in progress. */
+struct blob_body {
+    const struct blob_answer *a;
+    struct conn *c;
+};
+
+static void blob_source(void *ud, uint64_t first, uint64_t end, struct body_source *src)
+{
+    struct blob_body *b = ud;
+    if (b->a->fill) {
+        cache_fill_source(b->a->fill, first, end, wake_conn, b->c, src);
+    } else {
+        src->fd = b->a->fd;
+        src->offset = first;
+        src->end = end;
+    }
 }
 
 static void on_blob(void *ud, const struct blob_answer *a)
@@ -169,60 +171,23 @@ static void on_blob(void *ud, const struct blob_answer *a)
         pending_alive(p);
         return;
     }
-    struct conn *c = p->conn;
     p->req->outcome = cache_outcome_name(a->outcome);
     if (a->err.status) {
         respond_cache_error(p, &a->err);
         pending_done(p);
         return;
     }
-    char headers[1024], nsh[300];
+    char nsh[300];
     ns_header(nsh, sizeof(nsh), p->ns);
-    int n = snprintf(headers, sizeof(headers),
-                     "Content-Type: application/octet-stream\r\nDocker-Content-Digest: %s\r\n"
-                     "ETag: \"%s\"\r\nAccept-Ranges: bytes\r\n%s",
-                     p->digest, p->digest, nsh);
     if (a->outcome != OUTCOME_MISS) /* a HEAD of an uncached blob touches nothing cached */
         cache_note_access(p->r->cache, p->u, p->repo, p->digest, a->outcome);
-    if (p->head) {
-        conn_respond(c, 200, headers, NULL, a->size, 1);
-        pending_done(p);
-        return;
-    }
-    uint64_t first = 0, last = 0;
-    enum range_result rr = range_parse(p->req->range, a->size, &first, &last);
-    if (rr == RANGE_UNSATISFIABLE) {
-        char extra[128];
+    struct blob_body b = {a, p->conn};
+    if (!respond_blob(p->conn, p->req, p->digest, a->size, nsh, blob_source, &b)) {
         if (a->fd >= 0)
             close(a->fd);
         if (a->fill)
             cache_fill_release(a->fill);
-        snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
-                 (unsigned long long)a->size);
-        respond_error(c, 0, 416, "BLOB_UNKNOWN", "requested range not satisfiable", extra);
-        pending_done(p);
-        return;
     }
-    int status = 200;
-    if (rr == RANGE_PARTIAL) {
-        status = 206;
-        snprintf(headers + n, sizeof(headers) - (size_t)n, "Content-Range: bytes %llu-%llu/%llu\r\n",
-                 (unsigned long long)first, (unsigned long long)last,
-                 (unsigned long long)a->size);
-    } else {
-        first = 0;
-        last = a->size ? a->size - 1 : 0;
-    }
-    uint64_t end = a->size ? last + 1 : 0;
-    struct body_source src = {0};
-    if (a->fill) {
-        cache_fill_source(a->fill, first, end, wake_conn, c, &src);
-    } else {
-        src.fd = a->fd;
-        src.offset = first;
-        src.end = end;
-    }
-    conn_respond_stream(c, status, headers, &src);
     pending_done(p);
 }
 
@@ -282,12 +247,9 @@ static void on_referrers(void *ud, const struct referrers_answer *a)
     if (a->err.status) {
         respond_cache_error(p, &a->err);
     } else {
-        char headers[600], nsh[300];
+        char nsh[300];
         ns_header(nsh, sizeof(nsh), p->ns);
-        snprintf(headers, sizeof(headers),
-                 "Content-Type: application/vnd.oci.image.index.v1+json\r\n%s%s",
-                 a->filtered ? "OCI-Filters-Applied: artifactType\r\n" : "", nsh);
-        conn_respond(p->conn, 200, headers, a->body, a->len, p->head);
+        respond_referrers(p->conn, p->head, a->body, a->len, a->filtered, nsh);
     }
     pending_done(p);
 }
@@ -483,6 +445,38 @@ static void tags_query(const char *query, char *out, size_t len)
         snprintf(out + strlen(out), len - strlen(out), "%slast=%s", out[0] ? "&" : "", last);
 }
 
+/* _catalog: the cached and the hosted repositories, n and last honoured, and a Link to the
+ * next page when more remain. */
+static void catalog(struct registry *r, struct conn *c, struct http_request *req)
+{
+    int head = req->method == HTTP_METHOD_HEAD;
+    char n[32], last[CATALOG_NAME_MAX], next[CATALOG_NAME_MAX];
+    size_t limit = 0;
+    if (route_query_param(req->query, "n", n, sizeof(n)) > 0 &&
+        strspn(n, "0123456789") == strlen(n) && strlen(n) < 10)
+        limit = strtoul(n, NULL, 10);
+    int has_last = route_query_param(req->query, "last", last, sizeof(last)) > 0;
+    struct catalog names = {0};
+    struct buf out;
+    buf_init(&out, 64u << 20);
+    if (cache_catalog(r->cache, catalog_add, &names) ||
+        hosted_repositories(r->hosted, catalog_add, &names) ||
+        catalog_page(&names, limit, has_last ? last : NULL, &out, next, sizeof(next))) {
+        respond_error(c, head, 500, "UNKNOWN", "cannot list repositories", NULL);
+    } else {
+        char headers[3 * CATALOG_NAME_MAX + 120] = "Content-Type: application/json\r\n";
+        char esc[3 * CATALOG_NAME_MAX];
+        if (next[0]) {
+            route_query_escape(esc, sizeof(esc), next);
+            snprintf(headers + strlen(headers), sizeof(headers) - strlen(headers),
+                     "Link: </v2/_catalog?n=%zu&last=%s>; rel=\"next\"\r\n", limit, esc);
+        }
+        conn_respond(c, 200, headers, out.data, out.len, head);
+    }
+    catalog_free(&names);
+    buf_free(&out);
+}
+
 /* The request once its caller is known: user is NULL for an anonymous caller, who may hold an
  * anonymous token. */
 static void handle(struct registry *r, struct conn *c, struct http_request *req, const char *user,
@@ -506,8 +500,17 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         return;
     }
     if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG &&
-        rt.kind != ROUTE_REFERRERS && hosted_match(r->hosted, rt.name)) {
+        hosted_match(r->hosted, rt.name)) {
         hosted_handle(r->hosted, c, req, &rt); /* never upstream */
+        return;
+    }
+    if (parsed && rt.bad_reference && hosted_match(r->hosted, rt.name)) {
+        /* no such manifest (404), and none can be pushed under that reference */
+        if (strcmp(req->method_name, "PUT") == 0)
+            respond_error(c, 0, 400, "MANIFEST_INVALID",
+                          "the reference is neither a valid tag nor a digest", NULL);
+        else
+            respond_error(c, head, rt.err_status, rt.err_code, rt.err_message, NULL);
         return;
     }
     if (write) {
@@ -529,18 +532,7 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         return;
     }
     if (rt.kind == ROUTE_CATALOG) {
-        char n[32], last[REF_NAME_MAX + 64];
-        size_t limit = 0;
-        if (route_query_param(req->query, "n", n, sizeof(n)) > 0)
-            limit = strtoul(n, NULL, 10);
-        int has_last = route_query_param(req->query, "last", last, sizeof(last)) > 0;
-        struct buf out;
-        buf_init(&out, 64u << 20);
-        if (cache_catalog(r->cache, &out, limit, has_last ? last : NULL))
-            respond_error(c, head, 500, "UNKNOWN", "cannot list repositories", NULL);
-        else
-            conn_respond(c, 200, "Content-Type: application/json\r\n", out.data, out.len, head);
-        buf_free(&out);
+        catalog(r, c, req);
         return;
     }
     char repo[REPO_MAX];
@@ -582,7 +574,7 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         break;
     case ROUTE_REFERRERS: {
         char at[256];
-        int has_at = route_query_param(req->query, "artifactType", at, sizeof(at)) > 0;
+        int has_at = route_artifact_type(req->query, at, sizeof(at)) > 0;
         cache_referrers(r->cache, u, repo, rt.reference, has_at ? at : NULL, on_referrers, p);
         break;
     }

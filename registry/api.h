@@ -1,4 +1,6 @@
-/* The registry API v2 read side, answered from the cache. Push and delete answer 405. */
+/* The registry API v2: access control, routing, then proxied repositories answered from the
+ * cache (push and delete answer 405) and hosted ones handed to hosted/; _catalog lists both.
+ * Answers go through registry/respond.h. */
 #ifndef REGCACHE_REGISTRY_API_H
 #define REGCACHE_REGISTRY_API_H
 

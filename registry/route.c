@@ -51,6 +51,38 @@ int route_query_param(const char *query, const char *key, char *out, size_t outl
     return -1;
 }
 
+int route_artifact_type(const char *query, char *out, size_t outlen)
+{
+    int n = route_query_param(query, "artifactType", out, outlen);
+    for (int i = 0; i < n; i++)
+        if (out[i] == ' ')
+            out[i] = '+';
+    return n;
+}
+
+void route_query_escape(char *out, size_t outlen, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    if (!outlen)
+        return;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        int plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || strchr("-._~/", ch);
+        if (n + (plain ? 1 : 3) >= outlen)
+            break;
+        if (plain) {
+            out[n++] = (char)ch;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[ch >> 4];
+            out[n++] = hex[ch & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
 /* Finds the last occurrence of needle in [s, s+len). */
 static const char *find_last(const char *s, size_t len, const char *needle)
 {
@@ -120,8 +152,11 @@ int route_parse(const char *path, const char *query, struct route *r)
             return -1;
         if (memchr(ref, ':', rlen))
             return set_digest(r, ref, rlen);
-        if (rlen > REF_TAG_MAX || !ref_tag_valid(ref, rlen))
-            return fail(r, 400, "TAG_INVALID", "invalid tag");
+        if (rlen > REF_TAG_MAX || !ref_tag_valid(ref, rlen)) {
+            /* no such manifest can exist (the spec: 404); a PUT to it is MANIFEST_INVALID */
+            r->bad_reference = 1;
+            return fail(r, 404, "MANIFEST_UNKNOWN", "manifest unknown: not a valid tag or digest");
+        }
         memcpy(r->reference, ref, rlen);
         r->reference[rlen] = '\0';
         return 0;

@@ -23,18 +23,28 @@ struct route {
     char reference[REF_DIGEST_MAX + 1]; /* tag or digest */
     int by_digest;
     char ns[256]; /* the ns query parameter, empty when absent */
+    int bad_reference; /* manifests: a reference that is neither a tag nor a digest */
     /* when parsing fails: what to answer */
     int err_status;
     const char *err_code;
     const char *err_message;
 };
 
-/* Returns 0, or -1 with err_* set (400 NAME_INVALID / DIGEST_INVALID / TAG_INVALID, 404 for an
- * unknown endpoint). */
+/* Returns 0, or -1 with err_* set: 400 NAME_INVALID or DIGEST_INVALID; 404 MANIFEST_UNKNOWN
+ * (and bad_reference) for a manifest reference that is neither a valid tag nor a digest; 404
+ * NAME_UNKNOWN for an unknown endpoint. name is set whenever it was valid. */
 int route_parse(const char *path, const char *query, struct route *out);
 
 /* Finds query parameter key (percent-decoded) in query (may be NULL). Returns its length, or -1
  * when absent or not fitting in outlen. */
 int route_query_param(const char *query, const char *key, char *out, size_t outlen);
+
+/* The artifactType query parameter of a referrers request, as route_query_param gives it, with
+ * any space turned back into '+' (a media type has no spaces: an unescaped '+' was decoded as
+ * one). */
+int route_artifact_type(const char *query, char *out, size_t outlen);
+
+/* s percent-encoded for a query value (all but A-Z a-z 0-9 - . _ ~ and /), cut to fit outlen. */
+void route_query_escape(char *out, size_t outlen, const char *s);
 
 #endif

@@ -1,11 +1,13 @@
-"""The referrers API for proxied repositories: asked upstream and cached like a tag, read
-through the sha256-<hex> tag schema from an upstream without the API (Debian's docker-registry),
-filtered by artifactType, and answered from the cache when the upstream is gone."""
+"""The referrers API for proxied repositories: asked upstream (another regcache's hosted
+repository has the API) and cached like a tag, read through the sha256-<hex> tag schema from an
+upstream without the API (Debian's docker-registry), filtered by artifactType, and answered from
+the cache when the upstream is gone."""
 
 import json
 import time
 import urllib.parse
 
+import images
 import rawpush
 from helpers import assert_error, get, since
 from upstream import count
@@ -125,3 +127,44 @@ def test_invalid_referrers_digest_is_refused_without_asking_upstream(mirror, up)
     s, h, body = get(mirror, "/v2/library/x/referrers/sha256:nothex", accept=False)
     assert_error(s, body, 400, "DIGEST_INVALID")
     assert since(up, mark) == []
+
+
+def test_referrers_api_of_an_upstream_regcache_is_asked_once_cached_and_served_offline(
+        mirror_factory, make_image, tmp_dir):
+    """The upstream is another regcache whose hosted repository has the referrers API: the
+    mirror asks that API (not the tag schema), caches the answer like a tag, filters it itself
+    and serves it with the upstream gone, also after a restart."""
+    lan = mirror_factory([{"name": "docker.io", "url": "http://127.0.0.1:9"}],
+                         extra={"hosted": ["team/*"]})
+    img = make_image(955)
+    images.skopeo("copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                  f"dir:{img.layout}.dir", f"docker://127.0.0.1:{lan.port}/team/app:v1")
+    pusher = rawpush.Pusher(lan.port)
+    sig, sig_raw = rawpush.push_artifact(pusher, "team/app", img, SIG, b"lan-signature",
+                                         {"org.example.signer": "lan"})
+    mirror = mirror_factory([{"name": "lan", "url": f"http://127.0.0.1:{lan.port}"}],
+                            revalidate_after="2s")
+    asked = len(lan.entries())
+    got = index_of(*referrers(mirror, "team/app", img.digest))
+    assert [(d["digest"], d["artifactType"]) for d in got] == [(sig, SIG)]
+    assert got[0]["annotations"] == {"org.example.signer": "lan"}
+    seen = [e for e in lan.entries()[asked:] if "/referrers/" in e.path or "/manifests/" in e.path]
+    assert [e.path for e in seen] == [f"/v2/team/app/referrers/{img.digest}"], seen
+    s, h, body = referrers(mirror, "team/app", img.digest, SBOM)
+    assert index_of(s, h, body) == [] and h.get("oci-filters-applied") == "artifactType"
+    # a second referrer upstream shows after revalidate_after, with one more request
+    sbom, _ = rawpush.push_artifact(pusher, "team/app", img, SBOM, b"{}")
+    time.sleep(2.3)
+    asked = len(lan.entries())
+    got = index_of(*referrers(mirror, "team/app", img.digest))
+    assert {d["digest"] for d in got} == {sig, sbom}
+    assert sum("/referrers/" in e.path for e in lan.entries()[asked:]) == 1
+    # the upstream gone, then the mirror restarted: still answered, from the cache
+    lan.stop()
+    time.sleep(2.3)
+    assert {d["digest"] for d in index_of(*referrers(mirror, "team/app", img.digest))} == {
+        sig, sbom}
+    mirror.stop()
+    mirror.start()
+    s, h, body = referrers(mirror, "team/app", img.digest, SIG)
+    assert [d["digest"] for d in index_of(s, h, body)] == [sig]

@@ -43,6 +43,16 @@ static void on_manifest(void *ud, const struct db_manifest_row *row)
     (void)row;
 }
 
+static char got_referrers[512];
+static void on_referrer(void *ud, const char *repo, const char *digest, const char *subject,
+                        const char *artifact_type, const char *descriptor)
+{
+    (void)ud;
+    size_t n = strlen(got_referrers);
+    snprintf(got_referrers + n, sizeof(got_referrers) - n, "%s %s %s %s %s;", repo, digest,
+             subject, artifact_type, descriptor);
+}
+
 static struct db_ratelimit got_rl;
 static char got_source[64];
 static int n_rl;
@@ -117,6 +127,19 @@ int main(void)
     CHECK_STR(got_source, "203.0.113.9");
     CHECK_EQ_U64(got_rl.seen_ms, 2000);
     CHECK_EQ_U64(got_rl.last_429_ms, 2000);
+    db_close(d);
+
+    /* hosted referrers (schema 6): kept across a reopen, and gone once deleted */
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    db_hosted_referrer(d, "team/a", "sha256:r1", "sha256:s", "application/x.sig", "{\"d\":1}");
+    db_hosted_referrer(d, "team/a", "sha256:r2", "sha256:s", "", "{\"d\":2}");
+    db_close(d);
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    db_hosted_referrer(d, "team/a", "sha256:r1", NULL, NULL, NULL);
+    db_close(d);
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    CHECK_EQ_INT(db_load_hosted_referrers(d, on_referrer, NULL), 0);
+    CHECK_STR(got_referrers, "team/a sha256:r2 sha256:s  {\"d\":2};");
     db_close(d);
 
     /* a database from a newer release is refused, not damaged */

@@ -63,10 +63,21 @@ int main(void)
     bad("/v2/Library/alpine/manifests/latest", 400, "NAME_INVALID");
     bad("/v2//alpine/manifests/latest", 400, "NAME_INVALID");
     bad("/v2/alpine//x/manifests/latest", 400, "NAME_INVALID");
-    bad("/v2/alpine/manifests/", 400, "TAG_INVALID");
-    bad("/v2/alpine/manifests/.hidden", 400, "TAG_INVALID");
-    bad("/v2/alpine/manifests/a/b", 400, "TAG_INVALID");
-    bad("/v2/alpine/manifests/..", 400, "TAG_INVALID");
+    /* neither a tag nor a digest: no such manifest (the spec's 404), name still known */
+    bad("/v2/alpine/manifests/", 404, "MANIFEST_UNKNOWN");
+    bad("/v2/alpine/manifests/.hidden", 404, "MANIFEST_UNKNOWN");
+    bad("/v2/alpine/manifests/a/b", 404, "MANIFEST_UNKNOWN");
+    bad("/v2/alpine/manifests/..", 404, "MANIFEST_UNKNOWN");
+    bad("/v2/alpine/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN");
+    {
+        struct route br;
+        CHECK_EQ_INT(route_parse("/v2/team/x/manifests/-x", NULL, &br), -1);
+        CHECK_EQ_INT(br.bad_reference, 1);
+        CHECK_EQ_INT(br.kind, ROUTE_MANIFEST);
+        CHECK_STR(br.name, "team/x");
+        CHECK_EQ_INT(route_parse("/v2/team/x/manifests/sha256:XYZ", NULL, &br), -1);
+        CHECK_EQ_INT(br.bad_reference, 0);
+    }
     bad("/v2/alpine/blobs/sha256:XYZ", 400, "DIGEST_INVALID");
     bad("/v2/alpine/blobs/sha256:" D64 "0", 400, "DIGEST_INVALID");
     bad("/v2/alpine/blobs/sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -98,7 +109,7 @@ int main(void)
     memset(tag, 't', 129);
     tag[129] = '\0';
     snprintf(path, sizeof(path), "/v2/x/manifests/%s", tag);
-    bad(path, 400, "TAG_INVALID");
+    bad(path, 404, "MANIFEST_UNKNOWN");
 
     char out[16];
     CHECK_EQ_INT(route_query_param("n=100&last=abc", "last", out, sizeof(out)), 3);

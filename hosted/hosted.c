@@ -1,0 +1,245 @@
+/* Hosted repositories: set-up from the index, matching names, requests in progress and
+ * dispatch to blob.c, manifest.c, tags.c, upload.c and referrers.c. */
+#include "hosted/hosted.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/db.h"
+#include "hosted/impl.h"
+#include "registry/respond.h"
+#include "util/log.h"
+#include "util/map.h"
+
+void hosted__key(char *out, size_t len, const char *repo, const char *what)
+{
+    snprintf(out, len, "%s" HOSTED_SEP "%s", repo, what);
+}
+
+static struct op *op_new(struct hosted *h, struct conn *c, struct http_request *req,
+                         const struct route *rt)
+{
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->h = h;
+    o->c = c;
+    o->req = req;
+    o->rt = *rt;
+    o->head = req->method == HTTP_METHOD_HEAD;
+    o->fd = -1;
+    buf_init(&o->body, h->cfg->max_manifest_bytes);
+    buf_init(&o->writing, HOSTED_UPLOAD_BUFFER_MAX + (64u << 10));
+    conn_ref(c);
+    return o;
+}
+
+void hosted__op_free(struct op *o)
+{
+    if (o->up)
+        o->up->busy = 0;
+    for (size_t i = 0; i < o->n_refs; i++)
+        free(o->refs[i]);
+    free(o->refs);
+    free(o->artifact_type);
+    free(o->annotations);
+    buf_free(&o->body);
+    buf_free(&o->writing);
+    conn_unref(o->c);
+    free(o);
+}
+
+void hosted__fail(struct op *o, int status, const char *code, const char *message)
+{
+    if (conn_alive(o->c))
+        respond_error(o->c, o->head, status, code, message, NULL);
+    hosted__op_free(o);
+}
+
+static void after_work(uv_work_t *w, int status)
+{
+    struct op *o = w->data;
+    if (status)
+        o->rc = -ECANCELED;
+    o->then(o);
+}
+
+void hosted__run(struct op *o, void (*work)(uv_work_t *), void (*then)(struct op *o))
+{
+    o->then = then;
+    o->work.data = o;
+    if (uv_queue_work(o->h->loop, &o->work, work, after_work)) {
+        o->rc = -EIO;
+        then(o);
+    }
+}
+
+/* ---- set-up ---- */
+
+static void load_tag(void *ud, const char *repo, const char *tag, const char *digest,
+                     const char *media_type)
+{
+    hosted__tag_set(ud, repo, tag, digest, media_type);
+}
+
+static void load_blob(void *ud, const char *repo, const char *digest, const char *media_type)
+{
+    struct hosted *h = ud;
+    char key[HOSTED_KEY_MAX];
+    if (!media_type)
+        return; /* plain blobs need no index: the store has them */
+    hosted__key(key, sizeof(key), repo, digest);
+    char *mt = strdup(media_type);
+    if (mt)
+        free(map_put(h->manifests, key, mt));
+}
+
+static void load_referrer(void *ud, const char *repo, const char *digest, const char *subject,
+                          const char *artifact_type, const char *descriptor)
+{
+    hosted__referrer_set(ud, repo, digest, subject, artifact_type, descriptor);
+}
+
+int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
+               struct hosted **out)
+{
+    *out = NULL;
+    if (!cfg->n_hosted)
+        return 0;
+    struct hosted *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->loop = loop;
+    h->cfg = cfg;
+    h->store = store;
+    h->db = db;
+    h->tags = map_new();
+    h->manifests = map_new();
+    h->referrers = map_new();
+    h->uploads = map_new();
+    if (!h->tags || !h->manifests || !h->referrers || !h->uploads ||
+        db_load_hosted(db, load_tag, load_blob, h) ||
+        db_load_hosted_referrers(db, load_referrer, h)) {
+        hosted_free(h);
+        return -ENOMEM;
+    }
+    log_info("hosted: %zu patterns, %zu tags, %zu referrers", cfg->n_hosted, map_count(h->tags),
+             map_count(h->referrers));
+    *out = h;
+    return 0;
+}
+
+static int free_value(const char *k, void *v, void *ud)
+{
+    (void)k;
+    (void)ud;
+    free(v);
+    return 0;
+}
+
+void hosted_free(struct hosted *h)
+{
+    if (!h)
+        return;
+    if (h->tags)
+        map_each(h->tags, free_value, NULL);
+    if (h->manifests)
+        map_each(h->manifests, free_value, NULL);
+    if (h->referrers)
+        hosted__referrers_free(h);
+    if (h->uploads)
+        hosted__uploads_free(h);
+    map_free(h->tags);
+    map_free(h->manifests);
+    map_free(h->referrers);
+    map_free(h->uploads);
+    free(h);
+}
+
+int hosted_match(const struct hosted *h, const char *name)
+{
+    if (!h)
+        return 0;
+    for (size_t i = 0; i < h->cfg->n_hosted; i++)
+        if (fnmatch(h->cfg->hosted[i], name, 0) == 0)
+            return 1;
+    return 0;
+}
+
+struct repo_names {
+    int (*fn)(void *ud, const char *name);
+    void *ud;
+};
+
+static int repo_of_key(const char *key, void *value, void *ud)
+{
+    (void)value;
+    struct repo_names *rn = ud;
+    char name[REF_NAME_MAX + 1];
+    size_t n = strcspn(key, HOSTED_SEP);
+    if (n > REF_NAME_MAX)
+        return 0;
+    memcpy(name, key, n);
+    name[n] = '\0';
+    return rn->fn(rn->ud, name);
+}
+
+int hosted_repositories(const struct hosted *h, int (*fn)(void *ud, const char *name), void *ud)
+{
+    if (!h)
+        return 0;
+    struct repo_names rn = {fn, ud};
+    int r = map_each(h->manifests, repo_of_key, &rn);
+    return r ? r : map_each(h->tags, repo_of_key, &rn);
+}
+
+/* ---- dispatch ---- */
+
+void hosted_handle(struct hosted *h, struct conn *c, struct http_request *req,
+                   const struct route *rt)
+{
+    struct op *o = op_new(h, c, req, rt);
+    if (!o) {
+        respond_error(c, req->method == HTTP_METHOD_HEAD, 503, "UNAVAILABLE", "out of memory",
+                      NULL);
+        return;
+    }
+    const char *m = req->method_name;
+    int read = req->method == HTTP_METHOD_GET || req->method == HTTP_METHOD_HEAD;
+    switch (rt->kind) {
+    case ROUTE_UPLOAD:
+        hosted__upload(o);
+        return;
+    case ROUTE_MANIFEST:
+        if (read)
+            hosted__get_manifest(o);
+        else if (strcmp(m, "PUT") == 0)
+            hosted__put_manifest(o);
+        else if (strcmp(m, "DELETE") == 0)
+            hosted__delete_manifest(o);
+        else
+            break;
+        return;
+    case ROUTE_BLOB:
+        if (!read)
+            break;
+        hosted__get_blob(o);
+        return;
+    case ROUTE_TAGS:
+        if (!read)
+            break;
+        hosted__list_tags(o);
+        return;
+    case ROUTE_REFERRERS:
+        if (!read)
+            break;
+        hosted__list_referrers(o);
+        return;
+    default:
+        break;
+    }
+    hosted__fail(o, 405, "UNSUPPORTED", "method not supported here");
+}

@@ -1,0 +1,60 @@
+/* Hosted repositories: the LAN's own images, pushed per the OCI distribution spec (blob uploads:
+ * monolithic, chunked and resumable; cross-repository mounts; manifest PUT with digest and
+ * reference checks; DELETE; tags/list; the referrers API) and served from the store, never
+ * from an upstream. Their content is never a candidate for the TTL or size GC; hosted_gc_run
+ * collects what no tag and no held manifest reaches any more.
+ *
+ * Requests arrive parsed and checked (registry/route.h) and are answered through
+ * registry/respond.h, like those for proxied repositories. Everything here runs on the event
+ * loop; disk work goes to libuv's thread pool and index writes to the db's write queue. */
+#ifndef REGCACHE_HOSTED_HOSTED_H
+#define REGCACHE_HOSTED_HOSTED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "http/http.h"
+#include "registry/route.h"
+
+struct hosted;
+struct store;
+struct db;
+
+/* Loads the hosted tags, manifests and referrers from db. *out stays NULL (and 0 is returned)
+ * when cfg names no hosted repositories. */
+int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
+               struct hosted **out);
+void hosted_free(struct hosted *h);
+
+/* Does repository name (as in the request path) fall under a hosted pattern? h may be NULL. */
+int hosted_match(const struct hosted *h, const char *name);
+
+/* Answers any request for a hosted repository; the caller has applied the access policy. */
+void hosted_handle(struct hosted *h, struct conn *c, struct http_request *req,
+                   const struct route *rt);
+
+/* Calls fn with the name of every hosted repository holding a manifest or a tag (a name may
+ * come more than once, in no order); fn's non-zero return stops and is returned. h may be
+ * NULL. */
+int hosted_repositories(const struct hosted *h, int (*fn)(void *ud, const char *name), void *ud);
+
+/* ---- collecting hosted content (blocking: `regcache gc --hosted`) ---- */
+
+#define HOSTED_GC_GRACE_MS (3600ULL * 1000) /* younger hosted content may belong to a push */
+
+struct hosted_gc_report {
+    size_t collected;
+    uint64_t bytes, duration_ms;
+    char **digests; /* collected (or, dry run, to be collected) */
+};
+
+/* Collects hosted content that no tag and no held manifest reaches any more (deleted
+ * manifests, layers only they used, abandoned pushes older than HOSTED_GC_GRACE_MS): from the
+ * index first, then from the store; records the run. */
+int hosted_gc_run(struct db *db, struct store *store, uint64_t now_ms, int dry_run,
+                  struct hosted_gc_report *r);
+void hosted_gc_report_free(struct hosted_gc_report *r);
+
+#endif

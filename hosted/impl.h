@@ -1,0 +1,137 @@
+/* Internals shared by the files of hosted/: the module's state, one request in progress, and
+ * the pure reading of a pushed manifest. Functions shared across files are prefixed hosted__. */
+#ifndef REGCACHE_HOSTED_IMPL_H
+#define REGCACHE_HOSTED_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "hosted/hosted.h"
+#include "http/http.h"
+#include "registry/route.h"
+#include "util/buf.h"
+#include "util/reference.h"
+
+struct store_fill;
+
+#define HOSTED_SEP "\x1f" /* between a repository and a tag or digest in map keys */
+#define HOSTED_KEY_MAX (REF_NAME_MAX + REF_DIGEST_MAX + 8)
+#define HOSTED_MEDIA_TYPE_MAX 256
+
+struct htag {
+    char digest[REF_DIGEST_MAX + 1];
+    char media_type[HOSTED_MEDIA_TYPE_MAX];
+};
+
+/* A manifest that names a subject, as the referrers API lists it. */
+struct hreferrer {
+    char subject[REF_DIGEST_MAX + 1];
+    char *artifact_type; /* "" when it has none */
+    char *descriptor;    /* its descriptor in a referrers index, as JSON */
+};
+
+#define HOSTED_UPLOAD_FLUSH (256u << 10)    /* a push goes to disk in pieces of this size */
+#define HOSTED_UPLOAD_BUFFER_MAX (1u << 20) /* bytes of a push held for the disk at most */
+#define HOSTED_UPLOADS_MAX 1024             /* uploads in progress at once */
+
+struct upload {
+    char uuid[33];
+    char repo[REF_NAME_MAX + 1];
+    struct store_fill *sf;
+    uint64_t size; /* bytes on disk */
+    int busy;      /* a request is writing to it */
+};
+
+struct hosted {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct store *store;
+    struct db *db;
+    struct map *tags;      /* repo SEP tag -> struct htag */
+    struct map *manifests; /* repo SEP digest -> strdup'ed media type */
+    struct map *referrers; /* repo SEP digest -> struct hreferrer */
+    struct map *uploads;   /* uuid -> struct upload */
+};
+
+/* One request in progress; freed by hosted__op_free once answered. */
+struct op {
+    struct hosted *h;
+    struct conn *c;
+    struct http_request *req;
+    struct route rt;
+    int head;
+    int rc;
+    char digest[REF_DIGEST_MAX + 1]; /* what is read, stored or claimed */
+    char media_type[HOSTED_MEDIA_TYPE_MAX];
+    struct buf body; /* manifest PUT and GET: the manifest; uploads: bytes waiting for the disk */
+    /* uploads */
+    struct upload *up;
+    struct buf writing; /* bytes being written */
+    int write_busy, body_ended, body_status, paused;
+    /* blob GET */
+    int fd;
+    uint64_t size;
+    /* manifest PUT: what it must find in the store, and its subject */
+    char **refs;
+    size_t n_refs, missing;
+    char subject[REF_DIGEST_MAX + 1];
+    char *artifact_type, *annotations; /* for the referrers index; NULL when none */
+    uv_work_t work;
+    void (*then)(struct op *o);
+};
+
+void hosted__key(char *out, size_t len, const char *repo, const char *what);
+/* Runs work on the thread pool, then `then` on the loop (with o->rc = -ECANCELED or -EIO when
+ * the work could not run). */
+void hosted__run(struct op *o, void (*work)(uv_work_t *), void (*then)(struct op *o));
+void hosted__op_free(struct op *o);
+/* Answers an error (HEAD: headers only) and frees o. */
+void hosted__fail(struct op *o, int status, const char *code, const char *message);
+
+/* blob.c */
+void hosted__get_blob(struct op *o);
+/* manifest.c */
+void hosted__get_manifest(struct op *o);
+void hosted__put_manifest(struct op *o);
+void hosted__delete_manifest(struct op *o);
+/* tags.c */
+int hosted__tag_set(struct hosted *h, const char *repo, const char *tag, const char *digest,
+                    const char *media_type);
+void hosted__untag_digest(struct hosted *h, const char *repo, const char *digest);
+void hosted__list_tags(struct op *o);
+/* upload.c */
+void hosted__upload(struct op *o);
+void hosted__uploads_free(struct hosted *h);
+/* referrers.c */
+int hosted__referrer_set(struct hosted *h, const char *repo, const char *digest,
+                         const char *subject, const char *artifact_type, const char *descriptor);
+void hosted__referrer_drop(struct hosted *h, const char *repo, const char *digest);
+void hosted__referrers_free(struct hosted *h);
+void hosted__list_referrers(struct op *o);
+
+/* ---- reading a pushed manifest (pure, refs.c) ---- */
+
+struct hosted_manifest_info {
+    /* what must be in the store: config, layers[], manifests[] and blobs[] digests */
+    char **refs;
+    size_t n_refs;
+    char subject[REF_DIGEST_MAX + 1];          /* subject.digest, "" when none */
+    char artifact_type[HOSTED_MEDIA_TYPE_MAX]; /* artifactType, else config.mediaType, or "" */
+    const char *annotations;                   /* the annotations object within the body */
+    size_t annotations_len;                    /* 0 when none */
+};
+
+/* Reads a manifest or index: -EINVAL when body is not one JSON object, -EBADMSG when a
+ * descriptor (config, layers, manifests, blobs, subject) lacks a valid digest, -ENOMEM. On
+ * success info->refs is malloc'ed: hosted_manifest_info_free. */
+int hosted__manifest_parse(const char *body, size_t len, struct hosted_manifest_info *info);
+void hosted__manifest_info_free(struct hosted_manifest_info *info);
+
+/* Appends a referrers-index descriptor:
+ * {"mediaType":..,"digest":..,"size":..[,"artifactType":..][,"annotations":{..}]}. */
+int hosted__descriptor(struct buf *out, const char *media_type, const char *digest, uint64_t size,
+                       const char *artifact_type, const char *annotations, size_t annotations_len);
+
+#endif

@@ -608,35 +608,16 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
     fetch_phase(c, u, repo, reference, NULL, m ? PHASE_HEAD : PHASE_GET, cb, ud);
 }
 
-struct flight_list {
-    struct manifest_flight **f;
-    size_t n, cap;
-};
-
-static int collect_flight(const char *key, void *value, void *ud)
-{
-    (void)key;
-    struct flight_list *l = ud;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct manifest_flight **p = realloc(l->f, cap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        l->f = p;
-        l->cap = cap;
-    }
-    l->f[l->n++] = value;
-    return 0;
-}
-
 void manifests_free_all(struct cache *c)
 {
     /* Only at shutdown: requests are dropped, waiters are not answered. A flight writing to
      * the store finishes on its own (after_store). */
-    struct flight_list l = {0};
-    map_each(c->manifest_flights, collect_flight, &l);
-    for (size_t i = 0; i < l.n; i++) {
-        struct manifest_flight *f = l.f[i];
+    void **all;
+    size_t n;
+    if (map_values(c->manifest_flights, &all, &n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct manifest_flight *f = all[i];
         if (f->req)
             upstream_req_cancel(f->req);
         f->req = NULL;
@@ -649,5 +630,5 @@ void manifests_free_all(struct cache *c)
         }
         flight_free(f);
     }
-    free(l.f);
+    free(all);
 }

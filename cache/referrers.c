@@ -490,37 +490,18 @@ static int free_entry(const char *key, void *value, void *ud)
     return 0;
 }
 
-struct flight_list {
-    struct referrers_flight **f;
-    size_t n, cap;
-};
-
-static int collect_flight(const char *key, void *value, void *ud)
-{
-    (void)key;
-    struct flight_list *l = ud;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct referrers_flight **p = realloc(l->f, cap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        l->f = p;
-        l->cap = cap;
-    }
-    l->f[l->n++] = value;
-    return 0;
-}
-
 void referrers_stop(struct cache *c)
 {
     /* Only at shutdown: requests are dropped, waiters are not answered. A flight waiting for
      * its fallback tag is freed when that answers. */
     if (!c->referrers_flights)
         return;
-    struct flight_list l = {0};
-    map_each(c->referrers_flights, collect_flight, &l);
-    for (size_t i = 0; i < l.n; i++) {
-        struct referrers_flight *f = l.f[i];
+    void **all;
+    size_t n;
+    if (map_values(c->referrers_flights, &all, &n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct referrers_flight *f = all[i];
         if (f->fallback) {
             f->stopping = 1;
             continue;
@@ -530,7 +511,7 @@ void referrers_stop(struct cache *c)
         f->req = NULL;
         flight_free(f);
     }
-    free(l.f);
+    free(all);
 }
 
 void referrers_free(struct cache *c)

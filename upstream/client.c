@@ -663,35 +663,33 @@ static void check_multi_info(struct upstream_client *c)
 
 /* ---- public API ---- */
 
-struct upstream_req *upstream_request(struct upstream *u, enum upstream_method method,
-                                      const char *repo, const char *what, const char *query,
-                                      const char *accept, const struct upstream_callbacks *cb,
-                                      void *ud)
+/* A main request for url (taken over, malloc'ed) with scope (taken over) and a copy of accept,
+ * started; NULL when out of memory (what was taken over is freed). */
+static struct upstream_req *main_req_start(struct upstream *u, enum upstream_method method,
+                                           char *url, char *scope, const char *accept,
+                                           int probe, const struct upstream_callbacks *cb,
+                                           void *ud)
 {
     struct upstream_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    r->u = u;
-    r->kind = REQ_MAIN;
-    r->method = method;
-    r->cb = cb;
-    r->ud = ud;
-    buf_init(&r->body, 0);
-    size_t n = strlen(u->url) + strlen(repo) + strlen(what) + (query ? strlen(query) : 0) + 16;
-    r->url = malloc(n);
-    r->scope = malloc(strlen(repo) + 32);
-    r->accept = accept ? strdup(accept) : NULL;
-    if (!r->url || !r->scope || (accept && !r->accept)) {
-        free(r->url);
-        free(r->scope);
-        free(r->accept);
+    char *acc = accept ? strdup(accept) : NULL;
+    if (!r || !url || !scope || (accept && !acc)) {
+        free(url);
+        free(scope);
+        free(acc);
         free(r);
         return NULL;
     }
-    snprintf(r->url, n, "%s/v2/%s/%s%s%s", u->url, repo, what, query ? "?" : "",
-             query ? query : "");
-    sprintf(r->scope, "repository:%s:pull", repo);
-    r->want_basic = u->basic;
+    r->u = u;
+    r->kind = REQ_MAIN;
+    r->method = method;
+    r->probe = probe;
+    r->cb = cb;
+    r->ud = ud;
+    r->url = url;
+    r->scope = scope;
+    r->accept = acc;
+    buf_init(&r->body, 0);
+    r->want_basic = u->basic && !probe;
     link_req(r);
     if (req_start(r)) {
         req_free(r);
@@ -700,35 +698,29 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
     return r;
 }
 
+struct upstream_req *upstream_request(struct upstream *u, enum upstream_method method,
+                                      const char *repo, const char *what, const char *query,
+                                      const char *accept, const struct upstream_callbacks *cb,
+                                      void *ud)
+{
+    size_t n = strlen(u->url) + strlen(repo) + strlen(what) + (query ? strlen(query) : 0) + 16;
+    char *url = malloc(n), *scope = malloc(strlen(repo) + 32);
+    if (url)
+        snprintf(url, n, "%s/v2/%s/%s%s%s", u->url, repo, what, query ? "?" : "",
+                 query ? query : "");
+    if (scope)
+        sprintf(scope, "repository:%s:pull", repo);
+    return main_req_start(u, method, url, scope, accept, 0, cb, ud);
+}
+
 struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,
                                     void *ud)
 {
-    struct upstream_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    r->u = u;
-    r->kind = REQ_MAIN;
-    r->method = UPSTREAM_GET;
-    r->probe = 1;
-    r->cb = cb;
-    r->ud = ud;
-    buf_init(&r->body, 0);
     size_t n = strlen(u->url) + 8;
-    r->url = malloc(n);
-    r->scope = strdup("");
-    if (!r->url || !r->scope) {
-        free(r->url);
-        free(r->scope);
-        free(r);
-        return NULL;
-    }
-    snprintf(r->url, n, "%s/v2/", u->url);
-    link_req(r);
-    if (req_start(r)) {
-        req_free(r);
-        return NULL;
-    }
-    return r;
+    char *url = malloc(n);
+    if (url)
+        snprintf(url, n, "%s/v2/", u->url);
+    return main_req_start(u, UPSTREAM_GET, url, strdup(""), NULL, 1, cb, ud);
 }
 
 void upstream_client_on_outcome(struct upstream_client *c, upstream_outcome_fn fn, void *ud)

@@ -1,5 +1,6 @@
 #include "util/map.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,5 +141,35 @@ int map_each(const struct map *m, int (*fn)(const char *key, void *value, void *
             if (r)
                 return r;
         }
+    return 0;
+}
+
+struct values_ctx {
+    void **v;
+    size_t n;
+};
+
+static int add_value(const char *key, void *value, void *ud)
+{
+    (void)key;
+    struct values_ctx *vc = ud;
+    vc->v[vc->n++] = value;
+    return 0;
+}
+
+int map_values(const struct map *m, void ***out, size_t *n)
+{
+    struct values_ctx vc = {NULL, 0};
+    size_t count = map_count(m);
+    *out = NULL;
+    *n = 0;
+    if (!count)
+        return 0;
+    vc.v = malloc(count * sizeof(*vc.v));
+    if (!vc.v)
+        return -ENOMEM;
+    map_each(m, add_value, &vc);
+    *out = vc.v;
+    *n = vc.n;
     return 0;
 }

@@ -22,4 +22,8 @@ size_t map_count(const struct map *m);
  * must not be changed by fn. */
 int map_each(const struct map *m, int (*fn)(const char *key, void *value, void *ud), void *ud);
 
+/* A snapshot of the values (for changing the map while going through them): *out is
+ * malloc'ed (NULL when the map is empty), *n its length. -ENOMEM when out of memory. */
+int map_values(const struct map *m, void ***out, size_t *n);
+
 #endif

@@ -61,12 +61,14 @@ void config_defaults(struct config *c)
     c->connect_timeout_ms = 10 * 1000;
     c->low_speed_time_ms = 30 * 1000;
     c->first_byte_ms = 10 * 1000;
+    c->total_small_ms = 60 * 1000;
     c->client_idle_ms = 60 * 1000;
     c->client_header_ms = 20 * 1000;
     c->shutdown_grace_ms = 10 * 1000;
     c->max_connections = 1024;
     c->min_body_rate = 1024;
     c->max_manifest_bytes = 4ULL << 20;
+    c->max_blob_bytes = 64ULL << 30;
     c->log_level = LOG_INFO;
     c->auth_realm = strdup("regcache");
     c->auth_anonymous_pull = 1;
@@ -308,7 +310,15 @@ static int get_pair(struct ctx *x, yaml_node_t *m, yaml_node_pair_t *p, const ch
 
 /* ---- cache, timeouts, limits, log ---- */
 
-enum field_kind { F_DURATION, F_DURATION_POSITIVE, F_COUNT, F_SIZE, F_DISK_SIZE, F_LEVEL };
+enum field_kind {
+    F_DURATION,
+    F_DURATION_POSITIVE,
+    F_COUNT,
+    F_SIZE,
+    F_DISK_SIZE,
+    F_DISK_SIZE_POSITIVE,
+    F_LEVEL
+};
 
 struct field {
     const char *section;
@@ -328,12 +338,14 @@ static const struct field fields[] = {
     {"timeouts", "connect", F_DURATION_POSITIVE, offsetof(struct config, connect_timeout_ms)},
     {"timeouts", "low_speed", F_DURATION_POSITIVE, offsetof(struct config, low_speed_time_ms)},
     {"timeouts", "first_byte", F_DURATION_POSITIVE, offsetof(struct config, first_byte_ms)},
+    {"timeouts", "total_small", F_DURATION_POSITIVE, offsetof(struct config, total_small_ms)},
     {"timeouts", "client_idle", F_DURATION_POSITIVE, offsetof(struct config, client_idle_ms)},
     {"timeouts", "client_header", F_DURATION_POSITIVE, offsetof(struct config, client_header_ms)},
     {"timeouts", "shutdown_grace", F_DURATION, offsetof(struct config, shutdown_grace_ms)},
     {"limits", "max_connections", F_COUNT, offsetof(struct config, max_connections)},
     {"limits", "min_body_rate", F_DISK_SIZE, offsetof(struct config, min_body_rate)},
     {"limits", "max_manifest_size", F_SIZE, offsetof(struct config, max_manifest_bytes)},
+    {"limits", "max_blob_size", F_DISK_SIZE_POSITIVE, offsetof(struct config, max_blob_bytes)},
     {"log", "level", F_LEVEL, offsetof(struct config, log_level)},
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -404,6 +416,13 @@ static int set_field(struct ctx *x, struct config *c, const struct field *f, yam
             return fail(x, line, key, "invalid size '%s' (use e.g. 0, 512MiB, 200GiB)", s);
         *u64 = v;
         return 0;
+    case F_DISK_SIZE_POSITIVE:
+        if (parse_size_bytes(s, &v) < 0)
+            return fail(x, line, key, "invalid size '%s' (use e.g. 512MiB, 200GiB)", s);
+        if (v == 0)
+            return fail(x, line, key, "must be greater than 0");
+        *u64 = v;
+        return 0;
     case F_LEVEL:
         for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
             if (!strcmp(s, levels[i])) {
@@ -445,6 +464,33 @@ static int apply_section(struct ctx *x, struct config *c, const char *section, y
 }
 
 /* ---- upstreams ---- */
+
+/* A warning in the same "file:line: key: message" form as the errors; loading goes on. */
+static void warn_at(struct ctx *x, unsigned long line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void warn_at(struct ctx *x, unsigned long line, const char *key, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_warn("%s:%lu: %s: %s", x->path, line, key, msg);
+}
+
+/* A name that is not host-like (no dot, no port, not localhost) is also the first component
+ * of Docker Hub repositories: /v2/<name>/app would route here, never to docker.io/<name>/app. */
+static void warn_if_shadowing(struct ctx *x, const yaml_node_t *n, const char *key, const char *s)
+{
+    if (strchr(s, '.') || strchr(s, ':') || !strcmp(s, "localhost"))
+        return;
+    warn_at(x, line_of(n), key,
+            "'%s' has no dot and no port, so it is also a Docker Hub namespace: "
+            "/v2/%s/<repo> routes to this upstream, never to docker.io/%s/<repo>; "
+            "name it like a host (e.g. %s.example.org) to keep both reachable",
+            s, s, s, s);
+}
 
 static int check_upstream_name(struct ctx *x, const yaml_node_t *n, const char *key, const char *s)
 {
@@ -529,6 +575,7 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
                 if (!strcmp(ups[i].name, s))
                     return fail(x, line_of(kv.value), key, "duplicate upstream name '%s'", s);
             }
+            warn_if_shadowing(x, kv.value, key, s);
             rc = set_str(x, &u->name, s);
         } else if (!strcmp(kv.name, "url")) {
             rc = set_upstream_url(x, kv.value, key, s, &u->url);

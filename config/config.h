@@ -30,12 +30,14 @@ struct config {
     uint64_t connect_timeout_ms;    /* timeouts.connect, default 10s */
     uint64_t low_speed_time_ms;     /* timeouts.low_speed, default 30s */
     uint64_t first_byte_ms;         /* timeouts.first_byte, default 10s */
+    uint64_t total_small_ms;        /* timeouts.total_small, default 60s: all but blobs */
     uint64_t client_idle_ms;        /* timeouts.client_idle, default 60s */
     uint64_t client_header_ms;      /* timeouts.client_header, default 20s */
     uint64_t shutdown_grace_ms;     /* timeouts.shutdown_grace, default 10s */
     uint64_t max_connections;       /* limits.max_connections, default 1024 */
     uint64_t min_body_rate;         /* limits.min_body_rate, bytes/s, default 1KiB; 0 = none */
     uint64_t max_manifest_bytes;    /* limits.max_manifest_size, default 4MiB */
+    uint64_t max_blob_bytes;        /* limits.max_blob_size, default 64GiB */
     int log_level;                  /* log.level: debug|info|warn|error -> enum log_level */
     /* auth: off unless auth.htpasswd is set */
     char *auth_htpasswd;  /* auth.htpasswd: bcrypt htpasswd file */

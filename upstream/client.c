@@ -2,6 +2,9 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <sys/socket.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 #include "util/log.h"
 
 #define MAX_AUTH_ATTEMPTS 2
+#define MAX_REDIRECTS 5
 #define DEADLINE_TICK_MS 250 /* how often requests are checked against timeouts.first_byte */
 #define TOKEN_BODY_MAX (64 * 1024)
 #define USER_AGENT "regcache/" REGCACHE_VERSION
@@ -26,6 +30,9 @@ struct upstream {
     int bearer, basic;
     char realm[1024], service[256];
     struct token_cache *tokens;
+    /* the address classes (ADDR_LOOPBACK, ADDR_LINK_LOCAL) the upstream itself was reached
+     * at: a realm or redirect target may be in these and no others */
+    int own_classes;
 };
 
 struct upstream_client {
@@ -34,6 +41,8 @@ struct upstream_client {
     uv_timer_t timer;
     long connect_timeout_ms, low_speed_time_s;
     uint64_t first_byte_ms;
+    uint64_t total_small_ms; /* whole-request deadline of everything but blobs */
+    uint64_t max_blob_bytes;
     uv_timer_t deadline_timer; /* gives up on requests with no answer within first_byte_ms */
     struct upstream *ups[CONFIG_MAX_UPSTREAMS];
     size_t n_ups;
@@ -64,10 +73,19 @@ struct upstream_req {
     int used_token, used_basic, want_basic;
     int headers_delivered, discarding;
     int probe; /* GET /v2/ of upstream_probe: any answer is final, no credentials */
+    int blob;  /* blobs/<digest>: redirects are followed (the digest is verified), size capped */
+    int hops;  /* redirects followed so far */
+    int foreign; /* the current URL is not the upstream's origin: no credentials, no challenges */
+    int refused; /* the mirror refused the answer itself; refusal says why */
+    int addr_refused; /* a connection was refused by address class; refusal says why */
+    char refusal[512];
     uint64_t waiting_since_ms; /* sent, no complete response head yet; 0 once one arrived */
+    uint64_t deadline_ms;      /* 0, or when the whole request gives up (timeouts.total_small) */
+    int64_t received;          /* body bytes handed to on_data */
     /* the current response's headers; reset on every status line (redirects, 100) */
     long status;
     char content_type[256], digest[160], retry_after[64], link[1024], www_auth[2048];
+    int location, bad_location; /* a Location header came; one with forbidden bytes came */
     int64_t content_length;
     int64_t rl_limit, rl_remaining, rl_window_s;
     char rl_source[64];
@@ -83,6 +101,20 @@ struct sock_ctx {
 
 static void req_free(struct upstream_req *r);
 static int req_start(struct upstream_req *r);
+
+/* The address class of an upstream URL's host as written (see host_class). */
+static int upstream_host_class(const char *url)
+{
+    CURLU *h = curl_url();
+    char *host = NULL;
+    int cls = 0;
+    if (h && curl_url_set(h, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+        cls = host_class(host);
+    curl_free(host);
+    curl_url_cleanup(h);
+    return cls;
+}
 static uint64_t now_ms(void);
 
 /* ---- libuv <-> curl multi glue ---- */
@@ -165,20 +197,31 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- response headers and body ---- */
 
-static void copy_value(char *dst, size_t dstlen, const char *v, size_t n)
+/* Copies a header value without its line end and trailing whitespace. A value with control
+ * characters (CR, LF, NUL...) or bytes outside visible ASCII, or too long for dst, is refused:
+ * dst is left empty and -1 returned, so it is never used, copied into the mirror's answers or
+ * stored. */
+static int copy_value(char *dst, size_t dstlen, const char *v, size_t n)
 {
-    while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+    dst[0] = '\0';
+    if (n && v[n - 1] == '\n')
         n--;
-    if (n >= dstlen)
-        n = dstlen - 1; /* over-long values are truncated; they are then invalid and unused */
+    if (n && v[n - 1] == '\r')
+        n--;
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n >= dstlen || !header_value_ok(v, n))
+        return -1;
     memcpy(dst, v, n);
     dst[n] = '\0';
+    return 0;
 }
 
 static void reset_response(struct upstream_req *r)
 {
     r->status = 0;
     r->content_type[0] = r->digest[0] = r->retry_after[0] = r->link[0] = '\0';
+    r->location = r->bad_location = 0;
     r->content_length = -1;
     r->www_auth[0] = '\0';
     r->rl_limit = r->rl_remaining = r->rl_window_s = -1;
@@ -189,7 +232,8 @@ static void reset_response(struct upstream_req *r)
 static void parse_ratelimit(const char *v, size_t n, int64_t *count, int64_t *window_s)
 {
     char tmp[128], *end;
-    copy_value(tmp, sizeof(tmp), v, n);
+    if (copy_value(tmp, sizeof(tmp), v, n))
+        return;
     long long c = strtoll(tmp, &end, 10);
     if (end == tmp || c < 0)
         return;
@@ -250,22 +294,31 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         vlen--;
     }
 #define IS(h) (nlen == sizeof(h) - 1 && strncasecmp(data, h, nlen) == 0)
+    int bad = 0;
     if (IS("Content-Type"))
-        copy_value(r->content_type, sizeof(r->content_type), v, vlen);
+        bad = copy_value(r->content_type, sizeof(r->content_type), v, vlen);
     else if (IS("Docker-Content-Digest"))
-        copy_value(r->digest, sizeof(r->digest), v, vlen);
-    else if (IS("Retry-After"))
-        copy_value(r->retry_after, sizeof(r->retry_after), v, vlen);
-    else if (IS("Link"))
-        copy_value(r->link, sizeof(r->link), v, vlen);
+        bad = copy_value(r->digest, sizeof(r->digest), v, vlen);
+    else if (IS("Retry-After")) {
+        bad = copy_value(r->retry_after, sizeof(r->retry_after), v, vlen);
+        if (!bad && !retry_after_ok(r->retry_after)) {
+            r->retry_after[0] = '\0'; /* neither delay-seconds nor an HTTP-date: ignored */
+            bad = -1;
+        }
+    } else if (IS("Link"))
+        bad = copy_value(r->link, sizeof(r->link), v, vlen);
     else if (IS("WWW-Authenticate") && !r->www_auth[0])
-        copy_value(r->www_auth, sizeof(r->www_auth), v, vlen);
-    else if (IS("RateLimit-Limit"))
+        bad = copy_value(r->www_auth, sizeof(r->www_auth), v, vlen);
+    else if (IS("Location")) {
+        char tmp[4096];
+        r->location = 1;
+        bad = r->bad_location = copy_value(tmp, sizeof(tmp), v, vlen) ? 1 : 0;
+    } else if (IS("RateLimit-Limit"))
         parse_ratelimit(v, vlen, &r->rl_limit, &r->rl_window_s);
     else if (IS("RateLimit-Remaining"))
         parse_ratelimit(v, vlen, &r->rl_remaining, &r->rl_window_s);
     else if (IS("Docker-RateLimit-Source"))
-        copy_value(r->rl_source, sizeof(r->rl_source), v, vlen);
+        bad = copy_value(r->rl_source, sizeof(r->rl_source), v, vlen);
     else if (IS("Content-Length")) {
         char tmp[32];
         copy_value(tmp, sizeof(tmp), v, vlen);
@@ -274,6 +327,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         r->content_length = (*tmp && !*end && cl >= 0) ? cl : -1;
     }
 #undef IS
+    if (bad)
+        log_warn("upstream %s: ignored its %.*s header: a value with control characters, "
+                 "other bytes outside visible ASCII, too long or invalid",
+                 r->u->name, (int)nlen, data);
     return len;
 }
 
@@ -293,26 +350,65 @@ static int may_retry_auth(const struct upstream_req *r)
     return r->status == 401 && r->attempts < MAX_AUTH_ATTEMPTS && !r->probe;
 }
 
+static int is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* Records why the mirror refuses this request's answer; the transfer is then stopped. */
+static void refuse(struct upstream_req *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void refuse(struct upstream_req *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->refusal, sizeof(r->refusal), fmt, ap);
+    va_end(ap);
+    r->refused = 1;
+}
+
+static int blob_body(const struct upstream_req *r)
+{
+    return r->blob && (r->status == 200 || r->status == 206);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
     struct upstream_req *r = ud;
+    struct upstream_client *c = r->u->client;
     size_t len = size * n;
     if (r->kind == REQ_TOKEN)
         return buf_append(&r->body, data, len) ? 0 : len;
-    if (r->discarding || (!r->headers_delivered && may_retry_auth(r))) {
-        r->discarding = 1;
+    if (r->discarding ||
+        (!r->headers_delivered && (may_retry_auth(r) || is_redirect(r->status)))) {
+        r->discarding = 1; /* a challenge or a redirect: decided on in check_multi_info */
         return len;
     }
     if (!r->headers_delivered) {
+        if (blob_body(r) && r->content_length > (int64_t)c->max_blob_bytes) {
+            refuse(r, "upstream %s announced a blob of %" PRId64
+                      " bytes, over limits.max_blob_size (%" PRIu64 " bytes)",
+                   r->u->name, r->content_length, c->max_blob_bytes);
+            return 0;
+        }
         struct upstream_response resp;
         fill_response(r, &resp);
         r->headers_delivered = 1;
         r->cb->on_headers(r->ud, &resp);
     }
+    if (blob_body(r) && (uint64_t)r->received + len > c->max_blob_bytes) {
+        refuse(r, "upstream %s sent a blob of more than %" PRIu64
+                  " bytes (limits.max_blob_size); cut",
+               r->u->name, c->max_blob_bytes);
+        return 0;
+    }
     int rc = r->cb->on_data(r->ud, data, len);
     if (rc == UPSTREAM_PAUSE)
         return CURL_WRITEFUNC_PAUSE;
-    return rc < 0 ? 0 : len;
+    if (rc < 0)
+        return 0;
+    r->received += (int64_t)len;
+    return len;
 }
 
 /* ---- request lifecycle ---- */
@@ -379,6 +475,27 @@ static void req_free(struct upstream_req *r)
     free(r);
 }
 
+/* Every connection is opened here, once its address is resolved: the upstream's own URL
+ * teaches the address classes it lives in; a token realm or a redirect target may connect
+ * only within those (so a DNS name cannot lead the mirror to its own loopback services). */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct upstream_req *r = ud;
+    (void)purpose;
+    int cls = addr_class(&a->addr);
+    if (r->kind == REQ_MAIN && r->hops == 0) {
+        r->u->own_classes |= cls;
+    } else if (cls & ~r->u->own_classes) {
+        snprintf(r->refusal, sizeof(r->refusal),
+                 "upstream %s: refused to connect to a %s address for %s", r->u->name,
+                 cls & ADDR_LOOPBACK ? "loopback" : "link-local",
+                 r->kind == REQ_TOKEN ? "its token realm" : "a redirect");
+        r->addr_refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static CURL *easy_new(struct upstream_req *r)
 {
     struct upstream_client *c = r->u->client;
@@ -389,11 +506,12 @@ static CURL *easy_new(struct upstream_req *r)
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    /* redirects are followed by hand (follow_redirect), for blobs only */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_time_s);
@@ -415,6 +533,7 @@ static uint64_t now_ms(void)
     return clock_wall_ms();
 }
 
+
 static int token_fetch(struct upstream_req *main);
 static void token_done(struct upstream_req *t, CURLcode rc);
 
@@ -425,9 +544,12 @@ static int req_start(struct upstream_req *r)
     easy_release(r);
     reset_response(r);
     r->headers_delivered = r->discarding = 0;
+    r->refused = r->addr_refused = 0;
+    r->refusal[0] = '\0';
+    r->received = 0;
     r->errbuf[0] = '\0';
     r->used_token = r->used_basic = 0;
-    if (r->kind == REQ_MAIN && u->bearer && !r->probe) {
+    if (r->kind == REQ_MAIN && u->bearer && !r->probe && !r->foreign) {
         const char *tok = token_cache_get(u->tokens, r->scope, now_ms());
         if (!tok)
             return token_fetch(r);
@@ -446,7 +568,7 @@ static int req_start(struct upstream_req *r)
         return -ENOMEM;
     if (r->headers)
         curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
-    if (r->kind == REQ_TOKEN || (r->want_basic && u->username)) {
+    if (r->kind == REQ_TOKEN || (r->want_basic && u->username && !r->foreign)) {
         if (u->username) {
             curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
             curl_easy_setopt(r->easy, CURLOPT_USERNAME, u->username);
@@ -496,6 +618,7 @@ static int token_fetch(struct upstream_req *main)
         free(t);
         return -ENOMEM;
     }
+    t->deadline_ms = now_ms() + u->client->total_small_ms;
     link_req(t);
     main->token_req = t;
     t->waiters = main;
@@ -526,15 +649,24 @@ static void deliver(struct upstream_req *r, int result, const char *error)
     req_free(r);
 }
 
-/* Gives up on the first request whose answer has not begun within first_byte_ms; returns 1
- * when it did (its callbacks may have changed the list). */
+/* Gives up on the first request whose answer has not begun within first_byte_ms, or that has
+ * not ended by its deadline; returns 1 when it did (its callbacks may have changed the list). */
 static int expire_one(struct upstream_client *c, uint64_t now)
 {
     for (struct upstream_req *r = c->reqs; r; r = r->next) {
-        if (!r->easy || !r->waiting_since_ms || now - r->waiting_since_ms < c->first_byte_ms)
+        if (!r->easy)
             continue;
-        snprintf(r->errbuf, sizeof(r->errbuf), "no answer within %llu ms (timeouts.first_byte)",
-                 (unsigned long long)c->first_byte_ms);
+        int late = r->deadline_ms && now >= r->deadline_ms;
+        if (!late && (!r->waiting_since_ms || now - r->waiting_since_ms < c->first_byte_ms))
+            continue;
+        if (late)
+            snprintf(r->errbuf, sizeof(r->errbuf),
+                     "no complete answer within %llu ms (timeouts.total_small)",
+                     (unsigned long long)c->total_small_ms);
+        else
+            snprintf(r->errbuf, sizeof(r->errbuf),
+                     "no answer within %llu ms (timeouts.first_byte)",
+                     (unsigned long long)c->first_byte_ms);
         if (r->kind == REQ_TOKEN) {
             token_done(r, CURLE_OPERATION_TIMEDOUT);
         } else {
@@ -563,9 +695,17 @@ static void token_done(struct upstream_req *t, CURLcode rc)
     int ok = rc == CURLE_OK && t->status == 200 &&
              token_parse_response(t->body.data ? t->body.data : "", t->body.len, &token,
                                   &expires_in) == 0;
+    if (t->addr_refused) {
+        log_warn("%s", t->refusal);
+        rc = CURLE_OK; /* the mirror's own refusal: the waiters are refused, not failed */
+    }
     if (ok)
         token_cache_put(u->tokens, t->scope, token, token_use_until(now_ms(), expires_in));
-    else
+    else if (rc == CURLE_OK && is_redirect(t->status))
+        log_warn("upstream %s: refused a redirect from its token realm %s (redirects are "
+                 "followed for blobs only)",
+                 u->name, u->realm);
+    else if (!t->addr_refused)
         log_warn("upstream %s: token request to %s failed: %s", u->name, u->realm,
                  rc != CURLE_OK ? (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc))
                                 : "no token in the answer");
@@ -598,14 +738,21 @@ static void token_done(struct upstream_req *t, CURLcode rc)
     }
 }
 
-/* A 401: learn the challenge and retry when it makes sense. Returns 1 when retried. */
+/* A 401 from the upstream's own origin: learn the challenge and retry when it makes sense.
+ * Returns 1 when retried. A realm the credentials must not go to refuses the request. */
 static int handle_challenge(struct upstream_req *r)
 {
     struct upstream *u = r->u;
     struct auth_challenge ch;
+    char why[128];
     if (!r->www_auth[0] || auth_challenge_parse(r->www_auth, &ch))
         return 0;
     r->attempts++;
+    if (ch.scheme == AUTH_SCHEME_BEARER &&
+        target_url_check(ch.realm, u->url, u->own_classes, why, sizeof(why))) {
+        refuse(r, "upstream %s: refused its token realm %.300s: %s", u->name, ch.realm, why);
+        return 0;
+    }
     if (ch.scheme == AUTH_SCHEME_BEARER) {
         snprintf(u->realm, sizeof(u->realm), "%s", ch.realm);
         snprintf(u->service, sizeof(u->service), "%s", ch.service);
@@ -619,6 +766,61 @@ static int handle_challenge(struct upstream_req *r)
         return req_start(r) == 0;
     }
     return 0;
+}
+
+/* Completes a request the mirror refused itself (r->refusal says why): the caller gets no
+ * answer (status 0, the refusal as error); the outcome hook sees what the upstream said, when
+ * it said anything, since a refusal says nothing of the upstream's health. */
+static void deliver_refused(struct upstream_req *r)
+{
+    struct upstream_client *c = r->u->client;
+    struct upstream_response resp;
+    char err[sizeof(r->refusal)];
+    snprintf(err, sizeof(err), "%s", r->refusal);
+    log_warn("%s", err);
+    fill_response(r, &resp);
+    if (resp.status && !r->headers_delivered && c->on_outcome)
+        c->on_outcome(c->outcome_ud, r->u, &resp);
+    resp.status = 0;
+    resp.error = err;
+    r->cb->on_done(r->ud, &resp, -EPERM);
+    req_free(r);
+}
+
+/* A blob's 3xx: the next hop, after checking where it leads. Returns 1 when the request went
+ * on there; 0 when it is refused (r->refusal set). */
+static int follow_redirect(struct upstream_req *r)
+{
+    struct upstream *u = r->u;
+    char *target = NULL, why[128];
+    if (r->bad_location || !r->location ||
+        curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &target) != CURLE_OK || !target) {
+        refuse(r, "upstream %s: a redirect without a usable Location", u->name);
+        return 0;
+    }
+    if (r->hops >= MAX_REDIRECTS) {
+        refuse(r, "upstream %s: more than %d redirects", u->name, MAX_REDIRECTS);
+        return 0;
+    }
+    if (target_url_check(target, r->url, u->own_classes, why, sizeof(why))) {
+        refuse(r, "upstream %s: refused a redirect to %.300s: %s", u->name, target, why);
+        return 0;
+    }
+    char *next = strdup(target);
+    if (!next) {
+        refuse(r, "out of memory");
+        return 0;
+    }
+    free(r->url);
+    r->url = next;
+    r->hops++;
+    /* credentials and challenges belong to the upstream's own origin only */
+    r->foreign = !url_same_origin(next, u->url);
+    if (req_start(r)) {
+        refuse(r, "cannot start request");
+        return 0;
+    }
+    return 1;
 }
 
 static void check_multi_info(struct upstream_client *c)
@@ -639,9 +841,27 @@ static void check_multi_info(struct upstream_client *c)
             token_done(r, rc);
             continue;
         }
-        if (rc == CURLE_OK && r->status == 401 && !r->headers_delivered && !r->probe &&
-            r->attempts < MAX_AUTH_ATTEMPTS && handle_challenge(r))
+        if (r->addr_refused && rc != CURLE_OK)
+            r->refused = 1; /* nothing else answered */
+        if (!r->refused && rc == CURLE_OK && !r->headers_delivered && is_redirect(r->status)) {
+            if (!r->blob && !r->probe)
+                refuse(r, "upstream %s: refused a redirect of a manifest, tag list or index "
+                          "request (redirects are followed for blobs only)",
+                       r->u->name);
+            else if (r->blob && follow_redirect(r))
+                continue;
+        }
+        if (r->refused) {
+            deliver_refused(r);
             continue;
+        }
+        if (rc == CURLE_OK && r->status == 401 && !r->headers_delivered && !r->probe &&
+            !r->foreign && r->attempts < MAX_AUTH_ATTEMPTS && handle_challenge(r))
+            continue;
+        if (r->refused) {
+            deliver_refused(r);
+            continue;
+        }
         if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && r->headers_delivered)) {
             char err[CURL_ERROR_SIZE + 64];
             snprintf(err, sizeof(err), "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
@@ -667,8 +887,8 @@ static void check_multi_info(struct upstream_client *c)
  * started; NULL when out of memory (what was taken over is freed). */
 static struct upstream_req *main_req_start(struct upstream *u, enum upstream_method method,
                                            char *url, char *scope, const char *accept,
-                                           int probe, const struct upstream_callbacks *cb,
-                                           void *ud)
+                                           int probe, int blob,
+                                           const struct upstream_callbacks *cb, void *ud)
 {
     struct upstream_req *r = calloc(1, sizeof(*r));
     char *acc = accept ? strdup(accept) : NULL;
@@ -683,6 +903,9 @@ static struct upstream_req *main_req_start(struct upstream *u, enum upstream_met
     r->kind = REQ_MAIN;
     r->method = method;
     r->probe = probe;
+    r->blob = blob;
+    if (!blob)
+        r->deadline_ms = now_ms() + u->client->total_small_ms;
     r->cb = cb;
     r->ud = ud;
     r->url = url;
@@ -710,7 +933,8 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
                  query ? query : "");
     if (scope)
         sprintf(scope, "repository:%s:pull", repo);
-    return main_req_start(u, method, url, scope, accept, 0, cb, ud);
+    return main_req_start(u, method, url, scope, accept, 0, strncmp(what, "blobs/", 6) == 0, cb,
+                          ud);
 }
 
 struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,
@@ -720,7 +944,7 @@ struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_ca
     char *url = malloc(n);
     if (url)
         snprintf(url, n, "%s/v2/", u->url);
-    return main_req_start(u, UPSTREAM_GET, url, strdup(""), NULL, 1, cb, ud);
+    return main_req_start(u, UPSTREAM_GET, url, strdup(""), NULL, 1, 0, cb, ud);
 }
 
 void upstream_client_on_outcome(struct upstream_client *c, upstream_outcome_fn fn, void *ud)
@@ -755,6 +979,8 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     c->connect_timeout_ms = (long)cfg->connect_timeout_ms;
     c->low_speed_time_s = (long)((cfg->low_speed_time_ms + 999) / 1000);
     c->first_byte_ms = cfg->first_byte_ms ? cfg->first_byte_ms : 10000;
+    c->total_small_ms = cfg->total_small_ms ? cfg->total_small_ms : 60000;
+    c->max_blob_bytes = cfg->max_blob_bytes ? cfg->max_blob_bytes : (64ULL << 30);
     c->multi = curl_multi_init();
     if (!c->multi) {
         free(c);
@@ -788,6 +1014,7 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
         u->tokens = token_cache_new();
         if (!u->name || !u->url || !u->tokens)
             goto nomem;
+        u->own_classes = upstream_host_class(cu->url);
         u->docker_hub = strcmp(cu->name, "docker.io") == 0 ||
                         strstr(cu->url, "://registry-1.docker.io") != NULL;
     }

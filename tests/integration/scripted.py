@@ -142,13 +142,16 @@ def _head(status, headers):
 
 
 class Scripted(_Acceptor):
-    def __init__(self, host_name="127.0.0.1"):
+    def __init__(self, host_name="127.0.0.1", tls=None):
+        """tls: an ssl.SSLContext for the server side (tlsproxy.TestCA.server_context()) to
+        serve https instead of http."""
         self._routes = []
         self.log = []
         self.sent = {}
+        self._tls = tls
         super().__init__()
         self.host = f"{host_name}:{self.port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
         self.route("GET", r"/v2/?", lambda req: Reply.json(200, {}))
 
     # -- scripting ------------------------------------------------------------------------------
@@ -203,6 +206,15 @@ class Scripted(_Acceptor):
             return Reply.error(401, "UNAUTHORIZED", [("WWW-Authenticate", challenge)])
         self.route("*", r"/v2/.*", gate)
 
+    def basic(self, realm="scripted"):
+        """Every /v2/ request without `Authorization: Basic` gets 401 with a Basic challenge."""
+        def gate(req):
+            if req.header("authorization", "").startswith("Basic "):
+                return None
+            return Reply.error(401, "UNAUTHORIZED",
+                               [("WWW-Authenticate", f'Basic realm="{realm}"')])
+        self.route("*", r"/v2/.*", gate)
+
     def token_endpoint(self, path="/token", token="scripted-token"):
         """Answer GET path with a token (the realm of bearer() may point here)."""
         self.route("GET", re.escape(path), lambda req: Reply.json(200, {"token": token,
@@ -233,6 +245,15 @@ class Scripted(_Acceptor):
         return Reply.error(404, code)
 
     def _serve(self, sock):
+        if self._tls:
+            try:
+                sock.settimeout(10)
+                sock = self._tls.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
+                self._keep(sock)
+            except (OSError, ValueError):
+                sock.close()
+                return
         f = sock.makefile("rb")
         peer = sock.getpeername()
         try:

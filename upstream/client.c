@@ -30,9 +30,10 @@ struct upstream {
     int bearer, basic;
     char realm[1024], service[256];
     struct token_cache *tokens;
-    /* the address classes (ADDR_LOOPBACK, ADDR_LINK_LOCAL) the upstream itself was reached
-     * at: a realm or redirect target may be in these and no others */
-    int own_classes;
+    /* the address classes (ADDR_LOOPBACK, ADDR_LINK_LOCAL) the upstream itself is at, as its
+     * URL names it and as its connections went (through a proxy: the proxy's): a realm or
+     * redirect target may be in these and no others */
+    int url_classes, seen_classes;
 };
 
 struct upstream_client {
@@ -43,6 +44,7 @@ struct upstream_client {
     uint64_t first_byte_ms;
     uint64_t total_small_ms; /* whole-request deadline of everything but blobs */
     uint64_t max_blob_bytes;
+    int proxied; /* a proxy from the environment: connections show the proxy's address */
     uv_timer_t deadline_timer; /* gives up on requests with no answer within first_byte_ms */
     struct upstream *ups[CONFIG_MAX_UPSTREAMS];
     size_t n_ups;
@@ -484,8 +486,8 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
     (void)purpose;
     int cls = addr_class(&a->addr);
     if (r->kind == REQ_MAIN && r->hops == 0) {
-        r->u->own_classes |= cls;
-    } else if (cls & ~r->u->own_classes) {
+        r->u->seen_classes |= cls;
+    } else if (cls & ~(r->u->url_classes | r->u->seen_classes)) {
         snprintf(r->refusal, sizeof(r->refusal),
                  "upstream %s: refused to connect to a %s address for %s", r->u->name,
                  cls & ADDR_LOOPBACK ? "loopback" : "link-local",
@@ -531,6 +533,12 @@ static CURL *easy_new(struct upstream_req *r)
 static uint64_t now_ms(void)
 {
     return clock_wall_ms();
+}
+
+/* The classes a realm or redirect target named by its URL may be in. */
+static int allowed_classes(const struct upstream *u)
+{
+    return u->url_classes | (u->client->proxied ? 0 : u->seen_classes);
 }
 
 
@@ -749,7 +757,7 @@ static int handle_challenge(struct upstream_req *r)
         return 0;
     r->attempts++;
     if (ch.scheme == AUTH_SCHEME_BEARER &&
-        target_url_check(ch.realm, u->url, u->own_classes, why, sizeof(why))) {
+        target_url_check(ch.realm, u->url, allowed_classes(u), why, sizeof(why))) {
         refuse(r, "upstream %s: refused its token realm %.300s: %s", u->name, ch.realm, why);
         return 0;
     }
@@ -802,7 +810,7 @@ static int follow_redirect(struct upstream_req *r)
         refuse(r, "upstream %s: more than %d redirects", u->name, MAX_REDIRECTS);
         return 0;
     }
-    if (target_url_check(target, r->url, u->own_classes, why, sizeof(why))) {
+    if (target_url_check(target, r->url, allowed_classes(u), why, sizeof(why))) {
         refuse(r, "upstream %s: refused a redirect to %.300s: %s", u->name, target, why);
         return 0;
     }
@@ -981,6 +989,13 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     c->first_byte_ms = cfg->first_byte_ms ? cfg->first_byte_ms : 10000;
     c->total_small_ms = cfg->total_small_ms ? cfg->total_small_ms : 60000;
     c->max_blob_bytes = cfg->max_blob_bytes ? cfg->max_blob_bytes : (64ULL << 30);
+    static const char *const proxy_vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
+                                             "all_proxy", "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++) {
+        const char *v = getenv(proxy_vars[i]);
+        if (v && *v)
+            c->proxied = 1;
+    }
     c->multi = curl_multi_init();
     if (!c->multi) {
         free(c);
@@ -1014,7 +1029,7 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
         u->tokens = token_cache_new();
         if (!u->name || !u->url || !u->tokens)
             goto nomem;
-        u->own_classes = upstream_host_class(cu->url);
+        u->url_classes = upstream_host_class(cu->url);
         u->docker_hub = strcmp(cu->name, "docker.io") == 0 ||
                         strstr(cu->url, "://registry-1.docker.io") != NULL;
     }

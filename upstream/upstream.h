@@ -2,10 +2,26 @@
  *
  * Authentication is handled here and invisible to callers: Bearer token challenges (realm,
  * service, scope; anonymous or with the configured credentials; tokens cached per upstream and
- * scope until they expire, refetched on insufficient_scope / invalid_token) and Basic. Redirects
- * are followed; Authorization is never sent to a host other than the one it was meant for.
+ * scope until they expire, refetched on insufficient_scope / invalid_token) and Basic.
+ * Challenges are learnt only from the upstream's own origin, and a realm gets the credentials
+ * only when it is http(s) without userinfo, https when the upstream is, and not on a loopback
+ * or link-local address unless the upstream itself is (checked on the URL and on every
+ * resolved address before connecting).
+ *
+ * Redirects are followed for blobs only (their digest is verified), at most 5, under the same
+ * rules as realms (and never https to http), without credentials or challenges once they leave
+ * the upstream's origin. A manifest, tags, referrers, probe or token answer that redirects is
+ * refused. Header values with control characters or bytes outside visible ASCII, and a
+ * Retry-After that is neither delay-seconds nor an HTTP-date, are ignored (never passed on).
+ *
  * A request (or its token fetch) whose answer has not begun within timeouts.first_byte ends
- * with status 0 and an error, so a hung upstream costs a bounded wait. */
+ * with status 0 and an error, so a hung upstream costs a bounded wait; every request but a
+ * blob's also ends so once timeouts.total_small has passed since it started, so a drip cannot
+ * hold it. A blob body over limits.max_blob_size (announced, or counted as it arrives) is cut.
+ *
+ * Requests the mirror refuses itself (a realm, a redirect, a blob too large) end in on_done
+ * with status 0, result -EPERM and the reason in resp->error; the outcome hook sees the
+ * upstream's own status then (or nothing, when the refusal came before any answer). */
 #ifndef REGCACHE_UPSTREAM_UPSTREAM_H
 #define REGCACHE_UPSTREAM_UPSTREAM_H
 
@@ -70,7 +86,8 @@ void upstream_client_on_ratelimit(struct upstream_client *c, upstream_ratelimit_
 
 /* fn sees how every request ended, once, before its on_done: resp->status 0 (with resp->error)
  * when no answer came (connection refused or reset, timeouts.first_byte passed, a token
- * service that did not answer). Runs on the loop, outside libcurl. */
+ * service that did not answer). Not called for a refusal before any answer (see above). Runs
+ * on the loop, outside libcurl. */
 typedef void (*upstream_outcome_fn)(void *ud, struct upstream *u,
                                     const struct upstream_response *resp);
 void upstream_client_on_outcome(struct upstream_client *c, upstream_outcome_fn fn, void *ud);

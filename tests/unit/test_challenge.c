@@ -1,5 +1,7 @@
 /* Unit tests for upstream/challenge.c. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -198,10 +200,139 @@ static void test_bad(void)
     BAD("Basic realm=\"r\",=x");
 }
 
+static void test_header_values(void)
+{
+    CHECK(header_value_ok("application/vnd.oci.image.manifest.v1+json", 42));
+    CHECK(header_value_ok("a\tb c", 5));
+    CHECK(header_value_ok("", 0));
+    CHECK(!header_value_ok("text/html\rX-Injected: 1", 23));
+    CHECK(!header_value_ok("a\nb", 3));
+    CHECK(!header_value_ok("a\0b", 3));
+    CHECK(!header_value_ok("a\x1b[0m", 6));
+    CHECK(!header_value_ok("a\x7f", 2));
+    CHECK(!header_value_ok("caf\xc3\xa9", 5));
+}
+
+static void test_retry_after(void)
+{
+    CHECK(retry_after_ok("0"));
+    CHECK(retry_after_ok("120"));
+    CHECK(retry_after_ok("4294967295"));
+    CHECK(retry_after_ok("Sun, 06 Nov 1994 08:49:37 GMT"));
+    CHECK(retry_after_ok("Sunday, 06-Nov-94 08:49:37 GMT"));
+    CHECK(retry_after_ok("Sun Nov  6 08:49:37 1994"));
+    CHECK(retry_after_ok("Sun Nov 16 08:49:37 1994"));
+    CHECK(!retry_after_ok(""));
+    CHECK(!retry_after_ok("soon"));
+    CHECK(!retry_after_ok("-1"));
+    CHECK(!retry_after_ok("1.5"));
+    CHECK(!retry_after_ok(" 5"));
+    CHECK(!retry_after_ok("12345678901"));
+    CHECK(!retry_after_ok("5\rSet-Cookie: x=1"));
+    CHECK(!retry_after_ok("Sun, 06 Nov 1994 08:49:37 UTC"));
+    CHECK(!retry_after_ok("Sun, 32 Nov 1994 08:49:37 GMT"));
+    CHECK(!retry_after_ok("Sun, 06 Nox 1994 08:49:37 GMT"));
+    CHECK(!retry_after_ok("Sun, 06 Nov 1994 25:49:37 GMT"));
+    CHECK(!retry_after_ok("Sun, 06 Nov 1994 08:49:37 GMT "));
+    CHECK(!retry_after_ok("Sonntag, 06-Nov-94 08:49:37 GMT"));
+    CHECK(!retry_after_ok("Sun Nov  0 08:49:37 1994"));
+}
+
+static int class_of4(const char *ip)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    CHECK_EQ_INT(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+    return addr_class((const struct sockaddr *)&a);
+}
+
+static int class_of6(const char *ip)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+    CHECK_EQ_INT(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+    return addr_class((const struct sockaddr *)&a);
+}
+
+static void test_addresses(void)
+{
+    CHECK_EQ_INT(class_of4("127.0.0.1"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(class_of4("127.255.0.9"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(class_of4("0.0.0.0"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(class_of4("169.254.169.254"), ADDR_LINK_LOCAL);
+    CHECK_EQ_INT(class_of4("10.0.0.1"), 0);
+    CHECK_EQ_INT(class_of4("192.168.1.1"), 0);
+    CHECK_EQ_INT(class_of4("8.8.8.8"), 0);
+    CHECK_EQ_INT(class_of6("::1"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(class_of6("::"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(class_of6("::ffff:127.0.0.1"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(class_of6("::ffff:169.254.1.2"), ADDR_LINK_LOCAL);
+    CHECK_EQ_INT(class_of6("fe80::1"), ADDR_LINK_LOCAL);
+    CHECK_EQ_INT(class_of6("febf::1"), ADDR_LINK_LOCAL);
+    CHECK_EQ_INT(class_of6("fec0::1"), 0);
+    CHECK_EQ_INT(class_of6("2001:db8::1"), 0);
+
+    CHECK_EQ_INT(host_class("127.0.0.1"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(host_class("[::1]"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(host_class("[fe80::1%25eth0]"), ADDR_LINK_LOCAL);
+    CHECK_EQ_INT(host_class("localhost"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(host_class("LOCALHOST."), ADDR_LOOPBACK);
+    CHECK_EQ_INT(host_class("app.localhost"), ADDR_LOOPBACK);
+    CHECK_EQ_INT(host_class("169.254.169.254"), ADDR_LINK_LOCAL);
+    CHECK_EQ_INT(host_class("auth.docker.io"), 0);
+    CHECK_EQ_INT(host_class("notlocalhost"), 0);
+}
+
+static int check_url(const char *url, const char *from, int allowed, const char *want_why)
+{
+    char why[128] = "";
+    int rc = target_url_check(url, from, allowed, why, sizeof(why));
+    if (want_why)
+        CHECK_CONTAINS(why, want_why);
+    return rc;
+}
+
+static void test_targets(void)
+{
+    const char *hub = "https://registry-1.docker.io";
+    CHECK_EQ_INT(check_url("https://auth.docker.io/token", hub, 0, NULL), 0);
+    CHECK_EQ_INT(check_url("https://cdn.example/b?sig=1", "https://r.example/v2/x", 0, NULL), 0);
+    CHECK_EQ_INT(check_url("http://auth.example/token", "http://r.example", 0, NULL), 0);
+    CHECK_EQ_INT(check_url("http://auth.docker.io/token", hub, 0, "plain http"), -EINVAL);
+    CHECK_EQ_INT(check_url("HTTP://auth.docker.io/token", hub, 0, "plain http"), -EINVAL);
+    CHECK_EQ_INT(check_url("ftp://x.example/token", "http://r.example", 0, "not an http"),
+                 -EINVAL);
+    CHECK_EQ_INT(check_url("file:///etc/passwd", "http://r.example", 0, NULL), -EINVAL);
+    CHECK_EQ_INT(check_url("https://u:p@auth.example/t", hub, 0, "user name"), -EINVAL);
+    CHECK_EQ_INT(check_url("https://u@auth.example/t", hub, 0, "user name"), -EINVAL);
+    CHECK_EQ_INT(check_url("https://127.0.0.1:5000/t", hub, 0, "loopback"), -EINVAL);
+    CHECK_EQ_INT(check_url("https://localhost/t", hub, 0, "loopback"), -EINVAL);
+    CHECK_EQ_INT(check_url("https://[::1]/t", hub, 0, "loopback"), -EINVAL);
+    CHECK_EQ_INT(check_url("http://169.254.169.254/latest", "http://r.example", 0, "link-local"),
+                 -EINVAL);
+    /* the upstream's own class is allowed: a registry on loopback with its realm there */
+    CHECK_EQ_INT(check_url("http://127.0.0.1:5001/token", "http://127.0.0.1:5000",
+                           ADDR_LOOPBACK, NULL),
+                 0);
+    CHECK_EQ_INT(check_url("http://169.254.1.1/token", "http://127.0.0.1:5000", ADDR_LOOPBACK,
+                           "link-local"),
+                 -EINVAL);
+    CHECK_EQ_INT(check_url("not a url", hub, 0, NULL), -EINVAL);
+
+    CHECK(url_same_origin("https://r.example/v2/a", "https://r.example"));
+    CHECK(url_same_origin("https://r.example:443/v2/a", "https://R.example"));
+    CHECK(!url_same_origin("https://r.example:444/v2/a", "https://r.example"));
+    CHECK(!url_same_origin("http://r.example/v2/a", "https://r.example"));
+    CHECK(!url_same_origin("https://cdn.r.example/b", "https://r.example"));
+    CHECK(!url_same_origin("nonsense", "https://r.example"));
+}
+
 int main(void)
 {
     test_good();
     test_lengths();
     test_bad();
+    test_header_values();
+    test_retry_after();
+    test_addresses();
+    test_targets();
     CHECK_DONE();
 }

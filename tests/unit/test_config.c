@@ -64,6 +64,8 @@ static void check_defaults(const struct config *c)
     CHECK_EQ_U64(c->shutdown_grace_ms, 10000);
     CHECK_EQ_U64(c->max_connections, 1024);
     CHECK_EQ_U64(c->max_manifest_bytes, 4 * 1024 * 1024);
+    CHECK_EQ_U64(c->max_blob_bytes, 64ULL << 30);
+    CHECK_EQ_U64(c->total_small_ms, 60000);
     CHECK_EQ_INT(c->log_level, 1);
 }
 
@@ -218,6 +220,9 @@ static void test_good_small(void)
     CHECK_EQ_U64(cfg.max_manifest_bytes, 10000);
     CHECK_EQ_INT(load("limits: {min_body_rate: 0}\n"), 0);
     CHECK_EQ_U64(cfg.min_body_rate, 0); /* no minimum */
+    CHECK_EQ_INT(load("limits: {max_blob_size: 1TiB}\ntimeouts: {total_small: 90s}\n"), 0);
+    CHECK_EQ_U64(cfg.max_blob_bytes, 1ULL << 40);
+    CHECK_EQ_U64(cfg.total_small_ms, 90000);
 
     CHECK_EQ_INT(load("log: {level: info}\n"), 0);
     CHECK_EQ_INT(cfg.log_level, 1);
@@ -284,6 +289,10 @@ static void test_errors(void)
         "cache.revalidate_after", "invalid duration 'abc' (use e.g. 500ms, 30s, 5m, 24h, 7d)");
     ERR("upstreams:\n  - {name: a, url: http://a}\n  - {name: b, url: ftp://b}\n", 3,
         "upstreams[1].url", "must start with http:// or https://");
+
+    ERR("limits:\n  max_blob_size: 0\n", 2, "limits.max_blob_size", "must be greater than 0");
+    ERR("limits:\n  max_blob_size: lots\n", 2, "limits.max_blob_size", "invalid size 'lots'");
+    ERR("timeouts:\n  total_small: 0\n", 2, "timeouts.total_small", "must be greater than 0");
 
     /* YAML syntax errors. */
     ERR("listen: [\n", 2, NULL, "YAML syntax error");

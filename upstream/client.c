@@ -265,6 +265,28 @@ static void report_ratelimit(struct upstream_req *r)
     c->on_ratelimit(c->ratelimit_ud, r->u, &rl);
 }
 
+static int is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* Records why the mirror refuses this request's answer; the transfer is then stopped. */
+static void refuse(struct upstream_req *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void refuse(struct upstream_req *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->refusal, sizeof(r->refusal), fmt, ap);
+    va_end(ap);
+    r->refused = 1;
+}
+
+static int blob_body(const struct upstream_req *r)
+{
+    return r->blob && (r->status == 200 || r->status == 206);
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
     struct upstream_req *r = ud;
@@ -278,6 +300,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     }
     if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
         report_ratelimit(r); /* the end of this response's headers */
+        if (blob_body(r) && r->content_length > (int64_t)r->u->client->max_blob_bytes) {
+            refuse(r, "announced a blob of %" PRId64
+                      " bytes, over limits.max_blob_size (%" PRIu64 " bytes)",
+                   r->content_length, r->u->client->max_blob_bytes);
+            return 0; /* stops the transfer before any body byte */
+        }
         /* an interim answer or a redirect being followed: the next one is waited for anew */
         r->waiting_since_ms = (r->status >= 100 && r->status < 200) ||
                                       (r->status >= 300 && r->status < 400)
@@ -352,28 +380,6 @@ static int may_retry_auth(const struct upstream_req *r)
     return r->status == 401 && r->attempts < MAX_AUTH_ATTEMPTS && !r->probe;
 }
 
-static int is_redirect(long status)
-{
-    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
-}
-
-/* Records why the mirror refuses this request's answer; the transfer is then stopped. */
-static void refuse(struct upstream_req *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void refuse(struct upstream_req *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->refusal, sizeof(r->refusal), fmt, ap);
-    va_end(ap);
-    r->refused = 1;
-}
-
-static int blob_body(const struct upstream_req *r)
-{
-    return r->blob && (r->status == 200 || r->status == 206);
-}
-
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
     struct upstream_req *r = ud;
@@ -388,9 +394,9 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     }
     if (!r->headers_delivered) {
         if (blob_body(r) && r->content_length > (int64_t)c->max_blob_bytes) {
-            refuse(r, "upstream %s announced a blob of %" PRId64
+            refuse(r, "announced a blob of %" PRId64
                       " bytes, over limits.max_blob_size (%" PRIu64 " bytes)",
-                   r->u->name, r->content_length, c->max_blob_bytes);
+                   r->content_length, c->max_blob_bytes);
             return 0;
         }
         struct upstream_response resp;
@@ -399,9 +405,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
         r->cb->on_headers(r->ud, &resp);
     }
     if (blob_body(r) && (uint64_t)r->received + len > c->max_blob_bytes) {
-        refuse(r, "upstream %s sent a blob of more than %" PRIu64
-                  " bytes (limits.max_blob_size); cut",
-               r->u->name, c->max_blob_bytes);
+        refuse(r, "sent a blob of more than %" PRIu64 " bytes (limits.max_blob_size); cut",
+               c->max_blob_bytes);
         return 0;
     }
     int rc = r->cb->on_data(r->ud, data, len);
@@ -489,7 +494,7 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
         r->u->seen_classes |= cls;
     } else if (cls & ~(r->u->url_classes | r->u->seen_classes)) {
         snprintf(r->refusal, sizeof(r->refusal),
-                 "upstream %s: refused to connect to a %s address for %s", r->u->name,
+                 "refused to connect to a %s address for %s",
                  cls & ADDR_LOOPBACK ? "loopback" : "link-local",
                  r->kind == REQ_TOKEN ? "its token realm" : "a redirect");
         r->addr_refused = 1;
@@ -704,7 +709,7 @@ static void token_done(struct upstream_req *t, CURLcode rc)
              token_parse_response(t->body.data ? t->body.data : "", t->body.len, &token,
                                   &expires_in) == 0;
     if (t->addr_refused) {
-        log_warn("%s", t->refusal);
+        log_warn("upstream %s: %s", u->name, t->refusal);
         rc = CURLE_OK; /* the mirror's own refusal: the waiters are refused, not failed */
     }
     if (ok)
@@ -758,7 +763,7 @@ static int handle_challenge(struct upstream_req *r)
     r->attempts++;
     if (ch.scheme == AUTH_SCHEME_BEARER &&
         target_url_check(ch.realm, u->url, allowed_classes(u), why, sizeof(why))) {
-        refuse(r, "upstream %s: refused its token realm %.300s: %s", u->name, ch.realm, why);
+        refuse(r, "refused its token realm %.300s: %s", ch.realm, why);
         return 0;
     }
     if (ch.scheme == AUTH_SCHEME_BEARER) {
@@ -785,7 +790,7 @@ static void deliver_refused(struct upstream_req *r)
     struct upstream_response resp;
     char err[sizeof(r->refusal)];
     snprintf(err, sizeof(err), "%s", r->refusal);
-    log_warn("%s", err);
+    log_warn("upstream %s: %s", r->u->name, err);
     fill_response(r, &resp);
     if (resp.status && !r->headers_delivered && c->on_outcome)
         c->on_outcome(c->outcome_ud, r->u, &resp);
@@ -803,15 +808,15 @@ static int follow_redirect(struct upstream_req *r)
     char *target = NULL, why[128];
     if (r->bad_location || !r->location ||
         curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &target) != CURLE_OK || !target) {
-        refuse(r, "upstream %s: a redirect without a usable Location", u->name);
+        refuse(r, "a redirect without a usable Location");
         return 0;
     }
     if (r->hops >= MAX_REDIRECTS) {
-        refuse(r, "upstream %s: more than %d redirects", u->name, MAX_REDIRECTS);
+        refuse(r, "more than %d redirects", MAX_REDIRECTS);
         return 0;
     }
     if (target_url_check(target, r->url, allowed_classes(u), why, sizeof(why))) {
-        refuse(r, "upstream %s: refused a redirect to %.300s: %s", u->name, target, why);
+        refuse(r, "refused a redirect to %.300s: %s", target, why);
         return 0;
     }
     char *next = strdup(target);
@@ -853,9 +858,8 @@ static void check_multi_info(struct upstream_client *c)
             r->refused = 1; /* nothing else answered */
         if (!r->refused && rc == CURLE_OK && !r->headers_delivered && is_redirect(r->status)) {
             if (!r->blob && !r->probe)
-                refuse(r, "upstream %s: refused a redirect of a manifest, tag list or index "
-                          "request (redirects are followed for blobs only)",
-                       r->u->name);
+                refuse(r, "refused a redirect of a manifest, tag list or index request "
+                          "(redirects are followed for blobs only)");
             else if (r->blob && follow_redirect(r))
                 continue;
         }

@@ -210,8 +210,8 @@ static bool one_of(const char *p, size_t n, const char *const *names, size_t cou
 }
 
 static const char *const day_names[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-static const char *const long_day_names[] = {"Monday",   "Tuesday", "Wednesday", "Thursday",
-                                             "Friday",   "Saturday", "Sunday"};
+static const char *const long_day_names[] = {"Monday", "Tuesday",  "Wednesday", "Thursday",
+                                             "Friday", "Saturday", "Sunday"};
 static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
@@ -242,8 +242,7 @@ int retry_after_ok(const char *v)
     if (n == 24 && one_of(v, 3, day_names, 7) && v[3] == ' ' && one_of(v + 4, 3, months, 12) &&
         v[7] == ' ' &&
         (v[8] == ' ' ? v[9] >= '1' && v[9] <= '9' : digits(v + 8, 2) && day_ok(v + 8)) &&
-        v[10] == ' ' &&
-        time_ok(v + 11) && v[19] == ' ' && digits(v + 20, 4))
+        v[10] == ' ' && time_ok(v + 11) && v[19] == ' ' && digits(v + 20, 4))
         return 1;
     /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
     const char *comma = strchr(v, ',');
@@ -284,11 +283,11 @@ static int v6_class(const unsigned char *a)
 int addr_class(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)
-        return v4_class((const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)
-                            ->sin_addr);
+        return v4_class(
+            (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
     if (sa->sa_family == AF_INET6)
-        return v6_class((const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)
-                            ->sin6_addr);
+        return v6_class(
+            (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
     return ADDR_LOOPBACK; /* AF_UNIX and the rest: never on an upstream's word */
 }
 
@@ -313,8 +312,7 @@ int host_class(const char *host)
         return v4_class(a);
     if (inet_pton(AF_INET6, tmp, a) == 1)
         return v6_class(a);
-    if (!strcasecmp(tmp, "localhost") ||
-        (n > 10 && !strcasecmp(tmp + n - 10, ".localhost")))
+    if (!strcasecmp(tmp, "localhost") || (n > 10 && !strcasecmp(tmp + n - 10, ".localhost")))
         return ADDR_LOOPBACK;
     return 0;
 }

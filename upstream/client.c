@@ -3,12 +3,12 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "upstream/auth.h"
 #include "upstream/challenge.h"
@@ -301,8 +301,9 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
         report_ratelimit(r); /* the end of this response's headers */
         if (blob_body(r) && r->content_length > (int64_t)r->u->client->max_blob_bytes) {
-            refuse(r, "announced a blob of %" PRId64
-                      " bytes, over limits.max_blob_size (%" PRIu64 " bytes)",
+            refuse(r,
+                   "announced a blob of %" PRId64 " bytes, over limits.max_blob_size (%" PRIu64
+                   " bytes)",
                    r->content_length, r->u->client->max_blob_bytes);
             return 0; /* stops the transfer before any body byte */
         }
@@ -387,15 +388,15 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (r->kind == REQ_TOKEN)
         return buf_append(&r->body, data, len) ? 0 : len;
-    if (r->discarding ||
-        (!r->headers_delivered && (may_retry_auth(r) || is_redirect(r->status)))) {
+    if (r->discarding || (!r->headers_delivered && (may_retry_auth(r) || is_redirect(r->status)))) {
         r->discarding = 1; /* a challenge or a redirect: decided on in check_multi_info */
         return len;
     }
     if (!r->headers_delivered) {
         if (blob_body(r) && r->content_length > (int64_t)c->max_blob_bytes) {
-            refuse(r, "announced a blob of %" PRId64
-                      " bytes, over limits.max_blob_size (%" PRIu64 " bytes)",
+            refuse(r,
+                   "announced a blob of %" PRId64 " bytes, over limits.max_blob_size (%" PRIu64
+                   " bytes)",
                    r->content_length, c->max_blob_bytes);
             return 0;
         }
@@ -493,8 +494,7 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
     if (r->kind == REQ_MAIN && r->hops == 0) {
         r->u->seen_classes |= cls;
     } else if (cls & ~(r->u->url_classes | r->u->seen_classes)) {
-        snprintf(r->refusal, sizeof(r->refusal),
-                 "refused to connect to a %s address for %s",
+        snprintf(r->refusal, sizeof(r->refusal), "refused to connect to a %s address for %s",
                  cls & ADDR_LOOPBACK ? "loopback" : "link-local",
                  r->kind == REQ_TOKEN ? "its token realm" : "a redirect");
         r->addr_refused = 1;
@@ -545,7 +545,6 @@ static int allowed_classes(const struct upstream *u)
 {
     return u->url_classes | (u->client->proxied ? 0 : u->seen_classes);
 }
-
 
 static int token_fetch(struct upstream_req *main);
 static void token_done(struct upstream_req *t, CURLcode rc);
@@ -677,8 +676,7 @@ static int expire_one(struct upstream_client *c, uint64_t now)
                      "no complete answer within %llu ms (timeouts.total_small)",
                      (unsigned long long)c->total_small_ms);
         else
-            snprintf(r->errbuf, sizeof(r->errbuf),
-                     "no answer within %llu ms (timeouts.first_byte)",
+            snprintf(r->errbuf, sizeof(r->errbuf), "no answer within %llu ms (timeouts.first_byte)",
                      (unsigned long long)c->first_byte_ms);
         if (r->kind == REQ_TOKEN) {
             token_done(r, CURLE_OPERATION_TIMEDOUT);
@@ -898,9 +896,8 @@ static void check_multi_info(struct upstream_client *c)
 /* A main request for url (taken over, malloc'ed) with scope (taken over) and a copy of accept,
  * started; NULL when out of memory (what was taken over is freed). */
 static struct upstream_req *main_req_start(struct upstream *u, enum upstream_method method,
-                                           char *url, char *scope, const char *accept,
-                                           int probe, int blob,
-                                           const struct upstream_callbacks *cb, void *ud)
+                                           char *url, char *scope, const char *accept, int probe,
+                                           int blob, const struct upstream_callbacks *cb, void *ud)
 {
     struct upstream_req *r = calloc(1, sizeof(*r));
     char *acc = accept ? strdup(accept) : NULL;

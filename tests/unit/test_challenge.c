@@ -298,8 +298,7 @@ static void test_targets(void)
     CHECK_EQ_INT(check_url("http://auth.example/token", "http://r.example", 0, NULL), 0);
     CHECK_EQ_INT(check_url("http://auth.docker.io/token", hub, 0, "plain http"), -EINVAL);
     CHECK_EQ_INT(check_url("HTTP://auth.docker.io/token", hub, 0, "plain http"), -EINVAL);
-    CHECK_EQ_INT(check_url("ftp://x.example/token", "http://r.example", 0, "not an http"),
-                 -EINVAL);
+    CHECK_EQ_INT(check_url("ftp://x.example/token", "http://r.example", 0, "not an http"), -EINVAL);
     CHECK_EQ_INT(check_url("file:///etc/passwd", "http://r.example", 0, NULL), -EINVAL);
     CHECK_EQ_INT(check_url("https://u:p@auth.example/t", hub, 0, "user name"), -EINVAL);
     CHECK_EQ_INT(check_url("https://u@auth.example/t", hub, 0, "user name"), -EINVAL);
@@ -309,12 +308,11 @@ static void test_targets(void)
     CHECK_EQ_INT(check_url("http://169.254.169.254/latest", "http://r.example", 0, "link-local"),
                  -EINVAL);
     /* the upstream's own class is allowed: a registry on loopback with its realm there */
-    CHECK_EQ_INT(check_url("http://127.0.0.1:5001/token", "http://127.0.0.1:5000",
-                           ADDR_LOOPBACK, NULL),
-                 0);
-    CHECK_EQ_INT(check_url("http://169.254.1.1/token", "http://127.0.0.1:5000", ADDR_LOOPBACK,
-                           "link-local"),
-                 -EINVAL);
+    CHECK_EQ_INT(
+        check_url("http://127.0.0.1:5001/token", "http://127.0.0.1:5000", ADDR_LOOPBACK, NULL), 0);
+    CHECK_EQ_INT(
+        check_url("http://169.254.1.1/token", "http://127.0.0.1:5000", ADDR_LOOPBACK, "link-local"),
+        -EINVAL);
     CHECK_EQ_INT(check_url("not a url", hub, 0, NULL), -EINVAL);
 
     CHECK(url_same_origin("https://r.example/v2/a", "https://r.example"));

@@ -6,6 +6,7 @@ case runs against scripted.Scripted and checks what every party saw."""
 import base64
 import json
 import os
+import sqlite3
 import threading
 import time
 
@@ -234,7 +235,10 @@ def test_control_characters_in_upstream_headers_are_never_copied(mirror_factory)
     up, = servers(1)
     try:
         body = a_manifest(b"ct")
-        d = up.manifest("library/app", "1", body, media_type=OCI_MANIFEST + "\rX-Injected: 1")
+        d = up.manifest("library/app", "1", body, media_type=OCI_MANIFEST + "\rX-Injected: 1",
+                        headers=[("RateLimit-Limit", "100;w=21600"),
+                                 ("RateLimit-Remaining", "50;w=21600"),
+                                 ("Docker-RateLimit-Source", "10.0.0.1\rX-Injected: 1")])
         up.route("GET", r"/v2/library/app/manifests/limited", lambda req: Reply.error(
             429, "TOOMANYREQUESTS", [("Retry-After", "5\rSet-Cookie: injected=1")]))
         up.route("GET", r"/v2/library/app/manifests/soon", lambda req: Reply.error(
@@ -246,6 +250,16 @@ def test_control_characters_in_upstream_headers_are_never_copied(mirror_factory)
             assert_clean(head)
             assert f"content-type: {OCI_MANIFEST}".encode() in head.lower()
         m.stop()
+        db = sqlite3.connect(f"file:{os.path.join(m.storage, 'regcache.db')}?mode=ro", uri=True)
+        try:
+            stored = [v for row in db.execute("SELECT media_type FROM manifests UNION ALL "
+                                              "SELECT media_type FROM tags UNION ALL "
+                                              "SELECT source FROM ratelimits") for v in row]
+            assert db.execute("SELECT remaining FROM ratelimits").fetchall() == [(50,)]
+        finally:
+            db.close()
+        assert stored and all(v is None or v.isprintable() for v in stored), stored
+        assert not any(v and "injected" in v.lower() for v in stored), stored
         m.start()  # and from the database
         head = head_of(raw_get(m, f"/v2/library/app/manifests/{d}"))
         assert head.startswith(b"HTTP/1.1 200") and f"content-type: {OCI_MANIFEST}".encode() \

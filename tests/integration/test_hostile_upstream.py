@@ -192,7 +192,9 @@ def test_a_token_realm_that_redirects_is_refused(mirror_factory):
 def test_blob_redirects_to_link_local_or_with_userinfo_are_refused(mirror_factory):
     up, cdn = servers(2)
     try:
-        d1, d2 = digest_of(b"one"), digest_of(b"two")
+        d1, d2, d3 = digest_of(b"one"), digest_of(b"two"), digest_of(b"three")
+        up.route("GET", rf"/v2/library/app/blobs/{d3}", lambda req: Reply(
+            302, [("Location", f"http://127.0.0.1:{cdn.port}/b\rX-Injected: 1")]))
         up.route("GET", rf"/v2/library/app/blobs/{d1}",
                  lambda req: Reply(302, [("Location", "http://169.254.169.254/latest/meta")]))
         up.route("GET", rf"/v2/library/app/blobs/{d2}",
@@ -200,7 +202,7 @@ def test_blob_redirects_to_link_local_or_with_userinfo_are_refused(mirror_factor
         cdn.route("GET", r"/b", lambda req: Reply(200, [], b"two"))
         m = mirror_factory([{"name": "docker.io", "url": up.url}],
                            extra={"timeouts": {"connect": "2s"}})
-        for d in (d1, d2):
+        for d in (d1, d2, d3):
             s, _, b = get(m, f"/v2/library/app/blobs/{d}")
             assert_error(s, b, range(400, 600))
             assert not mirror_has(m, d)
@@ -208,6 +210,7 @@ def test_blob_redirects_to_link_local_or_with_userinfo_are_refused(mirror_factor
         log = m.log_text()
         assert "refused a redirect to http://169.254.169.254/latest/meta: a link-local" in log
         assert "user name or password" in log
+        assert "a redirect without a usable Location" in log
     finally:
         stop(up, cdn)
 

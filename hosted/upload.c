@@ -227,9 +227,7 @@ static void upload_created(struct op *o)
 static void work_mount(uv_work_t *w)
 {
     struct op *o = w->data;
-    char path[STORE_PATH_MAX];
-    store_blob_path(o->h->store, o->digest, path, sizeof(path));
-    o->rc = access(path, F_OK) ? -ENOENT : 0;
+    o->rc = store_has(o->h->store, o->digest) ? 0 : -ENOENT;
 }
 
 static void new_upload(struct op *o);

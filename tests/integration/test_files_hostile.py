@@ -465,9 +465,9 @@ def chunked(data, piece=64 * KiB):
     return bytes(out + b"0\r\n\r\n")
 
 
-def mirror_on(mirror_factory, scripted, storage):
+def mirror_on(mirror_factory, scripted, storage, extra=None):
     m = mirror_factory([{"name": "docker.io", "url": scripted.url}], start=False,
-                       extra={"cache": {"min_free": "14MiB"}})
+                       extra={"cache": {"min_free": "14MiB"}, **(extra or {})})
     with open(m.config_path) as f:
         cfg = yaml.safe_load(f)
     cfg["storage"] = storage
@@ -528,3 +528,26 @@ def test_a_fill_stops_at_min_free(mirror_factory, scripted, small_fs, length):
         assert db.execute("SELECT count(*) FROM blobs WHERE digest = ?", (sd,)).fetchone() == (1,)
     finally:
         db.close()
+
+
+def test_a_push_stops_at_min_free(mirror_factory, scripted, small_fs):
+    """A hosted push of a 12 MiB blob onto the same filesystem (24 MiB, min_free 14MiB) is
+    refused with an error, leaves no partial upload behind, and a small push afterwards works."""
+    m = mirror_on(mirror_factory, scripted, small_fs, extra={"hosted": ["team/*"]})
+    big = os.urandom(12 * MiB)
+    digest = sha256(big)
+    try:
+        s, _, body, _ = request(m.port, "POST", f"/v2/team/app/blobs/uploads/?digest={digest}",
+                                headers={"Content-Type": "application/octet-stream"}, body=big,
+                                timeout=30)
+    except OSError as e:  # the mirror may close the connection before reading it all
+        s, body = repr(e), b""
+    assert s != 201 and s != 202, (s, body[:300])
+    assert not os.path.exists(m.file_for(digest))
+    assert os.listdir(os.path.join(small_fs, "tmp")) == []
+    assert free_bytes(small_fs) >= 14 * MiB
+    small = os.urandom(16 * KiB)
+    s, _, body, _ = request(m.port, "POST",
+                            f"/v2/team/app/blobs/uploads/?digest={sha256(small)}",
+                            headers={"Content-Type": "application/octet-stream"}, body=small)
+    assert s == 201, (s, body)

@@ -54,6 +54,7 @@ def serve_refused(m):
         proc.communicate()
         pytest.fail("regcache started serving on that storage")
     assert proc.returncode != 0, err
+    assert "Sanitizer" not in err and "runtime error" not in err, err
     return err
 
 
@@ -293,6 +294,9 @@ def test_user_drops_privileges_after_binding(scripted):
         with open(os.path.join(base, "log")) as f:
             log = f.read()
         assert "running as user nobody" in log and "running as root" not in log
+        proc.send_signal(15)
+        assert proc.wait(15) == 0, proc.tail()
+        proc = None
     finally:
         if proc:
             proc.send_signal(15)

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "db/db.h"
 #include "store/store.h"
@@ -23,10 +22,9 @@ static int on_file(void *ud, const char *digest, const char *path, uint64_t size
 {
     struct scan *sc = ud;
     if (!digest) {
-        log_warn("store: removing stray file %s", path);
-        unlink(path);
+        log_warn("store: removing stray entry %s", path);
         sc->r->removed_stray++;
-        return 0;
+        return STORE_EACH_REMOVE; /* the store removes the entry itself, never a link's target */
     }
     sc->r->files++;
     int known = map_del(sc->rows, digest) != NULL;

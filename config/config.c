@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,11 +23,13 @@
 #define MAX_CONNECTIONS_MAX 1000000
 #define MANIFEST_MIN (1ULL << 10)
 #define MANIFEST_MAX (64ULL << 20)
+#define SECRET_FILE_MAX 4096 /* a password file holds one line */
 
 struct ctx {
     const char *path;
     const char *buf; /* file contents, for locating reader errors */
     size_t len;
+    unsigned mode; /* the file's permission bits */
     yaml_document_t *doc;
     char *err;
     size_t errlen;
@@ -74,12 +77,19 @@ void config_defaults(struct config *c)
     c->auth_anonymous_pull = 1;
 }
 
+static void free_secret(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 static void upstream_free(struct config_upstream *u)
 {
     free(u->name);
     free(u->url);
     free(u->username);
-    free(u->password);
+    free_secret(u->password);
     free(u->ca_file);
     memset(u, 0, sizeof(*u));
 }
@@ -91,6 +101,7 @@ void config_free(struct config *c)
     free(c->source);
     free(c->listen);
     free(c->storage);
+    free(c->user);
     for (size_t i = 0; i < c->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++)
         upstream_free(&c->upstreams[i]);
     free(c->auth_htpasswd);
@@ -129,6 +140,7 @@ static int config_copy(struct config *dst, const struct config *src)
     dst->source = dup_or_null(src->source, &ok);
     dst->listen = dup_or_null(src->listen, &ok);
     dst->storage = dup_or_null(src->storage, &ok);
+    dst->user = dup_or_null(src->user, &ok);
     for (size_t i = 0; i < src->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++) {
         const struct config_upstream *u = &src->upstreams[i];
         dst->upstreams[i].name = dup_or_null(u->name, &ok);
@@ -541,11 +553,102 @@ static int set_upstream_url(struct ctx *x, const yaml_node_t *n, const char *key
     return 0;
 }
 
+/* Where password_file points: "%d/NAME" is NAME in $CREDENTIALS_DIRECTORY (systemd's
+ * LoadCredential=), a relative path is relative to the directory of the config file, an
+ * absolute one is used as it is. */
+static int secret_path(struct ctx *x, const yaml_node_t *n, const char *key, const char *spec,
+                       char *out, size_t len)
+{
+    size_t need;
+    if (!strncmp(spec, "%d/", 3)) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY"), *name = spec + 3;
+        if (!dir || !*dir)
+            return fail(x, line_of(n), key,
+                        "'%s' names a systemd credential, but $CREDENTIALS_DIRECTORY is not set "
+                        "(LoadCredential= in the service's unit sets it)",
+                        spec);
+        if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+            return fail(x, line_of(n), key, "'%s': a credential name has no '/'", spec);
+        need = (size_t)snprintf(out, len, "%s/%s", dir, name);
+    } else if (spec[0] == '/') {
+        need = (size_t)snprintf(out, len, "%s", spec);
+    } else {
+        const char *slash = strrchr(x->path, '/');
+        int dirlen = slash ? (int)(slash - x->path) : 1;
+        need = (size_t)snprintf(out, len, "%.*s/%s", dirlen, slash ? x->path : ".", spec);
+    }
+    if (need >= len)
+        return fail(x, line_of(n), key, "path too long");
+    return 0;
+}
+
+/* Reads a password from a file named by key: its one line, without the line end. Warns when
+ * every user may read it. */
+static int read_secret(struct ctx *x, const yaml_node_t *n, const char *key, const char *spec,
+                       char **dst)
+{
+    char path[4096], buf[SECRET_FILE_MAX + 1];
+    struct stat st;
+    ssize_t got = 0;
+    int rc = secret_path(x, n, key, spec, path, sizeof(path));
+    if (rc < 0)
+        return rc;
+    int fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return fail(x, line_of(n), key, "cannot read '%s': %s", path, strerror(errno));
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(x, line_of(n), key, "'%s' is not a regular file", path);
+    }
+    if (st.st_mode & S_IROTH)
+        log_warn("%s:%lu: %s: %s can be read by all users (mode %04o): chmod 0600 it", x->path,
+                 line_of(n), key, path, (unsigned)(st.st_mode & 07777));
+    for (;;) {
+        ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - (size_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : 0;
+            break;
+        }
+        got += r;
+        if ((size_t)got == sizeof(buf) - 1) {
+            char extra;
+            if (read(fd, &extra, 1) > 0)
+                rc = -EFBIG;
+            break;
+        }
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (rc == -EFBIG)
+        rc = fail(x, line_of(n), key, "'%s' is larger than %d bytes", path, SECRET_FILE_MAX);
+    else if (rc < 0)
+        rc = fail(x, line_of(n), key, "cannot read '%s': %s", path, strerror(-rc));
+    if (rc == 0) {
+        size_t l = (size_t)got;
+        if (l && buf[l - 1] == '\n')
+            buf[--l] = '\0';
+        if (l && buf[l - 1] == '\r')
+            buf[--l] = '\0';
+        if (!l)
+            rc = fail(x, line_of(n), key, "'%s' is empty", path);
+        else if (strlen(buf) != l || strpbrk(buf, "\r\n"))
+            rc = fail(x, line_of(n), key,
+                      "'%s' must hold the password alone on one line (no NUL, no line breaks)",
+                      path);
+        else
+            rc = set_str(x, dst, buf);
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return rc;
+}
+
 /* Parses upstreams[idx] into ups[idx]; names must differ from ups[0..idx-1]. */
 static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct config_upstream *ups)
 {
     struct config_upstream *u = &ups[idx];
-    unsigned long user_line = 0, pass_line = 0;
+    unsigned long user_line = 0, pass_line = 0, inline_pass_line = 0;
     char prefix[32], key[KEY_MAX];
     const char *s;
     int rc;
@@ -561,7 +664,8 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
         if (rc < 0)
             return rc;
         if (strcmp(kv.name, "name") && strcmp(kv.name, "url") && strcmp(kv.name, "username") &&
-            strcmp(kv.name, "password") && strcmp(kv.name, "ca_file"))
+            strcmp(kv.name, "password") && strcmp(kv.name, "password_file") &&
+            strcmp(kv.name, "ca_file"))
             return fail(x, line_of(kv.key), key, "unknown key");
         rc = get_scalar(x, kv.value, key, &s);
         if (rc < 0)
@@ -592,8 +696,19 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
                             strerror(errno));
             rc = set_str(x, &u->ca_file, s);
         } else {
+            if (pass_line)
+                return fail(x, line_of(kv.key), key,
+                            "give password or password_file, not both (the other is on line %lu)",
+                            pass_line);
             pass_line = line_of(kv.key);
-            rc = set_str(x, &u->password, s);
+            if (!strcmp(kv.name, "password_file")) {
+                if (!*s)
+                    return fail(x, line_of(kv.value), key, "must not be empty");
+                rc = read_secret(x, kv.value, key, s, &u->password);
+            } else {
+                inline_pass_line = pass_line;
+                rc = set_str(x, &u->password, s);
+            }
         }
         if (rc < 0)
             return rc;
@@ -615,6 +730,10 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
         snprintf(key, sizeof(key), "%s.username", prefix);
         return fail(x, pass_line, key, "required when password is given");
     }
+    if (inline_pass_line && (x->mode & S_IROTH))
+        log_warn("%s:%lu: %s.password: this file can be read by all users (mode %04o): keep the "
+                 "password in password_file (or chmod 0600 %s)",
+                 x->path, inline_pass_line, prefix, x->mode, x->path);
     return 0;
 }
 
@@ -816,6 +935,11 @@ static int apply_tls(struct ctx *x, struct config *c, yaml_node_t *m)
         if (!*s || access(s, R_OK))
             return fail(x, line_of(kv.value), key, "cannot read '%s': %s", s,
                         *s ? strerror(errno) : "empty path");
+        struct stat st;
+        if (!is_cert && stat(s, &st) == 0 && (st.st_mode & S_IROTH))
+            log_warn("%s:%lu: %s: the private key %s can be read by all users (mode %04o): "
+                     "chmod 0600 it",
+                     x->path, line_of(kv.value), key, s, (unsigned)(st.st_mode & 07777));
         rc = set_str(x, is_cert ? &c->tls_cert : &c->tls_key, s);
         if (rc < 0)
             return rc;
@@ -865,6 +989,17 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             if (!*s)
                 return fail(x, line_of(kv.value), key, "must not be empty");
             rc = set_str(x, &c->storage, s);
+        } else if (!strcmp(kv.name, "user")) {
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (!*s)
+                return fail(x, line_of(kv.value), key, "must not be empty");
+            errno = 0;
+            if (!getpwnam(s))
+                return fail(x, line_of(kv.value), key, "no such user '%s'%s%s", s,
+                            errno ? ": " : "", errno ? strerror(errno) : "");
+            rc = set_str(x, &c->user, s);
         } else if (!strcmp(kv.name, "upstreams")) {
             rc = apply_upstreams(x, c, kv.value);
         } else if (!strcmp(kv.name, "auth")) {
@@ -928,6 +1063,7 @@ static int read_file(struct ctx *x, char **out, size_t *out_len)
         rc = fail_rc(x, -EISDIR, 0, NULL, "is a directory");
         goto out;
     }
+    x->mode = (unsigned)(st.st_mode & 07777);
     buf = malloc(cap);
     if (!buf) {
         rc = fail_rc(x, -ENOMEM, 0, NULL, "out of memory");

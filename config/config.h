@@ -11,7 +11,7 @@ struct config_upstream {
     char *name;     /* how clients address it: ns=<name> or /v2/<name>/... ; e.g. "docker.io" */
     char *url;      /* base URL, scheme://host[:port], no trailing slash */
     char *username; /* NULL when anonymous */
-    char *password; /* NULL when anonymous */
+    char *password; /* NULL when anonymous; from password or read from password_file */
     char *ca_file;  /* PEM bundle trusted for this upstream's TLS instead of the system CAs */
 };
 
@@ -19,6 +19,7 @@ struct config {
     char *source;  /* file the config came from, NULL for embedded defaults */
     char *listen;  /* "0.0.0.0:5000" */
     char *storage; /* directory; blobs/ and the database live here */
+    char *user;    /* user: run as this user after binding the listener; NULL: stay as is */
     struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     size_t n_upstreams;
     uint64_t revalidate_after_ms;   /* cache.revalidate_after, default 30s */

@@ -26,13 +26,18 @@ struct handles {
 
 static int open_store(const struct config *cfg, struct handles *h)
 {
-    char path[4096];
-    int r = store_open(cfg->storage, &h->store);
+    char path[4096], err[1024];
+    int r = store_open(cfg->storage, &h->store, err, sizeof(err));
     if (r) {
-        fprintf(stderr, "regcache: storage %s: %s\n", cfg->storage, strerror(-r));
+        fprintf(stderr, "regcache: storage %s: %s\n", cfg->storage, err);
         return 1;
     }
-    snprintf(path, sizeof(path), "%s/regcache.db", cfg->storage);
+    if ((r = store_private_file(h->store, "regcache.db", path, sizeof(path)))) {
+        fprintf(stderr, "regcache: the database %s: %s\n", path,
+                r == -ELOOP ? "is a symbolic link" : strerror(-r));
+        store_close(h->store);
+        return 1;
+    }
     if (db_open(path, &h->db)) {
         fprintf(stderr, "regcache: cannot open the database %s\n", path);
         store_close(h->store);

@@ -1,10 +1,14 @@
 #include "daemon/serve.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -108,80 +112,179 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
 }
 
+/* The listener is bound before the registry exists (so that privileges can be dropped in
+ * between); no request is read before the loop runs, by which time d->registry is set. */
+static void daemon_handle(struct conn *c, struct http_request *req, void *ud)
+{
+    struct daemon *d = ud;
+    registry_handle(c, req, d->registry);
+}
+
+static void daemon_write_error(struct conn *c, int status, void *ud)
+{
+    struct daemon *d = ud;
+    registry_write_error(c, status, d->registry);
+}
+
+/* Creates a missing storage root (missing parents 0755, the root 0700) owned by uid:gid, so
+ * that the user the mirror becomes can make its store there. */
+static int make_storage_for(const char *storage, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    char buf[4096];
+    if (lstat(storage, &st) == 0 || errno != ENOENT)
+        return 0; /* there already: store_open judges it */
+    size_t n = strlen(storage);
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, storage, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) && errno != EEXIST)
+        return -errno;
+    return chown(buf, uid, gid) ? -errno : 0;
+}
+
+/* Becomes cfg->user: its groups, its group, then the user, and checks that root cannot be
+ * regained. 0, or -1 after logging why. */
+static int drop_privileges(const struct config *cfg)
+{
+    errno = 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        log_error("user: no such user '%s'%s%s", cfg->user, errno ? ": " : "",
+                  errno ? strerror(errno) : "");
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    if (getuid() == uid && geteuid() == uid)
+        return 0; /* already that user */
+    if (geteuid() != 0) {
+        log_error("user: cannot become %s (uid %u): regcache runs as uid %u, not as root",
+                  cfg->user, (unsigned)uid, (unsigned)geteuid());
+        return -1;
+    }
+    int r = make_storage_for(cfg->storage, uid, gid);
+    if (r) {
+        log_error("storage %s: cannot create it for user %s: %s", cfg->storage, cfg->user,
+                  strerror(-r));
+        return -1;
+    }
+    if (initgroups(cfg->user, gid) || setgid(gid) || setuid(uid)) {
+        log_error("user: cannot become %s (uid %u, gid %u): %s", cfg->user, (unsigned)uid,
+                  (unsigned)gid, strerror(errno));
+        return -1;
+    }
+    if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+        log_error("user: still able to become root after switching to %s", cfg->user);
+        return -1;
+    }
+    log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)uid, (unsigned)gid);
+    return 0;
+}
+
 int serve(const struct config *cfg)
 {
     struct daemon d = {0};
-    char dbpath[4096];
+    char dbpath[4096], err[1024];
     int r, status = 1;
     d.cfg = cfg;
     log_set_level((enum log_level)cfg->log_level);
     /* sendfile and the store run on the thread pool: give it room before the loop starts */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);
-
-    if ((r = store_open(cfg->storage, &d.store))) {
-        log_error("storage %s: %s", cfg->storage, strerror(-r));
-        return 1;
-    }
-    snprintf(dbpath, sizeof(dbpath), "%s/regcache.db", cfg->storage);
-    if ((r = db_open(dbpath, &d.db)))
-        goto out_store; /* db_open said why */
-    struct reconcile_report rec;
-    uint64_t t0 = clock_mono_us();
-    if ((r = reconcile(d.db, d.store, 0, &rec))) {
-        log_error("cannot reconcile the store with its index (%d)", r);
-        goto out_db;
-    }
-    log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray removed, "
-             "%zu index rows without a file dropped (%llu ms)",
-             rec.files, (unsigned long long)rec.bytes, rec.adopted, rec.removed_corrupt,
-             rec.removed_stray, rec.rows_dropped,
-             (unsigned long long)((clock_mono_us() - t0) / 1000));
     uv_loop_init(&d.loop);
-    if ((r = upstream_client_new(&d.loop, cfg, &d.up))) {
-        log_error("upstream client: %s", strerror(-r));
-        goto out_db;
-    }
-    if ((r = cache_new(&d.loop, cfg, d.store, d.db, d.up, &d.cache))) {
-        log_error("cache index: %s", strerror(-r));
-        goto out_up;
-    }
-    db_attach(d.db, &d.loop);
-    cache_start(d.cache, rec.bytes);
-    if ((r = auth_new(&d.loop, cfg, &d.auth))) {
-        log_error("authentication: cannot start (%s)", strerror(-r));
-        goto out_cache;
-    }
-    if ((r = hosted_new(&d.loop, cfg, d.store, d.db, &d.hosted))) {
-        log_error("hosted repositories: cannot start (%s)", strerror(-r));
-        goto out_cache;
-    }
-    d.registry = registry_new(d.cache, d.up, d.auth, d.hosted);
+
+    /* Bind first (a port below 1024 may need root), load the TLS key (it may be readable by
+     * root only), then become cfg->user before touching the store or the index. */
     struct http_server_opts opts = {
         .listen = cfg->listen,
-        .handler = registry_handle,
-        .error_writer = registry_write_error,
-        .ud = d.registry,
+        .handler = daemon_handle,
+        .error_writer = daemon_write_error,
+        .ud = &d,
         .common_headers = REGISTRY_COMMON_HEADERS,
         .max_connections = cfg->max_connections,
         .idle_timeout_ms = cfg->client_idle_ms,
         .header_timeout_ms = cfg->client_header_ms,
         .min_body_rate = cfg->min_body_rate,
     };
-    if (!d.registry || (r = http_server_start(&d.loop, &opts, &d.http))) {
-        log_error("listen %s: %s", cfg->listen, strerror(r ? -r : ENOMEM));
-        goto out_cache;
+    if ((r = http_server_start(&d.loop, &opts, &d.http))) {
+        log_error("listen %s: %s", cfg->listen, strerror(-r));
+        d.http = NULL;
+        goto fail;
     }
     if (cfg->tls_cert) {
-        char err[512];
         struct ssl_ctx_st *ctx = tls_context_load(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
         if (!ctx) {
             log_error("tls: %s", err);
-            http_server_drain(d.http);
-            http_server_close_all(d.http);
-            goto out_cache;
+            goto fail;
         }
         http_server_set_tls(d.http, ctx);
+    }
+    if (cfg->user) {
+        if (drop_privileges(cfg))
+            goto fail;
+    } else if (geteuid() == 0) {
+        log_warn("running as root: set `user:` in %s to run as an unprivileged user once the "
+                 "listener is bound (or start regcache as that user)",
+                 cfg->source ? cfg->source : "the config");
+    }
+
+    if ((r = store_open(cfg->storage, &d.store, err, sizeof(err)))) {
+        log_error("storage %s: %s", cfg->storage, err);
+        goto fail;
+    }
+    store_set_reserve(d.store, cfg->min_free_bytes);
+    if ((r = store_private_file(d.store, "regcache.db", dbpath, sizeof(dbpath)))) {
+        log_error("the database %s: %s", dbpath,
+                  r == -ELOOP ? "is a symbolic link" : strerror(-r));
+        goto fail;
+    }
+    if ((r = db_open(dbpath, &d.db)))
+        goto fail; /* db_open said why */
+    struct reconcile_report rec;
+    uint64_t t0 = clock_mono_us();
+    if ((r = reconcile(d.db, d.store, 0, &rec))) {
+        log_error("cannot reconcile the store with its index (%d)", r);
+        goto fail;
+    }
+    log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray removed, "
+             "%zu index rows without a file dropped (%llu ms)",
+             rec.files, (unsigned long long)rec.bytes, rec.adopted, rec.removed_corrupt,
+             rec.removed_stray, rec.rows_dropped,
+             (unsigned long long)((clock_mono_us() - t0) / 1000));
+    if ((r = upstream_client_new(&d.loop, cfg, &d.up))) {
+        log_error("upstream client: %s", strerror(-r));
+        d.up = NULL;
+        goto fail;
+    }
+    if ((r = cache_new(&d.loop, cfg, d.store, d.db, d.up, &d.cache))) {
+        log_error("cache index: %s", strerror(-r));
+        d.cache = NULL;
+        goto fail;
+    }
+    db_attach(d.db, &d.loop);
+    cache_start(d.cache, rec.bytes);
+    if ((r = auth_new(&d.loop, cfg, &d.auth))) {
+        log_error("authentication: cannot start (%s)", strerror(-r));
+        d.auth = NULL;
+        goto fail;
+    }
+    if ((r = hosted_new(&d.loop, cfg, d.store, d.db, &d.hosted))) {
+        log_error("hosted repositories: cannot start (%s)", strerror(-r));
+        d.hosted = NULL;
+        goto fail;
+    }
+    if (!(d.registry = registry_new(d.cache, d.up, d.auth, d.hosted))) {
+        log_error("out of memory");
+        goto fail;
     }
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
@@ -214,22 +317,27 @@ int serve(const struct config *cfg)
     log_info("stopped");
     return status;
 
-out_cache:
+fail:
+    /* Before the loop ever ran: stop what was started, let the close callbacks run, free. */
     registry_free(d.registry);
     auth_shutdown(d.auth);
-    cache_shutdown(d.cache);
-    db_detach(d.db);
-out_up:
-    upstream_client_shutdown(d.up);
-    uv_run(&d.loop, UV_RUN_DEFAULT);
     if (d.cache)
-        cache_free(d.cache);
+        cache_shutdown(d.cache);
+    if (d.db)
+        db_detach(d.db);
+    upstream_client_shutdown(d.up);
+    if (d.http) {
+        http_server_drain(d.http);
+        http_server_close_all(d.http);
+    }
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    http_server_free(d.http);
+    cache_free(d.cache);
     hosted_free(d.hosted);
     auth_free(d.auth);
     upstream_client_free(d.up);
-out_db:
     db_close(d.db);
-out_store:
     store_close(d.store);
+    uv_loop_close(&d.loop);
     return status;
 }

@@ -86,7 +86,6 @@ void hosted__get_manifest(struct op *o)
 static void work_check_and_store(uv_work_t *w)
 {
     struct op *o = w->data;
-    char path[STORE_PATH_MAX];
     o->missing = 0;
     for (size_t i = 0; i < o->n_refs; i++) {
         /* the store keeps sha256 content only: anything else can never be there */
@@ -94,8 +93,7 @@ static void work_check_and_store(uv_work_t *w)
             o->missing++;
             continue;
         }
-        store_blob_path(o->h->store, o->refs[i], path, sizeof(path));
-        if (access(path, F_OK))
+        if (!store_has(o->h->store, o->refs[i]))
             o->missing++;
     }
     if (o->missing)

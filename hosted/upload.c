@@ -169,6 +169,11 @@ static void upload_finish(struct op *o)
         return;
     }
     if (o->rc) {
+        /* the file no longer matches what was hashed (or the disk is full): the session ends
+         * and its temporary file goes now, not when the session would expire */
+        struct upload *u = o->up;
+        o->up = NULL;
+        upload_drop(o->h, u);
         respond_error(o->c, 0, 500, "BLOB_UPLOAD_INVALID", "cannot write the upload", NULL);
         hosted__op_free(o);
         return;
@@ -227,9 +232,7 @@ static void upload_created(struct op *o)
 static void work_mount(uv_work_t *w)
 {
     struct op *o = w->data;
-    char path[STORE_PATH_MAX];
-    store_blob_path(o->h->store, o->digest, path, sizeof(path));
-    o->rc = access(path, F_OK) ? -ENOENT : 0;
+    o->rc = store_has(o->h->store, o->digest) ? 0 : -ENOENT;
 }
 
 static void new_upload(struct op *o);

@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,23 +13,46 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "util/log.h"
+
+#define DIR_MODE 0700
+#define FILE_MODE 0600
+#define PARENT_MODE 0755 /* missing parents of the root: ordinary directories */
+
 struct store {
     char *root;
-    char blobs[STORE_PATH_MAX]; /* <root>/blobs/sha256 */
-    char tmp[STORE_PATH_MAX];   /* <root>/tmp */
+    char blobs[STORE_PATH_MAX]; /* <root>/blobs/sha256, for messages */
+    char tmp[STORE_PATH_MAX];   /* <root>/tmp, for messages */
+    int root_fd, blobs_fd, tmp_fd;
+    uint64_t reserve;
     unsigned long seq;
 };
 
 struct store_fill {
     struct store *store;
     char digest[80];
-    char tmp_path[STORE_PATH_MAX];
+    char tmp_name[64]; /* in <root>/tmp */
     int fd;
     uint64_t size;
+    uint64_t margin; /* bytes that may still be written before the free space is read again */
+    uint64_t since_check;
     EVP_MD_CTX *md;
     int finished; /* committed or aborted */
 };
 
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Creates the missing parents of path (PARENT_MODE) and path itself (DIR_MODE). */
 static int mkdir_p(const char *path)
 {
     char buf[STORE_PATH_MAX];
@@ -39,59 +64,183 @@ static int mkdir_p(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0755) && errno != EEXIST)
+        if (mkdir(buf, PARENT_MODE) && errno != EEXIST)
             return -errno;
         *p = '/';
     }
-    if (mkdir(buf, 0755) && errno != EEXIST)
+    if (mkdir(buf, DIR_MODE) && errno != EEXIST)
         return -errno;
     return 0;
 }
 
-static int fsync_dir(const char *path)
+/* sshd's StrictModes for a directory the store trusts: nobody but its owner may write it. */
+static int check_private_dir(const char *path, const struct stat *st, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int r = fsync(fd) ? -errno : 0;
-    close(fd);
-    return r;
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        set_err(err, errlen,
+                "%s is writable by %s (mode %04o): refusing to use it, since anyone who can "
+                "write there can change what the mirror serves (chmod go-w %s)",
+                path, st->st_mode & S_IWOTH ? "all users" : "its group",
+                (unsigned)(st->st_mode & 07777), path);
+        return -EPERM;
+    }
+    uid_t me = geteuid();
+    if (st->st_uid != me && me != 0) {
+        set_err(err, errlen,
+                "%s is owned by uid %u, not by the user the mirror runs as (uid %u): refusing "
+                "to use it (chown -R %u %s)",
+                path, (unsigned)st->st_uid, (unsigned)me, (unsigned)me, path);
+        return -EPERM;
+    }
+    return 0;
 }
 
-static void remove_stale_fills(const char *tmp)
+/* The parents of the root: one that others can write (unless sticky, like /tmp) lets them
+ * replace the root itself. */
+static int check_parents(const char *root, char *err, size_t errlen)
 {
-    DIR *d = opendir(tmp);
-    if (!d)
+    char real[PATH_MAX];
+    if (!realpath(root, real))
+        return 0; /* the root was opened already: nothing to say about it here */
+    for (char *slash = strrchr(real, '/'); slash; slash = strrchr(real, '/')) {
+        struct stat st;
+        if (slash == real)
+            slash[1] = '\0'; /* "/" itself, then stop */
+        else
+            *slash = '\0';
+        if (stat(real, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) &&
+            !(st.st_mode & S_ISVTX)) {
+            set_err(err, errlen,
+                    "%s, a parent of the storage %s, is writable by %s (mode %04o) and not "
+                    "sticky: refusing to use it (chmod go-w %s)",
+                    real, root, st.st_mode & S_IWOTH ? "all users" : "its group",
+                    (unsigned)(st.st_mode & 07777), real);
+            return -EPERM;
+        }
+        if (slash == real)
+            break;
+    }
+    return 0;
+}
+
+/* Why openat(O_DIRECTORY | O_NOFOLLOW) of name failed with ENOTDIR or ELOOP (Linux answers
+ * ENOTDIR for a link): -ELOOP for a symbolic link, -ENOTDIR for anything else. */
+static int not_dir_reason(int dirfd, const char *name)
+{
+    struct stat st;
+    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) ? -ELOOP
+                                                                                      : -ENOTDIR;
+}
+
+/* Opens (creating it DIR_MODE if missing) the directory name under dirfd, never through a
+ * symbolic link, and checks its mode. path names it in messages. */
+static int open_subdir(int dirfd, const char *name, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (mkdirat(dirfd, name, DIR_MODE) && errno != EEXIST) {
+        int e = errno;
+        set_err(err, errlen, "cannot create %s: %s", path, strerror(e));
+        return -e;
+    }
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP || e == ENOTDIR) {
+            int r = not_dir_reason(dirfd, name);
+            set_err(err, errlen, "%s is %s: refusing to use it", path,
+                    r == -ELOOP ? "a symbolic link" : "not a directory");
+            return r;
+        }
+        set_err(err, errlen, "cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    int r = fstat(fd, &st) ? -errno : check_private_dir(path, &st, err, errlen);
+    if (r) {
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+static void remove_stale_fills(struct store *s)
+{
+    int fd = openat(s->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
         return;
+    }
     struct dirent *e;
     while ((e = readdir(d)))
         if (strncmp(e->d_name, "fill-", 5) == 0)
-            unlinkat(dirfd(d), e->d_name, 0);
+            unlinkat(s->tmp_fd, e->d_name, 0); /* a link named so goes, never its target */
     closedir(d);
 }
 
-int store_open(const char *root, struct store **out)
+int store_open(const char *root, struct store **out, char *err, size_t errlen)
 {
+    struct stat st;
+    char path[STORE_PATH_MAX];
+    int fd, r = -ENAMETOOLONG;
     struct store *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        set_err(err, errlen, "out of memory");
         return -ENOMEM;
-    int r = -ENAMETOOLONG;
+    }
+    s->root_fd = s->blobs_fd = s->tmp_fd = -1;
     s->root = strdup(root);
     if (!s->root) {
+        set_err(err, errlen, "out of memory");
         r = -ENOMEM;
         goto fail;
     }
     if ((size_t)snprintf(s->blobs, sizeof(s->blobs), "%s/blobs/sha256", root) >= sizeof(s->blobs) ||
-        (size_t)snprintf(s->tmp, sizeof(s->tmp), "%s/tmp", root) >= sizeof(s->tmp))
+        (size_t)snprintf(s->tmp, sizeof(s->tmp), "%s/tmp", root) >= sizeof(s->tmp)) {
+        set_err(err, errlen, "%s: path too long", root);
         goto fail;
-    if ((r = mkdir_p(s->blobs)) || (r = mkdir_p(s->tmp)))
+    }
+    if ((r = mkdir_p(root))) {
+        set_err(err, errlen, "cannot create %s: %s", root, strerror(-r));
         goto fail;
-    remove_stale_fills(s->tmp);
+    }
+    /* The root itself may be a link (an administrator's choice); nothing below it may. */
+    if ((s->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        r = -errno;
+        set_err(err, errlen, "cannot open %s: %s", root, strerror(-r));
+        goto fail;
+    }
+    if (fstat(s->root_fd, &st)) {
+        r = -errno;
+        set_err(err, errlen, "cannot stat %s: %s", root, strerror(-r));
+        goto fail;
+    }
+    if ((r = check_private_dir(root, &st, err, errlen)) || (r = check_parents(root, err, errlen)))
+        goto fail;
+    if (st.st_mode & (S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH))
+        log_warn("storage %s can be read by other users (mode %04o): chmod 0700 %s keeps what "
+                 "it caches and what is pushed to it private",
+                 root, (unsigned)(st.st_mode & 07777), root);
+    snprintf(path, sizeof(path), "%s/blobs", root);
+    if ((fd = open_subdir(s->root_fd, "blobs", path, err, errlen)) < 0) {
+        r = fd;
+        goto fail;
+    }
+    s->blobs_fd = open_subdir(fd, "sha256", s->blobs, err, errlen);
+    close(fd);
+    if (s->blobs_fd < 0) {
+        r = s->blobs_fd;
+        goto fail;
+    }
+    if ((s->tmp_fd = open_subdir(s->root_fd, "tmp", s->tmp, err, errlen)) < 0) {
+        r = s->tmp_fd;
+        goto fail;
+    }
+    remove_stale_fills(s);
     *out = s;
     return 0;
 fail:
-    free(s->root);
-    free(s);
+    store_close(s);
     return r;
 }
 
@@ -99,6 +248,12 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
+    if (s->root_fd >= 0)
+        close(s->root_fd);
+    if (s->blobs_fd >= 0)
+        close(s->blobs_fd);
+    if (s->tmp_fd >= 0)
+        close(s->tmp_fd);
     free(s->root);
     free(s);
 }
@@ -108,28 +263,104 @@ const char *store_root(const struct store *s)
     return s->root;
 }
 
+void store_set_reserve(struct store *s, uint64_t bytes)
+{
+    s->reserve = bytes;
+}
+
+int store_private_file(struct store *s, const char *name, char *path, size_t len)
+{
+    struct stat st;
+    snprintf(path, len, "%s/%s", s->root, name);
+    int fd = openat(s->root_fd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+                    FILE_MODE);
+    if (fd < 0)
+        return -errno;
+    int r = fstat(fd, &st) ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+    close(fd);
+    return r;
+}
+
 void store_blob_path(const struct store *s, const char *digest, char *out, size_t outlen)
 {
     const char *hex = digest + 7; /* after "sha256:" */
     snprintf(out, outlen, "%s/%.2s/%s", s->blobs, hex, hex);
 }
 
-int store_blob_open(struct store *s, const char *digest, int *fd, uint64_t *size)
+/* The shard directory of hex (its first two characters), never through a link. */
+static int shard_open(struct store *s, const char *hex, int create)
 {
-    char path[STORE_PATH_MAX];
-    struct stat st;
-    store_blob_path(s, digest, path, sizeof(path));
-    int f = open(path, O_RDONLY | O_CLOEXEC);
-    if (f < 0)
+    char name[3] = {hex[0], hex[1], '\0'};
+    if (create && mkdirat(s->blobs_fd, name, DIR_MODE) && errno != EEXIST)
         return -errno;
-    if (fstat(f, &st)) {
+    int fd = openat(s->blobs_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    if (e == ELOOP || e == ENOTDIR)
+        e = -not_dir_reason(s->blobs_fd, name);
+    if (e == ELOOP)
+        log_warn("store: %s/%s is a symbolic link: refusing it (links are never followed; "
+                 "the next start removes it)",
+                 s->blobs, name);
+    return -e;
+}
+
+/* Opens hex in shard dfd read-only if, and only if, it is a regular file: never through a
+ * link, never waiting on a FIFO or a device. */
+static int open_regular(struct store *s, int dfd, const char *hex, struct stat *st)
+{
+    if (fstatat(dfd, hex, st, AT_SYMLINK_NOFOLLOW))
+        return -errno;
+    if (!S_ISREG(st->st_mode))
+        goto not_regular;
+    int fd = openat(dfd, hex, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ELOOP ? -ENOENT : -errno;
+    if (fstat(fd, st)) {
         int r = -errno;
-        close(f);
+        close(fd);
         return r;
     }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        goto not_regular;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+not_regular:
+    log_warn("store: %s/%.2s/%s is not a regular file: ignoring it", s->blobs, hex, hex);
+    return -ENOENT;
+}
+
+int store_blob_open(struct store *s, const char *digest, int *fd, uint64_t *size)
+{
+    const char *hex = digest + 7;
+    struct stat st;
+    int dfd = shard_open(s, hex, 0);
+    if (dfd < 0)
+        return dfd;
+    int f = open_regular(s, dfd, hex, &st);
+    close(dfd);
+    if (f < 0)
+        return f;
     *fd = f;
     *size = (uint64_t)st.st_size;
     return 0;
+}
+
+int store_has(struct store *s, const char *digest)
+{
+    const char *hex = digest + 7;
+    struct stat st;
+    int dfd = shard_open(s, hex, 0);
+    if (dfd < 0)
+        return 0;
+    int r = fstatat(dfd, hex, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    close(dfd);
+    return r;
 }
 
 static void hex_of(const unsigned char *md, unsigned n, char *out)
@@ -167,42 +398,50 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-/* Moves a complete, verified temporary file into its content address. */
-static int publish(struct store *s, int fd, const char *tmp_path, const char *digest)
+/* Free bytes above the reserve on fd's filesystem; UINT64_MAX when nobody can tell. */
+static uint64_t room_above_reserve(const struct store *s, int fd)
 {
-    char dir[STORE_PATH_MAX], path[STORE_PATH_MAX];
-    int r;
-    if (fsync(fd))
-        return -errno;
-    snprintf(dir, sizeof(dir), "%s/%.2s", s->blobs, digest + 7);
-    if (mkdir(dir, 0755) && errno != EEXIST)
-        return -errno;
-    store_blob_path(s, digest, path, sizeof(path));
-    if (rename(tmp_path, path))
-        return -errno;
-    if ((r = fsync_dir(dir)))
-        return r;
-    return 0;
+    struct statvfs v;
+    if (fstatvfs(fd, &v))
+        return UINT64_MAX;
+    uint64_t free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+    return free_bytes > s->reserve ? free_bytes - s->reserve : 0;
 }
 
-static int tmp_create(struct store *s, char *path, size_t len)
+/* Moves a complete, verified temporary file into its content address. */
+static int publish(struct store *s, int fd, const char *tmp_name, const char *digest)
+{
+    const char *hex = digest + 7;
+    if (fsync(fd))
+        return -errno;
+    int dfd = shard_open(s, hex, 1);
+    if (dfd < 0)
+        return dfd;
+    int r = renameat(s->tmp_fd, tmp_name, dfd, hex) ? -errno : fsync(dfd) ? -errno : 0;
+    close(dfd);
+    return r;
+}
+
+static int tmp_create(struct store *s, char *name, size_t len)
 {
     /* Unique per process and call; O_EXCL guards against anything left behind. */
     unsigned long seq = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELAXED);
-    snprintf(path, len, "%s/fill-%ld-%lu", s->tmp, (long)getpid(), seq);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    snprintf(name, len, "fill-%ld-%lu", (long)getpid(), seq);
+    int fd = openat(s->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    FILE_MODE);
     return fd < 0 ? -errno : fd;
 }
 
 int store_put(struct store *s, const char *digest, const void *data, size_t len)
 {
-    char actual[80], tmp[STORE_PATH_MAX], path[STORE_PATH_MAX];
+    char actual[80], tmp[64];
     store_digest_of(data, len, actual);
     if (strcmp(actual, digest) != 0)
         return -EBADMSG;
-    store_blob_path(s, digest, path, sizeof(path));
-    if (access(path, F_OK) == 0)
+    if (store_has(s, digest))
         return 0;
+    if (s->reserve && room_above_reserve(s, s->tmp_fd) < len)
+        return -ENOSPC;
     int fd = tmp_create(s, tmp, sizeof(tmp));
     if (fd < 0)
         return fd;
@@ -211,7 +450,7 @@ int store_put(struct store *s, const char *digest, const void *data, size_t len)
         r = publish(s, fd, tmp, digest);
     close(fd);
     if (r)
-        unlink(tmp);
+        unlinkat(s->tmp_fd, tmp, 0);
     return r;
 }
 
@@ -228,7 +467,7 @@ int store_fill_begin(struct store *s, const char *digest, struct store_fill **ou
         free(f);
         return -ENOMEM;
     }
-    f->fd = tmp_create(s, f->tmp_path, sizeof(f->tmp_path));
+    f->fd = tmp_create(s, f->tmp_name, sizeof(f->tmp_name));
     if (f->fd < 0) {
         int r = f->fd;
         EVP_MD_CTX_free(f->md);
@@ -249,9 +488,31 @@ uint64_t store_fill_size(const struct store_fill *f)
     return f->size;
 }
 
+/* -ENOSPC when len more bytes would leave less than the reserve free. The free space is read
+ * when the room known from the last reading runs out and at least every
+ * STORE_ROOM_CHECK_BYTES, since other fills write to the same filesystem meanwhile. */
+static int fill_room(struct store_fill *f, size_t len)
+{
+    if (!f->store->reserve)
+        return 0; /* write(2) says when the disk is full */
+    if (len <= f->margin && f->since_check + len < STORE_ROOM_CHECK_BYTES) {
+        f->margin -= len;
+        f->since_check += len;
+        return 0;
+    }
+    uint64_t room = room_above_reserve(f->store, f->fd);
+    if (room < len)
+        return -ENOSPC;
+    f->margin = room - len;
+    f->since_check = 0;
+    return 0;
+}
+
 int store_fill_write(struct store_fill *f, const void *data, size_t len)
 {
-    int r = write_all(f->fd, data, len);
+    int r = fill_room(f, len);
+    if (!r)
+        r = write_all(f->fd, data, len);
     if (r)
         return r;
     EVP_DigestUpdate(f->md, data, len);
@@ -269,12 +530,12 @@ int store_fill_commit(struct store_fill *f)
     hex_of(md, n, actual + 7);
     f->finished = 1;
     if (strcmp(actual, f->digest) != 0) {
-        unlink(f->tmp_path);
+        unlinkat(f->store->tmp_fd, f->tmp_name, 0);
         return -EBADMSG;
     }
-    int r = publish(f->store, f->fd, f->tmp_path, f->digest);
+    int r = publish(f->store, f->fd, f->tmp_name, f->digest);
     if (r)
-        unlink(f->tmp_path);
+        unlinkat(f->store->tmp_fd, f->tmp_name, 0);
     return r;
 }
 
@@ -287,7 +548,7 @@ int store_fill_commit_as(struct store_fill *f, const char *digest)
 void store_fill_abort(struct store_fill *f)
 {
     if (!f->finished)
-        unlink(f->tmp_path);
+        unlinkat(f->store->tmp_fd, f->tmp_name, 0);
     f->finished = 1;
 }
 
@@ -303,22 +564,26 @@ void store_fill_free(struct store_fill *f)
 
 int store_remove(struct store *s, const char *digest)
 {
-    char path[STORE_PATH_MAX];
-    store_blob_path(s, digest, path, sizeof(path));
-    return unlink(path) ? -errno : 0;
+    const char *hex = digest + 7;
+    int dfd = shard_open(s, hex, 0);
+    if (dfd < 0)
+        return dfd == -ELOOP ? -ENOENT : dfd;
+    int r = unlinkat(dfd, hex, 0) ? -errno : 0;
+    close(dfd);
+    return r;
 }
 
 int store_verify(struct store *s, const char *digest)
 {
-    char path[STORE_PATH_MAX], actual[80];
+    char actual[80];
     unsigned char md[EVP_MAX_MD_SIZE], buf[1 << 16];
     unsigned n = 0;
-    store_blob_path(s, digest, path, sizeof(path));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
+    uint64_t size;
+    int fd, r = store_blob_open(s, digest, &fd, &size);
+    if (r)
+        return r;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int r = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+    r = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ? 0 : -ENOMEM;
     ssize_t got;
     while (!r && (got = read(fd, buf, sizeof(buf))) != 0) {
         if (got < 0) {
@@ -348,11 +613,65 @@ static int is_hex64(const char *s)
     return i == 64;
 }
 
+/* A directory opened anew (its own read position) for walking. */
+static DIR *open_walk(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d && fd >= 0)
+        close(fd);
+    return d;
+}
+
+/* Reports a stray entry of directory dfd and removes it when fn asks to. */
+static int stray(int dfd, const char *name, const char *path,
+                 int (*fn)(void *, const char *, const char *, uint64_t), void *ud, uint64_t size)
+{
+    int r = fn(ud, NULL, path, size);
+    if (r == STORE_EACH_REMOVE) {
+        unlinkat(dfd, name, 0);
+        r = 0;
+    }
+    return r < 0 ? r : 0;
+}
+
+static int walk_shard(struct store *s, const char *shard,
+                      int (*fn)(void *, const char *, const char *, uint64_t), void *ud)
+{
+    DIR *d = open_walk(s->blobs_fd, shard);
+    if (!d)
+        return 0;
+    int dfd = dirfd(d), r = 0;
+    int shard_named = strlen(shard) == 2;
+    struct dirent *e;
+    while (!r && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[STORE_PATH_MAX], digest[80];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s/%s", s->blobs, shard, e->d_name);
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || S_ISDIR(st.st_mode))
+            continue;
+        int named = S_ISREG(st.st_mode) && shard_named && is_hex64(e->d_name) &&
+                    strncmp(e->d_name, shard, 2) == 0;
+        if (!named) {
+            r = stray(dfd, e->d_name, path, fn, ud, S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
+            continue;
+        }
+        snprintf(digest, sizeof(digest), "sha256:%s", e->d_name);
+        r = fn(ud, digest, path, (uint64_t)st.st_size);
+        if (r > 0)
+            r = 0;
+    }
+    closedir(d);
+    return r;
+}
+
 int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const char *path,
                                           uint64_t size),
                void *ud)
 {
-    DIR *top = opendir(s->blobs);
+    DIR *top = open_walk(s->blobs_fd, ".");
     if (!top)
         return -errno;
     struct dirent *shard;
@@ -360,26 +679,16 @@ int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const ch
     while (!r && (shard = readdir(top))) {
         if (shard->d_name[0] == '.')
             continue;
-        char dir[STORE_PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s/%s", s->blobs, shard->d_name);
-        DIR *d = opendir(dir);
-        if (!d)
+        struct stat st;
+        if (fstatat(s->blobs_fd, shard->d_name, &st, AT_SYMLINK_NOFOLLOW))
             continue;
-        struct dirent *e;
-        while (!r && (e = readdir(d))) {
-            if (e->d_name[0] == '.')
-                continue;
-            char path[STORE_PATH_MAX], digest[80];
-            struct stat st;
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-            if (stat(path, &st) || !S_ISREG(st.st_mode))
-                continue;
-            int named = is_hex64(e->d_name) && strncmp(e->d_name, shard->d_name, 2) == 0 &&
-                        strlen(shard->d_name) == 2;
-            snprintf(digest, sizeof(digest), "sha256:%s", e->d_name);
-            r = fn(ud, named ? digest : NULL, path, (uint64_t)st.st_size);
+        if (S_ISDIR(st.st_mode)) {
+            r = walk_shard(s, shard->d_name, fn, ud);
+        } else {
+            char path[STORE_PATH_MAX];
+            snprintf(path, sizeof(path), "%s/%s", s->blobs, shard->d_name);
+            r = stray(s->blobs_fd, shard->d_name, path, fn, ud, 0);
         }
-        closedir(d);
     }
     closedir(top);
     return r;
@@ -387,16 +696,14 @@ int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const ch
 
 int store_room_for(struct store *s, uint64_t bytes)
 {
-    struct statvfs v;
-    if (statvfs(s->blobs, &v))
-        return 0;
-    return bytes > (uint64_t)v.f_bavail * v.f_frsize ? -ENOSPC : 0;
+    uint64_t room = room_above_reserve(s, s->blobs_fd);
+    return bytes > room ? -ENOSPC : 0;
 }
 
 uint64_t store_free_bytes(struct store *s)
 {
     struct statvfs v;
-    if (statvfs(s->blobs, &v))
+    if (fstatvfs(s->blobs_fd, &v))
         return 0;
     return (uint64_t)v.f_bavail * v.f_frsize;
 }

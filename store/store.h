@@ -3,6 +3,14 @@
  * A file appears under its digest's name only after its bytes were hashed and found to match,
  * fsynced, renamed into place and the directory fsynced. Partial fills live in <root>/tmp.
  *
+ * The store never follows a symbolic link below its root and never opens anything but a
+ * regular file as a blob: its directories are opened with O_NOFOLLOW and every name inside
+ * them is resolved relative to those descriptors (openat, renameat, unlinkat), so a link
+ * planted in place of a shard directory or a blob cannot make it read, write or remove a file
+ * elsewhere, and a FIFO or device planted as a blob is never waited on. It refuses a root that
+ * users other than its owner can write (sshd's StrictModes), and creates its directories 0700
+ * and its files 0600 whatever the umask.
+ *
  * Every function here does blocking disk I/O: callers on the event loop run them on libuv's
  * thread pool. A struct store_fill is used by one thread at a time. */
 #ifndef REGCACHE_STORE_STORE_H
@@ -13,20 +21,42 @@
 #include <sys/types.h>
 
 #define STORE_PATH_MAX 4096
+/* A fill re-reads the free space at least once per this many bytes written. */
+#define STORE_ROOM_CHECK_BYTES (1024 * 1024)
 
 struct store;
 struct store_fill;
 
-/* Creates root/blobs/sha256 and root/tmp as needed and removes stale partial fills. */
-int store_open(const char *root, struct store **out);
+/* Creates root (0700; missing parents 0755), root/blobs/sha256 and root/tmp as needed and
+ * removes stale partial fills. Refuses (-EPERM) a root, one of its directories or a parent of
+ * the root that a user other than the owner can write (a sticky parent such as /tmp is
+ * allowed), a root owned by another user (unless running as root) and symbolic links in place
+ * of its directories (-ELOOP), with a message naming the path and its mode in err. Warns when
+ * other users can read the root. */
+int store_open(const char *root, struct store **out, char *err, size_t errlen);
 void store_close(struct store *s);
 const char *store_root(const struct store *s);
 
-/* digest must be a valid "sha256:<64 hex>" (checked by the caller). */
+/* Bytes every write into the store leaves free on its filesystem (cache.min_free): a fill, an
+ * upload or a put that would go below it fails with -ENOSPC, and store_room_for counts it. */
+void store_set_reserve(struct store *s, uint64_t bytes);
+
+/* Creates <root>/name as an empty file of mode 0600 unless it exists (the index database, so
+ * that SQLite and its -wal and -shm files inherit the mode), and writes its path into path.
+ * Refuses a symbolic link or anything but a regular file there (-ELOOP, -EINVAL). */
+int store_private_file(struct store *s, const char *name, char *path, size_t len);
+
+/* digest must be a valid "sha256:<64 hex>" (checked by the caller). For messages and tests:
+ * the store itself never opens files by this path. */
 void store_blob_path(const struct store *s, const char *digest, char *out, size_t outlen);
 
-/* Opens a stored blob read-only. Returns 0 with *fd and *size, -ENOENT when absent. */
+/* Opens a stored blob read-only. Returns 0 with *fd and *size, -ENOENT when absent (or when
+ * something other than a regular file has its name), -ELOOP when its shard directory is a
+ * symbolic link. */
 int store_blob_open(struct store *s, const char *digest, int *fd, uint64_t *size);
+
+/* 1 when a regular file is stored under digest, else 0. */
+int store_has(struct store *s, const char *digest);
 
 /* Stores a complete in-memory object (a manifest) under digest after checking the bytes hash to
  * it. -EBADMSG on mismatch. Storing an object that is already present is a no-op. */
@@ -36,7 +66,8 @@ int store_put(struct store *s, const char *digest, const void *data, size_t len)
 int store_fill_begin(struct store *s, const char *digest, struct store_fill **out);
 /* The temporary file's descriptor: readable from any thread, valid until store_fill_free. */
 int store_fill_fd(const struct store_fill *f);
-/* Appends and hashes len bytes. Returns 0 or -errno. */
+/* Appends and hashes len bytes. Returns 0 or -errno; -ENOSPC also when the bytes would leave
+ * less than the reserve free (checked at least every STORE_ROOM_CHECK_BYTES). */
 int store_fill_write(struct store_fill *f, const void *data, size_t len);
 uint64_t store_fill_size(const struct store_fill *f);
 /* Verifies the hash, fsyncs, renames into place, fsyncs the directory. -EBADMSG on mismatch
@@ -55,16 +86,24 @@ int store_remove(struct store *s, const char *digest);
 /* Re-hashes a stored blob: 0 when its bytes match its name, -EBADMSG when not, -ENOENT. */
 int store_verify(struct store *s, const char *digest);
 
-/* Calls fn for every file under blobs/sha256 named like a digest, with its size; stops when fn
- * returns non-zero. Anything else found there is reported with digest NULL (name in path). */
+/* What store_each's fn returns for an entry reported with digest NULL to have it removed. */
+#define STORE_EACH_REMOVE 1
+
+/* Calls fn for every regular file under blobs/sha256 named like a digest, with its size; stops
+ * when fn returns a negative value and returns it. Anything else found there (other names,
+ * symbolic links, FIFOs, sockets, devices, a link in place of a shard directory) is reported
+ * with digest NULL and its path; when fn answers STORE_EACH_REMOVE that entry itself is
+ * removed (a link, never what it points to). Directories inside shards are left alone. The
+ * walk never follows a link and never removes anything outside the store. */
 int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const char *path,
                                           uint64_t size),
                void *ud);
 
 /* Free bytes on the store's filesystem (for unprivileged users), or 0 when unknown. */
 uint64_t store_free_bytes(struct store *s);
-/* 0 when a file of bytes fits on the store's filesystem now (or nobody can tell), -ENOSPC when
- * it does not. One statvfs(2): cheap enough for the event loop on a local filesystem. */
+/* 0 when a file of bytes fits on the store's filesystem now with the reserve left free (or
+ * nobody can tell), -ENOSPC when it does not. One statvfs(2): cheap enough for the event loop
+ * on a local filesystem. */
 int store_room_for(struct store *s, uint64_t bytes);
 
 /* sha256 of data as "sha256:<hex>" into out (at least 72 bytes). */

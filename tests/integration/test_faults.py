@@ -239,7 +239,7 @@ def small_disk_mirror_factory(mirror_factory):
     def make(upstreams):
         m = mirror_factory(upstreams, start=False)
         os.makedirs(m.storage)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", m.storage], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", m.storage], check=True)
         made.append(m)
         return m.start()
 

@@ -423,6 +423,59 @@ static void test_password_not_echoed(void)
     CHECK(strstr(err, "hunter2") == NULL);
 }
 
+/* password_file: relative to the config's directory, %d/ in $CREDENTIALS_DIRECTORY, one line
+ * without its line end; errors name file, line and key; user: must exist. */
+static void test_password_file_and_user(void)
+{
+    char secret[160], creds[160], cred[200];
+    snprintf(secret, sizeof(secret), "%s/pw", dir);
+    write_str(secret, "s3cret\r\n");
+    chmod(secret, 0600);
+    CHECK_EQ_INT(load("upstreams:\n  - {name: a, url: http://a, username: u,\n"
+                      "     password_file: pw}\n"), 0);
+    CHECK_STR(cfg.upstreams[0].password, "s3cret");
+    char yaml[400];
+    snprintf(yaml, sizeof(yaml), "upstreams:\n  - {name: a, url: http://a, username: u,\n"
+                                 "     password_file: %s}\n", secret);
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK_STR(cfg.upstreams[0].password, "s3cret");
+
+    snprintf(creds, sizeof(creds), "%s/creds", dir);
+    CHECK_EQ_INT(mkdir(creds, 0700), 0);
+    snprintf(cred, sizeof(cred), "%s/hub", creds);
+    write_str(cred, "from-systemd");
+    setenv("CREDENTIALS_DIRECTORY", creds, 1);
+    CHECK_EQ_INT(load("upstreams:\n  - {name: a, url: http://a, username: u,\n"
+                      "     password_file: '%d/hub'}\n"), 0);
+    CHECK_STR(cfg.upstreams[0].password, "from-systemd");
+    ERR("upstreams:\n  - {name: a, url: http://a, username: u,\n     password_file: '%d/../pw'}\n",
+        3, "upstreams[0].password_file", "no '/'");
+    unsetenv("CREDENTIALS_DIRECTORY");
+    ERR("upstreams:\n  - {name: a, url: http://a, username: u,\n     password_file: '%d/hub'}\n",
+        3, "upstreams[0].password_file", "$CREDENTIALS_DIRECTORY is not set");
+    unlink(cred);
+    rmdir(creds);
+
+    ERR("upstreams:\n  - {name: a, url: http://a, username: u,\n     password_file: nope}\n", 3,
+        "upstreams[0].password_file", "cannot read");
+    ERR("upstreams:\n  - {name: a, url: http://a, username: u, password: x,\n"
+        "     password_file: pw}\n", 3, "upstreams[0].password_file", "not both");
+    ERR("upstreams:\n  - {name: a, url: http://a, password_file: pw}\n", 2,
+        "upstreams[0].username", "required");
+    write_str(secret, "\n");
+    ERR("upstreams:\n  - {name: a, url: http://a, username: u, password_file: pw}\n", 2,
+        "upstreams[0].password_file", "is empty");
+    write_str(secret, "two\nlines\n");
+    ERR("upstreams:\n  - {name: a, url: http://a, username: u, password_file: pw}\n", 2,
+        "upstreams[0].password_file", "one line");
+    unlink(secret);
+
+    CHECK_EQ_INT(load("user: root\n"), 0);
+    CHECK_STR(cfg.user, "root");
+    ERR("\nuser: no-such-user-at-all\n", 2, "user", "no such user");
+    ERR("user: ''\n", 1, "user", "must not be empty");
+}
+
 static void test_files(void)
 {
     char small[16];
@@ -493,6 +546,7 @@ int main(void)
     test_upstream_limits();
     test_errors();
     test_password_not_echoed();
+    test_password_file_and_user();
     test_files();
 
     config_free(&cfg);

@@ -1,9 +1,11 @@
-/* The content-addressed store: verified writes, streaming fills, and that nothing unverified
- * ever appears under a digest's name. */
+/* The content-addressed store: verified writes, streaming fills, that nothing unverified ever
+ * appears under a digest's name, and that a hostile storage directory (links, FIFOs, loose
+ * modes) cannot make it read, write or remove anything outside. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -137,9 +139,239 @@ static void test_stale_fills_removed(void)
     CHECK(fd >= 0);
     close(fd);
     struct store *s;
-    CHECK_EQ_INT(store_open(root, &s), 0);
+    CHECK_EQ_INT(store_open(root, &s, NULL, 0), 0);
     CHECK(!exists(stale));
     store_close(s);
+}
+
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) ? 0 : (unsigned)(st.st_mode & 07777);
+}
+
+static void sub(char *out, size_t len, const char *rel)
+{
+    snprintf(out, len, "%s/%s", root, rel);
+}
+
+/* A fresh store: directories 0700, files 0600, whatever the umask. */
+static void test_fresh_modes(void)
+{
+    char r[300], p[STORE_PATH_MAX], d[80], path[STORE_PATH_MAX];
+    snprintf(r, sizeof(r), "%s/fresh/store", root);
+    mode_t old = umask(0);
+    struct store *s;
+    CHECK_EQ_INT(store_open(r, &s, NULL, 0), 0);
+    CHECK_EQ_INT(mode_of(r), 0700);
+    snprintf(p, sizeof(p), "%s/blobs", r);
+    CHECK_EQ_INT(mode_of(p), 0700);
+    snprintf(p, sizeof(p), "%s/blobs/sha256", r);
+    CHECK_EQ_INT(mode_of(p), 0700);
+    snprintf(p, sizeof(p), "%s/tmp", r);
+    CHECK_EQ_INT(mode_of(p), 0700);
+    store_digest_of("m", 1, d);
+    CHECK_EQ_INT(store_put(s, d, "m", 1), 0);
+    store_blob_path(s, d, path, sizeof(path));
+    CHECK_EQ_INT(mode_of(path), 0600);
+    snprintf(p, sizeof(p), "%s/blobs/sha256/%.2s", r, d + 7);
+    CHECK_EQ_INT(mode_of(p), 0700);
+    CHECK_EQ_INT(store_private_file(s, "regcache.db", p, sizeof(p)), 0);
+    CHECK_EQ_INT(mode_of(p), 0600);
+    CHECK_EQ_INT(store_private_file(s, "regcache.db", p, sizeof(p)), 0); /* exists: fine */
+    umask(old);
+    store_close(s);
+}
+
+/* sshd's StrictModes: a root (or a directory in it) others can write is refused by name. */
+static void test_loose_modes_refused(void)
+{
+    char r[300], p[STORE_PATH_MAX], err[512];
+    struct store *s = NULL;
+    snprintf(r, sizeof(r), "%s/loose", root);
+    CHECK_EQ_INT(mkdir(r, 0700), 0);
+    CHECK_EQ_INT(chmod(r, 0777), 0);
+    err[0] = '\0';
+    CHECK_EQ_INT(store_open(r, &s, err, sizeof(err)), -EPERM);
+    CHECK_CONTAINS(err, r);
+    CHECK_CONTAINS(err, "0777");
+    CHECK_EQ_INT(chmod(r, 0770), 0);
+    CHECK_EQ_INT(store_open(r, &s, err, sizeof(err)), -EPERM);
+    CHECK_CONTAINS(err, "0770");
+    CHECK_EQ_INT(chmod(r, 0700), 0);
+    CHECK_EQ_INT(store_open(r, &s, err, sizeof(err)), 0);
+    store_close(s);
+    snprintf(p, sizeof(p), "%s/tmp", r);
+    CHECK_EQ_INT(chmod(p, 0733), 0);
+    CHECK_EQ_INT(store_open(r, &s, err, sizeof(err)), -EPERM);
+    CHECK_CONTAINS(err, p);
+    CHECK_EQ_INT(chmod(p, 0700), 0);
+    /* a link in place of blobs/ */
+    char outside[300];
+    snprintf(outside, sizeof(outside), "%s/outside-blobs", root);
+    CHECK_EQ_INT(mkdir(outside, 0700), 0);
+    snprintf(p, sizeof(p), "%s/blobs", r);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", p);
+    CHECK_EQ_INT(system(cmd), 0);
+    CHECK_EQ_INT(symlink(outside, p), 0);
+    CHECK_EQ_INT(store_open(r, &s, err, sizeof(err)), -ELOOP);
+    CHECK_CONTAINS(err, "symbolic link");
+}
+
+static int write_file(const char *path, const char *data, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0)
+        return -1;
+    int r = write(fd, data, strlen(data)) == (ssize_t)strlen(data) ? 0 : -1;
+    close(fd);
+    return r;
+}
+
+static int count_entries(void *ud, const char *digest, const char *path, uint64_t size)
+{
+    (void)path;
+    (void)size;
+    size_t *n = ud;
+    n[digest ? 0 : 1]++;
+    return digest ? 0 : STORE_EACH_REMOVE;
+}
+
+/* A link in place of a shard directory: nothing is read, written or removed through it. */
+static void test_symlinked_shard(struct store *s)
+{
+    const char *secret = "top secret";
+    char d[80], outside[300], p[STORE_PATH_MAX], shard[STORE_PATH_MAX], victim[STORE_PATH_MAX];
+    store_digest_of(secret, strlen(secret), d);
+    snprintf(outside, sizeof(outside), "%s/outside", root);
+    CHECK_EQ_INT(mkdir(outside, 0700), 0);
+    snprintf(p, sizeof(p), "%s/%s", outside, d + 7);
+    CHECK_EQ_INT(write_file(p, secret, 0600), 0);
+    snprintf(victim, sizeof(victim), "%s/victim", outside);
+    CHECK_EQ_INT(write_file(victim, "keep me", 0644), 0);
+    char rel[64];
+    snprintf(rel, sizeof(rel), "blobs/sha256/%.2s", d + 7);
+    sub(shard, sizeof(shard), rel);
+    CHECK_EQ_INT(symlink(outside, shard), 0);
+
+    int fd = -1;
+    uint64_t size;
+    CHECK_EQ_INT(store_blob_open(s, d, &fd, &size), -ELOOP);
+    CHECK(!store_has(s, d));
+    CHECK_EQ_INT(store_verify(s, d), -ELOOP);
+    CHECK_EQ_INT(store_remove(s, d), -ENOENT);
+    CHECK(exists(p));
+    /* a write into that shard fails and leaves nothing in the link's target */
+    char pushed[80];
+    const char *evil = "* * * * * root evil";
+    store_digest_of(evil, strlen(evil), pushed);
+    char evil_shard[STORE_PATH_MAX];
+    snprintf(rel, sizeof(rel), "blobs/sha256/%.2s", pushed + 7);
+    sub(evil_shard, sizeof(evil_shard), rel);
+    if (strcmp(evil_shard, shard)) {
+        rmdir(evil_shard);
+        CHECK_EQ_INT(symlink(outside, evil_shard), 0);
+    }
+    struct store_fill *f;
+    CHECK_EQ_INT(store_fill_begin(s, "", &f), 0);
+    CHECK_EQ_INT(store_fill_write(f, evil, strlen(evil)), 0);
+    CHECK_EQ_INT(store_fill_commit_as(f, pushed), -ELOOP);
+    store_fill_free(f);
+    CHECK_EQ_INT(store_put(s, pushed, evil, strlen(evil)), -ELOOP);
+    snprintf(p, sizeof(p), "%s/%s", outside, pushed + 7);
+    CHECK(!exists(p));
+    CHECK_EQ_INT(count_tmp(), 0);
+
+    /* the walk reports the links (not what they point to) and removes only them */
+    size_t n[2] = {0, 0};
+    CHECK_EQ_INT(store_each(s, count_entries, n), 0);
+    CHECK(n[1] >= 1);
+    CHECK(!exists(shard));
+    CHECK_EQ_INT(mode_of(shard), 0);
+    snprintf(p, sizeof(p), "%s/%s", outside, d + 7);
+    CHECK(exists(p));
+    CHECK(exists(victim));
+    rmdir(evil_shard);
+    unlink(evil_shard);
+}
+
+/* A FIFO, a link to a file and a directory under a blob's name: never opened, never served. */
+static void test_not_regular_blobs(struct store *s)
+{
+    char d[80], path[STORE_PATH_MAX], target[300];
+    int fd = -1;
+    uint64_t size;
+    store_digest_of("fifo", 4, d);
+    store_blob_path(s, d, path, sizeof(path));
+    char dir[STORE_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
+    mkdir(dir, 0700);
+    CHECK_EQ_INT(mkfifo(path, 0600), 0);
+    CHECK_EQ_INT(store_blob_open(s, d, &fd, &size), -ENOENT); /* returns: does not wait */
+    CHECK(!store_has(s, d));
+    CHECK_EQ_INT(store_verify(s, d), -ENOENT);
+    /* a fill of that digest replaces the FIFO */
+    CHECK_EQ_INT(store_put(s, d, "fifo", 4), 0);
+    CHECK_EQ_INT(store_blob_open(s, d, &fd, &size), 0);
+    CHECK_EQ_U64(size, 4);
+    close(fd);
+
+    store_digest_of("link", 4, d);
+    store_blob_path(s, d, path, sizeof(path));
+    snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
+    mkdir(dir, 0700);
+    snprintf(target, sizeof(target), "%s/linked-secret", root);
+    CHECK_EQ_INT(write_file(target, "link", 0600), 0);
+    CHECK_EQ_INT(symlink(target, path), 0);
+    CHECK_EQ_INT(store_blob_open(s, d, &fd, &size), -ENOENT);
+    CHECK(!store_has(s, d));
+    size_t n[2] = {0, 0};
+    CHECK_EQ_INT(store_each(s, count_entries, n), 0);
+    CHECK_EQ_INT(mode_of(path), 0); /* the link went */
+    CHECK(exists(target));          /* its target stayed */
+}
+
+/* The reserve (cache.min_free): a write that would go below it fails with -ENOSPC and writes
+ * nothing. (Other processes share this filesystem: the amounts leave them room; the crossing in
+ * the middle of a blob is tested on a tmpfs of its own in test_files_hostile.py.) */
+static uint64_t free_now(void)
+{
+    struct statvfs v;
+    return statvfs(root, &v) ? 0 : (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+static void test_reserve(struct store *s)
+{
+    char d[80];
+    store_digest_of("x", 1, d);
+    struct store_fill *f;
+    static char chunk[4 << 20];
+    memset(chunk, 'x', sizeof(chunk));
+
+    /* 1 MiB above the reserve: 64 KiB go in, then 4 MiB do not, and nothing of them is written */
+    store_set_reserve(s, free_now() - (1 << 20));
+    CHECK_EQ_INT(store_fill_begin(s, d, &f), 0);
+    CHECK_EQ_INT(store_fill_write(f, chunk, 64 << 10), 0);
+    CHECK_EQ_INT(store_fill_write(f, chunk, sizeof(chunk)), -ENOSPC);
+    CHECK_EQ_U64(store_fill_size(f), 64 << 10);
+    struct stat st;
+    CHECK_EQ_INT(fstat(store_fill_fd(f), &st), 0);
+    CHECK_EQ_U64(st.st_size, 64 << 10);
+    store_fill_free(f);
+    CHECK_EQ_INT(count_tmp(), 0);
+    store_set_reserve(s, free_now() - (1 << 20));
+    CHECK_EQ_INT(store_room_for(s, 4 << 20), -ENOSPC);
+    CHECK_EQ_INT(store_room_for(s, 1000), 0);
+    CHECK_EQ_INT(store_put(s, d, "x", 1), 0); /* small writes still fit */
+    uint64_t free_bytes = free_now();
+    store_set_reserve(s, free_bytes + (1 << 20));
+    char d2[80];
+    store_digest_of("y", 1, d2);
+    CHECK_EQ_INT(store_put(s, d2, "y", 1), -ENOSPC);
+    CHECK_EQ_INT(store_room_for(s, 1), -ENOSPC);
+    store_set_reserve(s, 0);
+    CHECK_EQ_INT(store_put(s, d2, "y", 1), 0);
 }
 
 int main(void)
@@ -149,12 +381,17 @@ int main(void)
         return 1;
     test_digest_of();
     struct store *s;
-    CHECK_EQ_INT(store_open(root, &s), 0);
+    CHECK_EQ_INT(store_open(root, &s, NULL, 0), 0);
     test_put_and_open(s);
     test_fill_ok(s);
     test_fill_mismatch_and_abort(s);
+    test_symlinked_shard(s);
+    test_not_regular_blobs(s);
+    test_reserve(s);
     store_close(s);
     test_stale_fills_removed();
+    test_fresh_modes();
+    test_loose_modes_refused();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     if (system(cmd))

@@ -129,6 +129,12 @@ struct hosted_manifest_info {
 int hosted__manifest_parse(const char *body, size_t len, struct hosted_manifest_info *info);
 void hosted__manifest_info_free(struct hosted_manifest_info *info);
 
+/* The manifest media type [s, s+len) names (compared without case, parameters after ';' and
+ * spaces ignored), in its canonical spelling: OCI and Docker image manifests, indexes and
+ * lists, the OCI artifact manifest. NULL for anything else (text/html included): only these
+ * are accepted and served. */
+const char *hosted__manifest_type(const char *s, size_t len);
+
 /* Appends a referrers-index descriptor:
  * {"mediaType":..,"digest":..,"size":..[,"artifactType":..][,"annotations":{..}]}. */
 int hosted__descriptor(struct buf *out, const char *media_type, const char *digest, uint64_t size,

@@ -1,0 +1,141 @@
+"""Hosted repositories against hostile pushers and readers: what a push may store and how it
+is served back, routing that an explicit upstream decides, upload sessions that are abandoned
+by the thousand, pushes that would fill the disk, blobs read through a repository that does
+not hold them, and an empty catalog (under the sanitizer build too)."""
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from helpers import assert_error, get, wait_until
+from mirror import request
+from ocipush import OCI_MANIFEST, digest_of, push_blob, push_image, put_manifest
+from scripted import Scripted, image_manifest
+from test_auth import ALICE, BOB, basic, make_users
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+@pytest.fixture
+def scripted():
+    """make() -> a started scripted upstream; all are stopped after the test."""
+    made = []
+
+    def make():
+        s = Scripted()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def open_mirror(mirror_factory, ups, tmp_dir, hosted=("team/*",), auth=True, names=None,
+                **hosted_keys):
+    """A mirror with hosted patterns (and hosted.* keys when given); alice and bob may push."""
+    extra = {"hosted": {"repositories": list(hosted), **hosted_keys} if hosted_keys
+             else list(hosted)}
+    if auth:
+        extra["auth"] = {"htpasswd": make_users(tmp_dir, ALICE, BOB)}
+    return mirror_factory(ups, extra=extra, names=names)
+
+
+def config_blob(seed):
+    return json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
+
+
+# -- item 5: a push stores and serves manifest media types only --------------------------------
+
+def test_manifest_push_of_another_media_type_is_refused(mirror_factory, scripted, tmp_dir):
+    """A PUT whose Content-Type is text/html (a stored XSS once served back), or whose body's
+    mediaType is not a manifest's or disagrees with the Content-Type, or whose body is not a
+    JSON object, is 400 MANIFEST_INVALID and nothing is tagged; manifest types are taken."""
+    up = scripted()
+    m = open_mirror(mirror_factory, [up], tmp_dir)
+    auth = basic(*ALICE)
+    cfg = config_blob(5)
+    push_blob(m, "team/app", cfg, auth)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                      "digest": digest_of(cfg), "size": len(cfg)}, "layers": []}
+    html = {"schemaVersion": 2, "config": doc["config"], "layers": [],
+            "x": "<script>alert(1)</script>"}
+    refusals = [
+        ("html", html, "text/html"),
+        ("html2", dict(html, mediaType="text/html"), "text/html"),
+        ("inner", dict(html, mediaType="text/html"), OCI_MANIFEST),
+        ("json", html, "application/json"),
+        ("mismatch", doc, DOCKER_MANIFEST),
+        ("array", b'[{"mediaType":"%s"}]' % OCI_MANIFEST.encode(), OCI_MANIFEST),
+    ]
+    for tag, body, ctype in refusals:
+        s, _, rbody, _ = put_manifest(m, "team/app", tag, body, auth, media_type=ctype)
+        assert_error(s, rbody, 400, "MANIFEST_INVALID")
+        s, h, _ = get(m, f"/v2/team/app/manifests/{tag}", headers={})
+        assert s == 404, (tag, s, h.get("content-type"))
+    # what is a manifest still goes in, and comes back with its type; a Content-Type with
+    # parameters or in capitals is taken in its canonical spelling
+    s, _, rbody, raw = put_manifest(m, "team/app", "v1", doc, auth,
+                                    media_type=OCI_MANIFEST.upper() + "; charset=utf-8")
+    assert s == 201, rbody
+    s, h, body = get(m, "/v2/team/app/manifests/v1", headers={})
+    assert s == 200 and body == raw and h["content-type"] == OCI_MANIFEST
+    # no Content-Type: the body's mediaType decides; neither: an OCI image manifest
+    docker_doc = dict(doc, mediaType=DOCKER_MANIFEST)
+    raw = json.dumps(docker_doc).encode()
+    s, _, rbody, _ = request(m.port, "PUT", "/v2/team/app/manifests/v2", auth, body=raw)
+    assert s == 201, rbody
+    assert get(m, "/v2/team/app/manifests/v2", headers={})[1]["content-type"] == DOCKER_MANIFEST
+    assert up.requests(path="/team/") == []
+
+
+# -- item 13: an explicit upstream never reaches hosted content --------------------------------
+
+def test_explicit_upstream_is_never_answered_from_hosted(mirror_factory, scripted, tmp_dir):
+    """team/app is hosted; team/app?ns=quay.example and /v2/quay.example/team/app name the
+    upstream quay.example and get its image (asked there), never the hosted one; a push with
+    an explicit upstream is refused, and without one it still goes to hosted."""
+    hub, quay = scripted(), scripted()
+    quay_digest, quay_raw, _ = quay.image("team/app", "v1")
+    m = open_mirror(mirror_factory, [hub, quay], tmp_dir, hosted=("team/*",),
+                    names=["docker.io", "quay.example"])
+    auth = basic(*ALICE)
+    hosted_raw, _ = push_image(m, "team/app", "v1", auth, seed=13)
+    s, _, body = get(m, "/v2/team/app/manifests/v1")
+    assert s == 200 and body == hosted_raw
+    for path in ("/v2/team/app/manifests/v1?ns=quay.example",
+                 "/v2/quay.example/team/app/manifests/v1"):
+        s, h, body = get(m, path)
+        assert s == 200, (path, s, body[:200])
+        assert body == quay_raw and h["docker-content-digest"] == quay_digest, path
+    assert len(quay.requests(path=r"^/v2/team/app/manifests/")) >= 1
+    # an ns naming no upstream is not hosted either
+    s, _, body = get(m, "/v2/team/app/manifests/v1?ns=nowhere.example")
+    assert_error(s, body, 404, "NAME_UNKNOWN")
+    # pushes through an explicit upstream are refused, like any push into a proxied repository
+    s, _, body, _ = request(m.port, "POST", "/v2/team/app/blobs/uploads/?ns=quay.example", auth)
+    assert_error(s, body, 405, "UNSUPPORTED")
+    s, _, body, _ = request(m.port, "POST", "/v2/quay.example/team/app/blobs/uploads/", auth)
+    assert_error(s, body, 405, "UNSUPPORTED")
+    assert hub.requests(path="/team/") == []
+
+
+# -- item 19: an empty catalog -----------------------------------------------------------------
+
+def test_empty_catalog_is_listed(mirror_factory, scripted, tmp_dir):
+    """Nothing cached, nothing hosted: _catalog answers an empty list, paged or not (the
+    sanitizer build runs this too: sorting no names must not touch a NULL array)."""
+    up = scripted()
+    for hosted in (("team/*",), ()):
+        m = open_mirror(mirror_factory, [up], tmp_dir, hosted=hosted, auth=False) if hosted \
+            else mirror_factory([up])
+        for q in ("", "?n=10", "?n=0", "?last=zzz", "?n=1&last=a"):
+            s, h, body = get(m, "/v2/_catalog" + q, headers={})
+            assert s == 200, (q, body)
+            assert json.loads(body) == {"repositories": []} and "link" not in h, q
+        m.stop()
+        assert "runtime error" not in m.log_text() and "AddressSanitizer" not in m.log_text()

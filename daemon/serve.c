@@ -51,6 +51,7 @@ static void finish(struct daemon *d)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
     auth_shutdown(d->auth);
+    hosted_shutdown(d->hosted);
     http_server_close_all(d->http);
     cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
@@ -217,6 +218,7 @@ int serve(const struct config *cfg)
 out_cache:
     registry_free(d.registry);
     auth_shutdown(d.auth);
+    hosted_shutdown(d.hosted);
     cache_shutdown(d.cache);
     db_detach(d.db);
 out_up:

@@ -92,7 +92,6 @@ static void work_check_and_store(uv_work_t *w)
 {
     struct op *o = w->data;
     char path[STORE_PATH_MAX];
-    o->missing = 0;
     for (size_t i = 0; i < o->n_refs; i++) {
         /* the store keeps sha256 content only: anything else can never be there */
         if (!ref_digest_is_sha256(o->refs[i], strlen(o->refs[i]))) {
@@ -146,6 +145,8 @@ static void manifest_stored(struct op *o)
         free(map_put(h->manifests, key, mt));
     db_put_blob(h->db, o->digest, o->body.len, o->media_type, clock_wall_ms());
     db_hosted_blob(h->db, o->rt.name, o->digest, o->media_type, 1);
+    hosted__link(h, o->rt.name, o->digest);
+    hosted__count(h, o->digest, o->body.len);
     for (size_t i = 0; i < o->n_refs; i++) {
         db_hosted_blob(h->db, o->rt.name, o->refs[i], NULL, 1);
         db_hosted_ref(h->db, o->digest, o->refs[i]);
@@ -246,6 +247,16 @@ static void manifest_body_end(void *ud, int status)
     const char *why = pick_media_type(o, body, o->body.len);
     if (why) {
         hosted__fail(o, 400, "MANIFEST_INVALID", why);
+        return;
+    }
+    /* what it is made of must be this repository's (pushed or mounted into it): a manifest
+     * naming another repository's digest would otherwise hand out that repository's blobs */
+    o->missing = 0;
+    for (size_t i = 0; i < o->n_refs; i++)
+        o->missing += !hosted__linked(o->h, o->rt.name, o->refs[i]);
+    int room = hosted__room(o->h, o->body.len);
+    if (room) {
+        hosted__fail_room(o, room);
         return;
     }
     hosted__run(o, work_check_and_store, manifest_stored);

@@ -513,7 +513,7 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         return;
     }
     if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG && for_hosted(r, &rt)) {
-        hosted_handle(r->hosted, c, req, &rt); /* never upstream */
+        hosted_handle(r->hosted, c, req, &rt, user); /* never upstream */
         return;
     }
     if (parsed && rt.bad_reference && for_hosted(r, &rt)) {

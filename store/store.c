@@ -249,9 +249,30 @@ uint64_t store_fill_size(const struct store_fill *f)
     return f->size;
 }
 
+int store_fill_park(struct store_fill *f)
+{
+    if (f->fd < 0)
+        return 0;
+    int r = close(f->fd) ? -errno : 0;
+    f->fd = -1;
+    return r;
+}
+
+/* Reopens a parked fill's file, at its end. */
+static int fill_unpark(struct store_fill *f)
+{
+    if (f->fd >= 0)
+        return 0;
+    f->fd = open(f->tmp_path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    return f->fd < 0 ? -errno : 0;
+}
+
 int store_fill_write(struct store_fill *f, const void *data, size_t len)
 {
-    int r = write_all(f->fd, data, len);
+    int r = fill_unpark(f);
+    if (r)
+        return r;
+    r = write_all(f->fd, data, len);
     if (r)
         return r;
     EVP_DigestUpdate(f->md, data, len);
@@ -272,7 +293,9 @@ int store_fill_commit(struct store_fill *f)
         unlink(f->tmp_path);
         return -EBADMSG;
     }
-    int r = publish(f->store, f->fd, f->tmp_path, f->digest);
+    int r = fill_unpark(f);
+    if (!r)
+        r = publish(f->store, f->fd, f->tmp_path, f->digest);
     if (r)
         unlink(f->tmp_path);
     return r;
@@ -296,7 +319,8 @@ void store_fill_free(struct store_fill *f)
     if (!f)
         return;
     store_fill_abort(f);
-    close(f->fd);
+    if (f->fd >= 0)
+        close(f->fd);
     EVP_MD_CTX_free(f->md);
     free(f);
 }

@@ -65,14 +65,12 @@ static void upload_drop(struct hosted *h, struct upload *u)
     free(u);
 }
 
-/* Ends a request on an upload that goes on: its descriptor is closed until the next request
- * (on the loop, before the answer goes out, so that the next request finds it idle: closing a
- * file nobody fsyncs does not wait for the disk), then o is freed. */
-static void upload_release(struct op *o)
+/* Before the answer to a request on an upload that goes on: its descriptor is closed until
+ * the next request (on the loop: closing a file nobody fsyncs does not wait for the disk). */
+static void upload_park(struct op *o)
 {
     if (o->up)
         store_fill_park(o->up->sf);
-    hosted__op_free(o); /* marks the upload idle from now */
 }
 
 static void work_upload_write(uv_work_t *w)
@@ -217,18 +215,19 @@ static void upload_finish(struct op *o)
         upload_drop(o->h, o->up);
         o->up = NULL;
     }
+    upload_park(o);
     if (o->body_status || !conn_alive(o->c)) {
-        upload_release(o);
+        hosted__op_free(o);
         return;
     }
     if (o->rc == -ENOSPC || o->rc == -EDQUOT) {
         respond_error(o->c, 0, 507, "DENIED", room_message(o->rc), NULL);
-        upload_release(o);
+        hosted__op_free(o);
         return;
     }
     if (o->rc) {
         respond_error(o->c, 0, 500, "BLOB_UPLOAD_INVALID", "cannot write the upload", NULL);
-        upload_release(o);
+        hosted__op_free(o);
         return;
     }
     if (o->digest[0]) {
@@ -238,7 +237,7 @@ static void upload_finish(struct op *o)
     char headers[900];
     upload_headers(headers, sizeof(headers), o->up);
     conn_respond(o->c, 202, headers, NULL, 0, 0);
-    upload_release(o);
+    hosted__op_free(o);
 }
 
 static void start_body(struct op *o)
@@ -253,8 +252,9 @@ static void start_body(struct op *o)
             upload_drop(o->h, o->up);
             o->up = NULL;
         }
+        upload_park(o);
         respond_error(o->c, 0, 507, "DENIED", room_message(room), NULL);
-        upload_release(o);
+        hosted__op_free(o);
         return;
     }
     /* an upload's body goes to disk in pieces: its buffers are bounded by the piece size, not

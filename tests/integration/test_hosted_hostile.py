@@ -139,3 +139,91 @@ def test_empty_catalog_is_listed(mirror_factory, scripted, tmp_dir):
             assert json.loads(body) == {"repositories": []} and "link" not in h, q
         m.stop()
         assert "runtime error" not in m.log_text() and "AddressSanitizer" not in m.log_text()
+
+
+# -- item 9: abandoned upload sessions ---------------------------------------------------------
+
+def upload_fds(m):
+    """Descriptors the mirror holds on upload files (store tmp/)."""
+    fd_dir = f"/proc/{m.proc.pid}/fd"
+    tmp = os.path.join(m.storage, "tmp")
+    n = 0
+    for fd in os.listdir(fd_dir):
+        try:
+            n += os.readlink(os.path.join(fd_dir, fd)).startswith(tmp + "/")
+        except OSError:
+            pass
+    return n
+
+
+def upload_files(m):
+    return len(os.listdir(os.path.join(m.storage, "tmp")))
+
+
+def test_upload_sessions_are_capped_per_user_and_hold_no_descriptors(mirror_factory, scripted,
+                                                                     tmp_dir):
+    """One user's POSTs that are never followed up stop at the per-client cap (default 64) with
+    429 TOOMANYREQUESTS and a Retry-After, while another user still starts sessions and pushes;
+    the open sessions hold no descriptor; a session then goes on (PATCH, PUT) as usual."""
+    up = scripted()
+    m = open_mirror(mirror_factory, [up], tmp_dir)
+    alice, bob = basic(*ALICE), basic(*BOB)
+    for i in range(64):
+        s, h, body, _ = request(m.port, "POST", "/v2/team/app/blobs/uploads/", alice)
+        assert s == 202, (i, s, body)
+        if i == 0:
+            first = h["location"]
+    s, h, body, _ = request(m.port, "POST", "/v2/team/app/blobs/uploads/", alice)
+    assert_error(s, body, 429, "TOOMANYREQUESTS")
+    assert int(h["retry-after"]) > 0
+    assert upload_fds(m) == 0, "idle upload sessions hold descriptors"
+    # another user is not affected
+    s, _, body, _ = request(m.port, "POST", "/v2/team/other/blobs/uploads/", bob)
+    assert s == 202, body
+    push_blob(m, "team/other", b"bob's layer", bob)
+    # an idle session reopens its file on the next request
+    data = os.urandom(100 * 1024)
+    s, h, body, _ = request(m.port, "PATCH", first, dict(alice, **{"Content-Range":
+                                                                    f"0-{len(data) - 1}"}),
+                            body=data)
+    assert s == 202 and h["range"] == f"0-{len(data) - 1}", body
+    assert upload_fds(m) == 0
+    s, _, body, _ = request(m.port, "PUT", f"{first}?digest={digest_of(data)}", alice)
+    assert s == 201, body
+    assert get(m, f"/v2/team/app/blobs/{digest_of(data)}", headers={})[2] == data
+    # with one session done, alice may start one more
+    assert request(m.port, "POST", "/v2/team/app/blobs/uploads/", alice)[0] == 202
+
+
+def test_idle_upload_sessions_expire(mirror_factory, scripted, tmp_dir):
+    """With hosted.upload_timeout 2s, sessions nobody continues are gone (their temporary files
+    too: 404 BLOB_UPLOAD_UNKNOWN afterwards) and their owner may start new ones; a session in
+    use is kept alive by its requests."""
+    up = scripted()
+    m = open_mirror(mirror_factory, [up], tmp_dir, upload_timeout="2s", max_uploads_per_client=5)
+    alice = basic(*ALICE)
+    locs = []
+    for _ in range(5):
+        s, h, _, _ = request(m.port, "POST", "/v2/team/app/blobs/uploads/", alice)
+        assert s == 202
+        locs.append(h["location"])
+    assert request(m.port, "POST", "/v2/team/app/blobs/uploads/", alice)[0] == 429
+    assert upload_files(m) == 5
+    # one of them is kept going
+    kept, sent = locs[0], 0
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        s, _, body, _ = request(m.port, "PATCH", kept, dict(alice, **{"Content-Range":
+                                                                       f"{sent}-{sent}"}),
+                                body=b"x")
+        assert s == 202, body
+        sent += 1
+        time.sleep(0.5)
+    wait_until(lambda: upload_files(m) == 1, timeout=10, what="idle sessions expired")
+    for loc in locs[1:]:
+        s, _, body, _ = request(m.port, "GET", loc, alice)
+        assert_error(s, body, 404, "BLOB_UPLOAD_UNKNOWN")
+    s, h, _, _ = request(m.port, "GET", kept, alice)
+    assert s == 204 and h["range"] == f"0-{sent - 1}"
+    assert request(m.port, "POST", "/v2/team/app/blobs/uploads/", alice)[0] == 202
+    assert "upload sessions idle" in m.log_text()

@@ -243,20 +243,12 @@ static void upload_finish(struct op *o)
 static void start_body(struct op *o)
 {
     o->up->busy = 1;
-    /* a body announced too large for the disk or hosted.max_size is refused before a byte of
-     * it is read (the connection then closes); a chunked one is checked as it arrives */
-    int room = o->req->content_length > 0 ? hosted__room(o->h, (uint64_t)o->req->content_length)
-                                          : 0;
-    if (room) {
-        if (o->digest[0]) {
-            upload_drop(o->h, o->up);
-            o->up = NULL;
-        }
-        upload_park(o);
-        respond_error(o->c, 0, 507, "DENIED", room_message(room), NULL);
-        hosted__op_free(o);
-        return;
-    }
+    /* a body announced too large for the disk or hosted.max_size is refused without writing
+     * a byte of it, but read away first, so that the client reads the answer (a close with
+     * unread bytes would reset the connection before it could); a chunked one is checked as
+     * it arrives */
+    if (o->req->content_length > 0)
+        o->rc = hosted__room(o->h, (uint64_t)o->req->content_length);
     /* an upload's body goes to disk in pieces: its buffers are bounded by the piece size, not
      * by limits.max_manifest_size (which bounds manifests held whole) */
     o->body.max = o->writing.max;

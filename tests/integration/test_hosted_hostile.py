@@ -227,3 +227,190 @@ def test_idle_upload_sessions_expire(mirror_factory, scripted, tmp_dir):
     assert s == 204 and h["range"] == f"0-{sent - 1}"
     assert request(m.port, "POST", "/v2/team/app/blobs/uploads/", alice)[0] == 202
     assert "upload sessions idle" in m.log_text()
+
+
+# -- item 20: a repository serves, mounts and references only what it holds --------------------
+
+def test_blobs_are_read_and_mounted_only_through_a_repository_holding_them(
+        mirror_factory, scripted, tmp_dir):
+    """A blob pushed to team/a is 404 BLOB_UNKNOWN through team/b (and so is a blob cached from
+    an upstream); a mount from a repository that does not hold it is an ordinary upload session
+    (202), from one that does a 201, after which team/b serves it, across a restart too; a
+    manifest of team/c naming team/a's blob is 400 MANIFEST_BLOB_UNKNOWN."""
+    up = scripted()
+    cached = b"a layer cached from the upstream"
+    up.blob(cached)
+    m = open_mirror(mirror_factory, [up], tmp_dir)
+    auth = basic(*ALICE)
+    data = os.urandom(4096)
+    d = push_blob(m, "team/a", data, auth)
+    assert get(m, f"/v2/team/a/blobs/{d}", headers={})[2] == data
+    for method in ("GET", "HEAD"):
+        s, _, body = get(m, f"/v2/team/b/blobs/{d}", method=method, headers={})
+        assert s == 404, (method, s)
+        if method == "GET":
+            assert_error(s, body, 404, "BLOB_UNKNOWN")
+    # a blob the cache holds is not hosted content
+    cd = digest_of(cached)
+    assert get(m, f"/v2/library/x/blobs/{cd}", headers={})[2] == cached
+    assert_error(*get(m, f"/v2/team/a/blobs/{cd}", headers={})[::2], 404, "BLOB_UNKNOWN")
+    # mounts
+    for src in ("team/nothing", "library/x", "team/b"):
+        s, h, body, _ = request(m.port, "POST",
+                                f"/v2/team/b/blobs/uploads/?mount={d}&from={src}", auth)
+        assert s == 202 and "/blobs/uploads/" in h["location"], (src, s, body)
+    assert get(m, f"/v2/team/b/blobs/{d}", headers={})[0] == 404
+    s, h, body, _ = request(m.port, "POST", f"/v2/team/b/blobs/uploads/?mount={d}&from=team/a",
+                            auth)
+    assert s == 201 and h["location"] == f"/v2/team/b/blobs/{d}", body
+    assert get(m, f"/v2/team/b/blobs/{d}", headers={})[2] == data
+    # a manifest may only use what its repository holds
+    cfg = config_blob(20)
+    push_blob(m, "team/c", cfg, auth)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                      "digest": digest_of(cfg), "size": len(cfg)},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d,
+                       "size": len(data)}]}
+    s, _, body, _ = put_manifest(m, "team/c", "v1", doc, auth)
+    assert_error(s, body, 400, "MANIFEST_BLOB_UNKNOWN")
+    assert get(m, f"/v2/team/c/blobs/{d}", headers={})[0] == 404
+    push_blob(m, "team/c", data, auth)
+    s, _, body, _ = put_manifest(m, "team/c", "v1", doc, auth)
+    assert s == 201, body
+    # what each repository holds survives a restart
+    m.stop()
+    m.start()
+    assert get(m, f"/v2/team/b/blobs/{d}", headers={})[2] == data
+    assert get(m, f"/v2/team/c/blobs/{d}", headers={})[2] == data
+    assert get(m, f"/v2/team/c/blobs/{digest_of(cfg)}", headers={})[2] == cfg
+    assert get(m, f"/v2/team/d/blobs/{d}", headers={})[0] == 404
+
+
+# -- item 10: pushes do not fill the disk ------------------------------------------------------
+
+def chunked_patch(m, loc, auth, pieces):
+    """A PATCH whose body goes chunked (no Content-Length): (status, headers, body)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", m.port, timeout=30)
+    try:
+        conn.request("PATCH", loc, body=iter(pieces), headers=dict(auth),
+                     encode_chunked=True)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_pushes_stop_at_min_free(mirror_factory, scripted, tmp_dir):
+    """With cache.min_free above the free space, a blob push (monolithic, PATCH, chunked PATCH)
+    and a manifest push are 507 with a spec error, nothing is stored, and the session is left
+    as it was."""
+    up = scripted()
+    st = os.statvfs(tmp_dir)
+    free = st.f_bavail * st.f_frsize
+    extra_min_free = {"cache": {"min_free": str(free + (8 << 30))}}
+    m = mirror_factory([up], extra={"hosted": ["team/*"], **extra_min_free,
+                                    "auth": {"htpasswd": make_users(tmp_dir, ALICE)}})
+    auth = basic(*ALICE)
+    data = os.urandom(64 * 1024)
+    d = digest_of(data)
+    s, _, body, _ = request(m.port, "POST", f"/v2/team/app/blobs/uploads/?digest={d}", auth,
+                            body=data)
+    assert_error(s, body, 507, "DENIED")
+    assert not os.path.exists(m.file_for(d))
+    s, h, _, _ = request(m.port, "POST", "/v2/team/app/blobs/uploads/", auth)
+    assert s == 202
+    loc = h["location"]
+    s, _, body, _ = request(m.port, "PATCH", loc, dict(auth, **{"Content-Range": "0-65535"}),
+                            body=data)
+    assert_error(s, body, 507, "DENIED")
+    s, _, body = chunked_patch(m, loc, auth, [data[:30000], data[30000:]])
+    assert_error(s, body, 507, "DENIED")
+    s, h, _, _ = request(m.port, "GET", loc, auth)
+    assert s == 204 and h["range"] == "0--1"
+    s, _, body, _ = put_manifest(m, "team/app", "v1", {"schemaVersion": 2,
+                                                       "mediaType": OCI_MANIFEST,
+                                                       "layers": []}, auth)
+    assert_error(s, body, 507, "DENIED")
+    assert get(m, "/v2/team/app/manifests/v1", headers={})[0] == 404
+
+
+def test_hosted_max_size_caps_hosted_content(mirror_factory, scripted, tmp_dir):
+    """hosted.max_size 1MiB: blobs go in until the total would pass it, then 507 (a chunked
+    body as its bytes arrive, a sized one before any is read); the cap counts what the store
+    held at start."""
+    up = scripted()
+    m = open_mirror(mirror_factory, [up], tmp_dir, max_size="1MiB")
+    auth = basic(*ALICE)
+    first = os.urandom(600 * 1024)
+    push_blob(m, "team/app", first, auth)
+    second = os.urandom(600 * 1024)
+    s, _, body, _ = request(m.port, "POST",
+                            f"/v2/team/app/blobs/uploads/?digest={digest_of(second)}", auth,
+                            body=second)
+    assert_error(s, body, 507, "DENIED")
+    s, h, _, _ = request(m.port, "POST", "/v2/team/app/blobs/uploads/", auth)
+    loc = h["location"]
+    pieces = [second[i:i + 64 * 1024] for i in range(0, len(second), 64 * 1024)]
+    s, _, body = chunked_patch(m, loc, auth, pieces)
+    assert_error(s, body, 507, "DENIED")
+    assert not os.path.exists(m.file_for(digest_of(second)))
+    # a small one still fits; a mount adds no bytes
+    push_blob(m, "team/app", os.urandom(100 * 1024), auth)
+    s, _, body, _ = request(m.port, "POST", f"/v2/team/other/blobs/uploads/?mount="
+                            f"{digest_of(first)}&from=team/app", auth)
+    assert s == 201, body
+    m.stop()
+    m.start()
+    s, _, body, _ = request(m.port, "POST",
+                            f"/v2/team/app/blobs/uploads/?digest={digest_of(second)}", auth,
+                            body=second)
+    assert_error(s, body, 507, "DENIED")
+    assert "hosted.max_size" in m.log_text()
+
+
+def test_pushes_never_fill_a_small_filesystem(mirror_factory, scripted, tmp_dir):
+    """On a 48 MiB tmpfs with cache.min_free 16MiB, pushes of 4 MiB blobs go in until the next
+    would cross min_free, then 507; the filesystem keeps its 16 MiB (less one piece in flight)
+    and the index still saves."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    import subprocess
+    mnt = os.path.join(tmp_dir, "small")
+    os.makedirs(mnt)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt]).returncode:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        up = scripted()
+        m = mirror_factory([up], extra={"hosted": ["team/*"], "storage": mnt,
+                                        "cache": {"min_free": "16MiB"},
+                                        "auth": {"htpasswd": make_users(tmp_dir, ALICE)}})
+        auth = basic(*ALICE)
+        stored = refused = 0
+        for i in range(12):
+            data = os.urandom(4 << 20)
+            s, h, body, _ = request(m.port, "POST", "/v2/team/app/blobs/uploads/", auth)
+            loc = h["location"]
+            s, _, body = chunked_patch(m, loc, auth,
+                                       [data[j:j + (1 << 20)] for j in range(0, len(data),
+                                                                                1 << 20)])
+            if s == 507:
+                assert_error(s, body, 507, "DENIED")
+                refused += 1
+                continue
+            assert s == 202, body
+            s, _, body, _ = request(m.port, "PUT", f"{loc}?digest={digest_of(data)}", auth)
+            assert s == 201, body
+            stored += 1
+        st = os.statvfs(mnt)
+        assert stored >= 4 and refused >= 1, (stored, refused)
+        assert st.f_bavail * st.f_frsize >= (16 << 20) - (2 << 20), st
+        # the index still takes writes: a tag pushed now is there after a restart
+        push_image(m, "team/app", "after", auth)
+        m.stop()
+        m.start()
+        assert get(m, "/v2/team/app/manifests/after", headers={})[0] == 200
+        m.stop()
+    finally:
+        subprocess.run(["umount", "-l", mnt])

@@ -149,8 +149,8 @@ static int upload_body(void *ud, const char *data, size_t len)
     if (o->rc)
         return 0; /* refused: the rest is read away */
     if (buf_append(&o->body, data, len)) {
-        o->rc = -ENOBUFS;
-        return 1;
+        o->rc = -ENOBUFS; /* the rest is read away, then 500 */
+        return 0;
     }
     if (o->body.len >= HOSTED_UPLOAD_FLUSH)
         upload_flush(o);
@@ -391,7 +391,7 @@ void hosted__upload(struct op *o)
             ref_digest_is_sha256(mount, strlen(mount)) &&
             route_query_param(req->query, "from", from, sizeof(from)) > 0) {
             snprintf(o->digest, sizeof(o->digest), "%s", mount);
-            if (hosted__linked(h, from, mount)) {
+            if (ref_name_valid(from, strlen(from)) && hosted__linked(h, from, mount)) {
                 hosted__run(o, work_mount, mounted);
                 return;
             }
@@ -419,6 +419,7 @@ void hosted__upload(struct op *o)
         hosted__op_free(o);
         return;
     }
+    u->used_ms = now_ms(); /* any request on it keeps it from expiring */
     if (req->method == HTTP_METHOD_GET) {
         char headers[900];
         upload_headers(headers, sizeof(headers), u);

@@ -178,6 +178,23 @@ static int size_hosted(struct hosted *h)
     return map_each(h->links, size_link, h);
 }
 
+/* A pattern whose first component names an upstream matches only requests that go to that
+ * upstream (registry/route.h: route_names_upstream): say so. */
+static void warn_shadowed(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_hosted; i++) {
+        const char *p = cfg->hosted[i];
+        size_t n = strcspn(p, "/");
+        if (!p[n])
+            continue;
+        for (size_t j = 0; j < cfg->n_upstreams; j++)
+            if (strlen(cfg->upstreams[j].name) == n && !strncmp(p, cfg->upstreams[j].name, n))
+                log_warn("hosted: pattern '%s' is never used: requests for %.*s/... go to the "
+                         "upstream %s",
+                         p, (int)n, p, cfg->upstreams[j].name);
+    }
+}
+
 int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
                struct hosted **out)
 {
@@ -208,6 +225,7 @@ int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, s
     }
     uint64_t every = cfg->hosted_upload_timeout_ms / 4;
     every = every < 100 ? 100 : every > 60000 ? 60000 : every;
+    warn_shadowed(cfg);
     uv_timer_init(loop, &h->sweep);
     h->sweep.data = h;
     uv_timer_start(&h->sweep, on_sweep, every, every);

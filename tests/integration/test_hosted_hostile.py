@@ -101,8 +101,9 @@ def test_explicit_upstream_is_never_answered_from_hosted(mirror_factory, scripte
     an explicit upstream is refused, and without one it still goes to hosted."""
     hub, quay = scripted(), scripted()
     quay_digest, quay_raw, _ = quay.image("team/app", "v1")
-    m = open_mirror(mirror_factory, [hub, quay], tmp_dir, hosted=("team/*",),
+    m = open_mirror(mirror_factory, [hub, quay], tmp_dir, hosted=("team/*", "quay.example/*"),
                     names=["docker.io", "quay.example"])
+    assert "pattern 'quay.example/*' is never used" in m.log_text()
     auth = basic(*ALICE)
     hosted_raw, _ = push_image(m, "team/app", "v1", auth, seed=13)
     s, _, body = get(m, "/v2/team/app/manifests/v1")

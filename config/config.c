@@ -75,6 +75,8 @@ void config_defaults(struct config *c)
     c->log_level = LOG_INFO;
     c->auth_realm = strdup("regcache");
     c->auth_anonymous_pull = 1;
+    c->hosted_upload_timeout_ms = 10 * 60 * 1000;
+    c->hosted_max_uploads = 64;
 }
 
 static void free_secret(char *s)
@@ -359,6 +361,11 @@ static const struct field fields[] = {
     {"limits", "max_manifest_size", F_SIZE, offsetof(struct config, max_manifest_bytes)},
     {"limits", "max_blob_size", F_DISK_SIZE_POSITIVE, offsetof(struct config, max_blob_bytes)},
     {"log", "level", F_LEVEL, offsetof(struct config, log_level)},
+    /* hosted, when a mapping (apply_hosted): beside its repositories list */
+    {"hosted", "max_size", F_DISK_SIZE, offsetof(struct config, hosted_max_size_bytes)},
+    {"hosted", "upload_timeout", F_DURATION_POSITIVE,
+     offsetof(struct config, hosted_upload_timeout_ms)},
+    {"hosted", "max_uploads_per_client", F_COUNT, offsetof(struct config, hosted_max_uploads)},
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -834,6 +841,41 @@ static const char *check_glob(const char *s)
     return NULL;
 }
 
+/* hosted: a list of repository patterns, or a mapping of repositories (that list) and the
+ * hosted.* limits. */
+static int apply_hosted(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+
+    if (m->type == YAML_SEQUENCE_NODE)
+        return set_str_list(x, m, "hosted", &c->hosted, &c->n_hosted, check_glob);
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "hosted",
+                    "expected a list of repository patterns or a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "hosted", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "repositories")) {
+            rc = set_str_list(x, kv.value, key, &c->hosted, &c->n_hosted, check_glob);
+        } else {
+            const struct field *f = NULL;
+            for (size_t i = 0; i < N_FIELDS && !f; i++)
+                if (!strcmp(fields[i].section, "hosted") && !strcmp(fields[i].name, kv.name))
+                    f = &fields[i];
+            if (!f)
+                return fail(x, line_of(kv.key), key, "unknown key");
+            rc = set_field(x, c, f, kv.value, key);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
@@ -1007,7 +1049,7 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
         } else if (!strcmp(kv.name, "tls")) {
             rc = apply_tls(x, c, kv.value);
         } else if (!strcmp(kv.name, "hosted")) {
-            rc = set_str_list(x, kv.value, key, &c->hosted, &c->n_hosted, check_glob);
+            rc = apply_hosted(x, c, kv.value);
         } else if (is_section(kv.name)) {
             rc = apply_section(x, c, kv.name, kv.value);
         } else {

@@ -51,8 +51,12 @@ struct config {
     size_t n_auth_push_users;
     char *tls_cert; /* tls.cert: PEM certificate chain; NULL for plain HTTP */
     char *tls_key;  /* tls.key: PEM private key */
-    char **hosted; /* hosted: repository name globs served and pushed locally */
+    char **hosted; /* hosted (or hosted.repositories): repository name globs served and pushed
+                    * locally */
     size_t n_hosted;
+    uint64_t hosted_max_size_bytes;  /* hosted.max_size: all hosted content, default 0 = no cap */
+    uint64_t hosted_upload_timeout_ms; /* hosted.upload_timeout: idle upload sessions, 10m */
+    uint64_t hosted_max_uploads;       /* hosted.max_uploads_per_client, default 64 */
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

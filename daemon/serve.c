@@ -55,6 +55,7 @@ static void finish(struct daemon *d)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
     auth_shutdown(d->auth);
+    hosted_shutdown(d->hosted);
     http_server_close_all(d->http);
     cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
@@ -321,6 +322,7 @@ fail:
     /* Before the loop ever ran: stop what was started, let the close callbacks run, free. */
     registry_free(d.registry);
     auth_shutdown(d.auth);
+    hosted_shutdown(d.hosted);
     if (d.cache)
         cache_shutdown(d.cache);
     if (d.db)

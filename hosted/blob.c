@@ -1,4 +1,5 @@
-/* Blob GET and HEAD of hosted repositories: straight from the store. */
+/* Blob GET and HEAD of hosted repositories: straight from the store, for the blobs the
+ * repository holds. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +42,11 @@ void hosted__get_blob(struct op *o)
 {
     if (!ref_digest_is_sha256(o->rt.reference, strlen(o->rt.reference))) {
         hosted__fail(o, 404, "BLOB_UNKNOWN", "blob unknown to this registry");
+        return;
+    }
+    if (!hosted__linked(o->h, o->rt.name, o->rt.reference)) {
+        /* in the store maybe, but not pushed to, mounted into or used by this repository */
+        hosted__fail(o, 404, "BLOB_UNKNOWN", "blob unknown to this repository");
         return;
     }
     snprintf(o->digest, sizeof(o->digest), "%s", o->rt.reference);

@@ -7,16 +7,60 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "db/db.h"
 #include "hosted/impl.h"
 #include "registry/respond.h"
+#include "store/store.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/map.h"
 
 void hosted__key(char *out, size_t len, const char *repo, const char *what)
 {
     snprintf(out, len, "%s" HOSTED_SEP "%s", repo, what);
+}
+
+static char link_marker;
+
+void hosted__link(struct hosted *h, const char *repo, const char *digest)
+{
+    char key[HOSTED_KEY_MAX];
+    hosted__key(key, sizeof(key), repo, digest);
+    map_put(h->links, key, &link_marker);
+}
+
+int hosted__linked(const struct hosted *h, const char *repo, const char *digest)
+{
+    char key[HOSTED_KEY_MAX];
+    hosted__key(key, sizeof(key), repo, digest);
+    return map_get(h->links, key) != NULL;
+}
+
+void hosted__count(struct hosted *h, const char *digest, uint64_t size)
+{
+    if (!h->sized || map_get(h->sized, digest))
+        return;
+    if (map_put(h->sized, digest, &link_marker) != MAP_NOMEM)
+        h->bytes += size;
+}
+
+int hosted__room(struct hosted *h, uint64_t len)
+{
+    uint64_t max = h->cfg->hosted_max_size_bytes;
+    if (max && (h->bytes + h->upload_bytes > max || len > max - h->bytes - h->upload_bytes))
+        return -EDQUOT;
+    if (store_room_for(h->store, len + h->cfg->min_free_bytes))
+        return -ENOSPC;
+    return 0;
+}
+
+void hosted__fail_room(struct op *o, int rc)
+{
+    hosted__fail(o, 507, "DENIED",
+                 rc == -EDQUOT ? "hosted content would pass hosted.max_size"
+                               : "not enough free space: the push would cross cache.min_free");
 }
 
 static struct op *op_new(struct hosted *h, struct conn *c, struct http_request *req,
@@ -39,8 +83,10 @@ static struct op *op_new(struct hosted *h, struct conn *c, struct http_request *
 
 void hosted__op_free(struct op *o)
 {
-    if (o->up)
+    if (o->up) {
         o->up->busy = 0;
+        o->up->used_ms = clock_mono_us() / 1000; /* idle from now */
+    }
     for (size_t i = 0; i < o->n_refs; i++)
         free(o->refs[i]);
     free(o->refs);
@@ -89,8 +135,9 @@ static void load_blob(void *ud, const char *repo, const char *digest, const char
 {
     struct hosted *h = ud;
     char key[HOSTED_KEY_MAX];
+    hosted__link(h, repo, digest);
     if (!media_type)
-        return; /* plain blobs need no index: the store has them */
+        return; /* a plain blob: the store has its bytes */
     hosted__key(key, sizeof(key), repo, digest);
     char *mt = strdup(media_type);
     if (mt)
@@ -101,6 +148,51 @@ static void load_referrer(void *ud, const char *repo, const char *digest, const 
                           const char *artifact_type, const char *descriptor)
 {
     hosted__referrer_set(ud, repo, digest, subject, artifact_type, descriptor);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    hosted__uploads_sweep(t->data);
+}
+
+static int size_link(const char *key, void *value, void *ud)
+{
+    (void)value;
+    struct hosted *h = ud;
+    const char *digest = strstr(key, HOSTED_SEP);
+    char path[STORE_PATH_MAX];
+    struct stat st;
+    if (!digest || !ref_digest_is_sha256(digest + 1, strlen(digest + 1)))
+        return 0;
+    store_blob_path(h->store, digest + 1, path, sizeof(path));
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+        hosted__count(h, digest + 1, (uint64_t)st.st_size);
+    return 0;
+}
+
+/* hosted.max_size: what the hosted content holds now, each digest once (blocking: at start). */
+static int size_hosted(struct hosted *h)
+{
+    if (!(h->sized = map_new()))
+        return -ENOMEM;
+    return map_each(h->links, size_link, h);
+}
+
+/* A pattern whose first component names an upstream matches only requests that go to that
+ * upstream (registry/route.h: route_names_upstream): say so. */
+static void warn_shadowed(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_hosted; i++) {
+        const char *p = cfg->hosted[i];
+        size_t n = strcspn(p, "/");
+        if (!p[n])
+            continue;
+        for (size_t j = 0; j < cfg->n_upstreams; j++)
+            if (strlen(cfg->upstreams[j].name) == n && !strncmp(p, cfg->upstreams[j].name, n))
+                log_warn("hosted: pattern '%s' is never used: requests for %.*s/... go to the "
+                         "upstream %s",
+                         p, (int)n, p, cfg->upstreams[j].name);
+    }
 }
 
 int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
@@ -120,16 +212,37 @@ int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, s
     h->manifests = map_new();
     h->referrers = map_new();
     h->uploads = map_new();
-    if (!h->tags || !h->manifests || !h->referrers || !h->uploads ||
+    h->links = map_new();
+    if (!h->tags || !h->manifests || !h->referrers || !h->uploads || !h->links ||
         db_load_hosted(db, load_tag, load_blob, h) ||
         db_load_hosted_referrers(db, load_referrer, h)) {
         hosted_free(h);
         return -ENOMEM;
     }
+    if (cfg->hosted_max_size_bytes && size_hosted(h)) {
+        hosted_free(h);
+        return -ENOMEM;
+    }
+    uint64_t every = cfg->hosted_upload_timeout_ms / 4;
+    every = every < 100 ? 100 : every > 60000 ? 60000 : every;
+    warn_shadowed(cfg);
+    uv_timer_init(loop, &h->sweep);
+    h->sweep.data = h;
+    uv_timer_start(&h->sweep, on_sweep, every, every);
+    uv_unref((uv_handle_t *)&h->sweep);
     log_info("hosted: %zu patterns, %zu tags, %zu referrers", cfg->n_hosted, map_count(h->tags),
              map_count(h->referrers));
+    if (cfg->hosted_max_size_bytes)
+        log_info("hosted: %llu of hosted.max_size %llu bytes in use",
+                 (unsigned long long)h->bytes, (unsigned long long)cfg->hosted_max_size_bytes);
     *out = h;
     return 0;
+}
+
+void hosted_shutdown(struct hosted *h)
+{
+    if (h && !uv_is_closing((uv_handle_t *)&h->sweep))
+        uv_close((uv_handle_t *)&h->sweep, NULL);
 }
 
 static int free_value(const char *k, void *v, void *ud)
@@ -156,6 +269,8 @@ void hosted_free(struct hosted *h)
     map_free(h->manifests);
     map_free(h->referrers);
     map_free(h->uploads);
+    map_free(h->links);
+    map_free(h->sized);
     free(h);
 }
 
@@ -199,7 +314,7 @@ int hosted_repositories(const struct hosted *h, int (*fn)(void *ud, const char *
 /* ---- dispatch ---- */
 
 void hosted_handle(struct hosted *h, struct conn *c, struct http_request *req,
-                   const struct route *rt)
+                   const struct route *rt, const char *user)
 {
     struct op *o = op_new(h, c, req, rt);
     if (!o) {
@@ -207,6 +322,10 @@ void hosted_handle(struct hosted *h, struct conn *c, struct http_request *req,
                       NULL);
         return;
     }
+    if (user)
+        snprintf(o->owner, sizeof(o->owner), "u:%s", user);
+    else
+        snprintf(o->owner, sizeof(o->owner), "a:%s", conn_peer(c));
     const char *m = req->method_name;
     int read = req->method == HTTP_METHOD_GET || req->method == HTTP_METHOD_HEAD;
     switch (rt->kind) {

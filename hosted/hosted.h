@@ -31,9 +31,15 @@ void hosted_free(struct hosted *h);
 /* Does repository name (as in the request path) fall under a hosted pattern? h may be NULL. */
 int hosted_match(const struct hosted *h, const char *name);
 
-/* Answers any request for a hosted repository; the caller has applied the access policy. */
+/* Answers any request for a hosted repository; the caller has applied the access policy.
+ * user is the authenticated caller, NULL when anonymous (uploads are counted per user, else
+ * per address). */
 void hosted_handle(struct hosted *h, struct conn *c, struct http_request *req,
-                   const struct route *rt);
+                   const struct route *rt, const char *user);
+
+/* Stops the upload expiry timer (at shutdown, before the loop's last run); hosted_free after
+ * that run. h may be NULL. */
+void hosted_shutdown(struct hosted *h);
 
 /* Calls fn with the name of every hosted repository holding a manifest or a tag (a name may
  * come more than once, in no order); fn's non-zero return stops and is returned. h may be

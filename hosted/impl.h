@@ -34,14 +34,17 @@ struct hreferrer {
 
 #define HOSTED_UPLOAD_FLUSH (256u << 10)    /* a push goes to disk in pieces of this size */
 #define HOSTED_UPLOAD_BUFFER_MAX (1u << 20) /* bytes of a push held for the disk at most */
-#define HOSTED_UPLOADS_MAX 1024             /* uploads in progress at once */
+#define HOSTED_UPLOADS_MAX 1024             /* uploads in progress at once, all clients */
+#define HOSTED_OWNER_MAX 300                /* "u:<user>" or "a:<address>" */
 
 struct upload {
     char uuid[33];
     char repo[REF_NAME_MAX + 1];
-    struct store_fill *sf;
-    uint64_t size; /* bytes on disk */
-    int busy;      /* a request is writing to it */
+    char owner[HOSTED_OWNER_MAX]; /* who started it: its user, or its address if anonymous */
+    struct store_fill *sf;        /* its descriptor closed between requests */
+    uint64_t size;                /* bytes on disk */
+    uint64_t used_ms;             /* when a request last started or ended on it (monotonic) */
+    int busy;                     /* a request is working on it */
 };
 
 struct hosted {
@@ -53,6 +56,14 @@ struct hosted {
     struct map *manifests; /* repo SEP digest -> strdup'ed media type */
     struct map *referrers; /* repo SEP digest -> struct hreferrer */
     struct map *uploads;   /* uuid -> struct upload */
+    /* repo SEP digest -> a marker: what each repository holds (uploaded or mounted to it,
+     * pushed as one of its manifests or referenced by one), so that a blob is read, mounted or
+     * referenced only through a repository holding it */
+    struct map *links;
+    uv_timer_t sweep; /* expires idle uploads */
+    /* hosted.max_size: bytes of hosted content (each digest once: sized), of uploads */
+    struct map *sized;
+    uint64_t bytes, upload_bytes;
 };
 
 /* One request in progress; freed by hosted__op_free once answered. */
@@ -61,6 +72,7 @@ struct op {
     struct conn *c;
     struct http_request *req;
     struct route rt;
+    char owner[HOSTED_OWNER_MAX];
     int head;
     int rc;
     char digest[REF_DIGEST_MAX + 1]; /* what is read, stored or claimed */
@@ -69,7 +81,7 @@ struct op {
     /* uploads */
     struct upload *up;
     struct buf writing; /* bytes being written */
-    int write_busy, body_ended, body_status, paused;
+    int write_busy, write_failed, body_ended, body_status, paused;
     /* blob GET */
     int fd;
     uint64_t size;
@@ -90,6 +102,10 @@ void hosted__op_free(struct op *o);
 /* Answers an error (HEAD: headers only) and frees o. */
 void hosted__fail(struct op *o, int status, const char *code, const char *message);
 
+/* Records that repo holds digest (out of memory: it does not, which is safe); is it held? */
+void hosted__link(struct hosted *h, const char *repo, const char *digest);
+int hosted__linked(const struct hosted *h, const char *repo, const char *digest);
+
 /* blob.c */
 void hosted__get_blob(struct op *o);
 /* manifest.c */
@@ -101,8 +117,18 @@ int hosted__tag_set(struct hosted *h, const char *repo, const char *tag, const c
                     const char *media_type);
 void hosted__untag_digest(struct hosted *h, const char *repo, const char *digest);
 void hosted__list_tags(struct op *o);
+/* Counts digest (size bytes) in the hosted content once. */
+void hosted__count(struct hosted *h, const char *digest, uint64_t size);
+/* Can len more bytes be stored: 0, or -ENOSPC (cache.min_free would be crossed), -EDQUOT
+ * (hosted.max_size would). */
+int hosted__room(struct hosted *h, uint64_t len);
+/* Answers a refusal of hosted__room and frees o. */
+void hosted__fail_room(struct op *o, int rc);
+
 /* upload.c */
 void hosted__upload(struct op *o);
+/* Expires uploads idle for hosted.upload_timeout (a timer runs this). */
+void hosted__uploads_sweep(struct hosted *h);
 void hosted__uploads_free(struct hosted *h);
 /* referrers.c */
 int hosted__referrer_set(struct hosted *h, const char *repo, const char *digest,
@@ -128,6 +154,12 @@ struct hosted_manifest_info {
  * success info->refs is malloc'ed: hosted_manifest_info_free. */
 int hosted__manifest_parse(const char *body, size_t len, struct hosted_manifest_info *info);
 void hosted__manifest_info_free(struct hosted_manifest_info *info);
+
+/* The manifest media type [s, s+len) names (compared without case, parameters after ';' and
+ * spaces ignored), in its canonical spelling: OCI and Docker image manifests, indexes and
+ * lists, the OCI artifact manifest. NULL for anything else (text/html included): only these
+ * are accepted and served. */
+const char *hosted__manifest_type(const char *s, size_t len);
 
 /* Appends a referrers-index descriptor:
  * {"mediaType":..,"digest":..,"size":..[,"artifactType":..][,"annotations":{..}]}. */

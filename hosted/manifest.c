@@ -77,6 +77,11 @@ void hosted__get_manifest(struct op *o)
         hosted__fail(o, 404, "MANIFEST_UNKNOWN", "manifest unknown to this registry");
         return;
     }
+    if (!hosted__manifest_type(media_type, strlen(media_type))) {
+        /* pushed before pushes were checked: never served under a type a browser renders */
+        hosted__fail(o, 404, "MANIFEST_UNKNOWN", "stored with a type that is not a manifest's");
+        return;
+    }
     snprintf(o->media_type, sizeof(o->media_type), "%s", media_type);
     hosted__run(o, work_read_small, manifest_read);
 }
@@ -139,6 +144,8 @@ static void manifest_stored(struct op *o)
         free(map_put(h->manifests, key, mt));
     db_put_blob(h->db, o->digest, o->body.len, o->media_type, clock_wall_ms());
     db_hosted_blob(h->db, o->rt.name, o->digest, o->media_type, 1);
+    hosted__link(h, o->rt.name, o->digest);
+    hosted__count(h, o->digest, o->body.len);
     for (size_t i = 0; i < o->n_refs; i++) {
         db_hosted_blob(h->db, o->rt.name, o->refs[i], NULL, 1);
         db_hosted_ref(h->db, o->digest, o->refs[i]);
@@ -184,6 +191,28 @@ static int take_info(struct op *o, struct hosted_manifest_info *info)
     return 0;
 }
 
+/* The media type a pushed manifest is stored and served with: its Content-Type, else its
+ * mediaType member, else an OCI image manifest. Only manifest types are taken (a text/html
+ * "manifest" served back would be a stored XSS), and the two must agree when both are given.
+ * Returns NULL with o->media_type set, or why the push is refused. */
+static const char *pick_media_type(struct op *o, const char *body, size_t len)
+{
+    const char *ct = o->req->content_type, *type = NULL, *inner = NULL;
+    char member[HOSTED_MEDIA_TYPE_MAX];
+    int n = json_get_string(body, len, "mediaType", member, sizeof(member));
+    if (n >= 0 && !(inner = hosted__manifest_type(member, (size_t)n)))
+        return "the manifest's mediaType is not a manifest media type";
+    if (n < 0 && n != -ENOENT)
+        return "the manifest's mediaType is not a manifest media type";
+    if (ct && *ct && !(type = hosted__manifest_type(ct, strlen(ct))))
+        return "the Content-Type is not a manifest media type";
+    if (type && inner && type != inner)
+        return "the manifest's mediaType differs from its Content-Type";
+    snprintf(o->media_type, sizeof(o->media_type), "%s",
+             type ? type : inner ? inner : DEFAULT_MANIFEST_TYPE);
+    return NULL;
+}
+
 static void manifest_body_end(void *ud, int status)
 {
     struct op *o = ud;
@@ -214,12 +243,21 @@ static void manifest_body_end(void *ud, int status)
         hosted__fail(o, 503, "UNAVAILABLE", "out of memory");
         return;
     }
-    const char *ct = o->req->content_type;
-    if (ct && *ct)
-        snprintf(o->media_type, sizeof(o->media_type), "%.*s", (int)strcspn(ct, ";"), ct);
-    else if (json_get_string(body, o->body.len, "mediaType", o->media_type,
-                             sizeof(o->media_type)) <= 0)
-        snprintf(o->media_type, sizeof(o->media_type), DEFAULT_MANIFEST_TYPE);
+    const char *why = pick_media_type(o, body, o->body.len);
+    if (why) {
+        hosted__fail(o, 400, "MANIFEST_INVALID", why);
+        return;
+    }
+    /* what it is made of must be this repository's (pushed or mounted into it): a manifest
+     * naming another repository's digest would otherwise hand out that repository's blobs */
+    o->missing = 0;
+    for (size_t i = 0; i < o->n_refs; i++)
+        o->missing += !hosted__linked(o->h, o->rt.name, o->refs[i]);
+    int room = hosted__room(o->h, o->body.len);
+    if (room) {
+        hosted__fail_room(o, room);
+        return;
+    }
     hosted__run(o, work_check_and_store, manifest_stored);
 }
 

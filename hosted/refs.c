@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hosted/impl.h"
 #include "util/json.h"
@@ -138,4 +139,26 @@ int hosted__descriptor(struct buf *out, const char *media_type, const char *dige
             r = buf_append(out, annotations, annotations_len);
     }
     return r ? r : buf_append(out, "}", 1);
+}
+
+const char *hosted__manifest_type(const char *s, size_t len)
+{
+    static const char *const types[] = {
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.artifact.manifest.v1+json",
+    };
+    const char *semi = memchr(s, ';', len);
+    if (semi)
+        len = (size_t)(semi - s);
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strlen(types[i]) == len && strncasecmp(types[i], s, len) == 0)
+            return types[i];
+    return NULL;
 }

@@ -3,7 +3,12 @@
  * (Content-Range must continue where the upload is), GET tells how far it is, PUT ?digest=
  * commits it after the bytes hashed to the digest, DELETE cancels it. The bytes go to a
  * temporary file in the store in pieces of HOSTED_UPLOAD_FLUSH, written on the thread pool;
- * a request body is paused while HOSTED_UPLOAD_BUFFER_MAX bytes wait for the disk. */
+ * a request body is paused while HOSTED_UPLOAD_BUFFER_MAX bytes wait for the disk.
+ *
+ * Sessions are bounded: HOSTED_UPLOADS_MAX at once, hosted.max_uploads_per_client per user (or
+ * per address for anonymous pushers), each expired after hosted.upload_timeout without a
+ * request, and none holds a descriptor between requests. Bytes are taken only while they leave
+ * cache.min_free free on the disk and keep hosted content under hosted.max_size: 507 else. */
 #include <errno.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -16,6 +21,7 @@
 #include "registry/respond.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/log.h"
 #include "util/map.h"
 
 /* 201 Created for a blob now at /v2/<repo>/blobs/<digest>. */
@@ -46,11 +52,25 @@ static void upload_headers(char *out, size_t len, const struct upload *u)
              u->repo, u->uuid, u->uuid, (long long)u->size - 1);
 }
 
+static uint64_t now_ms(void)
+{
+    return clock_mono_us() / 1000;
+}
+
 static void upload_drop(struct hosted *h, struct upload *u)
 {
     map_del(h->uploads, u->uuid);
+    h->upload_bytes -= u->size;
     store_fill_free(u->sf);
     free(u);
+}
+
+/* Before the answer to a request on an upload that goes on: its descriptor is closed until
+ * the next request (on the loop: closing a file nobody fsyncs does not wait for the disk). */
+static void upload_park(struct op *o)
+{
+    if (o->up)
+        store_fill_park(o->up->sf);
 }
 
 static void work_upload_write(uv_work_t *w)
@@ -65,8 +85,12 @@ static void upload_finish(struct op *o);
 static void upload_written(struct op *o)
 {
     o->write_busy = 0;
-    if (o->rc == 0)
+    if (o->rc == 0) {
         o->up->size += o->writing.len;
+        o->h->upload_bytes += o->writing.len;
+    } else {
+        o->write_failed = 1; /* the file may hold part of the piece: the session is lost */
+    }
     buf_reset(&o->writing);
     if (o->rc) {
         if (o->paused && conn_alive(o->c)) {
@@ -100,6 +124,18 @@ static void upload_flush(struct op *o)
             upload_finish(o);
         return;
     }
+    int room = hosted__room(o->h, o->body.len);
+    if (room) { /* nothing of this piece is written: the session stays as it was */
+        o->rc = room;
+        buf_reset(&o->body);
+        if (o->paused && conn_alive(o->c)) {
+            o->paused = 0;
+            conn_body_resume(o->c); /* read the rest away */
+        }
+        if (o->body_ended)
+            upload_finish(o);
+        return;
+    }
     struct buf tmp = o->writing;
     o->writing = o->body;
     o->body = tmp;
@@ -110,9 +146,11 @@ static void upload_flush(struct op *o)
 static int upload_body(void *ud, const char *data, size_t len)
 {
     struct op *o = ud;
+    if (o->rc)
+        return 0; /* refused: the rest is read away */
     if (buf_append(&o->body, data, len)) {
-        o->rc = -ENOBUFS;
-        return 1;
+        o->rc = -ENOBUFS; /* the rest is read away, then 500 */
+        return 0;
     }
     if (o->body.len >= HOSTED_UPLOAD_FLUSH)
         upload_flush(o);
@@ -144,27 +182,46 @@ static void upload_committed(struct op *o)
     o->up = NULL;
     uint64_t size = u->size;
     upload_drop(h, u);
-    if (!conn_alive(o->c)) {
-        hosted__op_free(o);
-        return;
-    }
-    if (o->rc == -EBADMSG) {
-        respond_error(o->c, 0, 400, "DIGEST_INVALID", "the uploaded bytes do not match the digest",
-                      NULL);
-    } else if (o->rc) {
-        respond_error(o->c, 0, 500, "UNKNOWN", "cannot store the blob", NULL);
-    } else {
+    if (o->rc == 0) { /* stored, whether the client still waits or not */
+        hosted__count(h, o->digest, size);
         db_put_blob(h->db, o->digest, size, NULL, clock_wall_ms());
         db_hosted_blob(h->db, o->rt.name, o->digest, NULL, 1);
-        respond_created(o);
+        hosted__link(h, o->rt.name, o->digest);
     }
+    if (!conn_alive(o->c))
+        ;
+    else if (o->rc == -EBADMSG)
+        respond_error(o->c, 0, 400, "DIGEST_INVALID", "the uploaded bytes do not match the digest",
+                      NULL);
+    else if (o->rc)
+        respond_error(o->c, 0, 500, "UNKNOWN", "cannot store the blob", NULL);
+    else
+        respond_created(o);
     hosted__op_free(o);
+}
+
+static const char *room_message(int rc)
+{
+    return rc == -EDQUOT ? "hosted content would pass hosted.max_size"
+                         : "not enough free space: the push would cross cache.min_free";
 }
 
 /* The body is all on disk (or failed): answer the PATCH, or commit for a PUT / monolithic POST. */
 static void upload_finish(struct op *o)
 {
+    if (o->up && (o->write_failed || (o->rc && o->digest[0]))) {
+        /* a failed write may have left part of a piece the hash never saw; a failed commit
+         * (PUT, monolithic POST) ends its session */
+        upload_drop(o->h, o->up);
+        o->up = NULL;
+    }
+    upload_park(o);
     if (o->body_status || !conn_alive(o->c)) {
+        hosted__op_free(o);
+        return;
+    }
+    if (o->rc == -ENOSPC || o->rc == -EDQUOT) {
+        respond_error(o->c, 0, 507, "DENIED", room_message(o->rc), NULL);
         hosted__op_free(o);
         return;
     }
@@ -191,6 +248,12 @@ static void upload_finish(struct op *o)
 static void start_body(struct op *o)
 {
     o->up->busy = 1;
+    /* a body announced too large for the disk or hosted.max_size is refused without writing
+     * a byte of it, but read away first, so that the client reads the answer (a close with
+     * unread bytes would reset the connection before it could); a chunked one is checked as
+     * it arrives */
+    if (o->req->content_length > 0)
+        o->rc = hosted__room(o->h, (uint64_t)o->req->content_length);
     /* an upload's body goes to disk in pieces: its buffers are bounded by the piece size, not
      * by limits.max_manifest_size (which bounds manifests held whole) */
     o->body.max = o->writing.max;
@@ -201,6 +264,8 @@ static void work_new_upload(uv_work_t *w)
 {
     struct op *o = w->data;
     o->rc = store_fill_begin(o->h->store, "", &o->up->sf);
+    if (!o->rc && !o->digest[0])
+        store_fill_park(o->up->sf); /* no descriptor until its first PATCH */
 }
 
 static void upload_created(struct op *o)
@@ -214,7 +279,13 @@ static void upload_created(struct op *o)
         hosted__op_free(o);
         return;
     }
-    map_put(h->uploads, o->up->uuid, o->up);
+    if (map_put(h->uploads, o->up->uuid, o->up) == MAP_NOMEM) {
+        store_fill_free(o->up->sf);
+        free(o->up);
+        o->up = NULL;
+        hosted__fail(o, 503, "UNAVAILABLE", "out of memory");
+        return;
+    }
     if (!conn_alive(o->c)) {
         hosted__op_free(o);
         return;
@@ -237,23 +308,53 @@ static void work_mount(uv_work_t *w)
 
 static void new_upload(struct op *o);
 
-static void mounted(struct op *o)
+static void mounted_not(struct op *o)
 {
-    if (o->rc == 0 && conn_alive(o->c)) {
-        db_hosted_blob(o->h->db, o->rt.name, o->digest, NULL, 1);
-        respond_created(o);
-        hosted__op_free(o);
-        return;
-    }
     o->rc = 0;
     o->digest[0] = '\0';
     new_upload(o); /* not here: an ordinary upload session, per the spec */
 }
 
+/* A blob `from` holds is mounted when the store still has it. */
+static void mounted(struct op *o)
+{
+    if (o->rc == 0 && conn_alive(o->c)) {
+        db_hosted_blob(o->h->db, o->rt.name, o->digest, NULL, 1);
+        hosted__link(o->h, o->rt.name, o->digest);
+        respond_created(o);
+        hosted__op_free(o);
+        return;
+    }
+    mounted_not(o);
+}
+
+struct owner_count {
+    const char *owner;
+    size_t n;
+};
+
+static int count_owner(const char *k, void *v, void *ud)
+{
+    (void)k;
+    struct owner_count *oc = ud;
+    oc->n += strcmp(((struct upload *)v)->owner, oc->owner) == 0;
+    return 0;
+}
+
 static void new_upload(struct op *o)
 {
-    if (map_count(o->h->uploads) >= HOSTED_UPLOADS_MAX) {
-        respond_error(o->c, 0, 429, "TOOMANYREQUESTS", "too many uploads in progress", NULL);
+    struct owner_count oc = {o->owner, 0};
+    map_each(o->h->uploads, count_owner, &oc);
+    if (map_count(o->h->uploads) >= HOSTED_UPLOADS_MAX || oc.n >= o->h->cfg->hosted_max_uploads) {
+        /* abandoned sessions expire after hosted.upload_timeout */
+        char retry[64];
+        snprintf(retry, sizeof(retry), "Retry-After: %llu\r\n",
+                 (unsigned long long)(o->h->cfg->hosted_upload_timeout_ms + 999) / 1000);
+        respond_error(o->c, 0, 429, "TOOMANYREQUESTS",
+                      oc.n >= o->h->cfg->hosted_max_uploads
+                          ? "too many uploads in progress for this client"
+                          : "too many uploads in progress",
+                      retry);
         hosted__op_free(o);
         return;
     }
@@ -268,6 +369,8 @@ static void new_upload(struct op *o)
     for (int i = 0; i < 16; i++)
         sprintf(u->uuid + 2 * i, "%02x", rnd[i]);
     snprintf(u->repo, sizeof(u->repo), "%s", o->rt.name);
+    snprintf(u->owner, sizeof(u->owner), "%s", o->owner);
+    u->used_ms = now_ms();
     o->up = u;
     hosted__run(o, work_new_upload, upload_created);
 }
@@ -291,7 +394,11 @@ void hosted__upload(struct op *o)
             ref_digest_is_sha256(mount, strlen(mount)) &&
             route_query_param(req->query, "from", from, sizeof(from)) > 0) {
             snprintf(o->digest, sizeof(o->digest), "%s", mount);
-            hosted__run(o, work_mount, mounted);
+            if (ref_name_valid(from, strlen(from)) && hosted__linked(h, from, mount)) {
+                hosted__run(o, work_mount, mounted);
+                return;
+            }
+            mounted_not(o); /* `from` does not hold it (or is no hosted repository) */
             return;
         }
         if (route_query_param(req->query, "digest", o->digest, sizeof(o->digest)) > 0 &&
@@ -315,6 +422,7 @@ void hosted__upload(struct op *o)
         hosted__op_free(o);
         return;
     }
+    u->used_ms = now_ms(); /* any request on it keeps it from expiring */
     if (req->method == HTTP_METHOD_GET) {
         char headers[900];
         upload_headers(headers, sizeof(headers), u);
@@ -356,6 +464,26 @@ void hosted__upload(struct op *o)
     o->up = NULL;
     respond_error(o->c, 0, 405, "UNSUPPORTED", "method not allowed on an upload", NULL);
     hosted__op_free(o);
+}
+
+void hosted__uploads_sweep(struct hosted *h)
+{
+    void **all;
+    size_t n, expired = 0;
+    uint64_t now = now_ms(), idle = h->cfg->hosted_upload_timeout_ms;
+    if (map_values(h->uploads, &all, &n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct upload *u = all[i];
+        if (!u->busy && now - u->used_ms >= idle) {
+            upload_drop(h, u);
+            expired++;
+        }
+    }
+    free(all);
+    if (expired)
+        log_info("hosted: %zu upload sessions idle for %llu ms expired, %zu left", expired,
+                 (unsigned long long)idle, map_count(h->uploads));
 }
 
 static int free_upload(const char *k, void *v, void *ud)

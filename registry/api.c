@@ -290,6 +290,19 @@ static struct upstream *pick_upstream(struct registry *r, const struct route *rt
 static struct upstream *pick_upstream(struct registry *r, const struct route *rt, char *repo,
                                       size_t repolen);
 
+static int is_upstream(void *ud, const char *name)
+{
+    return upstream_find(ud, name) != NULL;
+}
+
+/* A hosted repository's request: its name matches a hosted pattern and it names no upstream
+ * itself (an explicit ?ns= or upstream prefix never reaches hosted content). */
+static int for_hosted(const struct registry *r, const struct route *rt)
+{
+    return rt->name[0] && hosted_match(r->hosted, rt->name) &&
+           !route_names_upstream(rt, is_upstream, r->up);
+}
+
 static void handle(struct registry *r, struct conn *c, struct http_request *req,
                    const char *user, int has_token);
 
@@ -499,12 +512,11 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         respond_error(c, head, 403, "DENIED", "this user may not push", challenge);
         return;
     }
-    if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG &&
-        hosted_match(r->hosted, rt.name)) {
-        hosted_handle(r->hosted, c, req, &rt); /* never upstream */
+    if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG && for_hosted(r, &rt)) {
+        hosted_handle(r->hosted, c, req, &rt, user); /* never upstream */
         return;
     }
-    if (parsed && rt.bad_reference && hosted_match(r->hosted, rt.name)) {
+    if (parsed && rt.bad_reference && for_hosted(r, &rt)) {
         /* no such manifest (404), and none can be pushed under that reference */
         if (strcmp(req->method_name, "PUT") == 0)
             respond_error(c, 0, 400, "MANIFEST_INVALID",

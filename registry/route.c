@@ -175,3 +175,17 @@ int route_parse(const char *path, const char *query, struct route *r)
     }
     return fail(r, 404, "NAME_UNKNOWN", "unknown registry API endpoint");
 }
+
+int route_names_upstream(const struct route *rt, int (*is_upstream)(void *ud, const char *name),
+                         void *ud)
+{
+    if (rt->ns[0])
+        return 1;
+    const char *slash = strchr(rt->name, '/');
+    if (!slash)
+        return 0;
+    char first[REF_NAME_MAX + 1];
+    memcpy(first, rt->name, (size_t)(slash - rt->name));
+    first[slash - rt->name] = '\0';
+    return is_upstream(ud, first) != 0;
+}

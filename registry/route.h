@@ -35,6 +35,13 @@ struct route {
  * NAME_UNKNOWN for an unknown endpoint. name is set whenever it was valid. */
 int route_parse(const char *path, const char *query, struct route *out);
 
+/* Does the request name its upstream itself: an ns parameter (whatever its value), or a first
+ * name component for which is_upstream returns non-zero (/v2/quay.io/org/app/...)? Such a
+ * request is for that upstream and never reaches a hosted repository, whatever the hosted
+ * patterns match. */
+int route_names_upstream(const struct route *rt, int (*is_upstream)(void *ud, const char *name),
+                         void *ud);
+
 /* Finds query parameter key (percent-decoded) in query (may be NULL). Returns its length, or -1
  * when absent or not fitting in outlen. */
 int route_query_param(const char *query, const char *key, char *out, size_t outlen);

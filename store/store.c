@@ -508,9 +508,29 @@ static int fill_room(struct store_fill *f, size_t len)
     return 0;
 }
 
+int store_fill_park(struct store_fill *f)
+{
+    if (f->fd < 0)
+        return 0;
+    int r = close(f->fd) ? -errno : 0;
+    f->fd = -1;
+    return r;
+}
+
+/* Reopens a parked fill's file, at its end. */
+static int fill_unpark(struct store_fill *f)
+{
+    if (f->fd >= 0)
+        return 0;
+    f->fd = openat(f->store->tmp_fd, f->tmp_name, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    return f->fd < 0 ? -errno : 0;
+}
+
 int store_fill_write(struct store_fill *f, const void *data, size_t len)
 {
-    int r = fill_room(f, len);
+    int r = fill_unpark(f);
+    if (!r)
+        r = fill_room(f, len);
     if (!r)
         r = write_all(f->fd, data, len);
     if (r)
@@ -533,7 +553,9 @@ int store_fill_commit(struct store_fill *f)
         unlinkat(f->store->tmp_fd, f->tmp_name, 0);
         return -EBADMSG;
     }
-    int r = publish(f->store, f->fd, f->tmp_name, f->digest);
+    int r = fill_unpark(f);
+    if (!r)
+        r = publish(f->store, f->fd, f->tmp_name, f->digest);
     if (r)
         unlinkat(f->store->tmp_fd, f->tmp_name, 0);
     return r;
@@ -557,7 +579,8 @@ void store_fill_free(struct store_fill *f)
     if (!f)
         return;
     store_fill_abort(f);
-    close(f->fd);
+    if (f->fd >= 0)
+        close(f->fd);
     EVP_MD_CTX_free(f->md);
     free(f);
 }

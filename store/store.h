@@ -75,6 +75,10 @@ uint64_t store_fill_size(const struct store_fill *f);
 int store_fill_commit(struct store_fill *f);
 /* The same for content whose digest is only known at the end (a push: begin with ""). */
 int store_fill_commit_as(struct store_fill *f, const char *digest);
+/* Closes the descriptor of a fill nobody reads and nobody writes for now (an upload session
+ * between two requests), so that idle fills hold no descriptor; the next store_fill_write or
+ * commit reopens its file. store_fill_fd is -1 meanwhile. 0 or -errno. */
+int store_fill_park(struct store_fill *f);
 /* Removes the temporary file of a fill that will not be committed. */
 void store_fill_abort(struct store_fill *f);
 /* Closes the descriptor and frees; aborts the fill if neither committed nor aborted. */

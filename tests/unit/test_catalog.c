@@ -20,6 +20,9 @@ int main(void)
     struct catalog c = {0};
     page(&c, 0, NULL, "{\"repositories\":[]}\n", "");
     page(&c, 2, NULL, "{\"repositories\":[]}\n", "");
+    page(&c, 1, "a", "{\"repositories\":[]}\n", ""); /* no names: nothing sorted, no NULL use */
+    catalog_free(&c);
+    page(&c, 0, NULL, "{\"repositories\":[]}\n", "");
     const char *names[] = {"team/b", "library/a", "quay.io/x", "team/b", "library/a", "z"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         CHECK_EQ_INT(catalog_add(&c, names[i]), 0);

@@ -254,6 +254,33 @@ static void test_good_small(void)
     CHECK_EQ_INT(cfg.log_level, 2);
 }
 
+/* hosted: a list of patterns, or a mapping of them and its limits. */
+static void test_hosted(void)
+{
+    CHECK_EQ_INT(load("hosted: [team/*, search-hub]\n"), 0);
+    CHECK_EQ_INT(cfg.n_hosted, 2);
+    CHECK_EQ_U64(cfg.hosted_upload_timeout_ms, 10 * 60 * 1000);
+    CHECK_EQ_U64(cfg.hosted_max_uploads, 64);
+    CHECK_EQ_U64(cfg.hosted_max_size_bytes, 0);
+    CHECK_EQ_INT(load("hosted:\n  repositories: [team/*]\n  upload_timeout: 90s\n"
+                      "  max_size: 2GiB\n  max_uploads_per_client: 5\n"),
+                 0);
+    CHECK_EQ_INT(cfg.n_hosted, 1);
+    if (cfg.n_hosted == 1)
+        CHECK_STR(cfg.hosted[0], "team/*");
+    CHECK_EQ_U64(cfg.hosted_upload_timeout_ms, 90000);
+    CHECK_EQ_U64(cfg.hosted_max_size_bytes, 2ULL << 30);
+    CHECK_EQ_U64(cfg.hosted_max_uploads, 5);
+    ERR("hosted:\n  repositories: [team/*]\n  upload_timeout: 0\n", 3, "hosted.upload_timeout",
+        "must be greater than 0");
+    ERR("hosted:\n  max_uploads_per_client: 0\n", 2, "hosted.max_uploads_per_client",
+        "out of range");
+    ERR("hosted:\n  max_size: lots\n", 2, "hosted.max_size", "invalid size");
+    ERR("hosted:\n  repository: [team/*]\n", 2, "hosted.repository", "unknown key");
+    ERR("hosted:\n  repositories: [Team]\n", 2, "hosted.repositories", "only lowercase");
+    ERR("hosted: team/*\n", 1, "hosted", "expected a list of repository patterns or a mapping");
+}
+
 static void test_upstream_limits(void)
 {
     char *yaml = malloc(8192), name[300];
@@ -544,6 +571,7 @@ int main(void)
     test_full();
     test_good_small();
     test_upstream_limits();
+    test_hosted();
     test_errors();
     test_password_not_echoed();
     test_password_file_and_user();

@@ -99,5 +99,20 @@ int main(void)
     CHECK_EQ_INT(info.n_refs, 0);
     hosted__manifest_info_free(&info);
 
+    /* only manifest media types are taken, in their canonical spelling */
+#define TYPE(s) hosted__manifest_type(s, strlen(s))
+    CHECK_STR(TYPE("application/vnd.oci.image.manifest.v1+json"),
+              "application/vnd.oci.image.manifest.v1+json");
+    CHECK_STR(TYPE("Application/VND.docker.distribution.manifest.list.v2+json; charset=utf-8"),
+              "application/vnd.docker.distribution.manifest.list.v2+json");
+    CHECK_STR(TYPE(" application/vnd.oci.image.index.v1+json "),
+              "application/vnd.oci.image.index.v1+json");
+    CHECK(TYPE("text/html") == NULL);
+    CHECK(TYPE("application/json") == NULL);
+    CHECK(TYPE("application/vnd.oci.image.manifest.v1+jsonx") == NULL);
+    CHECK(TYPE("application/vnd.oci.image.manifest.v1") == NULL);
+    CHECK(TYPE("") == NULL);
+#undef TYPE
+
     CHECK_DONE();
 }

@@ -27,6 +27,21 @@ static void bad(const char *path, int status, const char *code)
     CHECK_STR(r.err_code, code);
 }
 
+static int known_upstream(void *ud, const char *name)
+{
+    (void)ud;
+    return strcmp(name, "quay.example") == 0 || strcmp(name, "docker.io") == 0;
+}
+
+/* Does the request name its upstream itself (and so never reach hosted content)? */
+static int names_upstream(const char *path, const char *query)
+{
+    struct route r;
+    if (route_parse(path, query, &r))
+        return -1;
+    return route_names_upstream(&r, known_upstream, NULL);
+}
+
 int main(void)
 {
     ok("/v2/", NULL, ROUTE_BASE, NULL, NULL);
@@ -110,6 +125,19 @@ int main(void)
     tag[129] = '\0';
     snprintf(path, sizeof(path), "/v2/x/manifests/%s", tag);
     bad(path, 404, "MANIFEST_UNKNOWN");
+
+    /* an explicit upstream: ns (any value) or a leading component naming one */
+    CHECK_EQ_INT(names_upstream("/v2/team/app/manifests/v1", "ns=quay.example"), 1);
+    CHECK_EQ_INT(names_upstream("/v2/team/app/manifests/v1", "ns=nowhere.example"), 1);
+    CHECK_EQ_INT(names_upstream("/v2/quay.example/team/app/manifests/v1", NULL), 1);
+    CHECK_EQ_INT(names_upstream("/v2/docker.io/team/app/blobs/sha256:" D64, NULL), 1);
+    CHECK_EQ_INT(names_upstream("/v2/quay.example/team/app/blobs/uploads/", NULL), 1);
+    /* none: the name as given (hosted patterns may claim it) */
+    CHECK_EQ_INT(names_upstream("/v2/team/app/manifests/v1", NULL), 0);
+    CHECK_EQ_INT(names_upstream("/v2/team/app/manifests/v1", "nsx=quay.example"), 0);
+    CHECK_EQ_INT(names_upstream("/v2/quay.example/manifests/v1", NULL), 0);
+    CHECK_EQ_INT(names_upstream("/v2/team/quay.example/manifests/v1", NULL), 0);
+    CHECK_EQ_INT(names_upstream("/v2/alpine/manifests/v1", NULL), 0);
 
     char out[16];
     CHECK_EQ_INT(route_query_param("n=100&last=abc", "last", out, sizeof(out)), 3);

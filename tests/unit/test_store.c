@@ -109,6 +109,35 @@ static void test_fill_ok(struct store *s)
     free(data);
 }
 
+/* A parked fill holds no descriptor; writing and committing reopen it at its end. */
+static void test_fill_parked(struct store *s)
+{
+    const char *data = "first piece|second piece";
+    char d[80], path[STORE_PATH_MAX];
+    store_digest_of(data, strlen(data), d);
+    store_blob_path(s, d, path, sizeof(path));
+    struct store_fill *f;
+    CHECK_EQ_INT(store_fill_begin(s, "", &f), 0);
+    CHECK_EQ_INT(store_fill_park(f), 0);
+    CHECK_EQ_INT(store_fill_fd(f), -1);
+    CHECK_EQ_INT(store_fill_park(f), 0); /* twice is harmless */
+    CHECK_EQ_INT(store_fill_write(f, data, 12), 0);
+    CHECK(store_fill_fd(f) >= 0);
+    CHECK_EQ_INT(store_fill_park(f), 0);
+    CHECK_EQ_INT(store_fill_write(f, data + 12, strlen(data) - 12), 0);
+    CHECK_EQ_INT(store_fill_park(f), 0);
+    CHECK_EQ_INT(store_fill_commit_as(f, d), 0);
+    CHECK(exists(path));
+    store_fill_free(f);
+    CHECK_EQ_INT(store_verify(s, d), 0);
+    /* freed while parked: nothing left behind */
+    CHECK_EQ_INT(store_fill_begin(s, "", &f), 0);
+    CHECK_EQ_INT(store_fill_write(f, "x", 1), 0);
+    CHECK_EQ_INT(store_fill_park(f), 0);
+    store_fill_free(f);
+    CHECK_EQ_INT(count_tmp(), 0);
+}
+
 static void test_fill_mismatch_and_abort(struct store *s)
 {
     char d[80], path[STORE_PATH_MAX];
@@ -384,6 +413,7 @@ int main(void)
     CHECK_EQ_INT(store_open(root, &s, NULL, 0), 0);
     test_put_and_open(s);
     test_fill_ok(s);
+    test_fill_parked(s);
     test_fill_mismatch_and_abort(s);
     test_symlinked_shard(s);
     test_not_regular_blobs(s);

@@ -167,6 +167,10 @@ int serve(const struct config *cfg)
         .idle_timeout_ms = cfg->client_idle_ms,
         .header_timeout_ms = cfg->client_header_ms,
         .min_body_rate = cfg->min_body_rate,
+        .max_response_memory = cfg->max_response_memory,
+        .max_waiting = cfg->max_connections - (cfg->reserved_connections
+                                                    ? cfg->reserved_connections
+                                                    : cfg->max_connections / 16),
     };
     if (!d.registry || (r = http_server_start(&d.loop, &opts, &d.http))) {
         log_error("listen %s: %s", cfg->listen, strerror(r ? -r : ENOMEM));

@@ -18,6 +18,7 @@
 static const char busy_response[] =
     "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
     "Content-Type: application/json\r\nDocker-Distribution-Api-Version: registry/2.0\r\n"
+    "X-Content-Type-Options: nosniff\r\nContent-Security-Policy: sandbox\r\n"
     "Content-Length: 69\r\n\r\n" BUSY_BODY;
 _Static_assert(sizeof(BUSY_BODY) - 1 == 69, "Content-Length of the busy answer");
 
@@ -189,6 +190,11 @@ void http_server_drain(struct http_server *s)
 size_t http_server_connections(const struct http_server *s)
 {
     return s->n_conns;
+}
+
+uint64_t http_server_buffered(const struct http_server *s)
+{
+    return s->buffered;
 }
 
 void http_server_close_all(struct http_server *s)

@@ -63,10 +63,11 @@ void registry_write_error(struct conn *c, int status, void *ud)
     const char *msg = status == 408   ? "request not received in time"
                       : status == 414 ? "request target too long"
                       : status == 431 ? "request header fields too large"
-                      : status == 503 ? "too many connections"
+                      : status == 503 ? "the mirror is busy: too many requests waiting or "
+                                        "too many response bytes held for slow clients"
                                       : "malformed HTTP request";
     const char *code = status == 503 ? "UNAVAILABLE" : "UNSUPPORTED";
-    respond_error(c, 0, status, code, msg, NULL);
+    respond_error(c, 0, status, code, msg, status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 
 static void ns_header(char *out, size_t len, const char *ns)

@@ -21,7 +21,11 @@ void registry_free(struct registry *r);
 void registry_handle(struct conn *c, struct http_request *req, void *ud);
 void registry_write_error(struct conn *c, int status, void *ud);
 
-/* Headers every response carries. */
-#define REGISTRY_COMMON_HEADERS "Docker-Distribution-Api-Version: registry/2.0\r\n"
+/* Headers every response carries: no answer is ever taken for HTML or script by a browser
+ * (nosniff, and a sandbox for anything it would render anyway). */
+#define REGISTRY_COMMON_HEADERS                                                                \
+    "Docker-Distribution-Api-Version: registry/2.0\r\n"                                       \
+    "X-Content-Type-Options: nosniff\r\n"                                                     \
+    "Content-Security-Policy: sandbox\r\n"
 
 #endif

@@ -1,5 +1,7 @@
 #include "util/shared.h"
 
+#include "util/map.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,4 +55,50 @@ int shared_body_set_key(struct shared_body *b, const char *key)
     free(b->key);
     b->key = k;
     return 0;
+}
+
+struct shared_index {
+    struct map *bodies; /* key -> struct shared_body, borrowed */
+    struct shared_index **home;
+};
+
+static void index_gone(void *ud, struct shared_body *b)
+{
+    struct shared_index *ix = ud;
+    if (map_get(ix->bodies, b->key) == b)
+        map_del(ix->bodies, b->key);
+    if (!map_count(ix->bodies)) {
+        *ix->home = NULL;
+        map_free(ix->bodies);
+        free(ix);
+    }
+}
+
+struct shared_body *shared_index_get(struct shared_index **ix, const char *key)
+{
+    struct shared_body *b = *ix ? map_get((*ix)->bodies, key) : NULL;
+    return b ? shared_body_ref(b) : NULL;
+}
+
+void shared_index_put(struct shared_index **ix, const char *key, struct shared_body *b)
+{
+    if (!*ix) {
+        struct shared_index *n = calloc(1, sizeof(*n));
+        if (!n || !(n->bodies = map_new())) {
+            free(n);
+            return;
+        }
+        n->home = ix;
+        *ix = n;
+    }
+    if (shared_body_set_key(b, key) || map_put((*ix)->bodies, key, b) == MAP_NOMEM) {
+        if (!map_count((*ix)->bodies)) {
+            map_free((*ix)->bodies);
+            free(*ix);
+            *ix = NULL;
+        }
+        return;
+    }
+    b->on_gone = index_gone;
+    b->gone_ud = *ix;
 }

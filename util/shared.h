@@ -31,4 +31,14 @@ void shared_body_unref(struct shared_body *b);
 /* Names the body (copied) for its index; -ENOMEM when out of memory. */
 int shared_body_set_key(struct shared_body *b, const char *key);
 
+/* An index of the bodies alive now, by name, so that a second answer with the same bytes
+ * shares the first one's memory. A body is in it only while referenced: its last unref takes
+ * it out, and the index frees itself when it empties (*ix is NULL then). Loop thread only. */
+struct shared_index;
+/* The live body named key, with a new reference; NULL when there is none. */
+struct shared_body *shared_index_get(struct shared_index **ix, const char *key);
+/* Names b key in *ix (replacing an older body of that name); on failure b is simply not
+ * indexed. b must not be indexed yet. */
+void shared_index_put(struct shared_index **ix, const char *key, struct shared_body *b);
+
 #endif

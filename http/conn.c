@@ -949,6 +949,10 @@ void conn_read_body(struct conn *c, int (*on_data)(void *ud, const char *data, s
     c->body_on_end = on_end;
     c->body_ud = ud;
     wait_leave(c);
+    if (c->closing) {
+        on_end(ud, -ECONNRESET); /* the client has gone already */
+        return;
+    }
     if (!c->rp.req.has_body) {
         c->body_done = 1;
         on_end(ud, 0);

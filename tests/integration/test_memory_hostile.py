@@ -7,6 +7,7 @@ import os
 import random
 import select
 import socket
+import threading
 import time
 
 import pytest
@@ -202,13 +203,33 @@ def test_responses_held_for_slow_clients_are_capped(mirror_factory, scripted):
     assert status == 200 and got == list(bodies.values())[5]
 
 
-def hang_blobs(scripted):
-    """One blob the upstream serves; every other blob request hangs without an answer.
-    Returns (the blob's digest, its bytes)."""
-    scripted.route("GET", r"/v2/.*/blobs/.*", lambda req: Reply.hang())
-    scripted.route("HEAD", r"/v2/.*/blobs/.*", lambda req: Reply.hang())
-    data = os.urandom(4096)
-    return scripted.blob(data), data
+class HungBlobs:
+    """Every blob request the upstream gets hangs without an answer until release(), then gets
+    404 (so that no fill is left in flight when the mirror stops)."""
+
+    def __init__(self, scripted):
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.held = 0
+        scripted.route("*", r"/v2/.*/blobs/.*", self.answer)
+
+    def answer(self, req):
+        with self.lock:
+            self.held += 1
+        self.gate.wait(60)
+        with self.lock:
+            self.held -= 1
+        return Reply.error(404, "BLOB_UNKNOWN")
+
+    def release(self, m, scripted):
+        """Lets every hung request end, and waits until the mirror has asked for no more."""
+        self.gate.set()
+
+        def settled():
+            n = len(scripted.requests(path=r"/blobs/"))
+            time.sleep(0.5)
+            return self.held == 0 and len(scripted.requests(path=r"/blobs/")) == n
+        wait_until(settled, timeout=30, what="the hung upstream requests to end")
 
 
 def cold_digest():
@@ -227,7 +248,7 @@ def test_clients_that_hang_up_on_a_hung_upstream_give_their_slots_back(mirror_fa
     digest = scripted.blob(os.urandom(4096))
     status, _, data, _ = m.request("GET", f"/v2/library/app/blobs/{digest}")
     assert status == 200 and digest_of(data) == digest
-    hang_blobs(scripted)
+    hung = HungBlobs(scripted)
     for _ in range(5):
         socks = []
         for _ in range(50):
@@ -245,6 +266,7 @@ def test_clients_that_hang_up_on_a_hung_upstream_give_their_slots_back(mirror_fa
     assert status == 200 and body == data
     seen = scripted.requests("GET", r"/blobs/")
     assert 1 <= len(seen) <= 64 + 1, f"{len(seen)} upstream requests for blobs"
+    hung.release(m, scripted)
 
 
 def test_a_crowd_of_misses_on_a_hung_upstream_leaves_slots_for_hits_and_probes(mirror_factory,
@@ -259,7 +281,7 @@ def test_a_crowd_of_misses_on_a_hung_upstream_leaves_slots_for_hits_and_probes(m
     digest = scripted.blob(os.urandom(4096))
     status, _, data, _ = m.request("GET", f"/v2/library/app/blobs/{digest}")
     assert status == 200
-    hang_blobs(scripted)
+    hung = HungBlobs(scripted)
     socks = []
     try:
         for _ in range(250):
@@ -282,10 +304,11 @@ def test_a_crowd_of_misses_on_a_hung_upstream_leaves_slots_for_hits_and_probes(m
         assert shed and all(h.startswith(b"HTTP/1.1 503") for h in shed), shed[:3]
         assert all(b"retry-after: 1" in h.lower() for h in shed)
         assert client_sockets(m.proc.pid, m.port) <= 200 - 200 // 16
+        assert len(scripted.requests("GET", r"/blobs/")) <= 64 + 1
     finally:
         for s in socks:
             s.close()
-    assert len(scripted.requests("GET", r"/blobs/")) <= 64 + 1
+        hung.release(m, scripted)
 
 
 def answers_of_every_kind(m, scripted, digest, blob, manifest_digest):

@@ -70,6 +70,7 @@ void config_defaults(struct config *c)
     c->max_response_memory = 256ULL << 20;
     c->reserved_connections = 0;
     c->upstream_connections = 64;
+    c->max_fills = 256;
     c->log_level = LOG_INFO;
     c->auth_realm = strdup("regcache");
     c->auth_anonymous_pull = 1;
@@ -340,6 +341,7 @@ static const struct field fields[] = {
     {"limits", "max_response_memory", F_DISK_SIZE, offsetof(struct config, max_response_memory)},
     {"limits", "reserved_connections", F_COUNT, offsetof(struct config, reserved_connections)},
     {"limits", "upstream_connections", F_COUNT, offsetof(struct config, upstream_connections)},
+    {"limits", "max_fills", F_COUNT, offsetof(struct config, max_fills)},
     {"log", "level", F_LEVEL, offsetof(struct config, log_level)},
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))

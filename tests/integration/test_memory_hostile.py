@@ -387,3 +387,37 @@ def test_every_answer_says_nosniff_and_api_answers_are_sandboxed(mirror_factory,
         lines = [line.lower() for line in head.split(b"\r\n")[1:]]
         assert b"x-content-type-options: nosniff" in lines, (what, head)
         assert b"content-security-policy: sandbox" in lines, (what, head)
+
+
+def test_fills_from_one_upstream_are_capped(mirror_factory, scripted):
+    """300 clients ask for 300 cold blobs of a hung upstream at once: at most 256 fills
+    (limits.max_fills) are started, each with its temporary file; the others are answered 503
+    UNAVAILABLE with Retry-After at once, and at most 64 sockets (limits.upstream_connections)
+    reach the upstream."""
+    m = mirror_factory([{"name": "docker.io", "url": scripted.url}],
+                       extra={"limits": {"max_connections": 400},
+                              "timeouts": {"first_byte": "60s", "low_speed": "60s"}})
+    hung = HungBlobs(scripted)
+    socks = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", m.port), timeout=10)
+            s.sendall(request_bytes(f"/v2/library/app/blobs/{cold_digest()}"))
+            socks.append(s)
+        refused = []
+        deadline = time.monotonic() + 10
+        while len(refused) < 300 - 256 and time.monotonic() < deadline:
+            readable, _, _ = select.select([s for s in socks if s not in refused], [], [], 0.5)
+            for s in readable:
+                head = s.recv(4096)
+                assert head.startswith(b"HTTP/1.1 503"), head
+                assert b"retry-after: 1" in head.lower() and b"UNAVAILABLE" in head, head
+                refused.append(s)
+        assert len(refused) == 300 - 256, f"{len(refused)} clients refused"
+        temp = os.listdir(os.path.join(m.storage, "tmp"))
+        assert len(temp) <= 256, f"{len(temp)} temporary files"
+        assert len(scripted.requests(path=r"/blobs/")) <= 64
+    finally:
+        for s in socks:
+            s.close()
+        hung.release(m, scripted)

@@ -67,6 +67,7 @@ static void check_defaults(const struct config *c)
     CHECK_EQ_U64(c->max_response_memory, 256ULL << 20);
     CHECK_EQ_U64(c->reserved_connections, 0);
     CHECK_EQ_U64(c->upstream_connections, 64);
+    CHECK_EQ_U64(c->max_fills, 256);
     CHECK_EQ_INT(c->log_level, 1);
 }
 
@@ -226,6 +227,8 @@ static void test_good_small(void)
     CHECK_EQ_U64(cfg.reserved_connections, 10);
     CHECK_EQ_U64(cfg.upstream_connections, 8);
     CHECK_EQ_U64(cfg.max_response_memory, 1ULL << 30);
+    CHECK_EQ_INT(load("limits: {max_fills: 16}\n"), 0);
+    CHECK_EQ_U64(cfg.max_fills, 16);
     CHECK_EQ_INT(load("limits: {max_response_memory: 0}\n"), 0);
     CHECK_EQ_U64(cfg.max_response_memory, 0); /* no cap */
 

@@ -163,6 +163,7 @@ int serve(const struct config *cfg)
         .error_writer = registry_write_error,
         .ud = d.registry,
         .common_headers = REGISTRY_COMMON_HEADERS,
+        .default_header = REGISTRY_DEFAULT_HEADER,
         .max_connections = cfg->max_connections,
         .idle_timeout_ms = cfg->client_idle_ms,
         .header_timeout_ms = cfg->client_header_ms,

@@ -847,6 +847,20 @@ void conn_wake(struct conn *c)
         flush(c);
 }
 
+/* Does a header line of headers start with name (len bytes, the colon included)? */
+static int names_header(const char *headers, const char *name, size_t len)
+{
+    for (const char *line = headers; *line;) {
+        if (strncasecmp(line, name, len) == 0)
+            return 1;
+        const char *end = strstr(line, "\r\n");
+        if (!end)
+            break;
+        line = end + 2;
+    }
+    return 0;
+}
+
 static int start_response(struct conn *c, int status, const char *headers, uint64_t length)
 {
     if (c->closing || c->response_set || !c->req_active)
@@ -858,9 +872,14 @@ static int start_response(struct conn *c, int status, const char *headers, uint6
     c->status = status;
     buf_reset(&c->out);
     c->out_pos = 0;
-    int r = buf_printf(&c->out, "HTTP/1.1 %d %s\r\n%s%sContent-Length: %llu\r\n%s\r\n", status,
-                       status_text(status), c->srv->common_headers, headers ? headers : "",
-                       (unsigned long long)length, c->close_after ? "Connection: close\r\n" : "");
+    const char *dflt = c->srv->default_header;
+    if (headers && c->srv->default_name_len &&
+        names_header(headers, dflt, c->srv->default_name_len))
+        dflt = ""; /* the answer has a policy of its own */
+    int r = buf_printf(&c->out, "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %llu\r\n%s\r\n",
+                       status, status_text(status), c->srv->common_headers, dflt,
+                       headers ? headers : "", (unsigned long long)length,
+                       c->close_after ? "Connection: close\r\n" : "");
     if (r) {
         conn_close(c);
         return -1;

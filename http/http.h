@@ -64,6 +64,9 @@ struct http_server_opts {
     http_error_writer error_writer;
     void *ud;
     const char *common_headers; /* "Name: value\r\n" lines added to every response */
+    /* One "Name: value\r\n" line added to every response whose own headers do not name that
+     * header (a page with a policy of its own sets it); NULL: none. */
+    const char *default_header;
     uint64_t max_connections;
     uint64_t idle_timeout_ms;
     /* A request head must be complete this long after its first byte (or after the connection

@@ -27,6 +27,8 @@ struct http_server {
     int listening;
     struct http_server_opts opts;
     char *common_headers;
+    char *default_header; /* "" when none */
+    size_t default_name_len; /* its name and the colon */
     char *rbuf; /* READ_BUF: every recv lands here; what a connection cannot parse yet is
                  * copied to its own buffer, so an idle connection holds no read buffer */
     struct conn *conns; /* doubly linked */

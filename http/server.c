@@ -136,8 +136,11 @@ int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
     s->loop = loop;
     s->opts = *opts;
     s->common_headers = strdup(opts->common_headers ? opts->common_headers : "");
+    s->default_header = strdup(opts->default_header ? opts->default_header : "");
+    const char *colon = s->default_header ? strchr(s->default_header, ':') : NULL;
+    s->default_name_len = colon ? (size_t)(colon - s->default_header) + 1 : 0;
     s->rbuf = malloc(READ_BUF);
-    if (!s->common_headers || !s->rbuf) {
+    if (!s->common_headers || !s->default_header || !s->rbuf) {
         http_server_free(s);
         return -ENOMEM;
     }
@@ -222,6 +225,7 @@ void http_server_free(struct http_server *s)
         return;
     SSL_CTX_free(s->tls);
     free(s->common_headers);
+    free(s->default_header);
     free(s->rbuf);
     free(s);
 }

@@ -351,6 +351,30 @@ static void answer_error(blob_cb cb, void *ud, int status, const char *code, con
     cb(ud, &a);
 }
 
+struct fills_of {
+    const struct upstream *u;
+    uint64_t n;
+};
+
+static int count_fill(const char *key, void *value, void *ud)
+{
+    (void)key;
+    struct fills_of *fo = ud;
+    const struct blob_fill *f = value;
+    fo->n += f->u == fo->u && f->state != FILL_DONE && f->state != FILL_FAILED;
+    return 0;
+}
+
+/* limits.max_fills: blobs being fetched from u at once, each with a temporary file and a
+ * request (a crowd asking for random cold digests would otherwise open one of each per
+ * digest). */
+static int fills_full(struct cache *c, const struct upstream *u)
+{
+    struct fills_of fo = {u, 0};
+    map_each(c->fills, count_fill, &fo);
+    return fo.n >= c->cfg->max_fills;
+}
+
 static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
                           const char *digest, int head, blob_cb cb, void *ud)
 {
@@ -362,6 +386,17 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
         } else if (add_waiter(f, head, cb, ud)) {
             answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
         }
+        return;
+    }
+    if (fills_full(c, u)) {
+        struct blob_answer a = {0};
+        a.fd = -1;
+        cache__error_set(&a.err, 503, "UNAVAILABLE",
+                         "%llu blobs are being fetched from upstream %s already "
+                         "(limits.max_fills): try again shortly",
+                         (unsigned long long)c->cfg->max_fills, upstream_name(u));
+        snprintf(a.err.retry_after, sizeof(a.err.retry_after), "1");
+        cb(ud, &a);
         return;
     }
     f = calloc(1, sizeof(*f));

@@ -26,6 +26,7 @@ struct db;
 struct upstream;
 struct upstream_client;
 struct blob_fill;
+struct shared_body;
 
 enum cache_outcome { OUTCOME_NONE = 0, OUTCOME_HIT, OUTCOME_MISS, OUTCOME_FILL, OUTCOME_STALE };
 const char *cache_outcome_name(enum cache_outcome o);
@@ -61,6 +62,9 @@ typedef void (*blob_cb)(void *ud, const struct blob_answer *a);
 struct tags_answer {
     struct cache_error err;
     enum cache_outcome outcome;
+    /* on success: the body, shared by every client answered with the same bytes (take a
+     * reference to keep it past the callback); body and len are its bytes */
+    struct shared_body *shared;
     const char *body;
     size_t len;
     const char *link; /* upstream pagination, NULL when none */
@@ -110,6 +114,7 @@ void cache_fill_release(struct blob_fill *f);
 void cache_note_access(struct cache *c, struct upstream *u, const char *repo, const char *digest,
                        enum cache_outcome outcome);
 
+/* One upstream request per (upstream, repository, query) at a time, whoever asks. */
 void cache_tags(struct cache *c, struct upstream *u, const char *repo, const char *query,
                 tags_cb cb, void *ud);
 

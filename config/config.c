@@ -72,6 +72,10 @@ void config_defaults(struct config *c)
     c->min_body_rate = 1024;
     c->max_manifest_bytes = 4ULL << 20;
     c->max_blob_bytes = 64ULL << 30;
+    c->max_response_memory = 256ULL << 20;
+    c->reserved_connections = 0;
+    c->upstream_connections = 64;
+    c->max_fills = 256;
     c->log_level = LOG_INFO;
     c->auth_realm = strdup("regcache");
     c->auth_anonymous_pull = 1;
@@ -360,6 +364,10 @@ static const struct field fields[] = {
     {"limits", "min_body_rate", F_DISK_SIZE, offsetof(struct config, min_body_rate)},
     {"limits", "max_manifest_size", F_SIZE, offsetof(struct config, max_manifest_bytes)},
     {"limits", "max_blob_size", F_DISK_SIZE_POSITIVE, offsetof(struct config, max_blob_bytes)},
+    {"limits", "max_response_memory", F_DISK_SIZE, offsetof(struct config, max_response_memory)},
+    {"limits", "reserved_connections", F_COUNT, offsetof(struct config, reserved_connections)},
+    {"limits", "upstream_connections", F_COUNT, offsetof(struct config, upstream_connections)},
+    {"limits", "max_fills", F_COUNT, offsetof(struct config, max_fills)},
     {"log", "level", F_LEVEL, offsetof(struct config, log_level)},
     /* hosted, when a mapping (apply_hosted): beside its repositories list */
     {"hosted", "max_size", F_DISK_SIZE, offsetof(struct config, hosted_max_size_bytes)},
@@ -457,6 +465,7 @@ static int set_field(struct ctx *x, struct config *c, const struct field *f, yam
 static int apply_section(struct ctx *x, struct config *c, const char *section, yaml_node_t *m)
 {
     char key[KEY_MAX];
+    unsigned long reserved_line = 0;
 
     if (is_null(m))
         return 0; /* "cache:" with everything under it commented out */
@@ -478,7 +487,15 @@ static int apply_section(struct ctx *x, struct config *c, const char *section, y
         rc = set_field(x, c, f, kv.value, key);
         if (rc < 0)
             return rc;
+        if (f->offset == offsetof(struct config, reserved_connections))
+            reserved_line = line_of(kv.value);
     }
+    /* the reserve is a part of max_connections (given in either order) */
+    if (reserved_line && c->reserved_connections >= c->max_connections)
+        return fail(x, reserved_line, "limits.reserved_connections",
+                    "%llu must be less than limits.max_connections (%llu)",
+                    (unsigned long long)c->reserved_connections,
+                    (unsigned long long)c->max_connections);
     return 0;
 }
 

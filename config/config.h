@@ -39,6 +39,10 @@ struct config {
     uint64_t min_body_rate;         /* limits.min_body_rate, bytes/s, default 1KiB; 0 = none */
     uint64_t max_manifest_bytes;    /* limits.max_manifest_size, default 4MiB */
     uint64_t max_blob_bytes;        /* limits.max_blob_size, default 64GiB */
+    uint64_t max_response_memory;   /* limits.max_response_memory, default 256MiB; 0 = none */
+    uint64_t reserved_connections;  /* limits.reserved_connections; 0: max_connections / 16 */
+    uint64_t upstream_connections;  /* limits.upstream_connections, per upstream host, 64 */
+    uint64_t max_fills;             /* limits.max_fills, blobs fetched at once per upstream, 256 */
     int log_level;                  /* log.level: debug|info|warn|error -> enum log_level */
     /* auth: off unless auth.htpasswd is set */
     char *auth_htpasswd;  /* auth.htpasswd: bcrypt htpasswd file */

@@ -211,10 +211,15 @@ int serve(const struct config *cfg)
         .error_writer = daemon_write_error,
         .ud = &d,
         .common_headers = REGISTRY_COMMON_HEADERS,
+        .default_header = REGISTRY_DEFAULT_HEADER,
         .max_connections = cfg->max_connections,
         .idle_timeout_ms = cfg->client_idle_ms,
         .header_timeout_ms = cfg->client_header_ms,
         .min_body_rate = cfg->min_body_rate,
+        .max_response_memory = cfg->max_response_memory,
+        .max_waiting = cfg->max_connections - (cfg->reserved_connections
+                                                    ? cfg->reserved_connections
+                                                    : cfg->max_connections / 16),
     };
     if ((r = http_server_start(&d.loop, &opts, &d.http))) {
         log_error("listen %s: %s", cfg->listen, strerror(-r));

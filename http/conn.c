@@ -13,6 +13,7 @@
 
 #include "http/impl.h"
 #include "util/clock.h"
+#include "util/log.h"
 
 #define OUT_MAX (32u << 20) /* headers plus in-memory bodies (tag lists, errors) */
 
@@ -71,24 +72,57 @@ static void log_access(struct conn *c, const char *note)
     (void)w;
 }
 
-/* ---- lifetime ---- */
+/* ---- lifetime ----
+ * conn_close stops all I/O and closes the two handles; once both are closed (and no sendfile
+ * or pread is running on the thread pool) teardown closes the socket and gives the slot back.
+ * The struct itself, with the request the handler may still look at, goes when the last
+ * reference drops: the connection's own goes at teardown, a handler's whenever it lets go. */
+
+static void wait_leave(struct conn *c);
+
+static void release_body(struct conn *c)
+{
+    struct http_server *s = c->srv;
+    s->buffered -= c->out_counted;
+    c->out_counted = 0;
+    if (c->shared) {
+        if (!--c->shared->senders)
+            s->buffered -= c->shared->len;
+        shared_body_unref(c->shared);
+        c->shared = NULL;
+        c->shared_pos = 0;
+    }
+}
+
+static void release_source(struct conn *c);
+
+static void teardown(struct conn *c)
+{
+    if (c->torn_down || c->handles_open || c->io_busy)
+        return;
+    c->torn_down = 1;
+    release_source(c);
+    release_body(c);
+    if (c->ssl) {
+        SSL_shutdown(c->ssl); /* best effort: one non-blocking close_notify */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    free(c->tls_buf);
+    c->tls_buf = NULL;
+    close(c->fd);
+    c->fd = -1;
+    server_conn_gone(c->srv, c);
+    buf_free(&c->out);
+    conn_unref(c); /* the connection's own reference */
+}
 
 static void on_handle_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
     if (--c->handles_open)
         return;
-    if (c->ssl) {
-        SSL_shutdown(c->ssl); /* best effort: one non-blocking close_notify */
-        SSL_free(c->ssl);
-    }
-    free(c->tls_buf);
-    close(c->fd);
-    server_conn_gone(c->srv, c);
-    reqparse_free(&c->rp);
-    free(c->own);
-    buf_free(&c->out);
-    free(c);
+    teardown(c);
 }
 
 void conn_ref(struct conn *c)
@@ -100,8 +134,10 @@ void conn_unref(struct conn *c)
 {
     if (--c->refs)
         return;
-    uv_close((uv_handle_t *)&c->poll, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    reqparse_free(&c->rp);
+    free(c->own);
+    buf_free(&c->out);
+    free(c);
 }
 
 int conn_alive(const struct conn *c)
@@ -133,16 +169,20 @@ void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    wait_leave(c);
     if (c->reading_body) {
         c->reading_body = 0;
         c->body_on_end(c->body_ud, -ECONNRESET);
     }
     if (c->req_active && c->response_set)
         log_access(c, " aborted");
-    release_source(c);
+    if (!c->io_busy)
+        release_source(c); /* else once the thread pool is done with it (teardown) */
+    release_body(c);
     uv_poll_stop(&c->poll);
     uv_timer_stop(&c->timer);
-    conn_unref(c);
+    uv_close((uv_handle_t *)&c->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
 void conn_drain(struct conn *c)
@@ -150,6 +190,54 @@ void conn_drain(struct conn *c)
     c->close_after = 1;
     if (!c->req_active)
         conn_close(c);
+}
+
+/* ---- requests waiting for their answer ---- */
+
+static void wait_leave(struct conn *c)
+{
+    struct http_server *s = c->srv;
+    if (!c->waiting)
+        return;
+    c->waiting = 0;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        s->wait_head = c->wnext;
+    if (c->wnext)
+        c->wnext->wprev = c->wprev;
+    else
+        s->wait_tail = c->wprev;
+    c->wnext = c->wprev = NULL;
+    s->n_waiting--;
+}
+
+/* The handler returned (or the body ended) without an answer: the request now waits, at the
+ * tail of the list. Past max_waiting, the request waiting longest is answered 503 and its
+ * connection closed: a crowd of misses on a hung upstream never holds more than that many
+ * slots, and what is left of max_connections stays free for hits and /healthz. */
+static void wait_enter(struct conn *c)
+{
+    struct http_server *s = c->srv;
+    if (c->waiting || c->closing || !c->req_active || c->response_set || c->reading_body)
+        return;
+    c->waiting = 1;
+    c->wprev = s->wait_tail;
+    c->wnext = NULL;
+    if (s->wait_tail)
+        s->wait_tail->wnext = c;
+    else
+        s->wait_head = c;
+    s->wait_tail = c;
+    s->n_waiting++;
+    while (s->opts.max_waiting && s->n_waiting > s->opts.max_waiting) {
+        struct conn *old = s->wait_head;
+        wait_leave(old);
+        old->close_after = 1;
+        s->opts.error_writer(old, 503, s->opts.ud);
+        if (!old->closing)
+            conn_close(old); /* what did not go out at once is not waited for */
+    }
 }
 
 static int can_parse(const struct conn *c)
@@ -267,6 +355,7 @@ static void dispatch(struct conn *c)
     if (c->ssl)
         c->rp.req.secure = 1;
     c->srv->opts.handler(c, &c->rp.req, c->srv->opts.ud);
+    wait_enter(c);
 }
 
 static void reject(struct conn *c, int status)
@@ -303,6 +392,7 @@ static void parse_more(struct conn *c)
             c->reading_body = 0;
             c->body_done = 1;
             c->body_on_end(c->body_ud, 0);
+            wait_enter(c);
         } else if (ev == REQPARSE_ERROR) {
             c->rpos = c->rlen;
             reject(c, c->rp.error_status);
@@ -444,8 +534,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if ((events & UV_DISCONNECT) && !c->closing) {
         c->peer_closed = 1;
         c->close_after = 1;
-        if (!c->req_active)
+        /* Idle, or its request still waiting for an answer (a miss on a slow upstream): the
+         * client has gone, and its slot with it. The handler learns it from conn_alive. */
+        if (!c->req_active || (!c->response_set && !c->reading_body)) {
+            if (c->req_active)
+                log_access(c, " client gone");
             conn_close(c);
+        }
     }
     if (!c->closing)
         update_poll(c);
@@ -519,6 +614,7 @@ static void response_done(struct conn *c)
 {
     log_access(c, "");
     release_source(c);
+    release_body(c);
     c->req_active = 0;
     c->response_set = 0;
     if (c->close_after) {
@@ -538,6 +634,7 @@ static void after_sendfile(uv_work_t *w, int status)
     struct conn *c = w->data;
     c->io_busy = 0;
     if (c->closing || status) {
+        teardown(c); /* when it waited for this */
         conn_unref(c);
         return;
     }
@@ -637,6 +734,7 @@ static void after_pread(uv_work_t *w, int status)
     struct conn *c = w->data;
     c->io_busy = 0;
     if (c->closing || status) {
+        teardown(c); /* when it waited for this */
         conn_unref(c);
         return;
     }
@@ -656,7 +754,8 @@ static void flush(struct conn *c)
     if (c->closing || c->io_busy)
         return;
     while (c->out_pos < c->out.len) {
-        ssize_t n = io_send(c, c->out.data + c->out_pos, c->out.len - c->out_pos, c->streaming);
+        ssize_t n = io_send(c, c->out.data + c->out_pos, c->out.len - c->out_pos,
+                            c->streaming || c->shared);
         if (n < 0) {
             if (n == -EINTR)
                 continue;
@@ -669,6 +768,23 @@ static void flush(struct conn *c)
             return;
         }
         c->out_pos += (size_t)n;
+        touch(c);
+    }
+    /* a shared body, straight from its memory */
+    while (c->shared && c->shared_pos < c->shared->len) {
+        ssize_t n = io_send(c, c->shared->data + c->shared_pos, c->shared->len - c->shared_pos, 0);
+        if (n < 0) {
+            if (n == -EINTR)
+                continue;
+            if (n == -EAGAIN || n == -EWOULDBLOCK) {
+                c->want_write = 1;
+                update_poll(c);
+                return;
+            }
+            conn_close(c);
+            return;
+        }
+        c->shared_pos += (size_t)n;
         touch(c);
     }
     /* TLS: the file bytes read so far go out encrypted before more is read */
@@ -736,6 +852,20 @@ void conn_wake(struct conn *c)
         flush(c);
 }
 
+/* Does a header line of headers start with name (len bytes, the colon included)? */
+static int names_header(const char *headers, const char *name, size_t len)
+{
+    for (const char *line = headers; *line;) {
+        if (strncasecmp(line, name, len) == 0)
+            return 1;
+        const char *end = strstr(line, "\r\n");
+        if (!end)
+            break;
+        line = end + 2;
+    }
+    return 0;
+}
+
 static int start_response(struct conn *c, int status, const char *headers, uint64_t length)
 {
     if (c->closing || c->response_set || !c->req_active)
@@ -743,12 +873,18 @@ static int start_response(struct conn *c, int status, const char *headers, uint6
     if (c->rp.req.has_body && !c->body_done)
         c->close_after = 1; /* the unread rest of the body cannot be told from a request */
     c->response_set = 1;
+    wait_leave(c);
     c->status = status;
     buf_reset(&c->out);
     c->out_pos = 0;
-    int r = buf_printf(&c->out, "HTTP/1.1 %d %s\r\n%s%sContent-Length: %llu\r\n%s\r\n", status,
-                       status_text(status), c->srv->common_headers, headers ? headers : "",
-                       (unsigned long long)length, c->close_after ? "Connection: close\r\n" : "");
+    const char *dflt = c->srv->default_header;
+    if (headers && c->srv->default_name_len &&
+        names_header(headers, dflt, c->srv->default_name_len))
+        dflt = ""; /* the answer has a policy of its own */
+    int r = buf_printf(&c->out, "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %llu\r\n%s\r\n",
+                       status, status_text(status), c->srv->common_headers, dflt,
+                       headers ? headers : "", (unsigned long long)length,
+                       c->close_after ? "Connection: close\r\n" : "");
     if (r) {
         conn_close(c);
         return -1;
@@ -756,9 +892,33 @@ static int start_response(struct conn *c, int status, const char *headers, uint6
     return 0;
 }
 
+/* May a body of len more bytes be held in memory? When not, the request is answered 503
+ * (error_writer) and 0 returned. */
+static int admit_body(struct conn *c, size_t len)
+{
+    struct http_server *s = c->srv;
+    if (!s->opts.max_response_memory || len <= SMALL_BODY ||
+        s->buffered + len <= s->opts.max_response_memory)
+        return 1;
+    if (!c->closing && !c->response_set && c->req_active) {
+        static uint64_t warned_ms;
+        uint64_t now = uv_now(s->loop);
+        if (!warned_ms || now - warned_ms >= 10000) {
+            warned_ms = now;
+            log_warn("responses hold %llu bytes for slow clients (limits.max_response_memory "
+                     "%llu): answering 503", (unsigned long long)s->buffered,
+                     (unsigned long long)s->opts.max_response_memory);
+        }
+        s->opts.error_writer(c, 503, s->opts.ud);
+    }
+    return 0;
+}
+
 void conn_respond(struct conn *c, int status, const char *headers, const void *body, size_t len,
                   int head_only)
 {
+    if (!head_only && len && !c->closing && !admit_body(c, len))
+        return;
     if (start_response(c, status, headers, len))
         return;
     if (!head_only && len) {
@@ -766,7 +926,27 @@ void conn_respond(struct conn *c, int status, const char *headers, const void *b
             conn_close(c);
             return;
         }
+        c->out_counted = len;
+        c->srv->buffered += len;
         c->body_bytes = len;
+    }
+    flush(c);
+}
+
+void conn_respond_shared(struct conn *c, int status, const char *headers, struct shared_body *b,
+                         int head_only)
+{
+    int send_body = !head_only && b->len;
+    if (send_body && !b->senders && !c->closing && !admit_body(c, b->len))
+        return;
+    if (start_response(c, status, headers, b->len))
+        return;
+    if (send_body) {
+        c->shared = shared_body_ref(b);
+        c->shared_pos = 0;
+        if (!b->senders++)
+            c->srv->buffered += b->len;
+        c->body_bytes = b->len;
     }
     flush(c);
 }
@@ -792,6 +972,11 @@ void conn_read_body(struct conn *c, int (*on_data)(void *ud, const char *data, s
     c->body_on_data = on_data;
     c->body_on_end = on_end;
     c->body_ud = ud;
+    wait_leave(c);
+    if (c->closing) {
+        on_end(ud, -ECONNRESET); /* the client has gone already */
+        return;
+    }
     if (!c->rp.req.has_body) {
         c->body_done = 1;
         on_end(ud, 0);

@@ -20,6 +20,7 @@
 struct http_server;
 struct conn;
 struct ssl_ctx_st;
+struct shared_body;
 
 enum http_method_kind { HTTP_METHOD_GET, HTTP_METHOD_HEAD, HTTP_METHOD_OTHER };
 
@@ -63,6 +64,9 @@ struct http_server_opts {
     http_error_writer error_writer;
     void *ud;
     const char *common_headers; /* "Name: value\r\n" lines added to every response */
+    /* One "Name: value\r\n" line added to every response whose own headers do not name that
+     * header (a page with a policy of its own sets it); NULL: none. */
+    const char *default_header;
     uint64_t max_connections;
     uint64_t idle_timeout_ms;
     /* A request head must be complete this long after its first byte (or after the connection
@@ -72,6 +76,15 @@ struct http_server_opts {
      * header_timeout_ms (time the handler keeps it paused does not count): 408, then close.
      * 0: no minimum. */
     uint64_t min_body_rate;
+    /* Response bodies held in memory for clients (copies, and each shared body once) may add up
+     * to this many bytes; a response that would go past it is answered 503 by error_writer
+     * instead (bodies under 16 KiB always go). 0: no limit. */
+    uint64_t max_response_memory;
+    /* At most this many requests may wait for their answer at once (a miss waiting on an
+     * upstream); past it the one waiting longest is answered 503 and closed, so that the
+     * remaining max_connections - max_waiting slots stay free for hits and probes. 0: no
+     * limit. */
+    uint64_t max_waiting;
 };
 
 int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
@@ -85,6 +98,8 @@ int http_server_port(const struct http_server *s);
 /* Stops accepting; idle connections close now, busy ones after their current response. */
 void http_server_drain(struct http_server *s);
 size_t http_server_connections(const struct http_server *s);
+/* Bytes of response bodies held in memory now (see max_response_memory). */
+uint64_t http_server_buffered(const struct http_server *s);
 /* Closes every connection now. */
 void http_server_close_all(struct http_server *s);
 /* Frees once every connection has closed (call after the loop ran the close callbacks). */
@@ -96,6 +111,10 @@ void http_server_free(struct http_server *s);
  * head_only only the headers (Content-Length still says len). */
 void conn_respond(struct conn *c, int status, const char *headers, const void *body, size_t len,
                   int head_only);
+/* As conn_respond, the body being b: the connection holds a reference until the response is
+ * out, and sends from b's memory (no copy). */
+void conn_respond_shared(struct conn *c, int status, const char *headers, struct shared_body *b,
+                         int head_only);
 /* Sends status and headers, then streams src (Content-Length = src->end - src->offset). The
  * connection owns src from here. */
 void conn_respond_stream(struct conn *c, int status, const char *headers,
@@ -112,7 +131,9 @@ void conn_body_resume(struct conn *c);
 void conn_wake(struct conn *c);
 
 /* A handler that answers later holds a reference; after the client went away conn_alive is 0
- * and the handler only drops its reference. */
+ * and the handler only drops its reference. A client that hangs up while its request waits
+ * for an answer is noticed at once: its socket and its slot are given back then, not when the
+ * handler lets go. */
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 int conn_alive(const struct conn *c);

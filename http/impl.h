@@ -8,12 +8,16 @@
 #include "http/http.h"
 #include "http/parse.h"
 #include "util/buf.h"
+#include "util/shared.h"
 
 #define READ_BUF (64u << 10) /* one per server, shared by the connections */
 #define SENDFILE_CHUNK (8u << 20)
 #define INLINE_SEND_CHUNK (1u << 20)  /* sendfile from the loop: bytes checked resident at once */
 #define INLINE_SEND_BUDGET (4u << 20) /* and at most this much per connection per loop turn */
 #define TLS_CHUNK (256u << 10)
+/* bodies this small are always sent, whatever opts.max_response_memory says: error answers
+ * must get out, and max_connections of them are bounded anyway */
+#define SMALL_BODY (16u << 10)
 
 struct http_server {
     uv_loop_t *loop;
@@ -23,12 +27,20 @@ struct http_server {
     int listening;
     struct http_server_opts opts;
     char *common_headers;
+    char *default_header; /* "" when none */
+    size_t default_name_len; /* its name and the colon */
     char *rbuf; /* READ_BUF: every recv lands here; what a connection cannot parse yet is
                  * copied to its own buffer, so an idle connection holds no read buffer */
     struct conn *conns; /* doubly linked */
     size_t n_conns;
     int draining;
     SSL_CTX *tls; /* NULL: plain HTTP; replaced on reload, connections keep their own */
+    /* bytes of response bodies held in memory for clients: copies in connections' out buffers,
+     * and each shared body once however many connections send it */
+    uint64_t buffered;
+    /* connections whose request waits for the handler's answer, oldest first */
+    struct conn *wait_head, *wait_tail;
+    size_t n_waiting;
 };
 
 struct conn {
@@ -38,9 +50,12 @@ struct conn {
     char peer[64];
     uv_poll_t poll;
     uv_timer_t timer;
-    int refs;
-    int closing;    /* no more I/O; waiting for references to drop */
+    int refs;       /* the connection's own (dropped at teardown) and its handlers' */
+    int closing;    /* no more I/O; the socket and the slot go once the handles closed */
     int handles_open;
+    int torn_down;  /* socket closed, slot given back; the struct lives on while referenced */
+    int waiting;    /* on srv's waiting list */
+    struct conn *wnext, *wprev;
     struct reqparse rp; /* rp.req is the request being answered */
     /* received bytes not yet parsed: in srv->rbuf during do_read, else in own (malloc'd) */
     const char *rdata;
@@ -66,6 +81,9 @@ struct conn {
     int status;
     struct buf out;
     size_t out_pos;
+    size_t out_counted; /* body bytes of out counted in srv->buffered */
+    struct shared_body *shared; /* a body sent from shared memory, after out */
+    size_t shared_pos;
     int response_set;
     int streaming;
     struct body_source src;

@@ -18,6 +18,7 @@
 static const char busy_response[] =
     "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
     "Content-Type: application/json\r\nDocker-Distribution-Api-Version: registry/2.0\r\n"
+    "X-Content-Type-Options: nosniff\r\nContent-Security-Policy: sandbox\r\n"
     "Content-Length: 69\r\n\r\n" BUSY_BODY;
 _Static_assert(sizeof(BUSY_BODY) - 1 == 69, "Content-Length of the busy answer");
 
@@ -135,8 +136,11 @@ int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
     s->loop = loop;
     s->opts = *opts;
     s->common_headers = strdup(opts->common_headers ? opts->common_headers : "");
+    s->default_header = strdup(opts->default_header ? opts->default_header : "");
+    const char *colon = s->default_header ? strchr(s->default_header, ':') : NULL;
+    s->default_name_len = colon ? (size_t)(colon - s->default_header) + 1 : 0;
     s->rbuf = malloc(READ_BUF);
-    if (!s->common_headers || !s->rbuf) {
+    if (!s->common_headers || !s->default_header || !s->rbuf) {
         http_server_free(s);
         return -ENOMEM;
     }
@@ -191,6 +195,11 @@ size_t http_server_connections(const struct http_server *s)
     return s->n_conns;
 }
 
+uint64_t http_server_buffered(const struct http_server *s)
+{
+    return s->buffered;
+}
+
 void http_server_close_all(struct http_server *s)
 {
     for (struct conn *c = s->conns, *next; c; c = next) {
@@ -216,6 +225,7 @@ void http_server_free(struct http_server *s)
         return;
     SSL_CTX_free(s->tls);
     free(s->common_headers);
+    free(s->default_header);
     free(s->rbuf);
     free(s);
 }

@@ -16,6 +16,7 @@
 #include "registry/route.h"
 #include "upstream/upstream.h"
 #include "util/buf.h"
+#include "util/shared.h"
 
 #define REPO_MAX (REF_NAME_MAX + 16)
 
@@ -63,10 +64,11 @@ void registry_write_error(struct conn *c, int status, void *ud)
     const char *msg = status == 408   ? "request not received in time"
                       : status == 414 ? "request target too long"
                       : status == 431 ? "request header fields too large"
-                      : status == 503 ? "too many connections"
+                      : status == 503 ? "the mirror is busy: too many requests waiting or "
+                                        "too many response bytes held for slow clients"
                                       : "malformed HTTP request";
     const char *code = status == 503 ? "UNAVAILABLE" : "UNSUPPORTED";
-    respond_error(c, 0, status, code, msg, NULL);
+    respond_error(c, 0, status, code, msg, status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 
 static void ns_header(char *out, size_t len, const char *ns)
@@ -231,7 +233,7 @@ static void on_tags(void *ud, const struct tags_answer *a)
         if (a->link)
             client_link(p, a->link, link, sizeof(link));
         snprintf(headers, sizeof(headers), "Content-Type: application/json\r\n%s%s", link, nsh);
-        conn_respond(p->conn, 200, headers, a->body, a->len, p->head);
+        conn_respond_shared(p->conn, 200, headers, a->shared, p->head);
     }
     pending_done(p);
 }
@@ -484,7 +486,14 @@ static void catalog(struct registry *r, struct conn *c, struct http_request *req
             snprintf(headers + strlen(headers), sizeof(headers) - strlen(headers),
                      "Link: </v2/_catalog?n=%zu&last=%s>; rel=\"next\"\r\n", limit, esc);
         }
-        conn_respond(c, 200, headers, out.data, out.len, head);
+        /* sent from memory of its own, counted against limits.max_response_memory */
+        struct shared_body *b = shared_body_adopt(out.data, out.len);
+        out.data = NULL;
+        if (b)
+            conn_respond_shared(c, 200, headers, b, head);
+        else
+            respond_error(c, head, 503, "UNAVAILABLE", "out of memory", NULL);
+        shared_body_unref(b);
     }
     catalog_free(&names);
     buf_free(&out);

@@ -21,7 +21,12 @@ void registry_free(struct registry *r);
 void registry_handle(struct conn *c, struct http_request *req, void *ud);
 void registry_write_error(struct conn *c, int status, void *ud);
 
-/* Headers every response carries. */
-#define REGISTRY_COMMON_HEADERS "Docker-Distribution-Api-Version: registry/2.0\r\n"
+/* Headers every response carries: no answer is ever taken for HTML or script by a browser
+ * (nosniff), and every API answer is sandboxed should a browser render it anyway (a page that
+ * sets a policy of its own, such as a status page, replaces REGISTRY_DEFAULT_HEADER). */
+#define REGISTRY_COMMON_HEADERS                                                                \
+    "Docker-Distribution-Api-Version: registry/2.0\r\n"                                       \
+    "X-Content-Type-Options: nosniff\r\n"
+#define REGISTRY_DEFAULT_HEADER "Content-Security-Policy: sandbox\r\n"
 
 #endif

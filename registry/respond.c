@@ -7,6 +7,7 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/range.h"
+#include "util/shared.h"
 
 #define ERROR_BODY_MAX 4096
 
@@ -58,6 +59,10 @@ void respond_error(struct conn *c, int head, int status, const char *code, const
     send_error(c, head, status, code, message, "", checked(extra));
 }
 
+/* Manifests being sent now, by digest: however many clients read one slowly, its bytes are in
+ * memory once (a digest names its bytes: the cache and the hosted store both hash them). */
+static struct shared_index *live_manifests;
+
 void respond_manifest(struct conn *c, int head, const char *media_type, const char *digest,
                       const void *body, size_t len, const char *extra)
 {
@@ -65,7 +70,25 @@ void respond_manifest(struct conn *c, int head, const char *media_type, const ch
     snprintf(headers, sizeof(headers),
              "Content-Type: %s\r\nDocker-Content-Digest: %s\r\nETag: \"%s\"\r\n%s", media_type,
              digest, digest, checked(extra));
-    conn_respond(c, 200, headers, body, len, head);
+    if (head || !len) {
+        conn_respond(c, 200, headers, body, len, head);
+        return;
+    }
+    struct shared_body *b = shared_index_get(&live_manifests, digest);
+    if (b && b->len != len) {
+        shared_body_unref(b);
+        b = NULL;
+    }
+    if (!b) {
+        b = shared_body_copy(body, len);
+        if (!b) {
+            respond_error(c, 0, 503, "UNAVAILABLE", "out of memory", extra);
+            return;
+        }
+        shared_index_put(&live_manifests, digest, b);
+    }
+    conn_respond_shared(c, 200, headers, b, 0);
+    shared_body_unref(b);
 }
 
 int respond_blob(struct conn *c, const struct http_request *req, const char *digest, uint64_t size,

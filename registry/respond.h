@@ -20,7 +20,8 @@ void respond_error(struct conn *c, int head, int status, const char *code, const
                    const char *extra);
 
 /* 200 with a manifest's bytes as stored: Content-Type (the stored media type),
- * Docker-Content-Digest and ETag. */
+ * Docker-Content-Digest and ETag. The bytes are copied once per digest however many clients
+ * are sent them at a time (they share one refcounted body). */
 void respond_manifest(struct conn *c, int head, const char *media_type, const char *digest,
                       const void *body, size_t len, const char *extra);
 

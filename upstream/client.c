@@ -503,6 +503,17 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
     return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
+/* Connected (or reusing a connection) and about to send: timeouts.first_byte counts from here,
+ * not from while the request queued for a connection (limits.upstream_connections). */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+    struct upstream_req *r = ud;
+    r->waiting_since_ms = now_ms();
+    return CURL_PREREQFUNC_OK;
+}
+
 static CURL *easy_new(struct upstream_req *r)
 {
     struct upstream_client *c = r->u->client;
@@ -528,6 +539,8 @@ static CURL *easy_new(struct upstream_req *r)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     if (r->method == UPSTREAM_HEAD)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     if (r->u->ca_file)
@@ -588,9 +601,9 @@ static int req_start(struct upstream_req *r)
             r->used_basic = 1;
         }
     }
+    r->waiting_since_ms = 0; /* until on_prereq: queued, then connecting */
     if (curl_multi_add_handle(u->client->multi, r->easy) != CURLM_OK)
         return -EIO;
-    r->waiting_since_ms = now_ms();
     return 0;
 }
 
@@ -1009,6 +1022,9 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     /* idle upstream connections kept for reuse: enough for a busy LAN, bounded whatever the
      * load (the default grows with the number of transfers ever in flight) */
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 16L);
+    /* open at once per upstream host (more requests queue): a crowd of misses cannot make the
+     * mirror open hundreds of sockets to one upstream */
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)cfg->upstream_connections);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     uv_timer_init(loop, &c->deadline_timer);

@@ -66,6 +66,10 @@ static void check_defaults(const struct config *c)
     CHECK_EQ_U64(c->max_manifest_bytes, 4 * 1024 * 1024);
     CHECK_EQ_U64(c->max_blob_bytes, 64ULL << 30);
     CHECK_EQ_U64(c->total_small_ms, 60000);
+    CHECK_EQ_U64(c->max_response_memory, 256ULL << 20);
+    CHECK_EQ_U64(c->reserved_connections, 0);
+    CHECK_EQ_U64(c->upstream_connections, 64);
+    CHECK_EQ_U64(c->max_fills, 256);
     CHECK_EQ_INT(c->log_level, 1);
 }
 
@@ -223,6 +227,15 @@ static void test_good_small(void)
     CHECK_EQ_INT(load("limits: {max_blob_size: 1TiB}\ntimeouts: {total_small: 90s}\n"), 0);
     CHECK_EQ_U64(cfg.max_blob_bytes, 1ULL << 40);
     CHECK_EQ_U64(cfg.total_small_ms, 90000);
+    CHECK_EQ_INT(load("limits: {max_connections: 100, reserved_connections: 10, "
+                      "upstream_connections: 8, max_response_memory: 1GiB}\n"), 0);
+    CHECK_EQ_U64(cfg.reserved_connections, 10);
+    CHECK_EQ_U64(cfg.upstream_connections, 8);
+    CHECK_EQ_U64(cfg.max_response_memory, 1ULL << 30);
+    CHECK_EQ_INT(load("limits: {max_fills: 16}\n"), 0);
+    CHECK_EQ_U64(cfg.max_fills, 16);
+    CHECK_EQ_INT(load("limits: {max_response_memory: 0}\n"), 0);
+    CHECK_EQ_U64(cfg.max_response_memory, 0); /* no cap */
 
     CHECK_EQ_INT(load("log: {level: info}\n"), 0);
     CHECK_EQ_INT(cfg.log_level, 1);
@@ -408,6 +421,14 @@ static void test_errors(void)
     ERR("limits:\n  max_connections: 0\n", 2, "limits.max_connections", "out of range");
     ERR("limits:\n  max_connections: 1000001\n", 2, "limits.max_connections", "out of range");
     ERR("limits:\n  max_connections: -1\n", 2, "limits.max_connections", "invalid integer '-1'");
+    ERR("limits:\n  reserved_connections: 64\n  max_connections: 64\n", 2,
+        "limits.reserved_connections", "must be less than limits.max_connections (64)");
+    ERR("limits:\n  reserved_connections: 2000\n", 2, "limits.reserved_connections",
+        "must be less than limits.max_connections (1024)");
+    ERR("limits:\n  upstream_connections: 0\n", 2, "limits.upstream_connections",
+        "out of range");
+    ERR("limits:\n  max_response_memory: lots\n", 2, "limits.max_response_memory",
+        "invalid size");
     ERR("limits:\n  max_connections: 1e3\n", 2, "limits.max_connections", "invalid integer");
     ERR("limits:\n  max_connections: 99999999999999999999999\n", 2, "limits.max_connections",
         "invalid integer");

@@ -109,6 +109,11 @@ int conn_alive(const struct conn *c)
     return !c->closing;
 }
 
+const char *conn_peer(const struct conn *c)
+{
+    return c->peer;
+}
+
 static void release_source(struct conn *c)
 {
     free(c->tls_buf); /* 256 KiB: not kept by idle TLS connections */

@@ -21,6 +21,7 @@ struct waiter {
     struct waiter *next;
     auth_cb cb;
     void *ud;
+    uint64_t due_ms; /* a delayed refusal: when it is answered */
 };
 
 /* One bcrypt check, shared by every request with the same credentials. The verifier threads
@@ -78,10 +79,19 @@ struct auth {
     int stop;
     uv_async_t async;
     size_t in_flight;
+
+    /* AUTH_THROTTLED answers wait AUTH_THROTTLE_DELAY_MS (oldest first), so that a client that
+     * goes on sending logins after its limit gets a handful of answers a second per connection
+     * instead of thousands, whose parsing would crowd out everyone else's requests */
+    struct waiter *delayed_head, *delayed_tail;
+    size_t n_delayed;
+    uv_timer_t delay_timer;
+    int timer_open;
 };
 
 static int verifier_start(struct auth *a, unsigned threads);
 static void verifier_stop(struct auth *a);
+static void flush_delayed(struct auth *a);
 
 /* ---- the htpasswd file ---- */
 
@@ -203,6 +213,9 @@ int auth_new(uv_loop_t *loop, const struct config *cfg, struct auth **out)
              a->n_push_users ? "the listed users" : "any user",
              a->token_mode ? "Bearer token" : "Basic", htpasswd_cost(a->dummy_hash),
              a->n_threads, cfg->auth_max_failures);
+    uv_timer_init(loop, &a->delay_timer);
+    a->delay_timer.data = a;
+    a->timer_open = 1;
     uv_fs_poll_init(loop, &a->poll);
     a->poll.data = a;
     uv_fs_poll_start(&a->poll, on_file_change, a->path, FILE_POLL_MS);
@@ -223,6 +236,12 @@ void auth_shutdown(struct auth *a)
         uv_fs_poll_stop(&a->poll);
         uv_close((uv_handle_t *)&a->poll, NULL);
     }
+    if (a->timer_open) {
+        a->timer_open = 0;
+        uv_timer_stop(&a->delay_timer);
+        uv_close((uv_handle_t *)&a->delay_timer, NULL);
+    }
+    flush_delayed(a);
     verifier_stop(a);
     if (a->async_open) {
         a->async_open = 0;
@@ -518,6 +537,58 @@ static void key_of(const char *user, const char *password, char *out)
     out[2 * n] = '\0';
 }
 
+static void on_delay(uv_timer_t *t)
+{
+    struct auth *a = t->data;
+    uint64_t now = clock_mono_us() / 1000;
+    /* callbacks may queue more (a pipelined request): those come after, and wait */
+    while (a->delayed_head && a->delayed_head->due_ms <= now) {
+        struct waiter *wt = a->delayed_head;
+        a->delayed_head = wt->next;
+        if (!a->delayed_head)
+            a->delayed_tail = NULL;
+        a->n_delayed--;
+        wt->cb(wt->ud, AUTH_THROTTLED, NULL);
+        free(wt);
+    }
+    if (a->delayed_head && a->timer_open)
+        uv_timer_start(&a->delay_timer, on_delay, a->delayed_head->due_ms - now, 0);
+}
+
+/* Answers AUTH_THROTTLED after AUTH_THROTTLE_DELAY_MS (at once when too many wait already). */
+static void refuse_later(struct auth *a, auth_cb cb, void *ud)
+{
+    struct waiter *wt = NULL;
+    if (a->timer_open && a->n_delayed < AUTH_DELAYED_MAX)
+        wt = calloc(1, sizeof(*wt));
+    if (!wt) {
+        cb(ud, AUTH_THROTTLED, NULL);
+        return;
+    }
+    wt->cb = cb;
+    wt->ud = ud;
+    wt->due_ms = clock_mono_us() / 1000 + AUTH_THROTTLE_DELAY_MS;
+    if (a->delayed_tail)
+        a->delayed_tail->next = wt;
+    else
+        a->delayed_head = wt;
+    a->delayed_tail = wt;
+    if (a->n_delayed++ == 0)
+        uv_timer_start(&a->delay_timer, on_delay, AUTH_THROTTLE_DELAY_MS, 0);
+}
+
+static void flush_delayed(struct auth *a)
+{
+    while (a->delayed_head) {
+        struct waiter *wt = a->delayed_head;
+        a->delayed_head = wt->next;
+        a->n_delayed--;
+        wt->cb(wt->ud, AUTH_THROTTLED, NULL);
+        free(wt);
+    }
+    a->delayed_tail = NULL;
+}
+
 static void refuse(char *password, auth_cb cb, void *ud, enum auth_result res)
 {
     wipe(password);
@@ -573,7 +644,9 @@ void auth_check(struct auth *a, const char *authorization, const char *peer, aut
     /* a good login remembered still works from an address refused for its wrong passwords
      * (every client behind one proxy shares an address); nothing else from there does */
     if (failures_blocked(a->failures, peer, now_ms)) {
-        refuse(password, cb, ud, AUTH_THROTTLED);
+        wipe(password);
+        free(password);
+        refuse_later(a, cb, ud);
         return;
     }
     if (verdict == 0) {

@@ -14,7 +14,8 @@
  * user's line in the file is the one it was checked against; concurrent checks of the same
  * credentials share one verification. A client address that sent auth.max_failures wrong
  * passwords in a minute gets AUTH_THROTTLED for any login not already remembered as good, until
- * the minute is over. Unknown users are checked against a dummy hash of the file's highest
+ * the minute is over; that answer comes AUTH_THROTTLE_DELAY_MS late, which slows a client that
+ * keeps on trying to a few requests a second per connection. Unknown users are checked against a dummy hash of the file's highest
  * cost, so that a wrong name costs what a wrong password does. The file is re-read when it
  * changes and on auth_reload (SIGHUP). */
 #ifndef REGCACHE_AUTH_AUTH_H
@@ -30,6 +31,8 @@
 #define AUTH_FAILURES_MAX 4096   /* client addresses whose wrong passwords are counted */
 #define AUTH_VERIFY_QUEUE_MAX 64 /* distinct credentials being checked or waiting to be */
 #define AUTH_VERIFY_THREADS_MAX 16
+#define AUTH_THROTTLE_DELAY_MS 500 /* a 429 for too many wrong passwords waits this long */
+#define AUTH_DELAYED_MAX 4096      /* 429s waiting; past it they are sent at once */
 
 struct auth;
 

@@ -197,6 +197,40 @@ def test_good_login_stays_remembered_through_5000_wrong_credentials(mirror_facto
     assert log.count("checking a password of user 'alice'") == 1, log[-2000:]
 
 
+def test_logins_past_the_bcrypt_queue_get_503(mirror_factory, up, tmp_dir):
+    """At most 64 distinct credentials wait for bcrypt: 100 sent at once (the per-address limit
+    off) get 401 for those checked and 503 UNAVAILABLE with Retry-After: 1 for the rest, never
+    an unbounded queue; the mirror answers a cached read and a good login afterwards."""
+    path = write_users(os.path.join(tmp_dir, "htpasswd"), bcrypt_line(*ALICE, 8))
+    m = auth_mirror(mirror_factory, up, path, max_failures=0, verify_threads=1)
+    answers, go = [], threading.Event()
+
+    def login(i):
+        c = Client(m.port)
+        try:
+            c.request("/healthz")  # connected before the burst
+            go.wait(30)
+            answers.append(c.request("/v2/", basic(f"nobody{i}", "x")))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    go.set()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    statuses = [s for s, _, _ in answers]
+    assert len(statuses) == 100 and set(statuses) <= {401, 503}, statuses
+    assert 64 <= statuses.count(401) < 100, statuses
+    busy = [(h, body) for s, h, body in answers if s == 503]
+    assert all(h["retry-after"] == "1" and error_codes(body) == ["UNAVAILABLE"]
+               for h, body in busy), busy[:1]
+    assert Client(m.port).request("/v2/", basic(*ALICE))[0] == 200
+
+
 def test_unknown_users_cost_what_the_file_costs_and_weak_hashes_are_warned(
         mirror_factory, up, tmp_dir):
     """A wrong user name must take as long as a wrong password: unknown users are checked

@@ -165,23 +165,24 @@ def test_bcrypt_flood_from_one_address_gets_429_while_hits_and_other_logins_go_o
 
 
 def test_good_login_stays_remembered_through_5000_wrong_credentials(mirror_factory, up, tmp_dir):
-    """With the per-address limit off, 5000 distinct wrong credentials (more than the 4096
-    verdicts remembered) do not push out a good login: alice's password is checked with bcrypt
-    once (the mirror logs each check at debug level), not again after the flood. Cost-4
-    hashes keep the 5000 checks cheap."""
+    """5000 distinct wrong credentials (more than the 4096 verdicts remembered), from 625
+    addresses that each stay under the per-address limit, do not push out a good login:
+    alice's password is checked with bcrypt once (the mirror logs each check at debug level),
+    not again after the flood. Cost-4 hashes keep the 5000 checks cheap."""
     path = write_users(os.path.join(tmp_dir, "htpasswd"), bcrypt_line(*ALICE, 4))
-    m = auth_mirror(mirror_factory, up, path, log_level="debug", max_failures=0)
+    m = auth_mirror(mirror_factory, up, path, log_level="debug")
     c = Client(m.port)
     assert c.request("/v2/", basic(*ALICE))[0] == 200
     statuses = []
 
     def flood(part):
-        fc = Client(m.port)
-        try:
-            for i in range(1250):
-                statuses.append(fc.request("/v2/", basic(f"nobody{part}-{i}", "x"))[0])
-        finally:
-            fc.close()
+        for a in range(part * 157, min(625, part * 157 + 157)):  # 8 each from 127.0.<x>.<y>
+            fc = Client(m.port, f"127.0.{10 + a // 200}.{1 + a % 200}")
+            try:
+                for i in range(8):
+                    statuses.append(fc.request("/v2/", basic(f"nobody{a}-{i}", "x"))[0])
+            finally:
+                fc.close()
 
     threads = [threading.Thread(target=flood, args=(p,)) for p in range(4)]
     for t in threads:
@@ -198,11 +199,11 @@ def test_good_login_stays_remembered_through_5000_wrong_credentials(mirror_facto
 
 
 def test_logins_past_the_bcrypt_queue_get_503(mirror_factory, up, tmp_dir):
-    """At most 64 distinct credentials wait for bcrypt: 100 sent at once (the per-address limit
-    off) get 401 for those checked and 503 UNAVAILABLE with Retry-After: 1 for the rest, never
-    an unbounded queue; the mirror answers a cached read and a good login afterwards."""
+    """At most 64 distinct credentials wait for bcrypt: 100 sent at once get 401 for those
+    checked and 503 UNAVAILABLE with Retry-After: 1 for the rest, never an unbounded queue; a
+    good login works afterwards."""
     path = write_users(os.path.join(tmp_dir, "htpasswd"), bcrypt_line(*ALICE, 8))
-    m = auth_mirror(mirror_factory, up, path, max_failures=0, verify_threads=1)
+    m = auth_mirror(mirror_factory, up, path)  # wrong passwords count once checked: too late
     answers, go = [], threading.Event()
 
     def login(i):
@@ -228,7 +229,8 @@ def test_logins_past_the_bcrypt_queue_get_503(mirror_factory, up, tmp_dir):
     busy = [(h, body) for s, h, body in answers if s == 503]
     assert all(h["retry-after"] == "1" and error_codes(body) == ["UNAVAILABLE"]
                for h, body in busy), busy[:1]
-    assert Client(m.port).request("/v2/", basic(*ALICE))[0] == 200
+    # the 64 wrong ones checked now count against the address; another one logs in
+    assert Client(m.port, "127.0.0.2").request("/v2/", basic(*ALICE))[0] == 200
 
 
 def test_unknown_users_cost_what_the_file_costs_and_weak_hashes_are_warned(

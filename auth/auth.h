@@ -7,9 +7,16 @@
  * their password. Docker needs `token` to both pull anonymously and log in on one address: it
  * sends credentials only after a 401 ping, and with Basic a 401 ping stops anonymous pulls.
  *
- * bcrypt costs tens of milliseconds by design, so verification runs on libuv's thread pool and
- * its outcome is remembered for a while (per user and password, keyed by a hash of both);
- * concurrent checks of the same credentials share one verification. The file is re-read when it
+ * bcrypt costs tens of milliseconds by design, so verification runs on threads of its own
+ * (auth.verify_threads), never on libuv's pool, which serves the store, fills, the index and the
+ * reload of the file; its queue is bounded (AUTH_BUSY past it). The outcome is remembered for a
+ * while (per user and password, keyed by a hash of both; auth/verdicts.h), and only while the
+ * user's line in the file is the one it was checked against; concurrent checks of the same
+ * credentials share one verification. A client address that sent auth.max_failures wrong
+ * passwords in a minute gets AUTH_THROTTLED for any login not already remembered as good, until
+ * the minute is over; that answer comes AUTH_THROTTLE_DELAY_MS late, which slows a client that
+ * keeps on trying to a few requests a second per connection. Unknown users are checked against a dummy hash of the file's highest
+ * cost, so that a wrong name costs what a wrong password does. The file is re-read when it
  * changes and on auth_reload (SIGHUP). */
 #ifndef REGCACHE_AUTH_AUTH_H
 #define REGCACHE_AUTH_AUTH_H
@@ -20,12 +27,26 @@
 
 #define AUTH_CACHE_OK_MS (5 * 60 * 1000) /* a verified password is trusted this long */
 #define AUTH_CACHE_BAD_MS (5 * 1000)     /* a wrong one is refused without bcrypt this long */
-#define AUTH_CACHE_MAX 4096
+#define AUTH_CACHE_MAX 4096      /* verdicts remembered (failed ones are dropped first) */
+#define AUTH_FAILURES_MAX 4096   /* client addresses whose wrong passwords are counted */
+#define AUTH_VERIFY_QUEUE_MAX 64 /* distinct credentials being checked or waiting to be */
+#define AUTH_VERIFY_THREADS_MAX 16
+#define AUTH_THROTTLE_DELAY_MS 500 /* a 429 for too many wrong passwords waits this long */
+#define AUTH_DELAYED_MAX 4096      /* 429s waiting; past it they are sent at once */
 
 struct auth;
 
-/* AUTH_ANONYMOUS_TOKEN: an anonymous caller holding a valid token (a ping then gets 200) */
-enum auth_result { AUTH_ANONYMOUS, AUTH_ANONYMOUS_TOKEN, AUTH_USER, AUTH_BAD };
+/* AUTH_ANONYMOUS_TOKEN: an anonymous caller holding a valid token (a ping then gets 200);
+ * AUTH_THROTTLED: too many wrong passwords from this address lately (429, auth_retry_after);
+ * AUTH_BUSY: too many logins waiting for bcrypt (503, Retry-After: 1) */
+enum auth_result {
+    AUTH_ANONYMOUS,
+    AUTH_ANONYMOUS_TOKEN,
+    AUTH_USER,
+    AUTH_BAD,
+    AUTH_THROTTLED,
+    AUTH_BUSY
+};
 typedef void (*auth_cb)(void *ud, enum auth_result result, const char *user);
 
 /* *out is NULL when the config enables no authentication. */
@@ -57,9 +78,13 @@ int auth_issue_token(const struct auth *a, const char *user, char *out, size_t o
 /* May user push (user NULL: anonymous)? */
 int auth_may_push(const struct auth *a, const char *user);
 
-/* Checks an Authorization header value (NULL when absent): Basic credentials, or in token mode
- * a Bearer token of a user still in the file. cb may run before this returns. */
-void auth_check(struct auth *a, const char *authorization, auth_cb cb, void *ud);
+/* Checks an Authorization header value (NULL when absent) sent from client address peer:
+ * Basic credentials, or in token mode a Bearer token of a user still in the file. cb may run
+ * before this returns. */
+void auth_check(struct auth *a, const char *authorization, const char *peer, auth_cb cb,
+                void *ud);
+/* Seconds for the Retry-After of an AUTH_THROTTLED answer to peer (at least 1). */
+unsigned auth_retry_after(struct auth *a, const char *peer);
 
 /* Re-reads the htpasswd file now (SIGHUP). */
 void auth_reload(struct auth *a);

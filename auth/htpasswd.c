@@ -14,6 +14,7 @@
 
 struct htpasswd {
     struct map *users; /* user -> strdup'ed hash */
+    int max_cost;      /* the highest cost of a loaded hash, 0 when none */
 };
 
 static int is_bcrypt(const char *hash)
@@ -21,6 +22,14 @@ static int is_bcrypt(const char *hash)
     return (strncmp(hash, "$2y$", 4) == 0 || strncmp(hash, "$2b$", 4) == 0 ||
             strncmp(hash, "$2a$", 4) == 0) &&
            strlen(hash) == 60;
+}
+
+int htpasswd_cost(const char *hash)
+{
+    if (!is_bcrypt(hash) || hash[4] < '0' || hash[4] > '9' || hash[5] < '0' || hash[5] > '9' ||
+        hash[6] != '$')
+        return -1;
+    return (hash[4] - '0') * 10 + (hash[5] - '0');
 }
 
 int htpasswd_user_valid(const char *user)
@@ -102,7 +111,9 @@ int htpasswd_load(const char *path, struct htpasswd **out, char *err, size_t err
         free(text);
         return -ENOMEM;
     }
-    unsigned line = 0;
+    unsigned line = 0, weak_line = 0, n_weak = 0;
+    int weak_cost = 0;
+    char weak_user[HTPASSWD_USER_MAX + 1] = "";
     r = 0;
     for (char *p = text, *end; p && *p; p = end) {
         end = strchr(p, '\n');
@@ -133,6 +144,19 @@ int htpasswd_load(const char *path, struct htpasswd **out, char *err, size_t err
                      path, line, user, path, user);
             continue;
         }
+        int cost = htpasswd_cost(hash);
+        if (cost < 4 || cost > 31) {
+            log_warn("%s:%u: user '%s' skipped: bcrypt cost %d is out of range (4..31)", path,
+                     line, user, cost);
+            continue;
+        }
+        if (cost < HTPASSWD_BCRYPT_COST && !n_weak++) {
+            weak_line = line;
+            weak_cost = cost;
+            snprintf(weak_user, sizeof(weak_user), "%s", user);
+        }
+        if (cost > h->max_cost)
+            h->max_cost = cost;
         char *copy = strdup(hash);
         if (!copy) {
             r = -ENOMEM;
@@ -151,6 +175,11 @@ int htpasswd_load(const char *path, struct htpasswd **out, char *err, size_t err
         htpasswd_free(h);
         return r;
     }
+    if (n_weak)
+        log_warn("%s:%u: user '%s' has a bcrypt hash of cost %d, under %d (%u such users in "
+                 "the file): cheap to guess offline; renew it with: regcache passwd %s %s",
+                 path, weak_line, weak_user, weak_cost, HTPASSWD_BCRYPT_COST, n_weak, path,
+                 weak_user);
     *out = h;
     return 0;
 }
@@ -163,6 +192,27 @@ size_t htpasswd_count(const struct htpasswd *h)
 const char *htpasswd_hash(const struct htpasswd *h, const char *user)
 {
     return map_get(h->users, user);
+}
+
+int htpasswd_dummy_cost(const struct htpasswd *h)
+{
+    if (!h || !h->max_cost)
+        return HTPASSWD_BCRYPT_COST;
+    return h->max_cost > HTPASSWD_COST_MAX ? HTPASSWD_COST_MAX : h->max_cost;
+}
+
+int htpasswd_make_dummy(int cost, char *out, size_t outlen)
+{
+    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+    if (cost < 4 || cost > 31 || outlen < 61)
+        return -EINVAL;
+    if (!crypt_gensalt_rn("$2y$", (unsigned long)cost, NULL, 0, setting, sizeof(setting)) ||
+        strlen(setting) != 29)
+        return -EINVAL;
+    /* the setting ("$2y$NN$" and 22 salt characters) and 31 characters of a digest that bcrypt
+     * never outputs for it in practice */
+    snprintf(out, outlen, "%s%s", setting, "...............................");
+    return 0;
 }
 
 int htpasswd_verify(const char *hash, const char *password)

@@ -46,6 +46,7 @@ MiB = 1024 * 1024
 ACCEPT = ", ".join(images.ACCEPT_ALL)
 UP_USER, UP_PASS = "pushuser", "pushpass"  # the token issuer's one user
 WRK_LUA = os.path.join(HERE, "wrk.lua")
+FLOOD_LUA = os.path.join(HERE, "flood.lua")
 CHART_GP = os.path.join(HERE, "chart.gp")
 
 HOT_LAYERS = (1 * MiB, 64 * MiB)                    # blob hit workloads
@@ -57,6 +58,10 @@ HUNG_LATER = 10       # later cached answers timed with the upstream hung (the m
 HUNG_PATIENCE = 35    # s a client waits for one answer (registry:2's stall is ~30 s)
 HUNG_LATER_BUDGET = 20  # s for the later answers of one peer: stops after at least one past it
 HUNG_COPY_PATIENCE = 45  # s for the whole skopeo copy
+FLOOD_LAYERS = (256 * 1024,)  # the blob read while one address floods the mirror with logins
+FLOOD_CONNS = 8       # the flood's connections, all from one address
+FLOOD_SAMPLES = 1000  # timed blob hits, idle and under the flood
+FLOOD_BUDGET = 60     # s for the timed hits under the flood (fewer samples past it)
 CONNS = 64            # wrk connections for manifests and 1 MiB blobs
 BIG_CONNS = 8         # wrk connections for 64 MiB blobs
 ROUNDS = 5            # wrk runs per peer and workload (the median counts)
@@ -683,6 +688,113 @@ def bench_hung(res, up, tmp, hung):
             res.rows["hung_first_s"]["note"] += f"{peer}: {', '.join(notes)}; "
 
 
+def evict_page_cache(path):
+    """Drops the file's pages from the page cache (its own only: no root needed), so that the
+    next read of it goes to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def timed_hits(port, path, n, budget_s, cold_file=None):
+    """Latencies (s) of up to n sequential GETs of path on one keep-alive connection, stopping
+    after budget_s; every answer must be a 200. cold_file: evicted from the page cache before
+    each GET (a disk-backed hit)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HUNG_PATIENCE)
+    out, t_end = [], time.monotonic() + budget_s
+    try:
+        while len(out) < n and time.monotonic() < t_end:
+            if cold_file:
+                evict_page_cache(cold_file)
+            t0 = time.monotonic()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"GET {path} -> {resp.status}")
+            out.append(time.monotonic() - t0)
+    finally:
+        conn.close()
+    return out
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def bench_bcrypt_flood(res, tmp, up, img):
+    """Disk-backed blob hits (the cached file evicted from the page cache before each GET, so
+    that its read goes to the disk on libuv's pool) timed idle, then
+    while one address floods the mirror with Basic credentials never sent before (wrk with
+    FLOOD_CONNS connections, flood.lua), each of which costs a bcrypt check unless the mirror
+    refuses it first. Auth is on (one user, bcrypt cost 10 as `regcache passwd` writes);
+    anonymous pulls are allowed, so the hits need no login. Only regcache: the figure that
+    counts is the ratio of hit latency under the flood to idle (REGCACHE_BENCH_BIN=... runs
+    another binary, e.g. an older one, for comparison)."""
+    d = os.path.join(tmp, "flood")
+    os.makedirs(d, exist_ok=True)
+    users = os.path.join(d, "htpasswd")
+    from mirror import REGCACHE
+    subprocess.run([*REGCACHE, "passwd", users, "alice"], input="alice-pass\n", text=True,
+                   capture_output=True, check=True, timeout=60)
+    m = Mirror(d, [{"name": "docker.io", "url": up.url}], revalidate_after="10m",
+               extra={"auth": {"htpasswd": users}})
+    m.start()
+    track(m.proc)
+    layer = max(img.blobs, key=lambda x: len(img.blobs[x]))
+    path = f"/v2/library/flood/blobs/{layer}"
+    flood = None
+    try:
+        timed_hits(m.port, path, 20, 30)  # cached
+        store_file = m.file_for(layer)
+        # idle before and after the flood, in halves, so that a change in the machine's other
+        # load during the run weighs on both sides alike
+        idle = timed_hits(m.port, path, FLOOD_SAMPLES // 2, FLOOD_BUDGET, store_file)
+        env = dict(os.environ, BENCH_USER="alice")
+        flood = track(subprocess.Popen(
+            ["wrk", "-t1", f"-c{FLOOD_CONNS}", "-d600s", "--timeout", "30s", "-s", FLOOD_LUA,
+             f"http://127.0.0.1:{m.port}/"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, start_new_session=True))
+        time.sleep(2)  # the flood under way (and, where it is limited, refused)
+        flooded = timed_hits(m.port, path, FLOOD_SAMPLES, FLOOD_BUDGET, store_file)
+        flood.terminate()
+        try:
+            flood.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            flood.kill()
+        flood = None
+        time.sleep(2)  # refused logins still waiting are answered
+        idle += timed_hits(m.port, path, FLOOD_SAMPLES // 2, FLOOD_BUDGET, store_file)
+    finally:
+        if flood:
+            flood.kill()
+            flood.wait(timeout=10)
+        statuses = Counter(e.status for e in m.entries(settle=False) if e.path == "/v2/")
+        m.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    p50_idle, p99_idle = pct(idle, 50) * 1000, pct(idle, 99) * 1000
+    p50_flood, p99_flood = pct(flooded, 50) * 1000, pct(flooded, 99) * 1000
+    log(f"bcrypt flood: hit p50 {p50_idle:.2f} ms idle, {p50_flood:.2f} ms flooded "
+        f"({p50_flood / p50_idle:.2f}x); p99 {p99_idle:.2f} / {p99_flood:.2f} ms "
+        f"({p99_flood / p99_idle:.2f}x); {len(flooded)} hits under the flood; flood answers "
+        f"{dict(sorted(statuses.items()))}")
+    note = (f"{len(idle)}/{len(flooded)} hits; flood answers "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())) + "; ")
+    res.set("flood_p50_idle", "bcrypt flood: blob hit p50, idle", "ms", "low",
+            regcache=p50_idle)
+    res.set("flood_p50", "bcrypt flood: blob hit p50, flooded", "ms", "low", regcache=p50_flood)
+    res.set("flood_p99_idle", "bcrypt flood: blob hit p99, idle", "ms", "low",
+            regcache=p99_idle)
+    res.set("flood_p99", "bcrypt flood: blob hit p99, flooded", "ms", "low", regcache=p99_flood)
+    res.set("flood_p50_ratio", "bcrypt flood: hit p50 flooded/idle", "x", "low",
+            regcache=p50_flood / p50_idle)["note"] += note
+    res.set("flood_p99_ratio", "bcrypt flood: hit p99 flooded/idle", "x", "low",
+            regcache=p99_flood / p99_idle)
+
+
 def warm(rc, inc, ngx, hot, up):
     man = hot.manifests[0]
     for server in (rc, inc):
@@ -715,6 +827,8 @@ TARGETS = {
     "c10k_errors": "0",
     "hung_first_s": "<= 3 s (revalidate_timeout 2 s + 1 s)",
     "hung_copy_s": "<= 15 s",
+    "flood_p50_ratio": "<= 2x",
+    "flood_p99_ratio": "<= 2x",
 }
 
 
@@ -742,6 +856,8 @@ def judge(res):
             holds = rc is not None and rc <= 3
         elif key == "hung_copy_s":
             holds = rc is not None and rc <= 15
+        elif key.startswith("flood_"):
+            holds = rc is not None and rc <= 2
         row["target"], row["holds"] = target, holds
 
 
@@ -767,7 +883,9 @@ ORDER = ["manifest_digest_rps", "manifest_tag_rps", "blob_1m_mbps", "blob_64m_mb
          "manifest_digest_p50", "manifest_digest_p99", "blob_1m_p50", "blob_1m_p99",
          "cold_pull_s", "cold_pull_bytes", "storm_gets", "storm_gets_max", "storm_s",
          "rss_idle", "rss_1000", "c10k_errors", "c10k_seconds", "c10k_rss",
-         "hung_first_s", "hung_later_ms", "hung_copy_s"]
+         "hung_first_s", "hung_later_ms", "hung_copy_s",
+         "flood_p50_idle", "flood_p50", "flood_p99_idle", "flood_p99", "flood_p50_ratio",
+         "flood_p99_ratio"]
 PEERS = ["regcache", "incumbent", "nginx"]
 CHART_LABELS = {
     "manifest_digest_rps": "manifest by digest req/s", "manifest_tag_rps": "manifest by tag req/s",
@@ -780,6 +898,7 @@ CHART_LABELS = {
     "storm_gets": "storm upstream GETs/blob",
     "hung_first_s": "hung upstream: 1st answer", "hung_later_ms": "hung upstream: later answers",
     "hung_copy_s": "hung upstream: skopeo copy",
+    "flood_p50": "bcrypt flood: hit p50", "flood_p99": "bcrypt flood: hit p99",
 }
 
 
@@ -871,7 +990,8 @@ def on_term(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
 
 
-SCENARIOS = ("hits", "cold", "storm", "hung")  # hits: connections, memory and throughput
+# hits: connections, memory and throughput
+SCENARIOS = ("hits", "cold", "storm", "hung", "bcrypt-flood")
 
 
 def main():
@@ -906,7 +1026,8 @@ def main():
     token = None
     try:
         specs = {"hits": ("hot", 9001, HOT_LAYERS), "cold": ("cold", 9002, COLD_LAYERS),
-                 "storm": ("storm", 9003, STORM_LAYERS), "hung": ("hung", 9004, HUNG_LAYERS)}
+                 "storm": ("storm", 9003, STORM_LAYERS), "hung": ("hung", 9004, HUNG_LAYERS),
+                 "bcrypt-flood": ("flood", 9005, FLOOD_LAYERS)}
         imgs = {}
         for scenario in SCENARIOS:
             if scenario in only:
@@ -954,6 +1075,8 @@ def main():
             bench_storm(res, up, tmp, imgs["storm"])
         if "hung" in only:
             bench_hung(res, up, tmp, imgs["hung"])
+        if "bcrypt-flood" in only:
+            bench_bcrypt_flood(res, tmp, up, imgs["flood"])
     finally:
         procs.kill_all()
         if token:

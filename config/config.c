@@ -81,6 +81,8 @@ void config_defaults(struct config *c)
     c->auth_anonymous_pull = 1;
     c->hosted_upload_timeout_ms = 10 * 60 * 1000;
     c->hosted_max_uploads = 64;
+    c->auth_max_failures = 10;
+    c->auth_verify_threads = 2;
 }
 
 static void free_secret(char *s)
@@ -953,6 +955,17 @@ static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
             else
                 return fail(x, line_of(kv.value), key,
                             "invalid value '%s' (use open or challenge)", s);
+        } else if (!strcmp(kv.name, "max_failures") || !strcmp(kv.name, "verify_threads")) {
+            int threads = kv.name[0] == 'v';
+            uint64_t v;
+            unsigned lo = threads ? 1 : 0, hi = threads ? 16 : 100000;
+            if (parse_count(s, &v) < 0 || v < lo || v > hi)
+                return fail(x, line_of(kv.value), key, "invalid value '%s' (use %u..%u)", s, lo,
+                            hi);
+            if (threads)
+                c->auth_verify_threads = (unsigned)v;
+            else
+                c->auth_max_failures = (unsigned)v;
         } else if (!strcmp(kv.name, "anonymous")) {
             if (!strcmp(s, "pull"))
                 c->auth_anonymous_pull = 1;

@@ -53,6 +53,8 @@ struct config {
     char *auth_token_realm;  /* auth.token_realm: the token endpoint URL; NULL: from Host */
     char **auth_push_users;  /* auth.push_users; none listed: every authenticated user */
     size_t n_auth_push_users;
+    unsigned auth_max_failures;   /* auth.max_failures: wrong passwords per address a minute; 0 off */
+    unsigned auth_verify_threads; /* auth.verify_threads: threads that run bcrypt (1..16) */
     char *tls_cert; /* tls.cert: PEM certificate chain; NULL for plain HTTP */
     char *tls_key;  /* tls.key: PEM private key */
     char **hosted; /* hosted (or hosted.repositories): repository name globs served and pushed

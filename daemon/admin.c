@@ -449,6 +449,15 @@ int admin_passwd(const char *file, const char *user)
         fprintf(stderr, "regcache: empty password refused\n");
         return 1;
     }
+    if (strlen(pass) > HTPASSWD_PASSWORD_MAX) {
+        /* bcrypt would ignore the rest: a longer password would seem stronger than it is */
+        OPENSSL_cleanse(pass, sizeof(pass));
+        fprintf(stderr,
+                "regcache: password refused: longer than %d bytes, and bcrypt ignores every "
+                "byte past %d (use a shorter one)\n",
+                HTPASSWD_PASSWORD_MAX, HTPASSWD_PASSWORD_MAX);
+        return 1;
+    }
     int r = htpasswd_make_hash(pass, hash, sizeof(hash));
     OPENSSL_cleanse(pass, sizeof(pass));
     if (!r)

@@ -137,7 +137,7 @@ void conn_wake(struct conn *c);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 int conn_alive(const struct conn *c);
-/* The client's address as text ("192.0.2.7", "2001:db8::1"; "-" when unknown). */
+/* The client's address as text ("-" when unknown): the TCP peer, never a forwarded header. */
 const char *conn_peer(const struct conn *c);
 
 #endif

@@ -348,13 +348,35 @@ static void check_credentials(struct registry *r, struct conn *c, struct http_re
     w->conn = c;
     w->req = req;
     conn_ref(c);
-    auth_check(r->auth, req->authorization, cb, w);
+    auth_check(r->auth, req->authorization, conn_peer(c), cb, w);
+}
+
+/* Answers a login that was not checked: 429 for an address with too many wrong passwords
+ * lately, 503 while too many logins wait for bcrypt. 0 when result is neither. */
+static int respond_not_checked(struct registry *r, struct conn *c, int head,
+                               enum auth_result result)
+{
+    char retry[64];
+    if (result == AUTH_THROTTLED) {
+        snprintf(retry, sizeof(retry), "Retry-After: %u\r\n",
+                 auth_retry_after(r->auth, conn_peer(c)));
+        respond_error(c, head, 429, "TOOMANYREQUESTS",
+                      "too many wrong passwords from this address; try again later", retry);
+        return 1;
+    }
+    if (result == AUTH_BUSY) {
+        respond_error(c, head, 503, "UNAVAILABLE", "too many logins being checked",
+                      "Retry-After: 1\r\n");
+        return 1;
+    }
+    return 0;
 }
 
 static void on_auth(void *ud, enum auth_result result, const char *user)
 {
     struct auth_wait *w = ud;
-    if (conn_alive(w->conn)) {
+    if (conn_alive(w->conn) &&
+        !respond_not_checked(w->r, w->conn, w->req->method == HTTP_METHOD_HEAD, result)) {
         if (result == AUTH_BAD) {
             char challenge[1024];
             struct route rt;
@@ -388,7 +410,7 @@ static void on_token_auth(void *ud, enum auth_result result, const char *user)
     char basic[512];
     snprintf(basic, sizeof(basic), "WWW-Authenticate: Basic realm=\"%s\"\r\n",
              auth_realm(r->auth));
-    if (!conn_alive(c)) {
+    if (!conn_alive(c) || respond_not_checked(r, c, head, result)) {
     } else if (result == AUTH_BAD) {
         respond_error(c, head, 401, "UNAUTHORIZED", "wrong user name or password", basic);
     } else if (result == AUTH_ANONYMOUS && !auth_anonymous_pull(r->auth)) {

@@ -71,6 +71,8 @@ static void check_defaults(const struct config *c)
     CHECK_EQ_U64(c->upstream_connections, 64);
     CHECK_EQ_U64(c->max_fills, 256);
     CHECK_EQ_INT(c->log_level, 1);
+    CHECK_EQ_INT(c->auth_max_failures, 10);
+    CHECK_EQ_INT(c->auth_verify_threads, 2);
 }
 
 /* An error: -EINVAL, message "<path>:<line>: <key>: ...<what>...", config left as it was. */
@@ -463,6 +465,14 @@ static void test_errors(void)
     ERR("upstreams:\n  - {name: a, url: 'https://a?x=1'}\n", 2, "upstreams[0].url", "query");
     ERR("upstreams:\n  - {name: a, url: \"https://a\\n\"}\n", 2, "upstreams[0].url",
         "control characters");
+
+    /* auth limits */
+    ERR("auth:\n  max_failures: -1\n", 2, "auth.max_failures", "invalid value '-1' (use 0..100000)");
+    ERR("auth:\n  verify_threads: 0\n", 2, "auth.verify_threads", "(use 1..16)");
+    ERR("auth:\n  verify_threads: 17\n", 2, "auth.verify_threads", "(use 1..16)");
+    CHECK_EQ_INT(load("auth:\n  max_failures: 0\n  verify_threads: 16\n"), 0);
+    CHECK_EQ_INT(cfg.auth_max_failures, 0);
+    CHECK_EQ_INT(cfg.auth_verify_threads, 16);
 }
 
 static void test_password_not_echoed(void)

@@ -68,6 +68,42 @@ int main(void)
     CHECK(htpasswd_verify(htpasswd_hash(h, "bob"), "s3cret"));
     htpasswd_free(h);
 
+    /* unknown users are checked at the file's highest cost: a wrong name costs what a wrong
+     * password does (Apache's `htpasswd -B` writes cost 5) */
+    CHECK_EQ_INT(htpasswd_cost(hash), 10);
+    CHECK_EQ_INT(htpasswd_cost("{SHA}x"), -1);
+    char five[128] = "", twelve[128] = "", dummy[128];
+    CHECK_EQ_INT(htpasswd_make_dummy(5, five, sizeof(five)), 0);
+    CHECK_EQ_INT(htpasswd_cost(five), 5);
+    CHECK_EQ_INT(strlen(five), 60);
+    CHECK(!htpasswd_verify(five, "")); /* a hash no password matches */
+    CHECK(!htpasswd_verify(five, "x"));
+    CHECK_EQ_INT(htpasswd_make_dummy(12, twelve, sizeof(twelve)), 0);
+    CHECK(strncmp(twelve, "$2y$12$", 7) == 0);
+    CHECK(htpasswd_make_dummy(3, dummy, sizeof(dummy)) < 0);
+    snprintf(text, sizeof(text), "weak:%s\n", five);
+    write_file(path, text);
+    CHECK_EQ_INT(htpasswd_load(path, &h, err, sizeof(err)), 0);
+    CHECK_EQ_INT(htpasswd_dummy_cost(h), 5);
+    htpasswd_free(h);
+    snprintf(text, sizeof(text), "weak:%s\nstrong:%s\nmid:%s\n", five, twelve, hash);
+    write_file(path, text);
+    CHECK_EQ_INT(htpasswd_load(path, &h, err, sizeof(err)), 0);
+    CHECK_EQ_INT(htpasswd_dummy_cost(h), 12);
+    htpasswd_free(h);
+    write_file(path, "# nobody yet\n");
+    CHECK_EQ_INT(htpasswd_load(path, &h, err, sizeof(err)), 0);
+    CHECK_EQ_INT(htpasswd_dummy_cost(h), HTPASSWD_BCRYPT_COST);
+    htpasswd_free(h);
+    /* a cost no check should ever pay is capped for the dummy */
+    char huge[128];
+    snprintf(huge, sizeof(huge), "$2y$20$%s", twelve + 7);
+    snprintf(text, sizeof(text), "slow:%s\n", huge);
+    write_file(path, text);
+    CHECK_EQ_INT(htpasswd_load(path, &h, err, sizeof(err)), 0);
+    CHECK_EQ_INT(htpasswd_dummy_cost(h), HTPASSWD_COST_MAX);
+    htpasswd_free(h);
+
     CHECK(htpasswd_user_valid("alice"));
     CHECK(!htpasswd_user_valid(""));
     CHECK(!htpasswd_user_valid("a:b"));

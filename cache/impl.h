@@ -15,13 +15,18 @@
 #define FILL_BUFFER_MAX (1u << 20)         /* per fill: bytes received, not yet on disk */
 #define TAGS_BODY_MAX (8u << 20)
 
+/* The manifest media types the mirror accepts from an upstream and serves (OCI 1.1 artifacts
+ * are image manifests with an artifactType). */
+#define MEDIA_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MEDIA_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define N_MANIFEST_TYPES 4
+
 /* Every manifest media type a tag may resolve to; sent upstream so the upstream's choice does
  * not depend on which client asked first. */
 #define ALL_MANIFEST_TYPES                                                                     \
-    "application/vnd.oci.image.index.v1+json, "                                              \
-    "application/vnd.docker.distribution.manifest.list.v2+json, "                            \
-    "application/vnd.oci.image.manifest.v1+json, "                                           \
-    "application/vnd.docker.distribution.manifest.v2+json"
+    MEDIA_OCI_INDEX ", " MEDIA_DOCKER_LIST ", " MEDIA_OCI_MANIFEST ", " MEDIA_DOCKER_MANIFEST
 
 struct tag_entry {
     char digest[DIGEST_MAX];
@@ -44,8 +49,9 @@ struct cache {
     struct db *db;
     struct upstream_client *up;
     struct map *tags;      /* tag_key -> struct tag_entry */
+    struct map *negotiated; /* tag_key of "tag" KEY_SEP Accept class -> struct tag_entry */
     struct map *manifests; /* digest -> struct manifest_meta */
-    struct map *repos;     /* "upstream\x1frepo" -> non-NULL */
+    struct map *repos;     /* "upstream\x1frepo" -> its tag count (index.c) */
     struct manifest_meta *lru_head, *lru_tail;
     size_t mem_bytes;
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
@@ -85,7 +91,10 @@ void index_free(struct cache *c);
 
 struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
                             const char *tag);
-/* Points a tag at a digest the upstream named (never at strings of the entry itself: a tag
+/* A tag name holding KEY_SEP ("tag" KEY_SEP class) is the answer negotiated for one Accept
+ * class: kept in memory only, never listed or persisted. A repository holds at most
+ * cache.max_tags_per_repository of them and tags together; the least recently validated goes.
+ * Points a tag at a digest the upstream named (never at strings of the entry itself: a tag
  * whose digest is confirmed is refreshed with index_tag_validated). persist: also queue the
  * change for the database (only once the manifest is in the store). */
 void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
@@ -98,6 +107,9 @@ int index_tag_validated(struct cache *c, const struct upstream *u, const char *r
 void index_forget_tag(struct cache *c, const struct upstream *u, const char *repo,
                       const char *tag);
 struct manifest_meta *index_manifest(struct cache *c, const char *digest);
+/* The canonical spelling of media_type (parameters aside, any case) when it is one of the
+ * manifest media types the mirror serves; NULL otherwise. */
+const char *index_manifest_type(const char *media_type);
 struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
                                          const char *media_type, uint64_t size, int persist);
 /* Keeps bytes (copied) in memory for later hits, within MANIFEST_MEMORY_BUDGET. */

@@ -90,9 +90,10 @@ void cache_shutdown(struct cache *c);
 /* Frees the cache once the loop has finished its work. */
 void cache_free(struct cache *c);
 
-/* accept: the client's Accept list (NULL when none). */
+/* accept: the client's Accept list (NULL when none). head: the client asked HEAD; a tag not
+ * cached may then be answered from a HEAD upstream, with body NULL. */
 void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                    const char *accept, manifest_cb cb, void *ud);
+                    const char *accept, int head, manifest_cb cb, void *ud);
 
 /* head: answer with the size without downloading a cold blob. */
 void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,

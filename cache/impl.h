@@ -32,6 +32,8 @@ struct tag_entry {
     char digest[DIGEST_MAX];
     char media_type[MEDIA_TYPE_MAX];
     uint64_t validated_ms;
+    uint64_t head_size; /* the manifest's size as a HEAD upstream gave it ... */
+    int head_size_known; /* ... when it is not in the store (reset by every index_set_tag) */
 };
 
 struct manifest_meta {
@@ -62,6 +64,7 @@ struct cache {
     uint64_t hits, misses; /* since start, for operators */
     /* upstream health (health.c) */
     struct map *ratelimits; /* upstream name -> struct ratelimit_seen */
+    struct map *negative;   /* what an upstream said lately it lacks -> uint64_t until (ms) */
     struct health *health;  /* one per upstream, in configuration order */
     size_t n_health;
     uv_timer_t health_timer;
@@ -137,6 +140,15 @@ int health_is_down(struct cache *c, const struct upstream *u);
 void health_failed(struct cache *c, struct upstream *u, const char *reason);
 /* It answered: up, if it was down. */
 void health_answered(struct cache *c, struct upstream *u);
+/* 1 (and *e: 429 TOOMANYREQUESTS with the seconds left as Retry-After) while the Retry-After of
+ * the upstream's last 429 has not passed: ask it nothing, serve what is cached. */
+int health_backoff(struct cache *c, const struct upstream *u, struct cache_error *e);
+/* The upstream said it lacks ref (kind "manifest" or "blob") in repo: remembered for
+ * cache.negative_ttl. */
+void health_note_missing(struct cache *c, const struct upstream *u, const char *kind,
+                         const char *repo, const char *ref);
+int health_known_missing(struct cache *c, const struct upstream *u, const char *kind,
+                         const char *repo, const char *ref);
 
 void manifests_free_all(struct cache *c);
 void tags_free_all(struct cache *c);

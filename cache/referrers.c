@@ -312,7 +312,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         const char *colon = strchr(f->subject, ':');
         snprintf(tag, sizeof(tag), "%.*s-%s", (int)(colon - f->subject), f->subject, colon + 1);
         f->fallback = 1;
-        cache_manifest(f->c, f->u, f->repo, tag, NULL, on_fallback, f);
+        cache_manifest(f->c, f->u, f->repo, tag, NULL, 0, on_fallback, f);
         return;
     }
     struct cache_error e = {0};

@@ -57,7 +57,8 @@ struct cache {
     struct manifest_meta *lru_head, *lru_tail;
     size_t mem_bytes;
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
-    struct map *fills;            /* digest -> struct blob_fill */
+    struct map *fills;            /* upstream KEY_SEP digest -> struct blob_fill */
+    struct map *blob_heads;       /* upstream KEY_SEP repo KEY_SEP digest -> HEADs (blobs.c) */
     struct tags_req *tags_reqs;   /* tags lists asked upstream (tags.c) */
     struct map *referrers;         /* upstream KEY_SEP repo KEY_SEP subject -> entry */
     struct map *referrers_flights; /* the same key -> struct referrers_flight */
@@ -160,6 +161,8 @@ void referrers_free(struct cache *c);
 /* Forgets the referrers of manifests a GC evicted. */
 void referrers_forget_subjects(struct cache *c, char *const *digests, size_t n);
 void blobs_free_all(struct cache *c);
+/* Cancels blob HEADs in flight and forgets their answers (at shutdown). */
+void blobs_free_heads(struct cache *c);
 
 /* Descriptors of blobs served lately (open_files.c), so that a hit skips the open() on the
  * thread pool. */

@@ -508,10 +508,13 @@ static void got_manifest(struct manifest_flight *f)
         log_error("%s", e.message);
         struct manifest_meta *m =
             f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->tag);
-        if (m && f->shared)
+        if (m && f->shared) {
             flight_answer_cached(f, m, OUTCOME_STALE);
-        else
+        } else {
+            /* asking again would spend another GET on the same refusal */
+            health_note_missing(f->c, f->u, "manifest", f->repo, f->tag);
             flight_answer_error(f, &e);
+        }
         flight_free(f);
         return;
     }
@@ -534,6 +537,22 @@ static void got_manifest(struct manifest_flight *f)
     }
 }
 
+/* The HEAD names a digest the index already has (the tag moved back, another tag or Accept
+ * class has it): the tag points there, and no GET is spent. */
+static int head_known(struct manifest_flight *f, const struct upstream_response *resp)
+{
+    struct cache *c = f->c;
+    if (f->by_digest || !resp->digest || !ref_digest_is_sha256(resp->digest, strlen(resp->digest)))
+        return 0;
+    struct manifest_meta *m = index_manifest(c, resp->digest);
+    if (!m)
+        return 0;
+    index_set_tag(c, f->u, f->repo, f->tag, m->digest, m->media_type, clock_wall_ms(), 1);
+    flight_answer_cached(f, m, OUTCOME_HIT);
+    flight_free(f);
+    return 1;
+}
+
 /* A client's HEAD of a tag not cached, answered by a HEAD upstream (which costs no pull): what
  * it said is trusted for revalidate_after. 0 when the HEAD said too little (no digest, size or
  * manifest media type): a GET follows, as containerd does. */
@@ -546,13 +565,6 @@ static int head_answers(struct manifest_flight *f, const struct upstream_respons
         return 0;
     char digest[DIGEST_MAX];
     snprintf(digest, sizeof(digest), "%s", resp->digest);
-    struct manifest_meta *m = index_manifest(c, digest);
-    if (m) {
-        index_set_tag(c, f->u, f->repo, f->tag, m->digest, m->media_type, clock_wall_ms(), 1);
-        flight_answer_cached(f, m, OUTCOME_HIT);
-        flight_free(f);
-        return 1;
-    }
     index_set_tag(c, f->u, f->repo, f->tag, digest, type, clock_wall_ms(), 0);
     struct tag_entry *t = index_tag(c, f->u, f->repo, f->tag);
     struct manifest_waiter *w = f->waiters;
@@ -597,6 +609,8 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
                 return;
             }
         }
+        if (ok && head_known(f, resp))
+            return;
         if (ok && f->head_only && head_answers(f, resp))
             return;
         if (ok) {
@@ -816,8 +830,8 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         if (m)
             serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
         else if (health_known_missing(c, u, "manifest", repo, reference)) {
-            cache__error_set(&e, 404, "MANIFEST_UNKNOWN", "not found upstream (%s)",
-                             upstream_name(u));
+            cache__error_set(&e, 404, "MANIFEST_UNKNOWN",
+                             "not found upstream (%s said so lately)", upstream_name(u));
             answer_error(cb, ud, &e);
         } else
             fetch(c, u, repo, reference, NULL, cb, ud);
@@ -852,13 +866,15 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         return;
     }
     if (!m && health_known_missing(c, u, "manifest", repo, tag)) {
-        cache__error_set(&e, 404, "MANIFEST_UNKNOWN", "not found upstream (%s)",
-                         upstream_name(u));
+        cache__error_set(&e, 404, "MANIFEST_UNKNOWN",
+                         "not found upstream (%s said so lately)", upstream_name(u));
         answer_error(cb, ud, &e);
         return;
     }
-    fetch_phase(c, u, repo, reference, tag, up_accept, m || head ? PHASE_HEAD : PHASE_GET,
-                !m && head, cb, ud);
+    /* A HEAD first when it may spare a GET: a cached tag (unchanged?), a client's HEAD, an
+     * Accept class whose answer may be a manifest the index already has. */
+    fetch_phase(c, u, repo, reference, tag, up_accept,
+                m || head || tag != reference ? PHASE_HEAD : PHASE_GET, !m && head, cb, ud);
 }
 
 void manifests_free_all(struct cache *c)

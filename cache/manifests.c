@@ -613,8 +613,8 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
             return;
         if (ok && f->head_only && head_answers(f, resp))
             return;
-        if (ok) {
-            start_phase(f, PHASE_GET); /* moved, or the upstream gave no digest */
+        if (ok || (resp->status == 405 && !tag_manifest(c, f->u, f->repo, f->tag))) {
+            start_phase(f, PHASE_GET); /* moved, no digest given, or HEAD not allowed */
             return;
         }
     }
@@ -865,16 +865,19 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud);
         return;
     }
-    if (!m && health_known_missing(c, u, "manifest", repo, tag)) {
+    /* missing for every class when the common class was told so; for its own class only
+     * otherwise (a narrow Accept's 404 says nothing of what others may get) */
+    if (!m && (health_known_missing(c, u, "manifest", repo, tag) ||
+               (tag != reference && health_known_missing(c, u, "manifest", repo, reference)))) {
         cache__error_set(&e, 404, "MANIFEST_UNKNOWN",
                          "not found upstream (%s said so lately)", upstream_name(u));
         answer_error(cb, ud, &e);
         return;
     }
-    /* A HEAD first when it may spare a GET: a cached tag (unchanged?), a client's HEAD, an
-     * Accept class whose answer may be a manifest the index already has. */
-    fetch_phase(c, u, repo, reference, tag, up_accept,
-                m || head || tag != reference ? PHASE_HEAD : PHASE_GET, !m && head, cb, ud);
+    /* A HEAD first (it costs no pull): the tag may be unchanged, or point at a manifest the
+     * index already has (by digest, another tag or Accept class), or the client only asked
+     * HEAD. A GET follows only for a digest not cached. */
+    fetch_phase(c, u, repo, reference, tag, up_accept, PHASE_HEAD, !m && head, cb, ud);
 }
 
 void manifests_free_all(struct cache *c)

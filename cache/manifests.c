@@ -874,10 +874,12 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         answer_error(cb, ud, &e);
         return;
     }
-    /* A HEAD first (it costs no pull): the tag may be unchanged, or point at a manifest the
-     * index already has (by digest, another tag or Accept class), or the client only asked
-     * HEAD. A GET follows only for a digest not cached. */
-    fetch_phase(c, u, repo, reference, tag, up_accept, PHASE_HEAD, !m && head, cb, ud);
+    /* A HEAD first when it may spare a GET (a HEAD costs no pull): a cached tag may be
+     * unchanged, a client may only want the HEAD, a narrow Accept class's answer may be a
+     * manifest the index already has. A GET follows only for a digest not cached. A GET of a
+     * tag nobody asked for yet goes straight to GET: one request, one pull. */
+    fetch_phase(c, u, repo, reference, tag, up_accept,
+                m || head || tag != reference ? PHASE_HEAD : PHASE_GET, !m && head, cb, ud);
 }
 
 void manifests_free_all(struct cache *c)

@@ -377,6 +377,14 @@ void cache_referrers(struct cache *c, struct upstream *u, const char *repo, cons
         }
         return;
     }
+    if (health_backoff(c, u, &err)) {
+        /* a 429's Retry-After has not passed: ask nothing, serve what is cached */
+        if (e)
+            answer(cb, ud, OUTCOME_STALE, e, artifact_type);
+        else
+            answer_error(cb, ud, &err);
+        return;
+    }
     f = calloc(1, sizeof(*f));
     if (!f || map_put(c->referrers_flights, key, f) == MAP_NOMEM) {
         free(f);

@@ -204,6 +204,10 @@ void cache_tags(struct cache *c, struct upstream *u, const char *repo, const cha
     /* a first page from the index while the upstream is down; later pages need it */
     if (known && !query && health_is_down(c, u) && answer_cached(c, u, repo, cb, ud))
         return;
+    if (health_backoff(c, u, &a.err)) { /* a 429's Retry-After has not passed */
+        cb(ud, &a);
+        return;
+    }
     struct tags_req *t = calloc(1, sizeof(*t));
     if (!t || !(t->repo = strdup(repo))) {
         free(t);

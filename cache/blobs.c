@@ -266,8 +266,9 @@ static void on_headers(void *ud, const struct upstream_response *resp)
         /* Refused before any client has a response: they get an error they can act on (Docker
          * and containerd fall back to the upstream) rather than a body cut short. on_data
          * aborts the transfer, on_done fails the fill with this error. */
-        cache__error_set(&f->err, 503, "UNAVAILABLE", "the mirror's store has no room for %lld bytes",
-                  (long long)resp->content_length);
+        cache__error_set(&f->err, 503, "UNAVAILABLE",
+                         "the mirror's store has no room for %lld bytes",
+                         (long long)resp->content_length);
         return;
     }
     f->state = FILL_STREAMING;

@@ -177,7 +177,7 @@ struct load_req {
 };
 
 static void fetch(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                  const char *accept, manifest_cb cb, void *ud);
+                  manifest_cb cb, void *ud);
 static struct manifest_meta *tag_manifest(struct cache *c, const struct upstream *u,
                                           const char *repo, const char *tag);
 
@@ -222,7 +222,7 @@ static void after_load(uv_work_t *w, int status)
         /* The store no longer has it: forget it and fetch it by digest again. */
         log_warn("manifest %s is indexed but missing from the store; fetching again", l->digest);
         index_drop_manifest(c, l->digest);
-        fetch(c, l->u, l->repo, l->digest, NULL, l->cb, l->ud);
+        fetch(c, l->u, l->repo, l->digest, l->cb, l->ud);
     } else {
         struct cache_error e = {0};
         cache__error_set(&e, 500, "UNKNOWN", "cannot read manifest: %s", strerror(-l->result));
@@ -781,10 +781,10 @@ static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
     start_phase(f, phase);
 }
 
+/* By digest, through one upstream: shared by every repository asking through it. */
 static void fetch(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                  const char *accept, manifest_cb cb, void *ud)
+                  manifest_cb cb, void *ud)
 {
-    (void)accept;
     fetch_phase(c, u, repo, reference, reference, ALL_MANIFEST_TYPES, PHASE_GET, 0, cb, ud);
 }
 
@@ -834,7 +834,7 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
                              "not found upstream (%s said so lately)", upstream_name(u));
             answer_error(cb, ud, &e);
         } else
-            fetch(c, u, repo, reference, NULL, cb, ud);
+            fetch(c, u, repo, reference, cb, ud);
         return;
     }
     const char *tag = reference, *up_accept = ALL_MANIFEST_TYPES;

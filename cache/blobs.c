@@ -21,7 +21,21 @@ struct blob_waiter {
     int head;
     blob_cb cb;
     void *ud;
+    char *repo; /* the repository it asked through */
 };
+
+static void waiter_free(struct blob_waiter *w)
+{
+    free(w->repo);
+    free(w);
+}
+
+/* Fills are shared within one upstream only: key upstream KEY_SEP digest. */
+#define FILL_KEY_MAX (DIGEST_MAX + 160)
+static void fill_key(char *out, size_t len, const struct upstream *u, const char *digest)
+{
+    snprintf(out, len, "%s" KEY_SEP "%s", upstream_name(u), digest);
+}
 
 struct fill_reader {
     struct fill_reader *next, *prev;
@@ -33,6 +47,7 @@ struct fill_reader {
 struct blob_fill {
     struct cache *c;
     char digest[DIGEST_MAX];
+    char key[FILL_KEY_MAX];
     int refs;
     int in_map;
     enum fill_state state;
@@ -74,7 +89,7 @@ static void fill_unmap(struct blob_fill *f)
     if (!f->in_map)
         return;
     f->in_map = 0;
-    map_del(f->c->fills, f->digest);
+    map_del(f->c->fills, f->key);
     fill_unref(f);
 }
 
@@ -112,7 +127,7 @@ static void answer_waiters(struct blob_fill *f)
     while (w) {
         struct blob_waiter *next = w->next;
         answer_waiter(f, w);
-        free(w);
+        waiter_free(w);
         w = next;
     }
     fill_unref(f);
@@ -251,8 +266,9 @@ static void on_headers(void *ud, const struct upstream_response *resp)
         /* Refused before any client has a response: they get an error they can act on (Docker
          * and containerd fall back to the upstream) rather than a body cut short. on_data
          * aborts the transfer, on_done fails the fill with this error. */
-        cache__error_set(&f->err, 503, "UNAVAILABLE", "the mirror's store has no room for %lld bytes",
-                  (long long)resp->content_length);
+        cache__error_set(&f->err, 503, "UNAVAILABLE",
+                         "the mirror's store has no room for %lld bytes",
+                         (long long)resp->content_length);
         return;
     }
     f->state = FILL_STREAMING;
@@ -280,6 +296,8 @@ static int on_data(void *ud, const char *data, size_t len)
     return 0;
 }
 
+static void fill_missing(struct blob_fill *f);
+
 static void on_done(void *ud, const struct upstream_response *resp, int result)
 {
     struct blob_fill *f = ud;
@@ -297,12 +315,46 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
     } else if (f->state == FILL_WAIT_HEADERS) {
         if (!f->err.status)
             cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
-        fill_fail(f, f->err.status, f->err.code, f->err.message);
+        if (f->status == 404 || f->status == 401 || f->status == 403)
+            fill_missing(f);
+        else
+            fill_fail(f, f->err.status, f->err.code, f->err.message);
     }
     fill_unref(f); /* the request's reference */
 }
 
 static const struct upstream_callbacks fill_callbacks = {on_headers, on_data, on_done};
+
+static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
+                          const char *digest, int head, blob_cb cb, void *ud);
+
+/* The upstream lacks the blob in (or refuses) the fill's repository: that says nothing of the
+ * other waiters' repositories, which ask again through their own. */
+static void fill_missing(struct blob_fill *f)
+{
+    health_note_missing(f->c, f->u, "blob", f->repo, f->digest);
+    f->refs++;
+    fill_unmap(f);
+    struct blob_waiter **pw = &f->waiters, *retry = NULL;
+    while (*pw) {
+        struct blob_waiter *w = *pw;
+        if (strcmp(w->repo, f->repo) != 0) {
+            *pw = w->next;
+            w->next = retry;
+            retry = w;
+        } else {
+            pw = &w->next;
+        }
+    }
+    fill_fail(f, f->err.status, f->err.code, f->err.message);
+    while (retry) {
+        struct blob_waiter *next = retry->next;
+        join_or_start(f->c, f->u, retry->repo, f->digest, retry->head, retry->cb, retry->ud);
+        waiter_free(retry);
+        retry = next;
+    }
+    fill_unref(f);
+}
 
 static void work_open(uv_work_t *w)
 {
@@ -330,11 +382,13 @@ static void after_open(uv_work_t *w, int status)
     /* the work's reference now belongs to the request */
 }
 
-static int add_waiter(struct blob_fill *f, int head, blob_cb cb, void *ud)
+static int add_waiter(struct blob_fill *f, const char *repo, int head, blob_cb cb, void *ud)
 {
     struct blob_waiter *w = calloc(1, sizeof(*w));
-    if (!w)
+    if (!w || !(w->repo = strdup(repo))) {
+        free(w);
         return -ENOMEM;
+    }
     w->head = head;
     w->cb = cb;
     w->ud = ud;
@@ -378,14 +432,21 @@ static int fills_full(struct cache *c, const struct upstream *u)
 static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
                           const char *digest, int head, blob_cb cb, void *ud)
 {
-    struct blob_fill *f = map_get(c->fills, digest);
+    char key[FILL_KEY_MAX];
+    fill_key(key, sizeof(key), u, digest);
+    struct blob_fill *f = map_get(c->fills, key);
     if (f) {
         if (f->state == FILL_DONE || (f->state == FILL_STREAMING && f->size_known)) {
-            struct blob_waiter w = {NULL, head, cb, ud};
+            struct blob_waiter w = {NULL, head, cb, ud, NULL};
             answer_waiter(f, &w);
-        } else if (add_waiter(f, head, cb, ud)) {
+        } else if (add_waiter(f, repo, head, cb, ud)) {
             answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
         }
+        return;
+    }
+    struct blob_answer refused = {.fd = -1};
+    if (health_backoff(c, u, &refused.err)) {
+        cb(ud, &refused); /* the upstream asked for a pause (429 Retry-After) */
         return;
     }
     if (fills_full(c, u)) {
@@ -410,12 +471,13 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
     f->fd = -1;
     f->started_us = clock_mono_us();
     snprintf(f->digest, sizeof(f->digest), "%s", digest);
+    snprintf(f->key, sizeof(f->key), "%s", key);
     buf_init(&f->pending, FILL_BUFFER_MAX + (1u << 20));
     buf_init(&f->writing, FILL_BUFFER_MAX + (1u << 20));
     f->refs = 2; /* the map, the open work */
     f->in_map = 1;
-    if (map_put(c->fills, digest, f) == MAP_NOMEM || add_waiter(f, head, cb, ud)) {
-        map_del(c->fills, digest);
+    if (map_put(c->fills, key, f) == MAP_NOMEM || add_waiter(f, repo, head, cb, ud)) {
+        map_del(c->fills, key);
         free(f->repo);
         free(f);
         answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
@@ -428,13 +490,39 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
     }
 }
 
-/* ---- HEAD of a blob nobody has: ask the upstream, download nothing ---- */
+/* ---- HEAD of a blob nobody has: ask the upstream, download nothing ----
+ * One HEAD upstream per (upstream, repository, digest) however many clients ask at once; what
+ * it said is kept for revalidate_after (at most BLOB_HEADS_MAX answers), a 404 for
+ * cache.negative_ttl. */
+#define BLOB_HEADS_MAX 4096
 
-struct head_req {
+struct blob_head {
+    struct cache *c;
     struct upstream *u;
-    blob_cb cb;
-    void *ud;
+    char key[FILL_KEY_MAX + 300];
+    struct blob_waiter *waiters;
+    struct upstream_req *req; /* in flight */
+    int done;             /* answered: a cached answer until until_ms */
+    uint64_t until_ms;
+    uint64_t size;
+    char digest[DIGEST_MAX]; /* what the upstream said, "" when nothing usable */
 };
+
+static void head_key(char *out, size_t len, const struct upstream *u, const char *repo,
+                     const char *digest)
+{
+    snprintf(out, len, "%s" KEY_SEP "%s" KEY_SEP "%s", upstream_name(u), repo, digest);
+}
+
+static void head_answer_cached(const struct blob_head *h, blob_cb cb, void *ud)
+{
+    struct blob_answer a = {0};
+    a.fd = -1;
+    a.outcome = OUTCOME_MISS;
+    a.size = h->size;
+    a.upstream_digest = h->digest[0] ? h->digest : NULL;
+    cb(ud, &a);
+}
 
 static void head_on_headers(void *ud, const struct upstream_response *resp)
 {
@@ -450,45 +538,143 @@ static int head_on_data(void *ud, const char *data, size_t len)
     return 0;
 }
 
+struct expired_ctx {
+    uint64_t now;
+    char **keys;
+    size_t n, cap;
+};
+
+static int find_expired_head(const char *key, void *value, void *ud)
+{
+    struct expired_ctx *x = ud;
+    struct blob_head *h = value;
+    if (!h->done || h->until_ms > x->now || x->n == x->cap)
+        return 0;
+    if ((x->keys[x->n] = strdup(key)))
+        x->n++;
+    return 0;
+}
+
+static void heads_sweep(struct cache *c)
+{
+    struct expired_ctx x = {clock_wall_ms(), NULL, 0, map_count(c->blob_heads)};
+    if (!x.cap || !(x.keys = calloc(x.cap, sizeof(char *))))
+        return;
+    map_each(c->blob_heads, find_expired_head, &x);
+    for (size_t i = 0; i < x.n; i++) {
+        free(map_del(c->blob_heads, x.keys[i]));
+        free(x.keys[i]);
+    }
+    free(x.keys);
+}
+
 static void head_on_done(void *ud, const struct upstream_response *resp, int result)
 {
     (void)result;
-    struct head_req *h = ud;
+    struct blob_head *h = ud;
+    struct cache *c = h->c;
+    h->req = NULL;
     struct blob_answer a = {0};
     a.fd = -1;
     a.outcome = OUTCOME_MISS;
+    int keep = 0;
     if (resp->status == 200 && resp->content_length >= 0) {
         a.size = (uint64_t)resp->content_length;
         a.upstream_digest = resp->digest;
+        h->size = a.size;
+        if (resp->digest && strlen(resp->digest) < sizeof(h->digest))
+            snprintf(h->digest, sizeof(h->digest), "%s", resp->digest);
+        keep = c->cfg->revalidate_after_ms > 0;
     } else if (resp->status == 200) {
         cache__error_set(&a.err, 502, "UNAVAILABLE", "upstream gave no size for the blob");
     } else {
         cache__error_from_upstream(&a.err, h->u, resp, "BLOB_UNKNOWN");
+        if (resp->status == 404 || resp->status == 401 || resp->status == 403) {
+            const char *sep = strrchr(h->key, KEY_SEP[0]);
+            char repo[FILL_KEY_MAX + 300];
+            const char *r = strchr(h->key, KEY_SEP[0]);
+            if (sep && r && sep > r) {
+                snprintf(repo, sizeof(repo), "%.*s", (int)(sep - r - 1), r + 1);
+                health_note_missing(c, h->u, "blob", repo, sep + 1);
+            }
+        }
     }
-    h->cb(h->ud, &a);
-    free(h);
+    struct blob_waiter *w = h->waiters;
+    h->waiters = NULL;
+    if (keep) {
+        h->done = 1;
+        h->until_ms = clock_wall_ms() + c->cfg->revalidate_after_ms;
+    } else {
+        map_del(c->blob_heads, h->key);
+    }
+    while (w) {
+        struct blob_waiter *next = w->next;
+        w->cb(w->ud, &a);
+        waiter_free(w);
+        w = next;
+    }
+    if (!keep)
+        free(h);
 }
 
 static const struct upstream_callbacks head_callbacks = {head_on_headers, head_on_data,
                                                          head_on_done};
 
-static void head_upstream(struct upstream *u, const char *repo, const char *digest, blob_cb cb,
-                          void *ud)
+static void head_upstream(struct cache *c, struct upstream *u, const char *repo,
+                          const char *digest, blob_cb cb, void *ud)
 {
-    struct head_req *h = calloc(1, sizeof(*h));
-    char what[128];
-    snprintf(what, sizeof(what), "blobs/%s", digest);
+    char key[FILL_KEY_MAX + 300];
+    head_key(key, sizeof(key), u, repo, digest);
+    struct blob_head *h = map_get(c->blob_heads, key);
+    if (h && h->done && h->until_ms > clock_wall_ms()) {
+        head_answer_cached(h, cb, ud);
+        return;
+    }
+    if (h && h->done) {
+        free(map_del(c->blob_heads, key));
+        h = NULL;
+    }
     if (!h) {
+        struct blob_answer refused = {.fd = -1};
+        if (health_backoff(c, u, &refused.err)) {
+            cb(ud, &refused);
+            return;
+        }
+        if (map_count(c->blob_heads) >= BLOB_HEADS_MAX)
+            heads_sweep(c);
+        if (map_count(c->blob_heads) >= BLOB_HEADS_MAX) {
+            answer_error(cb, ud, 503, "UNAVAILABLE", "too many blob HEADs at once");
+            return;
+        }
+        h = calloc(1, sizeof(*h));
+        if (!h || map_put(c->blob_heads, key, h) == MAP_NOMEM) {
+            free(h);
+            answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+            return;
+        }
+        h->c = c;
+        h->u = u;
+        snprintf(h->key, sizeof(h->key), "%s", key);
+        char what[128];
+        snprintf(what, sizeof(what), "blobs/%s", digest);
+        h->req = upstream_request(u, UPSTREAM_HEAD, repo, what, NULL, NULL, &head_callbacks, h);
+        if (!h->req) {
+            map_del(c->blob_heads, key);
+            free(h);
+            answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+            return;
+        }
+    }
+    struct blob_waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
         answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
         return;
     }
-    h->u = u;
-    h->cb = cb;
-    h->ud = ud;
-    if (!upstream_request(u, UPSTREAM_HEAD, repo, what, NULL, NULL, &head_callbacks, h)) {
-        free(h);
-        answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
-    }
+    w->head = 1;
+    w->cb = cb;
+    w->ud = ud;
+    w->next = h->waiters;
+    h->waiters = w;
 }
 
 /* ---- lookup ---- */
@@ -527,8 +713,13 @@ static void after_lookup(uv_work_t *w, int status)
         }
         l->cb(l->ud, &a);
     } else if (l->result == -ENOENT || l->result == -ENOTDIR) {
-        if (l->head && !map_get(l->c->fills, l->digest))
-            head_upstream(l->u, l->repo, l->digest, l->cb, l->ud);
+        char key[FILL_KEY_MAX];
+        fill_key(key, sizeof(key), l->u, l->digest);
+        if (!map_get(l->c->fills, key) &&
+            health_known_missing(l->c, l->u, "blob", l->repo, l->digest))
+            answer_error(l->cb, l->ud, 404, "BLOB_UNKNOWN", "not found upstream (lately)");
+        else if (l->head && !map_get(l->c->fills, key))
+            head_upstream(l->c, l->u, l->repo, l->digest, l->cb, l->ud);
         else
             join_or_start(l->c, l->u, l->repo, l->digest, l->head, l->cb, l->ud);
     } else {
@@ -541,7 +732,9 @@ static void after_lookup(uv_work_t *w, int status)
 void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,
                 int head, blob_cb cb, void *ud)
 {
-    if (map_get(c->fills, digest)) {
+    char key[FILL_KEY_MAX];
+    fill_key(key, sizeof(key), u, digest);
+    if (map_get(c->fills, key)) {
         join_or_start(c, u, repo, digest, head, cb, ud);
         return;
     }
@@ -647,4 +840,28 @@ static int cancel_fill(const char *key, void *value, void *ud)
 void blobs_free_all(struct cache *c)
 {
     map_each(c->fills, cancel_fill, NULL);
+}
+
+static int drop_head(const char *key, void *value, void *ud)
+{
+    (void)key;
+    (void)ud;
+    struct blob_head *h = value;
+    while (h->waiters) {
+        struct blob_waiter *w = h->waiters;
+        h->waiters = w->next;
+        waiter_free(w);
+    }
+    if (h->req)
+        upstream_req_cancel(h->req);
+    free(h);
+    return 0;
+}
+
+void blobs_free_heads(struct cache *c)
+{
+    if (c->blob_heads)
+        map_each(c->blob_heads, drop_head, NULL);
+    map_free(c->blob_heads);
+    c->blob_heads = NULL;
 }

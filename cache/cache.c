@@ -47,7 +47,8 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     int r = index_init(c);
     c->manifest_flights = map_new();
     c->fills = map_new();
-    if (r || !c->manifest_flights || !c->fills) {
+    c->blob_heads = map_new();
+    if (r || !c->manifest_flights || !c->fills || !c->blob_heads) {
         cache_free(c);
         return -ENOMEM;
     }
@@ -84,6 +85,7 @@ void cache_shutdown(struct cache *c)
     referrers_stop(c);
     tags_free_all(c);
     blobs_free_all(c);
+    blobs_free_heads(c);
 }
 
 void cache_free(struct cache *c)
@@ -95,6 +97,7 @@ void cache_free(struct cache *c)
     referrers_free(c);
     map_free(c->manifest_flights);
     map_free(c->fills);
+    blobs_free_heads(c); /* when cache_shutdown did not run */
     open_files_stop(c); /* after cache_shutdown: only descriptors are left to close */
     free(c);
 }

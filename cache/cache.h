@@ -1,12 +1,17 @@
 /* Pull-through policy: what is served from the store, what is asked upstream, and how
  * concurrent requests for the same thing share one upstream request.
  *
- * - Manifest by digest: immutable; a miss costs one upstream GET.
+ * - Only manifest media types with a matching JSON body are accepted from an upstream and
+ *   served (manifests.c, check_manifest); anything else is 502 MANIFEST_INVALID, not stored.
+ * - Manifest by digest: immutable; a miss costs one upstream GET, shared within one upstream.
  * - Manifest by tag: trusted for revalidate_after, then one HEAD upstream shared by everyone
  *   asking; a new digest is fetched with GET; upstream unreachable, 5xx, 429 or timed out:
- *   the cached manifest is served (stale on error).
- * - Blob miss: one upstream GET per digest, streamed into the store while every waiting client
- *   reads the same temporary file as it grows.
+ *   the cached manifest is served (stale on error). Answers are cached per Accept class.
+ * - Blob miss: one upstream GET per digest and upstream, streamed into the store while every
+ *   waiting client reads the same temporary file as it grows.
+ * - A flight's 404/401 through one repository sends the waiters of other repositories through
+ *   their own. 404s are remembered for cache.negative_ttl; a 429's Retry-After stops asking
+ *   that upstream until it passes (health.c).
  *
  * Every request function calls its callback exactly once, possibly before returning. */
 #ifndef REGCACHE_CACHE_CACHE_H
@@ -94,9 +99,10 @@ void cache_shutdown(struct cache *c);
 /* Frees the cache once the loop has finished its work. */
 void cache_free(struct cache *c);
 
-/* accept: the client's Accept list (NULL when none). */
+/* accept: the client's Accept list (NULL when none). head: the client asked HEAD; a tag not
+ * cached may then be answered from a HEAD upstream, with body NULL. */
 void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                    const char *accept, manifest_cb cb, void *ud);
+                    const char *accept, int head, manifest_cb cb, void *ud);
 
 /* head: answer with the size without downloading a cold blob. */
 void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,

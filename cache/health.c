@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache/impl.h"
 #include "db/db.h"
@@ -80,6 +81,7 @@ struct health {
     struct cache *c;
     struct upstream *u;
     int down;
+    uint64_t backoff_until_ms; /* a 429's Retry-After: nothing is asked before then */
     uint64_t since_ms;
     char reason[200];
     struct upstream_req *probe; /* in flight, at most one */
@@ -144,11 +146,157 @@ void health_answered(struct cache *c, struct upstream *u)
     record_state(c, h);
 }
 
+/* ---- Retry-After ----
+ * A 429 stops every request to that upstream until its Retry-After (delay-seconds or an
+ * HTTP-date, RFC 9110 section 10.2.3) has passed; without one (or with one that cannot be
+ * read), for BACKOFF_DEFAULT_S. Never longer than BACKOFF_MAX_S. */
+#define BACKOFF_DEFAULT_S 60
+#define BACKOFF_MAX_S (6 * 3600)
+
+static int64_t retry_after_seconds(const char *v, uint64_t now_ms)
+{
+    if (!v || !*v)
+        return -1;
+    size_t n = strspn(v, "0123456789");
+    if (n && !v[n]) {
+        if (n > 9)
+            return BACKOFF_MAX_S;
+        return atoll(v);
+    }
+    struct tm tm = {0};
+    const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        return -1;
+    time_t at = timegm(&tm);
+    if (at == (time_t)-1)
+        return -1;
+    int64_t d = (int64_t)at - (int64_t)(now_ms / 1000);
+    return d < 0 ? 0 : d;
+}
+
+static void backoff_start(struct health *h, const char *retry_after)
+{
+    uint64_t now = clock_wall_ms();
+    int64_t s = retry_after_seconds(retry_after, now);
+    if (s < 0)
+        s = BACKOFF_DEFAULT_S;
+    if (s > BACKOFF_MAX_S)
+        s = BACKOFF_MAX_S;
+    if (s == 0)
+        s = 1;
+    uint64_t until = now + (uint64_t)s * 1000;
+    if (until > h->backoff_until_ms)
+        h->backoff_until_ms = until;
+}
+
+int health_backoff(struct cache *c, const struct upstream *u, struct cache_error *e)
+{
+    struct health *h = health_of(c, u);
+    uint64_t now = clock_wall_ms();
+    if (!h || h->backoff_until_ms <= now)
+        return 0;
+    uint64_t left = (h->backoff_until_ms - now + 999) / 1000;
+    cache__error_set(e, 429, "TOOMANYREQUESTS",
+                     "upstream %s rate limit reached; not asking it again for %llu s",
+                     upstream_name(u), (unsigned long long)left);
+    snprintf(e->retry_after, sizeof(e->retry_after), "%llu", (unsigned long long)left);
+    return 1;
+}
+
+/* ---- what is known missing ----
+ * A 404 (or a refusal) for a tag, digest or blob is remembered for cache.negative_ttl, so that
+ * asking again for a name that does not exist costs the upstream nothing. Bounded: past
+ * NEGATIVE_MAX entries expired ones are dropped, and when none has expired nothing new is
+ * remembered. */
+#define NEGATIVE_MAX 8192
+
+static void negative_key(char *out, size_t len, const struct upstream *u, const char *kind,
+                         const char *repo, const char *ref)
+{
+    snprintf(out, len, "%s" KEY_SEP "%s" KEY_SEP "%s" KEY_SEP "%s", kind, upstream_name(u), repo,
+             ref);
+}
+
+struct sweep_ctx {
+    uint64_t now;
+    char **keys;
+    size_t n, cap;
+};
+
+static int find_expired(const char *key, void *value, void *ud)
+{
+    struct sweep_ctx *sw = ud;
+    if (*(uint64_t *)value > sw->now)
+        return 0;
+    if (sw->n == sw->cap)
+        return 1;
+    sw->keys[sw->n] = strdup(key);
+    if (sw->keys[sw->n])
+        sw->n++;
+    return 0;
+}
+
+static void negative_sweep(struct cache *c)
+{
+    struct sweep_ctx sw = {clock_wall_ms(), NULL, 0, map_count(c->negative)};
+    if (!sw.cap || !(sw.keys = calloc(sw.cap, sizeof(char *))))
+        return;
+    map_each(c->negative, find_expired, &sw);
+    for (size_t i = 0; i < sw.n; i++) {
+        free(map_del(c->negative, sw.keys[i]));
+        free(sw.keys[i]);
+    }
+    free(sw.keys);
+}
+
+void health_note_missing(struct cache *c, const struct upstream *u, const char *kind,
+                         const char *repo, const char *ref)
+{
+    if (!c->cfg->negative_ttl_ms || !c->negative)
+        return;
+    char key[TAG_KEY_MAX + 64];
+    negative_key(key, sizeof(key), u, kind, repo, ref);
+    uint64_t until = clock_wall_ms() + c->cfg->negative_ttl_ms;
+    uint64_t *v = map_get(c->negative, key);
+    if (v) {
+        *v = until;
+        return;
+    }
+    if (map_count(c->negative) >= NEGATIVE_MAX)
+        negative_sweep(c);
+    if (map_count(c->negative) >= NEGATIVE_MAX || !(v = malloc(sizeof(*v))))
+        return;
+    *v = until;
+    if (map_put(c->negative, key, v) == MAP_NOMEM)
+        free(v);
+}
+
+int health_known_missing(struct cache *c, const struct upstream *u, const char *kind,
+                         const char *repo, const char *ref)
+{
+    if (!c->negative)
+        return 0;
+    char key[TAG_KEY_MAX + 64];
+    negative_key(key, sizeof(key), u, kind, repo, ref);
+    uint64_t *v = map_get(c->negative, key);
+    if (!v)
+        return 0;
+    if (*v > clock_wall_ms())
+        return 1;
+    free(map_del(c->negative, key));
+    return 0;
+}
+
 /* What an answer (or its absence) says of the upstream's health. */
 static void on_outcome(void *ud, struct upstream *u, const struct upstream_response *resp)
 {
     struct cache *c = ud;
     char why[200];
+    if (resp->status == 429) {
+        struct health *h = health_of(c, u);
+        if (h)
+            backoff_start(h, resp->retry_after);
+    }
     if (resp->status == 0) {
         snprintf(why, sizeof(why), "%s", resp->error ? resp->error : "no answer");
         health_failed(c, u, why);
@@ -201,7 +349,8 @@ int health_init(struct cache *c)
     size_t n = upstream_count(c->up);
     c->health = calloc(n ? n : 1, sizeof(*c->health));
     c->ratelimits = map_new();
-    if (!c->health || !c->ratelimits)
+    c->negative = map_new();
+    if (!c->health || !c->ratelimits || !c->negative)
         return -ENOMEM;
     uint64_t now = clock_wall_ms();
     for (size_t i = 0; i < n; i++) {
@@ -251,6 +400,10 @@ void health_free(struct cache *c)
         map_each(c->ratelimits, free_value, NULL);
     map_free(c->ratelimits);
     c->ratelimits = NULL;
+    if (c->negative)
+        map_each(c->negative, free_value, NULL);
+    map_free(c->negative);
+    c->negative = NULL;
     free(c->health);
     c->health = NULL;
 }

@@ -15,18 +15,25 @@
 #define FILL_BUFFER_MAX (1u << 20)         /* per fill: bytes received, not yet on disk */
 #define TAGS_BODY_MAX (8u << 20)
 
+/* The manifest media types the mirror accepts from an upstream and serves (OCI 1.1 artifacts
+ * are image manifests with an artifactType). */
+#define MEDIA_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MEDIA_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define N_MANIFEST_TYPES 4
+
 /* Every manifest media type a tag may resolve to; sent upstream so the upstream's choice does
  * not depend on which client asked first. */
 #define ALL_MANIFEST_TYPES                                                                     \
-    "application/vnd.oci.image.index.v1+json, "                                              \
-    "application/vnd.docker.distribution.manifest.list.v2+json, "                            \
-    "application/vnd.oci.image.manifest.v1+json, "                                           \
-    "application/vnd.docker.distribution.manifest.v2+json"
+    MEDIA_OCI_INDEX ", " MEDIA_DOCKER_LIST ", " MEDIA_OCI_MANIFEST ", " MEDIA_DOCKER_MANIFEST
 
 struct tag_entry {
     char digest[DIGEST_MAX];
     char media_type[MEDIA_TYPE_MAX];
     uint64_t validated_ms;
+    uint64_t head_size; /* the manifest's size as a HEAD upstream gave it ... */
+    int head_size_known; /* ... when it is not in the store (reset by every index_set_tag) */
 };
 
 struct manifest_meta {
@@ -44,18 +51,21 @@ struct cache {
     struct db *db;
     struct upstream_client *up;
     struct map *tags;      /* tag_key -> struct tag_entry */
+    struct map *negotiated; /* tag_key of "tag" KEY_SEP Accept class -> struct tag_entry */
     struct map *manifests; /* digest -> struct manifest_meta */
-    struct map *repos;     /* "upstream\x1frepo" -> non-NULL */
+    struct map *repos;     /* "upstream\x1frepo" -> its tag count (index.c) */
     struct manifest_meta *lru_head, *lru_tail;
     size_t mem_bytes;
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
-    struct map *fills;            /* digest -> struct blob_fill */
+    struct map *fills;            /* upstream KEY_SEP digest -> struct blob_fill */
+    struct map *blob_heads;       /* upstream KEY_SEP repo KEY_SEP digest -> HEADs (blobs.c) */
     struct tags_req *tags_reqs;   /* tags lists asked upstream (tags.c) */
     struct map *referrers;         /* upstream KEY_SEP repo KEY_SEP subject -> entry */
     struct map *referrers_flights; /* the same key -> struct referrers_flight */
     uint64_t hits, misses; /* since start, for operators */
     /* upstream health (health.c) */
     struct map *ratelimits; /* upstream name -> struct ratelimit_seen */
+    struct map *negative;   /* what an upstream said lately it lacks -> uint64_t until (ms) */
     struct health *health;  /* one per upstream, in configuration order */
     size_t n_health;
     uv_timer_t health_timer;
@@ -85,7 +95,10 @@ void index_free(struct cache *c);
 
 struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
                             const char *tag);
-/* Points a tag at a digest the upstream named (never at strings of the entry itself: a tag
+/* A tag name holding KEY_SEP ("tag" KEY_SEP class) is the answer negotiated for one Accept
+ * class: kept in memory only, never listed or persisted. A repository holds at most
+ * cache.max_tags_per_repository of them and tags together; the least recently validated goes.
+ * Points a tag at a digest the upstream named (never at strings of the entry itself: a tag
  * whose digest is confirmed is refreshed with index_tag_validated). persist: also queue the
  * change for the database (only once the manifest is in the store). */
 void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
@@ -98,6 +111,9 @@ int index_tag_validated(struct cache *c, const struct upstream *u, const char *r
 void index_forget_tag(struct cache *c, const struct upstream *u, const char *repo,
                       const char *tag);
 struct manifest_meta *index_manifest(struct cache *c, const char *digest);
+/* The canonical spelling of media_type (parameters aside, any case) when it is one of the
+ * manifest media types the mirror serves; NULL otherwise. */
+const char *index_manifest_type(const char *media_type);
 struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
                                          const char *media_type, uint64_t size, int persist);
 /* Keeps bytes (copied) in memory for later hits, within MANIFEST_MEMORY_BUDGET. */
@@ -125,6 +141,15 @@ int health_is_down(struct cache *c, const struct upstream *u);
 void health_failed(struct cache *c, struct upstream *u, const char *reason);
 /* It answered: up, if it was down. */
 void health_answered(struct cache *c, struct upstream *u);
+/* 1 (and *e: 429 TOOMANYREQUESTS with the seconds left as Retry-After) while the Retry-After of
+ * the upstream's last 429 has not passed: ask it nothing, serve what is cached. */
+int health_backoff(struct cache *c, const struct upstream *u, struct cache_error *e);
+/* The upstream said it lacks ref (kind "manifest" or "blob") in repo: remembered for
+ * cache.negative_ttl. */
+void health_note_missing(struct cache *c, const struct upstream *u, const char *kind,
+                         const char *repo, const char *ref);
+int health_known_missing(struct cache *c, const struct upstream *u, const char *kind,
+                         const char *repo, const char *ref);
 
 void manifests_free_all(struct cache *c);
 void tags_free_all(struct cache *c);
@@ -136,6 +161,8 @@ void referrers_free(struct cache *c);
 /* Forgets the referrers of manifests a GC evicted. */
 void referrers_forget_subjects(struct cache *c, char *const *digests, size_t n);
 void blobs_free_all(struct cache *c);
+/* Cancels blob HEADs in flight and forgets their answers (at shutdown). */
+void blobs_free_heads(struct cache *c);
 
 /* Descriptors of blobs served lately (open_files.c), so that a hit skips the open() on the
  * thread pool. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cache/impl.h"
 #include "db/db.h"
@@ -16,12 +17,58 @@ void tag_key(char *out, size_t len, const struct upstream *u, const char *repo, 
     snprintf(out, len, "%s" KEY_SEP "%s" KEY_SEP "%s", upstream_name(u), repo, tag);
 }
 
-static void note_repo(struct cache *c, const char *upstream, const char *repo)
+/* Per repository: how many tags (and negotiated answers) the index holds for it. */
+struct repo_entry {
+    size_t tags;
+};
+
+static struct repo_entry *note_repo(struct cache *c, const char *upstream, const char *repo)
 {
     char key[TAG_KEY_MAX];
     snprintf(key, sizeof(key), "%s" KEY_SEP "%s", upstream, repo);
-    if (!map_get(c->repos, key))
-        map_put(c->repos, key, (void *)1);
+    struct repo_entry *r = map_get(c->repos, key);
+    if (r)
+        return r;
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    if (map_put(c->repos, key, r) == MAP_NOMEM) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The repository part ("upstream" KEY_SEP "repo") of a tag key; 0 when it has none. */
+static int repo_of_key(const char *key, char *out, size_t len)
+{
+    const char *a = strstr(key, KEY_SEP);
+    const char *b = a ? strstr(a + 1, KEY_SEP) : NULL;
+    if (!b || (size_t)(b - key) >= len)
+        return 0;
+    memcpy(out, key, (size_t)(b - key));
+    out[b - key] = '\0';
+    return 1;
+}
+
+static void repo_untag(struct cache *c, const char *key)
+{
+    char rk[TAG_KEY_MAX];
+    struct repo_entry *r = repo_of_key(key, rk, sizeof(rk)) ? map_get(c->repos, rk) : NULL;
+    if (r && r->tags)
+        r->tags--;
+}
+
+/* Negotiated answers (a tag for one Accept class: "tag" KEY_SEP class) live in memory only,
+ * in their own map, so that tags lists and the database see only real tags. */
+static int is_negotiated(const char *tag)
+{
+    return strstr(tag, KEY_SEP) != NULL;
+}
+
+static struct map *map_for(struct cache *c, const char *tag)
+{
+    return is_negotiated(tag) ? c->negotiated : c->tags;
 }
 
 struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
@@ -29,15 +76,76 @@ struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const cha
 {
     char key[TAG_KEY_MAX];
     tag_key(key, sizeof(key), u, repo, tag);
-    return map_get(c->tags, key);
+    return map_get(map_for(c, tag), key);
+}
+
+struct oldest_ctx {
+    const char *prefix;
+    size_t prefix_len;
+    char key[TAG_KEY_MAX];
+    uint64_t validated_ms;
+    int found;
+};
+
+static int find_oldest(const char *key, void *value, void *ud)
+{
+    struct oldest_ctx *o = ud;
+    struct tag_entry *t = value;
+    if (strncmp(key, o->prefix, o->prefix_len) != 0 || strlen(key) >= sizeof(o->key))
+        return 0;
+    if (!o->found || t->validated_ms < o->validated_ms) {
+        o->found = 1;
+        o->validated_ms = t->validated_ms;
+        memcpy(o->key, key, strlen(key) + 1);
+    }
+    return 0;
+}
+
+/* The repository holds cache.max_tags_per_repository tags: forgets the one validated longest
+ * ago (in memory and in the database), so that an upstream that answers every tag name cannot
+ * grow the index without bound. One walk of the index per eviction. */
+static void evict_oldest_tag(struct cache *c, const char *repo_key)
+{
+    char prefix[TAG_KEY_MAX];
+    snprintf(prefix, sizeof(prefix), "%s" KEY_SEP, repo_key);
+    struct oldest_ctx o[2];
+    struct map *maps[2] = {c->tags, c->negotiated};
+    for (int i = 0; i < 2; i++) {
+        memset(&o[i], 0, sizeof(o[i]));
+        o[i].prefix = prefix;
+        o[i].prefix_len = strlen(prefix);
+        map_each(maps[i], find_oldest, &o[i]);
+    }
+    int pick = o[0].found && (!o[1].found || o[0].validated_ms <= o[1].validated_ms) ? 0 : 1;
+    struct map *in = maps[pick];
+    struct oldest_ctx *old = &o[pick];
+    if (!old->found)
+        return;
+    struct tag_entry *t = map_del(in, old->key);
+    if (!t)
+        return;
+    free(t);
+    repo_untag(c, old->key);
+    log_info("index: %s holds %llu tags; forgot the least recently validated one", repo_key,
+             (unsigned long long)c->cfg->max_tags_per_repo);
+    if (in == c->tags) {
+        const char *a = strstr(old->key, KEY_SEP);
+        const char *b = a ? strstr(a + 1, KEY_SEP) : NULL;
+        if (a && b) {
+            char up[TAG_KEY_MAX], repo[TAG_KEY_MAX];
+            snprintf(up, sizeof(up), "%.*s", (int)(a - old->key), old->key);
+            snprintf(repo, sizeof(repo), "%.*s", (int)(b - a - 1), a + 1);
+            db_del_tag(c->db, up, repo, b + 1);
+        }
+    }
 }
 
 /* Points the tag at digest. The strings must not live in the entry itself: a tag whose digest
  * is unchanged is refreshed with index_tag_validated, never rewritten from itself. */
-static void set_tag_raw(struct cache *c, const char *key, const char *digest,
+static void set_tag_raw(struct cache *c, struct map *map, const char *key, const char *digest,
                         const char *media_type, uint64_t validated_ms)
 {
-    struct tag_entry *t = map_get(c->tags, key);
+    struct tag_entry *t = map_get(map, key);
     if (t && (digest == t->digest || media_type == t->media_type)) {
         /* a caller bug; copying would be an overlapping copy (undefined, and glibc empties it) */
         log_error("index: tag %s rewritten from itself; kept as it was", key);
@@ -50,17 +158,26 @@ static void set_tag_raw(struct cache *c, const char *key, const char *digest,
         return;
     }
     if (!t) {
+        char rk[TAG_KEY_MAX];
+        if (!repo_of_key(key, rk, sizeof(rk)))
+            return;
+        struct repo_entry *r = map_get(c->repos, rk);
+        if (r && c->cfg->max_tags_per_repo && r->tags >= c->cfg->max_tags_per_repo)
+            evict_oldest_tag(c, rk);
         t = calloc(1, sizeof(*t));
         if (!t)
             return;
-        if (map_put(c->tags, key, t) == MAP_NOMEM) {
+        if (map_put(map, key, t) == MAP_NOMEM) {
             free(t);
             return;
         }
+        if ((r = map_get(c->repos, rk)))
+            r->tags++;
     }
     memcpy(t->digest, digest, strlen(digest) + 1);
     memcpy(t->media_type, media_type, strlen(media_type) + 1);
     t->validated_ms = validated_ms;
+    t->head_size_known = 0;
 }
 
 void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,
@@ -69,9 +186,9 @@ void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, 
 {
     char key[TAG_KEY_MAX];
     tag_key(key, sizeof(key), u, repo, tag);
-    set_tag_raw(c, key, digest, media_type, validated_ms);
     note_repo(c, upstream_name(u), repo);
-    if (!persist)
+    set_tag_raw(c, map_for(c, tag), key, digest, media_type, validated_ms);
+    if (!persist || is_negotiated(tag))
         return;
     struct db_tag_row row = {upstream_name(u), repo, tag, digest, media_type, validated_ms};
     db_put_tag(c->db, &row);
@@ -82,11 +199,12 @@ int index_tag_validated(struct cache *c, const struct upstream *u, const char *r
 {
     char key[TAG_KEY_MAX];
     tag_key(key, sizeof(key), u, repo, tag);
-    struct tag_entry *t = map_get(c->tags, key);
+    struct tag_entry *t = map_get(map_for(c, tag), key);
     if (!t)
         return -ENOENT;
     t->validated_ms = validated_ms;
-    db_tag_validated(c->db, upstream_name(u), repo, tag, validated_ms);
+    if (!is_negotiated(tag))
+        db_tag_validated(c->db, upstream_name(u), repo, tag, validated_ms);
     return 0;
 }
 
@@ -95,8 +213,27 @@ void index_forget_tag(struct cache *c, const struct upstream *u, const char *rep
 {
     char key[TAG_KEY_MAX];
     tag_key(key, sizeof(key), u, repo, tag);
-    free(map_del(c->tags, key));
-    db_del_tag(c->db, upstream_name(u), repo, tag);
+    struct tag_entry *t = map_del(map_for(c, tag), key);
+    if (t)
+        repo_untag(c, key);
+    free(t);
+    if (!is_negotiated(tag))
+        db_del_tag(c->db, upstream_name(u), repo, tag);
+}
+
+const char *index_manifest_type(const char *media_type)
+{
+    static const char *const types[] = {MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST, MEDIA_OCI_MANIFEST,
+                                        MEDIA_DOCKER_MANIFEST};
+    if (!media_type)
+        return NULL;
+    size_t len = strcspn(media_type, ";");
+    while (len && (media_type[len - 1] == ' ' || media_type[len - 1] == '\t'))
+        len--;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strlen(types[i]) == len && strncasecmp(types[i], media_type, len) == 0)
+            return types[i];
+    return NULL;
 }
 
 struct manifest_meta *index_manifest(struct cache *c, const char *digest)
@@ -207,13 +344,16 @@ static void load_tag(void *ud, const struct db_tag_row *row)
     char key[TAG_KEY_MAX];
     snprintf(key, sizeof(key), "%s" KEY_SEP "%s" KEY_SEP "%s", row->upstream, row->repo,
              row->tag);
-    set_tag_raw(c, key, row->digest, row->media_type, row->validated_ms);
+    if (!index_manifest_type(row->media_type))
+        return; /* not a manifest media type (stored by an older version): ask again */
     note_repo(c, row->upstream, row->repo);
+    set_tag_raw(c, c->tags, key, row->digest, row->media_type, row->validated_ms);
 }
 
 static void load_manifest(void *ud, const struct db_manifest_row *row)
 {
-    add_manifest_raw(ud, row->digest, row->media_type, row->size);
+    if (index_manifest_type(row->media_type))
+        add_manifest_raw(ud, row->digest, row->media_type, row->size);
 }
 
 
@@ -257,10 +397,17 @@ void index_forget_digests(struct cache *c, char *const *digests, size_t n)
         map_put(sw.evicted, digests[i], (void *)1);
         index_drop_manifest(c, digests[i]);
     }
-    map_each(c->tags, find_stale_tag, &sw);
-    for (size_t i = 0; i < sw.n; i++) {
-        free(map_del(c->tags, sw.keys[i]));
-        free(sw.keys[i]);
+    struct map *maps[2] = {c->tags, c->negotiated};
+    for (int m = 0; m < 2; m++) {
+        sw.n = 0;
+        map_each(maps[m], find_stale_tag, &sw);
+        for (size_t i = 0; i < sw.n; i++) {
+            struct tag_entry *t = map_del(maps[m], sw.keys[i]);
+            if (t)
+                repo_untag(c, sw.keys[i]);
+            free(t);
+            free(sw.keys[i]);
+        }
     }
     free(sw.keys);
     map_free(sw.evicted);
@@ -287,19 +434,23 @@ static int free_manifest(const char *key, void *value, void *ud)
 int index_init(struct cache *c)
 {
     c->tags = map_new();
+    c->negotiated = map_new();
     c->manifests = map_new();
     c->repos = map_new();
-    return c->tags && c->manifests && c->repos ? 0 : -ENOMEM;
+    return c->tags && c->negotiated && c->manifests && c->repos ? 0 : -ENOMEM;
 }
 
 void index_free(struct cache *c)
 {
-    if (c->tags)
-        map_each(c->tags, free_value, NULL);
+    struct map *values[3] = {c->tags, c->negotiated, c->repos};
+    for (int i = 0; i < 3; i++)
+        if (values[i])
+            map_each(values[i], free_value, NULL);
     if (c->manifests)
         map_each(c->manifests, free_manifest, NULL);
     map_free(c->tags);
+    map_free(c->negotiated);
     map_free(c->manifests);
     map_free(c->repos);
-    c->tags = c->manifests = c->repos = NULL;
+    c->tags = c->negotiated = c->manifests = c->repos = NULL;
 }

@@ -24,7 +24,8 @@ static int pin_fill(const char *key, void *value, void *ud)
 {
     (void)value;
     struct gc_job *job = ud;
-    char *d = strdup(key);
+    const char *sep = strrchr(key, KEY_SEP[0]); /* upstream KEY_SEP digest */
+    char *d = strdup(sep ? sep + 1 : key);
     if (d)
         job->pinned[job->o.n_pinned++] = d;
     return 0;

@@ -19,6 +19,7 @@ struct manifest_waiter {
     struct manifest_waiter *next;
     manifest_cb cb;
     void *ud;
+    char *repo; /* the repository it asked through (a flight by digest serves several) */
 };
 
 enum flight_phase { PHASE_HEAD, PHASE_GET, PHASE_STORING };
@@ -28,9 +29,12 @@ struct manifest_flight {
     char *key;
     struct upstream *u;
     char *repo, *reference;
-    char *accept; /* what is sent upstream */
+    char *tag;    /* the index's name for what it resolves: reference, or reference KEY_SEP
+                   * Accept class for a negotiated answer */
+    char *accept; /* what is sent upstream: a function of the Accept class alone */
     int by_digest;
-    int shared; /* asks for every media type and records the tag (passthroughs do not) */
+    int head_only; /* a client's HEAD of a tag not cached: HEAD upstream, GET only if needed */
+    int shared;    /* listed under a key and recorded in the index */
     int listed; /* in manifest_flights, joinable: until answered, or stored when its bytes did
                  * not fit in memory */
     enum flight_phase phase;
@@ -54,12 +58,86 @@ struct manifest_flight {
     int timer_on, stale_answered;
 };
 
-/* The media type of manifest bytes when the upstream did not say. */
-static void sniff_media_type(const char *body, size_t len, char *out, size_t outlen)
+/* ---- what an upstream may hand over as a manifest ----
+ * Only the manifest media types (impl.h) are accepted and served, as distribution 2.8 checks a
+ * pushed manifest: the body must be a JSON object with schemaVersion 2; its mediaType, when it
+ * has one, must be the Content-Type (Docker's types require it); an index or list has
+ * "manifests", an image manifest (an OCI 1.1 artifact too) has "config". A Content-Type that
+ * says nothing (none, application/json, text/plain) is taken from the body, whose mediaType
+ * must then be a manifest type or, absent, is told by its shape. Anything else (text/html,
+ * schema 1, ...) is refused: nothing is cached, the client gets 502 MANIFEST_INVALID. */
+static int no_key(void *ud, const char *value)
 {
-    if (json_get_string(body, len, "mediaType", out, outlen) > 0)
-        return;
-    snprintf(out, outlen, "%s", "application/vnd.oci.image.manifest.v1+json");
+    (void)ud;
+    (void)value;
+    return 0;
+}
+
+static int has_member(const char *body, size_t len, const char *key, char open)
+{
+    const char *v;
+    size_t vlen;
+    return json_get_raw(body, len, key, &v, &vlen) == 0 && vlen && v[0] == open;
+}
+
+/* 0 and the canonical media type in *type, or -EINVAL and why in why. */
+static int check_manifest(const char *content_type, const char *body, size_t len,
+                          const char **type, char *why, size_t whylen)
+{
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i == len || body[i] != '{' ||
+        json_each_string(body, len, "\x01", no_key, NULL) == -EINVAL) {
+        snprintf(why, whylen, "its body is not a JSON object");
+        return -EINVAL;
+    }
+    uint64_t version = 0;
+    if (json_get_uint(body, len, "schemaVersion", &version) != 0 || version != 2) {
+        snprintf(why, whylen, "it has no schemaVersion 2");
+        return -EINVAL;
+    }
+    char declared[MEDIA_TYPE_MAX] = "";
+    int dr = json_get_string(body, len, "mediaType", declared, sizeof(declared));
+    if (dr < 0 && dr != -ENOENT) {
+        snprintf(why, whylen, "its mediaType is not a media type string");
+        return -EINVAL;
+    }
+    const char *ct = content_type ? content_type : "";
+    size_t ctlen = strcspn(ct, ";");
+    while (ctlen && ct[ctlen - 1] == ' ')
+        ctlen--;
+    const char *t = index_manifest_type(ct);
+    int generic = ctlen == 0 || (ctlen == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+                  (ctlen == 10 && strncasecmp(ct, "text/plain", 10) == 0);
+    if (!t && !generic) {
+        snprintf(why, whylen, "its Content-Type %.*s is not a manifest media type",
+                 (int)(ctlen > 100 ? 100 : ctlen), ct);
+        return -EINVAL;
+    }
+    if (dr > 0) {
+        const char *bt = index_manifest_type(declared);
+        if (!bt || (t && bt != t)) {
+            snprintf(why, whylen, "its mediaType %.100s is not %s", declared,
+                     t ? t : "a manifest media type");
+            return -EINVAL;
+        }
+        t = bt;
+    } else if (t && (!strcmp(t, MEDIA_DOCKER_LIST) || !strcmp(t, MEDIA_DOCKER_MANIFEST))) {
+        snprintf(why, whylen, "a %s must name its mediaType", t);
+        return -EINVAL;
+    } else if (!t) {
+        t = has_member(body, len, "manifests", '[') ? index_manifest_type(MEDIA_OCI_INDEX)
+                                                    : index_manifest_type(MEDIA_OCI_MANIFEST);
+    }
+    int is_list = !strcmp(t, MEDIA_OCI_INDEX) || !strcmp(t, MEDIA_DOCKER_LIST);
+    if (is_list ? !has_member(body, len, "manifests", '[')
+                : !has_member(body, len, "config", '{')) {
+        snprintf(why, whylen, "a %s without \"%s\"", t, is_list ? "manifests" : "config");
+        return -EINVAL;
+    }
+    *type = t;
+    return 0;
 }
 
 static void answer_one(manifest_cb cb, void *ud, enum cache_outcome outcome, const char *digest,
@@ -99,7 +177,7 @@ struct load_req {
 };
 
 static void fetch(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                  const char *accept, manifest_cb cb, void *ud);
+                  manifest_cb cb, void *ud);
 static struct manifest_meta *tag_manifest(struct cache *c, const struct upstream *u,
                                           const char *repo, const char *tag);
 
@@ -144,7 +222,7 @@ static void after_load(uv_work_t *w, int status)
         /* The store no longer has it: forget it and fetch it by digest again. */
         log_warn("manifest %s is indexed but missing from the store; fetching again", l->digest);
         index_drop_manifest(c, l->digest);
-        fetch(c, l->u, l->repo, l->digest, NULL, l->cb, l->ud);
+        fetch(c, l->u, l->repo, l->digest, l->cb, l->ud);
     } else {
         struct cache_error e = {0};
         cache__error_set(&e, 500, "UNKNOWN", "cannot read manifest: %s", strerror(-l->result));
@@ -202,8 +280,9 @@ static void flight_free(struct manifest_flight *f)
     free(f->key);
     free(f->repo);
     free(f->reference);
+    free(f->tag);
     free(f->accept);
-    f->key = f->repo = f->reference = f->accept = NULL;
+    f->key = f->repo = f->reference = f->tag = f->accept = NULL;
     if (f->timer_on) {
         uv_timer_stop(&f->timer);
         uv_close((uv_handle_t *)&f->timer, flight_closed); /* frees f */
@@ -213,6 +292,12 @@ static void flight_free(struct manifest_flight *f)
 }
 
 /* Answers every waiter; each callback may start new requests. */
+static void waiter_free(struct manifest_waiter *w)
+{
+    free(w->repo);
+    free(w);
+}
+
 static void flight_answer_cached(struct manifest_flight *f, struct manifest_meta *m,
                                  enum cache_outcome outcome)
 {
@@ -220,8 +305,8 @@ static void flight_answer_cached(struct manifest_flight *f, struct manifest_meta
     f->waiters = NULL;
     while (w) {
         struct manifest_waiter *next = w->next;
-        serve_cached(f->c, m, outcome, f->u, f->repo, w->cb, w->ud);
-        free(w);
+        serve_cached(f->c, m, outcome, f->u, w->repo, w->cb, w->ud);
+        waiter_free(w);
         w = next;
     }
 }
@@ -233,7 +318,7 @@ static void flight_answer_error(struct manifest_flight *f, const struct cache_er
     while (w) {
         struct manifest_waiter *next = w->next;
         answer_error(w->cb, w->ud, e);
-        free(w);
+        waiter_free(w);
         w = next;
     }
 }
@@ -247,12 +332,44 @@ static void flight_answer_body(struct manifest_flight *f)
         struct manifest_waiter *next = w->next;
         answer_one(w->cb, w->ud, OUTCOME_MISS, f->digest, f->media_type, f->body.data,
                    f->body.len);
-        free(w);
+        waiter_free(w);
         w = next;
     }
 }
 
 static void start_phase(struct manifest_flight *f, enum flight_phase phase);
+static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
+                        const char *reference, const char *tag, const char *accept,
+                        enum flight_phase phase, int head_only, manifest_cb cb, void *ud);
+
+/* A flight by digest serves everyone asking through one upstream, whatever the repository;
+ * the upstream lacking it in (or refusing) the flight's repository says nothing of the
+ * others': those waiters ask again through their own. */
+static void retry_other_repos(struct manifest_flight *f)
+{
+    if (f->listed) {
+        map_del(f->c->manifest_flights, f->key);
+        f->listed = 0;
+    }
+    struct manifest_waiter **pw = &f->waiters, *retry = NULL;
+    while (*pw) {
+        struct manifest_waiter *w = *pw;
+        if (strcmp(w->repo, f->repo) != 0) {
+            *pw = w->next;
+            w->next = retry;
+            retry = w;
+        } else {
+            pw = &w->next;
+        }
+    }
+    while (retry) {
+        struct manifest_waiter *next = retry->next;
+        fetch_phase(f->c, f->u, retry->repo, f->reference, f->reference, ALL_MANIFEST_TYPES,
+                    PHASE_GET, 0, retry->cb, retry->ud);
+        waiter_free(retry);
+        retry = next;
+    }
+}
 
 /* Upstream unreachable or failing: serve the cached manifest of a tag when there is one. */
 static void flight_fail(struct manifest_flight *f, const struct upstream_response *resp)
@@ -260,8 +377,13 @@ static void flight_fail(struct manifest_flight *f, const struct upstream_respons
     struct cache *c = f->c;
     struct cache_error e = {0};
     cache__error_from_upstream(&e, f->u, resp, "MANIFEST_UNKNOWN");
+    int missing = resp->status == 404 || resp->status == 401 || resp->status == 403;
+    if (missing && f->shared)
+        health_note_missing(c, f->u, "manifest", f->repo, f->tag);
+    if (missing && f->by_digest)
+        retry_other_repos(f);
     if (!f->by_digest && resp->status != 404) {
-        struct tag_entry *t = index_tag(c, f->u, f->repo, f->reference);
+        struct tag_entry *t = index_tag(c, f->u, f->repo, f->tag);
         struct manifest_meta *m = t ? index_manifest(c, t->digest) : NULL;
         if (m && accept_allows(f->accept, m->media_type)) {
             if (f->waiters)
@@ -272,7 +394,7 @@ static void flight_fail(struct manifest_flight *f, const struct upstream_respons
         }
     }
     if (resp->status == 404 && !f->by_digest && f->shared)
-        index_forget_tag(c, f->u, f->repo, f->reference);
+        index_forget_tag(c, f->u, f->repo, f->tag);
     flight_answer_error(f, &e);
 }
 
@@ -310,7 +432,7 @@ static int still_ours(struct manifest_flight *f)
 {
     if (f->by_digest || !f->shared)
         return 0;
-    struct tag_entry *t = index_tag(f->c, f->u, f->repo, f->reference);
+    struct tag_entry *t = index_tag(f->c, f->u, f->repo, f->tag);
     return t && strcmp(t->digest, f->digest) == 0;
 }
 
@@ -323,7 +445,7 @@ static void after_store(uv_work_t *w, int status)
         if (!f->known_before)
             cache_stored(c, f->body.len);
         if (still_ours(f))
-            index_set_tag(c, f->u, f->repo, f->reference, f->digest, f->media_type,
+            index_set_tag(c, f->u, f->repo, f->tag, f->digest, f->media_type,
                           f->validated_ms, 1);
     } else {
         log_error("cannot store manifest %s: %s", f->digest,
@@ -331,7 +453,7 @@ static void after_store(uv_work_t *w, int status)
         if (!f->known_before)
             index_drop_manifest(c, f->digest);
         if (still_ours(f))
-            index_forget_tag(c, f->u, f->repo, f->reference);
+            index_forget_tag(c, f->u, f->repo, f->tag);
     }
     flight_answer_body(f); /* anyone who joined while it was being stored */
     flight_free(f);
@@ -349,7 +471,7 @@ static void index_early(struct manifest_flight *f)
         index_remember_bytes(c, m, body);
     f->validated_ms = clock_wall_ms();
     if (!f->by_digest && f->shared)
-        index_set_tag(c, f->u, f->repo, f->reference, f->digest, f->media_type, f->validated_ms,
+        index_set_tag(c, f->u, f->repo, f->tag, f->digest, f->media_type, f->validated_ms,
                       0);
 }
 
@@ -368,7 +490,7 @@ static void got_manifest(struct manifest_flight *f)
                          upstream_name(f->u), expected);
         log_error("%s", e.message);
         struct manifest_meta *m =
-            f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->reference);
+            f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->tag);
         if (m && f->shared)
             flight_answer_cached(f, m, OUTCOME_STALE); /* what it said before, verified then */
         else
@@ -376,10 +498,28 @@ static void got_manifest(struct manifest_flight *f)
         flight_free(f);
         return;
     }
+    const char *type;
+    char why[300];
+    if (check_manifest(f->media_type, body, f->body.len, &type, why, sizeof(why))) {
+        struct cache_error e = {0};
+        cache__error_set(&e, 502, "MANIFEST_INVALID",
+                         "upstream %s sent %s/%s that is not a manifest: %s", upstream_name(f->u),
+                         f->repo, f->reference, why);
+        log_error("%s", e.message);
+        struct manifest_meta *m =
+            f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->tag);
+        if (m && f->shared) {
+            flight_answer_cached(f, m, OUTCOME_STALE);
+        } else {
+            /* asking again would spend another GET on the same refusal */
+            health_note_missing(f->c, f->u, "manifest", f->repo, f->tag);
+            flight_answer_error(f, &e);
+        }
+        flight_free(f);
+        return;
+    }
+    snprintf(f->media_type, sizeof(f->media_type), "%s", type);
     snprintf(f->digest, sizeof(f->digest), "%s", digest);
-    if (!f->media_type[0] || strncasecmp(f->media_type, "application/json", 16) == 0 ||
-        strncasecmp(f->media_type, "text/plain", 10) == 0)
-        sniff_media_type(body, f->body.len, f->media_type, sizeof(f->media_type));
     /* Answer now from memory; the store write finishes in the background. */
     index_early(f);
     flight_answer_body(f);
@@ -397,6 +537,53 @@ static void got_manifest(struct manifest_flight *f)
     }
 }
 
+/* The HEAD names a digest the index already has (the tag moved back, another tag or Accept
+ * class has it): the tag points there, and no GET is spent. */
+static int head_known(struct manifest_flight *f, const struct upstream_response *resp)
+{
+    struct cache *c = f->c;
+    if (f->by_digest || !resp->digest || !ref_digest_is_sha256(resp->digest, strlen(resp->digest)))
+        return 0;
+    struct manifest_meta *m = index_manifest(c, resp->digest);
+    if (!m)
+        return 0;
+    index_set_tag(c, f->u, f->repo, f->tag, m->digest, m->media_type, clock_wall_ms(), 1);
+    flight_answer_cached(f, m, OUTCOME_HIT);
+    flight_free(f);
+    return 1;
+}
+
+/* A client's HEAD of a tag not cached, answered by a HEAD upstream (which costs no pull): what
+ * it said is trusted for revalidate_after. 0 when the HEAD said too little (no digest, size or
+ * manifest media type): a GET follows, as containerd does. */
+static int head_answers(struct manifest_flight *f, const struct upstream_response *resp)
+{
+    struct cache *c = f->c;
+    const char *type = index_manifest_type(resp->content_type);
+    if (!type || !resp->digest || !ref_digest_is_sha256(resp->digest, strlen(resp->digest)) ||
+        resp->content_length < 0 || (uint64_t)resp->content_length > c->cfg->max_manifest_bytes)
+        return 0;
+    char digest[DIGEST_MAX];
+    snprintf(digest, sizeof(digest), "%s", resp->digest);
+    index_set_tag(c, f->u, f->repo, f->tag, digest, type, clock_wall_ms(), 0);
+    struct tag_entry *t = index_tag(c, f->u, f->repo, f->tag);
+    struct manifest_waiter *w = f->waiters;
+    f->waiters = NULL;
+    while (w) {
+        struct manifest_waiter *next = w->next;
+        answer_one(w->cb, w->ud, OUTCOME_MISS, digest, type, NULL,
+                   (size_t)resp->content_length);
+        waiter_free(w);
+        w = next;
+    }
+    if (t) {
+        t->head_size = (uint64_t)resp->content_length;
+        t->head_size_known = 1;
+    }
+    flight_free(f);
+    return 1;
+}
+
 static void on_done(void *ud, const struct upstream_response *resp, int result)
 {
     struct manifest_flight *f = ud;
@@ -412,18 +599,22 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
     }
     int ok = resp->status == 200 && result == 0;
     if (f->phase == PHASE_HEAD) {
-        struct tag_entry *t = index_tag(c, f->u, f->repo, f->reference);
+        struct tag_entry *t = index_tag(c, f->u, f->repo, f->tag);
         if (ok && t && resp->digest && strcmp(resp->digest, t->digest) == 0) {
             struct manifest_meta *m = index_manifest(c, t->digest);
             if (m) {
-                index_tag_validated(c, f->u, f->repo, f->reference, clock_wall_ms());
+                index_tag_validated(c, f->u, f->repo, f->tag, clock_wall_ms());
                 flight_answer_cached(f, m, OUTCOME_HIT);
                 flight_free(f);
                 return;
             }
         }
-        if (ok) {
-            start_phase(f, PHASE_GET); /* moved, or the upstream gave no digest */
+        if (ok && head_known(f, resp))
+            return;
+        if (ok && f->head_only && head_answers(f, resp))
+            return;
+        if (ok || (resp->status == 405 && !tag_manifest(c, f->u, f->repo, f->tag))) {
+            start_phase(f, PHASE_GET); /* moved, no digest given, or HEAD not allowed */
             return;
         }
     }
@@ -455,9 +646,23 @@ static void start_phase(struct manifest_flight *f, enum flight_phase phase)
     }
 }
 
+/* Flights by digest are shared within one upstream (any repository); by tag within one
+ * repository and Accept class; a client's HEAD of an uncached tag has its own. */
+static void flight_key(char *key, size_t len, const struct upstream *u, const char *repo,
+                       const char *reference, const char *tag, int head_only)
+{
+    if (strchr(reference, ':'))
+        snprintf(key, len, "%s" KEY_SEP "%s", upstream_name(u), reference);
+    else {
+        tag_key(key, len, u, repo, tag);
+        if (head_only)
+            snprintf(key + strlen(key), len - strlen(key), "%s", KEY_SEP "head");
+    }
+}
+
 static struct manifest_flight *flight_new(struct cache *c, struct upstream *u, const char *repo,
-                                          const char *reference, const char *accept,
-                                          const char *key)
+                                          const char *reference, const char *tag,
+                                          const char *accept, const char *key)
 {
     struct manifest_flight *f = calloc(1, sizeof(*f));
     if (!f)
@@ -467,32 +672,33 @@ static struct manifest_flight *flight_new(struct cache *c, struct upstream *u, c
     f->by_digest = strchr(reference, ':') != NULL;
     f->repo = strdup(repo);
     f->reference = strdup(reference);
+    f->tag = strdup(tag);
     f->accept = strdup(accept);
-    f->key = key ? strdup(key) : NULL;
+    f->key = strdup(key);
     buf_init(&f->body, c->cfg->max_manifest_bytes);
-    if (!f->repo || !f->reference || !f->accept || (key && !f->key)) {
+    if (!f->repo || !f->reference || !f->tag || !f->accept || !f->key) {
         flight_free(f);
         return NULL;
     }
-    if (key) {
-        if (map_put(c->manifest_flights, key, f) == MAP_NOMEM) {
-            flight_free(f);
-            return NULL;
-        }
-        f->shared = f->listed = 1;
+    if (map_put(c->manifest_flights, key, f) == MAP_NOMEM) {
+        flight_free(f);
+        return NULL;
     }
+    f->shared = f->listed = 1;
     return f;
 }
 
-static int flight_join(struct manifest_flight *f, manifest_cb cb, void *ud)
+static int flight_join(struct manifest_flight *f, const char *repo, manifest_cb cb, void *ud)
 {
     if (f->answered) {
         answer_one(cb, ud, OUTCOME_MISS, f->digest, f->media_type, f->body.data, f->body.len);
         return 0;
     }
     struct manifest_waiter *w = calloc(1, sizeof(*w));
-    if (!w)
+    if (!w || !(w->repo = strdup(repo))) {
+        free(w);
         return -ENOMEM;
+    }
     w->cb = cb;
     w->ud = ud;
     w->next = f->waiters;
@@ -512,7 +718,7 @@ static void on_revalidate_timeout(uv_timer_t *timer)
 {
     struct manifest_flight *f = timer->data;
     struct cache *c = f->c;
-    struct manifest_meta *m = tag_manifest(c, f->u, f->repo, f->reference);
+    struct manifest_meta *m = tag_manifest(c, f->u, f->repo, f->tag);
     if (!m || !f->waiters)
         return;
     char why[128];
@@ -523,47 +729,50 @@ static void on_revalidate_timeout(uv_timer_t *timer)
     flight_answer_cached(f, m, OUTCOME_STALE); /* the flight goes on for the tag's sake */
 }
 
-/* Asks upstream (joining an identical request in flight). accept NULL = every manifest type,
- * shared with others; otherwise the client's own list, not shared and not recorded as the
- * tag's manifest. */
-static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
-                        const char *reference, const char *accept, enum flight_phase phase,
-                        manifest_cb cb, void *ud)
+static void answer_oom(manifest_cb cb, void *ud)
 {
-    char key[800];
-    const char *k = NULL;
-    if (!accept) {
-        if (strchr(reference, ':'))
-            snprintf(key, sizeof(key), "%s", reference); /* by digest: any repository */
-        else
-            tag_key(key, sizeof(key), u, repo, reference);
-        k = key;
-        struct manifest_flight *f = map_get(c->manifest_flights, key);
-        struct manifest_meta *m;
-        if (f && f->stale_answered && (m = tag_manifest(c, u, repo, reference))) {
-            serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud); /* it is taking too long */
-            return;
-        }
-        if (f) {
-            if (flight_join(f, cb, ud)) {
-                struct cache_error e = {0};
-                cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
-                answer_error(cb, ud, &e);
-            }
-            return;
-        }
-    }
-    struct manifest_flight *f =
-        flight_new(c, u, repo, reference, accept ? accept : ALL_MANIFEST_TYPES, k);
-    if (!f || flight_join(f, cb, ud)) {
-        if (f)
-            flight_free(f);
-        struct cache_error e = {0};
-        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
-        answer_error(cb, ud, &e);
+    struct cache_error e = {0};
+    cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
+    answer_error(cb, ud, &e);
+}
+
+/* Asks upstream, joining an identical request in flight. tag: the index's name for the answer
+ * (reference, or reference KEY_SEP class); accept: what is sent upstream. */
+static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
+                        const char *reference, const char *tag, const char *accept,
+                        enum flight_phase phase, int head_only, manifest_cb cb, void *ud)
+{
+    char key[TAG_KEY_MAX + 160];
+    flight_key(key, sizeof(key), u, repo, reference, tag, head_only);
+    struct manifest_flight *f = map_get(c->manifest_flights, key);
+    struct manifest_meta *m;
+    if (f && f->stale_answered && (m = tag_manifest(c, u, repo, tag))) {
+        serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud); /* it is taking too long */
         return;
     }
-    if (phase == PHASE_HEAD && k) {
+    if (f) {
+        if (flight_join(f, repo, cb, ud))
+            answer_oom(cb, ud);
+        return;
+    }
+    struct cache_error e = {0};
+    if (health_backoff(c, u, &e)) {
+        /* the upstream asked for a pause (429 Retry-After): ask it nothing until then */
+        if (!strchr(reference, ':') && (m = tag_manifest(c, u, repo, tag)))
+            serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud);
+        else
+            answer_error(cb, ud, &e);
+        return;
+    }
+    f = flight_new(c, u, repo, reference, tag, accept, key);
+    if (!f || flight_join(f, repo, cb, ud)) {
+        if (f)
+            flight_free(f);
+        answer_oom(cb, ud);
+        return;
+    }
+    f->head_only = head_only;
+    if (phase == PHASE_HEAD && !head_only) {
         uv_timer_init(c->loop, &f->timer);
         f->timer.data = f;
         f->timer_on = 1;
@@ -572,32 +781,83 @@ static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
     start_phase(f, phase);
 }
 
+/* By digest, through one upstream: shared by every repository asking through it. */
 static void fetch(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                  const char *accept, manifest_cb cb, void *ud)
+                  manifest_cb cb, void *ud)
 {
-    fetch_phase(c, u, repo, reference, accept, PHASE_GET, cb, ud);
+    fetch_phase(c, u, repo, reference, reference, ALL_MANIFEST_TYPES, PHASE_GET, 0, cb, ud);
+}
+
+/* ---- Accept classes ----
+ * What a tag resolves to depends on the Accept list, so an answer is cached per class: the
+ * set of manifest media types the list takes. A list that takes all of them (or none: no
+ * preference the mirror can honour) is the common class, the tag itself; any other is asked
+ * upstream with exactly that set, and its answer kept under "tag" KEY_SEP class. */
+static const char *const class_types[N_MANIFEST_TYPES] = {MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST,
+                                                          MEDIA_OCI_MANIFEST,
+                                                          MEDIA_DOCKER_MANIFEST};
+#define CLASS_ALL ((1u << N_MANIFEST_TYPES) - 1)
+
+static unsigned accept_class(const char *accept)
+{
+    unsigned cls = 0;
+    for (unsigned i = 0; i < N_MANIFEST_TYPES; i++)
+        if (accept_allows(accept, class_types[i]))
+            cls |= 1u << i;
+    return cls ? cls : CLASS_ALL;
+}
+
+static void class_accept(unsigned cls, char *out, size_t len)
+{
+    out[0] = '\0';
+    for (unsigned i = 0; i < N_MANIFEST_TYPES; i++)
+        if (cls & (1u << i))
+            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? ", " : "",
+                     class_types[i]);
+}
+
+static void answer_head(manifest_cb cb, void *ud, const struct tag_entry *t)
+{
+    answer_one(cb, ud, OUTCOME_HIT, t->digest, t->media_type, NULL, (size_t)t->head_size);
 }
 
 void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const char *reference,
-                    const char *accept, manifest_cb cb, void *ud)
+                    const char *accept, int head, manifest_cb cb, void *ud)
 {
+    struct cache_error e = {0};
     if (strchr(reference, ':')) {
         struct manifest_meta *m = index_manifest(c, reference);
         if (m)
             serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
-        else
-            fetch(c, u, repo, reference, NULL, cb, ud);
+        else if (health_known_missing(c, u, "manifest", repo, reference)) {
+            cache__error_set(&e, 404, "MANIFEST_UNKNOWN",
+                             "not found upstream (%s said so lately)", upstream_name(u));
+            answer_error(cb, ud, &e);
+        } else
+            fetch(c, u, repo, reference, cb, ud);
         return;
     }
+    const char *tag = reference, *up_accept = ALL_MANIFEST_TYPES;
+    char ntag[300], naccept[sizeof(ALL_MANIFEST_TYPES) + 8];
     struct tag_entry *t = index_tag(c, u, repo, reference);
     struct manifest_meta *m = t ? index_manifest(c, t->digest) : NULL;
-    if (m && !accept_allows(accept, m->media_type)) {
-        /* The client cannot take what the tag resolves to: let the upstream negotiate. */
-        fetch(c, u, repo, reference, accept, cb, ud);
+    unsigned cls = accept_class(accept);
+    if (cls != CLASS_ALL && !(m && accept_allows(accept, m->media_type))) {
+        /* The client cannot take (or may not get) what the tag resolves to: its own class. */
+        snprintf(ntag, sizeof(ntag), "%s" KEY_SEP "%u", reference, cls);
+        class_accept(cls, naccept, sizeof(naccept));
+        tag = ntag;
+        up_accept = naccept;
+        t = index_tag(c, u, repo, tag);
+        m = t ? index_manifest(c, t->digest) : NULL;
+    }
+    int fresh = t && clock_wall_ms() - t->validated_ms < c->cfg->revalidate_after_ms;
+    if (m && fresh) {
+        serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
         return;
     }
-    if (m && clock_wall_ms() - t->validated_ms < c->cfg->revalidate_after_ms) {
-        serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
+    if (!m && head && t && fresh && t->head_size_known) {
+        answer_head(cb, ud, t); /* what a HEAD upstream said lately */
         return;
     }
     if (m && health_is_down(c, u)) {
@@ -605,7 +865,21 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud);
         return;
     }
-    fetch_phase(c, u, repo, reference, NULL, m ? PHASE_HEAD : PHASE_GET, cb, ud);
+    /* missing for every class when the common class was told so; for its own class only
+     * otherwise (a narrow Accept's 404 says nothing of what others may get) */
+    if (!m && (health_known_missing(c, u, "manifest", repo, tag) ||
+               (tag != reference && health_known_missing(c, u, "manifest", repo, reference)))) {
+        cache__error_set(&e, 404, "MANIFEST_UNKNOWN",
+                         "not found upstream (%s said so lately)", upstream_name(u));
+        answer_error(cb, ud, &e);
+        return;
+    }
+    /* A HEAD first when it may spare a GET (a HEAD costs no pull): a cached tag may be
+     * unchanged, a client may only want the HEAD, a narrow Accept class's answer may be a
+     * manifest the index already has. A GET follows only for a digest not cached. A GET of a
+     * tag nobody asked for yet goes straight to GET: one request, one pull. */
+    fetch_phase(c, u, repo, reference, tag, up_accept,
+                m || head || tag != reference ? PHASE_HEAD : PHASE_GET, !m && head, cb, ud);
 }
 
 void manifests_free_all(struct cache *c)
@@ -626,7 +900,7 @@ void manifests_free_all(struct cache *c)
         while (f->waiters) {
             struct manifest_waiter *w = f->waiters;
             f->waiters = w->next;
-            free(w);
+            waiter_free(w);
         }
         flight_free(f);
     }

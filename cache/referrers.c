@@ -312,7 +312,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         const char *colon = strchr(f->subject, ':');
         snprintf(tag, sizeof(tag), "%.*s-%s", (int)(colon - f->subject), f->subject, colon + 1);
         f->fallback = 1;
-        cache_manifest(f->c, f->u, f->repo, tag, NULL, on_fallback, f);
+        cache_manifest(f->c, f->u, f->repo, tag, NULL, 0, on_fallback, f);
         return;
     }
     struct cache_error e = {0};
@@ -375,6 +375,14 @@ void cache_referrers(struct cache *c, struct upstream *u, const char *repo, cons
             cache__error_set(&err, 503, "UNAVAILABLE", "out of memory");
             answer_error(cb, ud, &err);
         }
+        return;
+    }
+    if (health_backoff(c, u, &err)) {
+        /* a 429's Retry-After has not passed: ask nothing, serve what is cached */
+        if (e)
+            answer(cb, ud, OUTCOME_STALE, e, artifact_type);
+        else
+            answer_error(cb, ud, &err);
         return;
     }
     f = calloc(1, sizeof(*f));

@@ -306,6 +306,10 @@ void cache_tags(struct cache *c, struct upstream *u, const char *repo, const cha
     /* a first page from the index while the upstream is down; later pages need it */
     if (known && !query && health_is_down(c, u) && answer_cached(c, u, repo, cb, ud))
         return;
+    if (health_backoff(c, u, &a.err)) { /* a 429's Retry-After has not passed */
+        cb(ud, &a);
+        return;
+    }
     char key[TAG_KEY_MAX + 512];
     tags_list_key(key, sizeof(key), u, repo, query);
     for (struct tags_req *t = c->tags_reqs; t; t = t->next) {

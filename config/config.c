@@ -61,6 +61,8 @@ void config_defaults(struct config *c)
     c->gc_interval_ms = 24ULL * 3600 * 1000;
     c->max_size_bytes = 0;
     c->min_free_bytes = 0;
+    c->negative_ttl_ms = 30 * 1000;
+    c->max_tags_per_repo = 10000;
     c->connect_timeout_ms = 10 * 1000;
     c->low_speed_time_ms = 30 * 1000;
     c->first_byte_ms = 10 * 1000;
@@ -355,6 +357,8 @@ static const struct field fields[] = {
     {"cache", "gc_interval", F_DURATION_POSITIVE, offsetof(struct config, gc_interval_ms)},
     {"cache", "max_size", F_DISK_SIZE, offsetof(struct config, max_size_bytes)},
     {"cache", "min_free", F_DISK_SIZE, offsetof(struct config, min_free_bytes)},
+    {"cache", "negative_ttl", F_DURATION, offsetof(struct config, negative_ttl_ms)},
+    {"cache", "max_tags_per_repository", F_COUNT, offsetof(struct config, max_tags_per_repo)},
     {"timeouts", "connect", F_DURATION_POSITIVE, offsetof(struct config, connect_timeout_ms)},
     {"timeouts", "low_speed", F_DURATION_POSITIVE, offsetof(struct config, low_speed_time_ms)},
     {"timeouts", "first_byte", F_DURATION_POSITIVE, offsetof(struct config, first_byte_ms)},

@@ -28,6 +28,8 @@ struct config {
     uint64_t gc_interval_ms;        /* cache.gc_interval, default 24h */
     uint64_t max_size_bytes;        /* cache.max_size, default 0 = no cap */
     uint64_t min_free_bytes;        /* cache.min_free, default 0 */
+    uint64_t negative_ttl_ms;       /* cache.negative_ttl, default 30s; 0 = no negative cache */
+    uint64_t max_tags_per_repo;     /* cache.max_tags_per_repository, default 10000 */
     uint64_t connect_timeout_ms;    /* timeouts.connect, default 10s */
     uint64_t low_speed_time_ms;     /* timeouts.low_speed, default 30s */
     uint64_t first_byte_ms;         /* timeouts.first_byte, default 10s */

@@ -604,7 +604,7 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
             pending_done(p);
             break;
         }
-        cache_manifest(r->cache, u, repo, rt.reference, req->accept, on_manifest, p);
+        cache_manifest(r->cache, u, repo, rt.reference, req->accept, head, on_manifest, p);
         break;
     case ROUTE_BLOB:
         if (strncmp(rt.reference, "sha256:", 7) != 0) {

@@ -5,8 +5,8 @@ upstream URL points at it, and a test moves it between
 - `"hang"`: each request's head is read and nothing is ever answered (a dead route, a stuck
   proxy); the connection is held until the mode changes or the proxy stops;
 - `"refuse"`: each connection is closed as soon as a request arrives (a reset);
-- `"429"`: every request is answered `429 TOOMANYREQUESTS` with `Retry-After: 60`, as Docker
-  Hub answers a spent pull budget.
+- `"429"`: every request is answered `429 TOOMANYREQUESTS` with `Retry-After: 60` (the
+  `retry_after` attribute), as Docker Hub answers a spent pull budget.
 
 `log` (from FaultProxy) holds (method, path, outcome) for every request: the relayed status, or
 "hang", "refuse", 429. `held()` counts requests being hung right now."""
@@ -31,6 +31,7 @@ class SwitchProxy(FaultProxy):
         self._mode = mode
         self._released = threading.Event()
         self._held = 0
+        self.retry_after = "60"
         self.answer = self._answer
 
     @property
@@ -54,7 +55,8 @@ class SwitchProxy(FaultProxy):
         if mode == "pass":
             return None
         if mode == "429":
-            return 429, [("Content-Type", "application/json"), ("Retry-After", "60")], _BODY_429
+            return 429, [("Content-Type", "application/json"),
+                         ("Retry-After", self.retry_after)], _BODY_429
         self._note(method, path, mode)
         if mode == "hang":
             with self._lock:

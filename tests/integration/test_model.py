@@ -107,9 +107,13 @@ class World:
         self.examples = 0
         self.revalidate_timeout = _config_key_known(tmp_dir, "cache", "revalidate_timeout", "1s")
         self.first_byte = _config_key_known(tmp_dir, "timeouts", "first_byte", "3s")
+        self.negative_ttl = _config_key_known(tmp_dir, "cache", "negative_ttl", "0s")
         self.up = Upstream(os.path.join(tmp_dir, "up"), token_server, "registry.docker.io")
         self.up.start()
         self.proxy = LateProxy(self.up.port)
+        # the mirror asks nothing for a 429's Retry-After: short, so that it has passed once the
+        # upstream is brought back (bring_back waits it out)
+        self.proxy.retry_after = "1"
         self.pool = []
         specs = [("docker", False), ("oci", False), ("docker", True)]
         for i, (fmt, multi) in enumerate(specs):
@@ -177,6 +181,10 @@ class MirrorModel(RuleBasedStateMachine):
         if not w.up.running:
             w.up.start()
         cache = {"ttl": "1h", "gc_interval": "24h"}
+        if w.negative_ttl:
+            # no negative cache: the model expects every 404 asked upstream (test_budget.py
+            # checks that 404s are remembered)
+            cache["negative_ttl"] = "0s"
         timeouts = {"shutdown_grace": "3s"}
         if w.revalidate_timeout:
             cache["revalidate_timeout"] = f"{REVALIDATE_TIMEOUT:g}s"
@@ -531,6 +539,8 @@ class MirrorModel(RuleBasedStateMachine):
             w.up.start()
         w.proxy.set_mode("pass")
         self.mode = "pass"
+        if before == "429":
+            time.sleep(1.2)  # the last 429's Retry-After (1 s) passes
         last = self.wait_up(10 + 3 * PROBE) if w.first_byte else None
         note(f"bring back from {before}: mirror's last transition {last}, pending {pending}")
         self.check(last != "down", "the upstream answers again but the mirror did not log it up "

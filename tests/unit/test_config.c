@@ -55,6 +55,8 @@ static void check_defaults(const struct config *c)
     CHECK(c->upstreams[0].password == NULL);
     CHECK_EQ_U64(c->revalidate_after_ms, 30000);
     CHECK_EQ_U64(c->revalidate_timeout_ms, 2000);
+    CHECK_EQ_U64(c->negative_ttl_ms, 30000);
+    CHECK_EQ_U64(c->max_tags_per_repo, 10000);
     CHECK_EQ_U64(c->first_byte_ms, 10000);
     CHECK_EQ_U64(c->connect_timeout_ms, 10000);
     CHECK_EQ_U64(c->low_speed_time_ms, 30000);
@@ -250,6 +252,10 @@ static void test_good_small(void)
     CHECK_EQ_U64(cfg.revalidate_after_ms, 0);
     CHECK_EQ_U64(cfg.connect_timeout_ms, 1);
 
+    CHECK_EQ_INT(load("cache: {negative_ttl: 0, max_tags_per_repository: 50}\n"), 0);
+    CHECK_EQ_U64(cfg.negative_ttl_ms, 0);
+    CHECK_EQ_U64(cfg.max_tags_per_repo, 50);
+
     /* Anchors and aliases resolve like any other node. */
     CHECK_EQ_INT(load("upstreams:\n  - name: a\n    url: &u https://mirror.example/\n"
                       "  - name: b\n    url: *u\n"),
@@ -411,6 +417,11 @@ static void test_errors(void)
     ERR("cache:\n  revalidate_after: -1s\n", 2, "cache.revalidate_after", "invalid duration");
     ERR("cache:\n  revalidate_after: 99999999999999999999d\n", 2, "cache.revalidate_after",
         "invalid duration");
+    ERR("cache:\n  negative_ttl: 30\n", 2, "cache.negative_ttl", "invalid duration '30'");
+    ERR("cache:\n  max_tags_per_repository: 0\n", 2, "cache.max_tags_per_repository",
+        "out of range");
+    ERR("cache:\n  max_tags_per_repository: many\n", 2, "cache.max_tags_per_repository",
+        "invalid integer");
     ERR("timeouts:\n  connect: 0\n", 2, "timeouts.connect", "must be greater than 0");
     ERR("timeouts:\n  low_speed: 0s\n", 2, "timeouts.low_speed", "must be greater than 0");
     ERR("timeouts:\n  first_byte: 0s\n", 2, "timeouts.first_byte", "must be greater than 0");

@@ -51,7 +51,7 @@ int hosted__room(struct hosted *h, uint64_t len)
     uint64_t max = h->cfg->hosted_max_size_bytes;
     if (max && (h->bytes + h->upload_bytes > max || len > max - h->bytes - h->upload_bytes))
         return -EDQUOT;
-    if (store_room_for(h->store, len + h->cfg->min_free_bytes))
+    if (store_room_for(h->store, len)) /* the store keeps cache.min_free in reserve */
         return -ENOSPC;
     return 0;
 }

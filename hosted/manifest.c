@@ -91,7 +91,6 @@ void hosted__get_manifest(struct op *o)
 static void work_check_and_store(uv_work_t *w)
 {
     struct op *o = w->data;
-    o->missing = 0;
     for (size_t i = 0; i < o->n_refs; i++) {
         /* the store keeps sha256 content only: anything else can never be there */
         if (!ref_digest_is_sha256(o->refs[i], strlen(o->refs[i]))) {

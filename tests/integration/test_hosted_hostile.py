@@ -380,7 +380,7 @@ def test_pushes_never_fill_a_small_filesystem(mirror_factory, scripted, tmp_dir)
     import subprocess
     mnt = os.path.join(tmp_dir, "small")
     os.makedirs(mnt)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt]).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", mnt]).returncode:
         pytest.skip("cannot mount a tmpfs")
     try:
         up = scripted()

@@ -242,9 +242,9 @@ def test_control_characters_in_upstream_headers_are_never_copied(mirror_factory)
                         headers=[("RateLimit-Limit", "100;w=21600"),
                                  ("RateLimit-Remaining", "50;w=21600"),
                                  ("Docker-RateLimit-Source", "10.0.0.1\rX-Injected: 1")])
-        up.route("GET", r"/v2/library/app/manifests/limited", lambda req: Reply.error(
+        up.route("*", r"/v2/library/app/manifests/limited", lambda req: Reply.error(
             429, "TOOMANYREQUESTS", [("Retry-After", "5\rSet-Cookie: injected=1")]))
-        up.route("GET", r"/v2/library/app/manifests/soon", lambda req: Reply.error(
+        up.route("*", r"/v2/library/app/manifests/soon", lambda req: Reply.error(
             429, "TOOMANYREQUESTS", [("Retry-After", "soon")]))
         m = mirror_factory([{"name": "docker.io", "url": up.url}])
         for _ in range(2):  # the fill, then the hit from the index

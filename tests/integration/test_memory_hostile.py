@@ -89,14 +89,24 @@ def non_reader(port, path):
     return s
 
 
+def readable(socks, timeout):
+    """The sockets of socks with something to read within timeout seconds (poll, not select:
+    a test process may hold descriptors past FD_SETSIZE)."""
+    poller = select.poll()
+    by_fd = {}
+    for s in socks:
+        poller.register(s, select.POLLIN)
+        by_fd[s.fileno()] = s
+    return [by_fd[fd] for fd, _ in poller.poll(timeout * 1000)]
+
+
 def wait_answered(socks, timeout=60):
     """Every client has the head of a 200 waiting in its socket."""
     pending = list(socks)
     deadline = time.monotonic() + timeout
     while pending:
         assert time.monotonic() < deadline, f"{len(pending)} clients got no answer"
-        readable, _, _ = select.select(pending[:500], [], [], 1)
-        for s in readable:
+        for s in readable(pending[:500], 1):
             head = s.recv(12, socket.MSG_PEEK)
             assert head.startswith(b"HTTP/1.1 200"), head
             pending.remove(s)
@@ -407,8 +417,7 @@ def test_fills_from_one_upstream_are_capped(mirror_factory, scripted):
         refused = []
         deadline = time.monotonic() + 10
         while len(refused) < 300 - 256 and time.monotonic() < deadline:
-            readable, _, _ = select.select([s for s in socks if s not in refused], [], [], 0.5)
-            for s in readable:
+            for s in readable([s for s in socks if s not in refused], 0.5):
                 head = s.recv(4096)
                 assert head.startswith(b"HTTP/1.1 503"), head
                 assert b"retry-after: 1" in head.lower() and b"UNAVAILABLE" in head, head

@@ -130,8 +130,15 @@ int token_verify(const struct token_key *key, const char *token, size_t len, int
 
 int token_key_load(const char *path, struct token_key *key, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* never through a link planted in the store, never blocking on a FIFO */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+            close(fd);
+            snprintf(err, errlen, "%s: not a regular file", path);
+            return -EINVAL;
+        }
         ssize_t n = read(fd, key->bytes, TOKEN_KEY_BYTES);
         int e = errno;
         close(fd);
@@ -152,12 +159,19 @@ int token_key_load(const char *path, struct token_key *key, char *err, size_t er
     }
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, key->bytes, TOKEN_KEY_BYTES) != TOKEN_KEY_BYTES || fsync(fd) ||
-        close(fd) || rename(tmp, path)) {
-        int e = errno ? errno : EIO;
-        if (fd >= 0)
-            close(fd);
+    unlink(tmp); /* a leftover, or a link planted there: O_EXCL never writes through either */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int r = fd < 0 || write(fd, key->bytes, TOKEN_KEY_BYTES) != TOKEN_KEY_BYTES || fsync(fd);
+    int e = r ? (errno ? errno : EIO) : 0;
+    if (fd >= 0 && close(fd) && !r) {
+        r = 1;
+        e = errno;
+    }
+    if (!r && rename(tmp, path)) {
+        r = 1;
+        e = errno;
+    }
+    if (r) {
         unlink(tmp);
         snprintf(err, errlen, "cannot write the token key %s: %s", path, strerror(e));
         return -e;

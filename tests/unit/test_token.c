@@ -1,5 +1,7 @@
 /* Bearer tokens: issue and verify, expiry, tampering, another key, the key file. */
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,6 +62,37 @@ int main(void)
     fclose(f);
     CHECK(token_key_load(path, &k2, err, sizeof(err)) == -EINVAL);
     CHECK_CONTAINS(err, path);
+    unlink(path);
+
+    /* a link planted as the key is never read (its target would be a key someone knows), and
+     * one planted as the temporary file is never written through */
+    char victim[300], tmp[300];
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(victim, "w");
+    fputs("0123456789abcdef0123456789abcdef", f);
+    fclose(f);
+    CHECK(symlink(victim, path) == 0);
+    CHECK(token_key_load(path, &k2, err, sizeof(err)) < 0);
+    CHECK_CONTAINS(err, path);
+    unlink(path);
+    CHECK(symlink(victim, tmp) == 0);
+    CHECK(token_key_load(path, &k2, err, sizeof(err)) == 0);
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == TOKEN_KEY_BYTES);
+    CHECK(stat(victim, &st) == 0 && st.st_size == 32);
+    f = fopen(victim, "r");
+    char got[40] = {0};
+    CHECK(fread(got, 1, sizeof(got) - 1, f) == 32);
+    fclose(f);
+    CHECK(strcmp(got, "0123456789abcdef0123456789abcdef") == 0);
+    CHECK(lstat(tmp, &st) != 0); /* the planted link was removed, not followed */
+    unlink(path);
+    unlink(victim);
+
+    /* a FIFO planted as the key is refused at once, not waited on */
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(token_key_load(path, &k2, err, sizeof(err)) == -EINVAL);
+    CHECK_CONTAINS(err, "not a regular file");
     unlink(path);
     rmdir(dir);
     CHECK_DONE();

@@ -34,6 +34,10 @@ struct tag_entry {
     uint64_t validated_ms;
     uint64_t head_size; /* the manifest's size as a HEAD upstream gave it ... */
     int head_size_known; /* ... when it is not in the store (reset by every index_set_tag) */
+    /* an Accept class's answer ("tag" KEY_SEP class): the digest the tag itself (asked with
+     * every manifest type) had when this answer was validated, "" when unknown (reset by every
+     * index_set_tag). While the tag itself still has it, the answer still holds. */
+    char basis[DIGEST_MAX];
 };
 
 struct manifest_meta {

@@ -178,6 +178,7 @@ static void set_tag_raw(struct cache *c, struct map *map, const char *key, const
     memcpy(t->media_type, media_type, strlen(media_type) + 1);
     t->validated_ms = validated_ms;
     t->head_size_known = 0;
+    t->basis[0] = '\0';
 }
 
 void index_set_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag,

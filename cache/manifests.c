@@ -20,7 +20,16 @@ struct manifest_waiter {
     manifest_cb cb;
     void *ud;
     char *repo; /* the repository it asked through (a flight by digest serves several) */
+    unsigned flags; /* WAIT_* */
+    void (*drop)(void *ud); /* frees ud when the waiter is dropped unanswered (at shutdown) */
 };
+
+/* A waiter inside the cache (an Accept class waiting for the tag itself to be revalidated):
+ * told the outcome without the manifest's bytes (no disk read is spent on it). */
+#define WAIT_NOTIFY 1u
+/* Told at cache.revalidate_timeout, even when the flight has no cached manifest to serve: it
+ * has a stale answer of its own. */
+#define WAIT_DEADLINE 2u
 
 enum flight_phase { PHASE_HEAD, PHASE_GET, PHASE_STORING };
 
@@ -52,6 +61,9 @@ struct manifest_flight {
     int store_result;
     int known_before;
     uint64_t validated_ms;
+    /* an Accept class's flight: the tag's own digest when it started, if validated within
+     * revalidate_after ("" otherwise); recorded as the answer's basis */
+    char basis[DIGEST_MAX];
     /* a tag revalidation: cache.revalidate_timeout, after which waiters get the cached
      * manifest (stale) and the flight goes on in the background to update the tag */
     uv_timer_t timer;
@@ -265,6 +277,17 @@ static void serve_cached(struct cache *c, struct manifest_meta *m, enum cache_ou
     }
 }
 
+/* serve_cached, or for a waiter inside the cache (WAIT_NOTIFY) only what was found. */
+static void deliver(struct cache *c, struct manifest_meta *m, enum cache_outcome outcome,
+                    struct upstream *u, const char *repo, manifest_cb cb, void *ud,
+                    unsigned flags)
+{
+    if (flags & WAIT_NOTIFY)
+        answer_one(cb, ud, outcome, m->digest, m->media_type, NULL, (size_t)m->size);
+    else
+        serve_cached(c, m, outcome, u, repo, cb, ud);
+}
+
 /* ---- flights ---- */
 
 static void flight_closed(uv_handle_t *h)
@@ -305,7 +328,7 @@ static void flight_answer_cached(struct manifest_flight *f, struct manifest_meta
     f->waiters = NULL;
     while (w) {
         struct manifest_waiter *next = w->next;
-        serve_cached(f->c, m, outcome, f->u, w->repo, w->cb, w->ud);
+        deliver(f->c, m, outcome, f->u, w->repo, w->cb, w->ud, w->flags);
         waiter_free(w);
         w = next;
     }
@@ -436,6 +459,16 @@ static int still_ours(struct manifest_flight *f)
     return t && strcmp(t->digest, f->digest) == 0;
 }
 
+/* An Accept class's answer was set or confirmed: records what the tag itself was then. */
+static void note_basis(struct manifest_flight *f)
+{
+    if (f->by_digest || !f->shared || strcmp(f->tag, f->reference) == 0)
+        return;
+    struct tag_entry *t = index_tag(f->c, f->u, f->repo, f->tag);
+    if (t)
+        snprintf(t->basis, sizeof(t->basis), "%s", f->basis);
+}
+
 static void after_store(uv_work_t *w, int status)
 {
     struct manifest_flight *f = w->data;
@@ -444,9 +477,11 @@ static void after_store(uv_work_t *w, int status)
         index_add_manifest(c, f->digest, f->media_type, f->body.len, 1);
         if (!f->known_before)
             cache_stored(c, f->body.len);
-        if (still_ours(f))
+        if (still_ours(f)) {
             index_set_tag(c, f->u, f->repo, f->tag, f->digest, f->media_type,
                           f->validated_ms, 1);
+            note_basis(f);
+        }
     } else {
         log_error("cannot store manifest %s: %s", f->digest,
                   strerror(status ? -status : -f->store_result));
@@ -470,9 +505,11 @@ static void index_early(struct manifest_flight *f)
     if (m)
         index_remember_bytes(c, m, body);
     f->validated_ms = clock_wall_ms();
-    if (!f->by_digest && f->shared)
+    if (!f->by_digest && f->shared) {
         index_set_tag(c, f->u, f->repo, f->tag, f->digest, f->media_type, f->validated_ms,
                       0);
+        note_basis(f);
+    }
 }
 
 static void got_manifest(struct manifest_flight *f)
@@ -548,6 +585,7 @@ static int head_known(struct manifest_flight *f, const struct upstream_response 
     if (!m)
         return 0;
     index_set_tag(c, f->u, f->repo, f->tag, m->digest, m->media_type, clock_wall_ms(), 1);
+    note_basis(f);
     flight_answer_cached(f, m, OUTCOME_HIT);
     flight_free(f);
     return 1;
@@ -566,6 +604,7 @@ static int head_answers(struct manifest_flight *f, const struct upstream_respons
     char digest[DIGEST_MAX];
     snprintf(digest, sizeof(digest), "%s", resp->digest);
     index_set_tag(c, f->u, f->repo, f->tag, digest, type, clock_wall_ms(), 0);
+    note_basis(f);
     struct tag_entry *t = index_tag(c, f->u, f->repo, f->tag);
     struct manifest_waiter *w = f->waiters;
     f->waiters = NULL;
@@ -604,6 +643,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
             struct manifest_meta *m = index_manifest(c, t->digest);
             if (m) {
                 index_tag_validated(c, f->u, f->repo, f->tag, clock_wall_ms());
+                note_basis(f);
                 flight_answer_cached(f, m, OUTCOME_HIT);
                 flight_free(f);
                 return;
@@ -688,7 +728,8 @@ static struct manifest_flight *flight_new(struct cache *c, struct upstream *u, c
     return f;
 }
 
-static int flight_join(struct manifest_flight *f, const char *repo, manifest_cb cb, void *ud)
+static int flight_join(struct manifest_flight *f, const char *repo, manifest_cb cb, void *ud,
+                       unsigned flags, void (*drop)(void *ud))
 {
     if (f->answered) {
         answer_one(cb, ud, OUTCOME_MISS, f->digest, f->media_type, f->body.data, f->body.len);
@@ -701,6 +742,8 @@ static int flight_join(struct manifest_flight *f, const char *repo, manifest_cb 
     }
     w->cb = cb;
     w->ud = ud;
+    w->flags = flags;
+    w->drop = drop;
     w->next = f->waiters;
     f->waiters = w;
     return 0;
@@ -719,14 +762,39 @@ static void on_revalidate_timeout(uv_timer_t *timer)
     struct manifest_flight *f = timer->data;
     struct cache *c = f->c;
     struct manifest_meta *m = tag_manifest(c, f->u, f->repo, f->tag);
-    if (!m || !f->waiters)
+    struct manifest_waiter *w, **pw, *told = NULL;
+    int deadline = 0;
+    for (w = f->waiters; w; w = w->next)
+        deadline |= (w->flags & WAIT_DEADLINE) != 0;
+    if (!f->waiters || (!m && !deadline))
         return;
     char why[128];
     snprintf(why, sizeof(why), "no answer to a tag revalidation within %llu ms",
              (unsigned long long)c->cfg->revalidate_timeout_ms);
     health_failed(c, f->u, why);
-    f->stale_answered = 1;
-    flight_answer_cached(f, m, OUTCOME_STALE); /* the flight goes on for the tag's sake */
+    if (m) {
+        f->stale_answered = 1;
+        flight_answer_cached(f, m, OUTCOME_STALE); /* the flight goes on for the tag's sake */
+        return;
+    }
+    /* nothing cached to serve: only the waiters with a stale answer of their own are told */
+    for (pw = &f->waiters; (w = *pw);) {
+        if (w->flags & WAIT_DEADLINE) {
+            *pw = w->next;
+            w->next = told;
+            told = w;
+        } else {
+            pw = &w->next;
+        }
+    }
+    struct cache_error e = {0};
+    cache__error_set(&e, 504, "UNAVAILABLE", "%s", why);
+    while (told) {
+        struct manifest_waiter *next = told->next;
+        answer_error(told->cb, told->ud, &e);
+        waiter_free(told);
+        told = next;
+    }
 }
 
 static void answer_oom(manifest_cb cb, void *ud)
@@ -737,21 +805,22 @@ static void answer_oom(manifest_cb cb, void *ud)
 }
 
 /* Asks upstream, joining an identical request in flight. tag: the index's name for the answer
- * (reference, or reference KEY_SEP class); accept: what is sent upstream. */
-static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
-                        const char *reference, const char *tag, const char *accept,
-                        enum flight_phase phase, int head_only, manifest_cb cb, void *ud)
+ * (reference, or reference KEY_SEP class); accept: what is sent upstream; flags, drop: the
+ * waiter's (WAIT_*). */
+static void ask(struct cache *c, struct upstream *u, const char *repo, const char *reference,
+                const char *tag, const char *accept, enum flight_phase phase, int head_only,
+                manifest_cb cb, void *ud, unsigned flags, void (*drop)(void *ud))
 {
     char key[TAG_KEY_MAX + 160];
     flight_key(key, sizeof(key), u, repo, reference, tag, head_only);
     struct manifest_flight *f = map_get(c->manifest_flights, key);
     struct manifest_meta *m;
     if (f && f->stale_answered && (m = tag_manifest(c, u, repo, tag))) {
-        serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud); /* it is taking too long */
+        deliver(c, m, OUTCOME_STALE, u, repo, cb, ud, flags); /* it is taking too long */
         return;
     }
     if (f) {
-        if (flight_join(f, repo, cb, ud))
+        if (flight_join(f, repo, cb, ud, flags, drop))
             answer_oom(cb, ud);
         return;
     }
@@ -759,26 +828,38 @@ static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
     if (health_backoff(c, u, &e)) {
         /* the upstream asked for a pause (429 Retry-After): ask it nothing until then */
         if (!strchr(reference, ':') && (m = tag_manifest(c, u, repo, tag)))
-            serve_cached(c, m, OUTCOME_STALE, u, repo, cb, ud);
+            deliver(c, m, OUTCOME_STALE, u, repo, cb, ud, flags);
         else
             answer_error(cb, ud, &e);
         return;
     }
     f = flight_new(c, u, repo, reference, tag, accept, key);
-    if (!f || flight_join(f, repo, cb, ud)) {
+    if (!f || flight_join(f, repo, cb, ud, flags, drop)) {
         if (f)
             flight_free(f);
         answer_oom(cb, ud);
         return;
     }
     f->head_only = head_only;
-    if (phase == PHASE_HEAD && !head_only) {
+    if (!f->by_digest && strcmp(tag, reference) != 0) {
+        struct tag_entry *ct = index_tag(c, u, repo, reference);
+        if (ct && clock_wall_ms() - ct->validated_ms < c->cfg->revalidate_after_ms)
+            snprintf(f->basis, sizeof(f->basis), "%s", ct->digest);
+    }
+    if (phase == PHASE_HEAD && !f->by_digest) {
         uv_timer_init(c->loop, &f->timer);
         f->timer.data = f;
         f->timer_on = 1;
         uv_timer_start(&f->timer, on_revalidate_timeout, c->cfg->revalidate_timeout_ms, 0);
     }
     start_phase(f, phase);
+}
+
+static void fetch_phase(struct cache *c, struct upstream *u, const char *repo,
+                        const char *reference, const char *tag, const char *accept,
+                        enum flight_phase phase, int head_only, manifest_cb cb, void *ud)
+{
+    ask(c, u, repo, reference, tag, accept, phase, head_only, cb, ud, 0, NULL);
 }
 
 /* By digest, through one upstream: shared by every repository asking through it. */
@@ -821,6 +902,74 @@ static void answer_head(manifest_cb cb, void *ud, const struct tag_entry *t)
     answer_one(cb, ud, OUTCOME_HIT, t->digest, t->media_type, NULL, (size_t)t->head_size);
 }
 
+/* ---- an Accept class's answer follows the tag itself ----
+ * A class's answer is a function of what the tag is upstream, and the tag's own digest (asked
+ * with every type) says what that is. So a class's answer records the tag's digest when it was
+ * validated (its basis), and a stale one is revalidated through the tag itself: while the tag
+ * (fresh) still has that digest, the answer holds, and a stale tag is revalidated first (its
+ * flight joined, or started: a HEAD with every type, shared by every class and client). Only
+ * when the tag moved does a class ask upstream for its own answer. However many classes a
+ * client cycles through, the tag costs one HEAD per revalidate_after, plus one per class when
+ * it is first asked or the tag moves. */
+struct class_wait {
+    struct cache *c;
+    struct upstream *u;
+    char *repo, *reference, *accept;
+    int head;
+    manifest_cb cb;
+    void *ud;
+};
+
+static void manifest_tag(struct cache *c, struct upstream *u, const char *repo,
+                         const char *reference, const char *accept, int head, manifest_cb cb,
+                         void *ud, int retried);
+
+static void class_wait_free(void *ud)
+{
+    struct class_wait *cw = ud;
+    free(cw->repo);
+    free(cw->reference);
+    free(cw->accept);
+    free(cw);
+}
+
+/* The tag itself was revalidated, or failed to be: the class is decided again, once. */
+static void on_tag_revalidated(void *ud, const struct manifest_answer *a)
+{
+    (void)a;
+    struct class_wait *cw = ud;
+    manifest_tag(cw->c, cw->u, cw->repo, cw->reference, cw->accept, cw->head, cw->cb, cw->ud,
+                 1);
+    class_wait_free(cw);
+}
+
+/* 0 when the client will be answered once the tag itself is revalidated. */
+static int revalidate_tag_first(struct cache *c, struct upstream *u, const char *repo,
+                                const char *reference, const char *accept, int head,
+                                int has_stale, manifest_cb cb, void *ud)
+{
+    struct class_wait *cw = calloc(1, sizeof(*cw));
+    if (!cw || !(cw->repo = strdup(repo)) || !(cw->reference = strdup(reference)) ||
+        (accept && !(cw->accept = strdup(accept)))) {
+        if (cw)
+            class_wait_free(cw);
+        return -ENOMEM;
+    }
+    cw->c = c;
+    cw->u = u;
+    cw->head = head;
+    cw->cb = cb;
+    cw->ud = ud;
+    /* join the tag's flight, whatever it is doing; else a HEAD, as for a client's HEAD when
+     * the tag's manifest is not cached (its digest is all a class needs) */
+    char key[TAG_KEY_MAX + 160];
+    flight_key(key, sizeof(key), u, repo, reference, reference, 0);
+    int head_only = !map_get(c->manifest_flights, key) && !tag_manifest(c, u, repo, reference);
+    ask(c, u, repo, reference, reference, ALL_MANIFEST_TYPES, PHASE_HEAD, head_only,
+        on_tag_revalidated, cw, WAIT_NOTIFY | (has_stale ? WAIT_DEADLINE : 0), class_wait_free);
+    return 0;
+}
+
 void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const char *reference,
                     const char *accept, int head, manifest_cb cb, void *ud)
 {
@@ -837,6 +986,15 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
             fetch(c, u, repo, reference, cb, ud);
         return;
     }
+    manifest_tag(c, u, repo, reference, accept, head, cb, ud, 0);
+}
+
+/* retried: the tag itself was just revalidated (or failed to be) for this request. */
+static void manifest_tag(struct cache *c, struct upstream *u, const char *repo,
+                         const char *reference, const char *accept, int head, manifest_cb cb,
+                         void *ud, int retried)
+{
+    struct cache_error e = {0};
     const char *tag = reference, *up_accept = ALL_MANIFEST_TYPES;
     char ntag[300], naccept[sizeof(ALL_MANIFEST_TYPES) + 8];
     struct tag_entry *t = index_tag(c, u, repo, reference);
@@ -851,7 +1009,8 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         t = index_tag(c, u, repo, tag);
         m = t ? index_manifest(c, t->digest) : NULL;
     }
-    int fresh = t && clock_wall_ms() - t->validated_ms < c->cfg->revalidate_after_ms;
+    uint64_t now = clock_wall_ms();
+    int fresh = t && now - t->validated_ms < c->cfg->revalidate_after_ms;
     if (m && fresh) {
         serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
         return;
@@ -873,6 +1032,24 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
                          "not found upstream (%s said so lately)", upstream_name(u));
         answer_error(cb, ud, &e);
         return;
+    }
+    if (tag != reference) {
+        struct tag_entry *ct = index_tag(c, u, repo, reference);
+        int tag_fresh = ct && now - ct->validated_ms < c->cfg->revalidate_after_ms;
+        if (t && t->basis[0] && tag_fresh && strcmp(t->basis, ct->digest) == 0) {
+            /* the tag has not moved since the class's answer was validated: it holds */
+            t->validated_ms = ct->validated_ms;
+            if (m)
+                serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
+            else if (head && t->head_size_known)
+                answer_head(cb, ud, t);
+            else
+                fetch(c, u, repo, t->digest, cb, ud); /* its digest is known: GET that */
+            return;
+        }
+        if (!tag_fresh && !retried && !health_is_down(c, u) &&
+            revalidate_tag_first(c, u, repo, reference, accept, head, m != NULL, cb, ud) == 0)
+            return;
     }
     /* A HEAD first when it may spare a GET (a HEAD costs no pull): a cached tag may be
      * unchanged, a client may only want the HEAD, a narrow Accept class's answer may be a
@@ -900,6 +1077,8 @@ void manifests_free_all(struct cache *c)
         while (f->waiters) {
             struct manifest_waiter *w = f->waiters;
             f->waiters = w->next;
+            if (w->drop)
+                w->drop(w->ud);
             waiter_free(w);
         }
         flight_free(f);

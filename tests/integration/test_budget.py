@@ -330,3 +330,112 @@ def test_a_hostile_client_against_a_real_registry_costs_one_get_per_tag(
     for i in range(3):
         assert count(reqs, kind="manifests", ref=f"gone{i}", status=404) <= 1
         assert count(reqs, kind="blobs", ref=f"sha256:{i:064x}") <= 1
+
+
+# ---- the HEAD bound holds per tag, across Accept classes ----
+
+TYPES = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST]
+# every Accept class: the full one (no Accept, and all four types) and the 15 narrow ones
+CLASSES = [None] + [", ".join(t for i, t in enumerate(TYPES) if bits & (1 << i))
+                    for bits in range(1, 16)]
+
+
+class _Moving:
+    """repo:tag negotiated as Docker Hub does (an OCI index to clients that take one, else its
+    amd64 docker manifest), and moved to a new index and platform manifest by move()."""
+
+    def __init__(self, up, repo, tag):
+        self.up, self.repo, self.version = up, repo, 0
+        self.move()
+        up.route("*", rf"/v2/{repo}/manifests/{tag}", self._answer)
+
+    def move(self):
+        self.version += 1
+        plat, _ = image_manifest(b'{"architecture":"amd64","v":%d}' % self.version,
+                                 [b"l%d" % self.version], DOCKER_MANIFEST)
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": DOCKER_MANIFEST, "digest": digest_of(plat), "size": len(plat),
+             "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+        self.up.manifest(self.repo, None, plat)
+        self.up.manifest(self.repo, None, index)
+        self.index, self.plat = index, plat
+
+    def _answer(self, req):
+        accept = req.header("accept", "")
+        index, plat = self.index, self.plat
+        body, t = (index, OCI_INDEX) if (OCI_INDEX in accept or not accept) \
+            else (plat, DOCKER_MANIFEST)
+        return Reply(200, [("Content-Type", t), ("Docker-Content-Digest", digest_of(body))], body)
+
+    def expected(self, accept):
+        return self.index if accept is None or OCI_INDEX in accept else self.plat
+
+
+def _cycle_classes(m, path, seconds, moving=None, move_at=None):
+    """One client asking path with every Accept class in turn, GET and HEAD, for `seconds`;
+    moves the tag once at move_at seconds. Returns the elapsed time."""
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < seconds:
+        if moving and move_at is not None and time.monotonic() - start >= move_at:
+            moving.move()
+            move_at = None
+        accept = CLASSES[i % len(CLASSES)]
+        method = "HEAD" if (i // len(CLASSES)) % 2 else "GET"
+        i += 1
+        s, h, body = get(m, path, method=method, headers={"Accept": accept} if accept else {})
+        assert s == 200, (accept, method, s, body)
+    return time.monotonic() - start
+
+
+def _check_bound(up, path, elapsed, revalidate_s, moves, distinct_digests):
+    heads = up.requests("HEAD", rf"{path}$")
+    windows = int(elapsed / revalidate_s)
+    # one HEAD per revalidate_after for the tag, whatever the Accept; one per class when it is
+    # first asked and when the tag moved
+    bound = windows + 1 + len(CLASSES) * (1 + moves)
+    assert len(heads) <= bound, (len(heads), bound, windows,
+                                 sorted({r.header("accept") for r in heads}, key=str))
+    gets = up.requests("GET", rf"{path}$") + up.requests("GET", r"/manifests/sha256:")
+    assert len(gets) <= distinct_digests, [(r.path, r.header("accept")) for r in gets]
+    return len(heads), bound
+
+
+def test_cycling_every_accept_class_costs_one_head_per_revalidate_after(mirror_factory):
+    up = Scripted()
+    try:
+        moving = _Moving(up, "team/app", "multi")
+        m = _mirror(mirror_factory, up, revalidate_after="1s")
+        elapsed = _cycle_classes(m, "/v2/team/app/manifests/multi", 6)
+        n, bound = _check_bound(up, "/v2/team/app/manifests/multi", elapsed, 1, 0, 2)
+        print(f"HEADs {n} (bound {bound}) in {elapsed:.1f} s")
+        # every class still gets its own answer
+        for accept in CLASSES:
+            s, h, body = get(m, "/v2/team/app/manifests/multi",
+                             headers={"Accept": accept} if accept else {})
+            assert s == 200 and body == moving.expected(accept), accept
+    finally:
+        up.stop()
+
+
+def test_cycling_every_accept_class_across_a_tag_move(mirror_factory):
+    up = Scripted()
+    try:
+        moving = _Moving(up, "team/app", "multi")
+        m = _mirror(mirror_factory, up, revalidate_after="1s")
+        elapsed = _cycle_classes(m, "/v2/team/app/manifests/multi", 6, moving, move_at=3)
+        assert moving.version == 2
+        time.sleep(1.3)  # past revalidate_after: every class's next answer is the new one
+        for accept in CLASSES:
+            for method in ("GET", "HEAD"):
+                s, h, body = get(m, "/v2/team/app/manifests/multi", method=method,
+                                 headers={"Accept": accept} if accept else {})
+                want = moving.expected(accept)
+                assert s == 200 and h["docker-content-digest"] == digest_of(want), \
+                    (accept, method)
+                if method == "GET":
+                    assert body == want, accept
+        n, bound = _check_bound(up, "/v2/team/app/manifests/multi", elapsed + 1.3, 1, 1, 4)
+        print(f"HEADs {n} (bound {bound}) in {elapsed:.1f} s")
+    finally:
+        up.stop()

@@ -10,6 +10,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from helpers import assert_error, get, since
 from scripted import (DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Reply, Scripted, digest_of,
                       image_manifest)
@@ -371,7 +373,7 @@ class _Moving:
         return self.index if accept is None or OCI_INDEX in accept else self.plat
 
 
-def _cycle_classes(m, path, seconds, moving=None, move_at=None):
+def _cycle_classes(m, path, seconds, moving=None, move_at=None, classes=CLASSES):
     """One client asking path with every Accept class in turn, GET and HEAD, for `seconds`;
     moves the tag once at move_at seconds. Returns the elapsed time."""
     start = time.monotonic()
@@ -380,8 +382,8 @@ def _cycle_classes(m, path, seconds, moving=None, move_at=None):
         if moving and move_at is not None and time.monotonic() - start >= move_at:
             moving.move()
             move_at = None
-        accept = CLASSES[i % len(CLASSES)]
-        method = "HEAD" if (i // len(CLASSES)) % 2 else "GET"
+        accept = classes[i % len(classes)]
+        method = "HEAD" if (i // len(classes)) % 2 else "GET"
         i += 1
         s, h, body = get(m, path, method=method, headers={"Accept": accept} if accept else {})
         assert s == 200, (accept, method, s, body)
@@ -401,12 +403,17 @@ def _check_bound(up, path, elapsed, revalidate_s, moves, distinct_digests):
     return len(heads), bound
 
 
-def test_cycling_every_accept_class_costs_one_head_per_revalidate_after(mirror_factory):
+@pytest.mark.parametrize("with_full", [True, False], ids=["with-full", "narrow-only"])
+def test_cycling_every_accept_class_costs_one_head_per_revalidate_after(mirror_factory,
+                                                                         with_full):
+    """With the full class among them, or only the narrow ones (the tag itself is then known
+    by a HEAD alone)."""
     up = Scripted()
     try:
         moving = _Moving(up, "team/app", "multi")
         m = _mirror(mirror_factory, up, revalidate_after="1s")
-        elapsed = _cycle_classes(m, "/v2/team/app/manifests/multi", 6)
+        classes = CLASSES if with_full else [a for a in CLASSES if a and a.count(",") < 3]
+        elapsed = _cycle_classes(m, "/v2/team/app/manifests/multi", 6, classes=classes)
         n, bound = _check_bound(up, "/v2/team/app/manifests/multi", elapsed, 1, 0, 2)
         print(f"HEADs {n} (bound {bound}) in {elapsed:.1f} s")
         # every class still gets its own answer
@@ -437,5 +444,40 @@ def test_cycling_every_accept_class_across_a_tag_move(mirror_factory):
                     assert body == want, accept
         n, bound = _check_bound(up, "/v2/team/app/manifests/multi", elapsed + 1.3, 1, 1, 4)
         print(f"HEADs {n} (bound {bound}) in {elapsed:.1f} s")
+    finally:
+        up.stop()
+
+
+@pytest.mark.parametrize("with_full", [True, False], ids=["with-full", "narrow-only"])
+def test_a_stale_accept_class_is_served_while_the_upstream_hangs(mirror_factory, with_full):
+    """An Accept class's answer past revalidate_after, the upstream hung: the class is answered
+    from the cache within revalidate_timeout (+ slack), whether the tag itself has a cached
+    manifest or is known by a HEAD alone; the hung upstream saw one manifest request."""
+    up = Scripted()
+    try:
+        moving = _Moving(up, "team/app", "multi")
+        m = _mirror(mirror_factory, up, revalidate_after="1s",
+                    extra={"cache": {"revalidate_timeout": "1s"}})
+        if with_full:
+            assert get(m, "/v2/team/app/manifests/multi", headers={})[0] == 200
+        else:
+            assert get(m, "/v2/team/app/manifests/multi", method="HEAD",
+                       headers={"Accept": DOCKER_LIST})[0] == 200
+        narrow = {"Accept": DOCKER_MANIFEST}
+        s, h, body = get(m, "/v2/team/app/manifests/multi", headers=narrow)
+        assert s == 200 and body == moving.plat
+        time.sleep(1.3)
+        up.route("*", r"/v2/team/app/manifests/.*", lambda req: Reply.hang())
+        mark = len(up.log)
+        t = time.monotonic()
+        s, h, body = get(m, "/v2/team/app/manifests/multi", headers=narrow)
+        took = time.monotonic() - t
+        assert s == 200 and body == moving.plat
+        assert took < 8, f"a stale Accept class with the upstream hung took {took:.1f} s"
+        for _ in range(3):
+            s, h, body = get(m, "/v2/team/app/manifests/multi", headers=narrow)
+            assert s == 200 and body == moving.plat
+        asked = [r for r in up.log[mark:] if "/manifests/" in r.path]
+        assert len(asked) <= 1, [(r.method, r.path, r.header("accept")) for r in asked]
     finally:
         up.stop()

@@ -512,6 +512,32 @@ static void index_early(struct manifest_flight *f)
     }
 }
 
+/* The upstream named a digest the bytes it sends for it do not hash to (lately, or now): the
+ * tag's cached manifest, verified when it was stored, is served stale; with none, the request
+ * is refused, and so is the tag and the digest for cache.negative_ttl, since asking again
+ * would spend another GET on the same refusal. (distribution answers an Accept without its
+ * manifest's type with a converted, signed schema 1 whose bytes never hash to the digest it
+ * names.) Frees f. */
+static void refuse_unverified(struct manifest_flight *f, const char *claimed, int now)
+{
+    struct cache_error e = {0};
+    cache__error_set(&e, 502, "UNAVAILABLE",
+                     "upstream %s %s manifest bytes that do not hash to %s", upstream_name(f->u),
+                     now ? "sent" : "lately sent", claimed);
+    log_error("%s", e.message);
+    struct manifest_meta *m = f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->tag);
+    if (f->shared && now)
+        health_note_missing(f->c, f->u, "manifest", f->repo, claimed);
+    if (m && f->shared) {
+        flight_answer_cached(f, m, OUTCOME_STALE); /* what it said before, verified then */
+    } else {
+        if (f->shared && !f->by_digest)
+            health_note_missing(f->c, f->u, "manifest", f->repo, f->tag);
+        flight_answer_error(f, &e);
+    }
+    flight_free(f);
+}
+
 static void got_manifest(struct manifest_flight *f)
 {
     char digest[DIGEST_MAX];
@@ -521,18 +547,9 @@ static void got_manifest(struct manifest_flight *f)
     const char *expected = f->by_digest ? f->reference : f->upstream_digest;
     if ((f->by_digest || ref_digest_is_sha256(expected, strlen(expected))) &&
         strcmp(expected, digest) != 0) {
-        struct cache_error e = {0};
-        cache__error_set(&e, 502, "UNAVAILABLE",
-                         "upstream %s sent manifest bytes that do not hash to %s",
-                         upstream_name(f->u), expected);
-        log_error("%s", e.message);
-        struct manifest_meta *m =
-            f->by_digest ? NULL : tag_manifest(f->c, f->u, f->repo, f->tag);
-        if (m && f->shared)
-            flight_answer_cached(f, m, OUTCOME_STALE); /* what it said before, verified then */
-        else
-            flight_answer_error(f, &e);
-        flight_free(f);
+        char claimed[sizeof(f->upstream_digest)];
+        snprintf(claimed, sizeof(claimed), "%s", expected);
+        refuse_unverified(f, claimed, 1);
         return;
     }
     const char *type;
@@ -651,6 +668,13 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         }
         if (ok && head_known(f, resp))
             return;
+        if (ok && resp->digest && ref_digest_is_sha256(resp->digest, strlen(resp->digest)) &&
+            health_known_missing(c, f->u, "manifest", f->repo, resp->digest)) {
+            char claimed[sizeof(f->upstream_digest)];
+            snprintf(claimed, sizeof(claimed), "%s", resp->digest);
+            refuse_unverified(f, claimed, 0); /* no GET for it until negative_ttl passes */
+            return;
+        }
         if (ok && f->head_only && head_answers(f, resp))
             return;
         if (ok || (resp->status == 405 && !tag_manifest(c, f->u, f->repo, f->tag))) {

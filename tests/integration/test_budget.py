@@ -481,3 +481,29 @@ def test_a_stale_accept_class_is_served_while_the_upstream_hangs(mirror_factory,
         assert len(asked) <= 1, [(r.method, r.path, r.header("accept")) for r in asked]
     finally:
         up.stop()
+
+
+def test_cycling_every_accept_class_against_a_real_registry(mirror_factory, up, make_image,
+                                                            push):
+    img = push(make_image(1011), up, "library/classes", "v1")
+    m = mirror_factory([up], revalidate_after="1s")
+    mark = up.mark()
+    seen = {}
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < 5:
+        accept = CLASSES[i % len(CLASSES)]
+        method = "HEAD" if (i // len(CLASSES)) % 2 else "GET"
+        i += 1
+        s, h, body = get(m, "/v2/library/classes/manifests/v1", method=method,
+                         headers={"Accept": accept} if accept else {})
+        seen.setdefault((accept, method), set()).add(s)
+        if accept is None or img.media_type in accept:
+            assert s == 200 and h["docker-content-digest"] == img.digest, (accept, method, s)
+    elapsed = time.monotonic() - start
+    reqs = since(up, mark)
+    heads = count(reqs, method="HEAD", kind="manifests", ref="v1")
+    bound = int(elapsed) + 1 + len(CLASSES)
+    assert heads <= bound, (heads, bound, seen)
+    assert count(reqs, method="GET", kind="manifests") <= 2, seen
+    print(f"HEADs {heads} (bound {bound}) in {elapsed:.1f} s; statuses {seen}")

@@ -1067,8 +1067,8 @@ static void manifest_tag(struct cache *c, struct upstream *u, const char *repo,
                 serve_cached(c, m, OUTCOME_HIT, u, repo, cb, ud);
             else if (head && t->head_size_known)
                 answer_head(cb, ud, t);
-            else
-                fetch(c, u, repo, t->digest, cb, ud); /* its digest is known: GET that */
+            else /* its digest is known: by digest (cached, known missing, or one GET) */
+                cache_manifest(c, u, repo, t->digest, NULL, 0, cb, ud);
             return;
         }
         if (!tag_fresh && !retried && !health_is_down(c, u) &&

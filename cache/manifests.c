@@ -68,6 +68,7 @@ struct manifest_flight {
      * manifest (stale) and the flight goes on in the background to update the tag */
     uv_timer_t timer;
     int timer_on, stale_answered;
+    int overdue; /* its revalidate_timeout has passed */
 };
 
 /* ---- what an upstream may hand over as a manifest ----
@@ -788,6 +789,7 @@ static void on_revalidate_timeout(uv_timer_t *timer)
     struct manifest_meta *m = tag_manifest(c, f->u, f->repo, f->tag);
     struct manifest_waiter *w, **pw, *told = NULL;
     int deadline = 0;
+    f->overdue = 1;
     for (w = f->waiters; w; w = w->next)
         deadline |= (w->flags & WAIT_DEADLINE) != 0;
     if (!f->waiters || (!m && !deadline))
@@ -841,6 +843,17 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
     struct manifest_meta *m;
     if (f && f->stale_answered && (m = tag_manifest(c, u, repo, tag))) {
         deliver(c, m, OUTCOME_STALE, u, repo, cb, ud, flags); /* it is taking too long */
+        return;
+    }
+    if (f && f->overdue && (flags & WAIT_DEADLINE)) {
+        /* it is taking too long, and this waiter has a stale answer of its own */
+        char why[128];
+        snprintf(why, sizeof(why), "no answer to a tag revalidation within %llu ms",
+                 (unsigned long long)c->cfg->revalidate_timeout_ms);
+        health_failed(c, u, why);
+        struct cache_error late = {0};
+        cache__error_set(&late, 504, "UNAVAILABLE", "%s", why);
+        answer_error(cb, ud, &late);
         return;
     }
     if (f) {

@@ -448,11 +448,14 @@ def test_cycling_every_accept_class_across_a_tag_move(mirror_factory):
         up.stop()
 
 
-@pytest.mark.parametrize("with_full", [True, False], ids=["with-full", "narrow-only"])
-def test_a_stale_accept_class_is_served_while_the_upstream_hangs(mirror_factory, with_full):
+@pytest.mark.parametrize("with_full,late", [(True, False), (False, False), (False, True)],
+                         ids=["with-full", "narrow-only", "joins-an-overdue-head"])
+def test_a_stale_accept_class_is_served_while_the_upstream_hangs(mirror_factory, with_full,
+                                                                  late):
     """An Accept class's answer past revalidate_after, the upstream hung: the class is answered
     from the cache within revalidate_timeout (+ slack), whether the tag itself has a cached
-    manifest or is known by a HEAD alone; the hung upstream saw one manifest request."""
+    manifest or is known by a HEAD alone, and also when the tag's own HEAD (a client's, with
+    nothing cached to serve) is already overdue; the hung upstream saw one manifest request."""
     up = Scripted()
     try:
         moving = _Moving(up, "team/app", "multi")
@@ -469,6 +472,11 @@ def test_a_stale_accept_class_is_served_while_the_upstream_hangs(mirror_factory,
         time.sleep(1.3)
         up.route("*", r"/v2/team/app/manifests/.*", lambda req: Reply.hang())
         mark = len(up.log)
+        if late:
+            # a client's HEAD of the tag itself, which has no cached manifest: it waits
+            threading.Thread(target=get, args=(m, "/v2/team/app/manifests/multi", "HEAD", {}),
+                             daemon=True).start()
+            time.sleep(1.6)  # past revalidate_timeout
         t = time.monotonic()
         s, h, body = get(m, "/v2/team/app/manifests/multi", headers=narrow)
         took = time.monotonic() - t

@@ -70,6 +70,16 @@ static void log_access(struct conn *c, const char *note)
         len = sizeof(line);
     ssize_t w = write(STDERR_FILENO, line, (size_t)len);
     (void)w;
+    if (c->srv->opts.on_response) {
+        struct http_response_info info = {
+            .status = c->status,
+            .body_bytes = c->body_bytes,
+            .duration_us = clock_mono_us() - c->started_us,
+            .peer = c->peer,
+            .note = note[0] ? note + 1 : NULL,
+        };
+        c->srv->opts.on_response(c->srv->opts.ud, &c->rp.req, &info);
+    }
 }
 
 /* ---- lifetime ----

@@ -40,7 +40,24 @@ struct http_request {
     int has_body;
     int64_t content_length; /* -1: chunked */
     const char *outcome; /* set by the handler for the access log: hit, miss, fill, stale */
+    /* set by the handler for metrics and the access log (static strings or owned by the
+     * request's handler until the response is done): */
+    const char *handler;  /* what was asked: "base", "manifest", "blob", "tags", ... */
+    const char *upstream; /* the upstream it went to (its configured name), NULL: none */
+    char user[64];        /* the authenticated user, "" when anonymous */
 };
+
+/* What the front knows of a response once it is done (or abandoned). */
+struct http_response_info {
+    int status;           /* 0 when no response was started */
+    uint64_t body_bytes;  /* body bytes sent */
+    uint64_t duration_us; /* from the first byte of the request to the last of the response */
+    const char *peer;     /* the TCP peer's address */
+    const char *note;     /* NULL: complete; else "aborted" or "client gone" */
+};
+/* Called once per request the handler was given, when its response is complete or abandoned. */
+typedef void (*http_response_hook)(void *ud, const struct http_request *req,
+                                   const struct http_response_info *info);
 
 /* A file streamed as a response body: bytes [offset, end) of fd. readable (optional) says how
  * far a file still being written may be read now, and sets *failed when it never will be
@@ -85,6 +102,7 @@ struct http_server_opts {
      * remaining max_connections - max_waiting slots stay free for hits and probes. 0: no
      * limit. */
     uint64_t max_waiting;
+    http_response_hook on_response; /* optional; gets ud */
 };
 
 int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,

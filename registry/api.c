@@ -532,6 +532,9 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     int write = req->method == HTTP_METHOD_OTHER || (parsed == 0 && rt.kind == ROUTE_UPLOAD);
     char challenge[1024] = ""; /* built only for the answers that carry it */
     int ping = parsed == 0 && rt.kind == ROUTE_BASE;
+    req->handler = route_handler_name(parsed == 0 ? &rt : NULL);
+    if (user)
+        snprintf(req->user, sizeof(req->user), "%s", user);
     if (r->auth && !user &&
         (write || !auth_anonymous_pull(r->auth) || (ping && !has_token && !auth_ping_open(r->auth)))) {
         challenge_for(r, req, parsed ? NULL : &rt, challenge, sizeof(challenge));
@@ -580,6 +583,8 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     }
     char repo[REPO_MAX];
     struct upstream *u = pick_upstream(r, &rt, repo, sizeof(repo));
+    if (u)
+        req->upstream = upstream_name(u);
     if (!u) {
         respond_error(c, head, 404, "NAME_UNKNOWN", "no upstream is configured for this ns",
                       NULL);

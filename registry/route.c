@@ -141,6 +141,7 @@ int route_parse(const char *path, const char *query, struct route *r)
         const char *after = m + 14;
         if (*after == '\0' || *after == '/') {
             r->kind = ROUTE_UPLOAD;
+            r->upload_id = after[0] == '/' && after[1] != '\0';
             return set_name(r, rest, (size_t)(m - rest));
         }
     }
@@ -188,4 +189,20 @@ int route_names_upstream(const struct route *rt, int (*is_upstream)(void *ud, co
     memcpy(first, rt->name, (size_t)(slash - rt->name));
     first[slash - rt->name] = '\0';
     return is_upstream(ud, first) != 0;
+}
+
+const char *route_handler_name(const struct route *rt)
+{
+    if (!rt)
+        return NULL;
+    switch (rt->kind) {
+    case ROUTE_BASE: return "base";
+    case ROUTE_CATALOG: return "catalog";
+    case ROUTE_MANIFEST: return "manifest";
+    case ROUTE_BLOB: return "blob";
+    case ROUTE_TAGS: return "tags";
+    case ROUTE_UPLOAD: return rt->upload_id ? "blob-upload-chunk" : "blob-upload";
+    case ROUTE_REFERRERS: return "referrers";
+    }
+    return NULL;
 }

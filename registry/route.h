@@ -23,6 +23,7 @@ struct route {
     char reference[REF_DIGEST_MAX + 1]; /* tag or digest */
     int by_digest;
     char ns[256]; /* the ns query parameter, empty when absent */
+    int upload_id;     /* uploads: the path names an upload session */
     int bad_reference; /* manifests: a reference that is neither a tag nor a digest */
     /* when parsing fails: what to answer */
     int err_status;
@@ -34,6 +35,11 @@ struct route {
  * (and bad_reference) for a manifest reference that is neither a valid tag nor a digest; 404
  * NAME_UNKNOWN for an unknown endpoint. name is set whenever it was valid. */
 int route_parse(const char *path, const char *query, struct route *out);
+
+/* The name the distribution registry gives the handler of a route (its metrics' "handler"
+ * label): base, catalog, manifest, blob, tags, blob-upload (POST .../blobs/uploads/),
+ * blob-upload-chunk (.../blobs/uploads/<id>), referrers; NULL for rt NULL (no route). */
+const char *route_handler_name(const struct route *rt);
 
 /* Does the request name its upstream itself: an ns parameter (whatever its value), or a first
  * name component for which is_upstream returns non-zero (/v2/quay.io/org/app/...)? Such a

@@ -53,22 +53,22 @@ void metrics_http_started(const struct http_request *req);
  * (outcome hit or stale) or through the upstream (miss or fill). */
 void metrics_http_finished(const struct http_request *req, const struct http_response_info *info);
 
-/* ---- the pull-through cache (registry_proxy_*, regcache_fill*) ---- */
+/* ---- the pull-through cache (registry_proxy_*) ---- */
 
-/* A manifest or blob request answered for an upstream: hit (from the store) or miss. */
+/* A manifest or blob request answered for an upstream: hit (from the store) or miss. Called
+ * by metrics_http_finished for responses with an outcome. */
 void metrics_proxy_request(enum metrics_type t, int hit);
-/* Body bytes of type t received from an upstream. */
+/* Body bytes of type t received from an upstream (a 2xx answer to a GET). */
 void metrics_proxy_pulled(enum metrics_type t, uint64_t bytes);
-/* A blob fill or a manifest flight to an upstream began or ended. */
-void metrics_fill_begin(enum metrics_type t);
-void metrics_fill_end(enum metrics_type t);
-/* A request joined a fill or flight in progress rather than asking the upstream itself. */
+/* A request joined a blob fill, a blob HEAD or a manifest flight in progress rather than
+ * asking the upstream itself. */
 void metrics_fill_joined(enum metrics_type t);
 
 /* ---- upstreams (regcache_upstream_*); upstream is the configured name ---- */
 
-/* An upstream request ended: status 0 when no answer came; body bytes received; latency from
- * the start to the response headers (or to the failure). */
+/* One HTTP exchange with an upstream ended (each attempt: a 401 challenge answered and the
+ * retry with a token are two): status 0 when no answer came; body bytes received; latency
+ * from its start to the response headers (or to the failure). */
 void metrics_upstream_request(const char *upstream, int head, long status, uint64_t body_bytes,
                               uint64_t latency_us);
 /* A response announced a pull budget (-1: that part absent), or was a 429. */
@@ -77,16 +77,7 @@ void metrics_upstream_ratelimit(const char *upstream, int64_t limit, int64_t rem
 /* The upstream went up or down at since_ms (wall clock); reason: why it is down. */
 void metrics_upstream_state(const char *upstream, int up, uint64_t since_ms, const char *reason);
 
-/* ---- the store and the index ---- */
-
-/* What the store holds now, as the cache's index knows it. */
-void metrics_store_bytes(uint64_t bytes);
-/* What is cached, kept by whoever maintains the in-memory index: set once, then moved by
- * deltas. */
-void metrics_cached_set(uint64_t blobs, uint64_t manifests, uint64_t tags);
-void metrics_cached_add(int64_t blobs, int64_t manifests, int64_t tags);
-/* The index's write queue depth: may be called from any thread. */
-void metrics_index_pending(uint64_t n);
+/* ---- GC ---- */
 
 /* One GC run, as the page lists them. */
 struct metrics_gc_run {
@@ -99,12 +90,24 @@ struct metrics_gc_run {
 };
 void metrics_gc_run(const struct metrics_gc_run *run);
 
-/* ---- connections (http/server.c) ---- */
-
-/* The main listener's open connections, read at scrape time. */
-void metrics_connections_source(size_t (*open)(void *ud), void *ud);
-void metrics_connection_refused(void);
-void metrics_tls_handshake(int ok);
+/* ---- figures read when asked ----
+ * Modules that already keep a figure in memory (the cache's index, the HTTP server, the
+ * index's write queue) are asked for it at scrape time instead of reporting every change.
+ * A source adds what it knows to *out (which starts at 0); it runs on the loop thread and
+ * must only read memory. */
+struct metrics_live {
+    uint64_t store_bytes;
+    uint64_t blobs, manifests, tags;
+    uint64_t fills[METRICS_N_TYPES]; /* blob fills, manifest flights in progress */
+    uint64_t index_pending;          /* index writes not yet committed */
+    uint64_t connections_open, connections_refused;
+    uint64_t tls_ok, tls_failed;
+};
+typedef void (*metrics_source_fn)(void *ud, struct metrics_live *out);
+/* At most METRICS_MAX_SOURCES; 0 or -ENOSPC. */
+#define METRICS_MAX_SOURCES 8
+int metrics_add_source(metrics_source_fn fn, void *ud);
+void metrics_remove_source(metrics_source_fn fn, void *ud);
 
 /* ---- reading ---- */
 
@@ -125,11 +128,11 @@ struct metrics_view {
     uint64_t start_ms; /* the process's start, wall clock */
     uint64_t requests[METRICS_N_TYPES], hits[METRICS_N_TYPES], misses[METRICS_N_TYPES];
     uint64_t pulled_bytes[METRICS_N_TYPES]; /* received from upstreams */
+    uint64_t pushed_bytes[METRICS_N_TYPES]; /* response bodies sent for them */
     uint64_t served_cache_bytes;    /* response bodies answered from the store (hit, stale) */
     uint64_t served_upstream_bytes; /* response bodies that came through an upstream (miss, fill) */
-    uint64_t store_bytes, max_size_bytes, fs_free_bytes; /* max_size 0: no limit */
-    uint64_t blobs, manifests, tags;
-    uint64_t index_pending;
+    uint64_t max_size_bytes, fs_free_bytes; /* max_size 0: no limit; free 0: unknown */
+    struct metrics_live live;               /* store bytes, counts, fills, connections */
     size_t n_gc; /* runs in gc[], newest first */
     struct metrics_gc_run gc[METRICS_GC_RUNS];
 };

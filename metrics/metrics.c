@@ -281,28 +281,30 @@ void metrics_http_finished(const struct http_request *req, const struct http_res
     }
 }
 
-void metrics_proxy_pulled(enum metrics_type t, uint64_t bytes)
-{
-    if (reg && (unsigned)t < METRICS_N_TYPES)
-        reg->proxy_pulled[t] += bytes;
-}
-
 void metrics_fill_joined(enum metrics_type t)
 {
     if (reg && (unsigned)t < METRICS_N_TYPES)
         reg->fill_joins[t]++;
 }
 
-void metrics_upstream_request(const char *upstream, int head, long status, uint64_t body_bytes,
-                              uint64_t latency_us)
+void metrics_upstream_request(const char *upstream, int head, long status, uint64_t latency_us)
 {
     struct up_metrics *u = up_of(upstream);
     if (!u)
         return;
     size_t cls = status >= 200 && status < 600 ? (size_t)(status / 100 - 2) : N_CLASSES - 1;
     u->requests[head ? 1 : 0][cls]++;
-    u->bytes += body_bytes;
     metrics__observe(&u->latency, &metrics__duration_buckets, latency_us);
+}
+
+void metrics_upstream_body(const char *upstream, int t, uint64_t bytes)
+{
+    struct up_metrics *u = up_of(upstream);
+    if (!u)
+        return;
+    u->bytes += bytes;
+    if (t >= 0 && t < METRICS_N_TYPES)
+        reg->proxy_pulled[t] += bytes;
 }
 
 void metrics_upstream_ratelimit(const char *upstream, int64_t limit, int64_t remaining,

@@ -58,8 +58,6 @@ void metrics_http_finished(const struct http_request *req, const struct http_res
 /* A manifest or blob request answered for an upstream: hit (from the store) or miss. Called
  * by metrics_http_finished for responses with an outcome. */
 void metrics_proxy_request(enum metrics_type t, int hit);
-/* Body bytes of type t received from an upstream (a 2xx answer to a GET). */
-void metrics_proxy_pulled(enum metrics_type t, uint64_t bytes);
 /* A request joined a blob fill, a blob HEAD or a manifest flight in progress rather than
  * asking the upstream itself. */
 void metrics_fill_joined(enum metrics_type t);
@@ -67,10 +65,12 @@ void metrics_fill_joined(enum metrics_type t);
 /* ---- upstreams (regcache_upstream_*); upstream is the configured name ---- */
 
 /* One HTTP exchange with an upstream ended (each attempt: a 401 challenge answered and the
- * retry with a token are two): status 0 when no answer came; body bytes received; latency
- * from its start to the response headers (or to the failure). */
-void metrics_upstream_request(const char *upstream, int head, long status, uint64_t body_bytes,
-                              uint64_t latency_us);
+ * retry with a token are two): status 0 when no answer came; latency from sending the request
+ * to the response headers (or to the failure). */
+void metrics_upstream_request(const char *upstream, int head, long status, uint64_t latency_us);
+/* Body bytes received from an upstream; t: METRICS_BLOB or METRICS_MANIFEST for the body of
+ * a 2xx answer to a GET of one (registry_proxy_pulled_bytes_total), -1 for anything else. */
+void metrics_upstream_body(const char *upstream, int t, uint64_t bytes);
 /* A response announced a pull budget (-1: that part absent), or was a 429. */
 void metrics_upstream_ratelimit(const char *upstream, int64_t limit, int64_t remaining,
                                 int64_t window_s, int is_429);

@@ -695,6 +695,32 @@ static int expose_process(struct buf *out)
     return 0;
 }
 
+void metrics_respond(struct conn *c, const struct http_request *req)
+{
+    static const char json[] = "Content-Type: application/json\r\n";
+    int head = req->method == HTTP_METHOD_HEAD;
+    if (req->method == HTTP_METHOD_OTHER) {
+        static const char body[] =
+            "{\"errors\":[{\"code\":\"UNSUPPORTED\",\"message\":\"only GET and HEAD\","
+            "\"detail\":null}]}\n";
+        conn_respond(c, 405, "Content-Type: application/json\r\nAllow: GET, HEAD\r\n", body,
+                     sizeof(body) - 1, 0);
+        return;
+    }
+    struct buf b;
+    buf_init(&b, METRICS_EXPOSITION_MAX);
+    if (metrics_expose(&b)) {
+        static const char body[] = "{\"errors\":[{\"code\":\"UNKNOWN\",\"message\":\"cannot "
+                                   "build the metrics\",\"detail\":null}]}\n";
+        conn_respond(c, 500, json, body, sizeof(body) - 1, head);
+    } else {
+        conn_respond(c, 200,
+                     "Content-Type: " METRICS_CONTENT_TYPE "\r\nCache-Control: no-store\r\n",
+                     b.data ? b.data : "", b.len, head);
+    }
+    buf_free(&b);
+}
+
 int metrics_expose(struct buf *out)
 {
     if (!reg)

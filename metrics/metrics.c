@@ -155,12 +155,12 @@ int metrics_init(uv_loop_t *loop, const struct config *cfg)
         u->rl_limit = u->rl_remaining = u->rl_window_s = -1;
         r->n_ups = i + 1;
     }
-    /* a first figure now (at start, before any request), then every few seconds off the loop */
-    atomic_store(&r->fs_free, measure_free(r->storage));
+    /* a first figure as soon as the loop runs (the storage exists by then), then every few
+     * seconds, always off the loop */
     if (loop) {
         uv_timer_init(loop, &r->fs_timer);
         r->fs_timer.data = r;
-        uv_timer_start(&r->fs_timer, on_fs_timer, METRICS_FS_INTERVAL_MS, METRICS_FS_INTERVAL_MS);
+        uv_timer_start(&r->fs_timer, on_fs_timer, 0, METRICS_FS_INTERVAL_MS);
         r->fs_timer_on = 1;
     }
     reg = r;

@@ -439,7 +439,7 @@ int serve(const struct config *cfg)
     uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 
     /* The reconciliation can take minutes on a large store: it runs on the thread pool while
-     * the loop answers probes (and 503 to the rest); start_done makes the rest. */
+     * the loop answers probes (and 503 to the rest); startup_done starts the rest. */
     d.startup_t0 = clock_mono_us();
     d.startup_work.data = &d;
     if ((r = uv_queue_work(&d.loop, &d.startup_work, startup_work, startup_done))) {

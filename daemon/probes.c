@@ -17,8 +17,7 @@
 #define PROBE_HEADERS "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n"
 
 enum check_id { CHECK_PING, CHECK_STARTUP, CHECK_STORE, CHECK_INDEX, CHECK_SHUTDOWN, N_CHECKS };
-static const char *const check_names[N_CHECKS] = {"ping", "startup", "store", "index",
-                                                  "shutdown"};
+static const char *const check_names[N_CHECKS] = {"ping", "startup", "store", "index", "shutdown"};
 
 struct probes {
     uv_loop_t *loop;
@@ -246,8 +245,8 @@ static void add(struct body *b, const char *fmt, ...)
 }
 
 /* One probe's answer: checks [0, n) of r, in Kubernetes' format. */
-static void answer(struct conn *c, int head, const char *probe, const struct check_result *r,
-                   int n, const struct query *q)
+static void answer(struct conn *c, int head, const char *probe, const struct check_result *r, int n,
+                   const struct query *q)
 {
     struct body *b = malloc(sizeof(*b));
     if (!b) {

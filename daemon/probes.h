@@ -31,8 +31,8 @@
 
 #include "http/http.h"
 
-#define PROBES_CHECK_MS 5000 /* the store is written this often */
-#define PROBES_FRESH_MS 1000 /* a /readyz finding an older result starts a new check */
+#define PROBES_CHECK_MS 5000   /* the store is written this often */
+#define PROBES_FRESH_MS 1000   /* a /readyz finding an older result starts a new check */
 #define PROBES_RETRY_AFTER "5" /* seconds, in the 503 of the gate */
 
 struct store;

@@ -23,6 +23,11 @@
  * 503 UNAVAILABLE with Retry-After ("starting: reconciling the store", "shutting down"), so that
  * nothing reaches a half-made cache or one being taken apart.
  *
+ * The drain: the listener keeps accepting after SIGTERM (http_server_drain), so that a load
+ * balancer's or kubelet's probe is told "not ready" rather than refused; each new connection
+ * gets one answer (a probe's, or the 503) and is closed, and only the responses already in
+ * flight are waited for.
+ *
  * Loop thread. */
 #ifndef REGCACHE_DAEMON_PROBES_H
 #define REGCACHE_DAEMON_PROBES_H

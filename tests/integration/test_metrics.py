@@ -4,6 +4,7 @@ upstream's access log saw, and for who may read it (metrics.listen, metrics.allo
 import http.client
 import os
 import re
+import socket
 import ssl
 import subprocess
 import time
@@ -449,3 +450,30 @@ def test_tls_handshakes_are_counted_by_result(mirror_factory, up, tmp_dir):
         scrape(port)), timeout=10, what="the refused handshake counted")
     assert s.get("regcache_tls_handshakes_total", result="ok") == 3
     assert s.get("regcache_tls_handshakes_total", result="failed") == 1
+
+
+def test_connections_open_and_refused(mirror_factory, up):
+    """Connections held open show in regcache_connections_open; one past
+    limits.max_connections is refused (503) and counted."""
+    mirror, port = metrics_mirror(mirror_factory, [up],
+                                  extra={"limits": {"max_connections": 3}})
+    # the start-up probe's connection is gone first, then each one is in before the next
+    wait_until(lambda: scrape(port).get("regcache_connections_open") == 0, timeout=10,
+               what="no connection open")
+    held = []
+    try:
+        for n in range(1, 4):
+            held.append(socket.create_connection(("127.0.0.1", mirror.port), timeout=10))
+            wait_until(lambda: scrape(port).get("regcache_connections_open") == n, timeout=10,
+                       what=f"{n} connections open")
+        with socket.create_connection(("127.0.0.1", mirror.port), timeout=10) as extra:
+            extra.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert extra.recv(100).startswith(b"HTTP/1.1 503")
+        s = scrape(port)
+        assert s.get("regcache_connections_refused_total") == 1
+        assert s.get("regcache_connections_open") == 3
+    finally:
+        for c in held:
+            c.close()
+    wait_until(lambda: scrape(port).get("regcache_connections_open") == 0, timeout=10,
+               what="the connections closed")

@@ -240,9 +240,13 @@ def test_counts_equal_what_the_upstream_saw(mirror_factory, up, make_image, push
     for img in (a, b):
         pull(mirror, img)  # warm: every request a hit
     assert get(mirror, f"/v2/{a.repo}/manifests/{a.tag}", method="HEAD")[0] == 200  # a hit
-    s = scrape(port)
+    since(up, mark)  # the upstream's log has settled
     seen = upstream_access(up, mark)
-    since(up, mark)  # settled
+    # an upstream exchange is counted when its transfer ends, which may be a moment after the
+    # client had its last byte
+    s = wait_until(lambda: (lambda sc: sc if sc.get(
+        "regcache_upstream_request_duration_seconds_count", upstream="docker.io") >= len(seen)
+        else None)(scrape(port)), timeout=10, what="every upstream exchange counted")
 
     n_blobs = len(a.blob_digests) + len(b.blob_digests)
     blob_bytes = sum(len(i.blobs[d]) for i in (a, b) for d in i.blob_digests)

@@ -20,6 +20,7 @@
 #include "registry/api.h"
 #include "hosted/hosted.h"
 #include "store/store.h"
+#include "ui/ui.h"
 #include "upstream/upstream.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -41,6 +42,7 @@ struct daemon {
     struct http_server *http;
     struct auth *auth;
     struct hosted *hosted;
+    struct ui *ui;
     uv_signal_t sighup;
 };
 
@@ -292,6 +294,11 @@ int serve(const struct config *cfg)
         log_error("out of memory");
         goto fail;
     }
+    if ((r = ui_new(&d.loop, cfg, d.db, d.store, d.up, &d.ui))) {
+        log_error("status page: cannot start (%s)", strerror(-r));
+        goto fail;
+    }
+    registry_set_ui(d.registry, d.ui);
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
     uv_timer_init(&d.loop, &d.shutdown_timer);
@@ -312,6 +319,7 @@ int serve(const struct config *cfg)
     status = 0;
     http_server_free(d.http);
     registry_free(d.registry);
+    ui_free(d.ui);
     hosted_free(d.hosted);
     auth_free(d.auth);
     cache_free(d.cache);
@@ -326,6 +334,7 @@ int serve(const struct config *cfg)
 fail:
     /* Before the loop ever ran: stop what was started, let the close callbacks run, free. */
     registry_free(d.registry);
+    ui_free(d.ui);
     auth_shutdown(d.auth);
     hosted_shutdown(d.hosted);
     if (d.cache)

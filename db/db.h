@@ -166,6 +166,7 @@ struct db_repo_row {
     const char *upstream, *repo;
     uint64_t bytes;          /* cached blobs this repository referenced */
     uint64_t last_access_ms; /* the latest access among them */
+    uint64_t tags;           /* its tags */
 };
 int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row), void *ud);
 /* Tags of one repository, with their manifest's last access. */

@@ -358,7 +358,8 @@ int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(
             d->sql,
-            "SELECT r.upstream, r.repo, coalesce(sum(b.size), 0), coalesce(max(b.last_access_ms), 0)"
+            "SELECT r.upstream, r.repo, coalesce(sum(b.size), 0), coalesce(max(b.last_access_ms), 0),"
+            " (SELECT count(*) FROM tags t WHERE t.upstream = r.upstream AND t.repo = r.repo)"
             " FROM (SELECT upstream, repo FROM tags UNION SELECT upstream, repo FROM repo_blobs) r"
             " LEFT JOIN repo_blobs rb ON rb.upstream = r.upstream AND rb.repo = r.repo"
             " LEFT JOIN blobs b ON b.digest = rb.digest"
@@ -370,7 +371,8 @@ int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row
         struct db_repo_row row = {(const char *)sqlite3_column_text(st, 0),
                                   (const char *)sqlite3_column_text(st, 1),
                                   (uint64_t)sqlite3_column_int64(st, 2),
-                                  (uint64_t)sqlite3_column_int64(st, 3)};
+                                  (uint64_t)sqlite3_column_int64(st, 3),
+                                  (uint64_t)sqlite3_column_int64(st, 4)};
         if (row.upstream && row.repo)
             r = fn(ud, &row);
     }

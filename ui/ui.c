@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "db/db.h"
+#include "metrics/metrics.h"
 #include "registry/respond.h"
 #include "registry/route.h"
 #include "store/store.h"
@@ -20,10 +21,14 @@
 #include "util/reference.h"
 
 #define UI_GC_RUNS 20       /* recent GC runs on the summary */
+#define UI_UPSTREAMS_MAX 32 /* upstreams read from the metrics (CONFIG_MAX_UPSTREAMS) */
 #define UI_CHILDREN_MAX 64  /* an index's platforms read for its size */
 #define UI_LAYERS_MAX 1000  /* an image's layers listed */
 #define UI_FIELD_MAX 256    /* a media type, platform part or annotation shown */
 #define UI_DEFAULT_LIMIT 100
+
+/* Appends a string literal. */
+#define LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
 
 /* The page's own policy: its script and style sheet from its own files, JSON from its own
  * origin, nothing inline, nothing framed. */
@@ -61,6 +66,11 @@ struct job {
     char name[REF_NAME_MAX + 1];
     char digest[REF_DIGEST_MAX + 1];
     uint64_t now_ms;
+    /* the summary's in-memory figures, read on the loop when the job starts */
+    int have_metrics;
+    struct metrics_view mv;
+    size_t n_mu;
+    struct metrics_upstream_view mu[UI_UPSTREAMS_MAX];
     struct buf out;
     int status; /* 0: out holds the answer; else this error */
     const char *code;
@@ -108,10 +118,10 @@ int ui_for_pushers(const struct ui *ui)
 static void put_str(struct buf *b, const char *s)
 {
     if (!s) {
-        buf_append(b, "null", 4);
+        LIT(b, "null");
         return;
     }
-    buf_append(b, "\"", 1);
+    LIT(b, "\"");
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\')
@@ -121,7 +131,7 @@ static void put_str(struct buf *b, const char *s)
         else
             buf_append(b, s, 1);
     }
-    buf_append(b, "\"", 1);
+    LIT(b, "\"");
 }
 
 static void put_key(struct buf *b, const char *key)
@@ -297,16 +307,16 @@ struct tag_info {
 
 static void put_platform(struct buf *b, const struct desc *d)
 {
-    buf_append(b, "{", 1);
+    LIT(b, "{");
     put_key(b, "os");
     put_str(b, d->os);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_key(b, "architecture");
     put_str(b, d->arch);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_key(b, "variant");
     put_str(b, d->variant[0] ? d->variant : NULL);
-    buf_append(b, "}", 1);
+    LIT(b, "}");
 }
 
 /* One platform of an index listed in a tag's row; its image is read for its size. */
@@ -314,16 +324,16 @@ static int tag_platform(void *ud, const struct desc *d)
 {
     struct tag_info *t = ud;
     if (t->platforms++)
-        buf_append(t->out, ",", 1);
-    buf_append(t->out, "{", 1);
+        LIT(t->out, ",");
+    LIT(t->out, "{");
     put_key(t->out, "digest");
     put_str(t->out, d->digest[0] ? d->digest : NULL);
-    buf_append(t->out, ",", 1);
+    LIT(t->out, ",");
     put_key(t->out, "platform");
     if (d->has_platform)
         put_platform(t->out, d);
     else
-        buf_append(t->out, "null", 4);
+        LIT(t->out, "null");
     char *body = NULL;
     size_t len = 0;
     int stored = d->digest[0] && read_manifest(t->ui->store, d->digest,
@@ -345,14 +355,14 @@ static void put_manifest_summary(struct ui *ui, struct buf *b, const char *diges
     int r = read_manifest(ui->store, digest, ui->cfg->max_manifest_bytes, &body, &len);
     buf_printf(b, ",\"stored\":%s", r == 0 ? "true" : "false");
     if (r) {
-        buf_append(b, ",\"size\":null,\"platforms\":null", 29);
+        LIT(b, ",\"size\":null,\"platforms\":null");
         return;
     }
     if (is_index(body, len)) {
         struct tag_info t = {ui, b, 0, 0, 0};
-        buf_append(b, ",\"platforms\":[", 14);
+        LIT(b, ",\"platforms\":[");
         each_desc(body, len, "manifests", UI_CHILDREN_MAX, tag_platform, &t);
-        buf_append(b, "]", 1);
+        LIT(b, "]");
         buf_printf(b, ",\"platforms_stored\":%zu", t.stored);
         buf_printf(b, ",\"size\":%llu", (unsigned long long)t.size);
     } else {
@@ -445,93 +455,127 @@ static void summary(struct db *d, struct job *j)
     u.n = cfg->n_upstreams;
     db_each_ratelimit(d, keep_ratelimit, &u);
     db_each_upstream_state(d, keep_state, &u);
-    uint64_t free_bytes = store_free_bytes(j->ui->store); /* statvfs: off the loop */
+    for (size_t i = 0; i < j->n_mu; i++) { /* what this process saw is newer */
+        const struct metrics_upstream_view *mu = &j->mu[i];
+        struct named *r = row_for(&u, mu->name);
+        if (!r)
+            continue;
+        if (!mu->up || mu->since_ms) {
+            free(r->state);
+            free(r->reason);
+            r->state = strdup(mu->up ? "up" : "down");
+            r->reason = mu->reason[0] ? strdup(mu->reason) : NULL;
+            r->st.since_ms = mu->since_ms;
+        }
+        if (mu->ratelimit_seen_ms >= r->rl.seen_ms && mu->ratelimit_limit >= 0) {
+            r->rl.limit = mu->ratelimit_limit;
+            r->rl.remaining = mu->ratelimit_remaining;
+            r->rl.window_s = mu->ratelimit_window_s;
+            r->rl.seen_ms = mu->ratelimit_seen_ms;
+        }
+        if (mu->last_429_ms > r->rl.last_429_ms)
+            r->rl.last_429_ms = mu->last_429_ms;
+    }
+    uint64_t free_bytes = j->have_metrics ? j->mv.fs_free_bytes : 0;
+    if (!free_bytes)
+        free_bytes = store_free_bytes(j->ui->store); /* statvfs: off the loop */
+    uint64_t hits = s.hits, misses = s.misses, started = s.started_ms;
+    if (j->have_metrics) { /* since this process started, as /metrics counts them */
+        hits = j->mv.hits[METRICS_BLOB] + j->mv.hits[METRICS_MANIFEST];
+        misses = j->mv.misses[METRICS_BLOB] + j->mv.misses[METRICS_MANIFEST];
+        started = j->mv.start_ms;
+    }
 
     buf_printf(b, "{\"version\":\"%s\",", REGCACHE_VERSION);
     put_u64(b, "now", j->now_ms);
-    buf_append(b, ",", 1);
-    put_ms(b, "started", s.started_ms);
-    buf_append(b, ",", 1);
-    put_u64(b, "hits", s.hits);
-    buf_append(b, ",", 1);
-    put_u64(b, "misses", s.misses);
-    buf_append(b, ",", 1);
-    if (s.hits + s.misses)
-        buf_printf(b, "\"hit_ratio\":%.4f", (double)s.hits / (double)(s.hits + s.misses));
+    LIT(b, ",");
+    put_ms(b, "started", started);
+    LIT(b, ",");
+    put_u64(b, "hits", hits);
+    LIT(b, ",");
+    put_u64(b, "misses", misses);
+    LIT(b, ",");
+    if (hits + misses)
+        buf_printf(b, "\"hit_ratio\":%.4f", (double)hits / (double)(hits + misses));
     else
         buf_printf(b, "\"hit_ratio\":null");
-    buf_append(b, ",\"bytes_from_cache\":null,\"bytes_from_upstream\":null", 50);
-    buf_append(b, ",\"store\":{", 10);
+    if (j->have_metrics)
+        buf_printf(b, ",\"bytes_from_cache\":%llu,\"bytes_from_upstream\":%llu",
+                   (unsigned long long)j->mv.served_cache_bytes,
+                   (unsigned long long)j->mv.served_upstream_bytes);
+    else
+        LIT(b, ",\"bytes_from_cache\":null,\"bytes_from_upstream\":null");
+    LIT(b, ",\"store\":{");
     put_u64(b, "bytes", s.blob_bytes);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_u64(b, "max_size", cfg->max_size_bytes);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_u64(b, "min_free", cfg->min_free_bytes);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     if (free_bytes)
         put_u64(b, "free", free_bytes);
     else
-        buf_append(b, "\"free\":null", 11);
-    buf_append(b, "},\"counts\":{", 12);
+        LIT(b, "\"free\":null");
+    LIT(b, "},\"counts\":{");
     put_u64(b, "blobs", s.blobs);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_u64(b, "manifests", s.manifests);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_u64(b, "tags", s.tags);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_u64(b, "repositories", s.repositories);
-    buf_append(b, "},\"upstreams\":[", 15);
+    LIT(b, "},\"upstreams\":[");
     for (size_t i = 0; i < u.n; i++) {
         struct named *r = &u.rows[i];
         buf_append(b, i ? ",{" : "{", i ? 2 : 1);
         put_key(b, "name");
         put_str(b, r->name);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_key(b, "url");
         put_url(b, cfg->upstreams[i].url);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_key(b, "state");
         put_str(b, r->state ? r->state : "up");
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_ms(b, "since", r->st.since_ms);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_key(b, "reason");
         put_str(b, r->reason);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_i64(b, "limit", r->rl.limit);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_i64(b, "remaining", r->rl.remaining);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_i64(b, "window_s", r->rl.window_s);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_key(b, "source");
         put_str(b, r->source);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_ms(b, "seen", r->rl.seen_ms);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_ms(b, "last_429", r->rl.last_429_ms);
-        buf_append(b, "}", 1);
+        LIT(b, "}");
         free(r->source);
         free(r->state);
         free(r->reason);
     }
     free(u.rows);
-    buf_append(b, "],\"gc_runs\":[", 13);
+    LIT(b, "],\"gc_runs\":[");
     for (int i = 0; i < n; i++) {
         buf_append(b, i ? ",{" : "{", i ? 2 : 1);
         put_u64(b, "started", runs[i].started_ms);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "duration_ms", runs[i].duration_ms);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_key(b, "reason");
         put_str(b, runs[i].reason);
         buf_printf(b, ",\"dry_run\":%s,", runs[i].dry_run ? "true" : "false");
         put_u64(b, "evicted", runs[i].evicted_count);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "evicted_bytes", runs[i].evicted_bytes);
-        buf_append(b, "}", 1);
+        LIT(b, "}");
     }
-    buf_append(b, "]}\n", 3);
+    LIT(b, "]}\n");
 }
 
 /* ---- repositories (db thread) ---- */
@@ -598,7 +642,8 @@ static int add_repo(struct repo_list *l, const char *upstream, const char *name,
 
 static int proxied_repo(void *ud, const struct db_repo_row *row)
 {
-    return add_repo(ud, row->upstream, row->repo, row->bytes, row->last_access_ms, -1);
+    return add_repo(ud, row->upstream, row->repo, row->bytes, row->last_access_ms,
+                    (int64_t)row->tags);
 }
 
 static int hosted_repo(void *ud, const struct db_hosted_repo_row *row)
@@ -647,15 +692,15 @@ static void repositories(struct db *d, struct job *j)
         if (l.n)
             qsort(l.rows, l.n, sizeof(*l.rows), cmp_repo);
         struct buf *b = &j->out;
-        buf_append(b, "{", 1);
+        LIT(b, "{");
         put_u64(b, "total", l.n);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "all", l.all);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "offset", j->offset);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "limit", j->limit);
-        buf_append(b, ",\"repositories\":[", 17);
+        LIT(b, ",\"repositories\":[");
         for (size_t i = j->offset, k = 0; i < l.n && k < j->limit; i++, k++) {
             struct repo_row *r = &l.rows[i];
             buf_append(b, k ? ",{" : "{", k ? 2 : 1);
@@ -664,15 +709,15 @@ static void repositories(struct db *d, struct job *j)
             buf_printf(b, ",\"hosted\":%s,", r->upstream ? "false" : "true");
             put_key(b, "name");
             put_str(b, r->name);
-            buf_append(b, ",", 1);
+            LIT(b, ",");
             put_u64(b, "bytes", r->bytes);
-            buf_append(b, ",", 1);
+            LIT(b, ",");
             put_ms(b, "last_pull", r->last_ms);
-            buf_append(b, ",", 1);
+            LIT(b, ",");
             put_i64(b, "tags", r->tags);
-            buf_append(b, "}", 1);
+            LIT(b, "}");
         }
-        buf_append(b, "]}\n", 3);
+        LIT(b, "]}\n");
     }
     for (size_t i = 0; i < l.n; i++) {
         free(l.rows[i].upstream);
@@ -735,39 +780,39 @@ static void repository(struct db *d, struct job *j)
         job_fail(j, 503, "UNAVAILABLE", "out of memory");
     } else {
         struct buf *b = &j->out;
-        buf_append(b, "{", 1);
+        LIT(b, "{");
         put_key(b, "upstream");
         put_str(b, j->hosted ? NULL : j->upstream);
         buf_printf(b, ",\"hosted\":%s,", j->hosted ? "true" : "false");
         put_key(b, "name");
         put_str(b, j->name);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "total", l.n);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "offset", j->offset);
-        buf_append(b, ",", 1);
+        LIT(b, ",");
         put_u64(b, "limit", j->limit);
-        buf_append(b, ",\"tags\":[", 9);
+        LIT(b, ",\"tags\":[");
         for (size_t i = j->offset, k = 0; i < l.n && k < j->limit; i++, k++) {
             struct tag_row *t = &l.rows[i];
             buf_append(b, k ? ",{" : "{", k ? 2 : 1);
             put_key(b, "tag");
             put_str(b, t->tag);
-            buf_append(b, ",", 1);
+            LIT(b, ",");
             put_key(b, "digest");
             put_str(b, t->digest);
-            buf_append(b, ",", 1);
+            LIT(b, ",");
             put_key(b, "media_type");
             put_str(b, t->media_type);
-            buf_append(b, ",", 1);
+            LIT(b, ",");
             put_ms(b, "last_pull", t->last_ms);
-            buf_append(b, ",", 1);
+            LIT(b, ",");
             put_ms(b, "validated", t->validated_ms);
             if (ref_digest_valid(t->digest, strlen(t->digest)))
                 put_manifest_summary(j->ui, b, t->digest);
-            buf_append(b, "}", 1);
+            LIT(b, "}");
         }
-        buf_append(b, "]}\n", 3);
+        LIT(b, "]}\n");
     }
     for (size_t i = 0; i < l.n; i++) {
         free(l.rows[i].tag);
@@ -789,10 +834,10 @@ static void put_desc_common(struct buf *b, const struct desc *dsc)
 {
     put_key(b, "digest");
     put_str(b, dsc->digest[0] ? dsc->digest : NULL);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_key(b, "media_type");
     put_str(b, dsc->media_type);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_u64(b, "size", dsc->size);
 }
 
@@ -808,9 +853,9 @@ static int manifest_layer(void *ud, const struct desc *dsc)
     w->n++;
     put_desc_common(b, dsc);
     buf_printf(b, ",\"stored\":%s", stored ? "true" : "false");
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_ms(b, "last_pull", stored ? last : 0);
-    buf_append(b, "}", 1);
+    LIT(b, "}");
     return 0;
 }
 
@@ -821,12 +866,12 @@ static int manifest_child(void *ud, const struct desc *dsc)
     buf_append(b, w->n ? ",{" : "{", w->n ? 2 : 1);
     w->n++;
     put_desc_common(b, dsc);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_key(b, "platform");
     if (dsc->has_platform)
         put_platform(b, dsc);
     else
-        buf_append(b, "null", 4);
+        LIT(b, "null");
     char *body = NULL;
     size_t len = 0;
     int stored = dsc->digest[0] && read_manifest(w->j->ui->store, dsc->digest,
@@ -836,8 +881,8 @@ static int manifest_child(void *ud, const struct desc *dsc)
     if (stored)
         buf_printf(b, ",\"image_size\":%llu", (unsigned long long)image_size(body, len));
     else
-        buf_append(b, ",\"image_size\":null", 18);
-    buf_append(b, "}", 1);
+        LIT(b, ",\"image_size\":null");
+    LIT(b, "}");
     free(body);
     return 0;
 }
@@ -854,7 +899,7 @@ static void put_annotations(struct buf *b, const char *body, size_t len)
 {
     const char *v;
     size_t vl;
-    buf_append(b, ",\"annotations\":{", 16);
+    LIT(b, ",\"annotations\":{");
     if (json_get_raw(body, len, "annotations", &v, &vl) == 0 && vl && v[0] == '{') {
         int n = 0;
         for (size_t i = 0; i < sizeof(annotation_keys) / sizeof(annotation_keys[0]); i++) {
@@ -862,13 +907,13 @@ static void put_annotations(struct buf *b, const char *body, size_t len)
             if (json_get_string(v, vl, annotation_keys[i], val, sizeof(val)) < 0)
                 continue;
             if (n++)
-                buf_append(b, ",", 1);
+                LIT(b, ",");
             put_str(b, annotation_keys[i]);
-            buf_append(b, ":", 1);
+            LIT(b, ":");
             put_str(b, val);
         }
     }
-    buf_append(b, "}", 1);
+    LIT(b, "}");
 }
 
 static void manifest(struct db *d, struct job *j)
@@ -890,45 +935,45 @@ static void manifest(struct db *d, struct job *j)
     }
     struct buf *b = &j->out;
     struct manifest_walk w = {j, d, 0};
-    buf_append(b, "{", 1);
+    LIT(b, "{");
     put_key(b, "digest");
     put_str(b, j->digest);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_key(b, "media_type");
     put_str(b, media_type);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_u64(b, "size", len);
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_ms(b, "last_pull", last);
     char at[UI_FIELD_MAX];
     get_field(body, len, "artifactType", at, sizeof(at));
-    buf_append(b, ",", 1);
+    LIT(b, ",");
     put_key(b, "artifact_type");
     put_str(b, at[0] ? at : NULL);
     put_annotations(b, body, len);
     if (is_index(body, len)) {
-        buf_append(b, ",\"kind\":\"index\",\"manifests\":[", 29);
+        LIT(b, ",\"kind\":\"index\",\"manifests\":[");
         each_desc(body, len, "manifests", UI_LAYERS_MAX, manifest_child, &w);
-        buf_append(b, "]", 1);
+        LIT(b, "]");
     } else {
         const char *v;
         size_t vl;
-        buf_append(b, ",\"kind\":\"image\",\"config\":", 25);
+        LIT(b, ",\"kind\":\"image\",\"config\":");
         if (json_get_raw(body, len, "config", &v, &vl) == 0 && vl && v[0] == '{') {
             struct desc dsc;
             parse_desc(v, vl, &dsc);
-            buf_append(b, "{", 1);
+            LIT(b, "{");
             put_desc_common(b, &dsc);
-            buf_append(b, "}", 1);
+            LIT(b, "}");
         } else {
-            buf_append(b, "null", 4);
+            LIT(b, "null");
         }
         buf_printf(b, ",\"image_size\":%llu,\"layers\":[",
                    (unsigned long long)image_size(body, len));
         each_desc(body, len, "layers", UI_LAYERS_MAX, manifest_layer, &w);
-        buf_append(b, "]", 1);
+        LIT(b, "]");
     }
-    buf_append(b, "}\n", 2);
+    LIT(b, "}\n");
     free(body);
 }
 
@@ -992,6 +1037,13 @@ static void api(struct ui *ui, struct conn *c, struct http_request *req, enum jo
     j->head = head;
     j->kind = kind;
     j->now_ms = clock_wall_ms();
+    if (kind == JOB_SUMMARY && metrics_upstream_count() > 0) {
+        j->have_metrics = 1;
+        metrics_view(&j->mv);
+        for (size_t i = 0; i < metrics_upstream_count() && i < UI_UPSTREAMS_MAX; i++)
+            if (metrics_upstream_view(i, &j->mu[j->n_mu]) == 0)
+                j->n_mu++;
+    }
     j->offset = query_count(req->query, "offset", 0, UINT32_MAX);
     j->limit = query_count(req->query, "limit", UI_DEFAULT_LIMIT, UI_PAGE_MAX);
     char v[16];

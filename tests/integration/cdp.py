@@ -209,9 +209,13 @@ class Browser:
     def navigate(self, url, ready=None, timeout=20):
         """Loads url and waits for the load event, then for the expression ready."""
         mark = len(self.events)
-        self.call("Page.navigate", url=url)
+        if ready:  # what the last view drew must not pass for the next one
+            self.evaluate("document.getElementById('view')?.replaceChildren(), true")
+        r = self.call("Page.navigate", url=url)
         deadline = time.monotonic() + timeout
-        while not any(e["method"] == "Page.loadEventFired" for e in self.events[mark:]):
+        # a change of the fragment only is a same-document navigation: no load event
+        while "loaderId" in r and not any(e["method"] == "Page.loadEventFired"
+                                          for e in self.events[mark:]):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not load within {timeout}s")
             self.pump(0.1)

@@ -403,7 +403,7 @@
         table([{ label: "Platform" }, { label: "Digest" }, { label: "Type" }, { label: "Image size", class: "num" }, { label: "Cached" }], rows, { class: "platforms" }));
     } else {
       const rows = [];
-      if (m.config) rows.push([el("span", { class: "muted", text: "config" }), digestCell(m.config.digest), el("span", { class: "mt", text: m.config.media_type }), bytes(m.config.size), el("span", {})]);
+      if (m.config) rows.push([el("span", { class: "muted", text: "config" }), digestCell(m.config.digest), el("span", { class: "mt", text: m.config.media_type }), bytes(m.config.size), el("span", { class: "muted", text: "–" })]);
       m.layers.forEach((l, i) => rows.push([String(i + 1), digestCell(l.digest), el("span", { class: "mt", text: l.media_type }), el("span", { class: "size", "data-size": l.size, text: bytes(l.size) }),
         l.stored ? el("span", { class: "badge good", text: "cached" }) : el("span", { class: "badge", text: "not cached" })]));
       body = section("Layers", el("span", { class: "muted", text: m.layers.length + (m.layers.length === 1 ? " layer · " : " layers · ") + bytes(m.image_size) }),

@@ -434,13 +434,24 @@ static void put_url(struct buf *b, const char *url)
     }
 }
 
+/* hosted[0]: repositories, hosted[1]: their tags */
+static int count_hosted(void *ud, const struct db_hosted_repo_row *row)
+{
+    uint64_t *hosted = ud;
+    hosted[0]++;
+    hosted[1] += row->tags;
+    return 0;
+}
+
 static void summary(struct db *d, struct job *j)
 {
     const struct config *cfg = j->ui->cfg;
     struct buf *b = &j->out;
     struct db_stats s = {0};
     struct db_gc_run runs[UI_GC_RUNS];
+    uint64_t hosted[2] = {0, 0};
     db_stats(d, &s);
+    db_each_hosted_repo(d, count_hosted, hosted);
     int n = db_gc_runs(d, runs, UI_GC_RUNS);
     struct upstream_rows u = {calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(struct named)),
                               0};
@@ -521,9 +532,11 @@ static void summary(struct db *d, struct job *j)
     LIT(b, ",");
     put_u64(b, "manifests", s.manifests);
     LIT(b, ",");
-    put_u64(b, "tags", s.tags);
+    put_u64(b, "tags", s.tags + hosted[1]);
     LIT(b, ",");
-    put_u64(b, "repositories", s.repositories);
+    put_u64(b, "repositories", s.repositories + hosted[0]);
+    LIT(b, ",");
+    put_u64(b, "hosted_repositories", hosted[0]);
     LIT(b, "},\"upstreams\":[");
     for (size_t i = 0; i < u.n; i++) {
         struct named *r = &u.rows[i];

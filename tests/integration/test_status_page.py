@@ -112,9 +112,12 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     hits, misses = outcomes(m)
     assert hits and misses
     # the index's counters and access times are written every 2 s
+    # the index's counters and access times are written every 2 s; the first GC runs 5 s after
+    # the start
     wait_until(lambda: api(m, "summary")["hits"] == hits and
                api(m, "summary")["misses"] == misses and
-               api(m, "repositories")["total"] == 3, timeout=10, what="the index flushed")
+               api(m, "summary")["gc_runs"] and
+               api(m, "repositories")["total"] == 3, timeout=15, what="the index flushed")
     mark = up.mark()
     shots = tempfile.mkdtemp(prefix="status-page-", dir=tmp_dir)
     base = f"http://127.0.0.1:{m.port}"
@@ -129,12 +132,18 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     assert b.evaluate("document.getElementById('card-hits').dataset.hits") == str(hits)
     assert b.evaluate("document.getElementById('card-hits').dataset.misses") == str(misses)
     ratio_text = b.evaluate("document.querySelector('#card-hits .card-big').textContent")
-    assert ratio_text == f"{hits / (hits + misses) * 100:.1f} %", (ratio_text, hits, misses)
+    assert ratio_text == f"{hits / (hits + misses) * 100:.1f}\u00a0%", (ratio_text, hits, misses)
     assert f"{hits} hits · {misses} misses" in b.evaluate(
         "document.getElementById('card-hits').textContent")
     assert summary["store"]["free"], "no free space figure"
     upstream_names = texts(b, "table.upstreams strong")
     assert upstream_names == ["docker.io"]
+    assert b.evaluate("document.querySelectorAll('table.gc tbody tr:not(.empty)').length") == \
+        len(summary["gc_runs"]) >= 1
+    counts = texts(b, "#card-counts dd")
+    assert counts == [str(summary["counts"][k]) for k in ("repositories", "tags", "manifests",
+                                                           "blobs")]
+    assert summary["counts"]["repositories"] == 3 and summary["counts"]["tags"] == 4
     b.screenshot(os.path.join(shots, "overview-desktop.png"))
     assert no_horizontal_scroll(b)
     b.viewport(1280, 800, dark=True)

@@ -71,7 +71,7 @@
   }
 
   function pct(x) {
-    return (x * 100).toFixed(x >= 0.999 || x === 0 ? 0 : 1) + " %";
+    return (x * 100).toFixed(x >= 0.999 || x === 0 ? 0 : 1) + "\u00a0%";
   }
 
   const TYPES = {
@@ -201,7 +201,7 @@
     } else {
       const all = fromCache + fromUp;
       served = card("Served from the cache", bytes(fromCache),
-        [el("span", { class: "key up" }), bytes(fromUp) + " fetched upstream", all ? el("span", { class: "muted", text: " · " + pct(fromCache / all) + " saved" }) : null],
+        [el("span", { class: "key up" }), bytes(fromUp) + " fetched upstream", all ? el("span", { class: "muted", text: " · " + pct(fromCache / all) + " of all bytes served" }) : null],
         bar(all ? fromCache / all : 0, "good split"));
     }
     served.id = "card-served";
@@ -336,13 +336,13 @@
     return nav;
   }
 
-  function platformChips(t) {
+  function platformChips(t, from) {
     if (!t.platforms) return el("span", { class: "muted", text: "single image" });
     const chips = el("div", { class: "chips" });
     for (const p of t.platforms) {
       const label = platformText(p.platform) || "unknown";
       const attrs = { class: "chip" + (p.stored ? "" : " absent"), title: (p.stored ? "cached: " : "not cached: ") + (p.digest || ""), text: label };
-      chips.append(p.digest && DIGEST.test(p.digest) ? el("a", Object.assign({ href: hashFor("manifest", { digest: p.digest }) }, attrs)) : el("span", attrs));
+      chips.append(p.digest && DIGEST.test(p.digest) ? el("a", Object.assign({ href: hashFor("manifest", Object.assign({ digest: p.digest }, from)) }, attrs)) : el("span", attrs));
     }
     return chips;
   }
@@ -356,10 +356,11 @@
     const q = hosted ? { hosted: 1, name: name, offset: offset, limit: PAGE } : { upstream: upstream, name: name, offset: offset, limit: PAGE };
     const r = await api("repository", q);
     if (mine !== generation) return;
+    const from = hosted ? { hosted: 1, name: name } : { upstream: upstream, name: name };
     const rows = r.tags.map((t) => [
       el("strong", { class: "tag", text: t.tag }),
-      DIGEST.test(t.digest) ? digestCell(t.digest, hashFor("manifest", { digest: t.digest })) : digestCell(t.digest),
-      typeLabel(t.media_type), platformChips(t),
+      DIGEST.test(t.digest) ? digestCell(t.digest, hashFor("manifest", Object.assign({ digest: t.digest }, from))) : digestCell(t.digest),
+      typeLabel(t.media_type), platformChips(t, from),
       t.size === null ? el("span", { class: "muted", text: "–" }) : el("span", {}, bytes(t.size), t.platforms && t.platforms_stored < t.platforms.length ? el("span", { class: "muted small", text: " (" + t.platforms_stored + " of " + t.platforms.length + " cached)" }) : null),
       when(t.last_pull), hosted ? el("span", { class: "muted", text: "pushed" }) : when(t.validated)]);
     const source = hosted ? el("span", { class: "badge hosted", text: "hosted" }) : el("span", { class: "source", text: upstream });
@@ -382,11 +383,13 @@
   async function showManifest(params) {
     const mine = generation;
     const digest = params.get("digest") || "";
+    const name = params.get("name");
+    const from = name ? (params.get("hosted") === "1" ? { hosted: 1, name: name } : { upstream: params.get("upstream") || "", name: name }) : null;
     const m = await api("manifest", { digest: digest });
     if (mine !== generation) return;
     const facts = el("dl", { class: "facts" },
-      el("div", {}, el("dt", { text: "Digest" }), el("dd", {}, el("code", { class: "digest full", id: "manifest-digest", text: m.digest }))),
-      el("div", {}, el("dt", { text: "Media type" }), el("dd", { text: m.media_type })),
+      el("div", { class: "wide" }, el("dt", { text: "Digest" }), el("dd", {}, el("code", { class: "digest full", id: "manifest-digest", text: m.digest }))),
+      el("div", { class: "wide" }, el("dt", { text: "Media type" }), el("dd", { text: m.media_type })),
       m.artifact_type ? el("div", {}, el("dt", { text: "Artifact type" }), el("dd", { text: m.artifact_type })) : null,
       el("div", {}, el("dt", { text: "Manifest size" }), el("dd", { text: bytes(m.size) })),
       m.kind === "image" ? el("div", {}, el("dt", { text: "Image size" }), el("dd", { text: bytes(m.image_size) })) : null,
@@ -396,7 +399,7 @@
     if (m.kind === "index") {
       const rows = m.manifests.map((c) => [
         el("strong", { class: "platform", text: platformText(c.platform) || "unknown" }),
-        c.digest && DIGEST.test(c.digest) ? digestCell(c.digest, hashFor("manifest", { digest: c.digest })) : digestCell(c.digest),
+        c.digest && DIGEST.test(c.digest) ? digestCell(c.digest, hashFor("manifest", Object.assign({ digest: c.digest }, from || {}))) : digestCell(c.digest),
         typeLabel(c.media_type), c.image_size === null ? el("span", { class: "muted", text: "–" }) : bytes(c.image_size),
         c.stored ? el("span", { class: "badge good", text: "cached" }) : el("span", { class: "badge", text: "not cached" })]);
       body = section("Platforms", el("span", { class: "muted", text: m.manifests.length + " listed" }),
@@ -409,7 +412,8 @@
       body = section("Layers", el("span", { class: "muted", text: m.layers.length + (m.layers.length === 1 ? " layer · " : " layers · ") + bytes(m.image_size) }),
         table([{ label: "#" }, { label: "Digest" }, { label: "Media type" }, { label: "Size", class: "num" }, { label: "Cached" }], rows, { class: "layers" }));
     }
-    const frag = el("div", {}, crumbs(el("span", { text: shortDigest(m.digest) })),
+    const trail = from ? [el("a", { href: repoHash(from), text: from.name })] : [];
+    const frag = el("div", {}, crumbs(...trail, el("span", { text: shortDigest(m.digest) })),
       el("div", { class: "title-row" }, el("h1", { text: m.kind === "index" ? "Image index" : "Image" }), typeLabel(m.media_type)),
       section("Manifest", null, facts), body);
     view.replaceChildren(frag);

@@ -192,6 +192,10 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     b.viewport(1280, 800)
 
     # ---- markup in a hosted manifest is text ----
+    for path in ("repository?hosted=1&name=lan%2Fevil", f"manifest?digest={evil_image}",
+                 f"manifest?digest={evil_index}"):
+        s, _, raw = get(m, "/ui/api/" + path, accept=False)
+        assert s == 200 and b"<" not in raw and b"\\u003cimg" in raw, raw[:300]
     b.navigate(base + "/#/repository?hosted=1&name=lan%2Fevil",
                ready="document.querySelector('table.tags .chip') !== null")
     assert texts(b, "table.tags .chip") == [MARKUP + "/amd64"]
@@ -300,3 +304,45 @@ def test_page_follows_auth_and_ui_access(mirror_factory, up, tmp_dir):
         s, _, _ = get(off, path, accept=False)
         assert s == 404, path
     assert get(off, "/v2/", accept=False)[0] == 200
+
+
+def test_repositories_are_filtered_sorted_and_paged(mirror_factory, up, tmp_dir, browser):
+    """Sixty hosted repositories: the API pages them (limit capped), filters and sorts them in
+    the daemon, and the page shows 50 at a time with a working Next."""
+    auth = basic(*ALICE)
+    m = mirror_factory([up], extra={"auth": {"htpasswd": make_users(tmp_dir, ALICE)},
+                                    "hosted": ["lan/*"]})
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    for i in range(60):
+        repo = f"lan/r{i:02d}"
+        layer = bytes([i]) * (1000 + 10 * i)
+        push_blob(m, repo, config, auth)
+        push_blob(m, repo, layer, auth)
+        doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+               "config": descriptor(OCI_CONFIG, config),
+               "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer)]}
+        s, _, body, _ = put_manifest(m, repo, "v1", doc, auth)
+        assert s == 201, body[:200]
+    wait_until(lambda: api(m, "repositories")["total"] == 60, timeout=10, what="60 repositories")
+    first = api(m, "repositories", limit=50)
+    assert [r["name"] for r in first["repositories"]] == [f"lan/r{i:02d}" for i in range(50)]
+    rest = api(m, "repositories", limit=50, offset=50)
+    assert [r["name"] for r in rest["repositories"]] == [f"lan/r{i:02d}" for i in range(50, 60)]
+    assert api(m, "repositories", limit=100000)["limit"] == 500
+    assert [r["name"] for r in api(m, "repositories", q="R1")["repositories"]] == \
+        [f"lan/r1{i}" for i in range(10)]
+    biggest = api(m, "repositories", sort="bytes", order="desc", limit=3)["repositories"]
+    assert [r["name"] for r in biggest] == ["lan/r59", "lan/r58", "lan/r57"]
+    assert all(r["hosted"] and r["tags"] == 1 for r in first["repositories"])
+    s, h, body = get(m, "/ui/api/repositories", method="HEAD", accept=False)
+    assert s == 200 and body == b"" and int(h["content-length"]) > 1000
+
+    b = browser
+    b.viewport(1280, 800)
+    b.navigate(f"http://127.0.0.1:{m.port}/",
+               ready="document.querySelectorAll('#repos a.repo').length === 50")
+    assert "1–50 of 60" in b.evaluate("document.querySelector('#repos .pager').textContent")
+    b.evaluate("[...document.querySelectorAll('#repos .pager button')].pop().click()")
+    b.wait_for("document.querySelectorAll('#repos a.repo').length === 10")
+    assert texts(b, "#repos a.repo")[0] == "lan/r50"
+    assert b.problems() == [], b.problems()

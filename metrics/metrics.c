@@ -155,12 +155,12 @@ int metrics_init(uv_loop_t *loop, const struct config *cfg)
         u->rl_limit = u->rl_remaining = u->rl_window_s = -1;
         r->n_ups = i + 1;
     }
-    /* a first figure now (at start, before any request), then every few seconds off the loop */
-    atomic_store(&r->fs_free, measure_free(r->storage));
+    /* a first figure as soon as the loop runs (the storage exists by then), then every few
+     * seconds, always off the loop */
     if (loop) {
         uv_timer_init(loop, &r->fs_timer);
         r->fs_timer.data = r;
-        uv_timer_start(&r->fs_timer, on_fs_timer, METRICS_FS_INTERVAL_MS, METRICS_FS_INTERVAL_MS);
+        uv_timer_start(&r->fs_timer, on_fs_timer, 0, METRICS_FS_INTERVAL_MS);
         r->fs_timer_on = 1;
     }
     reg = r;
@@ -693,6 +693,32 @@ static int expose_process(struct buf *out)
                         "Start time of the process since unix epoch in seconds."));
     TRY(metrics__scaled(out, "process_start_time_seconds", NULL, reg->start_ms, 1000));
     return 0;
+}
+
+void metrics_respond(struct conn *c, const struct http_request *req)
+{
+    static const char json[] = "Content-Type: application/json\r\n";
+    int head = req->method == HTTP_METHOD_HEAD;
+    if (req->method == HTTP_METHOD_OTHER) {
+        static const char body[] =
+            "{\"errors\":[{\"code\":\"UNSUPPORTED\",\"message\":\"only GET and HEAD\","
+            "\"detail\":null}]}\n";
+        conn_respond(c, 405, "Content-Type: application/json\r\nAllow: GET, HEAD\r\n", body,
+                     sizeof(body) - 1, 0);
+        return;
+    }
+    struct buf b;
+    buf_init(&b, METRICS_EXPOSITION_MAX);
+    if (metrics_expose(&b)) {
+        static const char body[] = "{\"errors\":[{\"code\":\"UNKNOWN\",\"message\":\"cannot "
+                                   "build the metrics\",\"detail\":null}]}\n";
+        conn_respond(c, 500, json, body, sizeof(body) - 1, head);
+    } else {
+        conn_respond(c, 200,
+                     "Content-Type: " METRICS_CONTENT_TYPE "\r\nCache-Control: no-store\r\n",
+                     b.data ? b.data : "", b.len, head);
+    }
+    buf_free(&b);
 }
 
 int metrics_expose(struct buf *out)

@@ -146,6 +146,12 @@ int metrics_upstream_view(size_t i, struct metrics_upstream_view *out);
  * -ENOMEM. */
 int metrics_expose(struct buf *out);
 
+/* Answers GET or HEAD /metrics with the exposition (405 for other methods, 500 when out of
+ * memory). Who may ask is the caller's decision. */
+#define METRICS_EXPOSITION_MAX (16u << 20)
+struct conn;
+void metrics_respond(struct conn *c, const struct http_request *req);
+
 /* Escapes a label value for the exposition (backslash, double quote, newline) into out. */
 int metrics_escape_label(struct buf *out, const char *value);
 

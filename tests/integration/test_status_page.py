@@ -75,15 +75,20 @@ def api(m, path, **params):
 
 
 def outcomes(m):
-    """(hits, misses) as the mirror's access log shows them for manifest and blob GETs."""
-    hits = misses = 0
+    """(hits, misses, bytes served from the cache, bytes through an upstream) as the mirror's
+    access log shows them for manifest and blob requests."""
+    hits = misses = from_cache = from_upstream = 0
     for e in m.entries():
-        _, method, path, status, _, outcome = e
-        if method != "GET" or status != 200 or ("/manifests/" not in path and "/blobs/" not in path):
+        _, method, path, status, size, outcome = e
+        if "/manifests/" not in path and "/blobs/" not in path:
             continue
-        hits += outcome in ("hit", "stale")
-        misses += outcome in ("miss", "fill")
-    return hits, misses
+        if outcome in ("hit", "stale"):
+            hits += 1
+            from_cache += size
+        elif outcome in ("miss", "fill"):
+            misses += 1
+            from_upstream += size
+    return hits, misses, from_cache, from_upstream
 
 
 def texts(b, selector):
@@ -109,8 +114,8 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     pull(m, "myorg/tool", multi, "v2")
     pull(m, "busybox", single, "1.36")  # hits this time
     evil_image, evil_index, evil_layer_size = push_hostile(m, "lan/evil", basic(*ALICE))
-    hits, misses = outcomes(m)
-    assert hits and misses
+    hits, misses, from_cache, from_upstream = outcomes(m)
+    assert hits and misses and from_cache and from_upstream
     # the index's counters and access times are written every 2 s
     # the index's counters and access times are written every 2 s; the first GC runs 5 s after
     # the start
@@ -136,6 +141,11 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     assert f"{hits} hits · {misses} misses" in b.evaluate(
         "document.getElementById('card-hits').textContent")
     assert summary["store"]["free"], "no free space figure"
+    assert (summary["bytes_from_cache"], summary["bytes_from_upstream"]) == \
+        (from_cache, from_upstream)
+    assert b.evaluate("document.getElementById('card-served').dataset.cache") == str(from_cache)
+    assert b.evaluate("document.getElementById('card-served').dataset.upstream") == \
+        str(from_upstream)
     upstream_names = texts(b, "table.upstreams strong")
     assert upstream_names == ["docker.io"]
     assert b.evaluate("document.querySelectorAll('table.gc tbody tr:not(.empty)').length") == \

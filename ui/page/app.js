@@ -205,6 +205,10 @@
         bar(all ? fromCache / all : 0, "good split"));
     }
     served.id = "card-served";
+    if (fromCache !== null) {
+      served.dataset.cache = fromCache;
+      served.dataset.upstream = fromUp;
+    }
 
     const st = s.store;
     let disk;

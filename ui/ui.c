@@ -664,17 +664,16 @@ static int hosted_repo(void *ud, const struct db_hosted_repo_row *row)
     return add_repo(ud, NULL, row->repo, row->bytes, row->last_access_ms, (int64_t)row->tags);
 }
 
-static int sort_key;
-static int sort_desc;
-
 static int cmp_u64(uint64_t a, uint64_t b)
 {
     return a < b ? -1 : a > b;
 }
 
-static int cmp_repo(const void *pa, const void *pb)
+/* ud: the job, for its sort key and order */
+static int cmp_repo(const void *pa, const void *pb, void *ud)
 {
     const struct repo_row *a = pa, *b = pb;
+    int sort_key = ((const struct job *)ud)->sort, sort_desc = ((const struct job *)ud)->desc;
     int r = 0;
     if (sort_key == 1)
         r = cmp_u64(a->bytes, b->bytes);
@@ -699,11 +698,8 @@ static void repositories(struct db *d, struct job *j)
     if (l.failed) {
         job_fail(j, 503, "UNAVAILABLE", "out of memory");
     } else {
-        /* qsort has no context: the db thread runs one call at a time */
-        sort_key = j->sort;
-        sort_desc = j->desc;
         if (l.n)
-            qsort(l.rows, l.n, sizeof(*l.rows), cmp_repo);
+            qsort_r(l.rows, l.n, sizeof(*l.rows), cmp_repo, j);
         struct buf *b = &j->out;
         LIT(b, "{");
         put_u64(b, "total", l.n);

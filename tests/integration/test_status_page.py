@@ -15,6 +15,7 @@ import pytest
 from cdp import Browser
 from helpers import get, sha256, wait_until
 from ocipush import OCI_INDEX, OCI_MANIFEST, descriptor, push_blob, put_manifest
+from scripted import image_manifest
 from test_auth import ALICE, BOB, basic, make_users
 
 MARKUP = "<img src=x onerror=\"document.body.dataset.pwned='1'\">"
@@ -356,3 +357,42 @@ def test_repositories_are_filtered_sorted_and_paged(mirror_factory, up, tmp_dir,
     b.wait_for("document.querySelectorAll('#repos a.repo').length === 10")
     assert texts(b, "#repos a.repo")[0] == "lan/r50"
     assert b.problems() == [], b.problems()
+
+
+def test_upstream_budget_and_429_are_shown(mirror_factory, browser):
+    """An upstream that announces Docker Hub's ratelimit-* headers, then answers 429: the page
+    shows the budget it announced (and that it is nearly spent) and when the 429 came."""
+    from scripted import Reply, Scripted
+    up = Scripted()
+    try:
+        body, blobs = image_manifest(b'{"architecture":"amd64","os":"linux"}', [b"layer-1"])
+        up.manifest("library/app", "1", body, headers=[
+            ("ratelimit-limit", "100;w=21600"), ("ratelimit-remaining", "7;w=21600"),
+            ("docker-ratelimit-source", "203.0.113.9")])
+        up.route("GET", r"/v2/library/app/manifests/2",
+                 lambda req: Reply.error(429, "TOOMANYREQUESTS", [("Retry-After", "1")]))
+        m = mirror_factory([{"name": "docker.io", "url": up.url}])
+        assert get(m, "/v2/app/manifests/1")[0] == 200
+        s = api(m, "summary")["upstreams"][0]
+        assert (s["limit"], s["remaining"], s["window_s"]) == (100, 7, 21600), s
+        assert s["last_429"] is None, s
+        b = browser
+        b.viewport(1280, 800)
+        b.navigate(f"http://127.0.0.1:{m.port}/", ready="document.querySelector('table.upstreams') !== null")
+        budget = b.evaluate("document.querySelector('table.upstreams .budget').textContent")
+        assert "7 of 100 left per 6 h" in budget, budget
+        assert b.evaluate("document.querySelector('table.upstreams .budget .bar.bad') !== null")
+        assert get(m, "/v2/app/manifests/2")[0] == 429
+        s = api(m, "summary")["upstreams"][0]
+        assert s["last_429"] and s["remaining"] == 0, s
+        seen = len(up.log)
+        b.navigate(f"http://127.0.0.1:{m.port}/", ready="document.querySelector('table.upstreams') !== null")
+        budget = b.evaluate("document.querySelector('table.upstreams .budget').textContent")
+        assert "0 of 100 left per 6 h" in budget, budget
+        last = b.evaluate("document.querySelector('table.upstreams tbody tr td:last-child time')"
+                          ".getAttribute('datetime')")
+        assert last and last.endswith("Z"), last
+        assert len(up.log) == seen, "the page view reached the upstream"
+        assert b.problems() == [], b.problems()
+    finally:
+        up.stop()

@@ -323,8 +323,9 @@
     const [repos, loaded] = reposPanel();
     const frag = el("div", { class: "summary" }, summaryCards(s), upstreamsPanel(s), repos, gcPanel(s));
     sizeBars(frag);
+    await loaded; // drawn whole: a refresh does not make the page jump
+    if (mine !== generation) return;
     view.replaceChildren(frag);
-    await loaded;
     document.title = "regcache";
     stamp(s.now);
   }
@@ -440,7 +441,13 @@
       else {
         await showSummary();
         const mine = generation;
-        timer = setTimeout(() => { if (mine === generation) route(); }, 30000);
+        const again = () => {
+          if (mine !== generation) return;
+          // not while someone types a filter or reads another tab
+          if (document.activeElement && document.activeElement.id === "repo-search" || document.hidden) timer = setTimeout(again, 30000);
+          else route();
+        };
+        timer = setTimeout(again, 30000);
       }
       document.body.dataset.ready = String(generation);
     } catch (e) {

@@ -26,6 +26,7 @@
 #define UI_LAYERS_MAX 1000  /* an image's layers listed */
 #define UI_FIELD_MAX 256    /* a media type, platform part or annotation shown */
 #define UI_DEFAULT_LIMIT 100
+#define UI_READ_BUDGET (64u << 20) /* manifest bytes one answer reads from the store at most */
 
 /* Appends a string literal. */
 #define LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
@@ -66,6 +67,7 @@ struct job {
     char name[REF_NAME_MAX + 1];
     char digest[REF_DIGEST_MAX + 1];
     uint64_t now_ms;
+    uint64_t read_left; /* of UI_READ_BUDGET */
     /* the summary's in-memory figures, read on the loop when the job starts */
     int have_metrics;
     struct metrics_view mv;
@@ -208,6 +210,23 @@ static int read_manifest(struct store *s, const char *digest, uint64_t max, char
     return 0;
 }
 
+/* A manifest the index knows as one (a pushed index may name any blob as a platform), within
+ * the job's budget of bytes read: 0 with its bytes, -ENOENT when it is not a stored manifest,
+ * -EFBIG past the budget. */
+static int job_read(struct job *j, struct db *d, const char *digest, char **out, size_t *len)
+{
+    char mt[UI_FIELD_MAX];
+    uint64_t size, last;
+    if (db_blob_info(d, digest, mt, sizeof(mt), &size, &last) || !mt[0])
+        return -ENOENT;
+    if (size > j->read_left || size > j->ui->cfg->max_manifest_bytes)
+        return -EFBIG;
+    int r = read_manifest(j->ui->store, digest, j->ui->cfg->max_manifest_bytes, out, len);
+    if (r == 0)
+        j->read_left -= *len < j->read_left ? *len : j->read_left;
+    return r;
+}
+
 struct desc {
     char media_type[UI_FIELD_MAX];
     char digest[REF_DIGEST_MAX + 1];
@@ -298,7 +317,8 @@ static uint64_t image_size(const char *body, size_t len)
 }
 
 struct tag_info {
-    struct ui *ui;
+    struct job *j;
+    struct db *d;
     struct buf *out;
     uint64_t size;    /* an index: of its platforms that are stored */
     size_t platforms; /* written so far */
@@ -336,8 +356,7 @@ static int tag_platform(void *ud, const struct desc *d)
         LIT(t->out, "null");
     char *body = NULL;
     size_t len = 0;
-    int stored = d->digest[0] && read_manifest(t->ui->store, d->digest,
-                                               t->ui->cfg->max_manifest_bytes, &body, &len) == 0;
+    int stored = d->digest[0] && job_read(t->j, t->d, d->digest, &body, &len) == 0;
     buf_printf(t->out, ",\"stored\":%s}", stored ? "true" : "false");
     if (stored) {
         t->stored++;
@@ -348,18 +367,19 @@ static int tag_platform(void *ud, const struct desc *d)
 }
 
 /* The fields of a tag's row that come from its manifest: size, platforms. */
-static void put_manifest_summary(struct ui *ui, struct buf *b, const char *digest)
+static void put_manifest_summary(struct job *j, struct db *d, const char *digest)
 {
+    struct buf *b = &j->out;
     char *body = NULL;
     size_t len = 0;
-    int r = read_manifest(ui->store, digest, ui->cfg->max_manifest_bytes, &body, &len);
+    int r = job_read(j, d, digest, &body, &len);
     buf_printf(b, ",\"stored\":%s", r == 0 ? "true" : "false");
     if (r) {
         LIT(b, ",\"size\":null,\"platforms\":null");
         return;
     }
     if (is_index(body, len)) {
-        struct tag_info t = {ui, b, 0, 0, 0};
+        struct tag_info t = {j, d, b, 0, 0, 0};
         LIT(b, ",\"platforms\":[");
         each_desc(body, len, "manifests", UI_CHILDREN_MAX, tag_platform, &t);
         LIT(b, "]");
@@ -818,7 +838,7 @@ static void repository(struct db *d, struct job *j)
             LIT(b, ",");
             put_ms(b, "validated", t->validated_ms);
             if (ref_digest_valid(t->digest, strlen(t->digest)))
-                put_manifest_summary(j->ui, b, t->digest);
+                put_manifest_summary(j, d, t->digest);
             LIT(b, "}");
         }
         LIT(b, "]}\n");
@@ -883,9 +903,7 @@ static int manifest_child(void *ud, const struct desc *dsc)
         LIT(b, "null");
     char *body = NULL;
     size_t len = 0;
-    int stored = dsc->digest[0] && read_manifest(w->j->ui->store, dsc->digest,
-                                                 w->j->ui->cfg->max_manifest_bytes, &body,
-                                                 &len) == 0;
+    int stored = dsc->digest[0] && job_read(w->j, w->d, dsc->digest, &body, &len) == 0;
     buf_printf(b, ",\"stored\":%s", stored ? "true" : "false");
     if (stored)
         buf_printf(b, ",\"image_size\":%llu", (unsigned long long)image_size(body, len));
@@ -936,7 +954,7 @@ static void manifest(struct db *d, struct job *j)
     }
     char *body = NULL;
     size_t len = 0;
-    int r = read_manifest(j->ui->store, j->digest, j->ui->cfg->max_manifest_bytes, &body, &len);
+    int r = job_read(j, d, j->digest, &body, &len);
     if (r) {
         job_fail(j, r == -ENOENT ? 404 : 500, r == -ENOENT ? "MANIFEST_UNKNOWN" : "UNKNOWN",
                  r == -ENOENT ? "the manifest is not in the store" : "cannot read the manifest");
@@ -1046,6 +1064,7 @@ static void api(struct ui *ui, struct conn *c, struct http_request *req, enum jo
     j->head = head;
     j->kind = kind;
     j->now_ms = clock_wall_ms();
+    j->read_left = UI_READ_BUDGET;
     if (kind == JOB_SUMMARY && metrics_upstream_count() > 0) {
         j->have_metrics = 1;
         metrics_view(&j->mv);

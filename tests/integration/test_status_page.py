@@ -59,9 +59,12 @@ def push_hostile(m, repo, auth):
            "annotations": {"org.opencontainers.image.title": MARKUP}}
     s, _, body, raw = put_manifest(m, repo, "img", doc, auth)
     assert s == 201, (s, body[:300])
+    # its second platform names a layer: the page must not read that blob as a manifest
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
              "manifests": [dict(descriptor(OCI_MANIFEST, raw),
-                                platform={"os": MARKUP, "architecture": "amd64"})]}
+                                platform={"os": MARKUP, "architecture": "amd64"}),
+                           dict(descriptor(OCI_MANIFEST, layer),
+                                platform={"os": "linux", "architecture": "arm64"})]}
     s, _, body, iraw = put_manifest(m, repo, "v1", index, auth)
     assert s == 201, (s, body[:300])
     return sha256(raw), sha256(iraw), len(layer)
@@ -209,10 +212,14 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
         assert s == 200 and b"<" not in raw and b"\\u003cimg" in raw, raw[:300]
     b.navigate(base + "/#/repository?hosted=1&name=lan%2Fevil",
                ready="document.querySelector('table.tags .chip') !== null")
-    assert texts(b, "table.tags .chip") == [MARKUP + "/amd64"]
+    assert texts(b, "table.tags .chip") == [MARKUP + "/amd64", "linux/arm64"]
+    tags = api(m, "repository", hosted=1, name="lan/evil")["tags"]
+    v1 = next(t for t in tags if t["tag"] == "v1")
+    assert [p["stored"] for p in v1["platforms"]] == [True, False], v1
+    assert v1["size"] == 3000 + len(json.dumps({"architecture": "amd64", "os": "linux"})), v1
     b.navigate(base + f"/#/manifest?digest={evil_index}",
                ready="document.querySelector('table.platforms') !== null")
-    assert texts(b, "table.platforms .platform") == [MARKUP + "/amd64"]
+    assert texts(b, "table.platforms .platform") == [MARKUP + "/amd64", "linux/arm64"]
     b.navigate(base + f"/#/manifest?digest={evil_image}",
                ready="document.querySelector('table.layers') !== null")
     assert MARKUP in texts(b, "table.layers .mt")[1]

@@ -28,6 +28,8 @@
 #define UI_DEFAULT_LIMIT 100
 #define UI_READ_BUDGET (64u << 20) /* manifest bytes one answer reads from the store at most */
 
+#define UI_APPEND_MAX (64u << 10) /* larger than any one append to an answer */
+
 /* Appends a string literal. */
 #define LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
 
@@ -1023,8 +1025,10 @@ static void job_work(struct db *d, void *ud)
         manifest(d, j);
         break;
     }
-    if (!j->status && buf_terminate(&j->out))
-        job_fail(j, 503, "UNAVAILABLE", "the answer is too large");
+    /* no single append is near UI_APPEND_MAX bytes: one that failed for the buffer's maximum
+     * left the answer within that of it */
+    if (!j->status && (j->out.len + UI_APPEND_MAX > UI_BODY_MAX || buf_terminate(&j->out)))
+        job_fail(j, 503, "UNAVAILABLE", "the answer is too large: ask for fewer rows (limit)");
 }
 
 static void job_done(void *ud)

@@ -220,10 +220,12 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     b.navigate(base + f"/#/manifest?digest={evil_index}",
                ready="document.querySelector('table.platforms') !== null")
     assert texts(b, "table.platforms .platform") == [MARKUP + "/amd64", "linux/arm64"]
+    b.screenshot(os.path.join(shots, "markup-index-desktop.png"))
     b.navigate(base + f"/#/manifest?digest={evil_image}",
                ready="document.querySelector('table.layers') !== null")
     assert MARKUP in texts(b, "table.layers .mt")[1]
     assert texts(b, ".annotation") == [MARKUP]
+    b.screenshot(os.path.join(shots, "markup-image-desktop.png"))
     assert b.evaluate("document.querySelectorAll('img').length") == 1, "an element was created"
     assert b.evaluate("document.querySelectorAll('img[src=x]').length") == 0
     b.pump(0.5)

@@ -347,7 +347,7 @@
     for (const p of t.platforms) {
       const label = platformText(p.platform) || "unknown";
       const attrs = { class: "chip" + (p.stored ? "" : " absent"), title: (p.stored ? "cached: " : "not cached: ") + (p.digest || ""), text: label };
-      chips.append(p.digest && DIGEST.test(p.digest) ? el("a", Object.assign({ href: hashFor("manifest", Object.assign({ digest: p.digest }, from)) }, attrs)) : el("span", attrs));
+      chips.append(p.stored && p.digest && DIGEST.test(p.digest) ? el("a", Object.assign({ href: hashFor("manifest", Object.assign({ digest: p.digest }, from)) }, attrs)) : el("span", attrs));
     }
     return chips;
   }
@@ -404,7 +404,7 @@
     if (m.kind === "index") {
       const rows = m.manifests.map((c) => [
         el("strong", { class: "platform", text: platformText(c.platform) || "unknown" }),
-        c.digest && DIGEST.test(c.digest) ? digestCell(c.digest, hashFor("manifest", Object.assign({ digest: c.digest }, from || {}))) : digestCell(c.digest),
+        c.stored && c.digest && DIGEST.test(c.digest) ? digestCell(c.digest, hashFor("manifest", Object.assign({ digest: c.digest }, from || {}))) : digestCell(c.digest),
         typeLabel(c.media_type), c.image_size === null ? el("span", { class: "muted", text: "–" }) : bytes(c.image_size),
         c.stored ? el("span", { class: "badge good", text: "cached" }) : el("span", { class: "badge", text: "not cached" })]);
       body = section("Platforms", el("span", { class: "muted", text: m.manifests.length + " listed" }),

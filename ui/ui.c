@@ -138,31 +138,38 @@ static void put_str(struct buf *b, const char *s)
     LIT(b, "\"");
 }
 
+/* A member's key, after a comma unless it is the first in its object. The put_* below that
+ * take a key all start with it. */
 static void put_key(struct buf *b, const char *key)
 {
-    buf_printf(b, "\"%s\":", key);
+    char last = b->len ? b->data[b->len - 1] : '{';
+    buf_printf(b, "%s\"%s\":", strchr("{[,:", last) ? "" : ",", key);
 }
 
 static void put_u64(struct buf *b, const char *key, uint64_t v)
 {
-    buf_printf(b, "\"%s\":%llu", key, (unsigned long long)v);
+    put_key(b, key);
+    buf_printf(b, "%llu", (unsigned long long)v);
 }
 
 /* A time in ms, null when 0 (never). */
 static void put_ms(struct buf *b, const char *key, uint64_t ms)
 {
-    if (ms)
+    if (ms) {
         put_u64(b, key, ms);
-    else
-        buf_printf(b, "\"%s\":null", key);
+    } else {
+        put_key(b, key);
+        LIT(b, "null");
+    }
 }
 
 static void put_i64(struct buf *b, const char *key, int64_t v)
 {
+    put_key(b, key);
     if (v < 0)
-        buf_printf(b, "\"%s\":null", key);
+        LIT(b, "null");
     else
-        buf_printf(b, "\"%s\":%lld", key, (long long)v);
+        buf_printf(b, "%lld", (long long)v);
 }
 
 static void job_fail(struct job *j, int status, const char *code, const char *message)
@@ -332,10 +339,8 @@ static void put_platform(struct buf *b, const struct desc *d)
     LIT(b, "{");
     put_key(b, "os");
     put_str(b, d->os);
-    LIT(b, ",");
     put_key(b, "architecture");
     put_str(b, d->arch);
-    LIT(b, ",");
     put_key(b, "variant");
     put_str(b, d->variant[0] ? d->variant : NULL);
     LIT(b, "}");
@@ -521,11 +526,8 @@ static void summary(struct db *d, struct job *j)
 
     buf_printf(b, "{\"version\":\"%s\",", REGCACHE_VERSION);
     put_u64(b, "now", j->now_ms);
-    LIT(b, ",");
     put_ms(b, "started", started);
-    LIT(b, ",");
     put_u64(b, "hits", hits);
-    LIT(b, ",");
     put_u64(b, "misses", misses);
     LIT(b, ",");
     if (hits + misses)
@@ -540,9 +542,7 @@ static void summary(struct db *d, struct job *j)
         LIT(b, ",\"bytes_from_cache\":null,\"bytes_from_upstream\":null");
     LIT(b, ",\"store\":{");
     put_u64(b, "bytes", s.blob_bytes);
-    LIT(b, ",");
     put_u64(b, "max_size", cfg->max_size_bytes);
-    LIT(b, ",");
     put_u64(b, "min_free", cfg->min_free_bytes);
     LIT(b, ",");
     if (free_bytes)
@@ -551,13 +551,9 @@ static void summary(struct db *d, struct job *j)
         LIT(b, "\"free\":null");
     LIT(b, "},\"counts\":{");
     put_u64(b, "blobs", s.blobs);
-    LIT(b, ",");
     put_u64(b, "manifests", s.manifests);
-    LIT(b, ",");
     put_u64(b, "tags", s.tags + hosted[1]);
-    LIT(b, ",");
     put_u64(b, "repositories", s.repositories + hosted[0]);
-    LIT(b, ",");
     put_u64(b, "hosted_repositories", hosted[0]);
     LIT(b, "},\"upstreams\":[");
     for (size_t i = 0; i < u.n; i++) {
@@ -565,29 +561,19 @@ static void summary(struct db *d, struct job *j)
         buf_append(b, i ? ",{" : "{", i ? 2 : 1);
         put_key(b, "name");
         put_str(b, r->name);
-        LIT(b, ",");
         put_key(b, "url");
         put_url(b, cfg->upstreams[i].url);
-        LIT(b, ",");
         put_key(b, "state");
         put_str(b, r->state ? r->state : "up");
-        LIT(b, ",");
         put_ms(b, "since", r->st.since_ms);
-        LIT(b, ",");
         put_key(b, "reason");
         put_str(b, r->reason);
-        LIT(b, ",");
         put_i64(b, "limit", r->rl.limit);
-        LIT(b, ",");
         put_i64(b, "remaining", r->rl.remaining);
-        LIT(b, ",");
         put_i64(b, "window_s", r->rl.window_s);
-        LIT(b, ",");
         put_key(b, "source");
         put_str(b, r->source);
-        LIT(b, ",");
         put_ms(b, "seen", r->rl.seen_ms);
-        LIT(b, ",");
         put_ms(b, "last_429", r->rl.last_429_ms);
         LIT(b, "}");
         free(r->source);
@@ -599,14 +585,11 @@ static void summary(struct db *d, struct job *j)
     for (int i = 0; i < n; i++) {
         buf_append(b, i ? ",{" : "{", i ? 2 : 1);
         put_u64(b, "started", runs[i].started_ms);
-        LIT(b, ",");
         put_u64(b, "duration_ms", runs[i].duration_ms);
-        LIT(b, ",");
         put_key(b, "reason");
         put_str(b, runs[i].reason);
         buf_printf(b, ",\"dry_run\":%s,", runs[i].dry_run ? "true" : "false");
         put_u64(b, "evicted", runs[i].evicted_count);
-        LIT(b, ",");
         put_u64(b, "evicted_bytes", runs[i].evicted_bytes);
         LIT(b, "}");
     }
@@ -725,11 +708,8 @@ static void repositories(struct db *d, struct job *j)
         struct buf *b = &j->out;
         LIT(b, "{");
         put_u64(b, "total", l.n);
-        LIT(b, ",");
         put_u64(b, "all", l.all);
-        LIT(b, ",");
         put_u64(b, "offset", j->offset);
-        LIT(b, ",");
         put_u64(b, "limit", j->limit);
         LIT(b, ",\"repositories\":[");
         for (size_t i = j->offset, k = 0; i < l.n && k < j->limit; i++, k++) {
@@ -740,11 +720,8 @@ static void repositories(struct db *d, struct job *j)
             buf_printf(b, ",\"hosted\":%s,", r->upstream ? "false" : "true");
             put_key(b, "name");
             put_str(b, r->name);
-            LIT(b, ",");
             put_u64(b, "bytes", r->bytes);
-            LIT(b, ",");
             put_ms(b, "last_pull", r->last_ms);
-            LIT(b, ",");
             put_i64(b, "tags", r->tags);
             LIT(b, "}");
         }
@@ -817,11 +794,8 @@ static void repository(struct db *d, struct job *j)
         buf_printf(b, ",\"hosted\":%s,", j->hosted ? "true" : "false");
         put_key(b, "name");
         put_str(b, j->name);
-        LIT(b, ",");
         put_u64(b, "total", l.n);
-        LIT(b, ",");
         put_u64(b, "offset", j->offset);
-        LIT(b, ",");
         put_u64(b, "limit", j->limit);
         LIT(b, ",\"tags\":[");
         for (size_t i = j->offset, k = 0; i < l.n && k < j->limit; i++, k++) {
@@ -829,15 +803,11 @@ static void repository(struct db *d, struct job *j)
             buf_append(b, k ? ",{" : "{", k ? 2 : 1);
             put_key(b, "tag");
             put_str(b, t->tag);
-            LIT(b, ",");
             put_key(b, "digest");
             put_str(b, t->digest);
-            LIT(b, ",");
             put_key(b, "media_type");
             put_str(b, t->media_type);
-            LIT(b, ",");
             put_ms(b, "last_pull", t->last_ms);
-            LIT(b, ",");
             put_ms(b, "validated", t->validated_ms);
             if (ref_digest_valid(t->digest, strlen(t->digest)))
                 put_manifest_summary(j, d, t->digest);
@@ -865,10 +835,8 @@ static void put_desc_common(struct buf *b, const struct desc *dsc)
 {
     put_key(b, "digest");
     put_str(b, dsc->digest[0] ? dsc->digest : NULL);
-    LIT(b, ",");
     put_key(b, "media_type");
     put_str(b, dsc->media_type);
-    LIT(b, ",");
     put_u64(b, "size", dsc->size);
 }
 
@@ -884,7 +852,6 @@ static int manifest_layer(void *ud, const struct desc *dsc)
     w->n++;
     put_desc_common(b, dsc);
     buf_printf(b, ",\"stored\":%s", stored ? "true" : "false");
-    LIT(b, ",");
     put_ms(b, "last_pull", stored ? last : 0);
     LIT(b, "}");
     return 0;
@@ -897,7 +864,6 @@ static int manifest_child(void *ud, const struct desc *dsc)
     buf_append(b, w->n ? ",{" : "{", w->n ? 2 : 1);
     w->n++;
     put_desc_common(b, dsc);
-    LIT(b, ",");
     put_key(b, "platform");
     if (dsc->has_platform)
         put_platform(b, dsc);
@@ -967,16 +933,12 @@ static void manifest(struct db *d, struct job *j)
     LIT(b, "{");
     put_key(b, "digest");
     put_str(b, j->digest);
-    LIT(b, ",");
     put_key(b, "media_type");
     put_str(b, media_type);
-    LIT(b, ",");
     put_u64(b, "size", len);
-    LIT(b, ",");
     put_ms(b, "last_pull", last);
     char at[UI_FIELD_MAX];
     get_field(body, len, "artifactType", at, sizeof(at));
-    LIT(b, ",");
     put_key(b, "artifact_type");
     put_str(b, at[0] ? at : NULL);
     put_annotations(b, body, len);

@@ -184,7 +184,6 @@
   }
 
   function summaryCards(s) {
-    const total = s.hits + s.misses;
     const ratio = s.hit_ratio;
     const hit = card("Hit ratio", ratio === null ? "–" : pct(ratio),
       [count(s.hits) + " hits · " + count(s.misses) + " misses", s.started ? el("span", { class: "muted" }, " since ", when(s.started)) : null],
@@ -230,7 +229,6 @@
         el("div", {}, el("dt", { text: "manifests" }), el("dd", { text: count(c.manifests) })),
         el("div", {}, el("dt", { text: "blobs" }), el("dd", { text: count(c.blobs) }))));
     content.id = "card-counts";
-    void total;
     return el("div", { class: "cards" }, hit, served, disk, content);
   }
 

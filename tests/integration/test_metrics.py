@@ -1,13 +1,18 @@
 """GET /metrics: the Prometheus text exposition, checked with Debian's promtool, against what the
 upstream's access log saw, and for who may read it (metrics.listen, metrics.allow)."""
 
+import http.client
+import os
 import re
+import ssl
 import subprocess
 import time
+
 
 import procs
 from helpers import assert_error, get, since, wait_until
 from mirror import request
+from scripted import Reply, Scripted, image_manifest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HANDLERS = ["base", "catalog", "manifest", "blob", "tags", "blob_upload", "blob_upload_chunk",
@@ -373,3 +378,74 @@ def test_upstream_state_follows_its_health(mirror_factory, up, make_image, push)
     up.start()
     wait_until(lambda: scrape(port).get("regcache_upstream_up", upstream="docker.io") == 1,
                timeout=40, what="the upstream back up in the metrics")
+
+
+def test_pull_budget_and_429s_as_the_upstream_announced_them(mirror_factory):
+    """The budget a scripted upstream announces (Docker Hub's ratelimit-limit and -remaining
+    headers) is what the gauges show, and each of its 429s is counted with its time."""
+    up = Scripted()
+    try:
+        budget = [("ratelimit-limit", "100;w=21600"), ("ratelimit-remaining", "76;w=21600")]
+        body, blobs = image_manifest(b'{"os":"linux"}', [b"budgeted"])
+        up.manifest("team/app", "1", body, headers=budget)
+        for data in blobs.values():
+            up.blob(data)
+        mirror, port = metrics_mirror(mirror_factory, [{"name": "docker.io", "url": up.url}],
+                                      revalidate_after="1h")
+        s0 = scrape(port)
+        assert s0.get("regcache_upstream_ratelimit_limit", upstream="docker.io") == 0
+        assert get(mirror, "/v2/team/app/manifests/1")[0] == 200
+        s = scrape(port)
+        assert s.get("regcache_upstream_ratelimit_limit", upstream="docker.io") == 100
+        assert s.get("regcache_upstream_ratelimit_remaining", upstream="docker.io") == 76
+        assert s.get("regcache_upstream_ratelimit_window_seconds", upstream="docker.io") == 21600
+        assert s.get("regcache_upstream_429_total", upstream="docker.io") == 0
+
+        up.route("*", r"/v2/.+/manifests/cold",
+                 lambda req: Reply.error(429, "TOOMANYREQUESTS", [("Retry-After", "1")]))
+        t0 = time.time()
+        status, _, body = get(mirror, "/v2/team/app/manifests/cold")
+        assert_error(status, body, 429, "TOOMANYREQUESTS")
+        s = scrape(port)
+        asked = len(up.requests(path=r"/manifests/cold$"))
+        assert asked == 1
+        assert s.get("regcache_upstream_429_total", upstream="docker.io") == asked
+        assert t0 - 1 <= s.get("regcache_upstream_last_429_timestamp_seconds",
+                               upstream="docker.io") <= time.time() + 1
+        assert s.get("regcache_upstream_ratelimit_remaining", upstream="docker.io") == 0
+        assert s.get("regcache_upstream_ratelimit_limit", upstream="docker.io") == 100
+        assert s.get("regcache_upstream_requests_total", upstream="docker.io", method="get",
+                     code="4xx") == asked
+        # cached content is still served, and counted as a hit
+        assert get(mirror, "/v2/team/app/manifests/1")[0] == 200
+        assert scrape(port).get("registry_proxy_hits_total", type="manifest") == 1
+    finally:
+        up.stop()
+
+
+def test_tls_handshakes_are_counted_by_result(mirror_factory, up, tmp_dir):
+    """Each completed TLS handshake counts once as ok (whatever follows it: TLS 1.3 tickets, a
+    close); a client that offers only TLS 1.1 (refused with a fatal alert) counts as failed."""
+    from test_tls import make_cert
+    ca, crt, key = make_cert(os.path.join(tmp_dir, "certs"), "metrics")
+    port = procs.free_port()
+    mirror = mirror_factory([up], start=False, extra={
+        "tls": {"cert": crt, "key": key}, "metrics": {"listen": f"127.0.0.1:{port}"}})
+    mirror.start(wait=False)
+    procs.wait_for(lambda: procs.http_status(port, "/metrics") == 200, 20, "metrics.listen")
+    ctx = ssl.create_default_context(cafile=ca)
+    for _ in range(3):
+        c = http.client.HTTPSConnection("127.0.0.1", mirror.port, context=ctx, timeout=10)
+        c.request("GET", "/v2/")
+        assert c.getresponse().status == 200
+        c.close()
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{mirror.port}",
+                        "-tls1_1"], input="", capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0  # refused
+    # a client speaking plain HTTP to the TLS port gets no alert: not counted either way
+    assert procs.http_status(mirror.port, "/v2/") in (None, 400)
+    s = wait_until(lambda: (lambda sc: sc if sc.get("regcache_tls_handshakes_total",
+                                                    result="failed") >= 1 else None)(
+        scrape(port)), timeout=10, what="the refused handshake counted")
+    assert s.get("regcache_tls_handshakes_total", result="ok") == 3
+    assert s.get("regcache_tls_handshakes_total", result="failed") == 1

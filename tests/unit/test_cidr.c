@@ -27,9 +27,20 @@ int main(void)
     CHECK_EQ_INT(cidr_parse("fd00::/8", &c), 0);
     CHECK_EQ_INT(c.v6, 1);
 
-    const char *bad[] = {"", "10.0.0.0/", "10.0.0.0/33", "10.0.0.1/8", "10.0.0.0/-1",
-                         "10.0.0.0/8x", "10.0.0.0/08", "300.1.1.1", "10.0.0", "::/129",
-                         "fd00::1/8", "host.example", "10.0.0.0/8/8", " 10.0.0.0/8",
+    const char *bad[] = {"",
+                         "10.0.0.0/",
+                         "10.0.0.0/33",
+                         "10.0.0.1/8",
+                         "10.0.0.0/-1",
+                         "10.0.0.0/8x",
+                         "10.0.0.0/08",
+                         "300.1.1.1",
+                         "10.0.0",
+                         "::/129",
+                         "fd00::1/8",
+                         "host.example",
+                         "10.0.0.0/8/8",
+                         " 10.0.0.0/8",
                          "1.2.3.4 "};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int r = cidr_parse(bad[i], &c);
@@ -45,7 +56,7 @@ int main(void)
     CHECK_EQ_INT(in("127.0.0.1", "127.0.0.1"), 1);
     CHECK_EQ_INT(in("127.0.0.1", "127.0.0.2"), 0);
     CHECK_EQ_INT(in("0.0.0.0/0", "203.0.113.9"), 1);
-    CHECK_EQ_INT(in("0.0.0.0/0", "::1"), 0);          /* families do not mix */
+    CHECK_EQ_INT(in("0.0.0.0/0", "::1"), 0); /* families do not mix */
     CHECK_EQ_INT(in("::/0", "127.0.0.1"), 0);
     CHECK_EQ_INT(in("127.0.0.0/8", "::ffff:127.0.0.1"), 1); /* a mapped IPv4 peer */
     CHECK_EQ_INT(in("::1", "::1"), 1);

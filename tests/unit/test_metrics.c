@@ -29,12 +29,12 @@ static double sample(const char *series)
     return -1;
 }
 
-#define CHECK_SAMPLE(series, v)                                                                \
-    do {                                                                                       \
-        double got_ = sample(series);                                                          \
-        check_total++;                                                                         \
-        if (got_ < (v)-1e-9 || got_ > (v) + 1e-9)                                              \
-            CHECK_FAIL_("%s is %g, not %g", series, got_, (double)(v));                        \
+#define CHECK_SAMPLE(series, v)                                                                    \
+    do {                                                                                           \
+        double got_ = sample(series);                                                              \
+        check_total++;                                                                             \
+        if (got_ < (v)-1e-9 || got_ > (v) + 1e-9)                                                  \
+            CHECK_FAIL_("%s is %g, not %g", series, got_, (double)(v));                            \
     } while (0)
 
 static void test_escape(void)
@@ -317,8 +317,11 @@ static void test_registry(void)
     metrics_fill_joined(METRICS_MANIFEST);
     CHECK_SAMPLE("regcache_fill_joins_total{type=\"manifest\"}", 1);
     for (int i = 0; i < METRICS_GC_RUNS + 4; i++) {
-        struct metrics_gc_run run = {.started_ms = 1000 * (uint64_t)(i + 1), .duration_ms = 5,
-                                     .ok = i != 3, .files = 1, .evicted_ttl_bytes = 10,
+        struct metrics_gc_run run = {.started_ms = 1000 * (uint64_t)(i + 1),
+                                     .duration_ms = 5,
+                                     .ok = i != 3,
+                                     .files = 1,
+                                     .evicted_ttl_bytes = 10,
                                      .evicted_size_bytes = 1};
         snprintf(run.reason, sizeof(run.reason), "scheduled");
         metrics_gc_run(&run);

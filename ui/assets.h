@@ -5,9 +5,9 @@
 #include <stddef.h>
 
 struct ui_asset {
-    const char *name;         /* its file name in ui/page/ */
+    const char *name; /* its file name in ui/page/ */
     const char *content_type;
-    const char *hash;         /* the first 12 hex digits of its sha256 */
+    const char *hash; /* the first 12 hex digits of its sha256 */
     const unsigned char *data;
     size_t len;
 };

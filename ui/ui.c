@@ -35,12 +35,12 @@
 
 /* The page's own policy: its script and style sheet from its own files, JSON from its own
  * origin, nothing inline, nothing framed. */
-#define UI_PAGE_HEADERS                                                                        \
-    "Cache-Control: no-cache\r\n"                                                             \
-    "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "      \
-    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "               \
-    "frame-ancestors 'none'\r\n"                                                              \
-    "Referrer-Policy: no-referrer\r\n"                                                        \
+#define UI_PAGE_HEADERS                                                                            \
+    "Cache-Control: no-cache\r\n"                                                                  \
+    "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "           \
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "                    \
+    "frame-ancestors 'none'\r\n"                                                                   \
+    "Referrer-Policy: no-referrer\r\n"                                                             \
     "X-Frame-Options: DENY\r\n"
 #define UI_API_HEADERS "Content-Type: application/json\r\nCache-Control: no-store\r\n"
 
@@ -182,8 +182,7 @@ static void job_fail(struct job *j, int status, const char *code, const char *me
 /* ---- manifests from the store (db thread) ---- */
 
 /* The manifest's bytes (malloc'ed, NUL-terminated), at most max of them. */
-static int read_manifest(struct store *s, const char *digest, uint64_t max, char **out,
-                         size_t *len)
+static int read_manifest(struct store *s, const char *digest, uint64_t max, char **out, size_t *len)
 {
     int fd;
     uint64_t size;
@@ -846,8 +845,8 @@ static int manifest_layer(void *ud, const struct desc *dsc)
     struct buf *b = &w->j->out;
     char mt[8];
     uint64_t size, last;
-    int stored = dsc->digest[0] &&
-                 db_blob_info(w->d, dsc->digest, mt, sizeof(mt), &size, &last) == 0;
+    int stored =
+        dsc->digest[0] && db_blob_info(w->d, dsc->digest, mt, sizeof(mt), &size, &last) == 0;
     buf_append(b, w->n ? ",{" : "{", w->n ? 2 : 1);
     w->n++;
     put_desc_common(b, dsc);
@@ -884,9 +883,9 @@ static int manifest_child(void *ud, const struct desc *dsc)
 
 /* Annotations an operator reads; others are left out. */
 static const char *const annotation_keys[] = {
-    "org.opencontainers.image.title",   "org.opencontainers.image.description",
-    "org.opencontainers.image.version", "org.opencontainers.image.created",
-    "org.opencontainers.image.source",  "org.opencontainers.image.revision",
+    "org.opencontainers.image.title",     "org.opencontainers.image.description",
+    "org.opencontainers.image.version",   "org.opencontainers.image.created",
+    "org.opencontainers.image.source",    "org.opencontainers.image.revision",
     "org.opencontainers.image.base.name",
 };
 
@@ -998,7 +997,8 @@ static void job_done(void *ud)
     struct job *j = ud;
     if (conn_alive(j->c)) {
         if (j->status)
-            respond_error(j->c, j->head, j->status, j->code, j->message, "Cache-Control: no-store\r\n");
+            respond_error(j->c, j->head, j->status, j->code, j->message,
+                          "Cache-Control: no-store\r\n");
         else
             conn_respond(j->c, 200, UI_API_HEADERS, j->out.data, j->out.len, j->head);
     }
@@ -1053,9 +1053,9 @@ static void api(struct ui *ui, struct conn *c, struct http_request *req, enum jo
         if (route_query_param(req->query, "name", j->name, sizeof(j->name)) <= 0 ||
             !ref_name_valid(j->name, strlen(j->name)))
             bad = "name: a repository name is required";
-        else if (!j->hosted &&
-                 (route_query_param(req->query, "upstream", j->upstream, sizeof(j->upstream)) <= 0 ||
-                  !upstream_find(ui->up, j->upstream)))
+        else if (!j->hosted && (route_query_param(req->query, "upstream", j->upstream,
+                                                  sizeof(j->upstream)) <= 0 ||
+                                !upstream_find(ui->up, j->upstream)))
             bad = "upstream: a configured upstream (or hosted=1) is required";
     } else if (kind == JOB_MANIFEST) {
         if (route_query_param(req->query, "digest", j->digest, sizeof(j->digest)) <= 0 ||
@@ -1093,8 +1093,8 @@ static void send_asset(struct conn *c, struct http_request *req, const struct ui
     char headers[1024], v[32];
     int page = strcmp(a->name, "index.html") == 0;
     /* a file named by its hash (?v=, as the page names them) never changes under that name */
-    int pinned = !page && route_query_param(req->query, "v", v, sizeof(v)) > 0 &&
-                 strcmp(v, a->hash) == 0;
+    int pinned =
+        !page && route_query_param(req->query, "v", v, sizeof(v)) > 0 && strcmp(v, a->hash) == 0;
     snprintf(headers, sizeof(headers), "Content-Type: %s\r\nETag: \"%s\"\r\n%s", a->content_type,
              a->hash,
              page     ? UI_PAGE_HEADERS

@@ -29,7 +29,7 @@ struct db;
 struct store;
 struct upstream_client;
 
-#define UI_PAGE_MAX 500      /* rows in one page of repositories or tags */
+#define UI_PAGE_MAX 500        /* rows in one page of repositories or tags */
 #define UI_BODY_MAX (8u << 20) /* one API answer at most */
 
 /* *out stays NULL (and 0 is returned) when cfg->ui_access is off. */

@@ -20,6 +20,8 @@ from test_auth import ALICE, BOB, basic, make_users
 
 MARKUP = "<img src=x onerror=\"document.body.dataset.pwned='1'\">"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+FIRST_DIGEST = "document.querySelector('table.tags a.digest').dataset.digest"
+UPSTREAMS_DRAWN = "document.querySelector('table.upstreams') !== null"
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
 
 
@@ -96,7 +98,8 @@ def outcomes(m):
 
 
 def texts(b, selector):
-    return b.evaluate(f"[...document.querySelectorAll({json.dumps(selector)})].map(e => e.textContent)")
+    return b.evaluate(f"[...document.querySelectorAll({json.dumps(selector)})]"
+                      ".map(e => e.textContent)")
 
 
 def no_horizontal_scroll(b):
@@ -183,10 +186,10 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     b.navigate(base + "/#/repository?upstream=docker.io&name=library%2Fbusybox",
                ready="document.querySelector('table.tags tbody a.digest') !== null")
     assert texts(b, "table.tags .tag") == ["1.36"]
-    assert b.evaluate("document.querySelector('table.tags a.digest').dataset.digest") == single.digest
+    assert b.evaluate(FIRST_DIGEST) == single.digest
     b.navigate(base + "/#/repository?upstream=docker.io&name=myorg%2Ftool",
                ready="document.querySelector('table.tags .chip') !== null")
-    assert b.evaluate("document.querySelector('table.tags a.digest').dataset.digest") == multi.digest
+    assert b.evaluate(FIRST_DIGEST) == multi.digest
     assert sorted(texts(b, "table.tags .chip")) == ["linux/amd64", "linux/arm64"]
     b.screenshot(os.path.join(shots, "repository-desktop.png"))
 
@@ -240,7 +243,8 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     # the screenshots for the README
     if os.environ.get("REGCACHE_UPDATE_SCREENSHOTS"):
         os.makedirs(DOCS, exist_ok=True)
-        shutil.copy(os.path.join(shots, "overview-desktop.png"), os.path.join(DOCS, "status-page.png"))
+        shutil.copy(os.path.join(shots, "overview-desktop.png"),
+                    os.path.join(DOCS, "status-page.png"))
         shutil.copy(os.path.join(shots, "overview-phone.png"),
                     os.path.join(DOCS, "status-page-phone.png"))
     for name in os.listdir(shots):
@@ -270,7 +274,8 @@ def test_page_headers_and_policy(mirror):
     s, h, _ = get(mirror, "/ui/app.js", accept=False)
     assert s == 200 and h["cache-control"] == "no-cache"
     s, h, body = get(mirror, "/ui/api/summary", accept=False)
-    assert s == 200 and h["cache-control"] == "no-store" and h["x-content-type-options"] == "nosniff"
+    assert s == 200 and h["cache-control"] == "no-store"
+    assert h["x-content-type-options"] == "nosniff"
     assert h["content-security-policy"] == "sandbox"
     s, _, body = get(mirror, "/ui/api/manifest?digest=sha256:" + "0" * 64, accept=False)
     assert s == 404
@@ -387,7 +392,7 @@ def test_upstream_budget_and_429_are_shown(mirror_factory, browser):
         assert s["last_429"] is None, s
         b = browser
         b.viewport(1280, 800)
-        b.navigate(f"http://127.0.0.1:{m.port}/", ready="document.querySelector('table.upstreams') !== null")
+        b.navigate(f"http://127.0.0.1:{m.port}/", ready=UPSTREAMS_DRAWN)
         budget = b.evaluate("document.querySelector('table.upstreams .budget').textContent")
         assert "7 of 100 left per 6 h" in budget, budget
         assert b.evaluate("document.querySelector('table.upstreams .budget .bar.bad') !== null")
@@ -395,7 +400,7 @@ def test_upstream_budget_and_429_are_shown(mirror_factory, browser):
         s = api(m, "summary")["upstreams"][0]
         assert s["last_429"] and s["remaining"] == 0, s
         seen = len(up.log)
-        b.navigate(f"http://127.0.0.1:{m.port}/", ready="document.querySelector('table.upstreams') !== null")
+        b.navigate(f"http://127.0.0.1:{m.port}/", ready=UPSTREAMS_DRAWN)
         budget = b.evaluate("document.querySelector('table.upstreams .budget').textContent")
         assert "0 of 100 left per 6 h" in budget, budget
         last = b.evaluate("document.querySelector('table.upstreams tbody tr td:last-child time')"

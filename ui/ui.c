@@ -536,7 +536,8 @@ static void summary(struct db *d, struct job *j)
     if (j->have_metrics)
         buf_printf(b, ",\"bytes_from_cache\":%llu,\"bytes_from_upstream\":%llu",
                    (unsigned long long)j->mv.served_cache_bytes,
-                   (unsigned long long)j->mv.served_upstream_bytes);
+                   (unsigned long long)(j->mv.pulled_bytes[METRICS_BLOB] +
+                                        j->mv.pulled_bytes[METRICS_MANIFEST]));
     else
         LIT(b, ",\"bytes_from_cache\":null,\"bytes_from_upstream\":null");
     LIT(b, ",\"store\":{");

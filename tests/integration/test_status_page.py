@@ -148,8 +148,12 @@ def test_page_shows_the_cache_and_never_asks_upstream(mirror_factory, up, make_i
     assert f"{hits} hits · {misses} misses" in b.evaluate(
         "document.getElementById('card-hits').textContent")
     assert summary["store"]["free"], "no free space figure"
+    # the upstream sent each manifest and blob once: what a first pull of each image costs
+    fetched = sum(len(img.raw) + sum(len(man.raw) for man in img.manifests if img.multi) +
+                  sum(len(img.blobs[d]) for d in img.blob_digests) for img in (single, multi))
     assert (summary["bytes_from_cache"], summary["bytes_from_upstream"]) == \
-        (from_cache, from_upstream)
+        (from_cache, fetched)
+    assert from_upstream == fetched
     assert b.evaluate("document.getElementById('card-served').dataset.cache") == str(from_cache)
     assert b.evaluate("document.getElementById('card-served').dataset.upstream") == \
         str(from_upstream)

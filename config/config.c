@@ -1113,6 +1113,39 @@ static int apply_metrics(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+/* ui: the status page */
+static int apply_ui(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *s;
+
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "ui", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "ui", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (strcmp(kv.name, "access"))
+            return fail(x, line_of(kv.key), key, "unknown key");
+        rc = get_scalar(x, kv.value, key, &s);
+        if (rc < 0)
+            return rc;
+        if (!strcmp(s, "pull"))
+            c->ui_access = UI_ACCESS_PULL;
+        else if (!strcmp(s, "push"))
+            c->ui_access = UI_ACCESS_PUSH;
+        else if (!strcmp(s, "off"))
+            c->ui_access = UI_ACCESS_OFF;
+        else
+            return fail(x, line_of(kv.value), key, "invalid value '%s' (use pull, push or off)",
+                        s);
+    }
+    return 0;
+}
+
 static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
 {
     char key[KEY_MAX];
@@ -1171,6 +1204,8 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_hosted(x, c, kv.value);
         } else if (!strcmp(kv.name, "metrics")) {
             rc = apply_metrics(x, c, kv.value);
+        } else if (!strcmp(kv.name, "ui")) {
+            rc = apply_ui(x, c, kv.value);
         } else if (is_section(kv.name)) {
             rc = apply_section(x, c, kv.name, kv.value);
         } else {

@@ -15,6 +15,10 @@ struct config_upstream {
     char *ca_file;  /* PEM bundle trusted for this upstream's TLS instead of the system CAs */
 };
 
+/* ui.access: the status page is readable by whoever may pull (default), only by users who may
+ * push, or not served at all. */
+enum ui_access { UI_ACCESS_PULL = 0, UI_ACCESS_PUSH, UI_ACCESS_OFF };
+
 struct config {
     char *source;  /* file the config came from, NULL for embedded defaults */
     char *listen;  /* "0.0.0.0:5000" */
@@ -71,6 +75,7 @@ struct config {
     char *metrics_listen;
     char **metrics_allow;
     size_t n_metrics_allow;
+    int ui_access; /* ui.access: who may read the status page (enum ui_access) */
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

@@ -24,6 +24,7 @@
 #include "metrics/metrics.h"
 #include "registry/respond.h"
 #include "store/store.h"
+#include "ui/ui.h"
 #include "upstream/upstream.h"
 #include "util/cidr.h"
 #include "util/clock.h"
@@ -53,6 +54,7 @@ struct daemon {
     struct http_server *http;
     struct auth *auth;
     struct hosted *hosted;
+    struct ui *ui;
     uv_signal_t sighup;
     /* probes, and the gate in front of the registry while it is not there */
     struct probes *probes;
@@ -405,6 +407,11 @@ static int start_serving(struct daemon *d)
         log_error("out of memory");
         return -1;
     }
+    if ((r = ui_new(&d->loop, cfg, d->db, d->store, d->up, &d->ui))) {
+        log_error("status page: cannot start (%s)", strerror(-r));
+        return -1;
+    }
+    registry_set_ui(d->registry, d->ui);
     return 0;
 }
 
@@ -557,6 +564,7 @@ int serve(const struct config *cfg)
     http_server_free(d.metrics_http);
     free(d.metrics_allow);
     registry_free(d.registry);
+    ui_free(d.ui);
     hosted_free(d.hosted);
     auth_free(d.auth);
     cache_free(d.cache);

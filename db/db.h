@@ -171,11 +171,32 @@ struct db_repo_row {
     const char *upstream, *repo;
     uint64_t bytes;          /* cached blobs this repository referenced */
     uint64_t last_access_ms; /* the latest access among them */
+    uint64_t tags;           /* its tags */
 };
 int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row), void *ud);
 /* Tags of one repository, with their manifest's last access. */
 int db_each_tag(struct db *d, const char *upstream, const char *repo,
                 int (*fn)(void *ud, const struct db_tag_row *row, uint64_t last_access_ms),
                 void *ud);
+
+/* ---- reads for the status page (on the db thread, through db_call) ---- */
+
+/* Every hosted repository holding content or a tag, by name: the bytes of what it holds (each
+ * blob of it once), its tags, and the latest access among its blobs. */
+struct db_hosted_repo_row {
+    const char *repo;
+    uint64_t bytes, tags, last_access_ms;
+};
+int db_each_hosted_repo(struct db *d, int (*fn)(void *ud, const struct db_hosted_repo_row *row),
+                        void *ud);
+/* The tags of hosted repository repo by name (row->upstream NULL, validated_ms 0), with their
+ * manifest's last access. */
+int db_each_hosted_tag(struct db *d, const char *repo,
+                       int (*fn)(void *ud, const struct db_tag_row *row, uint64_t last_access_ms),
+                       void *ud);
+/* What the index knows of a stored blob: its size, last access and media type (a manifest's;
+ * "" for plain blobs). 0, or -ENOENT when it has no row. */
+int db_blob_info(struct db *d, const char *digest, char *media_type, size_t len, uint64_t *size,
+                 uint64_t *last_access_ms);
 
 #endif

@@ -358,7 +358,8 @@ int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(
             d->sql,
-            "SELECT r.upstream, r.repo, coalesce(sum(b.size), 0), coalesce(max(b.last_access_ms), 0)"
+            "SELECT r.upstream, r.repo, coalesce(sum(b.size), 0), coalesce(max(b.last_access_ms), 0),"
+            " (SELECT count(*) FROM tags t WHERE t.upstream = r.upstream AND t.repo = r.repo)"
             " FROM (SELECT upstream, repo FROM tags UNION SELECT upstream, repo FROM repo_blobs) r"
             " LEFT JOIN repo_blobs rb ON rb.upstream = r.upstream AND rb.repo = r.repo"
             " LEFT JOIN blobs b ON b.digest = rb.digest"
@@ -370,7 +371,8 @@ int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row
         struct db_repo_row row = {(const char *)sqlite3_column_text(st, 0),
                                   (const char *)sqlite3_column_text(st, 1),
                                   (uint64_t)sqlite3_column_int64(st, 2),
-                                  (uint64_t)sqlite3_column_int64(st, 3)};
+                                  (uint64_t)sqlite3_column_int64(st, 3),
+                                  (uint64_t)sqlite3_column_int64(st, 4)};
         if (row.upstream && row.repo)
             r = fn(ud, &row);
     }
@@ -425,6 +427,80 @@ int db_each_ratelimit(struct db *d, int (*fn)(void *ud, const struct db_ratelimi
                                   (uint64_t)sqlite3_column_int64(st, 6)};
         if (rl.upstream)
             r = fn(ud, &rl);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_each_hosted_repo(struct db *d, int (*fn)(void *ud, const struct db_hosted_repo_row *row),
+                        void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(
+            d->sql,
+            "SELECT r.repo, coalesce(sum(b.size), 0), coalesce(max(b.last_access_ms), 0),"
+            " (SELECT count(*) FROM hosted_tags t WHERE t.repo = r.repo)"
+            " FROM (SELECT repo FROM hosted_blobs UNION SELECT repo FROM hosted_tags) r"
+            " LEFT JOIN hosted_blobs hb ON hb.repo = r.repo"
+            " LEFT JOIN blobs b ON b.digest = hb.digest"
+            " GROUP BY r.repo ORDER BY r.repo",
+            -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        struct db_hosted_repo_row row = {(const char *)sqlite3_column_text(st, 0),
+                                         (uint64_t)sqlite3_column_int64(st, 1),
+                                         (uint64_t)sqlite3_column_int64(st, 3),
+                                         (uint64_t)sqlite3_column_int64(st, 2)};
+        if (row.repo)
+            r = fn(ud, &row);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_each_hosted_tag(struct db *d, const char *repo,
+                       int (*fn)(void *ud, const struct db_tag_row *row, uint64_t last_access_ms),
+                       void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT t.tag, t.digest, t.media_type, coalesce(b.last_access_ms, 0)"
+                           " FROM hosted_tags t LEFT JOIN blobs b ON b.digest = t.digest"
+                           " WHERE t.repo = ? ORDER BY t.tag",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        struct db_tag_row row = {NULL, repo, (const char *)sqlite3_column_text(st, 0),
+                                 (const char *)sqlite3_column_text(st, 1),
+                                 (const char *)sqlite3_column_text(st, 2), 0};
+        if (row.tag && row.digest)
+            r = fn(ud, &row, (uint64_t)sqlite3_column_int64(st, 3));
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_blob_info(struct db *d, const char *digest, char *media_type, size_t len, uint64_t *size,
+                 uint64_t *last_access_ms)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT b.size, b.last_access_ms, coalesce(m.media_type, b.media_type, '')"
+                           " FROM blobs b LEFT JOIN manifests m ON m.digest = b.digest"
+                           " WHERE b.digest = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
+    int r = -ENOENT;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *size = (uint64_t)sqlite3_column_int64(st, 0);
+        *last_access_ms = (uint64_t)sqlite3_column_int64(st, 1);
+        const char *mt = (const char *)sqlite3_column_text(st, 2);
+        snprintf(media_type, len, "%s", mt ? mt : "");
+        r = 0;
     }
     sqlite3_finalize(st);
     return r;

@@ -15,6 +15,7 @@
 #include "registry/catalog.h"
 #include "registry/respond.h"
 #include "registry/route.h"
+#include "ui/ui.h"
 #include "upstream/upstream.h"
 #include "util/buf.h"
 #include "util/shared.h"
@@ -26,6 +27,7 @@ struct registry {
     struct upstream_client *up;
     struct auth *auth;     /* NULL: no authentication */
     struct hosted *hosted; /* NULL: no hosted repositories */
+    struct ui *ui;         /* NULL: no status page */
 };
 
 /* One request waiting for the cache. */
@@ -52,6 +54,11 @@ struct registry *registry_new(struct cache *cache, struct upstream_client *up,
         r->hosted = hosted;
     }
     return r;
+}
+
+void registry_set_ui(struct registry *r, struct ui *ui)
+{
+    r->ui = ui;
 }
 
 void registry_free(struct registry *r)
@@ -334,6 +341,31 @@ static void challenge_for(const struct registry *r, const struct http_request *r
     auth_challenge(r->auth, &o, sc, out, len);
 }
 
+/* The status page's 401 challenge: Basic, which a browser answers, whatever auth.scheme. */
+static void ui_challenge(const struct registry *r, char *out, size_t len)
+{
+    snprintf(out, len, "WWW-Authenticate: Basic realm=\"%s\"\r\n", auth_realm(r->auth));
+}
+
+/* The status page, for a caller ui.access lets read it. */
+static void ui_request(struct registry *r, struct conn *c, struct http_request *req,
+                       const char *user)
+{
+    int head = req->method == HTTP_METHOD_HEAD;
+    int push = r->auth && ui_for_pushers(r->ui);
+    char challenge[600];
+    if (r->auth && !user && (push || !auth_anonymous_pull(r->auth))) {
+        ui_challenge(r, challenge, sizeof(challenge));
+        respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", challenge);
+        return;
+    }
+    if (push && !auth_may_push(r->auth, user)) {
+        respond_error(c, head, 403, "DENIED", "the status page is for users who may push", NULL);
+        return;
+    }
+    ui_handle(r->ui, c, req);
+}
+
 /* Checks req's credentials, then calls cb with the outcome (on the loop; the connection is
  * held until then). */
 static void check_credentials(struct registry *r, struct conn *c, struct http_request *req,
@@ -382,7 +414,10 @@ static void on_auth(void *ud, enum auth_result result, const char *user)
             char challenge[1024];
             struct route rt;
             int parsed = route_parse(w->req->path, w->req->query, &rt) == 0;
-            challenge_for(w->r, w->req, parsed ? &rt : NULL, challenge, sizeof(challenge));
+            if (ui_path(w->r->ui, w->req->path))
+                ui_challenge(w->r, challenge, sizeof(challenge));
+            else
+                challenge_for(w->r, w->req, parsed ? &rt : NULL, challenge, sizeof(challenge));
             respond_error(w->conn, w->req->method == HTTP_METHOD_HEAD, 401, "UNAUTHORIZED",
                           auth_token_mode(w->r->auth) && w->req->authorization &&
                                   strncasecmp(w->req->authorization, "Bearer", 6) == 0
@@ -537,6 +572,10 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     metrics_http_started(req);
     if (user)
         snprintf(req->user, sizeof(req->user), "%s", user);
+    if (ui_path(r->ui, req->path)) {
+        ui_request(r, c, req, user);
+        return;
+    }
     if (r->auth && !user &&
         (write || !auth_anonymous_pull(r->auth) || (ping && !has_token && !auth_ping_open(r->auth)))) {
         challenge_for(r, req, parsed ? NULL : &rt, challenge, sizeof(challenge));

@@ -16,6 +16,9 @@ struct hosted;
 struct registry *registry_new(struct cache *cache, struct upstream_client *up,
                               struct auth *auth, struct hosted *hosted);
 void registry_free(struct registry *r);
+/* Serves the status page (ui/ui.h) at / and under /ui/, to whoever ui.access lets read it. */
+struct ui;
+void registry_set_ui(struct registry *r, struct ui *ui);
 
 /* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */
 void registry_handle(struct conn *c, struct http_request *req, void *ud);

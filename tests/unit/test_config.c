@@ -302,6 +302,22 @@ static void test_hosted(void)
     ERR("hosted: team/*\n", 1, "hosted", "expected a list of repository patterns or a mapping");
 }
 
+static void test_ui(void)
+{
+    CHECK_EQ_INT(load("listen: :5000\n"), 0);
+    CHECK_EQ_INT(cfg.ui_access, UI_ACCESS_PULL);
+    CHECK_EQ_INT(load("ui:\n  access: push\n"), 0);
+    CHECK_EQ_INT(cfg.ui_access, UI_ACCESS_PUSH);
+    CHECK_EQ_INT(load("ui:\n  access: off\n"), 0);
+    CHECK_EQ_INT(cfg.ui_access, UI_ACCESS_OFF);
+    CHECK_EQ_INT(load("ui:\n  access: pull\n"), 0);
+    CHECK_EQ_INT(cfg.ui_access, UI_ACCESS_PULL);
+    CHECK_EQ_INT(load("ui:\n"), 0);
+    ERR("listen: :5000\nui:\n  access: everyone\n", 3, "ui.access", "use pull, push or off");
+    ERR("ui:\n  acess: pull\n", 2, "ui.acess", "unknown key");
+    ERR("ui: pull\n", 1, "ui", "expected a mapping");
+}
+
 static void test_upstream_limits(void)
 {
     char *yaml = malloc(8192), name[300];
@@ -650,6 +666,7 @@ int main(void)
     test_good_small();
     test_upstream_limits();
     test_hosted();
+    test_ui();
     test_errors();
     test_password_not_echoed();
     test_password_file_and_user();

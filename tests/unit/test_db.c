@@ -1,5 +1,6 @@
 /* The index database: migration of an older schema, the maintenance queries GC relies on, the
- * upstreams' pull limits, refusal of a damaged file. */
+ * upstreams' pull limits, the status page's reads, refusal of a damaged file. */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -65,6 +66,23 @@ static int on_ratelimit(void *ud, const struct db_ratelimit *rl)
     return 0;
 }
 
+static int on_hosted_repo(void *ud, const struct db_hosted_repo_row *row)
+{
+    size_t n = strlen(ud);
+    snprintf((char *)ud + n, 256 - n, "%s %llu %llu %llu;", row->repo,
+             (unsigned long long)row->bytes, (unsigned long long)row->tags,
+             (unsigned long long)row->last_access_ms);
+    return 0;
+}
+
+static int on_hosted_tag(void *ud, const struct db_tag_row *row, uint64_t last_access_ms)
+{
+    size_t n = strlen(ud);
+    snprintf((char *)ud + n, 256 - n, "%s %s %llu;", row->tag, row->digest,
+             (unsigned long long)last_access_ms);
+    return row->upstream != NULL; /* hosted rows name no upstream */
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/regcache-db-test-XXXXXX");
@@ -127,6 +145,35 @@ int main(void)
     CHECK_STR(got_source, "203.0.113.9");
     CHECK_EQ_U64(got_rl.seen_ms, 2000);
     CHECK_EQ_U64(got_rl.last_429_ms, 2000);
+    db_close(d);
+
+    /* the status page's reads: hosted repositories with their bytes and tags, a repository's
+     * tags, a blob's media type (a manifest's) or none */
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    db_put_blob(d, "sha256:hm", 300, "application/vnd.oci.image.manifest.v1+json", 50);
+    db_put_blob(d, "sha256:hl", 4000, NULL, 60);
+    db_hosted_blob(d, "lan/app", "sha256:hm", "application/vnd.oci.image.manifest.v1+json", 1);
+    db_hosted_blob(d, "lan/app", "sha256:hl", NULL, 1);
+    db_hosted_tag(d, "lan/app", "v1", "sha256:hm", "application/vnd.oci.image.manifest.v1+json");
+    db_hosted_tag(d, "lan/app", "v2", "sha256:hm", "application/vnd.oci.image.manifest.v1+json");
+    db_hosted_blob(d, "lan/empty", "sha256:hl", NULL, 1);
+    db_close(d);
+    CHECK_EQ_INT(db_open(path, &d), 0);
+    char hosted[256] = "";
+    CHECK_EQ_INT(db_each_hosted_repo(d, on_hosted_repo, hosted), 0);
+    CHECK_STR(hosted, "lan/app 4300 2 60;lan/empty 4000 0 60;");
+    char htags[256] = "";
+    CHECK_EQ_INT(db_each_hosted_tag(d, "lan/app", on_hosted_tag, htags), 0);
+    CHECK_STR(htags, "v1 sha256:hm 50;v2 sha256:hm 50;");
+    char mt[64];
+    uint64_t size = 0, last = 0;
+    CHECK_EQ_INT(db_blob_info(d, "sha256:hm", mt, sizeof(mt), &size, &last), 0);
+    CHECK_STR(mt, "application/vnd.oci.image.manifest.v1+json");
+    CHECK_EQ_U64(size, 300);
+    CHECK_EQ_U64(last, 50);
+    CHECK_EQ_INT(db_blob_info(d, "sha256:hl", mt, sizeof(mt), &size, &last), 0);
+    CHECK_STR(mt, "");
+    CHECK_EQ_INT(db_blob_info(d, "sha256:none", mt, sizeof(mt), &size, &last), -ENOENT);
     db_close(d);
 
     /* hosted referrers (schema 6): kept across a reopen, and gone once deleted */

@@ -18,6 +18,7 @@
 #include "http/http.h"
 #include "http/tls.h"
 #include "registry/api.h"
+#include "registry/cors.h"
 #include "hosted/hosted.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -42,6 +43,7 @@ struct daemon {
     struct auth *auth;
     struct hosted *hosted;
     uv_signal_t sighup;
+    struct cors *cors;
 };
 
 static void finish(struct daemon *d)
@@ -198,6 +200,7 @@ int serve(const struct config *cfg)
     int r, status = 1;
     d.cfg = cfg;
     log_set_level((enum log_level)cfg->log_level);
+    log_set_format(cfg->log_format ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
     /* sendfile and the store run on the thread pool: give it room before the loop starts */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);
@@ -220,6 +223,12 @@ int serve(const struct config *cfg)
         .max_waiting = cfg->max_connections - (cfg->reserved_connections
                                                     ? cfg->reserved_connections
                                                     : cfg->max_connections / 16),
+        .access_log = !cfg->log_access ? HTTP_ACCESS_OFF
+                      : cfg->log_format ? HTTP_ACCESS_JSON
+                                        : HTTP_ACCESS_TEXT,
+        .access_log_probes = cfg->log_access_probes,
+        .trusted_proxies = cfg->trusted_proxies,
+        .n_trusted_proxies = cfg->n_trusted_proxies,
     };
     if ((r = http_server_start(&d.loop, &opts, &d.http))) {
         log_error("listen %s: %s", cfg->listen, strerror(-r));
@@ -292,6 +301,13 @@ int serve(const struct config *cfg)
         log_error("out of memory");
         goto fail;
     }
+    int cors_failed;
+    d.cors = cors_new(cfg, &cors_failed);
+    if (cors_failed) {
+        log_error("out of memory");
+        goto fail;
+    }
+    registry_set_cors(d.registry, d.cors);
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
     uv_timer_init(&d.loop, &d.shutdown_timer);
@@ -312,6 +328,7 @@ int serve(const struct config *cfg)
     status = 0;
     http_server_free(d.http);
     registry_free(d.registry);
+    cors_free(d.cors);
     hosted_free(d.hosted);
     auth_free(d.auth);
     cache_free(d.cache);
@@ -326,6 +343,7 @@ int serve(const struct config *cfg)
 fail:
     /* Before the loop ever ran: stop what was started, let the close callbacks run, free. */
     registry_free(d.registry);
+    cors_free(d.cors);
     auth_shutdown(d.auth);
     hosted_shutdown(d.hosted);
     if (d.cache)

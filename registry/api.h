@@ -16,6 +16,9 @@ struct hosted;
 struct registry *registry_new(struct cache *cache, struct upstream_client *up,
                               struct auth *auth, struct hosted *hosted);
 void registry_free(struct registry *r);
+/* CORS for browser UIs (registry/cors.h); NULL: none. The registry does not own it. */
+struct cors;
+void registry_set_cors(struct registry *r, struct cors *cors);
 
 /* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */
 void registry_handle(struct conn *c, struct http_request *req, void *ud);

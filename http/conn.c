@@ -91,6 +91,12 @@ struct line {
     size_t len, cap;
 };
 
+/* Room for an escaped value, keeping reserve bytes for what follows it. */
+static size_t room(const struct line *l, size_t reserve)
+{
+    return l->len + reserve < l->cap ? l->cap - l->len - reserve : 0;
+}
+
 static void put_str(struct line *l, const char *s)
 {
     size_t n = strlen(s);
@@ -117,8 +123,8 @@ static void put_printf(struct line *l, const char *fmt, ...)
 static void put_text(struct line *l, const char *v)
 {
     put_str(l, "\"");
-    if (v)
-        l->len += escape_text(l->p + l->len, l->cap - l->len - 2, v, strlen(v));
+    if (v && room(l, 2))
+        l->len += escape_text(l->p + l->len, room(l, 2), v, strlen(v));
     else
         put_str(l, "-");
     put_str(l, "\"");
@@ -135,7 +141,7 @@ static void put_bare(struct line *l, const char *v)
         if (*v == ' ')
             put_str(l, "\\x20");
         else
-            l->len += escape_text(l->p + l->len, l->cap - l->len, v, 1);
+            l->len += escape_text(l->p + l->len, room(l, 0), v, 1);
     }
 }
 
@@ -147,7 +153,8 @@ static void put_json(struct line *l, const char *name, const char *v)
         return;
     }
     put_str(l, "\"");
-    l->len += escape_json(l->p + l->len, l->cap - l->len - 8, v, strlen(v));
+    if (room(l, 8))
+        l->len += escape_json(l->p + l->len, room(l, 8), v, strlen(v));
     put_str(l, "\"");
 }
 

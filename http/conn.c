@@ -273,7 +273,9 @@ static void identify(struct conn *c)
     if (c->client_trusted && req->forwarded_for)
         cidr_forwarded_client(req->forwarded_for, o->trusted_proxies, o->n_trusted_proxies,
                               req->client, sizeof(req->client));
-    req->secure = c->ssl || (c->client_trusted && req->forwarded_https);
+    /* X-Forwarded-Proto is believed from anyone: it only shapes the token realm of the
+     * challenge sent back to the same client, and proxies that terminate TLS rely on it */
+    req->secure = c->ssl || req->forwarded_https;
     if (c->client_trusted && req->forwarded_id && request_id_ok(req->forwarded_id))
         snprintf(req->request_id, sizeof(req->request_id), "%s", req->forwarded_id);
     else

@@ -42,9 +42,9 @@ struct http_request {
     const char *range;  /* NULL when absent */
     const char *authorization;
     const char *host; /* the Host header, NULL when absent */
-    /* came over TLS, or a trusted proxy in front says so (X-Forwarded-Proto: https) */
+    /* came over TLS, or a proxy in front says so (X-Forwarded-Proto: https) */
     int secure;
-    int forwarded_https; /* X-Forwarded-Proto: https was sent (by whoever) */
+    int forwarded_https; /* X-Forwarded-Proto: https was sent */
     const char *content_type;  /* NULL when absent */
     const char *content_range; /* NULL when absent */
     int has_body;
@@ -130,7 +130,7 @@ struct http_server_opts {
      * extra fields, or JSON; probes and /metrics only with access_log_probes. */
     enum http_access_log { HTTP_ACCESS_OFF, HTTP_ACCESS_TEXT, HTTP_ACCESS_JSON } access_log;
     int access_log_probes;
-    /* peers whose X-Forwarded-For, X-Forwarded-Proto and X-Request-Id are believed */
+    /* peers whose X-Forwarded-For and X-Request-Id are believed */
     const struct cidr *trusted_proxies;
     size_t n_trusted_proxies;
 };

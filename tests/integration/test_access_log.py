@@ -243,17 +243,6 @@ def test_forwarded_for_is_believed_from_trusted_proxies_only(mirror_factory, up)
     assert access(behind)[-1]["client"] == "127.0.0.1"  # no address: the peer stands
 
 
-def test_forwarded_proto_is_believed_from_trusted_proxies_only(mirror_factory, up, tmp_dir):
-    users = make_users(tmp_dir, ALICE)
-    for trusted, scheme in ((None, "http"), (["127.0.0.1"], "https")):
-        log = {"trusted_proxies": trusted} if trusted else {}
-        m = mirror_factory([up], extra={"auth": {"htpasswd": users, "scheme": "token"},
-                                        "log": log})
-        s, h, _ = raw_request(m, "GET", "/v2/", [("X-Forwarded-Proto", "https")])
-        assert s == 401
-        assert f'realm="{scheme}://127.0.0.1:{m.port}/v2/token"' in h["www-authenticate"], h
-
-
 def test_wrong_passwords_count_by_the_client_behind_a_trusted_proxy(mirror_factory, up,
                                                                     tmp_dir):
     m = mirror_factory([up], extra={"auth": {"htpasswd": make_users(tmp_dir, ALICE),

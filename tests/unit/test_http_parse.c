@@ -136,7 +136,7 @@ static void test_logged_headers(void)
     CHECK_STR(s.rid, "abc-1");
     CHECK_STR(s.origin, "http://ui.example");
     CHECK_STR(s.cors_method, "GET");
-    CHECK_EQ_INT(s.secure, 1); /* seen, not believed: the connection decides */
+    CHECK_EQ_INT(s.secure, 1); /* seen; the connection sets secure */
     s = run("GET / HTTP/1.1\r\n\r\n");
     CHECK_STR(s.ua, "(none)");
     CHECK_STR(s.xff, "(none)");

@@ -268,15 +268,15 @@ static void identify(struct conn *c)
     const struct http_server_opts *o = &c->srv->opts;
     struct ip_addr peer;
     snprintf(req->client, sizeof(req->client), "%s", c->peer);
-    c->client_trusted = o->n_trusted_proxies && ip_parse(c->peer, strlen(c->peer), &peer) == 0 &&
-                        cidr_list_contains(o->trusted_proxies, o->n_trusted_proxies, &peer);
-    if (c->client_trusted && req->forwarded_for)
+    int trusted = o->n_trusted_proxies && ip_parse(c->peer, strlen(c->peer), &peer) == 0 &&
+                  cidr_list_contains(o->trusted_proxies, o->n_trusted_proxies, &peer);
+    if (trusted && req->forwarded_for)
         cidr_forwarded_client(req->forwarded_for, o->trusted_proxies, o->n_trusted_proxies,
                               req->client, sizeof(req->client));
     /* X-Forwarded-Proto is believed from anyone: it only shapes the token realm of the
      * challenge sent back to the same client, and proxies that terminate TLS rely on it */
     req->secure = c->ssl || req->forwarded_https;
-    if (c->client_trusted && req->forwarded_id && request_id_ok(req->forwarded_id))
+    if (trusted && req->forwarded_id && request_id_ok(req->forwarded_id))
         snprintf(req->request_id, sizeof(req->request_id), "%s", req->forwarded_id);
     else
         new_request_id(req->request_id, sizeof(req->request_id));

@@ -79,7 +79,6 @@ struct conn {
     int close_after; /* close once the current response is out */
     uint64_t started_us;
     struct timespec started_wall; /* for the access log */
-    int client_trusted;           /* the TCP peer is a trusted proxy */
     /* the response */
     int status;
     struct buf out;

@@ -12,15 +12,15 @@
 #define DEFAULT_HEADERS "Authorization, Accept, Content-Type, Range, Content-Range, X-Request-Id"
 #define DEFAULT_METHODS "GET, HEAD, OPTIONS"
 /* What a UI needs to read, beyond the CORS-safelisted response headers. */
-#define EXPOSE_HEADERS                                                                        \
-    "Docker-Content-Digest, WWW-Authenticate, Link, Content-Range, Content-Length, "         \
-    "Docker-Distribution-API-Version, X-Request-Id, X-Cache, OCI-Namespace, Location, "      \
+#define EXPOSE_HEADERS                                                                             \
+    "Docker-Content-Digest, WWW-Authenticate, Link, Content-Range, Content-Length, "               \
+    "Docker-Distribution-API-Version, X-Request-Id, X-Cache, OCI-Namespace, Location, "            \
     "Docker-Upload-UUID, Range"
 
 struct cors {
     char **origins;
     size_t n_origins;
-    int any;          /* "*" listed */
+    int any; /* "*" listed */
     int credentials;
     char methods[512], headers[1024];
     unsigned long max_age_s;
@@ -33,8 +33,7 @@ static int join(char *out, size_t len, char *const *list, size_t n, const char *
     out[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         size_t used = strlen(out);
-        if ((size_t)snprintf(out + used, len - used, "%s%s", i ? ", " : "", list[i]) >=
-            len - used)
+        if ((size_t)snprintf(out + used, len - used, "%s%s", i ? ", " : "", list[i]) >= len - used)
             return -1;
     }
     return 0;

@@ -79,8 +79,8 @@ int main(void)
     CHECK_STR(client("10.9.9.9, 198.51.100.9, 10.0.0.2"), "198.51.100.9");
     CHECK_STR(client("198.51.100.9,10.0.0.2"), "198.51.100.9");
     CHECK_STR(client("[2001:db8::5]:1234, fd00::1"), "2001:db8::5");
-    CHECK_STR(client("10.0.0.3, 10.0.0.2"), "10.0.0.3"); /* trusted hops only: the leftmost */
-    CHECK_STR(client("garbage, 10.0.0.2"), "10.0.0.2");  /* not an address: the last trusted hop */
+    CHECK_STR(client("10.0.0.3, 10.0.0.2"), "10.0.0.3");  /* trusted hops only: the leftmost */
+    CHECK_STR(client("garbage, 10.0.0.2"), "10.0.0.2");   /* not an address: the last trusted hop */
     CHECK_STR(client("198.51.100.9, unknown"), "(none)"); /* the proxy wrote no address */
     CHECK_STR(client(""), "(none)");
     CHECK_STR(client(" , ,"), "(none)");

@@ -26,13 +26,14 @@ int main(void)
     CHECK_STR(J("curl/8.5.0"), "curl/8.5.0");
     CHECK_STR(J("a\"b\\c"), "a\\\"b\\\\c");
     CHECK_STR(J("\x01\n\r\t\x7f"), "\\u0001\\u000a\\u000d\\u0009\\u007f");
-    CHECK_STR(J("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3");
+    CHECK_STR(J("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3"),
+              "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3");
     /* ill-formed UTF-8, one replacement per byte */
     CHECK_STR(J("\xff"), "\\ufffd");
-    CHECK_STR(J("\xc3"), "\\ufffd");                   /* truncated */
-    CHECK_STR(J("\xc0\xaf"), "\\ufffd\\ufffd");         /* overlong '/' */
-    CHECK_STR(J("\xe0\x80\xaf"), "\\ufffd\\ufffd\\ufffd"); /* overlong */
-    CHECK_STR(J("\xed\xa0\x80"), "\\ufffd\\ufffd\\ufffd"); /* a surrogate */
+    CHECK_STR(J("\xc3"), "\\ufffd");                                  /* truncated */
+    CHECK_STR(J("\xc0\xaf"), "\\ufffd\\ufffd");                       /* overlong '/' */
+    CHECK_STR(J("\xe0\x80\xaf"), "\\ufffd\\ufffd\\ufffd");            /* overlong */
+    CHECK_STR(J("\xed\xa0\x80"), "\\ufffd\\ufffd\\ufffd");            /* a surrogate */
     CHECK_STR(J("\xf4\x90\x80\x80"), "\\ufffd\\ufffd\\ufffd\\ufffd"); /* past U+10FFFF */
     CHECK_STR(J("\x80x"), "\\ufffdx");
     CHECK_STR(J("a\0b"), "a\\u0000b");

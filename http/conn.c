@@ -176,7 +176,10 @@ static void log_access(struct conn *c, const char *note)
         const char *method = req->method_name ? req->method_name : "-";
         const char *client = req->client[0] ? req->client : c->peer;
         const char *outcome = req->outcome && strcmp(req->outcome, "-") ? req->outcome : NULL;
-        const char *note_v = note[0] ? note + 1 : NULL;
+        /* one word, so that the text field needs no escaping */
+        const char *note_v = !note[0] ? NULL
+                             : strcmp(note + 1, "client gone") == 0 ? "client-gone"
+                                                                     : note + 1;
         if (mode == HTTP_ACCESS_JSON) {
             size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
             snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", c->started_wall.tv_nsec / 1000000);

@@ -276,3 +276,23 @@ def test_probes_and_metrics_are_left_out_unless_asked_for(mirror_factory, up):
     assert all(p in got for p in paths) and got[-1] == "/v2/"
     assert access(off) == []
     assert any(x.get("msg", "").startswith("regcache ") for x in json_lines(off))
+
+
+def test_a_client_that_hangs_up_is_noted(mirror_factory, up):
+    """A request waiting on a stuck upstream whose client goes away: logged with its note."""
+    import socket
+    from switchproxy import SwitchProxy
+    proxy = SwitchProxy(up.port, mode="hang")
+    try:
+        m = mirror_factory([{"name": "docker.io", "url": proxy.url}],
+                           extra={"log": {"format": "json"}})
+        with socket.create_connection(("127.0.0.1", m.port), timeout=5) as s:
+            s.sendall(b"GET /v2/library/stuck/manifests/v1 HTTP/1.1\r\nHost: m\r\n"
+                      b"User-Agent: leaver\r\n\r\n")
+            wait_until(lambda: proxy.held() >= 1, what="the upstream request to hang")
+        gone = wait_until(lambda: [x for x in access(m) if x["user_agent"] == "leaver"],
+                          what="the access line of the client that left")
+        assert gone[0]["note"] == "client-gone" and gone[0]["status"] == 0, gone
+        assert gone[0]["upstream"] == "docker.io"
+    finally:
+        proxy.stop()

@@ -80,6 +80,8 @@ void config_defaults(struct config *c)
     c->upstream_connections = 64;
     c->max_fills = 256;
     c->log_level = LOG_INFO;
+    c->log_access = 1;
+    c->cors_max_age_ms = 10 * 60 * 1000;
     c->auth_realm = strdup("regcache");
     c->auth_anonymous_pull = 1;
     c->hosted_upload_timeout_ms = 10 * 60 * 1000;
@@ -105,6 +107,15 @@ static void upstream_free(struct config_upstream *u)
     memset(u, 0, sizeof(*u));
 }
 
+static void str_list_free(char ***list, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*list)[i]);
+    free(*list);
+    *list = NULL;
+    *n = 0;
+}
+
 void config_free(struct config *c)
 {
     if (!c)
@@ -127,9 +138,11 @@ void config_free(struct config *c)
         free(c->hosted[i]);
     free(c->hosted);
     free(c->metrics_listen);
-    for (size_t i = 0; i < c->n_metrics_allow; i++)
-        free(c->metrics_allow[i]);
-    free(c->metrics_allow);
+    str_list_free(&c->metrics_allow, &c->n_metrics_allow);
+    free(c->trusted_proxies);
+    str_list_free(&c->cors_origins, &c->n_cors_origins);
+    str_list_free(&c->cors_headers, &c->n_cors_headers);
+    str_list_free(&c->cors_methods, &c->n_cors_methods);
     memset(c, 0, sizeof(*c)); /* a second config_free is harmless */
 }
 
@@ -147,6 +160,24 @@ static char *dup_or_null(const char *s, bool *ok)
 }
 
 /* Deep copy, so that a failed load leaves the caller's config untouched. */
+/* *dst (which holds a copy of the src pointer) gets its own copy of src's list. */
+static int str_list_copy(char ***dst, size_t *n, char *const *src, size_t count)
+{
+    *dst = NULL;
+    *n = 0;
+    if (!src)
+        return 0;
+    *dst = calloc(count ? count : 1, sizeof(char *));
+    if (!*dst)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (!((*dst)[i] = strdup(src[i])))
+            return -1;
+        *n = i + 1;
+    }
+    return 0;
+}
+
 static int config_copy(struct config *dst, const struct config *src)
 {
     bool ok = true;
@@ -192,17 +223,24 @@ static int config_copy(struct config *dst, const struct config *src)
         }
     }
     dst->metrics_listen = dup_or_null(src->metrics_listen, &ok);
-    dst->metrics_allow = NULL;
-    dst->n_metrics_allow = 0;
-    if (src->n_metrics_allow) {
-        dst->metrics_allow = calloc(src->n_metrics_allow, sizeof(char *));
-        if (!dst->metrics_allow)
-            ok = false;
-        for (size_t i = 0; ok && i < src->n_metrics_allow; i++) {
-            dst->metrics_allow[i] = dup_or_null(src->metrics_allow[i], &ok);
-            dst->n_metrics_allow = i + 1;
-        }
+    dst->trusted_proxies = NULL;
+    if (src->n_trusted_proxies) {
+        dst->trusted_proxies = malloc(src->n_trusted_proxies * sizeof(struct cidr));
+        if (dst->trusted_proxies)
+            memcpy(dst->trusted_proxies, src->trusted_proxies,
+                   src->n_trusted_proxies * sizeof(struct cidr));
+        else
+            ok = false, dst->n_trusted_proxies = 0;
     }
+    if (str_list_copy(&dst->metrics_allow, &dst->n_metrics_allow, src->metrics_allow,
+                      src->n_metrics_allow) ||
+        str_list_copy(&dst->cors_origins, &dst->n_cors_origins, src->cors_origins,
+                      src->n_cors_origins) ||
+        str_list_copy(&dst->cors_headers, &dst->n_cors_headers, src->cors_headers,
+                      src->n_cors_headers) ||
+        str_list_copy(&dst->cors_methods, &dst->n_cors_methods, src->cors_methods,
+                      src->n_cors_methods))
+        ok = false;
     if (!ok) {
         config_free(dst);
         return -ENOMEM;
@@ -1050,10 +1088,10 @@ static int apply_tls(struct ctx *x, struct config *c, yaml_node_t *m)
 
 static const char *check_cidr(const char *s)
 {
-    struct cidr range;
-    return cidr_parse(s, &range) ? "not an address range (use e.g. 10.0.0.0/8, 127.0.0.1, "
-                                   "fd00::/8; no host bits past the prefix)"
-                                 : NULL;
+    struct cidr c;
+    return cidr_parse(s, &c) ? "not an address or CIDR range (e.g. 10.0.0.0/8, fd00::/8, "
+                               "127.0.0.1), or host bits set past the prefix"
+                             : NULL;
 }
 
 /* Two listen addresses that cannot both be bound: the same port, on the same host or with
@@ -1113,6 +1151,79 @@ static int apply_metrics(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+static int get_bool(struct ctx *x, yaml_node_t *v, const char *key, int *out)
+{
+    const char *s;
+    int rc = get_scalar(x, v, key, &s);
+    if (rc < 0)
+        return rc;
+    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
+        *out = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
+        *out = 0;
+    else
+        return fail(x, line_of(v), key, "invalid value '%s' (use true or false)", s);
+    return 0;
+}
+
+/* log: level, format, access, access_probes, trusted_proxies */
+static int apply_log(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "log", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        const char *s;
+        int rc = get_pair(x, m, p, "log", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "level")) {
+            const struct field *f = NULL;
+            for (size_t i = 0; i < N_FIELDS && !f; i++)
+                if (!strcmp(fields[i].section, "log") && !strcmp(fields[i].name, "level"))
+                    f = &fields[i];
+            rc = set_field(x, c, f, kv.value, key);
+        } else if (!strcmp(kv.name, "format")) {
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (!strcmp(s, "text"))
+                c->log_format = 0;
+            else if (!strcmp(s, "json"))
+                c->log_format = 1;
+            else
+                return fail(x, line_of(kv.value), key, "invalid value '%s' (use text or json)",
+                            s);
+        } else if (!strcmp(kv.name, "access")) {
+            rc = get_bool(x, kv.value, key, &c->log_access);
+        } else if (!strcmp(kv.name, "access_probes")) {
+            rc = get_bool(x, kv.value, key, &c->log_access_probes);
+        } else if (!strcmp(kv.name, "trusted_proxies")) {
+            char **list = NULL;
+            size_t n = 0;
+            rc = set_str_list(x, kv.value, key, &list, &n, check_cidr);
+            if (rc == 0) {
+                free(c->trusted_proxies);
+                c->trusted_proxies = calloc(n ? n : 1, sizeof(struct cidr));
+                c->n_trusted_proxies = c->trusted_proxies ? n : 0;
+                for (size_t i = 0; c->trusted_proxies && i < n; i++)
+                    cidr_parse(list[i], &c->trusted_proxies[i]);
+                if (!c->trusted_proxies)
+                    rc = fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+            }
+            str_list_free(&list, &n);
+        } else {
+            return fail(x, line_of(kv.key), key, "unknown key");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ui: the status page */
 static int apply_ui(struct ctx *x, struct config *c, yaml_node_t *m)
 {
@@ -1142,6 +1253,82 @@ static int apply_ui(struct ctx *x, struct config *c, yaml_node_t *m)
         else
             return fail(x, line_of(kv.value), key, "invalid value '%s' (use pull, push or off)",
                         s);
+    }
+    return 0;
+}
+
+static const char *check_origin(const char *s)
+{
+    if (!strcmp(s, "*"))
+        return NULL;
+    if (strncmp(s, "http://", 7) && strncmp(s, "https://", 8))
+        return "an origin is scheme://host[:port] (e.g. https://ui.example.org), or *";
+    const char *host = strstr(s, "://") + 3;
+    if (!*host || strlen(s) > 255 || strchr(host, '/'))
+        return "an origin is scheme://host[:port], with no path (e.g. https://ui.example.org)";
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || strchr("\"\\,;", *p))
+            return "an origin has no spaces, quotes, commas or control characters";
+    return NULL;
+}
+
+static const char *check_token(const char *s)
+{
+    if (!*s || strlen(s) > 64 ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+            strlen(s))
+        return "a header or method name has 1..64 letters, digits, '-', '_' or '.'";
+    return NULL;
+}
+
+/* cors: allow_origins, allow_headers, allow_methods, allow_credentials, max_age */
+static int apply_cors(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    unsigned long cred_line = 0;
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "cors", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        const char *s;
+        int rc = get_pair(x, m, p, "cors", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "allow_origins")) {
+            rc = set_str_list(x, kv.value, key, &c->cors_origins, &c->n_cors_origins,
+                              check_origin);
+        } else if (!strcmp(kv.name, "allow_headers")) {
+            rc = set_str_list(x, kv.value, key, &c->cors_headers, &c->n_cors_headers,
+                              check_token);
+        } else if (!strcmp(kv.name, "allow_methods")) {
+            rc = set_str_list(x, kv.value, key, &c->cors_methods, &c->n_cors_methods,
+                              check_token);
+        } else if (!strcmp(kv.name, "allow_credentials")) {
+            rc = get_bool(x, kv.value, key, &c->cors_credentials);
+            cred_line = line_of(kv.value);
+        } else if (!strcmp(kv.name, "max_age")) {
+            uint64_t v;
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (parse_duration_ms(s, &v) < 0 || v > 24ULL * 3600 * 1000)
+                return fail(x, line_of(kv.value), key,
+                            "invalid duration '%s' (use e.g. 0, 10m, 2h; at most 24h)", s);
+            c->cors_max_age_ms = v;
+        } else {
+            return fail(x, line_of(kv.key), key, "unknown key");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (cred_line && c->cors_credentials) {
+        for (size_t i = 0; i < c->n_cors_origins; i++)
+            if (!strcmp(c->cors_origins[i], "*"))
+                warn_at(x, cred_line, "cors.allow_credentials",
+                        "with allow_origins '*' every origin is echoed and may send "
+                        "credentials: list the UI's origin instead");
     }
     return 0;
 }
@@ -1206,6 +1393,10 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_metrics(x, c, kv.value);
         } else if (!strcmp(kv.name, "ui")) {
             rc = apply_ui(x, c, kv.value);
+        } else if (!strcmp(kv.name, "log")) {
+            rc = apply_log(x, c, kv.value);
+        } else if (!strcmp(kv.name, "cors")) {
+            rc = apply_cors(x, c, kv.value);
         } else if (is_section(kv.name)) {
             rc = apply_section(x, c, kv.name, kv.value);
         } else {

@@ -7,6 +7,8 @@
 
 #define CONFIG_MAX_UPSTREAMS 32
 
+struct cidr;
+
 struct config_upstream {
     char *name;     /* how clients address it: ns=<name> or /v2/<name>/... ; e.g. "docker.io" */
     char *url;      /* base URL, scheme://host[:port], no trailing slash */
@@ -50,6 +52,20 @@ struct config {
     uint64_t upstream_connections;  /* limits.upstream_connections, per upstream host, 64 */
     uint64_t max_fills;             /* limits.max_fills, blobs fetched at once per upstream, 256 */
     int log_level;                  /* log.level: debug|info|warn|error -> enum log_level */
+    int log_format;                 /* log.format: text (0, default) or json (1) */
+    int log_access;                 /* log.access: the access log, on (1) by default */
+    int log_access_probes;          /* log.access_probes: probes and /metrics logged too (0) */
+    struct cidr *trusted_proxies;   /* log.trusted_proxies: whose X-Forwarded-* is believed */
+    size_t n_trusted_proxies;
+    /* cors: off unless cors.allow_origins lists some */
+    char **cors_origins; /* cors.allow_origins; "*" = any */
+    size_t n_cors_origins;
+    char **cors_headers; /* cors.allow_headers; NULL: the defaults (cors.c) */
+    size_t n_cors_headers;
+    char **cors_methods; /* cors.allow_methods; NULL: GET, HEAD, OPTIONS */
+    size_t n_cors_methods;
+    int cors_credentials;     /* cors.allow_credentials, default false */
+    uint64_t cors_max_age_ms; /* cors.max_age, default 10m */
     /* auth: off unless auth.htpasswd is set */
     char *auth_htpasswd;  /* auth.htpasswd: bcrypt htpasswd file */
     char *auth_realm;     /* auth.realm, default "regcache" */

@@ -20,6 +20,7 @@
 #include "http/http.h"
 #include "http/tls.h"
 #include "registry/api.h"
+#include "registry/cors.h"
 #include "hosted/hosted.h"
 #include "metrics/metrics.h"
 #include "registry/respond.h"
@@ -72,6 +73,7 @@ struct daemon {
     struct http_server *metrics_http; /* metrics.listen, NULL: none */
     struct cidr *metrics_allow;       /* metrics.allow: who may read /metrics on the main one */
     size_t n_metrics_allow;
+    struct cors *cors;
 };
 
 static void finish(struct daemon *d)
@@ -204,8 +206,11 @@ static void daemon_handle(struct conn *c, struct http_request *req, void *ud)
 {
     struct daemon *d = ud;
     if (d->n_metrics_allow && strcmp(req->path, "/metrics") == 0) {
-        /* from the start on (during the reconciliation too) until the end of the drain */
-        if (cidr_list_contains(d->metrics_allow, d->n_metrics_allow, conn_peer(c)))
+        /* from the start on (during the reconciliation too) until the end of the drain; the
+         * client is the one behind log.trusted_proxies */
+        struct ip_addr client;
+        if (ip_parse(req->client, strlen(req->client), &client) == 0 &&
+            cidr_list_contains(d->metrics_allow, d->n_metrics_allow, &client))
             metrics_respond(c, req);
         else
             respond_error(c, req->method == HTTP_METHOD_HEAD, 403, "DENIED",
@@ -412,6 +417,7 @@ static int start_serving(struct daemon *d)
         return -1;
     }
     registry_set_ui(d->registry, d->ui);
+    registry_set_cors(d->registry, d->cors);
     return 0;
 }
 
@@ -462,6 +468,7 @@ int serve(const struct config *cfg)
     int r, status = 1;
     d.cfg = cfg;
     log_set_level((enum log_level)cfg->log_level);
+    log_set_format(cfg->log_format ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
     /* sendfile and the store run on the thread pool: give it room before the loop starts */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);
@@ -490,6 +497,12 @@ int serve(const struct config *cfg)
                                                     ? cfg->reserved_connections
                                                     : cfg->max_connections / 16),
         .on_response = daemon_on_response,
+        .access_log = !cfg->log_access ? HTTP_ACCESS_OFF
+                      : cfg->log_format ? HTTP_ACCESS_JSON
+                                        : HTTP_ACCESS_TEXT,
+        .access_log_probes = cfg->log_access_probes,
+        .trusted_proxies = cfg->trusted_proxies,
+        .n_trusted_proxies = cfg->n_trusted_proxies,
     };
     if ((r = http_server_start(&d.loop, &opts, &d.http))) {
         log_error("listen %s: %s", cfg->listen, strerror(-r));
@@ -531,6 +544,12 @@ int serve(const struct config *cfg)
         log_error("probes: %s", strerror(-r));
         goto fail;
     }
+    int cors_failed;
+    d.cors = cors_new(cfg, &cors_failed);
+    if (cors_failed) {
+        log_error("out of memory");
+        goto fail;
+    }
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
     uv_signal_init(&d.loop, &d.sighup);
@@ -565,6 +584,7 @@ int serve(const struct config *cfg)
     free(d.metrics_allow);
     registry_free(d.registry);
     ui_free(d.ui);
+    cors_free(d.cors);
     hosted_free(d.hosted);
     auth_free(d.auth);
     cache_free(d.cache);
@@ -580,6 +600,15 @@ int serve(const struct config *cfg)
 
 fail:
     /* Before the loop ever ran: stop what was started, let the close callbacks run, free. */
+    registry_free(d.registry);
+    cors_free(d.cors);
+    auth_shutdown(d.auth);
+    hosted_shutdown(d.hosted);
+    if (d.cache)
+        cache_shutdown(d.cache);
+    if (d.db)
+        db_detach(d.db);
+    upstream_client_shutdown(d.up);
     if (d.http) {
         http_server_drain(d.http);
         http_server_close_all(d.http);

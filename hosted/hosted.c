@@ -325,7 +325,7 @@ void hosted_handle(struct hosted *h, struct conn *c, struct http_request *req,
     if (user)
         snprintf(o->owner, sizeof(o->owner), "u:%s", user);
     else
-        snprintf(o->owner, sizeof(o->owner), "a:%s", conn_peer(c));
+        snprintf(o->owner, sizeof(o->owner), "a:%s", req->client); /* behind trusted proxies */
     const char *m = req->method_name;
     int read = req->method == HTTP_METHOD_GET || req->method == HTTP_METHOD_HEAD;
     switch (rt->kind) {

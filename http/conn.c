@@ -1,10 +1,13 @@
 #include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,7 +15,9 @@
 #include <openssl/err.h>
 
 #include "http/impl.h"
+#include "util/cidr.h"
 #include "util/clock.h"
+#include "util/escape.h"
 #include "util/log.h"
 
 #define OUT_MAX (32u << 20) /* headers plus in-memory bodies (tag lists, errors) */
@@ -51,35 +56,233 @@ static const char *status_text(int status)
 
 /* ---- access log ---- */
 
+/* Probes and scrapes come every few seconds and say nothing about clients. */
+static int is_probe(const struct http_request *req)
+{
+    static const char *const paths[] = {"/livez", "/readyz", "/healthz", "/metrics"};
+    if (!req->path)
+        return 0;
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+        if (strcmp(req->path, paths[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static const char *x_cache_value(const struct http_request *req)
+{
+    /* answers that went through the cache; hosted repositories are the origin, not a cache */
+    const char *o = req->outcome;
+    if (!o || !req->upstream)
+        return NULL;
+    return strcmp(o, "hit") == 0     ? "HIT"
+           : strcmp(o, "miss") == 0  ? "MISS"
+           : strcmp(o, "fill") == 0  ? "FILL"
+           : strcmp(o, "stale") == 0 ? "STALE"
+                                     : NULL;
+}
+
+/* The log line is built in one buffer (the loop thread only) and written with one write():
+ * every field escaped, the longest of each bounded by the parser's limits. */
+#define ACCESS_LINE_MAX (6 * (HTTP_MAX_URL + HTTP_MAX_USER_AGENT + HTTP_MAX_REFERER + 256) + 1024)
+static char access_line[ACCESS_LINE_MAX];
+
+struct line {
+    char *p;
+    size_t len, cap;
+};
+
+/* Room for an escaped value, keeping reserve bytes for what follows it. */
+static size_t room(const struct line *l, size_t reserve)
+{
+    return l->len + reserve < l->cap ? l->cap - l->len - reserve : 0;
+}
+
+static void put_str(struct line *l, const char *s)
+{
+    size_t n = strlen(s);
+    if (l->len + n + 1 <= l->cap) {
+        memcpy(l->p + l->len, s, n);
+        l->len += n;
+    }
+}
+
+static void put_printf(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_printf(struct line *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->p + l->len, l->cap - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < l->cap - l->len)
+        l->len += (size_t)n;
+    else
+        l->p[l->len] = '\0';
+}
+
+/* A quoted text field ("-" when absent), or a JSON member ("name":"...", or null). */
+static void put_text(struct line *l, const char *v)
+{
+    put_str(l, "\"");
+    if (v && room(l, 2))
+        l->len += escape_text(l->p + l->len, room(l, 2), v, strlen(v));
+    else
+        put_str(l, "-");
+    put_str(l, "\"");
+}
+
+/* An unquoted text field: as a quoted one, spaces escaped too. */
+static void put_bare(struct line *l, const char *v)
+{
+    if (!v || !*v) {
+        put_str(l, "-");
+        return;
+    }
+    for (; *v && l->len + 8 < l->cap; v++) {
+        if (*v == ' ')
+            put_str(l, "\\x20");
+        else
+            l->len += escape_text(l->p + l->len, room(l, 0), v, 1);
+    }
+}
+
+static void put_json(struct line *l, const char *name, const char *v)
+{
+    put_printf(l, ",\"%s\":", name);
+    if (!v) {
+        put_str(l, "null");
+        return;
+    }
+    put_str(l, "\"");
+    if (room(l, 8))
+        l->len += escape_json(l->p + l->len, room(l, 8), v, strlen(v));
+    put_str(l, "\"");
+}
+
 static void log_access(struct conn *c, const char *note)
 {
-    char ts[40], line[HTTP_MAX_URL + 256];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
-    double ms = (double)(clock_mono_us() - c->started_us) / 1000.0;
-    int len = snprintf(line, sizeof(line), "%s %s %s %s %d %llu %.2fms %s%s\n", ts, c->peer,
-                       c->rp.req.method_name ? c->rp.req.method_name : "-",
-                       c->rp.req.target ? c->rp.req.target : "-", c->status,
-                       (unsigned long long)c->body_bytes, ms,
-                       c->rp.req.outcome ? c->rp.req.outcome : "-", note);
-    if (len > (int)sizeof(line))
-        len = sizeof(line);
-    ssize_t w = write(STDERR_FILENO, line, (size_t)len);
-    (void)w;
+    const struct http_request *req = &c->rp.req;
+    uint64_t duration_us = clock_mono_us() - c->started_us;
+    enum http_access_log mode = c->srv->opts.access_log;
+    if (mode != HTTP_ACCESS_OFF && (c->srv->opts.access_log_probes || !is_probe(req))) {
+        struct line l = {access_line, 0, sizeof(access_line) - 2};
+        struct tm tm;
+        char ts[64], proto[16];
+        gmtime_r(&c->started_wall.tv_sec, &tm);
+        if (c->rp.llhttp.http_major || c->rp.llhttp.http_minor)
+            snprintf(proto, sizeof(proto), "HTTP/%u.%u", (unsigned)c->rp.llhttp.http_major,
+                     (unsigned)c->rp.llhttp.http_minor);
+        else
+            snprintf(proto, sizeof(proto), "HTTP/1.1");
+        const char *method = req->method_name ? req->method_name : "-";
+        const char *client = req->client[0] ? req->client : c->peer;
+        const char *outcome = req->outcome && strcmp(req->outcome, "-") ? req->outcome : NULL;
+        /* one word, so that the text field needs no escaping */
+        const char *note_v = !note[0] ? NULL
+                             : strcmp(note + 1, "client gone") == 0 ? "client-gone"
+                                                                     : note + 1;
+        if (mode == HTTP_ACCESS_JSON) {
+            size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+            snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", c->started_wall.tv_nsec / 1000000);
+            put_printf(&l, "{\"time\":\"%s\",\"log\":\"access\"", ts);
+            put_json(&l, "client", client);
+            put_json(&l, "peer", c->peer);
+            put_json(&l, "user", req->user[0] ? req->user : NULL);
+            put_json(&l, "method", method);
+            put_json(&l, "target", req->target);
+            put_json(&l, "protocol", proto);
+            put_printf(&l, ",\"status\":%d,\"bytes\":%llu,\"duration\":%.6f", c->status,
+                       (unsigned long long)c->body_bytes, (double)duration_us / 1e6);
+            put_json(&l, "user_agent", req->user_agent);
+            put_json(&l, "referer", req->referer);
+            put_json(&l, "upstream", req->upstream);
+            put_json(&l, "outcome", outcome);
+            put_json(&l, "request_id", req->request_id[0] ? req->request_id : NULL);
+            put_json(&l, "note", note_v);
+            put_str(&l, "}");
+        } else {
+            /* the Combined Log Format, then key=value fields a combined parser ignores */
+            strftime(ts, sizeof(ts), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+            put_bare(&l, client);
+            put_str(&l, " - ");
+            put_bare(&l, req->user);
+            put_printf(&l, " [%s] \"", ts);
+            put_bare(&l, method);
+            put_str(&l, " ");
+            put_bare(&l, req->target ? req->target : "-");
+            put_printf(&l, " %s\" %d %llu ", proto, c->status, (unsigned long long)c->body_bytes);
+            put_text(&l, req->referer);
+            put_str(&l, " ");
+            put_text(&l, req->user_agent);
+            put_printf(&l, " rt=%.3f upstream=", (double)duration_us / 1e6);
+            put_bare(&l, req->upstream);
+            put_str(&l, " outcome=");
+            put_bare(&l, outcome);
+            put_str(&l, " id=");
+            put_bare(&l, req->request_id);
+            put_str(&l, " peer=");
+            put_bare(&l, c->peer);
+            put_str(&l, " note=");
+            put_bare(&l, note_v);
+        }
+        l.p[l.len++] = '\n';
+        log_write_line(l.p, l.len);
+    }
     if (c->srv->opts.on_response) {
         struct http_response_info info = {
             .status = c->status,
             .body_bytes = c->body_bytes,
-            .duration_us = clock_mono_us() - c->started_us,
+            .duration_us = duration_us,
             .peer = c->peer,
             .note = note[0] ? note + 1 : NULL,
         };
         c->srv->opts.on_response(c->srv->opts.ud, &c->rp.req, &info);
     }
+}
+
+/* ---- who asked: the client behind trusted proxies, and the request's id ---- */
+
+static int request_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= HTTP_REQUEST_ID_MAX &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:+/=-") == n;
+}
+
+/* 16 hex digits: a random prefix drawn at start-up (so that ids differ across restarts and
+ * mirrors), then a count of requests (so that they never repeat within one run). */
+static void new_request_id(char *out, size_t len)
+{
+    static uint64_t prefix, count;
+    static int seeded;
+    if (!seeded) {
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+            r = (uint32_t)clock_mono_us() ^ (uint32_t)getpid();
+        prefix = (uint64_t)(r & 0xffffff) << 40; /* 24 random bits, 40 bits of count */
+        seeded = 1;
+    }
+    snprintf(out, len, "%016llx",
+             (unsigned long long)(prefix | (count++ & ((UINT64_C(1) << 40) - 1))));
+}
+
+static void identify(struct conn *c)
+{
+    struct http_request *req = &c->rp.req;
+    const struct http_server_opts *o = &c->srv->opts;
+    struct ip_addr peer;
+    snprintf(req->client, sizeof(req->client), "%s", c->peer);
+    int trusted = o->n_trusted_proxies && ip_parse(c->peer, strlen(c->peer), &peer) == 0 &&
+                  cidr_list_contains(o->trusted_proxies, o->n_trusted_proxies, &peer);
+    if (trusted && req->forwarded_for)
+        cidr_forwarded_client(req->forwarded_for, o->trusted_proxies, o->n_trusted_proxies,
+                              req->client, sizeof(req->client));
+    /* X-Forwarded-Proto is believed from anyone: it only shapes the token realm of the
+     * challenge sent back to the same client, and proxies that terminate TLS rely on it */
+    req->secure = c->ssl || req->forwarded_https;
+    if (trusted && req->forwarded_id && request_id_ok(req->forwarded_id))
+        snprintf(req->request_id, sizeof(req->request_id), "%s", req->forwarded_id);
+    else
+        new_request_id(req->request_id, sizeof(req->request_id));
 }
 
 /* ---- lifetime ----
@@ -354,6 +557,7 @@ static void begin_request(struct conn *c)
     c->status = 0;
     c->body_bytes = 0;
     c->started_us = clock_mono_us();
+    clock_gettime(CLOCK_REALTIME, &c->started_wall);
     if (c->srv->draining || c->peer_closed)
         c->close_after = 1;
 }
@@ -362,8 +566,7 @@ static void dispatch(struct conn *c)
 {
     begin_request(c);
     c->head_deadline = 0;
-    if (c->ssl)
-        c->rp.req.secure = 1;
+    identify(c);
     c->srv->opts.handler(c, &c->rp.req, c->srv->opts.ud);
     wait_enter(c);
 }
@@ -378,6 +581,8 @@ static void reject(struct conn *c, int status)
         req->target = c->rp.url.data;
     if (!req->method_name)
         req->method_name = "-";
+    req->forwarded_for = req->forwarded_id = NULL; /* a refused head is not believed */
+    identify(c);
     c->srv->opts.error_writer(c, status, c->srv->opts.ud);
 }
 
@@ -891,10 +1096,20 @@ static int start_response(struct conn *c, int status, const char *headers, uint6
     if (headers && c->srv->default_name_len &&
         names_header(headers, dflt, c->srv->default_name_len))
         dflt = ""; /* the answer has a policy of its own */
-    int r = buf_printf(&c->out, "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %llu\r\n%s\r\n",
+    const struct http_request *req = &c->rp.req;
+    const char *xc = x_cache_value(req);
+    int r = buf_printf(&c->out,
+                       "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s%s%s%sContent-Length: %llu\r\n%s\r\n",
                        status, status_text(status), c->srv->common_headers, dflt,
-                       headers ? headers : "", (unsigned long long)length,
-                       c->close_after ? "Connection: close\r\n" : "");
+                       headers ? headers : "", req->request_id[0] ? "X-Request-Id: " : "",
+                       req->request_id, req->request_id[0] ? "\r\n" : "",
+                       xc ? "X-Cache: " : "", xc ? xc : "", xc ? "\r\n" : "",
+                       (unsigned long long)length, c->close_after ? "Connection: close\r\n" : "");
+    if (!r && req->response_headers[0]) {
+        /* before the blank line: drop it, add the lines, put it back */
+        c->out.len -= 2;
+        r = buf_printf(&c->out, "%s\r\n", req->response_headers);
+    }
     if (r) {
         conn_close(c);
         return -1;

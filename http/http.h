@@ -16,11 +16,19 @@
 #define HTTP_MAX_HEADER_BYTES 16384 /* all header lines of one request together */
 #define HTTP_MAX_HEADERS 100
 #define HTTP_MAX_ACCEPT 4096
+/* longer values of these headers are treated as absent */
+#define HTTP_MAX_USER_AGENT 512
+#define HTTP_MAX_REFERER 1024
+#define HTTP_MAX_ORIGIN 255
+#define HTTP_MAX_FORWARDED_FOR 1024 /* every X-Forwarded-For line joined */
+#define HTTP_REQUEST_ID_MAX 64      /* an X-Request-Id kept from a trusted proxy */
+#define HTTP_RESPONSE_HEADERS_MAX 1024
 
 struct http_server;
 struct conn;
 struct ssl_ctx_st;
 struct shared_body;
+struct cidr;
 
 enum http_method_kind { HTTP_METHOD_GET, HTTP_METHOD_HEAD, HTTP_METHOD_OTHER };
 
@@ -34,7 +42,9 @@ struct http_request {
     const char *range;  /* NULL when absent */
     const char *authorization;
     const char *host; /* the Host header, NULL when absent */
-    int secure;       /* came over TLS, or a proxy in front says so (X-Forwarded-Proto: https) */
+    /* came over TLS, or a proxy in front says so (X-Forwarded-Proto: https) */
+    int secure;
+    int forwarded_https; /* X-Forwarded-Proto: https was sent */
     const char *content_type;  /* NULL when absent */
     const char *content_range; /* NULL when absent */
     int has_body;
@@ -45,6 +55,19 @@ struct http_request {
     const char *handler;  /* what was asked: "base", "manifest", "blob", "tags", ... */
     const char *upstream; /* the upstream it went to (its configured name), NULL: none */
     char user[64];        /* the authenticated user, "" when anonymous */
+    /* as sent, NULL when absent or too long (HTTP_MAX_*): */
+    const char *user_agent, *referer;
+    const char *forwarded_for; /* every X-Forwarded-For joined; believed only via client */
+    const char *forwarded_id;  /* X-Request-Id as sent */
+    const char *origin;        /* Origin */
+    const char *cors_method;   /* Access-Control-Request-Method (a CORS preflight) */
+    /* set by the front before the handler runs: */
+    char client[64]; /* the client: the TCP peer, or the X-Forwarded-For client when the peer
+                      * is a trusted proxy (http_server_opts.trusted_proxies) */
+    char request_id[HTTP_REQUEST_ID_MAX + 1]; /* sent back as X-Request-Id */
+    /* "Name: value\r\n" lines the front adds to this request's response, set by the handler
+     * before it answers (CORS); "" when none */
+    char response_headers[HTTP_RESPONSE_HEADERS_MAX];
 };
 
 /* What the front knows of a response once it is done (or abandoned). */
@@ -103,6 +126,13 @@ struct http_server_opts {
      * limit. */
     uint64_t max_waiting;
     http_response_hook on_response; /* optional; gets ud */
+    /* The access log, one line per request on stderr: off, the Combined Log Format with
+     * extra fields, or JSON; probes and /metrics only with access_log_probes. */
+    enum http_access_log { HTTP_ACCESS_OFF, HTTP_ACCESS_TEXT, HTTP_ACCESS_JSON } access_log;
+    int access_log_probes;
+    /* peers whose X-Forwarded-For and X-Request-Id are believed */
+    const struct cidr *trusted_proxies;
+    size_t n_trusted_proxies;
 };
 
 int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,

@@ -4,6 +4,7 @@
 
 #include <llhttp.h>
 #include <openssl/ssl.h>
+#include <time.h>
 
 #include "http/http.h"
 #include "http/parse.h"
@@ -78,6 +79,7 @@ struct conn {
     int in_parse; /* inside parse_more: a response finishing now must not re-enter it */
     int close_after; /* close once the current response is out */
     uint64_t started_us;
+    struct timespec started_wall; /* for the access log */
     /* the response */
     int status;
     struct buf out;

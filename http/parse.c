@@ -8,6 +8,8 @@
 static const size_t kept_max[KEPT_N] = {
     [KEPT_RANGE] = 255,          [KEPT_CONTENT_TYPE] = 255, [KEPT_CONTENT_RANGE] = 127,
     [KEPT_AUTHORIZATION] = 8191, [KEPT_HOST] = 255,         [KEPT_PATH] = HTTP_MAX_URL,
+    [KEPT_USER_AGENT] = HTTP_MAX_USER_AGENT, [KEPT_REFERER] = HTTP_MAX_REFERER,
+    [KEPT_REQUEST_ID] = 127, [KEPT_ORIGIN] = HTTP_MAX_ORIGIN, [KEPT_CORS_METHOD] = 31,
 };
 /* every kept value fits in the header bytes, plus the path and the NULs */
 #define KEPT_BUF_MAX (HTTP_MAX_HEADER_BYTES + HTTP_MAX_URL + KEPT_N + 1)
@@ -29,6 +31,8 @@ static void reset_request(struct reqparse *p)
     buf_reset(&p->field);
     buf_reset(&p->value);
     buf_reset(&p->accept);
+    buf_reset(&p->xff);
+    p->xff_too_long = 0;
     buf_reset(&p->kept);
     for (int i = 0; i < KEPT_N; i++)
         p->kept_at[i] = SIZE_MAX;
@@ -96,6 +100,21 @@ static int commit_header(struct reqparse *p)
         r = keep(p, KEPT_AUTHORIZATION, v, vlen);
     } else if (IS("Host")) {
         r = keep(p, KEPT_HOST, v, vlen);
+    } else if (IS("User-Agent")) {
+        r = keep(p, KEPT_USER_AGENT, v, vlen);
+    } else if (IS("Referer")) {
+        r = keep(p, KEPT_REFERER, v, vlen);
+    } else if (IS("X-Request-Id")) {
+        r = keep(p, KEPT_REQUEST_ID, v, vlen);
+    } else if (IS("Origin")) {
+        r = keep(p, KEPT_ORIGIN, v, vlen);
+    } else if (IS("Access-Control-Request-Method")) {
+        r = keep(p, KEPT_CORS_METHOD, v, vlen);
+    } else if (IS("X-Forwarded-For")) {
+        /* a chain too long to keep is not believed at all (the peer stands) */
+        if (!p->xff_too_long && ((p->xff.len && buf_append(&p->xff, ", ", 2)) ||
+                                 buf_append(&p->xff, v, vlen)))
+            p->xff_too_long = 1;
     } else if (IS("X-Forwarded-Proto")) {
         p->forwarded_https = vlen == 5 && strncasecmp(v, "https", 5) == 0;
     } else if (IS("Transfer-Encoding")) {
@@ -168,7 +187,7 @@ static int on_headers_complete(llhttp_t *l)
     if (m == HTTP_CONNECT)
         return refuse(p, 400);
     l->upgrade = 0; /* HTTP/1.1 only: an Upgrade offer is declined by answering normally */
-    if (buf_terminate(&p->url) || buf_terminate(&p->accept))
+    if (buf_terminate(&p->url) || buf_terminate(&p->accept) || buf_terminate(&p->xff))
         return refuse(p, 431);
     size_t plen;
     const char *path = p->url.len ? target_path(p->url.data, &plen) : NULL;
@@ -190,7 +209,13 @@ static int on_headers_complete(llhttp_t *l)
     req->range = kept(p, KEPT_RANGE);
     req->authorization = kept(p, KEPT_AUTHORIZATION);
     req->host = kept(p, KEPT_HOST);
-    req->secure = p->forwarded_https;
+    req->forwarded_https = p->forwarded_https; /* believed or not by the connection */
+    req->user_agent = kept(p, KEPT_USER_AGENT);
+    req->referer = kept(p, KEPT_REFERER);
+    req->forwarded_for = p->xff.len && !p->xff_too_long ? p->xff.data : NULL;
+    req->forwarded_id = kept(p, KEPT_REQUEST_ID);
+    req->origin = kept(p, KEPT_ORIGIN);
+    req->cors_method = kept(p, KEPT_CORS_METHOD);
     req->content_type = kept(p, KEPT_CONTENT_TYPE);
     req->content_range = kept(p, KEPT_CONTENT_RANGE);
     req->has_body = (l->flags & F_CHUNKED) || l->content_length > 0;
@@ -242,6 +267,7 @@ void reqparse_init(struct reqparse *p)
     buf_init(&p->field, HTTP_MAX_HEADER_BYTES);
     buf_init(&p->value, HTTP_MAX_HEADER_BYTES);
     buf_init(&p->accept, HTTP_MAX_ACCEPT);
+    buf_init(&p->xff, HTTP_MAX_FORWARDED_FOR);
     buf_init(&p->kept, KEPT_BUF_MAX);
     for (int i = 0; i < KEPT_N; i++)
         p->kept_at[i] = SIZE_MAX;
@@ -308,6 +334,7 @@ void reqparse_release(struct reqparse *p)
     buf_free(&p->field);
     buf_free(&p->value);
     buf_free(&p->accept);
+    buf_free(&p->xff);
     buf_free(&p->kept);
     for (int i = 0; i < KEPT_N; i++)
         p->kept_at[i] = SIZE_MAX;

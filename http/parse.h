@@ -21,12 +21,15 @@ enum reqparse_event {
 };
 
 enum reqparse_kept { KEPT_RANGE, KEPT_CONTENT_TYPE, KEPT_CONTENT_RANGE, KEPT_AUTHORIZATION,
-                     KEPT_HOST, KEPT_PATH, KEPT_N };
+                     KEPT_HOST, KEPT_USER_AGENT, KEPT_REFERER, KEPT_REQUEST_ID, KEPT_ORIGIN,
+                     KEPT_CORS_METHOD, KEPT_PATH, KEPT_N };
 
 struct reqparse {
     llhttp_t llhttp;
     /* the head being collected; released (freed) between requests by reqparse_release */
     struct buf url, field, value, accept;
+    struct buf xff;           /* every X-Forwarded-For joined with ", " */
+    int xff_too_long;
     struct buf kept;          /* NUL-terminated copies of the kept values, then the path */
     size_t kept_at[KEPT_N];   /* offsets into kept; SIZE_MAX when absent */
     size_t header_bytes, n_headers;

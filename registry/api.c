@@ -13,6 +13,7 @@
 #include "hosted/hosted.h"
 #include "metrics/metrics.h"
 #include "registry/catalog.h"
+#include "registry/cors.h"
 #include "registry/respond.h"
 #include "registry/route.h"
 #include "ui/ui.h"
@@ -28,6 +29,7 @@ struct registry {
     struct auth *auth;     /* NULL: no authentication */
     struct hosted *hosted; /* NULL: no hosted repositories */
     struct ui *ui;         /* NULL: no status page */
+    struct cors *cors;     /* NULL: no CORS */
 };
 
 /* One request waiting for the cache. */
@@ -59,6 +61,11 @@ struct registry *registry_new(struct cache *cache, struct upstream_client *up,
 void registry_set_ui(struct registry *r, struct ui *ui)
 {
     r->ui = ui;
+}
+
+void registry_set_cors(struct registry *r, struct cors *cors)
+{
+    r->cors = cors;
 }
 
 void registry_free(struct registry *r)
@@ -381,18 +388,18 @@ static void check_credentials(struct registry *r, struct conn *c, struct http_re
     w->conn = c;
     w->req = req;
     conn_ref(c);
-    auth_check(r->auth, req->authorization, conn_peer(c), cb, w);
+    auth_check(r->auth, req->authorization, req->client, cb, w);
 }
 
 /* Answers a login that was not checked: 429 for an address with too many wrong passwords
  * lately, 503 while too many logins wait for bcrypt. 0 when result is neither. */
 static int respond_not_checked(struct registry *r, struct conn *c, int head,
-                               enum auth_result result)
+                               const char *client, enum auth_result result)
 {
     char retry[64];
     if (result == AUTH_THROTTLED) {
         snprintf(retry, sizeof(retry), "Retry-After: %u\r\n",
-                 auth_retry_after(r->auth, conn_peer(c)));
+                 auth_retry_after(r->auth, client));
         respond_error(c, head, 429, "TOOMANYREQUESTS",
                       "too many wrong passwords from this address; try again later", retry);
         return 1;
@@ -409,7 +416,8 @@ static void on_auth(void *ud, enum auth_result result, const char *user)
 {
     struct auth_wait *w = ud;
     if (conn_alive(w->conn) &&
-        !respond_not_checked(w->r, w->conn, w->req->method == HTTP_METHOD_HEAD, result)) {
+        !respond_not_checked(w->r, w->conn, w->req->method == HTTP_METHOD_HEAD, w->req->client,
+                             result)) {
         if (result == AUTH_BAD) {
             char challenge[1024];
             struct route rt;
@@ -446,7 +454,7 @@ static void on_token_auth(void *ud, enum auth_result result, const char *user)
     char basic[512];
     snprintf(basic, sizeof(basic), "WWW-Authenticate: Basic realm=\"%s\"\r\n",
              auth_realm(r->auth));
-    if (!conn_alive(c) || respond_not_checked(r, c, head, result)) {
+    if (!conn_alive(c) || respond_not_checked(r, c, head, w->req->client, result)) {
     } else if (result == AUTH_BAD) {
         respond_error(c, head, 401, "UNAUTHORIZED", "wrong user name or password", basic);
     } else if (result == AUTH_ANONYMOUS && !auth_anonymous_pull(r->auth)) {
@@ -489,6 +497,8 @@ static void token_endpoint(struct registry *r, struct conn *c, struct http_reque
 void registry_handle(struct conn *c, struct http_request *req, void *ud)
 {
     struct registry *r = ud;
+    if (cors_handle(r->cors, c, req))
+        return; /* a preflight: answered before auth, as browsers send it without credentials */
     if (strcmp(req->path, "/healthz") == 0) {
         /* liveness for monitors, whatever the auth policy */
         conn_respond(c, 200, "Content-Type: text/plain\r\n", "ok\n", 3,

@@ -19,6 +19,9 @@ void registry_free(struct registry *r);
 /* Serves the status page (ui/ui.h) at / and under /ui/, to whoever ui.access lets read it. */
 struct ui;
 void registry_set_ui(struct registry *r, struct ui *ui);
+/* CORS for browser UIs (registry/cors.h); NULL: none. The registry does not own it. */
+struct cors;
+void registry_set_cors(struct registry *r, struct cors *cors);
 
 /* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */
 void registry_handle(struct conn *c, struct http_request *req, void *ud);

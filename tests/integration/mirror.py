@@ -18,8 +18,13 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # REGCACHE_BIN may name another command, e.g. a sanitizer build or valgrind.
 REGCACHE = shlex.split(os.environ.get("REGCACHE_BIN", os.path.join(REPO_ROOT, "build", "regcache")))
 
-# <timestamp> <client-ip> <METHOD> <path+query> <status> <bytes> <duration>ms <hit|miss|fill|->
-LOG_RE = re.compile(r"(\S+) ([A-Z]+) (\S+) (\d{3}) (\d+) (\d+(?:\.\d+)?)ms (hit|miss|fill|stale|-)\s*$")
+# The access log in its text form: the Combined Log Format, then key=value fields:
+# <client> - <user> [<time>] "<METHOD> <target> <proto>" <status> <bytes> "<referer>" "<agent>"
+#   rt=<seconds> upstream=<name|-> outcome=<hit|miss|fill|stale|-> id=<request id> peer=.. note=..
+# Groups: 1 client, 2 method, 3 target, 4 status, 5 bytes, 6 seconds, 7 outcome.
+LOG_RE = re.compile(r'^(\S+) - \S+ \[[^\]]+\] "([A-Z]+|-) (\S+) [^" ]+" (\d{3}) (\d+) '
+                    r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" rt=(\d+\.\d+) upstream=\S+ '
+                    r'outcome=(hit|miss|fill|stale|-) ')
 
 
 class LogEntry(tuple):

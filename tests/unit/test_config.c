@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "config/config.h"
+#include "util/cidr.h"
 
 static char dir[64];
 static char path[128];
@@ -502,6 +503,46 @@ static void test_errors(void)
     CHECK_EQ_INT(cfg.auth_verify_threads, 16);
 }
 
+static void test_log_and_cors(void)
+{
+    CHECK_EQ_INT(cfg.log_format, 0);
+    CHECK_EQ_INT(cfg.log_access, 1);
+    CHECK_EQ_INT(cfg.n_cors_origins, 0);
+    CHECK_EQ_INT(load("log:\n  level: warn\n  format: json\n  access: false\n"
+                      "  access_probes: true\n  trusted_proxies: [10.0.0.0/8, '::1', fd00::/8]\n"
+                      "cors:\n  allow_origins: ['https://ui.example.org', 'http://127.0.0.1:8080']\n"
+                      "  allow_methods: [GET, HEAD, OPTIONS, DELETE]\n  allow_credentials: true\n"
+                      "  max_age: 1h\n"),
+                 0);
+    CHECK_EQ_INT(cfg.log_level, 2);
+    CHECK_EQ_INT(cfg.log_format, 1);
+    CHECK_EQ_INT(cfg.log_access, 0);
+    CHECK_EQ_INT(cfg.log_access_probes, 1);
+    CHECK_EQ_U64(cfg.n_trusted_proxies, 3);
+    CHECK_EQ_U64(cfg.trusted_proxies[0].bits, 104);
+    CHECK_EQ_U64(cfg.trusted_proxies[1].bits, 128);
+    CHECK_EQ_U64(cfg.n_cors_origins, 2);
+    CHECK_STR(cfg.cors_origins[1], "http://127.0.0.1:8080");
+    CHECK_EQ_U64(cfg.n_cors_methods, 4);
+    CHECK(cfg.cors_headers == NULL);
+    CHECK_EQ_INT(cfg.cors_credentials, 1);
+    CHECK_EQ_U64(cfg.cors_max_age_ms, 3600 * 1000);
+    ERR("log:\n  format: xml\n", 2, "log.format", "invalid value 'xml' (use text or json)");
+    ERR("log:\n  access: maybe\n", 2, "log.access", "(use true or false)");
+    ERR("log:\n  trusted_proxies: [10.0.0.1/8]\n", 2, "log.trusted_proxies",
+        "'10.0.0.1/8': not an address or CIDR range");
+    ERR("log:\n  trusted_proxies: 10.0.0.0/8\n", 2, "log.trusted_proxies", "expected a list");
+    ERR("log:\n  colour: true\n", 2, "log.colour", "unknown key");
+    ERR("log:\n  level: loud\n", 2, "log.level", "invalid level 'loud'");
+    ERR("cors:\n  allow_origins: [ui.example.org]\n", 2, "cors.allow_origins",
+        "an origin is scheme://host[:port]");
+    ERR("cors:\n  allow_origins: ['https://ui.example.org/app']\n", 2, "cors.allow_origins",
+        "with no path");
+    ERR("cors:\n  allow_headers: ['X-A: b']\n", 2, "cors.allow_headers", "a header or method");
+    ERR("cors:\n  max_age: 2d\n", 2, "cors.max_age", "at most 24h");
+    ERR("cors:\n  origins: ['*']\n", 2, "cors.origins", "unknown key");
+}
+
 static void test_password_not_echoed(void)
 {
     CHECK_EQ_INT(load("upstreams:\n  - {name: a, url: http://a, password: hunter2}\n"), -EINVAL);
@@ -636,10 +677,10 @@ static void test_metrics(void)
     CHECK_EQ_INT(load("metrics:\n"), 0);
 
     ERR("metrics:\n  allow: [10.0.0.0/8, 10.0.0.1/8]\n", 2, "metrics.allow",
-        "'10.0.0.1/8': not an address range");
+        "'10.0.0.1/8': not an address or CIDR range");
     ERR("metrics:\n  allow:\n    - 300.0.0.0/8\n", 3, "metrics.allow",
-        "'300.0.0.0/8': not an address range");
-    ERR("metrics:\n  allow:\n    - \"::/129\"\n", 3, "metrics.allow", "not an address range");
+        "'300.0.0.0/8': not an address or CIDR range");
+    ERR("metrics:\n  allow:\n    - \"::/129\"\n", 3, "metrics.allow", "not an address or CIDR range");
     ERR("metrics:\n  allow: 10.0.0.0/8\n", 2, "metrics.allow", "expected a list");
     ERR("metrics:\n  listen: nowhere\n", 2, "metrics.listen", "invalid address 'nowhere'");
     ERR("listen: 0.0.0.0:5000\nmetrics:\n  listen: 127.0.0.1:5000\n", 3, "metrics.listen",
@@ -668,6 +709,7 @@ int main(void)
     test_hosted();
     test_ui();
     test_errors();
+    test_log_and_cors();
     test_password_not_echoed();
     test_password_file_and_user();
     test_files();

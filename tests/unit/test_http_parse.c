@@ -10,6 +10,8 @@ struct seen {
     char queries[4][256];
     char accept[256];
     char host[64];
+    char ua[600], xff[1100], rid[140], origin[300], cors_method[40];
+    int secure;
     int error;
     char body[256];
     size_t body_len;
@@ -51,6 +53,14 @@ static struct seen run_step(const char *in, size_t step, int deliver)
                     snprintf(s.accept, sizeof(s.accept), "%s", p.req.accept);
                 if (p.req.host)
                     snprintf(s.host, sizeof(s.host), "%s", p.req.host);
+                snprintf(s.ua, sizeof(s.ua), "%s", p.req.user_agent ? p.req.user_agent : "(none)");
+                snprintf(s.xff, sizeof(s.xff), "%s",
+                         p.req.forwarded_for ? p.req.forwarded_for : "(none)");
+                snprintf(s.rid, sizeof(s.rid), "%s", p.req.forwarded_id ? p.req.forwarded_id : "(none)");
+                snprintf(s.origin, sizeof(s.origin), "%s", p.req.origin ? p.req.origin : "(none)");
+                snprintf(s.cors_method, sizeof(s.cors_method), "%s",
+                         p.req.cors_method ? p.req.cors_method : "(none)");
+                s.secure = p.req.secure * 10 + p.req.forwarded_https;
                 s.heads++;
                 p.deliver_body = deliver && p.req.has_body;
             } else if (ev == REQPARSE_BODY_END) {
@@ -111,6 +121,45 @@ static void test_heads(void)
             "GET /b HTTP/1.1\r\n\r\n");
     CHECK_EQ_INT(s.error, 0);
     CHECK_EQ_INT(s.heads, 2);
+}
+
+/* The headers the access log, the trusted-proxy rules and CORS read, with their limits. */
+static void test_logged_headers(void)
+{
+    struct seen s = run("GET / HTTP/1.1\r\nUser-Agent: a \"b\" \\ \xff\r\n"
+                        "X-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nx-forwarded-for: 3.3.3.3\r\n"
+                        "X-Request-Id: abc-1\r\nOrigin: http://ui.example\r\n"
+                        "Access-Control-Request-Method: GET\r\nX-Forwarded-Proto: https\r\n\r\n");
+    CHECK_EQ_INT(s.error, 0);
+    CHECK_STR(s.ua, "a \"b\" \\ \xff");
+    CHECK_STR(s.xff, "1.1.1.1, 2.2.2.2, 3.3.3.3"); /* every line, in order */
+    CHECK_STR(s.rid, "abc-1");
+    CHECK_STR(s.origin, "http://ui.example");
+    CHECK_STR(s.cors_method, "GET");
+    CHECK_EQ_INT(s.secure, 1); /* seen; the connection sets secure */
+    s = run("GET / HTTP/1.1\r\n\r\n");
+    CHECK_STR(s.ua, "(none)");
+    CHECK_STR(s.xff, "(none)");
+    CHECK_STR(s.origin, "(none)");
+    CHECK_EQ_INT(s.secure, 0);
+
+    /* too long: absent (a chain too long to keep is not believed at all) */
+    char *in = malloc(4096);
+    char *big = malloc(1100);
+    memset(big, 'a', 1099);
+    big[1099] = '\0';
+    snprintf(in, 4096, "GET / HTTP/1.1\r\nUser-Agent: %.513s\r\nOrigin: %.256s\r\n"
+             "X-Forwarded-For: 9.9.9.9\r\nX-Forwarded-For: %s\r\n\r\n", big, big, big);
+    s = run(in);
+    CHECK_EQ_INT(s.error, 0);
+    CHECK_STR(s.ua, "(none)");
+    CHECK_STR(s.origin, "(none)");
+    CHECK_STR(s.xff, "(none)");
+    snprintf(in, 4096, "GET / HTTP/1.1\r\nUser-Agent: %.512s\r\n\r\n", big);
+    s = run(in);
+    CHECK_EQ_INT((int)strlen(s.ua), 512);
+    free(in);
+    free(big);
 }
 
 static void test_bodies(void)
@@ -192,6 +241,7 @@ int main(void)
     CHECK_EQ_INT(p.llhttp.lenient_flags, 0); /* strict: no lenient llhttp mode, ever */
     reqparse_free(&p);
     test_heads();
+    test_logged_headers();
     test_bodies();
     test_smuggling();
     test_limits();

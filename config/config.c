@@ -469,7 +469,7 @@ static int set_field(struct ctx *x, struct config *c, const struct field *f, yam
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     uint64_t *u64 = (uint64_t *)(void *)((char *)c + f->offset);
     unsigned long line = line_of(val);
-    const char *s;
+    const char *s = NULL;
     uint64_t v;
     int rc = get_scalar(x, val, key, &s);
 
@@ -735,7 +735,7 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
     struct config_upstream *u = &ups[idx];
     unsigned long user_line = 0, pass_line = 0, inline_pass_line = 0;
     char prefix[32], key[KEY_MAX];
-    const char *s;
+    const char *s = NULL;
     int rc;
 
     snprintf(prefix, sizeof(prefix), "upstreams[%zu]", idx);
@@ -888,7 +888,7 @@ static int set_str_list(struct ctx *x, yaml_node_t *seq, const char *key, char *
     for (yaml_node_item_t *it = seq->data.sequence.items.start;
          it < seq->data.sequence.items.top; it++) {
         yaml_node_t *item = yaml_document_get_node(x->doc, *it);
-        const char *s, *why;
+        const char *s = NULL, *why;
         if (!item)
             return fail(x, line_of(seq), key, "malformed list");
         int rc = get_scalar(x, item, key, &s);
@@ -957,7 +957,7 @@ static int apply_hosted(struct ctx *x, struct config *c, yaml_node_t *m)
 static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
-    const char *s;
+    const char *s = NULL;
 
     if (is_null(m))
         return 0;
@@ -1045,7 +1045,7 @@ static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
 static int apply_tls(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
-    const char *s;
+    const char *s = NULL;
     unsigned long cert_line = 0, key_line = 0;
 
     if (is_null(m))
@@ -1113,7 +1113,7 @@ static int same_socket(const char *a, const char *b)
 static int apply_metrics(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
-    const char *s;
+    const char *s = NULL;
 
     if (is_null(m))
         return 0;
@@ -1153,7 +1153,7 @@ static int apply_metrics(struct ctx *x, struct config *c, yaml_node_t *m)
 
 static int get_bool(struct ctx *x, yaml_node_t *v, const char *key, int *out)
 {
-    const char *s;
+    const char *s = NULL;
     int rc = get_scalar(x, v, key, &s);
     if (rc < 0)
         return rc;
@@ -1176,7 +1176,7 @@ static int apply_log(struct ctx *x, struct config *c, yaml_node_t *m)
         return fail(x, line_of(m), "log", "expected a mapping, got %s", kind_of(m));
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
         struct pair kv;
-        const char *s;
+        const char *s = NULL;
         int rc = get_pair(x, m, p, "log", &kv, key, sizeof(key));
         if (rc < 0)
             return rc;
@@ -1228,7 +1228,7 @@ static int apply_log(struct ctx *x, struct config *c, yaml_node_t *m)
 static int apply_ui(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
-    const char *s;
+    const char *s = NULL;
 
     if (is_null(m))
         return 0;
@@ -1292,7 +1292,7 @@ static int apply_cors(struct ctx *x, struct config *c, yaml_node_t *m)
         return fail(x, line_of(m), "cors", "expected a mapping, got %s", kind_of(m));
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
         struct pair kv;
-        const char *s;
+        const char *s = NULL;
         int rc = get_pair(x, m, p, "cors", &kv, key, sizeof(key));
         if (rc < 0)
             return rc;
@@ -1345,7 +1345,7 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
         struct pair kv;
-        const char *s;
+        const char *s = NULL;
         int rc = get_pair(x, root, p, "", &kv, key, sizeof(key));
 
         if (rc < 0)

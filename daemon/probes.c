@@ -257,7 +257,7 @@ static void answer(struct conn *c, int head, const char *probe, const struct che
     int failed = 0, used[EXCLUDE_MAX] = {0};
     for (int i = 0; i < n; i++) {
         int excluded = 0;
-        for (size_t k = 0; k < q->n_exclude; k++)
+        for (size_t k = 0; k < q->n_exclude && k < EXCLUDE_MAX; k++)
             if (strcmp(q->exclude[k], check_names[i]) == 0)
                 excluded = used[k] = 1;
         if (excluded)

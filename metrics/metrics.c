@@ -59,6 +59,7 @@ struct registry {
     uv_loop_t *loop;
     char *storage;
     uint64_t max_size;
+    uint64_t gc_interval_ms; /* cache.gc_interval */
     uint64_t start_ms;
     /* registry_http_* */
     uint64_t http_requests[N_HANDLERS][N_METHODS][N_CODES];
@@ -131,6 +132,7 @@ int metrics_init(uv_loop_t *loop, const struct config *cfg)
         return -ENOMEM;
     r->loop = loop;
     r->max_size = cfg->max_size_bytes;
+    r->gc_interval_ms = cfg->gc_interval_ms;
     r->start_ms = metrics__process_start_ms();
     if (!r->start_ms)
         r->start_ms = clock_wall_ms();
@@ -648,6 +650,9 @@ static int expose_store(struct buf *out, const struct metrics_live *live)
                         "When the last successful GC run ended (unix time; 0: none yet)"));
     TRY(metrics__scaled(out, "regcache_gc_last_success_timestamp_seconds", NULL, reg->gc_last_ok_ms,
                         1000));
+    TRY(metrics__family(out, "regcache_gc_interval_seconds", "gauge",
+                        "The configured cache.gc_interval"));
+    TRY(metrics__scaled(out, "regcache_gc_interval_seconds", NULL, reg->gc_interval_ms, 1000));
     TRY(gauge(out, "regcache_index_writes_pending", "Index writes queued, not yet committed",
               live->index_pending));
     return 0;

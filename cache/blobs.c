@@ -10,6 +10,7 @@
 
 #include "cache/impl.h"
 #include "db/db.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -436,6 +437,7 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
     fill_key(key, sizeof(key), u, digest);
     struct blob_fill *f = map_get(c->fills, key);
     if (f) {
+        metrics_fill_joined(METRICS_BLOB);
         if (f->state == FILL_DONE || (f->state == FILL_STREAMING && f->size_known)) {
             struct blob_waiter w = {NULL, head, cb, ud, NULL};
             answer_waiter(f, &w);
@@ -634,6 +636,8 @@ static void head_upstream(struct cache *c, struct upstream *u, const char *repo,
         free(map_del(c->blob_heads, key));
         h = NULL;
     }
+    if (h)
+        metrics_fill_joined(METRICS_BLOB); /* a HEAD upstream in flight */
     if (!h) {
         struct blob_answer refused = {.fd = -1};
         if (health_backoff(c, u, &refused.err)) {

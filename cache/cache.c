@@ -6,6 +6,7 @@
 
 #include "cache/impl.h"
 #include "db/db.h"
+#include "metrics/metrics.h"
 #include "util/json.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -31,6 +32,19 @@ void cache_note_access(struct cache *c, struct upstream *u, const char *repo, co
         db_set_counter(c->db, "hits", ++c->hits);
     else if (outcome == OUTCOME_MISS || outcome == OUTCOME_FILL)
         db_set_counter(c->db, "misses", ++c->misses);
+}
+
+/* What the metrics read of the cache: all of it in memory already. */
+static void figures(void *ud, struct metrics_live *out)
+{
+    struct cache *c = ud;
+    uint64_t manifests = map_count(c->manifests);
+    out->store_bytes += c->stored_bytes;
+    out->manifests += manifests;
+    out->blobs += c->stored_files > manifests ? c->stored_files - manifests : 0;
+    out->tags += map_count(c->tags);
+    out->fills[METRICS_BLOB] += map_count(c->fills);
+    out->fills[METRICS_MANIFEST] += map_count(c->manifest_flights);
 }
 
 int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
@@ -72,6 +86,7 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
         return r;
     }
     open_files_start(c);
+    metrics_add_source(figures, c);
     *out = c;
     return 0;
 }
@@ -92,6 +107,7 @@ void cache_free(struct cache *c)
 {
     if (!c)
         return;
+    metrics_remove_source(figures, c);
     index_free(c);
     health_free(c);
     referrers_free(c);

@@ -90,6 +90,9 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
 /* Starts the lifecycle: a first GC shortly after start, then every cache.gc_interval.
  * stored_bytes: what the store holds now. */
 void cache_start(struct cache *c, uint64_t stored_bytes);
+/* The number of files the store holds now (at start, from the reconciliation): the figure
+ * then moves with every file stored and every GC run. */
+void cache_count_files(struct cache *c, uint64_t files);
 /* Runs a GC now (reason for the log: "scheduled", "size", "manual"); when one is running, one
  * more follows it. */
 void cache_gc(struct cache *c, const char *reason);

@@ -16,7 +16,7 @@ void evict_plan(struct evict_item *items, size_t n, const struct evict_policy *p
 {
     uint64_t kept = 0;
     out->by_ttl = out->by_size = 0;
-    out->bytes = 0;
+    out->bytes = out->ttl_bytes = 0;
     for (size_t i = 0; i < n; i++) {
         struct evict_item *it = &items[i];
         it->reason = EVICT_KEEP;
@@ -25,6 +25,7 @@ void evict_plan(struct evict_item *items, size_t n, const struct evict_policy *p
             it->reason = EVICT_TTL;
             out->by_ttl++;
             out->bytes += it->size;
+            out->ttl_bytes += it->size;
         } else {
             kept += it->size;
         }

@@ -28,6 +28,7 @@ struct evict_policy {
 struct evict_summary {
     size_t by_ttl, by_size;
     uint64_t bytes;       /* evicted */
+    uint64_t ttl_bytes;   /* of those, for the TTL */
     uint64_t kept_bytes;  /* what stays */
 };
 

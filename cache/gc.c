@@ -57,6 +57,7 @@ int gc_run(struct db *db, struct store *store, const struct gc_options *o, struc
     r->by_ttl = sum.by_ttl;
     r->by_size = sum.by_size;
     r->evicted_bytes = sum.bytes;
+    r->evicted_ttl_bytes = sum.ttl_bytes;
     r->kept_bytes = sum.kept_bytes;
     if (!o->dry_run && r->n_digests) {
         /* Index first: a crash between the two leaves files without rows, which the next

@@ -22,6 +22,7 @@ struct gc_options {
 struct gc_report {
     size_t scanned, evicted, by_ttl, by_size, tags_forgotten;
     uint64_t evicted_bytes, kept_bytes, duration_ms;
+    uint64_t evicted_ttl_bytes; /* of evicted_bytes, unused for longer than the TTL */
     char **digests; /* evicted (or, dry run, to be evicted) */
     size_t n_digests;
 };

@@ -9,6 +9,7 @@
 
 #include "cache/impl.h"
 #include "db/db.h"
+#include "metrics/metrics.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -38,6 +39,7 @@ static void on_ratelimit(void *ud, struct upstream *u, const struct upstream_rat
     struct db_ratelimit row = {
         name, rl->limit, remaining, rl->window_s, rl->source, now, rl->status == 429 ? now : 0};
     db_set_ratelimit(c->db, &row);
+    metrics_upstream_ratelimit(name, rl->limit, remaining, rl->window_s, rl->status == 429);
     struct ratelimit_seen *seen = map_get(c->ratelimits, name);
     if (!seen) {
         seen = calloc(1, sizeof(*seen));
@@ -106,6 +108,7 @@ static uint64_t probe_interval(const struct cache *c)
 
 static void record_state(struct cache *c, const struct health *h)
 {
+    metrics_upstream_state(upstream_name(h->u), !h->down, h->since_ms, h->reason);
     db_set_upstream_state(c->db, upstream_name(h->u), h->down ? "down" : "up", h->since_ms,
                           h->down ? h->reason : NULL);
 }

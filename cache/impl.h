@@ -79,6 +79,7 @@ struct cache {
     int open_files_timer_on;
     /* lifecycle (lifecycle.c) */
     uint64_t stored_bytes; /* what the store holds, as the index knows it */
+    uint64_t stored_files; /* files in the store (blobs and manifests), likewise */
     uv_timer_t gc_timer;
     int timer_started, gc_running, gc_again, stopping;
 };

@@ -1,11 +1,13 @@
 /* The cache's lifecycle while serving: scheduled GC runs, a run as soon as the store grows past
  * its cap, and bringing the in-memory index in line with what a run evicted. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache/gc.h"
 #include "cache/impl.h"
 #include "db/db.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -18,6 +20,7 @@ struct gc_job {
     struct gc_report r;
     char **pinned;
     int rc;
+    uint64_t started_us;
 };
 
 static int pin_fill(const char *key, void *value, void *ud)
@@ -50,11 +53,22 @@ static void job_done(void *ud)
 {
     struct gc_job *job = ud;
     struct cache *c = job->c;
+    struct metrics_gc_run run = {
+        .started_ms = job->o.now_ms,
+        .duration_ms = job->rc ? (clock_mono_us() - job->started_us) / 1000 : job->r.duration_ms,
+        .ok = job->rc == 0,
+        .files = job->rc ? 0 : job->r.evicted,
+        .evicted_ttl_bytes = job->rc ? 0 : job->r.evicted_ttl_bytes,
+        .evicted_size_bytes = job->rc ? 0 : job->r.evicted_bytes - job->r.evicted_ttl_bytes,
+    };
+    snprintf(run.reason, sizeof(run.reason), "%s", job->o.reason ? job->o.reason : "");
+    metrics_gc_run(&run);
     if (job->rc) {
         log_error("gc (%s) failed: %d", job->o.reason, job->rc);
     } else {
         apply_report(c, &job->r);
         c->stored_bytes = job->r.kept_bytes;
+        c->stored_files = job->r.scanned - job->r.evicted;
         log_info("gc (%s): evicted %zu of %zu (%zu expired, %zu for space), %llu bytes, "
                  "%zu tags forgotten; %llu bytes kept; %llu ms",
                  job->o.reason, job->r.evicted, job->r.scanned, job->r.by_ttl, job->r.by_size,
@@ -88,6 +102,7 @@ void cache_gc(struct cache *c, const char *reason)
         return;
     }
     job->c = c;
+    job->started_us = clock_mono_us();
     job->o.now_ms = clock_wall_ms();
     job->o.ttl_ms = c->cfg->ttl_ms;
     job->o.max_size = c->cfg->max_size_bytes;
@@ -106,10 +121,16 @@ void cache_gc(struct cache *c, const char *reason)
 void cache_stored(struct cache *c, uint64_t bytes)
 {
     c->stored_bytes += bytes;
+    c->stored_files++;
     const struct config *cfg = c->cfg;
     if ((cfg->max_size_bytes && c->stored_bytes > cfg->max_size_bytes) ||
         (cfg->min_free_bytes && store_free_bytes(c->store) < cfg->min_free_bytes))
         cache_gc(c, "size");
+}
+
+void cache_count_files(struct cache *c, uint64_t files)
+{
+    c->stored_files = files;
 }
 
 static void on_gc_timer(uv_timer_t *t)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cache/impl.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 #include "util/accept.h"
 #include "util/clock.h"
@@ -857,6 +858,7 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
         return;
     }
     if (f) {
+        metrics_fill_joined(METRICS_MANIFEST);
         if (flight_join(f, repo, cb, ud, flags, drop))
             answer_oom(cb, ud);
         return;

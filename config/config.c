@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "util/cidr.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -125,6 +126,10 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->n_hosted; i++)
         free(c->hosted[i]);
     free(c->hosted);
+    free(c->metrics_listen);
+    for (size_t i = 0; i < c->n_metrics_allow; i++)
+        free(c->metrics_allow[i]);
+    free(c->metrics_allow);
     memset(c, 0, sizeof(*c)); /* a second config_free is harmless */
 }
 
@@ -184,6 +189,18 @@ static int config_copy(struct config *dst, const struct config *src)
         for (size_t i = 0; ok && i < src->n_hosted; i++) {
             dst->hosted[i] = dup_or_null(src->hosted[i], &ok);
             dst->n_hosted = i + 1;
+        }
+    }
+    dst->metrics_listen = dup_or_null(src->metrics_listen, &ok);
+    dst->metrics_allow = NULL;
+    dst->n_metrics_allow = 0;
+    if (src->n_metrics_allow) {
+        dst->metrics_allow = calloc(src->n_metrics_allow, sizeof(char *));
+        if (!dst->metrics_allow)
+            ok = false;
+        for (size_t i = 0; ok && i < src->n_metrics_allow; i++) {
+            dst->metrics_allow[i] = dup_or_null(src->metrics_allow[i], &ok);
+            dst->n_metrics_allow = i + 1;
         }
     }
     if (!ok) {
@@ -1031,6 +1048,71 @@ static int apply_tls(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+static const char *check_cidr(const char *s)
+{
+    struct cidr range;
+    return cidr_parse(s, &range) ? "not an address range (use e.g. 10.0.0.0/8, 127.0.0.1, "
+                                   "fd00::/8; no host bits past the prefix)"
+                                 : NULL;
+}
+
+/* Two listen addresses that cannot both be bound: the same port, on the same host or with
+ * either on every address. */
+static int same_socket(const char *a, const char *b)
+{
+    char ha[256], hb[256];
+    int pa, pb;
+    if (!a || !b || parse_listen(a, ha, &pa) || parse_listen(b, hb, &pb) || pa != pb)
+        return 0;
+    const char *any[] = {"", "0.0.0.0", "::", "[::]", "*"};
+    for (size_t i = 0; i < sizeof(any) / sizeof(any[0]); i++)
+        if (!strcmp(ha, any[i]) || !strcmp(hb, any[i]))
+            return 1;
+    return !strcmp(ha, hb);
+}
+
+/* metrics: listen (an address of its own) and allow (who may read it on the main one). */
+static int apply_metrics(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *s;
+
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "metrics", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "metrics", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "allow")) {
+            rc = set_str_list(x, kv.value, key, &c->metrics_allow, &c->n_metrics_allow,
+                              check_cidr);
+        } else if (!strcmp(kv.name, "listen")) {
+            char host[256];
+            int port;
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (parse_listen(s, host, &port) < 0)
+                return fail(x, line_of(kv.value), key,
+                            "invalid address '%s' (use host:port, [v6addr]:port or :port)", s);
+            if (same_socket(s, c->listen))
+                return fail(x, line_of(kv.value), key,
+                            "'%s' is the address of listen (%s): give metrics a port of its own, "
+                            "or use metrics.allow to serve it on the main listener",
+                            s, c->listen);
+            rc = set_str(x, &c->metrics_listen, s);
+        } else {
+            return fail(x, line_of(kv.key), key, "unknown key");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
 {
     char key[KEY_MAX];
@@ -1057,6 +1139,9 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             if (parse_listen(s, host, &port) < 0)
                 return fail(x, line_of(kv.value), key,
                             "invalid address '%s' (use host:port, [v6addr]:port or :port)", s);
+            if (same_socket(s, c->metrics_listen))
+                return fail(x, line_of(kv.value), key, "'%s' is the address of metrics.listen (%s)",
+                            s, c->metrics_listen);
             rc = set_str(x, &c->listen, s);
         } else if (!strcmp(kv.name, "storage")) {
             rc = get_scalar(x, kv.value, key, &s);
@@ -1084,6 +1169,8 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_tls(x, c, kv.value);
         } else if (!strcmp(kv.name, "hosted")) {
             rc = apply_hosted(x, c, kv.value);
+        } else if (!strcmp(kv.name, "metrics")) {
+            rc = apply_metrics(x, c, kv.value);
         } else if (is_section(kv.name)) {
             rc = apply_section(x, c, kv.name, kv.value);
         } else {

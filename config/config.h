@@ -65,6 +65,12 @@ struct config {
     uint64_t hosted_max_size_bytes;  /* hosted.max_size: all hosted content, default 0 = no cap */
     uint64_t hosted_upload_timeout_ms; /* hosted.upload_timeout: idle upload sessions, 10m */
     uint64_t hosted_max_uploads;       /* hosted.max_uploads_per_client, default 64 */
+    /* metrics: GET /metrics on a listener of its own (metrics.listen, "host:port"; NULL:
+     * none), and/or on the main listener for the peers in metrics.allow (CIDRs; none listed:
+     * not served there) */
+    char *metrics_listen;
+    char **metrics_allow;
+    size_t n_metrics_allow;
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

@@ -19,8 +19,11 @@
 #include "http/tls.h"
 #include "registry/api.h"
 #include "hosted/hosted.h"
+#include "metrics/metrics.h"
+#include "registry/respond.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
+#include "util/cidr.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -42,6 +45,9 @@ struct daemon {
     struct auth *auth;
     struct hosted *hosted;
     uv_signal_t sighup;
+    struct http_server *metrics_http; /* metrics.listen, NULL: none */
+    struct cidr *metrics_allow;       /* metrics.allow: who may read /metrics on the main one */
+    size_t n_metrics_allow;
 };
 
 static void finish(struct daemon *d)
@@ -57,6 +63,9 @@ static void finish(struct daemon *d)
     auth_shutdown(d->auth);
     hosted_shutdown(d->hosted);
     http_server_close_all(d->http);
+    if (d->metrics_http)
+        http_server_close_all(d->metrics_http);
+    metrics_shutdown();
     cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
     db_detach(d->db);
@@ -109,6 +118,8 @@ static void on_signal(uv_signal_t *s, int signum)
     log_info("%s: no longer accepting; finishing %zu connections",
              signum == SIGTERM ? "SIGTERM" : "SIGINT", http_server_connections(d->http));
     http_server_drain(d->http);
+    if (d->metrics_http)
+        http_server_drain(d->metrics_http);
     d->shutdown_started_us = clock_mono_us();
     uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
 }
@@ -118,6 +129,14 @@ static void on_signal(uv_signal_t *s, int signum)
 static void daemon_handle(struct conn *c, struct http_request *req, void *ud)
 {
     struct daemon *d = ud;
+    if (d->n_metrics_allow && strcmp(req->path, "/metrics") == 0) {
+        if (cidr_list_contains(d->metrics_allow, d->n_metrics_allow, conn_peer(c)))
+            metrics_respond(c, req);
+        else
+            respond_error(c, req->method == HTTP_METHOD_HEAD, 403, "DENIED",
+                          "metrics are not served to this address (metrics.allow)", NULL);
+        return;
+    }
     registry_handle(c, req, d->registry);
 }
 
@@ -125,6 +144,75 @@ static void daemon_write_error(struct conn *c, int status, void *ud)
 {
     struct daemon *d = ud;
     registry_write_error(c, status, d->registry);
+}
+
+static void daemon_on_response(void *ud, const struct http_request *req,
+                               const struct http_response_info *info)
+{
+    (void)ud;
+    metrics_http_finished(req, info);
+}
+
+/* The figures of the front and the index, read by each scrape. */
+static void daemon_figures(void *ud, struct metrics_live *out)
+{
+    struct daemon *d = ud;
+    uint64_t ok, failed;
+    out->connections_open += http_server_connections(d->http);
+    out->connections_refused += http_server_refused(d->http);
+    tls_handshakes(&ok, &failed);
+    out->tls_ok += ok;
+    out->tls_failed += failed;
+    if (d->db)
+        out->index_pending += db_pending(d->db);
+}
+
+/* metrics.listen: /metrics and nothing else, to whoever reaches the address. */
+static void metrics_handle(struct conn *c, struct http_request *req, void *ud)
+{
+    (void)ud;
+    if (strcmp(req->path, "/metrics") == 0)
+        metrics_respond(c, req);
+    else
+        respond_error(c, req->method == HTTP_METHOD_HEAD, 404, "NOT_FOUND",
+                      "only /metrics is served on this address", NULL);
+}
+
+static int start_metrics(struct daemon *d)
+{
+    const struct config *cfg = d->cfg;
+    int r;
+    if (cfg->n_metrics_allow) {
+        d->metrics_allow = calloc(cfg->n_metrics_allow, sizeof(*d->metrics_allow));
+        if (!d->metrics_allow)
+            return -ENOMEM;
+        for (size_t i = 0; i < cfg->n_metrics_allow; i++)
+            if (cidr_parse(cfg->metrics_allow[i], &d->metrics_allow[d->n_metrics_allow]) == 0)
+                d->n_metrics_allow++; /* the config checked them */
+    }
+    if (!cfg->metrics_listen)
+        return 0;
+    struct http_server_opts opts = {
+        .listen = cfg->metrics_listen,
+        .handler = metrics_handle,
+        .error_writer = daemon_write_error,
+        .ud = d,
+        .common_headers = "X-Content-Type-Options: nosniff\r\n",
+        .default_header = REGISTRY_DEFAULT_HEADER,
+        .max_connections = 64,
+        .idle_timeout_ms = cfg->client_idle_ms,
+        .header_timeout_ms = cfg->client_header_ms,
+        .min_body_rate = cfg->min_body_rate,
+        .max_response_memory = 4 * METRICS_EXPOSITION_MAX,
+    };
+    if ((r = http_server_start(&d->loop, &opts, &d->metrics_http))) {
+        log_error("metrics.listen %s: %s", cfg->metrics_listen, strerror(-r));
+        d->metrics_http = NULL;
+        return r;
+    }
+    log_info("metrics on http://%s/metrics (port %d)", cfg->metrics_listen,
+             http_server_port(d->metrics_http));
+    return 0;
 }
 
 /* Creates a missing storage root (missing parents 0755, the root 0700) owned by uid:gid, so
@@ -202,6 +290,11 @@ int serve(const struct config *cfg)
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&d.loop);
+    if ((r = metrics_init(&d.loop, cfg))) {
+        log_error("metrics: %s", strerror(-r));
+        uv_loop_close(&d.loop);
+        return 1;
+    }
 
     /* Bind first (a port below 1024 may need root), load the TLS key (it may be readable by
      * root only), then become cfg->user before touching the store or the index. */
@@ -220,6 +313,7 @@ int serve(const struct config *cfg)
         .max_waiting = cfg->max_connections - (cfg->reserved_connections
                                                     ? cfg->reserved_connections
                                                     : cfg->max_connections / 16),
+        .on_response = daemon_on_response,
     };
     if ((r = http_server_start(&d.loop, &opts, &d.http))) {
         log_error("listen %s: %s", cfg->listen, strerror(-r));
@@ -234,6 +328,8 @@ int serve(const struct config *cfg)
         }
         http_server_set_tls(d.http, ctx);
     }
+    if (start_metrics(&d) || metrics_add_source(daemon_figures, &d))
+        goto fail;
     if (cfg->user) {
         if (drop_privileges(cfg))
             goto fail;
@@ -278,6 +374,7 @@ int serve(const struct config *cfg)
     }
     db_attach(d.db, &d.loop);
     cache_start(d.cache, rec.bytes);
+    cache_count_files(d.cache, rec.files);
     if ((r = auth_new(&d.loop, cfg, &d.auth))) {
         log_error("authentication: cannot start (%s)", strerror(-r));
         d.auth = NULL;
@@ -311,6 +408,8 @@ int serve(const struct config *cfg)
     uv_run(&d.loop, UV_RUN_DEFAULT);
     status = 0;
     http_server_free(d.http);
+    http_server_free(d.metrics_http);
+    free(d.metrics_allow);
     registry_free(d.registry);
     hosted_free(d.hosted);
     auth_free(d.auth);
@@ -318,6 +417,7 @@ int serve(const struct config *cfg)
     upstream_client_free(d.up);
     db_close(d.db);
     store_close(d.store);
+    metrics_free();
     if (uv_loop_close(&d.loop))
         log_debug("event loop closed with handles still open");
     log_info("stopped");
@@ -337,14 +437,22 @@ fail:
         http_server_drain(d.http);
         http_server_close_all(d.http);
     }
+    if (d.metrics_http) {
+        http_server_drain(d.metrics_http);
+        http_server_close_all(d.metrics_http);
+    }
+    metrics_shutdown();
     uv_run(&d.loop, UV_RUN_DEFAULT);
     http_server_free(d.http);
+    http_server_free(d.metrics_http);
+    free(d.metrics_allow);
     cache_free(d.cache);
     hosted_free(d.hosted);
     auth_free(d.auth);
     upstream_client_free(d.up);
     db_close(d.db);
     store_close(d.store);
+    metrics_free();
     uv_loop_close(&d.loop);
     return status;
 }

@@ -118,6 +118,10 @@ int db_load_hosted_referrers(struct db *d,
                                         const char *descriptor),
                              void *ud);
 
+/* Changes not yet written: queued, being written, kept while the database refuses them, and
+ * coalesced until the next flush. Loop thread. */
+size_t db_pending(const struct db *d);
+
 /* Runs fn on the thread pool in turn with the queued writes (after the coalesced access times,
  * so it sees them), then done on the loop. fn may use the maintenance functions below. */
 int db_call(struct db *d, void (*fn)(struct db *d, void *ud), void (*done)(void *ud), void *ud);

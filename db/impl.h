@@ -54,6 +54,7 @@ struct db {
      * them in front, so that changes are written in the order they were made. */
     struct op *kept, **kept_tail;
     size_t n_kept;
+    size_t n_pending; /* queued, being written or kept: every op not yet written or dropped */
     int refusing; /* the last batch was refused (set on the thread pool, one batch at a time) */
     /* coalesced until the next flush: digest -> uint64_t last access; reference keys */
     struct map *touches, *refs;

@@ -177,6 +177,7 @@ static void keep_or_free(struct db *d, struct op *o)
         } else {
             dropped += o->keep;
             db__op_free(o);
+            d->n_pending--;
         }
         o = next;
     }
@@ -255,6 +256,7 @@ void db__enqueue(struct db *d, struct op *o)
 {
     *d->queue_tail = o;
     d->queue_tail = &o->next;
+    d->n_pending++;
     kick(d);
 }
 
@@ -365,6 +367,7 @@ static int queue_ratelimit(const char *key, void *value, void *ud)
     struct op *o = value;
     *d->queue_tail = o;
     d->queue_tail = &o->next;
+    d->n_pending++;
     return 0;
 }
 
@@ -376,6 +379,7 @@ static int queue_touch(const char *key, void *value, void *ud)
         o->n1 = *(uint64_t *)value;
         *d->queue_tail = o;
         d->queue_tail = &o->next;
+        d->n_pending++;
     }
     free(value);
     return 0;
@@ -395,6 +399,7 @@ static int queue_ref(const char *key, void *value, void *ud)
     if (o) {
         *d->queue_tail = o;
         d->queue_tail = &o->next;
+        d->n_pending++;
     }
     return 0;
 }
@@ -407,6 +412,7 @@ static int queue_counter(const char *key, void *value, void *ud)
         o->n1 = *(uint64_t *)value;
         *d->queue_tail = o;
         d->queue_tail = &o->next;
+        d->n_pending++;
     }
     return 0;
 }
@@ -458,6 +464,11 @@ static int free_value(const char *key, void *value, void *ud)
     (void)ud;
     free(value);
     return 0;
+}
+
+size_t db_pending(const struct db *d)
+{
+    return d->n_pending + map_count(d->touches) + map_count(d->refs) + map_count(d->ratelimits);
 }
 
 void db_close(struct db *d)

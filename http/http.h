@@ -116,6 +116,8 @@ int http_server_port(const struct http_server *s);
 /* Stops accepting; idle connections close now, busy ones after their current response. */
 void http_server_drain(struct http_server *s);
 size_t http_server_connections(const struct http_server *s);
+/* Connections refused at accept since start (max_connections reached, or draining). */
+uint64_t http_server_refused(const struct http_server *s);
 /* Bytes of response bodies held in memory now (see max_response_memory). */
 uint64_t http_server_buffered(const struct http_server *s);
 /* Closes every connection now. */

@@ -51,6 +51,7 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
             ssize_t n = send(fd, busy_response, sizeof(busy_response) - 1, MSG_NOSIGNAL);
             (void)n;
             close(fd);
+            s->refused++;
             continue;
         }
         int one = 1;
@@ -193,6 +194,11 @@ void http_server_drain(struct http_server *s)
 size_t http_server_connections(const struct http_server *s)
 {
     return s->n_conns;
+}
+
+uint64_t http_server_refused(const struct http_server *s)
+{
+    return s->refused;
 }
 
 uint64_t http_server_buffered(const struct http_server *s)

@@ -20,6 +20,26 @@ static int select_http1(SSL *ssl, const unsigned char **out, unsigned char *outl
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* Handshakes with clients, counted by OpenSSL's info callback (loop thread: every SSL call on
+ * a connection is made there). A handshake fails when this side sends a fatal alert before it
+ * completed; a client that just goes away is not counted. */
+static uint64_t handshakes_ok, handshakes_failed;
+
+static void on_info(const SSL *ssl, int where, int ret)
+{
+    if (where & SSL_CB_HANDSHAKE_DONE)
+        handshakes_ok++;
+    else if ((where & SSL_CB_ALERT) && (where & SSL_CB_WRITE) && (ret >> 8) == SSL3_AL_FATAL &&
+             !SSL_is_init_finished(ssl))
+        handshakes_failed++;
+}
+
+void tls_handshakes(uint64_t *ok, uint64_t *failed)
+{
+    *ok = handshakes_ok;
+    *failed = handshakes_failed;
+}
+
 struct ssl_ctx_st *tls_context_load(const char *cert, const char *key, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -33,6 +53,7 @@ struct ssl_ctx_st *tls_context_load(const char *cert, const char *key, char *err
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_alpn_select_cb(ctx, select_http1, NULL);
+    SSL_CTX_set_info_callback(ctx, on_info);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, errlen, "%s: cannot load the certificate chain: %s", cert,
                  ERR_reason_error_string(ERR_get_error()));

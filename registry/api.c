@@ -11,6 +11,7 @@
 #include "auth/token.h"
 #include "cache/cache.h"
 #include "hosted/hosted.h"
+#include "metrics/metrics.h"
 #include "registry/catalog.h"
 #include "registry/respond.h"
 #include "registry/route.h"
@@ -533,6 +534,7 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     char challenge[1024] = ""; /* built only for the answers that carry it */
     int ping = parsed == 0 && rt.kind == ROUTE_BASE;
     req->handler = route_handler_name(parsed == 0 ? &rt : NULL);
+    metrics_http_started(req);
     if (user)
         snprintf(req->user, sizeof(req->user), "%s", user);
     if (r->auth && !user &&

@@ -201,7 +201,7 @@ const char *route_handler_name(const struct route *rt)
     case ROUTE_MANIFEST: return "manifest";
     case ROUTE_BLOB: return "blob";
     case ROUTE_TAGS: return "tags";
-    case ROUTE_UPLOAD: return rt->upload_id ? "blob-upload-chunk" : "blob-upload";
+    case ROUTE_UPLOAD: return rt->upload_id ? "blob_upload_chunk" : "blob_upload";
     case ROUTE_REFERRERS: return "referrers";
     }
     return NULL;

@@ -37,8 +37,8 @@ struct route {
 int route_parse(const char *path, const char *query, struct route *out);
 
 /* The name the distribution registry gives the handler of a route (its metrics' "handler"
- * label): base, catalog, manifest, blob, tags, blob-upload (POST .../blobs/uploads/),
- * blob-upload-chunk (.../blobs/uploads/<id>), referrers; NULL for rt NULL (no route). */
+ * label): base, catalog, manifest, blob, tags, blob_upload (POST .../blobs/uploads/),
+ * blob_upload_chunk (.../blobs/uploads/<id>), referrers; NULL for rt NULL (no route). */
 const char *route_handler_name(const struct route *rt);
 
 /* Does the request name its upstream itself: an ns parameter (whatever its value), or a first

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "metrics/metrics.h"
 #include "upstream/auth.h"
 #include "upstream/challenge.h"
 #include "util/buf.h"
@@ -84,6 +85,8 @@ struct upstream_req {
     uint64_t waiting_since_ms; /* sent, no complete response head yet; 0 once one arrived */
     uint64_t deadline_ms;      /* 0, or when the whole request gives up (timeouts.total_small) */
     int64_t received;          /* body bytes handed to on_data */
+    int manifest;              /* manifests/<reference>: its body counts as a manifest pulled */
+    uint64_t sent_us, head_us; /* this attempt: sent (on_prereq), its final headers came */
     /* the current response's headers; reset on every status line (redirects, 100) */
     long status;
     char content_type[256], digest[160], retry_after[64], link[1024], www_auth[2048];
@@ -308,6 +311,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
             return 0; /* stops the transfer before any body byte */
         }
         /* an interim answer or a redirect being followed: the next one is waited for anew */
+        if (r->status >= 200)
+            r->head_us = clock_mono_us();
         r->waiting_since_ms = (r->status >= 100 && r->status < 200) ||
                                       (r->status >= 300 && r->status < 400)
                                   ? now_ms()
@@ -416,6 +421,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     if (rc < 0)
         return 0;
     r->received += (int64_t)len;
+    int pulled = r->method == UPSTREAM_GET && !r->probe && r->status >= 200 && r->status < 300;
+    metrics_upstream_body(r->u->name,
+                          !pulled ? -1 : r->blob ? METRICS_BLOB : r->manifest ? METRICS_MANIFEST : -1,
+                          len);
     return len;
 }
 
@@ -511,6 +520,7 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
     (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
     struct upstream_req *r = ud;
     r->waiting_since_ms = now_ms();
+    r->sent_us = clock_mono_us();
     return CURL_PREREQFUNC_OK;
 }
 
@@ -572,6 +582,7 @@ static int req_start(struct upstream_req *r)
     r->refused = r->addr_refused = 0;
     r->refusal[0] = '\0';
     r->received = 0;
+    r->sent_us = r->head_us = 0;
     r->errbuf[0] = '\0';
     r->used_token = r->used_basic = 0;
     if (r->kind == REQ_MAIN && u->bearer && !r->probe && !r->foreign) {
@@ -655,6 +666,15 @@ static int token_fetch(struct upstream_req *main)
     return r;
 }
 
+/* One HTTP exchange of a main request ended, with status (0: no answer). */
+static void count_exchange(const struct upstream_req *r, long status)
+{
+    uint64_t now = clock_mono_us();
+    uint64_t sent = r->sent_us ? r->sent_us : now, head = r->head_us ? r->head_us : now;
+    metrics_upstream_request(r->u->name, r->method == UPSTREAM_HEAD, status,
+                             head > sent ? head - sent : 0);
+}
+
 /* Completes a main request towards its caller. */
 static void deliver(struct upstream_req *r, int result, const char *error)
 {
@@ -694,6 +714,7 @@ static int expire_one(struct upstream_client *c, uint64_t now)
         if (r->kind == REQ_TOKEN) {
             token_done(r, CURLE_OPERATION_TIMEDOUT);
         } else {
+            count_exchange(r, 0);
             char err[CURL_ERROR_SIZE];
             snprintf(err, sizeof(err), "%s", r->errbuf);
             deliver(r, -ETIMEDOUT, err);
@@ -865,6 +886,7 @@ static void check_multi_info(struct upstream_client *c)
             token_done(r, rc);
             continue;
         }
+        count_exchange(r, code);
         if (r->addr_refused && rc != CURLE_OK)
             r->refused = 1; /* nothing else answered */
         if (!r->refused && rc == CURLE_OK && !r->headers_delivered && is_redirect(r->status)) {
@@ -955,8 +977,11 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
                  query ? query : "");
     if (scope)
         sprintf(scope, "repository:%s:pull", repo);
-    return main_req_start(u, method, url, scope, accept, 0, strncmp(what, "blobs/", 6) == 0, cb,
-                          ud);
+    struct upstream_req *r = main_req_start(u, method, url, scope, accept, 0,
+                                            strncmp(what, "blobs/", 6) == 0, cb, ud);
+    if (r) /* no body arrives before the loop runs curl again */
+        r->manifest = strncmp(what, "manifests/", 10) == 0;
+    return r;
 }
 
 struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,

@@ -146,7 +146,8 @@ def test_prometheus_scrapes_a_mirror_and_promql_shows_the_pulls(up, proxy, mirro
     upstream's access log; pulled bytes equal to the manifest and blob sizes; bytes served
     from the upstream and from the cache; the budget of 100 with 76 left that the upstream
     (through the proxy) announced. Every rule evaluates without error on the real series and
-    none is pending. A later answer announcing 5 left puts RegcachePullBudgetLow in pending."""
+    none is pending. A later answer announcing 5 left puts RegcachePullBudgetLow in pending;
+    an upstream answering 503 is marked down and puts RegcacheUpstreamDown in pending."""
     img = push(make_image(1101, (96 * 1024, 40 * 1024)), up, "library/promtest", "v1")
     other = push(make_image(1102, (8 * 1024,)), up, "library/promtest", "v2")
     proxy.extra_headers = hub_headers(76)
@@ -262,3 +263,33 @@ def test_prometheus_scrapes_a_mirror_and_promql_shows_the_pulls(up, proxy, mirro
     assert float(a["value"]) == 0.05
     assert "5%" in a["annotations"]["description"]
     assert [x["labels"]["alertname"] for x in prom.alerts()] == ["RegcachePullBudgetLow"]
+
+    # the upstream answers 503 to everything: a cold tag marks it down, and the down alert
+    # becomes pending for it
+    proxy.answer = lambda method, path: (
+        (503, [("Content-Type", "application/json")],
+         b'{"errors":[{"code":"UNAVAILABLE","message":"maintenance"}]}')
+        if path.startswith("/v2/") else None)
+    pmark = len(proxy.requests())
+    t_down = time.time()
+    assert get(m, f"/v2/{repo}/manifests/v3")[0] >= 500
+    assert prom.wait_value('regcache_upstream_up{upstream="docker.io"}', 0) == 0
+    assert prom.value('regcache_upstream_state_since_timestamp_seconds{upstream="docker.io"}') \
+        >= int(t_down)
+
+    def down_alert():
+        return [a for a in prom.alerts() if a["labels"]["alertname"] == "RegcacheUpstreamDown"]
+
+    alerts = wait_until(down_alert, timeout=10, what="RegcacheUpstreamDown pending")
+    assert [(a["state"], a["labels"]["upstream"], a["labels"]["severity"]) for a in alerts] == \
+        [("pending", "docker.io", "warning")]
+    # every 503 the proxy answered is counted (background probes of the down upstream may add
+    # some while this waits, so both sides are read afresh each time)
+    def counted_503s():
+        answered = sum(1 for _, _, outcome in proxy.requests()[pmark:] if outcome == 503)
+        counted = prom.value('sum(regcache_upstream_requests_total{code="5xx"})')
+        return answered >= 1 and counted == answered and (counted, answered)
+
+    wait_until(counted_503s, timeout=15, what="the 503s counted as 5xx upstream answers")
+    assert sorted(x["labels"]["alertname"] for x in prom.alerts()) == \
+        ["RegcachePullBudgetLow", "RegcacheUpstreamDown"]

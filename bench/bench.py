@@ -63,6 +63,7 @@ FLOOD_CONNS = 8       # the flood's connections, all from one address
 FLOOD_SAMPLES = 1000  # timed blob hits, idle and under the flood
 FLOOD_BUDGET = 60     # s for the timed hits under the flood (fewer samples past it)
 SCRAPE_LAYERS = (1 * MiB,)  # the blob read while /metrics is scraped
+SCRAPE_COST_SAMPLES = 2000  # sequential scrapes of an idle mirror, for the cost of one
 SCRAPE_RATES = (1, 10)  # scrapes a second: Prometheus' shortest usual interval, and a storm
 # what Prometheus 2.42 sends with each scrape
 SCRAPE_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-"
@@ -846,6 +847,31 @@ class Scraper:
         self._thread.join(timeout=15)
 
 
+def proc_cpu_s(pid):
+    """User+system CPU seconds of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_scrapes(port, n):
+    """Durations (s) of n sequential scrapes of /metrics on one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    try:
+        for _ in range(n):
+            t0 = time.monotonic()
+            conn.request("GET", "/metrics", headers=SCRAPE_HEADERS)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"GET /metrics -> {resp.status}")
+            out.append(time.monotonic() - t0)
+    finally:
+        conn.close()
+    return out
+
+
 def bench_scrape(res, up, tmp, img, seconds):
     """Hit latency with /metrics scraped during the load: wrk on a cached manifest (by digest)
     and a cached 1 MiB blob, first with nobody scraping, then with a scraper on the metrics
@@ -875,6 +901,23 @@ def bench_scrape(res, up, tmp, img, seconds):
         if st != 200:
             raise RuntimeError(f"GET /metrics on :{metrics_port} -> {st}")
         log(f"regcache :{m.port}, /metrics on :{metrics_port} ({n} bytes)")
+        # what one scrape costs with nothing else to do: an upper bound on how long it can
+        # hold the event loop (the client's own time is in it too)
+        cpu0 = proc_cpu_s(m.proc.pid)
+        cost = timed_scrapes(metrics_port, SCRAPE_COST_SAMPLES)
+        cpu_ms = (proc_cpu_s(m.proc.pid) - cpu0) / len(cost) * 1000
+        res.set("scrape_cpu_ms", "scrape: regcache CPU per scrape", "ms", "low",
+                regcache=cpu_ms)["note"] = (
+            f"user+system time over {len(cost)} scrapes of an idle mirror: "
+            + ", ".join(f"{cpu_ms * r / 10:.3f} % of a core at {r}/s" for r in SCRAPE_RATES))
+        log(f"scrape CPU: {cpu_ms:.3f} ms of regcache per scrape")
+        res.set("scrape_cost_p50", "scrape: one /metrics answer, idle mirror (p50)", "ms", "low",
+                regcache=pct(cost, 50) * 1000)["note"] = (
+            f"{len(cost)} sequential scrapes of {n} bytes; p99 {pct(cost, 99) * 1000:.2f} ms")
+        res.set("scrape_cost_p99", "scrape: one /metrics answer, idle mirror (p99)", "ms", "low",
+                regcache=pct(cost, 99) * 1000)
+        log(f"scrape cost idle: p50 {pct(cost, 50) * 1000:.3f} ms, p99 "
+            f"{pct(cost, 99) * 1000:.3f} ms ({len(cost)} scrapes)")
         for key, label, path, accept in cases:
             url = f"http://127.0.0.1:{m.port}{path}"
             wrk(url, CONNS, 1, accept)  # warm-up, not counted
@@ -1045,7 +1088,7 @@ for _key in ("manifest", "blob"):
         ORDER += [f"scrape_{_key}_{f}_{_rate}hz" for f in ("rps", "p50", "p99")]
     for _rate in SCRAPE_RATES:
         ORDER += [f"scrape_{_key}_p50_ratio_{_rate}hz", f"scrape_{_key}_p99_ratio_{_rate}hz"]
-ORDER += [f"scrape_time_{_rate}hz" for _rate in SCRAPE_RATES]
+ORDER += ["scrape_cpu_ms", "scrape_cost_p50", "scrape_cost_p99"] + [f"scrape_time_{_rate}hz" for _rate in SCRAPE_RATES]
 PEERS = ["regcache", "incumbent", "nginx"]
 CHART_LABELS = {
     "manifest_digest_rps": "manifest by digest req/s", "manifest_tag_rps": "manifest by tag req/s",
@@ -1137,6 +1180,8 @@ def write_outputs(res, out, info, tmp):
             if vals == ["-", "-"]:
                 continue
             f.write(f"\"{CHART_LABELS.get(key, row['label'])}\"\t{vals[0]}\t{vals[1]}\n")
+    if os.path.getsize(dat) == 0:
+        return  # nothing compared with a peer (e.g. --only bcrypt-flood,scrape): no chart
     title = (f"regcache vs docker-registry 2.8 proxy and nginx (sendfile), {info['date'][:10]}, "
              f"{info['nproc']} CPUs, Linux {info['kernel']}")
     p = subprocess.run(["gnuplot", "-e", f"datafile='{dat}'; outfile='{os.path.join(out, 'chart.svg')}'; "

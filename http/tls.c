@@ -21,17 +21,25 @@ static int select_http1(SSL *ssl, const unsigned char **out, unsigned char *outl
 }
 
 /* Handshakes with clients, counted by OpenSSL's info callback (loop thread: every SSL call on
- * a connection is made there). A handshake fails when this side sends a fatal alert before it
- * completed; a client that just goes away is not counted. */
+ * a connection is made there), each connection once: ok when its handshake completed, failed
+ * when this side sent a fatal alert before that. A client that just goes away is not counted,
+ * nor anything after a completed handshake (TLS 1.3 session tickets, a close). */
 static uint64_t handshakes_ok, handshakes_failed;
+static int counted_index = -1; /* ex_data of an SSL: non-NULL once it was counted */
 
 static void on_info(const SSL *ssl, int where, int ret)
 {
-    if (where & SSL_CB_HANDSHAKE_DONE)
+    SSL *s = (SSL *)ssl;
+    if (counted_index < 0 || SSL_get_ex_data(s, counted_index))
+        return;
+    if (where & SSL_CB_HANDSHAKE_DONE) {
         handshakes_ok++;
-    else if ((where & SSL_CB_ALERT) && (where & SSL_CB_WRITE) && (ret >> 8) == SSL3_AL_FATAL &&
-             !SSL_is_init_finished(ssl))
+        SSL_set_ex_data(s, counted_index, (void *)1);
+    } else if ((where & SSL_CB_ALERT) && (where & SSL_CB_WRITE) &&
+               (ret >> 8) == SSL3_AL_FATAL) {
         handshakes_failed++;
+        SSL_set_ex_data(s, counted_index, (void *)1);
+    }
 }
 
 void tls_handshakes(uint64_t *ok, uint64_t *failed)
@@ -53,6 +61,8 @@ struct ssl_ctx_st *tls_context_load(const char *cert, const char *key, char *err
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_alpn_select_cb(ctx, select_http1, NULL);
+    if (counted_index < 0)
+        counted_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     SSL_CTX_set_info_callback(ctx, on_info);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, errlen, "%s: cannot load the certificate chain: %s", cert,

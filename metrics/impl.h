@@ -27,8 +27,7 @@ struct metrics_histogram {
 extern const struct metrics_buckets metrics__duration_buckets; /* microseconds */
 extern const struct metrics_buckets metrics__size_buckets;     /* bytes */
 
-void metrics__observe(struct metrics_histogram *h, const struct metrics_buckets *b,
-                      uint64_t v);
+void metrics__observe(struct metrics_histogram *h, const struct metrics_buckets *b, uint64_t v);
 
 /* The writer: each returns 0 or a negative errno (the buffer's). labels is a preformatted,
  * already escaped list (`a="x",b="y"`) or NULL/"" for none. */

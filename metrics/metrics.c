@@ -16,14 +16,14 @@
 
 /* The distribution registry's handler names (its route names as its metrics spell them),
  * and ours for the referrers API. */
-static const char *const handler_names[] = {"base", "catalog", "manifest", "blob", "tags",
-                                            "blob_upload", "blob_upload_chunk", "referrers"};
+static const char *const handler_names[] = {
+    "base", "catalog", "manifest", "blob", "tags", "blob_upload", "blob_upload_chunk", "referrers"};
 #define N_HANDLERS (sizeof(handler_names) / sizeof(handler_names[0]))
 
 /* Methods as distribution labels them (lower case); anything else is "other". The first two
  * are pre-created. */
-static const char *const method_names[] = {"get", "head", "put", "post", "patch", "delete",
-                                           "other"};
+static const char *const method_names[] = {"get",   "head",   "put",  "post",
+                                           "patch", "delete", "other"};
 #define N_METHODS (sizeof(method_names) / sizeof(method_names[0]))
 #define N_PRECREATED_METHODS 2
 
@@ -38,7 +38,7 @@ static const char *const type_names[METRICS_N_TYPES] = {"blob", "manifest"};
 
 struct up_metrics {
     char *name;
-    char *label; /* upstream="<escaped name>" */
+    char *label;                     /* upstream="<escaped name>" */
     uint64_t requests[2][N_CLASSES]; /* [head][class] */
     uint64_t bytes;
     struct metrics_histogram latency;
@@ -67,8 +67,7 @@ struct registry {
     int64_t in_flight[N_HANDLERS];
     /* registry_proxy_* */
     uint64_t proxy_requests[METRICS_N_TYPES], proxy_hits[METRICS_N_TYPES],
-        proxy_misses[METRICS_N_TYPES], proxy_pulled[METRICS_N_TYPES],
-        proxy_pushed[METRICS_N_TYPES];
+        proxy_misses[METRICS_N_TYPES], proxy_pulled[METRICS_N_TYPES], proxy_pushed[METRICS_N_TYPES];
     uint64_t fill_joins[METRICS_N_TYPES];
     uint64_t served_cache, served_upstream;
     struct up_metrics *ups;
@@ -155,12 +154,12 @@ int metrics_init(uv_loop_t *loop, const struct config *cfg)
         u->rl_limit = u->rl_remaining = u->rl_window_s = -1;
         r->n_ups = i + 1;
     }
-    /* a first figure now (at start, before any request), then every few seconds off the loop */
-    atomic_store(&r->fs_free, measure_free(r->storage));
+    /* a first figure as soon as the loop runs (the storage exists by then), then every few
+     * seconds, always off the loop */
     if (loop) {
         uv_timer_init(loop, &r->fs_timer);
         r->fs_timer.data = r;
-        uv_timer_start(&r->fs_timer, on_fs_timer, METRICS_FS_INTERVAL_MS, METRICS_FS_INTERVAL_MS);
+        uv_timer_start(&r->fs_timer, on_fs_timer, 0, METRICS_FS_INTERVAL_MS);
         r->fs_timer_on = 1;
     }
     reg = r;
@@ -258,13 +257,12 @@ void metrics_http_finished(const struct http_request *req, const struct http_res
     size_t m = method_index(req);
     if (info->status >= CODE_MIN && info->status < CODE_MIN + N_CODES) {
         reg->http_requests[h][m][info->status - CODE_MIN]++;
-        metrics__observe(&reg->http_duration[h][m], &metrics__duration_buckets,
-                         info->duration_us);
+        metrics__observe(&reg->http_duration[h][m], &metrics__duration_buckets, info->duration_us);
         metrics__observe(&reg->http_size[h], &metrics__size_buckets, info->body_bytes);
     }
     /* the pull-through answers: what the cache said of them */
     const char *o = req->outcome;
-    int type = !strcmp(req->handler, "blob") ? METRICS_BLOB
+    int type = !strcmp(req->handler, "blob")       ? METRICS_BLOB
                : !strcmp(req->handler, "manifest") ? METRICS_MANIFEST
                                                    : -1;
     if (!o || !req->upstream)
@@ -446,11 +444,11 @@ int metrics_upstream_view(size_t i, struct metrics_upstream_view *out)
 
 /* ---- the exposition ---- */
 
-#define TRY(x)                                                                                 \
-    do {                                                                                       \
-        int r_ = (x);                                                                          \
-        if (r_)                                                                                \
-            return r_;                                                                         \
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        int r_ = (x);                                                                              \
+        if (r_)                                                                                    \
+            return r_;                                                                             \
     } while (0)
 
 static int expose_http(struct buf *out)
@@ -485,8 +483,8 @@ static int expose_http(struct buf *out)
                         "The HTTP response sizes in bytes."));
     for (size_t h = 0; h < N_HANDLERS; h++) {
         snprintf(labels, sizeof(labels), "handler=\"%s\"", handler_names[h]);
-        TRY(metrics__histogram(out, "registry_http_response_size_bytes", labels,
-                               &reg->http_size[h], &metrics__size_buckets, 1));
+        TRY(metrics__histogram(out, "registry_http_response_size_bytes", labels, &reg->http_size[h],
+                               &metrics__size_buckets, 1));
     }
     TRY(metrics__family(out, "registry_http_in_flight_requests", "gauge",
                         "The in-flight HTTP requests"));
@@ -516,8 +514,8 @@ static int expose_proxy(struct buf *out)
                      reg->proxy_requests));
     TRY(expose_typed(out, "registry_proxy_hits_total", "The number of total proxy request hits",
                      "type", reg->proxy_hits));
-    TRY(expose_typed(out, "registry_proxy_misses_total",
-                     "The number of total proxy request misses", "type", reg->proxy_misses));
+    TRY(expose_typed(out, "registry_proxy_misses_total", "The number of total proxy request misses",
+                     "type", reg->proxy_misses));
     TRY(expose_typed(out, "registry_proxy_pulled_bytes_total",
                      "The size of total bytes pulled from the upstream", "type",
                      reg->proxy_pulled));
@@ -546,8 +544,8 @@ static int expose_upstreams(struct buf *out)
     for (size_t i = 0; i < reg->n_ups; i++)
         for (int m = 0; m < 2; m++)
             for (size_t c = 0; c < N_CLASSES; c++) {
-                snprintf(labels, sizeof(labels), "%s,method=\"%s\",code=\"%s\"",
-                         reg->ups[i].label, method_names[m], class_names[c]);
+                snprintf(labels, sizeof(labels), "%s,method=\"%s\",code=\"%s\"", reg->ups[i].label,
+                         method_names[m], class_names[c]);
                 TRY(metrics__u64(out, "regcache_upstream_requests_total", labels,
                                  reg->ups[i].requests[m][c]));
             }
@@ -559,9 +557,8 @@ static int expose_upstreams(struct buf *out)
     TRY(metrics__family(out, "regcache_upstream_request_duration_seconds", "histogram",
                         "Time from the start of an upstream request to its response headers"));
     for (size_t i = 0; i < reg->n_ups; i++)
-        TRY(metrics__histogram(out, "regcache_upstream_request_duration_seconds",
-                               reg->ups[i].label, &reg->ups[i].latency,
-                               &metrics__duration_buckets, 1000000));
+        TRY(metrics__histogram(out, "regcache_upstream_request_duration_seconds", reg->ups[i].label,
+                               &reg->ups[i].latency, &metrics__duration_buckets, 1000000));
     TRY(metrics__family(out, "regcache_upstream_ratelimit_limit", "gauge",
                         "The pull budget the upstream announced last (ratelimit-limit); 0 "
                         "until it announces one"));
@@ -582,13 +579,12 @@ static int expose_upstreams(struct buf *out)
     TRY(metrics__family(out, "regcache_upstream_429_total", "counter",
                         "429 Too Many Requests answers from each upstream"));
     for (size_t i = 0; i < reg->n_ups; i++)
-        TRY(metrics__u64(out, "regcache_upstream_429_total", reg->ups[i].label,
-                         reg->ups[i].n_429));
+        TRY(metrics__u64(out, "regcache_upstream_429_total", reg->ups[i].label, reg->ups[i].n_429));
     TRY(metrics__family(out, "regcache_upstream_last_429_timestamp_seconds", "gauge",
                         "When the upstream last answered 429 (unix time; 0: never)"));
     for (size_t i = 0; i < reg->n_ups; i++)
-        TRY(metrics__scaled(out, "regcache_upstream_last_429_timestamp_seconds",
-                            reg->ups[i].label, reg->ups[i].last_429_ms, 1000));
+        TRY(metrics__scaled(out, "regcache_upstream_last_429_timestamp_seconds", reg->ups[i].label,
+                            reg->ups[i].last_429_ms, 1000));
     TRY(metrics__family(out, "regcache_upstream_up", "gauge",
                         "Whether the upstream answers (1) or is down (0), as the mirror sees it "
                         "from its own requests"));
@@ -643,16 +639,15 @@ static int expose_store(struct buf *out, const struct metrics_live *live)
                         "Bytes removed by GC, by reason (ttl: unused for cache.ttl; size: "
                         "cache.max_size or cache.min_free)"));
     TRY(metrics__u64(out, "regcache_gc_evicted_bytes_total", "reason=\"ttl\"", reg->evicted_ttl));
-    TRY(metrics__u64(out, "regcache_gc_evicted_bytes_total", "reason=\"size\"",
-                     reg->evicted_size));
+    TRY(metrics__u64(out, "regcache_gc_evicted_bytes_total", "reason=\"size\"", reg->evicted_size));
     TRY(metrics__family(out, "regcache_gc_last_run_timestamp_seconds", "gauge",
                         "When the last GC run ended (unix time; 0: none yet)"));
     TRY(metrics__scaled(out, "regcache_gc_last_run_timestamp_seconds", NULL, reg->gc_last_ms,
                         1000));
     TRY(metrics__family(out, "regcache_gc_last_success_timestamp_seconds", "gauge",
                         "When the last successful GC run ended (unix time; 0: none yet)"));
-    TRY(metrics__scaled(out, "regcache_gc_last_success_timestamp_seconds", NULL,
-                        reg->gc_last_ok_ms, 1000));
+    TRY(metrics__scaled(out, "regcache_gc_last_success_timestamp_seconds", NULL, reg->gc_last_ok_ms,
+                        1000));
     TRY(gauge(out, "regcache_index_writes_pending", "Index writes queued, not yet committed",
               live->index_pending));
     return 0;
@@ -660,16 +655,14 @@ static int expose_store(struct buf *out, const struct metrics_live *live)
 
 static int expose_front(struct buf *out, const struct metrics_live *live)
 {
-    TRY(gauge(out, "regcache_connections_open", "Client connections open",
-              live->connections_open));
+    TRY(gauge(out, "regcache_connections_open", "Client connections open", live->connections_open));
     TRY(counter(out, "regcache_connections_refused_total",
                 "Client connections refused (limits.max_connections reached, or draining)",
                 live->connections_refused));
     TRY(metrics__family(out, "regcache_tls_handshakes_total", "counter",
                         "TLS handshakes with clients, by result"));
     TRY(metrics__u64(out, "regcache_tls_handshakes_total", "result=\"ok\"", live->tls_ok));
-    TRY(metrics__u64(out, "regcache_tls_handshakes_total", "result=\"failed\"",
-                     live->tls_failed));
+    TRY(metrics__u64(out, "regcache_tls_handshakes_total", "result=\"failed\"", live->tls_failed));
     TRY(metrics__family(out, "regcache_build_info", "gauge",
                         "The running version (the value is always 1)"));
     TRY(metrics__u64(out, "regcache_build_info", "version=\"" REGCACHE_VERSION "\"", 1));
@@ -683,10 +676,8 @@ static int expose_process(struct buf *out)
     TRY(metrics__family(out, "process_cpu_seconds_total", "counter",
                         "Total user and system CPU time spent in seconds."));
     TRY(metrics__scaled(out, "process_cpu_seconds_total", NULL, p.cpu_us, 1000000));
-    TRY(gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.",
-              p.rss_bytes));
-    TRY(gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
-              p.vsize_bytes));
+    TRY(gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", p.rss_bytes));
+    TRY(gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", p.vsize_bytes));
     TRY(gauge(out, "process_open_fds", "Number of open file descriptors.", p.open_fds));
     TRY(gauge(out, "process_max_fds", "Maximum number of open file descriptors.", p.max_fds));
     TRY(metrics__family(out, "process_start_time_seconds", "gauge",

@@ -81,12 +81,12 @@ void metrics_upstream_state(const char *upstream, int up, uint64_t since_ms, con
 
 /* One GC run, as the page lists them. */
 struct metrics_gc_run {
-    uint64_t started_ms;  /* wall clock */
+    uint64_t started_ms; /* wall clock */
     uint64_t duration_ms;
-    int ok;               /* 0: failed */
-    uint64_t files;       /* files removed */
+    int ok;         /* 0: failed */
+    uint64_t files; /* files removed */
     uint64_t evicted_ttl_bytes, evicted_size_bytes;
-    char reason[16];      /* "scheduled", "size", "manual" */
+    char reason[16]; /* "scheduled", "size", "manual" */
 };
 void metrics_gc_run(const struct metrics_gc_run *run);
 
@@ -118,9 +118,9 @@ struct metrics_upstream_view {
     uint64_t since_ms;               /* last change of state (wall clock); 0: up since start */
     char reason[METRICS_REASON_MAX]; /* why it is down, "" when up */
     int64_t ratelimit_limit, ratelimit_remaining, ratelimit_window_s; /* -1: never announced */
-    uint64_t ratelimit_seen_ms;      /* last announcement, 0: none */
+    uint64_t ratelimit_seen_ms;          /* last announcement, 0: none */
     uint64_t responses_429, last_429_ms; /* 0: none */
-    uint64_t requests, bytes;        /* requests made, body bytes received */
+    uint64_t requests, bytes;            /* requests made, body bytes received */
 };
 
 /* The whole-mirror figures the page shows. */
@@ -133,7 +133,7 @@ struct metrics_view {
     uint64_t served_upstream_bytes; /* response bodies that came through an upstream (miss, fill) */
     uint64_t max_size_bytes, fs_free_bytes; /* max_size 0: no limit; free 0: unknown */
     struct metrics_live live;               /* store bytes, counts, fills, connections */
-    size_t n_gc; /* runs in gc[], newest first */
+    size_t n_gc;                            /* runs in gc[], newest first */
     struct metrics_gc_run gc[METRICS_GC_RUNS];
 };
 

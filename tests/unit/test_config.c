@@ -600,6 +600,42 @@ static void test_files(void)
     config_free(&c);
 }
 
+/* metrics.listen and metrics.allow: off by default, checked with file, line and key. */
+static void test_metrics(void)
+{
+    CHECK_EQ_INT(load("storage: /x\n"), 0);
+    CHECK(cfg.metrics_listen == NULL);
+    CHECK_EQ_INT(cfg.n_metrics_allow, 0);
+    CHECK_EQ_INT(load("listen: 127.0.0.1:5000\nmetrics:\n  listen: 127.0.0.1:5001\n"
+                      "  allow: [10.0.0.0/8, 127.0.0.1, \"fd00::/8\", \"::1\"]\n"),
+                 0);
+    CHECK_STR(cfg.metrics_listen, "127.0.0.1:5001");
+    CHECK_EQ_INT(cfg.n_metrics_allow, 4);
+    if (cfg.n_metrics_allow == 4) {
+        CHECK_STR(cfg.metrics_allow[0], "10.0.0.0/8");
+        CHECK_STR(cfg.metrics_allow[3], "::1");
+    }
+    CHECK_EQ_INT(load("metrics:\n  allow: []\n"), 0);
+    CHECK_EQ_INT(cfg.n_metrics_allow, 0);
+    CHECK_EQ_INT(load("metrics:\n"), 0);
+
+    ERR("metrics:\n  allow: [10.0.0.0/8, 10.0.0.1/8]\n", 2, "metrics.allow",
+        "'10.0.0.1/8': not an address range");
+    ERR("metrics:\n  allow:\n    - 300.0.0.0/8\n", 3, "metrics.allow",
+        "'300.0.0.0/8': not an address range");
+    ERR("metrics:\n  allow:\n    - \"::/129\"\n", 3, "metrics.allow", "not an address range");
+    ERR("metrics:\n  allow: 10.0.0.0/8\n", 2, "metrics.allow", "expected a list");
+    ERR("metrics:\n  listen: nowhere\n", 2, "metrics.listen", "invalid address 'nowhere'");
+    ERR("listen: 0.0.0.0:5000\nmetrics:\n  listen: 127.0.0.1:5000\n", 3, "metrics.listen",
+        "is the address of listen");
+    ERR("metrics:\n  listen: 127.0.0.1:5001\nlisten: :5001\n", 3, "listen",
+        "is the address of metrics.listen");
+    ERR("metrics:\n  port: 5001\n", 2, "metrics.port", "unknown key");
+    ERR("metrics: [a]\n", 1, "metrics", "expected a mapping, got a sequence");
+    /* a different port on the same host is fine */
+    CHECK_EQ_INT(load("listen: 127.0.0.1:5000\nmetrics:\n  listen: 127.0.0.1:5002\n"), 0);
+}
+
 int main(void)
 {
     strcpy(dir, "/tmp/regcache-test-config.XXXXXX");
@@ -618,6 +654,7 @@ int main(void)
     test_password_not_echoed();
     test_password_file_and_user();
     test_files();
+    test_metrics();
 
     config_free(&cfg);
     unlink(path);

@@ -125,6 +125,18 @@ def hub_headers(remaining):
     return [("RateLimit-Limit", "100;w=21600"), ("RateLimit-Remaining", f"{remaining};w=21600")]
 
 
+def rule_metric_names():
+    """The metric names the alerting rules' expressions read (`up` included)."""
+    import yaml
+    with open(RULES) as f:
+        doc = yaml.safe_load(f)
+    names = set()
+    for g in doc["groups"]:
+        for r in g["rules"]:
+            names |= set(re.findall(r"\b(?:regcache|registry|process)_[a-z_]+|\bup\b", r["expr"]))
+    return names
+
+
 def access_log_bytes(up):
     """(method, status, body bytes) of each line of the upstream's access log."""
     out = []
@@ -237,6 +249,11 @@ def test_prometheus_scrapes_a_mirror_and_promql_shows_the_pulls(up, proxy, mirro
     sent = sum(b for mth, _, st, b in access_log_bytes(up)[mark:] if mth == "GET" and st == 200)
     assert prom.value('regcache_upstream_bytes_total{upstream="docker.io"}') == sent
     assert prom.value("sum(rate(registry_proxy_hits_total[1m])) > 0") is not None
+
+    # every series the rules read is one the mirror exports (a rule on a missing name would
+    # never fire, and no error would say so)
+    exported = set(prom.api("label/__name__/values"))
+    assert rule_metric_names() - exported == set()
 
     # the rules evaluate on the real series without error, and none is pending or firing
     wait_until(lambda: all(r.get("lastEvaluation", "").startswith("2") for r in prom.rules()),

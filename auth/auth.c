@@ -146,6 +146,11 @@ void auth_reload(struct auth *a)
     }
 }
 
+int auth_reloading(const struct auth *a)
+{
+    return a && (a->loading || a->reload_again);
+}
+
 static void on_file_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
                            const uv_stat_t *curr)
 {

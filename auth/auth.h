@@ -88,5 +88,7 @@ unsigned auth_retry_after(struct auth *a, const char *peer);
 
 /* Re-reads the htpasswd file now (SIGHUP). */
 void auth_reload(struct auth *a);
+/* 1 while a re-read of the htpasswd file is queued or running, else 0 (NULL: 0). */
+int auth_reloading(const struct auth *a);
 
 #endif

@@ -16,11 +16,17 @@ struct scan {
     struct map *rows; /* digest -> non-NULL while no file was seen for it */
     int verify_all;
     struct reconcile_report *r;
+    struct reconcile_watch *watch; /* NULL: nobody watches */
 };
 
 static int on_file(void *ud, const char *digest, const char *path, uint64_t size)
 {
     struct scan *sc = ud;
+    if (sc->watch) {
+        if (__atomic_load_n(&sc->watch->stop, __ATOMIC_RELAXED))
+            return -ECANCELED;
+        __atomic_add_fetch(&sc->watch->files, 1, __ATOMIC_RELAXED);
+    }
     if (!digest) {
         log_warn("store: removing stray entry %s", path);
         sc->r->removed_stray++;
@@ -64,13 +70,19 @@ static int collect(const char *key, void *value, void *ud)
 
 int reconcile(struct db *db, struct store *store, int verify_all, struct reconcile_report *r)
 {
+    return reconcile_watched(db, store, verify_all, NULL, r);
+}
+
+int reconcile_watched(struct db *db, struct store *store, int verify_all,
+                      struct reconcile_watch *watch, struct reconcile_report *r)
+{
     struct db_blob *rows = NULL;
     size_t n = 0;
     memset(r, 0, sizeof(*r));
     int rc = db_list_blobs(db, &rows, &n);
     if (rc)
         return rc;
-    struct scan sc = {db, store, map_new(), verify_all, r};
+    struct scan sc = {db, store, map_new(), verify_all, r, watch};
     if (!sc.rows) {
         free(rows);
         return -ENOMEM;

@@ -18,4 +18,14 @@ struct reconcile_report {
  * and corrupt ones are removed (`regcache verify`). */
 int reconcile(struct db *db, struct store *store, int verify_all, struct reconcile_report *r);
 
+/* Lets another thread follow a reconcile and stop it (the daemon's start-up, which answers
+ * probes meanwhile). Read and written with __atomic builtins. */
+struct reconcile_watch {
+    int stop;     /* set to 1 to stop before the next file: reconcile returns -ECANCELED */
+    size_t files; /* files looked at so far */
+};
+/* reconcile, with watch (may be NULL) updated after every file and checked before each. */
+int reconcile_watched(struct db *db, struct store *store, int verify_all,
+                      struct reconcile_watch *watch, struct reconcile_report *r);
+
 #endif

@@ -14,6 +14,8 @@
 #include "auth/auth.h"
 #include "cache/cache.h"
 #include "cache/reconcile.h"
+#include "daemon/notify.h"
+#include "daemon/probes.h"
 #include "db/db.h"
 #include "http/http.h"
 #include "http/tls.h"
@@ -28,6 +30,12 @@
 #include "util/log.h"
 
 #define SHUTDOWN_POLL_MS 50
+#define RELOAD_POLL_MS 20
+#define STARTUP_TICK_MS 1000
+/* while starting, systemd's start timeout is pushed this far ahead every STARTUP_NOTIFY_TICKS
+ * ticks: a long reconciliation is not mistaken for a hung start */
+#define STARTUP_EXTEND_US (30ull * 1000 * 1000)
+#define STARTUP_NOTIFY_TICKS 10
 
 struct daemon {
     const struct config *cfg;
@@ -36,6 +44,7 @@ struct daemon {
     uv_timer_t shutdown_timer;
     uint64_t shutdown_started_us;
     int stopping, finished;
+    int status; /* the exit status once the loop ends */
     struct store *store;
     struct db *db;
     struct upstream_client *up;
@@ -45,6 +54,19 @@ struct daemon {
     struct auth *auth;
     struct hosted *hosted;
     uv_signal_t sighup;
+    /* probes, and the gate in front of the registry while it is not there */
+    struct probes *probes;
+    char serving[256]; /* STATUS= once ready */
+    /* the start-up reconciliation, on the thread pool while the loop answers probes */
+    uv_work_t startup_work;
+    uv_timer_t startup_timer;
+    unsigned startup_ticks;
+    uint64_t startup_t0;
+    struct reconcile_watch watch;
+    struct reconcile_report rec;
+    int rec_rc;
+    /* after SIGHUP: READY=1 once the reload is done */
+    uv_timer_t reload_timer;
     struct http_server *metrics_http; /* metrics.listen, NULL: none */
     struct cidr *metrics_allow;       /* metrics.allow: who may read /metrics on the main one */
     size_t n_metrics_allow;
@@ -57,25 +79,33 @@ static void finish(struct daemon *d)
     d->finished = 1;
     uv_timer_stop(&d->shutdown_timer);
     uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
+    uv_timer_stop(&d->startup_timer);
+    uv_close((uv_handle_t *)&d->startup_timer, NULL);
+    uv_timer_stop(&d->reload_timer);
+    uv_close((uv_handle_t *)&d->reload_timer, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
+    probes_shutdown(d->probes);
     auth_shutdown(d->auth);
     hosted_shutdown(d->hosted);
     http_server_close_all(d->http);
     if (d->metrics_http)
         http_server_close_all(d->metrics_http);
     metrics_shutdown();
-    cache_shutdown(d->cache);
+    if (d->cache)
+        cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
     db_detach(d->db);
 }
 
+/* The drain: done once no request is in progress (connections accepted meanwhile only got
+ * probes and 503s, and are not waited for), or when the grace is over. */
 static void on_shutdown_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
     uint64_t waited_ms = (clock_mono_us() - d->shutdown_started_us) / 1000;
-    size_t left = http_server_connections(d->http);
+    size_t left = http_server_busy(d->http);
     if (left == 0) {
         log_info("all responses finished; stopping");
         finish(d);
@@ -86,10 +116,28 @@ static void on_shutdown_tick(uv_timer_t *t)
     }
 }
 
+static void on_reload_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (auth_reloading(d->auth) && !d->stopping)
+        return;
+    uv_timer_stop(&d->reload_timer);
+    if (!d->stopping)
+        notify_sendf("READY=1\nSTATUS=%s", d->serving);
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
     struct daemon *d = s->data;
+    /* systemd's reload protocol: RELOADING=1 with the time, READY=1 once done; not while
+     * starting (nothing is ready to reload) or stopping */
+    int tell = probes_phase(d->probes) == PROBES_READY;
+    if (tell) {
+        char msg[NOTIFY_MESSAGE_MAX];
+        if (notify_reloading_message(msg, sizeof(msg), clock_mono_us(), "reloading") > 0)
+            notify_send(msg);
+    }
     log_info("SIGHUP: reloading");
     if (d->auth)
         auth_reload(d->auth);
@@ -104,8 +152,14 @@ static void on_sighup(uv_signal_t *s, int signum)
             log_error("tls: keeping the previous certificate: %s", err);
         }
     }
+    if (tell) /* the password file is re-read on the thread pool: READY=1 once it is in */
+        uv_timer_start(&d->reload_timer, on_reload_tick, 0, RELOAD_POLL_MS);
 }
 
+/* SIGTERM/SIGINT: /readyz turns 503 at once, the requests in progress finish (within
+ * timeouts.shutdown_grace), and new connections are still accepted meanwhile so that probes
+ * are answered (not ready) and everything else gets a 503 with Retry-After. A second signal
+ * stops at once. During start-up the reconciliation stops before its next file. */
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct daemon *d = s->data;
@@ -115,8 +169,14 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     }
     d->stopping = 1;
-    log_info("%s: no longer accepting; finishing %zu connections",
-             signum == SIGTERM ? "SIGTERM" : "SIGINT", http_server_connections(d->http));
+    __atomic_store_n(&d->watch.stop, 1, __ATOMIC_RELAXED);
+    probes_set_phase(d->probes, PROBES_DRAINING);
+    size_t busy = http_server_busy(d->http);
+    notify_sendf("STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=stopping: finishing %zu "
+                 "responses",
+                 (unsigned long long)(d->cfg->shutdown_grace_ms + 5000) * 1000, busy);
+    log_info("%s: not ready; finishing %zu responses (new requests are answered 503)",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT", busy);
     http_server_drain(d->http);
     if (d->metrics_http)
         http_server_drain(d->metrics_http);
@@ -124,12 +184,25 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
 }
 
+/* A store or index check changed while ready: systemctl status says so. */
+static void on_readiness(void *ud, const char *reason)
+{
+    struct daemon *d = ud;
+    if (reason)
+        notify_sendf("STATUS=not ready: %s", reason);
+    else
+        notify_sendf("STATUS=%s", d->serving);
+}
+
 /* The listener is bound before the registry exists (so that privileges can be dropped in
- * between); no request is read before the loop runs, by which time d->registry is set. */
+ * between, and so that probes are answered during the start-up reconciliation). No request is
+ * read before the loop runs, by which time d->probes is set; until d->registry is set (and
+ * again from SIGTERM on) probes_handle answers every request itself. */
 static void daemon_handle(struct conn *c, struct http_request *req, void *ud)
 {
     struct daemon *d = ud;
     if (d->n_metrics_allow && strcmp(req->path, "/metrics") == 0) {
+        /* from the start on (during the reconciliation too) until the end of the drain */
         if (cidr_list_contains(d->metrics_allow, d->n_metrics_allow, conn_peer(c)))
             metrics_respond(c, req);
         else
@@ -137,6 +210,8 @@ static void daemon_handle(struct conn *c, struct http_request *req, void *ud)
                           "metrics are not served to this address (metrics.allow)", NULL);
         return;
     }
+    if (probes_handle(d->probes, c, req))
+        return;
     registry_handle(c, req, d->registry);
 }
 
@@ -279,6 +354,100 @@ static int drop_privileges(const struct config *cfg)
     return 0;
 }
 
+/* ---- start-up ---- */
+
+static void startup_work(uv_work_t *w)
+{
+    struct daemon *d = w->data;
+    d->rec_rc = reconcile_watched(d->db, d->store, 0, &d->watch, &d->rec);
+}
+
+static void on_startup_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    char what[128];
+    snprintf(what, sizeof(what), "reconciling the store (%zu files checked)",
+             __atomic_load_n(&d->watch.files, __ATOMIC_RELAXED));
+    probes_set_startup(d->probes, what);
+    if (++d->startup_ticks % STARTUP_NOTIFY_TICKS == 0)
+        notify_sendf("EXTEND_TIMEOUT_USEC=%llu\nSTATUS=starting: %s", STARTUP_EXTEND_US, what);
+}
+
+/* What follows the reconciliation: everything that serves. 0, or -1 after logging why. */
+static int start_serving(struct daemon *d)
+{
+    const struct config *cfg = d->cfg;
+    int r;
+    if ((r = upstream_client_new(&d->loop, cfg, &d->up))) {
+        log_error("upstream client: %s", strerror(-r));
+        d->up = NULL;
+        return -1;
+    }
+    if ((r = cache_new(&d->loop, cfg, d->store, d->db, d->up, &d->cache))) {
+        log_error("cache index: %s", strerror(-r));
+        d->cache = NULL;
+        return -1;
+    }
+    db_attach(d->db, &d->loop);
+    cache_start(d->cache, d->rec.bytes);
+    cache_count_files(d->cache, d->rec.files);
+    if ((r = auth_new(&d->loop, cfg, &d->auth))) {
+        log_error("authentication: cannot start (%s)", strerror(-r));
+        d->auth = NULL;
+        return -1;
+    }
+    if ((r = hosted_new(&d->loop, cfg, d->store, d->db, &d->hosted))) {
+        log_error("hosted repositories: cannot start (%s)", strerror(-r));
+        d->hosted = NULL;
+        return -1;
+    }
+    if (!(d->registry = registry_new(d->cache, d->up, d->auth, d->hosted))) {
+        log_error("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void startup_done(uv_work_t *w, int status)
+{
+    struct daemon *d = w->data;
+    const struct config *cfg = d->cfg;
+    const struct reconcile_report *rec = &d->rec;
+    uv_timer_stop(&d->startup_timer);
+    if (d->stopping) {
+        /* the drain (or a second signal) ends the loop */
+        log_info("stopped during the start-up reconciliation%s",
+                 d->rec_rc == -ECANCELED ? " (it goes on at the next start)" : "");
+        return;
+    }
+    if (status || d->rec_rc) {
+        log_error("cannot reconcile the store with its index (%d)", status ? status : d->rec_rc);
+        d->status = 1;
+        finish(d);
+        return;
+    }
+    log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray removed, "
+             "%zu index rows without a file dropped (%llu ms)",
+             rec->files, (unsigned long long)rec->bytes, rec->adopted, rec->removed_corrupt,
+             rec->removed_stray, rec->rows_dropped,
+             (unsigned long long)((clock_mono_us() - d->startup_t0) / 1000));
+    if (start_serving(d)) {
+        d->status = 1;
+        finish(d);
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        log_info("upstream %s = %s%s", cfg->upstreams[i].name, cfg->upstreams[i].url,
+                 i == 0 ? " (default)" : "");
+    snprintf(d->serving, sizeof(d->serving), "serving %s on %s, storage %s",
+             cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen, cfg->storage);
+    probes_set_phase(d->probes, PROBES_READY);
+    notify_sendf("READY=1\nSTATUS=%s", d->serving);
+    log_info("regcache %s serving %s on %s (port %d), storage %s", REGCACHE_VERSION,
+             cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen, http_server_port(d->http),
+             cfg->storage);
+}
+
 int serve(const struct config *cfg)
 {
     struct daemon d = {0};
@@ -351,62 +520,39 @@ int serve(const struct config *cfg)
     }
     if ((r = db_open(dbpath, &d.db)))
         goto fail; /* db_open said why */
-    struct reconcile_report rec;
-    uint64_t t0 = clock_mono_us();
-    if ((r = reconcile(d.db, d.store, 0, &rec))) {
-        log_error("cannot reconcile the store with its index (%d)", r);
-        goto fail;
-    }
-    log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray removed, "
-             "%zu index rows without a file dropped (%llu ms)",
-             rec.files, (unsigned long long)rec.bytes, rec.adopted, rec.removed_corrupt,
-             rec.removed_stray, rec.rows_dropped,
-             (unsigned long long)((clock_mono_us() - t0) / 1000));
-    if ((r = upstream_client_new(&d.loop, cfg, &d.up))) {
-        log_error("upstream client: %s", strerror(-r));
-        d.up = NULL;
-        goto fail;
-    }
-    if ((r = cache_new(&d.loop, cfg, d.store, d.db, d.up, &d.cache))) {
-        log_error("cache index: %s", strerror(-r));
-        d.cache = NULL;
-        goto fail;
-    }
-    db_attach(d.db, &d.loop);
-    cache_start(d.cache, rec.bytes);
-    cache_count_files(d.cache, rec.files);
-    if ((r = auth_new(&d.loop, cfg, &d.auth))) {
-        log_error("authentication: cannot start (%s)", strerror(-r));
-        d.auth = NULL;
-        goto fail;
-    }
-    if ((r = hosted_new(&d.loop, cfg, d.store, d.db, &d.hosted))) {
-        log_error("hosted repositories: cannot start (%s)", strerror(-r));
-        d.hosted = NULL;
-        goto fail;
-    }
-    if (!(d.registry = registry_new(d.cache, d.up, d.auth, d.hosted))) {
-        log_error("out of memory");
+    if ((r = probes_new(&d.loop, d.store, d.db, on_readiness, &d, &d.probes))) {
+        log_error("probes: %s", strerror(-r));
         goto fail;
     }
     uv_signal_init(&d.loop, &d.sigterm);
     uv_signal_init(&d.loop, &d.sigint);
+    uv_signal_init(&d.loop, &d.sighup);
     uv_timer_init(&d.loop, &d.shutdown_timer);
-    d.sigterm.data = d.sigint.data = d.shutdown_timer.data = &d;
+    uv_timer_init(&d.loop, &d.startup_timer);
+    uv_timer_init(&d.loop, &d.reload_timer);
+    d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+    d.shutdown_timer.data = d.startup_timer.data = d.reload_timer.data = &d;
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
-    uv_signal_init(&d.loop, &d.sighup);
-    d.sighup.data = &d;
     uv_signal_start(&d.sighup, on_sighup, SIGHUP);
-    for (size_t i = 0; i < cfg->n_upstreams; i++)
-        log_info("upstream %s = %s%s", cfg->upstreams[i].name, cfg->upstreams[i].url,
-                 i == 0 ? " (default)" : "");
-    log_info("regcache %s serving %s on %s (port %d), storage %s", REGCACHE_VERSION,
-             cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen, http_server_port(d.http),
-             cfg->storage);
+
+    /* The reconciliation can take minutes on a large store: it runs on the thread pool while
+     * the loop answers probes (and 503 to the rest); startup_done starts the rest. */
+    d.startup_t0 = clock_mono_us();
+    d.startup_work.data = &d;
+    if ((r = uv_queue_work(&d.loop, &d.startup_work, startup_work, startup_done))) {
+        log_error("cannot start the reconciliation: %s", uv_strerror(r));
+        finish(&d);
+        d.status = 1;
+    } else {
+        uv_timer_start(&d.startup_timer, on_startup_tick, STARTUP_TICK_MS, STARTUP_TICK_MS);
+        notify_sendf("STATUS=starting: %s", "reconciling the store");
+        log_info("regcache %s answering probes on %s (port %d) while the store is reconciled",
+                 REGCACHE_VERSION, cfg->listen, http_server_port(d.http));
+    }
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
-    status = 0;
+    status = d.status;
     http_server_free(d.http);
     http_server_free(d.metrics_http);
     free(d.metrics_allow);
@@ -415,6 +561,7 @@ int serve(const struct config *cfg)
     auth_free(d.auth);
     cache_free(d.cache);
     upstream_client_free(d.up);
+    probes_free(d.probes);
     db_close(d.db);
     store_close(d.store);
     metrics_free();
@@ -425,14 +572,6 @@ int serve(const struct config *cfg)
 
 fail:
     /* Before the loop ever ran: stop what was started, let the close callbacks run, free. */
-    registry_free(d.registry);
-    auth_shutdown(d.auth);
-    hosted_shutdown(d.hosted);
-    if (d.cache)
-        cache_shutdown(d.cache);
-    if (d.db)
-        db_detach(d.db);
-    upstream_client_shutdown(d.up);
     if (d.http) {
         http_server_drain(d.http);
         http_server_close_all(d.http);
@@ -446,10 +585,6 @@ fail:
     http_server_free(d.http);
     http_server_free(d.metrics_http);
     free(d.metrics_allow);
-    cache_free(d.cache);
-    hosted_free(d.hosted);
-    auth_free(d.auth);
-    upstream_client_free(d.up);
     db_close(d.db);
     store_close(d.store);
     metrics_free();

@@ -35,6 +35,11 @@ int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
 void db_attach(struct db *d, uv_loop_t *loop);
 /* Writes what is coalesced and stops the flush timer (at shutdown, before the loop ends). */
 void db_detach(struct db *d);
+/* Whether the index takes writes: 0 when the last batch of changes that wrote anything was
+ * committed (or none was written yet); -EIO when it failed (locked by another process, disk
+ * full, read-only, I/O error), with a message naming the database in msg. Loop thread; no
+ * statement runs. */
+int db_write_status(const struct db *d, char *msg, size_t len);
 
 void db_put_tag(struct db *d, const struct db_tag_row *row);
 /* The upstream confirmed a tag's digest: only its validated_ms changes. */

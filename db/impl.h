@@ -56,6 +56,13 @@ struct db {
     size_t n_kept;
     size_t n_pending; /* queued, being written or kept: every op not yet written or dropped */
     int refusing; /* the last batch was refused (set on the thread pool, one batch at a time) */
+    /* How the last segment that wrote anything ended: -1 nothing tried in this batch, 0
+     * committed, 1 failed (batch_err says why). Set on the thread pool, read in after_batch. */
+    int batch_failed;
+    char batch_err[256];
+    /* The same, as of the last batch that wrote anything (loop thread): db_write_status */
+    int write_failed;
+    char write_err[256];
     /* coalesced until the next flush: digest -> uint64_t last access; reference keys */
     struct map *touches, *refs;
     struct map *counters;   /* name -> uint64_t */

@@ -115,6 +115,9 @@ static void write_segment(struct db *d, struct op *from, struct op *to)
         }
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s, "COMMIT", NULL, NULL, NULL);
+    d->batch_failed = rc != SQLITE_OK;
+    if (rc != SQLITE_OK)
+        snprintf(d->batch_err, sizeof(d->batch_err), "%s", sqlite3_errmsg(s));
     if (rc == SQLITE_OK) {
         if (d->refusing)
             log_info("database %s: writing again", d->path);
@@ -211,6 +214,16 @@ static void work_batch(uv_work_t *w)
     write_batch(d, d->batch);
 }
 
+/* On the loop, once a batch is done: what db_write_status reports. */
+static void note_batch_result(struct db *d)
+{
+    if (d->batch_failed < 0)
+        return; /* the batch wrote nothing */
+    d->write_failed = d->batch_failed;
+    memcpy(d->write_err, d->batch_err, sizeof(d->write_err));
+    d->batch_failed = -1;
+}
+
 static void after_batch(uv_work_t *w, int status)
 {
     (void)status;
@@ -218,6 +231,7 @@ static void after_batch(uv_work_t *w, int status)
     struct op *batch = d->batch;
     d->batch = NULL;
     d->busy = 0;
+    note_batch_result(d);
     calls_done(batch);
     keep_or_free(d, batch);
     kick(d);
@@ -237,6 +251,7 @@ static void kick(struct db *d)
         write_batch(d, batch);
         d->batch = NULL;
         d->busy = 0;
+        note_batch_result(d);
         calls_done(batch);
         keep_or_free(d, batch);
     }
@@ -250,6 +265,15 @@ void db_attach(struct db *d, uv_loop_t *loop)
     uv_timer_start(&d->flush_timer, on_flush_timer, DB_FLUSH_MS, DB_FLUSH_MS);
     d->timer_running = 1;
     kick(d);
+}
+
+int db_write_status(const struct db *d, char *msg, size_t len)
+{
+    if (!d->write_failed)
+        return 0;
+    snprintf(msg, len, "%s: cannot write: %s%s", d->path, d->write_err,
+             d->n_kept ? " (changes kept, retried with every flush)" : "");
+    return -EIO;
 }
 
 void db__enqueue(struct db *d, struct op *o)

@@ -113,14 +113,20 @@ void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx);
 
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *s);
-/* Stops accepting; idle connections close now, busy ones after their current response. */
+/* Starts a graceful stop: idle connections close now, busy ones after their current response,
+ * and every response from now on closes its connection. The listener keeps accepting (each new
+ * connection gets one answer, then is closed), so that a readiness probe can still be told "not
+ * ready" while in-flight responses finish; the handler decides what a new request gets.
+ * http_server_close_all stops accepting. */
 void http_server_drain(struct http_server *s);
 size_t http_server_connections(const struct http_server *s);
-/* Connections refused at accept since start (max_connections reached, or draining). */
+/* Connections refused at accept since start (max_connections reached). */
 uint64_t http_server_refused(const struct http_server *s);
+/* Connections with a request in progress: what a graceful stop waits for. */
+size_t http_server_busy(const struct http_server *s);
 /* Bytes of response bodies held in memory now (see max_response_memory). */
 uint64_t http_server_buffered(const struct http_server *s);
-/* Closes every connection now. */
+/* Stops accepting and closes every connection now. */
 void http_server_close_all(struct http_server *s);
 /* Frees once every connection has closed (call after the loop ran the close callbacks). */
 void http_server_free(struct http_server *s);

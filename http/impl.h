@@ -33,7 +33,7 @@ struct http_server {
                  * copied to its own buffer, so an idle connection holds no read buffer */
     struct conn *conns; /* doubly linked */
     size_t n_conns;
-    uint64_t refused; /* connections refused at accept (max_connections, draining) */
+    uint64_t refused; /* connections refused at accept (max_connections) */
     int draining;
     SSL_CTX *tls; /* NULL: plain HTTP; replaced on reload, connections keep their own */
     /* bytes of response bodies held in memory for clients: copies in connections' out buffers,

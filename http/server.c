@@ -47,7 +47,7 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
-        if (s->n_conns >= s->opts.max_connections || s->draining) {
+        if (s->n_conns >= s->opts.max_connections) {
             ssize_t n = send(fd, busy_response, sizeof(busy_response) - 1, MSG_NOSIGNAL);
             (void)n;
             close(fd);
@@ -177,14 +177,18 @@ static void on_listen_closed(uv_handle_t *h)
     s->fd = -1;
 }
 
-void http_server_drain(struct http_server *s)
+static void stop_listening(struct http_server *s)
 {
-    s->draining = 1;
     if (s->listening) {
         s->listening = 0;
         uv_poll_stop(&s->listen_poll);
         uv_close((uv_handle_t *)&s->listen_poll, on_listen_closed);
     }
+}
+
+void http_server_drain(struct http_server *s)
+{
+    s->draining = 1; /* every request from now on is answered with Connection: close */
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_drain(c);
@@ -201,6 +205,14 @@ uint64_t http_server_refused(const struct http_server *s)
     return s->refused;
 }
 
+size_t http_server_busy(const struct http_server *s)
+{
+    size_t n = 0;
+    for (const struct conn *c = s->conns; c; c = c->next)
+        n += c->req_active && !c->closing;
+    return n;
+}
+
 uint64_t http_server_buffered(const struct http_server *s)
 {
     return s->buffered;
@@ -208,6 +220,7 @@ uint64_t http_server_buffered(const struct http_server *s)
 
 void http_server_close_all(struct http_server *s)
 {
+    stop_listening(s);
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_close(c);

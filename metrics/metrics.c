@@ -657,7 +657,7 @@ static int expose_front(struct buf *out, const struct metrics_live *live)
 {
     TRY(gauge(out, "regcache_connections_open", "Client connections open", live->connections_open));
     TRY(counter(out, "regcache_connections_refused_total",
-                "Client connections refused (limits.max_connections reached, or draining)",
+                "Client connections refused at accept (limits.max_connections reached)",
                 live->connections_refused));
     TRY(metrics__family(out, "regcache_tls_handshakes_total", "counter",
                         "TLS handshakes with clients, by result"));

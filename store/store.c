@@ -432,6 +432,24 @@ static int tmp_create(struct store *s, char *name, size_t len)
     return fd < 0 ? -errno : fd;
 }
 
+int store_check_writable(struct store *s, char *path, size_t len)
+{
+    char name[64];
+    static const char probe[] = "regcache store write check\n";
+    int fd = tmp_create(s, name, sizeof(name));
+    snprintf(path, len, "%s/%s", s->tmp, fd >= 0 ? name : "");
+    if (fd < 0)
+        return fd;
+    int r = write_all(fd, probe, sizeof(probe) - 1);
+    if (!r && fsync(fd))
+        r = -errno;
+    if (close(fd) && !r)
+        r = -errno;
+    if (unlinkat(s->tmp_fd, name, 0) && !r)
+        r = -errno;
+    return r;
+}
+
 int store_put(struct store *s, const char *digest, const void *data, size_t len)
 {
     char actual[80], tmp[64];

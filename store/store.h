@@ -103,6 +103,12 @@ int store_each(struct store *s, int (*fn)(void *ud, const char *digest, const ch
                                           uint64_t size),
                void *ud);
 
+/* Whether the store takes writes now: creates a small file in <root>/tmp, writes, fsyncs and
+ * removes it. 0, or -errno of the step that failed (-EROFS, -ENOSPC, -EIO, ...); path gets
+ * the file's path (or the directory's) for messages. The reserve is not consulted: this says
+ * whether the filesystem writes, not whether a fill would be allowed. */
+int store_check_writable(struct store *s, char *path, size_t len);
+
 /* Free bytes on the store's filesystem (for unprivileged users), or 0 when unknown. */
 uint64_t store_free_bytes(struct store *s);
 /* 0 when a file of bytes fits on the store's filesystem now with the reserve left free (or

@@ -18,8 +18,9 @@ from slowproxy import SlowProxy
 
 def test_sigterm_lets_inflight_download_finish(mirror_factory, up, make_image, push):
     """SIGTERM while a slow (1 MiB/s upstream) cold 4 MiB download is in flight: the mirror
-    stops accepting new connections, the in-flight response completes with the right bytes,
-    and the process exits 0 within shutdown_grace."""
+    is no longer ready and answers new requests 503 (probes still get their answer), the
+    in-flight response completes with the right bytes, and the process exits 0 within
+    shutdown_grace."""
     img = push(make_image(70, (4 * 1024 * 1024,)), up, "library/slow", "v1")
     layer = img.layer_digests[0]
     proxy = SlowProxy(up.port, rate=1024 * 1024)
@@ -54,8 +55,9 @@ def test_sigterm_lets_inflight_download_finish(mirror_factory, up, make_image, p
             "the whole blob arrived before SIGTERM could be sent (is the mirror streaming?)"
         proc = mirror.proc
         proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: procs.http_status(mirror.port, timeout=1) is None, timeout=10,
-                   what="the mirror to stop accepting connections")
+        wait_until(lambda: procs.http_status(mirror.port, "/readyz", timeout=1) == 503,
+                   timeout=10, what="the mirror to say it is not ready")
+        assert procs.http_status(mirror.port, timeout=1) == 503  # new registry requests
         assert t.is_alive() or result.get("status") == 200
         t.join(90)
         assert result == {"status": 200, "digest": layer}, result

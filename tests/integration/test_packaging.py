@@ -37,8 +37,13 @@ def test_meson_install_and_systemd_unit(tmp_dir):
     text = open(unit).read()
     assert f"ExecStart={binary} serve -c {conf}" in text
     for directive in ("DynamicUser=yes", "StateDirectory=regcache", "ProtectSystem=strict",
-                      "NoNewPrivileges=yes", "Restart=on-failure"):
-        assert directive in text, directive
+                      "NoNewPrivileges=yes", "Restart=on-failure", "Type=notify",
+                      "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert directive in text.splitlines(), directive
+    # the daemon sends READY=1 itself: nothing may wait on another readiness protocol
+    assert not re.search(r"^Type=(simple|exec|forking)", text, re.M)
+    # NOTIFY_SOCKET is an AF_UNIX socket: the address families must allow it
+    assert "AF_UNIX" in re.search(r"^RestrictAddressFamilies=(.*)$", text, re.M).group(1)
 
     r = run("systemd-analyze", "verify", unit)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -173,6 +173,28 @@ static void test_stale_fills_removed(void)
     store_close(s);
 }
 
+/* The readiness check: a file written, fsynced and removed in tmp/; a tmp/ that is gone (its
+ * descriptor is the store's) fails it, naming the directory. */
+static void test_check_writable(void)
+{
+    struct store *s;
+    char path[STORE_PATH_MAX], tmp[512];
+    CHECK_EQ_INT(store_open(root, &s, NULL, 0), 0);
+    CHECK_EQ_INT(store_check_writable(s, path, sizeof(path)), 0);
+    snprintf(tmp, sizeof(tmp), "%s/tmp/fill-", root);
+    CHECK(strncmp(path, tmp, strlen(tmp)) == 0);
+    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK(!exists(path));
+    snprintf(tmp, sizeof(tmp), "%s/tmp", root);
+    CHECK_EQ_INT(rmdir(tmp), 0);
+    CHECK_EQ_INT(store_check_writable(s, path, sizeof(path)), -ENOENT);
+    snprintf(tmp, sizeof(tmp), "%s/tmp/", root);
+    CHECK_STR(path, tmp);
+    store_close(s);
+    snprintf(tmp, sizeof(tmp), "%s/tmp", root);
+    CHECK_EQ_INT(mkdir(tmp, 0700), 0);
+}
+
 static unsigned mode_of(const char *path)
 {
     struct stat st;
@@ -420,6 +442,7 @@ int main(void)
     test_reserve(s);
     store_close(s);
     test_stale_fills_removed();
+    test_check_writable();
     test_fresh_modes();
     test_loose_modes_refused();
     char cmd[300];

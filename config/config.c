@@ -431,7 +431,7 @@ static int set_field(struct ctx *x, struct config *c, const struct field *f, yam
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     uint64_t *u64 = (uint64_t *)(void *)((char *)c + f->offset);
     unsigned long line = line_of(val);
-    const char *s;
+    const char *s = NULL; /* set by get_scalar; gcc -O3 cannot tell */
     uint64_t v;
     int rc = get_scalar(x, val, key, &s);
 

@@ -4,6 +4,7 @@ upstream's access log saw, and for who may read it (metrics.listen, metrics.allo
 import http.client
 import os
 import re
+import socket
 import ssl
 import subprocess
 import time
@@ -239,9 +240,13 @@ def test_counts_equal_what_the_upstream_saw(mirror_factory, up, make_image, push
     for img in (a, b):
         pull(mirror, img)  # warm: every request a hit
     assert get(mirror, f"/v2/{a.repo}/manifests/{a.tag}", method="HEAD")[0] == 200  # a hit
-    s = scrape(port)
+    since(up, mark)  # the upstream's log has settled
     seen = upstream_access(up, mark)
-    since(up, mark)  # settled
+    # an upstream exchange is counted when its transfer ends, which may be a moment after the
+    # client had its last byte
+    s = wait_until(lambda: (lambda sc: sc if sc.get(
+        "regcache_upstream_request_duration_seconds_count", upstream="docker.io") >= len(seen)
+        else None)(scrape(port)), timeout=10, what="every upstream exchange counted")
 
     n_blobs = len(a.blob_digests) + len(b.blob_digests)
     blob_bytes = sum(len(i.blobs[d]) for i in (a, b) for d in i.blob_digests)
@@ -449,3 +454,30 @@ def test_tls_handshakes_are_counted_by_result(mirror_factory, up, tmp_dir):
         scrape(port)), timeout=10, what="the refused handshake counted")
     assert s.get("regcache_tls_handshakes_total", result="ok") == 3
     assert s.get("regcache_tls_handshakes_total", result="failed") == 1
+
+
+def test_connections_open_and_refused(mirror_factory, up):
+    """Connections held open show in regcache_connections_open; one past
+    limits.max_connections is refused (503) and counted."""
+    mirror, port = metrics_mirror(mirror_factory, [up],
+                                  extra={"limits": {"max_connections": 3}})
+    # the start-up probe's connection is gone first, then each one is in before the next
+    wait_until(lambda: scrape(port).get("regcache_connections_open") == 0, timeout=10,
+               what="no connection open")
+    held = []
+    try:
+        for n in range(1, 4):
+            held.append(socket.create_connection(("127.0.0.1", mirror.port), timeout=10))
+            wait_until(lambda: scrape(port).get("regcache_connections_open") == n, timeout=10,
+                       what=f"{n} connections open")
+        with socket.create_connection(("127.0.0.1", mirror.port), timeout=10) as extra:
+            extra.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert extra.recv(100).startswith(b"HTTP/1.1 503")
+        s = scrape(port)
+        assert s.get("regcache_connections_refused_total") == 1
+        assert s.get("regcache_connections_open") == 3
+    finally:
+        for c in held:
+            c.close()
+    wait_until(lambda: scrape(port).get("regcache_connections_open") == 0, timeout=10,
+               what="the connections closed")

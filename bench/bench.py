@@ -62,6 +62,14 @@ FLOOD_LAYERS = (256 * 1024,)  # the blob read while one address floods the mirro
 FLOOD_CONNS = 8       # the flood's connections, all from one address
 FLOOD_SAMPLES = 1000  # timed blob hits, idle and under the flood
 FLOOD_BUDGET = 60     # s for the timed hits under the flood (fewer samples past it)
+SCRAPE_LAYERS = (1 * MiB,)  # the blob read while /metrics is scraped
+SCRAPE_COST_SAMPLES = 2000  # sequential scrapes of an idle mirror, for the cost of one
+SCRAPE_RATES = (1, 10)  # scrapes a second: Prometheus' shortest usual interval, and a storm
+# what Prometheus 2.42 sends with each scrape
+SCRAPE_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-"
+                  "text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                  "Accept-Encoding": "gzip", "User-Agent": "Prometheus/2.42.0",
+                  "X-Prometheus-Scrape-Timeout-Seconds": "1"}
 CONNS = 64            # wrk connections for manifests and 1 MiB blobs
 BIG_CONNS = 8         # wrk connections for 64 MiB blobs
 ROUNDS = 5            # wrk runs per peer and workload (the median counts)
@@ -795,6 +803,188 @@ def bench_bcrypt_flood(res, tmp, up, img):
             regcache=p99_flood / p99_idle)
 
 
+class Scraper:
+    """GETs /metrics at `rate` a second on one keep-alive connection (as Prometheus does, with
+    its headers) in a thread, until stop(); keeps each scrape's duration and size. A scrape
+    that fails or answers other than 200 is counted as an error."""
+
+    def __init__(self, port, rate):
+        self.port, self.interval = port, 1.0 / rate
+        self.durations, self.sizes, self.errors = [], [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        conn = None
+        t_next = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                t0 = time.monotonic()
+                conn.request("GET", "/metrics", headers=SCRAPE_HEADERS)
+                resp = conn.getresponse()
+                body = resp.read()
+                self.durations.append(time.monotonic() - t0)
+                self.sizes.append(len(body))
+                if resp.status != 200:
+                    self.errors += 1
+            except (OSError, http.client.HTTPException):
+                self.errors += 1
+                if conn:
+                    conn.close()
+                conn = None
+            t_next += self.interval
+            self._stop.wait(max(0.0, t_next - time.monotonic()))
+        if conn:
+            conn.close()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def proc_cpu_s(pid):
+    """User+system CPU seconds of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_scrapes(port, n):
+    """Durations (s) of n sequential scrapes of /metrics on one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    try:
+        for _ in range(n):
+            t0 = time.monotonic()
+            conn.request("GET", "/metrics", headers=SCRAPE_HEADERS)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"GET /metrics -> {resp.status}")
+            out.append(time.monotonic() - t0)
+    finally:
+        conn.close()
+    return out
+
+
+def bench_scrape(res, up, tmp, img, seconds):
+    """Hit latency with /metrics scraped during the load: wrk on a cached manifest (by digest)
+    and a cached 1 MiB blob, first with nobody scraping, then with a scraper on the metrics
+    listener (metrics.listen, on the same event loop) at each of SCRAPE_RATES a second. The
+    conditions alternate within each round, so that a change in the machine's other load
+    weighs on all alike; each figure is the median over the rounds. Only regcache: the figures
+    that count are the ratios scraped/unscraped of p50 and p99 latency."""
+    d = os.path.join(tmp, "scrape")
+    metrics_port = procs.free_port()
+    m = Mirror(d, [{"name": "docker.io", "url": up.url}], revalidate_after="10m",
+               extra={"metrics": {"listen": f"127.0.0.1:{metrics_port}"}})
+    m.start()
+    track(m.proc)
+    man = img.manifests[0]
+    cases = [("manifest", "manifest by digest", f"/v2/library/scrape/manifests/{man.digest}",
+              True),
+             ("blob", "blob 1 MiB", f"/v2/library/scrape/blobs/{man.layers[0].digest}", False)]
+    conditions = ["idle"] + [f"{r}/s" for r in SCRAPE_RATES]
+    raw, scrapes = {}, {}
+    try:
+        for _, _, path, accept in cases:
+            for _ in range(2):
+                st, _ = get(m.port, path, accept)
+                if st != 200:
+                    raise RuntimeError(f"warm-up GET {path} -> {st}")
+        st, n = get(metrics_port, "/metrics")
+        if st != 200:
+            raise RuntimeError(f"GET /metrics on :{metrics_port} -> {st}")
+        log(f"regcache :{m.port}, /metrics on :{metrics_port} ({n} bytes)")
+        # what one scrape costs with nothing else to do: an upper bound on how long it can
+        # hold the event loop (the client's own time is in it too)
+        cpu0 = proc_cpu_s(m.proc.pid)
+        cost = timed_scrapes(metrics_port, SCRAPE_COST_SAMPLES)
+        cpu_ms = (proc_cpu_s(m.proc.pid) - cpu0) / len(cost) * 1000
+        res.set("scrape_cpu_ms", "scrape: regcache CPU per scrape", "ms", "low",
+                regcache=cpu_ms)["note"] = (
+            f"user+system time over {len(cost)} scrapes of an idle mirror: "
+            + ", ".join(f"{cpu_ms * r / 10:.3f} % of a core at {r}/s" for r in SCRAPE_RATES))
+        log(f"scrape CPU: {cpu_ms:.3f} ms of regcache per scrape")
+        res.set("scrape_cost_p50", "scrape: one /metrics answer, idle mirror (p50)", "ms", "low",
+                regcache=pct(cost, 50) * 1000)["note"] = (
+            f"{len(cost)} sequential scrapes of {n} bytes; p99 {pct(cost, 99) * 1000:.2f} ms")
+        res.set("scrape_cost_p99", "scrape: one /metrics answer, idle mirror (p99)", "ms", "low",
+                regcache=pct(cost, 99) * 1000)
+        log(f"scrape cost idle: p50 {pct(cost, 50) * 1000:.3f} ms, p99 "
+            f"{pct(cost, 99) * 1000:.3f} ms ({len(cost)} scrapes)")
+        for key, label, path, accept in cases:
+            url = f"http://127.0.0.1:{m.port}{path}"
+            wrk(url, CONNS, 1, accept)  # warm-up, not counted
+            for rnd in range(ROUNDS):
+                # rotate the order, so that no condition always runs first in a round
+                for cond in conditions[rnd % len(conditions):] + conditions[:rnd % len(conditions)]:
+                    scraper = (Scraper(metrics_port, int(cond.split("/")[0])).start()
+                               if cond != "idle" else None)
+                    try:
+                        r = wrk(url, CONNS, seconds, accept)
+                    finally:
+                        if scraper:
+                            scraper.stop()
+                    if scraper:
+                        sc = scrapes.setdefault(cond, Scraper(metrics_port, 1))
+                        sc.durations += scraper.durations
+                        sc.sizes += scraper.sizes
+                        sc.errors += scraper.errors
+                        r["scrapes"] = len(scraper.durations)
+                    raw.setdefault((key, cond), []).append(r)
+                    log(f"scrape {label:<18} {cond:<5} {r['rps']:>9.0f} req/s "
+                        f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms "
+                        f"errors {r['errors']}"
+                        + (f", {r['scrapes']} scrapes" if scraper else ""))
+    finally:
+        m.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    med = {k: {f: statistics.median(r[f] for r in runs) for f in ("rps", "p50_us", "p99_us")}
+           for k, runs in raw.items()}
+    errs = {k: sum(r["errors"] for r in runs) for k, runs in raw.items()}
+    for key, label, _, _ in cases:
+        idle = med[(key, "idle")]
+        note = (f"{CONNS} conns, median of {ROUNDS} runs of {seconds} s"
+                + "".join(f"; wrk errors {c} {e}" for (k, c), e in errs.items()
+                          if k == key and e))
+        res.set(f"scrape_{key}_rps_idle", f"scrape: {label} hits, unscraped", "req/s", "high",
+                regcache=idle["rps"])["note"] = note
+        res.set(f"scrape_{key}_p50_idle", f"scrape: {label} p50, unscraped", "ms", "low",
+                regcache=idle["p50_us"] / 1000)
+        res.set(f"scrape_{key}_p99_idle", f"scrape: {label} p99, unscraped", "ms", "low",
+                regcache=idle["p99_us"] / 1000)
+        for rate in SCRAPE_RATES:
+            cond, tag = f"{rate}/s", f"{rate}hz"
+            v = med[(key, cond)]
+            res.set(f"scrape_{key}_rps_{tag}", f"scrape: {label} hits, scraped {cond}",
+                    "req/s", "high", regcache=v["rps"])
+            res.set(f"scrape_{key}_p50_{tag}", f"scrape: {label} p50, scraped {cond}", "ms",
+                    "low", regcache=v["p50_us"] / 1000)
+            res.set(f"scrape_{key}_p99_{tag}", f"scrape: {label} p99, scraped {cond}", "ms",
+                    "low", regcache=v["p99_us"] / 1000)
+            res.set(f"scrape_{key}_p50_ratio_{tag}", f"scrape: {label} p50 scraped {cond}/unscraped",
+                    "x", "low", regcache=v["p50_us"] / idle["p50_us"])
+            res.set(f"scrape_{key}_p99_ratio_{tag}", f"scrape: {label} p99 scraped {cond}/unscraped",
+                    "x", "low", regcache=v["p99_us"] / idle["p99_us"])
+    for cond, sc in scrapes.items():
+        tag = f"{cond.split('/')[0]}hz"
+        if not sc.durations:
+            continue
+        res.set(f"scrape_time_{tag}", f"scrape: /metrics answer under load, scraped {cond} (p50)",
+                "ms", "low", regcache=pct(sc.durations, 50) * 1000)["note"] = (
+            f"{len(sc.durations)} scrapes, p99 {pct(sc.durations, 99) * 1000:.2f} ms, "
+            f"{statistics.median(sc.sizes):.0f} bytes, errors {sc.errors}")
+        log(f"scrapes {cond}: {len(sc.durations)}, answer p50 {pct(sc.durations, 50) * 1000:.2f} "
+            f"ms p99 {pct(sc.durations, 99) * 1000:.2f} ms, {statistics.median(sc.sizes):.0f} "
+            f"bytes, errors {sc.errors}")
+
+
 def warm(rc, inc, ngx, hot, up):
     man = hot.manifests[0]
     for server in (rc, inc):
@@ -830,6 +1020,10 @@ TARGETS = {
     "flood_p50_ratio": "<= 2x",
     "flood_p99_ratio": "<= 2x",
 }
+for _key in ("manifest", "blob"):
+    for _rate in SCRAPE_RATES:
+        TARGETS[f"scrape_{_key}_p50_ratio_{_rate}hz"] = "<= 1.25x"
+        TARGETS[f"scrape_{_key}_p99_ratio_{_rate}hz"] = "<= 1.25x"
 
 
 def judge(res):
@@ -858,6 +1052,8 @@ def judge(res):
             holds = rc is not None and rc <= 15
         elif key.startswith("flood_"):
             holds = rc is not None and rc <= 2
+        elif key.startswith("scrape_"):
+            holds = rc is not None and rc <= 1.25
         row["target"], row["holds"] = target, holds
 
 
@@ -886,6 +1082,13 @@ ORDER = ["manifest_digest_rps", "manifest_tag_rps", "blob_1m_mbps", "blob_64m_mb
          "hung_first_s", "hung_later_ms", "hung_copy_s",
          "flood_p50_idle", "flood_p50", "flood_p99_idle", "flood_p99", "flood_p50_ratio",
          "flood_p99_ratio"]
+for _key in ("manifest", "blob"):
+    ORDER += [f"scrape_{_key}_rps_idle", f"scrape_{_key}_p50_idle", f"scrape_{_key}_p99_idle"]
+    for _rate in SCRAPE_RATES:
+        ORDER += [f"scrape_{_key}_{f}_{_rate}hz" for f in ("rps", "p50", "p99")]
+    for _rate in SCRAPE_RATES:
+        ORDER += [f"scrape_{_key}_p50_ratio_{_rate}hz", f"scrape_{_key}_p99_ratio_{_rate}hz"]
+ORDER += ["scrape_cpu_ms", "scrape_cost_p50", "scrape_cost_p99"] + [f"scrape_time_{_rate}hz" for _rate in SCRAPE_RATES]
 PEERS = ["regcache", "incumbent", "nginx"]
 CHART_LABELS = {
     "manifest_digest_rps": "manifest by digest req/s", "manifest_tag_rps": "manifest by tag req/s",
@@ -977,6 +1180,8 @@ def write_outputs(res, out, info, tmp):
             if vals == ["-", "-"]:
                 continue
             f.write(f"\"{CHART_LABELS.get(key, row['label'])}\"\t{vals[0]}\t{vals[1]}\n")
+    if os.path.getsize(dat) == 0:
+        return  # nothing compared with a peer (e.g. --only bcrypt-flood,scrape): no chart
     title = (f"regcache vs docker-registry 2.8 proxy and nginx (sendfile), {info['date'][:10]}, "
              f"{info['nproc']} CPUs, Linux {info['kernel']}")
     p = subprocess.run(["gnuplot", "-e", f"datafile='{dat}'; outfile='{os.path.join(out, 'chart.svg')}'; "
@@ -991,7 +1196,7 @@ def on_term(signum, frame):
 
 
 # hits: connections, memory and throughput
-SCENARIOS = ("hits", "cold", "storm", "hung", "bcrypt-flood")
+SCENARIOS = ("hits", "cold", "storm", "hung", "bcrypt-flood", "scrape")
 
 
 def main():
@@ -1027,7 +1232,8 @@ def main():
     try:
         specs = {"hits": ("hot", 9001, HOT_LAYERS), "cold": ("cold", 9002, COLD_LAYERS),
                  "storm": ("storm", 9003, STORM_LAYERS), "hung": ("hung", 9004, HUNG_LAYERS),
-                 "bcrypt-flood": ("flood", 9005, FLOOD_LAYERS)}
+                 "bcrypt-flood": ("flood", 9005, FLOOD_LAYERS),
+                 "scrape": ("scrape", 9006, SCRAPE_LAYERS)}
         imgs = {}
         for scenario in SCENARIOS:
             if scenario in only:
@@ -1077,6 +1283,8 @@ def main():
             bench_hung(res, up, tmp, imgs["hung"])
         if "bcrypt-flood" in only:
             bench_bcrypt_flood(res, tmp, up, imgs["flood"])
+        if "scrape" in only:
+            bench_scrape(res, up, tmp, imgs["scrape"], args.seconds)
     finally:
         procs.kill_all()
         if token:

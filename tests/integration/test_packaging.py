@@ -25,7 +25,9 @@ def test_meson_install_and_systemd_unit(tmp_dir):
     binary = os.path.join(prefix, "bin", "regcache")
     unit = os.path.join(unit_dir, "regcache.service")
     conf = os.path.join(prefix, "etc", "regcache", "mirror.yml")
-    for path in (binary, unit, conf, conf + ".example"):
+    rules = os.path.join(prefix, "share", "regcache", "prometheus", "regcache.rules.yml")
+    for path in (binary, unit, conf, conf + ".example", rules,
+                 os.path.join(os.path.dirname(rules), "prometheus.yml.example")):
         assert os.path.exists(path), path
     assert os.access(binary, os.X_OK)
     assert run(binary, "--version").stdout.startswith("regcache ")

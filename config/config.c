@@ -438,6 +438,15 @@ static const struct field fields[] = {
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
+/* The plain field section.name, or NULL when there is none. */
+static const struct field *find_field(const char *section, const char *name)
+{
+    for (size_t i = 0; i < N_FIELDS; i++)
+        if (!strcmp(fields[i].section, section) && !strcmp(fields[i].name, name))
+            return &fields[i];
+    return NULL;
+}
+
 static bool is_section(const char *name)
 {
     for (size_t i = 0; i < N_FIELDS; i++) {
@@ -533,16 +542,12 @@ static int apply_section(struct ctx *x, struct config *c, const char *section, y
     if (m->type != YAML_MAPPING_NODE)
         return fail(x, line_of(m), section, "expected a mapping, got %s", kind_of(m));
     for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
-        const struct field *f = NULL;
         struct pair kv;
         int rc = get_pair(x, m, p, section, &kv, key, sizeof(key));
 
         if (rc < 0)
             return rc;
-        for (size_t i = 0; i < N_FIELDS && !f; i++) {
-            if (!strcmp(fields[i].section, section) && !strcmp(fields[i].name, kv.name))
-                f = &fields[i];
-        }
+        const struct field *f = find_field(section, kv.name);
         if (!f)
             return fail(x, line_of(kv.key), key, "unknown key");
         rc = set_field(x, c, f, kv.value, key);
@@ -940,10 +945,7 @@ static int apply_hosted(struct ctx *x, struct config *c, yaml_node_t *m)
         if (!strcmp(kv.name, "repositories")) {
             rc = set_str_list(x, kv.value, key, &c->hosted, &c->n_hosted, check_glob);
         } else {
-            const struct field *f = NULL;
-            for (size_t i = 0; i < N_FIELDS && !f; i++)
-                if (!strcmp(fields[i].section, "hosted") && !strcmp(fields[i].name, kv.name))
-                    f = &fields[i];
+            const struct field *f = find_field("hosted", kv.name);
             if (!f)
                 return fail(x, line_of(kv.key), key, "unknown key");
             rc = set_field(x, c, f, kv.value, key);
@@ -1181,11 +1183,7 @@ static int apply_log(struct ctx *x, struct config *c, yaml_node_t *m)
         if (rc < 0)
             return rc;
         if (!strcmp(kv.name, "level")) {
-            const struct field *f = NULL;
-            for (size_t i = 0; i < N_FIELDS && !f; i++)
-                if (!strcmp(fields[i].section, "log") && !strcmp(fields[i].name, "level"))
-                    f = &fields[i];
-            rc = set_field(x, c, f, kv.value, key);
+            rc = set_field(x, c, find_field("log", "level"), kv.value, key);
         } else if (!strcmp(kv.name, "format")) {
             rc = get_scalar(x, kv.value, key, &s);
             if (rc < 0)

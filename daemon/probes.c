@@ -177,12 +177,6 @@ void probes_set_startup(struct probes *p, const char *what)
     snprintf(p->startup, sizeof(p->startup), "%s", what);
 }
 
-int probes_is_probe_path(const char *path)
-{
-    return path && (strcmp(path, "/livez") == 0 || strcmp(path, "/readyz") == 0 ||
-                    strcmp(path, "/healthz") == 0);
-}
-
 int probes_ready(struct probes *p)
 {
     struct check_result r[N_CHECKS];

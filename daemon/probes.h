@@ -60,9 +60,6 @@ enum probes_phase probes_phase(const struct probes *p);
  * is "reconciling the store"). */
 void probes_set_startup(struct probes *p, const char *what);
 
-/* 1 for the paths monitors poll (/livez, /readyz, /healthz), so that an access log can leave
- * them out. */
-int probes_is_probe_path(const char *path);
 
 /* Answers /livez and /readyz, and every request while the phase is not PROBES_READY: 1 when it
  * answered, 0 when the request is the registry's. */

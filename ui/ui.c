@@ -125,17 +125,7 @@ static void put_str(struct buf *b, const char *s)
         LIT(b, "null");
         return;
     }
-    LIT(b, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f || ch == '<' || ch == '>' || ch == '&' || ch == '\'')
-            buf_printf(b, "\\u%04x", ch);
-        else
-            buf_append(b, s, 1);
-    }
-    LIT(b, "\"");
+    json_put_string_markup_safe(b, s);
 }
 
 /* A member's key, after a comma unless it is the first in its object. The put_* below that

@@ -173,19 +173,29 @@ int json_get_uint(const char *s, size_t len, const char *key, uint64_t *out)
     return 0;
 }
 
-int json_put_string(struct buf *b, const char *s)
+static int put_string(struct buf *b, const char *s, int markup_safe)
 {
     int r = buf_append(b, "\"", 1);
     for (; !r && *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\')
             r = buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
+        else if (ch < 0x20 || (markup_safe && (ch == 0x7f || strchr("<>&'", ch))))
             r = buf_printf(b, "\\u%04x", ch);
         else
             r = buf_append(b, s, 1);
     }
     return r ? r : buf_append(b, "\"", 1);
+}
+
+int json_put_string(struct buf *b, const char *s)
+{
+    return put_string(b, s, 0);
+}
+
+int json_put_string_markup_safe(struct buf *b, const char *s)
+{
+    return put_string(b, s, 1);
 }
 
 /* Walks any value, calling fn for every string member named key at any depth (key NULL: just

@@ -34,5 +34,8 @@ int json_each_element(const char *s, size_t len,
 
 /* Appends s as a JSON string literal (with quotes), escaping as needed. */
 int json_put_string(struct buf *b, const char *s);
+/* As json_put_string, with '<', '>', '&', '\'' and DEL escaped too (\u00XX), so that no value
+ * can close a tag or start one even where the JSON is read as something else (a page). */
+int json_put_string_markup_safe(struct buf *b, const char *s);
 
 #endif

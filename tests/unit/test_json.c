@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "util/buf.h"
 #include "util/json.h"
 
 static char seen[4][64];
@@ -65,5 +66,15 @@ int main(void)
     CHECK_EQ_INT(walk("{\"a\":1}"), -EINVAL);
     CHECK_EQ_INT(walk("[\"unterminated]"), -EINVAL);
     CHECK_EQ_INT(walk(""), -EINVAL);
+
+    /* writing strings: plain, and safe to put in a page */
+    struct buf b;
+    buf_init(&b, 1024);
+    CHECK_EQ_INT(json_put_string(&b, "a\"\\\n<&'>"), 0);
+    CHECK_EQ_INT(json_put_string_markup_safe(&b, "a\"\\\n<img src='x'>&\x7f"), 0);
+    CHECK_EQ_INT(buf_append(&b, "", 1), 0);
+    CHECK_STR(b.data, "\"a\\\"\\\\\\u000a<&'>\""
+                      "\"a\\\"\\\\\\u000a\\u003cimg src=\\u0027x\\u0027\\u003e\\u0026\\u007f\"");
+    buf_free(&b);
     CHECK_DONE();
 }

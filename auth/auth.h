@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Who may do what: Basic credentials checked against a bcrypt htpasswd file, with anonymous
  * pulls allowed or not, and pushes limited to listed users.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* htpasswd files with bcrypt hashes ($2y$, $2b$, $2a$), verified with libcrypt. */
 #ifndef REGCACHE_AUTH_HTPASSWD_H
 #define REGCACHE_AUTH_HTPASSWD_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bearer tokens issued by the mirror's own token endpoint, the way Docker Hub pairs a registry
  * with an auth service: a client answers the ping's `Bearer` challenge by asking the endpoint
  * for a token (anonymously, or with Basic credentials checked once), then sends the token.

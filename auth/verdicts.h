@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the mirror remembers of credential checks (auth.c): the verdict per user and password,
  * and the recent wrong passwords of each client address. Both tables are bounded; the clock is
  * passed in. Loop thread only.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """regcache against the incumbent (docker-registry 2.8 in proxy mode) and nginx (static files,
 sendfile), all on loopback against one seeded upstream docker-registry with token auth.
 

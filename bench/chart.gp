@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Grouped bars: how many times better regcache does than each peer, per workload (log scale).
 # Called by bench/bench.py: gnuplot -e "datafile='...'; outfile='...'; charttitle='...'" chart.gp
 set terminal svg size 1100,560 dynamic enhanced font "sans,11" background rgb "white"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- wrk script for bench/run's bcrypt-flood scenario: every request is GET /v2/ with Basic
 -- credentials never sent before (a random user or a random password of $BENCH_USER), so that
 -- none is answered from a remembered verdict. Prints one machine-readable line at the end (the

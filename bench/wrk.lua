@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- wrk script for bench/run: sends the Accept header named in $BENCH_ACCEPT (if any) and prints
 -- one machine-readable line of figures when the run ends (latencies in microseconds).
 local accept = os.getenv("BENCH_ACCEPT")

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Blobs: hits straight from the store; a miss becomes one fill per digest, streamed from the
  * upstream into a temporary file that every waiting client reads as it grows. The last byte is
  * only released once the whole blob hashed to its digest, so a client can never receive a

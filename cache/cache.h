@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Pull-through policy: what is served from the store, what is asked upstream, and how
  * concurrent requests for the same thing share one upstream request.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Refusals to pass on to a client: the spec's error codes for what the upstream answered. */
 #include <stdarg.h>
 #include <stdio.h>

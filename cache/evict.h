@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The eviction policy, pure and clock-free so it can be tested with any "now": which blobs a GC
  * run removes, given their sizes and last access times. */
 #ifndef REGCACHE_CACHE_EVICT_H

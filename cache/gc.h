@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A garbage-collection run: evicts what the policy (cache/evict.h) picks, from the index first
  * and then from the store, and records the run. Blocking: the daemon runs it on the thread pool
  * (through db_call, in turn with its index writes); `regcache gc` runs it directly, safely next

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Each upstream's health, as the mirror sees it from its own requests: whether it answers
  * (up or down, with one background probe at a time bringing a down one back) and the pull
  * budget it announces. Loop thread only. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by the cache's parts: the wiring (cache.c), the in-memory index (index.c),
  * errors (errors.c), manifests (manifests.c), blobs (blobs.c), tags and the catalog (tags.c),
  * upstream health (health.c), the lifecycle (lifecycle.c). Names used across files but not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The cache's in-memory index: tags, manifests (with a budget of their bytes kept in memory
  * for hits) and repositories, loaded from the database at start and written back through it.
  * A leaf of cache/: it calls nothing else in the module. Loop thread only. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The cache's lifecycle while serving: scheduled GC runs, a run as soon as the store grows past
  * its cap, and bringing the in-memory index in line with what a run evicted. */
 #include <stdio.h>

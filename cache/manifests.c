@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Manifests: by digest (immutable) and by tag (revalidated with HEAD), one upstream request per
  * key however many clients ask at once. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Descriptors of recently served blobs. A blob hit needs an open descriptor; opening is a
  * filesystem call that may block, so it runs on the thread pool: two hops through it per hit
  * (open, then sendfile) cost more than the transfer itself for small blobs. Here the

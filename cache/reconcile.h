@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Making the index and the store agree, at start-up and on `regcache verify`. Blocking. */
 #ifndef REGCACHE_CACHE_RECONCILE_H
 #define REGCACHE_CACHE_RECONCILE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The referrers of a proxied manifest (signatures, SBOMs, attestations), kept like a tag: the
  * upstream's answer is trusted for revalidate_after, then asked again by everyone at once in
  * one request; an upstream that is down, fails or has not answered within revalidate_timeout

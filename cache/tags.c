@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The catalog and tags lists: the catalog from the index; a tags list from the upstream, or
  * from the index when the upstream is down, fails, or has not answered within
  * cache.revalidate_timeout (the request then goes on and its answer is dropped). */

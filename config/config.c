@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration: embedded defaults, overridden by a YAML file read with libyaml's document API.
  * Every error names the file, the 1-based line and the dotted key it is about. */
 #include "config/config.h"

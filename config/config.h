@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The mirror's configuration: embedded defaults, optionally overridden by a YAML file. */
 #ifndef REGCACHE_CONFIG_CONFIG_H
 #define REGCACHE_CONFIG_CONFIG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Operator commands that work on a store, also while a daemon serves it:
  * gc [--dry-run], verify, stats [--json], ls. */
 #ifndef REGCACHE_DAEMON_ADMIN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* regcache: a pull-through caching mirror for container registries. */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Telling a service manager how the daemon is doing: sd_notify(3)'s datagram protocol, without
  * libsystemd. With `Type=notify` systemd passes $NOTIFY_SOCKET, an AF_UNIX datagram socket
  * ("/path", or "@name" in the abstract namespace); each message is one datagram of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Health probes in Kubernetes' style, and the gate that keeps requests away from a registry that
  * is not there yet (start-up) or any more (drain). Answered before authentication, whatever the
  * auth policy, for GET and HEAD:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The mirror's index in SQLite (WAL): which tags point at which manifests, each manifest's
  * media type, and the blobs the store holds.
  *

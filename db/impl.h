@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by the parts of db/: the database handle, the queue of changes and their
  * statements. schema.c opens and migrates, queue.c writes changes in batches on the thread
  * pool (coalescing access times, references, counters and pull budgets), writes.c turns each

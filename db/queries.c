@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reads: the index at start-up, and the synchronous maintenance and admin queries. */
 #include "db/impl.h"
 

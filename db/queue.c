@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The write queue: changes written in one transaction per batch on the thread pool, kept in
  * order while the database refuses them for now; coalesced access times, references,
  * counters and pull budgets flushed every DB_FLUSH_MS. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Opening the index: the integrity check, WAL, and the schema migrations. */
 #include "db/impl.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The changes callers queue, each one statement. */
 #include "db/impl.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: Accept lists against a media type (manifest negotiation). The input is
  * "<accept>\n<media type>". */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: WWW-Authenticate challenges from upstream registries. */
 #include <stdlib.h>
 #include <string.h>

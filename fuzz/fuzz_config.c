@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: YAML configuration files. */
 #include "config/config.h"
 #include "fuzz_util.h"

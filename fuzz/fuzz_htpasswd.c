@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: htpasswd files. */
 #include "auth/htpasswd.h"
 #include "fuzz_util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: bytes from a client socket, as one or more pipelined requests, through the request
  * parser of the HTTP front (llhttp and the header collection, limits and target split). The
  * first input byte picks how the stream is cut into reads and whether bodies are read. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: token responses, manifest reference walks, referrers indexes and pushed
  * manifests read for their references, subject and referrers descriptor (JSON from the
  * network). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: untrusted bytes into a log line (JSON and text escaping) and an X-Forwarded-For
  * chain into a client address. The contracts: an escaped JSON string is well-formed UTF-8 with
  * no control byte, quote or lone backslash; an escaped text field is printable ASCII with no

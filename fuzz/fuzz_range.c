@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: Range headers against blob sizes. */
 #include <stdint.h>
 #include <stdlib.h>

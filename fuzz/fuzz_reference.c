@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: the spec's grammar for names, tags and digests. */
 #include <stdlib.h>
 #include <string.h>

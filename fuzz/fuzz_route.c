@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: request targets into routes (path and query from the network). */
 #include <stdlib.h>
 #include <string.h>

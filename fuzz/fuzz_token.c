@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer: Bearer tokens as clients send them, checked against a fixed key; and a round trip
  * of the input as a holder's name. */
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the fuzz drivers: inputs as C strings or as files. */
 #ifndef REGCACHE_FUZZ_UTIL_H
 #define REGCACHE_FUZZ_UTIL_H

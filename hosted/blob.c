@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Blob GET and HEAD of hosted repositories: straight from the store, for the blobs the
  * repository holds. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Collecting hosted content nothing reaches any more (`regcache gc --hosted`). Blocking: runs
  * next to a running daemon safely (a file being read stays readable after its removal). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hosted repositories: set-up from the index, matching names, requests in progress and
  * dispatch to blob.c, manifest.c, tags.c, upload.c and referrers.c. */
 #include "hosted/hosted.h"

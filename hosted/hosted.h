@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hosted repositories: the LAN's own images, pushed per the OCI distribution spec (blob uploads:
  * monolithic, chunked and resumable; cross-repository mounts; manifest PUT with digest and
  * reference checks; DELETE; tags/list; the referrers API) and served from the store, never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by the files of hosted/: the module's state, one request in progress, and
  * the pure reading of a pushed manifest. Functions shared across files are prefixed hosted__. */
 #ifndef REGCACHE_HOSTED_IMPL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Manifests of hosted repositories: GET and HEAD by tag or digest, PUT (the digest and every
  * referenced blob checked; a subject need not exist), DELETE of a tag or of a manifest. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The referrers API of hosted repositories: every manifest of the repository whose subject is
  * a given digest, as an OCI image index, optionally filtered by artifactType. Kept in memory
  * (loaded from the index at start) as manifests are pushed and deleted; a subject need not be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What a pushed manifest refers to, read from its JSON: the content that must already be in the
  * registry (config, layers, index entries, artifact blobs) and the subject, which need not be. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tags of hosted repositories: the in-memory map, tags/list with n/last pagination, and the
  * untagging that follows a manifest's deletion. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Blob uploads into hosted repositories (OCI distribution spec): POST starts a session (or
  * mounts a blob the registry has, or takes a whole blob with ?digest=), PATCH appends a chunk
  * (Content-Range must continue where the upload is), GET tells how far it is, PUT ?digest=

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP/1.1 front: a libuv listener and connections parsed with llhttp.
  *
  * Connections are driven with uv_poll on the raw socket so that file bodies can go from the page

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by the listener (server.c) and the connections (conn.c). */
 #ifndef REGCACHE_HTTP_IMPL_H
 #define REGCACHE_HTTP_IMPL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Requests parsed off a byte stream, without sockets: llhttp (strict: no lenient flag is ever
  * set) plus what the front adds on top: the headers it keeps, the 414 and 431 limits, refusals
  * of what smuggling relies on (bare LF line ends, obs-fold continuation lines, any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS for the HTTP front (OpenSSL): TLS 1.2 and 1.3 only, a PEM certificate chain and key. */
 #ifndef REGCACHE_HTTP_TLS_H
 #define REGCACHE_HTTP_TLS_H

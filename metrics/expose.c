@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The Prometheus text exposition format 0.0.4: # HELP and # TYPE once per family, then its
  * samples, label values escaped. */
 #include <errno.h>

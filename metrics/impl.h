@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals of the metrics module: histograms and the text exposition writer (expose.c),
  * process figures from /proc (process.c). */
 #ifndef REGCACHE_METRICS_IMPL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The registry of figures: plain counters updated on the loop thread, one atomic measured on
  * the thread pool, and the exposition built from them. */
 #include "metrics/metrics.h"

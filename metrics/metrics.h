@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The mirror's figures, for Prometheus (GET /metrics) and the status page.
  *
  * One process-wide registry, in memory. Every figure is updated on the loop thread, except

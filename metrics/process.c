@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The standard process_* figures, from /proc/self: a few small reads, cheap enough for a
  * scrape. */
 #include <dirent.h>

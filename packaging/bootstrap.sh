@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fresh Debian 12 to a running mirror: installs what is missing, builds, and optionally serves.
 #
 #   packaging/bootstrap.sh serve [-c FILE]   install, build, run `regcache serve` in the foreground

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # meson install: put the example configuration in place as mirror.yml unless one exists.
 set -e
 dir="${DESTDIR:-}$1/regcache"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The registry API v2: access control, routing, then proxied repositories answered from the
  * cache (push and delete answer 405) and hosted ones handed to hosted/; _catalog lists both.
  * Answers go through registry/respond.h. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The _catalog answer: repository names gathered from every source (the cache, hosted
  * repositories), sorted, each once, paged with n and last. Pure: no I/O. */
 #ifndef REGCACHE_REGISTRY_CATALOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CORS for browser UIs (cors.* in the config): which other origins' pages may read the
  * registry's answers. A preflight (OPTIONS with Origin and Access-Control-Request-Method) from
  * an allowed origin is answered 204 before any authentication, as browsers send it without

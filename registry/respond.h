@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The answers of the registry API, one path per kind, used by proxied and hosted repositories
  * alike so that both send the same status codes and headers: errors (the spec's JSON body),
  * manifests, blobs (HEAD, 200, Range 206, 416 with Content-Range) and referrers indexes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Parsing a request target into a registry API route, with every name, tag and digest checked
  * against the spec's grammar before anything else sees it. Pure: no I/O. */
 #ifndef REGCACHE_REGISTRY_ROUTE_H

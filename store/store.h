@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Content-addressed blob store: <root>/blobs/sha256/<2 hex>/<64 hex>, manifests included.
  *
  * A file appears under its digest's name only after its bytes were hashed and found to match,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The status page's files, embedded at build time by ui/embed.py from ui/page/. */
 #ifndef REGCACHE_UI_ASSETS_H
 #define REGCACHE_UI_ASSETS_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Turns the status page's files into a C array table (ui/assets.h) at build time.
 
 usage: embed.py OUTPUT.c FILE...

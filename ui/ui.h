@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The status page: a self-contained HTML page (ui/page/, embedded at build time) at / and under
  * /ui/, and the JSON it reads under /ui/api/:
  *

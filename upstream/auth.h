@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Token cache and token-response parsing for upstream Bearer authentication (internal). */
 #ifndef REGCACHE_UPSTREAM_AUTH_H
 #define REGCACHE_UPSTREAM_AUTH_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* WWW-Authenticate parsing (RFC 7235 section 2.1, RFC 9110 sections 5.6.2-5.6.4), header
  * value and Retry-After checks (RFC 9110 sections 5.5 and 10.2.3), realm and redirect target
  * checks. */

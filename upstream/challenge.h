@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the upstream client takes from an upstream's answers, checked before use: parsing of
  * WWW-Authenticate challenges (RFC 7235 auth-params), header values, Retry-After, and the
  * addresses and URLs (token realms, redirect targets) it may be sent to. Pure functions. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Requests to upstream registries: libcurl's multi interface driven by the libuv loop.
  *
  * Authentication is handled here and invisible to callers: Bearer token challenges (realm,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* HTTP Accept lists matched against one media type (manifest negotiation). */
 #ifndef REGCACHE_UTIL_ACCEPT_H
 #define REGCACHE_UTIL_ACCEPT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A growable byte buffer with a hard maximum: appends past the maximum fail with -ENOBUFS. */
 #ifndef REGCACHE_UTIL_BUF_H
 #define REGCACHE_UTIL_BUF_H

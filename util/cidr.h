@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* IP addresses and CIDR ranges, IPv4 and IPv6 alike (IPv4 held as IPv4-mapped IPv6, so that
  * 10.0.0.0/8 also matches ::ffff:10.1.2.3 from a dual-stack listener), and the client an
  * X-Forwarded-For chain names once trusted proxies are skipped. Pure functions. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Wall-clock and monotonic time in milliseconds. */
 #ifndef REGCACHE_UTIL_CLOCK_H
 #define REGCACHE_UTIL_CLOCK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Untrusted bytes made safe for one log line: a JSON string's contents, or a quoted field of
  * the Combined Log Format. Both write at most outlen - 1 bytes and a NUL, never cut an escape
  * in half (a value that does not fit is cut short), and return the length written. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Just enough JSON for the mirror: reading top-level members of an object (token responses)
  * and writing strings safely. */
 #ifndef REGCACHE_UTIL_JSON_H

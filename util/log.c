@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stderr logging. Each call builds its whole line first and emits it with a single write(), so
  * lines from different threads do not interleave. */
 #include "util/log.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging to stderr: one line per event. As text, a UTC timestamp, the level and the message;
  * as JSON, one object per line: {"time":"...Z","level":"info","msg":"..."}, every string
  * escaped so that each line parses whatever the message holds. */

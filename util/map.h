@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A string-keyed hash map (open chaining). Keys are copied; values are borrowed pointers. */
 #ifndef REGCACHE_UTIL_MAP_H
 #define REGCACHE_UTIL_MAP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Durations, sizes and listen addresses as written in the config file. */
 #include "util/parse.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Parsing of human-written quantities used by the config: durations and sizes. */
 #ifndef REGCACHE_UTIL_PARSE_H
 #define REGCACHE_UTIL_PARSE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Single byte-range parsing for blob GETs. Anything we do not understand means "send it all". */
 #include "util/range.h"
 

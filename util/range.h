@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* HTTP Range header for blob GETs (RFC 9110 section 14), single byte ranges only. */
 #ifndef REGCACHE_UTIL_RANGE_H
 #define REGCACHE_UTIL_RANGE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hand-written matchers for the distribution spec's name, tag and digest grammar. */
 #include "util/reference.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The distribution spec's grammar for repository names, tags and digests.
  * Everything taken from a request path is checked here before it touches disk or upstream. */
 #ifndef REGCACHE_UTIL_REFERENCE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A refcounted, read-only byte buffer: one copy of a response body (a manifest, a tags list)
  * that every connection sending it holds a reference to, instead of a copy each.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A short, bounded libFuzzer run of every driver in fuzz/ (clang, ASan+UBSan), starting from the
 committed seed corpora: a crash, a sanitizer report or a broken contract fails the test."""
 

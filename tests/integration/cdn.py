@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A stand-in for a registry's blob CDN: serves a directory (docker-registry's storage root, so
 the redirect middleware's URLs resolve to the blob files) over plain HTTP on a loopback address
 of its own (127.0.0.2 by default, a different host for curl than the registry's 127.0.0.1), and

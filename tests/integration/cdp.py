@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Headless Chromium driven over the DevTools protocol, for the status page tests.
 
 Chromium (Debian's `chromium`) is started with --remote-debugging-port=0; the port it chose is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real registry clients: containerd (+ ctr with a hosts dir), dockerd with registry-mirrors,
 and skopeo. Sockets live under short /tmp paths (unix socket paths are limited to 108 bytes)."""
 

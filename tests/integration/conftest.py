@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures for the regcache integration suite.
 
 Session-scoped: the token issuer, built image layouts, containerd and dockerd (slow to start).
@@ -35,6 +36,13 @@ def _on_term(signum, frame):
 
 signal.signal(signal.SIGTERM, _on_term)
 atexit.register(procs.kill_all)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "once: builds or installs a package or image of its own (a release build), so the "
+        "sanitizer phase of tests/run.sh leaves it out (-m 'not once')")
 
 
 # -- a per-test timeout of our own (SIGALRM in the main thread) ----------------------------------

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An HTTP/1.1 proxy on 127.0.0.1 that sits in front of one upstream (as the mirror's upstream
 URL) and injects faults into what it relays, one request at a time (keep-alive is kept):
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Small assertions and raw-HTTP helpers shared by the tests."""
 
 import hashlib

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Test images built in pure Python and pushed to an upstream with skopeo.
 
 build_image() writes an OCI image layout (oci-layout, index.json, blobs/sha256/...) holding a

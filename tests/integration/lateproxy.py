@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A SwitchProxy whose hung requests are answered late when the route comes back: on a switch
 from "hang" to "pass" each request being held is relayed to the upstream then (an upstream that
 answers after a long silence), instead of being dropped. Held requests meeting any other mode

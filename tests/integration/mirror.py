@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The regcache process under test: config writing, start/stop, request-log parsing, and a small
 HTTP helper for talking to it."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Documents to push into a hosted repository and the pushes themselves, on top of
 rawpush.py's requests: an OCI image (config and layer first), an artifact whose config type,
 artifactType and subject a test chooses, any manifest PUT with its answer's headers (to see

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Process and port helpers shared by the fixtures: free ports, readiness waits, and
 process-group lifecycle so nothing is left listening when the session ends."""
 

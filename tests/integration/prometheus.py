@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real Prometheus server (Debian's /usr/bin/prometheus) for a test: on 127.0.0.1 with a
 throw-away config and TSDB directory, scraping the given targets every second (and evaluating
 rule files every second), with PromQL through its HTTP API. stop() (or the fixture's teardown)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pushes hand-made blobs and manifests to a registry with the distribution API itself (no
 client tool): for artifacts skopeo cannot make, such as a signature whose `subject` names an
 image, or the `sha256-<hex>` referrers index of the tag schema. Works against docker-registry

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """docker-registry set up in ways upstream.Upstream does not cover, built on it (same storage
 layout, access log and parser): TLS, the storage `redirect` middleware, htpasswd (Basic) auth.
 Also a token issuer served over TLS, and a way to start a mirror.Mirror with its own environment

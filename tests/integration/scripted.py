@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A scripted stand-in upstream for the hostile-upstream tests: an HTTP/1.1 server on 127.0.0.1
 whose every answer is chosen by the test, down to the raw bytes, so that it can lie, redirect,
 drip, never end a body or put control characters in a header, which no real registry does.

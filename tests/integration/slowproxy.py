@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A TCP proxy on 127.0.0.1 that forwards to a target port and throttles the target->client
 direction to `rate` bytes per second: a slow upstream for shutdown tests."""
 

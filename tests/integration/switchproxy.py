@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A FaultProxy whose whole behaviour is switched at run time, for outage sequences: the mirror's
 upstream URL points at it, and a test moves it between
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The logs an operator's tools read: the daemon's log as JSON (every line parses, whatever a
 client sent), the access log as JSON and as the Combined Log Format with its fields being what
 was sent and answered, X-Request-Id and X-Cache on answers, whose X-Forwarded-For is believed

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Registry API basics over plain HTTP, checked against what the upstream serves and logs."""
 
 import json

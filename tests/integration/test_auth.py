@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Access control: users from a bcrypt htpasswd file, anonymous pulls, pushes for listed users,
 and a ping that always announces Basic auth (so that buildah, podman and skopeo send their
 credentials: the seed's "authentication required" after a successful login)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Access control against hostile clients: a flood of random Basic credentials, user names found
 by timing, a login checked while its user is removed, passwords bcrypt would cut short.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bounded memory: a slow client reading a cold blob neither slows the fill nor makes the mirror
 hold the blob in memory; the bytes reach the client as they arrive."""
 

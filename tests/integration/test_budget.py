@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One client cannot spend the upstream's pull budget: a narrow Accept, missing tags, cold
 digests, HEADs and a 429's Retry-After all cost the upstream at most one request per distinct
 answer (a manifest GET per (tag, digest) change, a HEAD per revalidate_after), whatever the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The cache's lifecycle: access-time based expiry, the size cap, restarts and crashes, and the
 operator commands (gc, verify, stats, ls) against a running daemon's storage."""
 

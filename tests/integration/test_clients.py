@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real clients pulling through the mirror: skopeo, containerd's ctr (with a hosts dir, which adds
 ?ns=docker.io), and dockerd (registry-mirrors). Each checks what the client ended up with, the
 mirror's request log, and the upstream's access log."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A dozen clients pull the same cold image at once: the upstream serves each blob and each
 manifest exactly once (registry:2 in proxy mode fetches every blob twice on a cold pull, and
 does not merge concurrent misses)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CORS for browser UIs: preflights from an allowed origin are answered 204 before auth, answers
 to it expose the registry's headers, other origins get nothing; and a real headless Chromium on
 a page of another origin reads a manifest and its digest through an authenticated fetch()."""

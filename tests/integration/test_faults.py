@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Faults between the mirror and its upstream, and in the mirror's own storage: a connection cut
 mid-blob, a slow upstream under many clients, Docker Hub's 429 and rate-limit headers, a full
 disk, and a corrupt or locked index. Each test asserts that nothing is lost or corrupted: what

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A hostile storage directory and a full disk: links planted in place of shard directories and
 blobs, FIFOs planted as blobs, a storage root others can write, running as root, secrets in the
 config, the modes of a fresh store, and a fill that would eat the space kept by cache.min_free.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Exactly-once fills: concurrent cold requests share one upstream download, and a blob whose
 upstream bytes do not match its digest is never stored."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Single flight is shared only where the answer is the same: a blob or manifest by digest within
 one upstream, and an upstream lacking it in one repository says nothing of another. A request
 through a repository (or an upstream) that lacks a digest never fails a concurrent pull of the

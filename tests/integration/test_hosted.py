@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hosted repositories: the LAN's own images pushed with authentication (buildah, skopeo), pulled
 anonymously, never sent upstream, never evicted by the GC."""
 

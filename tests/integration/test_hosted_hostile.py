@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hosted repositories against hostile pushers and readers: what a push may store and how it
 is served back, routing that an explicit upstream decides, upload sessions that are abandoned
 by the thousand, pushes that would fill the disk, blobs read through a repository that does

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hostile input: path traversal, bad names/digests/tags, oversized requests and garbage. Each
 gets a 4xx (with a spec error body where an HTTP response is possible), nothing is created
 outside the storage directory, nothing reaches the upstream, and the mirror keeps serving."""

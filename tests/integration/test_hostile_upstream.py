@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An upstream (or a host it points at) that is hostile: it names a token realm, a redirect
 target or header values chosen to steal the upstream credentials, reach the mirror's own
 network, inject headers into the mirror's answers, or hold requests and disk forever. Each

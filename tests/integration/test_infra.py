@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The harness itself, without regcache: the token issuer, docker-registry's token auth and
 access log, and the image generator. If these fail, every other result is suspect."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Process lifecycle: graceful SIGTERM with a download in flight, check-config diagnostics and
 --version."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sustained load: 200 concurrent clients pulling a mix of 20 images (manifest by tag, then
 every blob, each checked against its digest) for a bounded time. Nothing may fail, the
 mirror's file descriptors come back to where they were, its memory stays flat, and every blob

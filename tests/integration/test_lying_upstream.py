@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An upstream (or a hop in front of it) that lies about a manifest's digest: the mirror never
 stores or serves bytes under a digest they do not hash to, and a tag it already has stays
 served as it was last verified."""

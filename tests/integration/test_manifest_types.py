@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An upstream's manifest is cached and served only when it is one: a manifest media type, and a
 JSON object whose mediaType (when it has one) is that type. An HTML page, a redirect target's
 secret or a body that names text/html is refused with 502 MANIFEST_INVALID and nothing is

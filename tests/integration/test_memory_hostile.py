@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A hostile crowd of clients: slow readers must not make the mirror hold a body per client,
 clients that hang up must give their slots back, a crowd of misses on a hung upstream must not
 lock hits and probes out, and every answer tells browsers not to sniff or render it."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """GET /metrics: the Prometheus text exposition, checked with Debian's promtool, against what the
 upstream's access log saw, and for who may read it (metrics.listen, metrics.allow)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A model-based stateful test of the pull-through cache (hypothesis.stateful).
 
 The real mirror (build/regcache, or REGCACHE_BIN) runs against the real upstream (docker-registry

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`meson install` puts the binary, the hardened systemd unit and the example configuration in
 their places, and systemd accepts the unit."""
 
@@ -58,3 +59,25 @@ def test_meson_install_and_systemd_unit(tmp_dir):
     r = run("meson", "install", "-C", build, "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
     assert open(conf).read().endswith("# edited\n")
+
+
+SPDX = "SPDX-License-Identifier: Apache-2.0"
+# Data, not source: fuzz seeds, generated results, pictures and prose.
+NOT_SOURCE = (".md", ".svg", ".png", ".csv", ".gitignore", ".json")
+
+
+def test_licence_and_an_spdx_line_in_every_source_file():
+    text = open(os.path.join(REPO_ROOT, "LICENSE")).read()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    files = run("git", "ls-files", cwd=REPO_ROOT).stdout.split()
+    assert len(files) > 200
+    missing = []
+    for path in files:
+        if path.startswith("fuzz/corpus/") or path.endswith(NOT_SOURCE) or path == "LICENSE":
+            continue
+        with open(os.path.join(REPO_ROOT, path), errors="replace") as f:
+            head = [f.readline() for _ in range(3)]
+        if not any(SPDX in line for line in head):
+            missing.append(path)
+    assert not missing, f"no '{SPDX}' in the first lines of: {missing}"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Probes and the service manager: /livez answers whenever the process does; /readyz is 503
 during a slow start-up reconciliation, during the drain after SIGTERM and while the store or the
 index cannot be written, and 200 while an upstream is down; `?verbose` in Kubernetes' format;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The metrics with the ecosystem's own tools: Debian's promtool checks the alerting rules and
 runs their unit tests, and a real Prometheus server scrapes a running mirror while a script
 pulls through it. PromQL through Prometheus' HTTP API must then show what the pulls did:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pull-through semantics: what a manifest request costs upstream, revalidation after
 cache.revalidate_after, moved tags, and serving stale content while the upstream is down."""
 

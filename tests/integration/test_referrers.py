@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The referrers API (OCI distribution spec v1.1) of hosted repositories: manifests pushed with
 a subject are listed as an image index, filtered by artifactType, kept as manifests are pushed
 and deleted, and across restarts; never upstream."""

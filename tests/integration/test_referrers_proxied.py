@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The referrers API for proxied repositories: asked upstream (another regcache's hosted
 repository has the API) and cached like a tag, read through the sha256-<hex> tag schema from an
 upstream without the API (Debian's docker-registry), filtered by artifactType, and answered from

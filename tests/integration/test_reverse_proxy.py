@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The nginx example in packaging/reverse-proxy/ in front of the mirror: the auth challenge on
 the ping survives, credentials pass through, and pulls (cold blobs streamed, warm ones) work."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Routing between two upstreams: by ?ns=, by /v2/<upstream-name>/ path prefix, and by default
 (first upstream); Docker Hub's implicit library/ prefix; per-upstream credentials."""
 

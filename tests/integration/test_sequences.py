@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Long sequences of pulls against one tag, checked at every step: what the client got, the exact
 manifest requests the upstream saw (method and count; auth probes and 401s aside) and what the
 mirror's index holds. A tag that did not move costs one HEAD per revalidation and never a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OCI distribution spec v1.1 points, for hosted and proxied repositories alike: one blob
 answer (416 with Content-Range), a reference that is neither a tag nor a digest, manifests
 whose subject is not there yet, and _catalog pagination."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The status page at / and under /ui/, in real headless Chromium (Debian's chromium, driven over
 the DevTools protocol): what it shows against what the cache holds, no console errors or failed
 requests, no upstream request caused by any view, markup in a pushed manifest shown as text,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HTTPS on the listener: a certificate clients verify, TLS 1.2+ only, reload on SIGHUP."""
 
 import os

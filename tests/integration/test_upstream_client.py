@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """regcache's upstream client: redirects to a CDN without the registry's Authorization, Bearer
 tokens cached per scope (and replaced before they lapse), HTTPS upstreams with ca_file (also
 through HTTPS_PROXY), Basic auth upstreams, and a dead upstream that accepts but never answers.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Upstream health as an operator sees it: the transitions in the log, each upstream's state in
 `regcache stats`, the probe that brings a down upstream back (and never costs a pull), and two
 upstreams whose health is kept apart."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """TLS and network stand-ins for the upstream-client tests, all on 127.0.0.1:
 
 - TestCA: a throw-away CA (python3-cryptography) that issues server certificates for

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A small token issuer that behaves like auth.docker.io, for docker-registry's `auth.token`.
 
 GET /token?service=S&scope=repository:NAME:pull[,push][&scope=...] [Authorization: Basic ...]

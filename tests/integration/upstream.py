@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The upstream: Debian's docker-registry (distribution 2.8) with token auth, filesystem storage
 in a temp dir and its access log captured, plus a parser for that access log."""
 

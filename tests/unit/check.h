@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Minimal assertions for unit tests. A failing check prints file:line and the test carries on;
  * CHECK_DONE() at the end of main() makes the process exit 1 if anything failed. */
 #ifndef REGCACHE_TESTS_CHECK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for util/accept.c. */
 #include "check.h"
 #include "util/accept.h"

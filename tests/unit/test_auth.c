@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Upstream token handling: the token endpoint's JSON, the per-scope token cache, and the
  * small JSON reader it relies on. The mirror's own login memory: verdicts and wrong passwords
  * per address (auth/verdicts.h). */

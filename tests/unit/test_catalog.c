@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* _catalog pages: sorted, each name once, n and last, the next page's cursor. */
 #include "check.h"
 #include "registry/catalog.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for upstream/challenge.c. */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for util/cidr.c: ranges, and the client of an X-Forwarded-For chain. */
 #include <string.h>
 

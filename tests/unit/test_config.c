@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for config/config.c: good files, defaults, and error messages (file, line, key). */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The index database: migration of an older schema, the maintenance queries GC relies on, the
  * upstreams' pull limits, the status page's reads, refusal of a damaged file. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for util/escape.c: every log field stays on its line and parses. */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The eviction policy with an injected clock: TTL, LRU under a size cap down to the low
  * watermark, the free-space floor, and pinned items that are never evicted. */
 #include "cache/evict.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What a pushed manifest refers to (hosted/refs.c) and its referrers descriptor. */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* htpasswd files: bcrypt only, parsing, verification, and atomic updates. */
 #include <errno.h>
 #include <stdlib.h>

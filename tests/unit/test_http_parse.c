@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for http/parse.c: request heads, limits and the refusals that stop smuggling. */
 #include <stdlib.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the raw-value readers of util/json.c (referrers documents from upstreams). */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for metrics/: the exposition text (escaping, histograms, every series at 0 from
  * the start), the figures the instrumentation moves, and what the page reads. */
 #include <stdlib.h>

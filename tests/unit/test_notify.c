@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The service-manager notifications: $NOTIFY_SOCKET's address forms, the reload message, and
  * one datagram per message arriving on a real AF_UNIX socket (a path and an abstract name). */
 #include <errno.h>

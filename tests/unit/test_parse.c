@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for util/parse.c: durations, sizes, listen addresses. */
 #include <errno.h>
 #include <stdint.h>

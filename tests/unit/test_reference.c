@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for util/reference.c: repository names, tags and digests. */
 #include <stdlib.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Request targets to registry routes: endpoints, grammar checks, the ns parameter. */
 #include "check.h"
 #include "registry/route.h"

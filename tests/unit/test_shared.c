@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for util/shared.c: refcounted bodies and the index of live ones. */
 #include <stdlib.h>
 #include <string.h>

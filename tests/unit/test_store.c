@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The content-addressed store: verified writes, streaming fills, that nothing unverified ever
  * appears under a digest's name, and that a hostile storage directory (links, FIFOs, loose
  * modes) cannot make it read, write or remove anything outside. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bearer tokens: issue and verify, expiry, tampering, another key, the key file. */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The status page: reads /ui/api/* and builds the views with DOM calls only. Every value from
 // the mirror goes in as text (textContent, attributes), never as markup.
 "use strict";

@@ -7,6 +7,8 @@
 #include "config/config.h"
 #include "daemon/admin.h"
 #include "daemon/serve.h"
+#include "migrate/convert_config.h"
+#include "migrate/import_registry.h"
 
 static void usage(FILE *f)
 {
@@ -18,6 +20,9 @@ static void usage(FILE *f)
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
+               "       regcache import-registry DIR [-c FILE] [--upstream NAME] [--hosted GLOB]...\n"
+               "                                         adopt a registry:2 storage directory\n"
+               "       regcache convert-config FILE [-o OUT]  a registry:2 config.yml as mirror.yml\n"
                "       regcache --version\n");
 }
 
@@ -95,6 +100,10 @@ int main(int argc, char **argv)
         }
         return admin_passwd(argv[2], argv[3]);
     }
+    if (strcmp(cmd, "import-registry") == 0)
+        return import_registry_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "convert-config") == 0)
+        return convert_config_main(argc - 2, argv + 2);
     static const struct {
         const char *name, *flag;
     } admin[] = {{"gc", "--dry-run"}, {"verify", NULL}, {"stats", "--json"}, {"ls", NULL}};

@@ -419,8 +419,7 @@ int adopt_manifest(struct adopt *a, const char *digest, const void *bytes, size_
             snprintf(why, whylen, "cannot store it: %s", strerror(-r));
             return r;
         }
-        is_new = 1;
-        count(a, ADOPT_COPIED, len);
+        is_new = 1; /* counted as a manifest, not among the blobs */
     }
     const char *known = map_get(a->manifests, digest);
     if (!known || strcmp(known, type) != 0) {

@@ -94,6 +94,9 @@ int db_each_upstream_state(struct db *d,
  * holds (held) or let go. Held content is never a GC candidate. */
 void db_hosted_tag(struct db *d, const char *repo, const char *tag, const char *digest,
                    const char *media_type);
+/* held: 1 held (media_type NULL keeps the type recorded: a manifest an index refers to stays
+ * one), 0 let go, DB_HOSTED_PLAIN held as plain content (a deleted manifest's bytes). */
+#define DB_HOSTED_PLAIN 2
 void db_hosted_blob(struct db *d, const char *repo, const char *digest, const char *media_type,
                     int held);
 /* Manifest references digest (recorded at manifest PUT). */

@@ -53,10 +53,15 @@ static const struct db_write W_HOSTED_TAG = {
 static const struct db_write W_HOSTED_UNTAG = {"DELETE FROM hosted_tags WHERE repo = ? AND tag = ?",
                                                2, 0};
 
+/* a NULL media type keeps the one recorded: a manifest an index names stays a manifest */
 static const struct db_write W_HOSTED_BLOB = {
-    "INSERT OR REPLACE INTO hosted_blobs (repo, digest, media_type)"
-    " VALUES (?, ?, ?)",
+    "INSERT INTO hosted_blobs (repo, digest, media_type) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT(repo, digest) DO UPDATE SET media_type = coalesce(excluded.media_type,"
+    " media_type)",
     3, 0};
+
+static const struct db_write W_HOSTED_PLAIN = {
+    "INSERT OR REPLACE INTO hosted_blobs (repo, digest, media_type) VALUES (?, ?, NULL)", 2, 0};
 
 static const struct db_write W_HOSTED_UNREF = {
     "DELETE FROM hosted_blobs WHERE repo = ? AND digest = ?", 2, 0};
@@ -134,8 +139,11 @@ void db_hosted_tag(struct db *d, const char *repo, const char *tag, const char *
 void db_hosted_blob(struct db *d, const char *repo, const char *digest, const char *media_type,
                     int held)
 {
-    struct op *o = held ? db__op_new(&W_HOSTED_BLOB, repo, digest, media_type, NULL, NULL)
-                        : db__op_new(&W_HOSTED_UNREF, repo, digest, NULL, NULL, NULL);
+    const struct db_write *w = held == DB_HOSTED_PLAIN ? &W_HOSTED_PLAIN
+                               : held                   ? &W_HOSTED_BLOB
+                                                        : &W_HOSTED_UNREF;
+    struct op *o = db__op_new(w, repo, digest, w == &W_HOSTED_BLOB ? media_type : NULL, NULL,
+                              NULL);
     if (o)
         db__enqueue(d, o);
 }

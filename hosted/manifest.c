@@ -292,7 +292,7 @@ void hosted__delete_manifest(struct op *o)
     }
     free(mt);
     /* still held, as plain content nothing refers to: `regcache gc --hosted` collects it */
-    db_hosted_blob(h->db, o->rt.name, o->rt.reference, NULL, 1);
+    db_hosted_blob(h->db, o->rt.name, o->rt.reference, NULL, DB_HOSTED_PLAIN);
     hosted__referrer_drop(h, o->rt.name, o->rt.reference);
     hosted__untag_digest(h, o->rt.name, o->rt.reference);
     conn_respond(o->c, 202, NULL, NULL, 0, 0);

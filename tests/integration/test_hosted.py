@@ -332,3 +332,20 @@ def test_upload_bodies_are_not_bound_by_the_manifest_limit(mirror_factory, up, m
     layer = img.layer_digests[0]
     s, _, data = get(m, f"/v2/team/small-limit/blobs/{layer}", accept=False, headers={})
     assert s == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer
+
+
+def test_pushed_index_survives_a_restart(mirror_factory, up, make_image, tmp_dir):
+    """A multi-arch index pushed into a hosted repository is served whole after a restart: the
+    index's own PUT (which holds what it names) does not turn its platform manifests into plain
+    blobs in the index database."""
+    img = make_image(104, (16 * 1024,), fmt="oci", multi_arch=True)
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    skopeo_push(img, m.port, "team/multi:v1")
+    assert m.stop() == 0
+    m.start()
+    for child in img.manifests:
+        s, h, body = get(m, f"/v2/team/multi/manifests/{child.digest}", headers={})
+        assert s == 200 and body == child.raw, (child.digest, s)
+    out = os.path.join(tmp_dir, "after-restart")
+    clients.skopeo_copy_from_mirror(m.port, "team/multi:v1", out, ["--preserve-digests", "--all"])
+    verify_oci_layout(out, img.digest)

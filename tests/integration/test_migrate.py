@@ -467,14 +467,17 @@ def test_convert_config_of_a_users_proxy_config(tmp_dir):
     cfg = yaml.safe_load(text)
     assert cfg["upstreams"] == [{"name": "docker.io", "url": "https://registry-1.docker.io",
                                  "username": "hubuser", "password": "hubpassword"}]
-    assert cfg["listen"] == "0.0.0.0:5000"
+    assert cfg["listen"] == ":5000"
+    assert cfg["log"] == {"level": "info", "format": "json"}
+    assert cfg["auth"]["anonymous"] == "none"
     assert cfg["tls"] == {"cert": "/etc/registry/tls/fullchain.pem",
                           "key": "/etc/registry/tls/key.pem"}
     assert cfg["auth"]["htpasswd"] == "/etc/registry/htpasswd"
     assert cfg["auth"]["realm"] == "Registry Realm"
     assert cfg["cache"]["ttl"] == "72h"
     assert cfg["storage"] != "/var/lib/registry"
-    assert "import-registry /var/lib/registry" in text + r.stderr
+    assert "import-registry /var/lib/registry" in r.stderr
+    assert os.stat(out).st_mode & 0o777 == 0o600  # it holds the upstream's password
     lines = USERS_CONFIG.splitlines()
 
     def line_of(key_text):
@@ -484,8 +487,8 @@ def test_convert_config_of_a_users_proxy_config(tmp_dir):
                         ("storage.maintenance", "maintenance:"), ("http.secret", "secret:"),
                         ("http.headers", "headers:"), ("http.debug", "debug:"),
                         ("redis", "redis:"), ("health", "health:"),
-                        ("notifications", "notifications:"), ("log.formatter", "formatter:"),
-                        ("log.fields", "fields:"), ("http.host", "host:")]:
+                        ("notifications", "notifications:"), ("log.fields", "fields:"),
+                        ("http.host", "host:")]:
         want = f"config.yml:{line_of(needle)}: {key}"
         assert want in r.stderr, (want, r.stderr)
     # the files it names do not exist here: point them at real ones for check-config

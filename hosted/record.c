@@ -17,8 +17,7 @@ void hosted_record_blob(struct db *db, const char *repo, const char *digest)
 }
 
 int hosted_record_manifest(struct db *db, struct store *store, const char *repo, const char *tag,
-                           const char *digest, const char *media_type, const char *body,
-                           size_t len)
+                           const char *digest, const char *media_type, const char *body, size_t len)
 {
     struct hosted_manifest_info info;
     int r = hosted__manifest_parse(body, len, &info);
@@ -33,8 +32,8 @@ int hosted_record_manifest(struct db *db, struct store *store, const char *repo,
     buf_init(&d, len + 1024);
     if (info.subject[0]) {
         const char *artifact_type = info.artifact_type[0] ? info.artifact_type : NULL;
-        if (!r && (hosted__descriptor(&d, media_type, digest, len, artifact_type,
-                                      info.annotations, info.annotations_len) ||
+        if (!r && (hosted__descriptor(&d, media_type, digest, len, artifact_type, info.annotations,
+                                      info.annotations_len) ||
                    buf_terminate(&d)))
             r = -ENOMEM;
     }

@@ -17,7 +17,7 @@
 #include "util/map.h"
 #include "util/reference.h"
 
-#define SEP "\x1f"       /* between the parts of a map key */
+#define SEP "\x1f" /* between the parts of a map key */
 #define COPY_CHUNK (1u << 20)
 #define KEY_MAX (2 * REF_NAME_MAX + 2 * REF_DIGEST_MAX + 16)
 
@@ -28,11 +28,11 @@ struct adopt {
     int lock_fd;
     uint64_t now_ms;
     /* what the index holds, kept up to date with what is queued */
-    struct map *manifests;    /* digest -> strdup'ed media type */
-    struct map *blob_rows;    /* digest -> &present */
-    struct map *tags;         /* upstream SEP repo SEP tag -> strdup'ed digest */
-    struct map *hosted_tags;  /* repo SEP tag -> strdup'ed digest */
-    struct map *hosted_held;  /* repo SEP digest -> &present, or strdup'ed media type */
+    struct map *manifests;   /* digest -> strdup'ed media type */
+    struct map *blob_rows;   /* digest -> &present */
+    struct map *tags;        /* upstream SEP repo SEP tag -> strdup'ed digest */
+    struct map *hosted_tags; /* repo SEP tag -> strdup'ed digest */
+    struct map *hosted_held; /* repo SEP digest -> &present, or strdup'ed media type */
     struct adopt_counts counts;
     char *buf; /* COPY_CHUNK bytes */
 };
@@ -92,8 +92,7 @@ static void load_hosted_tag(void *ud, const char *repo, const char *tag, const c
     remember(((struct adopt *)ud)->hosted_tags, key, digest);
 }
 
-static void load_hosted_blob(void *ud, const char *repo, const char *digest,
-                             const char *media_type)
+static void load_hosted_blob(void *ud, const char *repo, const char *digest, const char *media_type)
 {
     char key[KEY_MAX];
     key2(key, sizeof(key), repo, digest);
@@ -375,8 +374,7 @@ static int skip_bytes(struct adopt *a, int fd, uint64_t len)
     return 0;
 }
 
-int adopt_blob_fd(struct adopt *a, int fd, uint64_t size, const char *digest,
-                  enum adopt_how *how)
+int adopt_blob_fd(struct adopt *a, int fd, uint64_t size, const char *digest, enum adopt_how *how)
 {
     if (!is_sha256(digest))
         return -EINVAL;

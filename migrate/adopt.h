@@ -63,8 +63,7 @@ int adopt_blob_file(struct adopt *a, const char *path, const char *digest, enum 
 /* A blob from the next size bytes of fd (a pipe or a tar member: read sequentially, never
  * seeked), copied and hashed. As adopt_blob_file; -EPIPE when fd ends before size bytes. A
  * digest already stored is skipped over without hashing (its bytes are still read off fd). */
-int adopt_blob_fd(struct adopt *a, int fd, uint64_t size, const char *digest,
-                  enum adopt_how *how);
+int adopt_blob_fd(struct adopt *a, int fd, uint64_t size, const char *digest, enum adopt_how *how);
 
 /* A manifest's bytes. media_type: what came with it (its Content-Type; NULL or "" when unknown:
  * its own mediaType, else its shape, decides, as the proxy does: cache_check_manifest). The
@@ -97,10 +96,10 @@ int adopt_hosted_manifest(struct adopt *a, const char *repo, const char *tag, co
 struct adopt_counts {
     uint64_t blobs_linked, blobs_copied, blobs_present; /* adopt_blob_* by enum adopt_how */
     uint64_t bytes_linked, bytes_copied, bytes_present;
-    uint64_t blob_rows_new;                   /* rows added (files stored or found) */
+    uint64_t blob_rows_new; /* rows added (files stored or found) */
     uint64_t manifests_new, manifests_present;
-    uint64_t tags_new, tags_present;          /* cached and hosted tags */
-    uint64_t hosted_new;                      /* hosted blobs and manifests newly held */
+    uint64_t tags_new, tags_present; /* cached and hosted tags */
+    uint64_t hosted_new;             /* hosted blobs and manifests newly held */
 };
 const struct adopt_counts *adopt_counts(const struct adopt *a);
 

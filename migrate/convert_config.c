@@ -6,8 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,9 +175,9 @@ static const char **slot_for(struct carried *c, const char *key)
 /* Sections whose keys are looked at one by one. */
 static int descend(const char *key)
 {
-    static const char *const sections[] = {"storage",   "storage.filesystem", "http",
-                                           "http.tls",  "auth",               "auth.htpasswd",
-                                           "log",       "log.accesslog",      "proxy"};
+    static const char *const sections[] = {"storage", "storage.filesystem", "http", "http.tls",
+                                           "auth",    "auth.htpasswd",      "log",  "log.accesslog",
+                                           "proxy"};
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
         if (!strcmp(key, sections[i]))
             return 1;
@@ -328,8 +328,9 @@ static int upstream_url(struct conv *x, const char *url, char *out, size_t len)
     size_t n = (size_t)(h + 3 - url) + strcspn(h + 3, "/?#");
     snprintf(out, len, "%.*s", (int)n, url);
     if (url[n] && strcmp(url + n, "/")) {
-        fprintf(stderr, "regcache: %s: proxy.remoteurl: the path '%s' is dropped (regcache "
-                        "talks to /v2/ at the registry's root)\n",
+        fprintf(stderr,
+                "regcache: %s: proxy.remoteurl: the path '%s' is dropped (regcache "
+                "talks to /v2/ at the registry's root)\n",
                 x->path, url + n);
         x->warnings++;
     }
@@ -359,9 +360,10 @@ static void storage_dir(const char *root, char *out, size_t len)
 static int emit(struct conv *x, struct buf *b)
 {
     struct carried *c = &x->c;
-    int r = buf_printf(b, "# regcache configuration converted from %s by regcache "
-                          "convert-config.\n"
-                          "# Check it with: regcache check-config -c mirror.yml\n",
+    int r = buf_printf(b,
+                       "# regcache configuration converted from %s by regcache "
+                       "convert-config.\n"
+                       "# Check it with: regcache check-config -c mirror.yml\n",
                        x->path);
     if (!r)
         r = put_key(b, "", "listen", c->addr ? c->addr : "0.0.0.0:5000");
@@ -369,9 +371,10 @@ static int emit(struct conv *x, struct buf *b)
     storage_dir(c->rootdirectory ? c->rootdirectory : "/var/lib/registry", storage,
                 sizeof(storage));
     if (!r && c->rootdirectory)
-        r = buf_printf(b, "# registry:2 kept its data in %s; regcache's store has another "
-                          "layout. Fill this new\n# directory from the old one with:\n"
-                          "#   regcache import-registry %s -c mirror.yml\n",
+        r = buf_printf(b,
+                       "# registry:2 kept its data in %s; regcache's store has another "
+                       "layout. Fill this new\n# directory from the old one with:\n"
+                       "#   regcache import-registry %s -c mirror.yml\n",
                        c->rootdirectory, c->rootdirectory);
     if (!r)
         r = put_key(b, "", "storage", storage);
@@ -393,8 +396,8 @@ static int emit(struct conv *x, struct buf *b)
         int64_t ms = go_duration_ms(c->ttl);
         char d[64];
         if (ms < 0) {
-            fprintf(stderr, "regcache: %s: proxy.ttl: '%s' is not a duration: left out\n",
-                    x->path, c->ttl);
+            fprintf(stderr, "regcache: %s: proxy.ttl: '%s' is not a duration: left out\n", x->path,
+                    c->ttl);
             x->warnings++;
         } else {
             duration_text(ms, d, sizeof(d));
@@ -549,18 +552,18 @@ int convert_config_main(int argc, char **argv)
     yaml_parser_delete(&parser);
     yaml_node_t *root = yaml_document_get_root_node(&x.doc);
     if (!root || root->type != YAML_MAPPING_NODE) {
-        fprintf(stderr, "regcache: %s: not a registry configuration (no mapping at the top)\n",
-                in);
+        fprintf(stderr, "regcache: %s: not a registry configuration (no mapping at the top)\n", in);
         yaml_document_delete(&x.doc);
         free(text);
         return 1;
     }
     walk(&x, root, "");
     if (!x.c.remoteurl)
-        fprintf(stderr, "regcache: %s: no proxy.remoteurl: this registry:2 is not a proxy "
-                        "cache; its repositories are your own images: list them under hosted: "
-                        "in mirror.yml and import them with `regcache import-registry DIR "
-                        "--hosted GLOB`\n",
+        fprintf(stderr,
+                "regcache: %s: no proxy.remoteurl: this registry:2 is not a proxy "
+                "cache; its repositories are your own images: list them under hosted: "
+                "in mirror.yml and import them with `regcache import-registry DIR "
+                "--hosted GLOB`\n",
                 in);
     struct buf b;
     buf_init(&b, OUTPUT_MAX);
@@ -568,12 +571,12 @@ int convert_config_main(int argc, char **argv)
     if (!r && x.c.rootdirectory) {
         char storage[VALUE_MAX];
         storage_dir(x.c.rootdirectory, storage, sizeof(storage));
-        fprintf(stderr, "regcache: %s:%lu: storage.filesystem.rootdirectory: regcache's store "
-                        "has another layout: the new storage is %s; with regcache and "
-                        "registry:2 stopped, run `regcache import-registry %s -c %s` to "
-                        "adopt the old content (hard links on the same filesystem)\n",
-                in, x.c.rootdirectory_line, storage, x.c.rootdirectory,
-                out ? out : "mirror.yml");
+        fprintf(stderr,
+                "regcache: %s:%lu: storage.filesystem.rootdirectory: regcache's store "
+                "has another layout: the new storage is %s; with regcache and "
+                "registry:2 stopped, run `regcache import-registry %s -c %s` to "
+                "adopt the old content (hard links on the same filesystem)\n",
+                in, x.c.rootdirectory_line, storage, x.c.rootdirectory, out ? out : "mirror.yml");
     }
     if (!r) {
         if (out)
@@ -586,8 +589,9 @@ int convert_config_main(int argc, char **argv)
         fprintf(stderr, "regcache: out of memory\n");
     }
     if (!r && out)
-        fprintf(stderr, "regcache: wrote %s (%zu warning%s above); check it with `regcache "
-                        "check-config -c %s`\n",
+        fprintf(stderr,
+                "regcache: wrote %s (%zu warning%s above); check it with `regcache "
+                "check-config -c %s`\n",
                 out, x.warnings, x.warnings == 1 ? "" : "s", out);
     buf_free(&b);
     yaml_document_delete(&x.doc);

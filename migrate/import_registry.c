@@ -29,10 +29,10 @@
 #include "util/reference.h"
 
 #define PATH_MAX_LEN 4096
-#define MAX_DEPTH 32               /* nested repository name components, at most */
-#define CHECKPOINT_ITEMS 500       /* index changes written at least this often... */
-#define CHECKPOINT_MS (10 * 1000)  /* ...and this often */
-#define PROGRESS_MS 200            /* the terminal line is redrawn this often */
+#define MAX_DEPTH 32              /* nested repository name components, at most */
+#define CHECKPOINT_ITEMS 500      /* index changes written at least this often... */
+#define CHECKPOINT_MS (10 * 1000) /* ...and this often */
+#define PROGRESS_MS 200           /* the terminal line is redrawn this often */
 #define MAX_HOSTED_GLOBS 64
 
 struct repo {
@@ -147,9 +147,9 @@ static void draw_progress(struct job *j, int force)
         unsigned long s = (unsigned long)((double)(j->bytes_total - j->bytes_done) / rate);
         snprintf(eta, sizeof(eta), "%lu:%02lu", s / 60, s % 60);
     }
-    fprintf(stderr, "\r\033[Kimport-registry: %llu/%llu blobs and manifests, %s of %s, %s/s, ETA %s",
-            (unsigned long long)j->items_done, (unsigned long long)j->items_total, done, total, r,
-            eta);
+    fprintf(
+        stderr, "\r\033[Kimport-registry: %llu/%llu blobs and manifests, %s of %s, %s/s, ETA %s",
+        (unsigned long long)j->items_done, (unsigned long long)j->items_total, done, total, r, eta);
     j->drawn = 1;
 }
 
@@ -581,8 +581,8 @@ static int index_cached_repo(struct job *j, struct repo *rp)
     for (size_t k = 0; k < rp->n_tags; k++) {
         const char *d = rp->tag_digests[k];
         if (!map_get(j->usable, d)) {
-            report(j, "tag %s:%s: its manifest %s was skipped: tag left out", rp->name,
-                   rp->tags[k], d);
+            report(j, "tag %s:%s: its manifest %s was skipped: tag left out", rp->name, rp->tags[k],
+                   d);
             j->skipped_tags++;
             continue;
         }
@@ -611,8 +611,9 @@ static int index_hosted_repo(struct job *j, struct repo *rp)
                 continue;
             r = adopt_hosted_manifest(j->adopt, rp->name, NULL, d);
             if (r == -ENOENT) {
-                report(j, "%s@%s: refers to content the source does not hold (a push would "
-                          "be refused): not imported as hosted",
+                report(j,
+                       "%s@%s: refers to content the source does not hold (a push would "
+                       "be refused): not imported as hosted",
                        rp->name, d);
                 j->skipped_manifests++;
                 continue;
@@ -625,8 +626,8 @@ static int index_hosted_repo(struct job *j, struct repo *rp)
     for (size_t k = 0; k < rp->n_tags; k++) {
         const char *d = rp->tag_digests[k];
         if (!map_get(ok, d)) {
-            report(j, "tag %s:%s: its manifest %s was skipped: tag left out", rp->name,
-                   rp->tags[k], d);
+            report(j, "tag %s:%s: its manifest %s was skipped: tag left out", rp->name, rp->tags[k],
+                   d);
             j->skipped_tags++;
             continue;
         }
@@ -712,9 +713,10 @@ static int check_hosted(struct job *j)
                    j->cfg->source ? j->cfg->source : "the configuration");
             bad = 1;
         } else if (!rp->hosted && hosted_by_config(j->cfg, rp->name)) {
-            report(j, "warning: %s matches a hosted pattern of the configuration but is imported "
-                      "as cached content of %s: clients reach it only with ?ns=%s (use --hosted "
-                      "to import it as hosted)",
+            report(j,
+                   "warning: %s matches a hosted pattern of the configuration but is imported "
+                   "as cached content of %s: clients reach it only with ?ns=%s (use --hosted "
+                   "to import it as hosted)",
                    rp->name, j->upstream, j->upstream);
         }
     }
@@ -813,8 +815,9 @@ static int run(struct job *j, const char *dir)
            j->skipped_corrupt, j->skipped_missing, bytes, secs);
     (void)tagged;
     if (r) {
-        fprintf(stderr, "regcache: import-registry: stopped: %s; what was imported is kept, run "
-                        "it again to finish\n",
+        fprintf(stderr,
+                "regcache: import-registry: stopped: %s; what was imported is kept, run "
+                "it again to finish\n",
                 strerror(-r));
         return 1;
     }
@@ -886,8 +889,9 @@ int import_registry_main(int argc, char **argv)
             if (!strcmp(cfg.upstreams[i].name, upstream))
                 j.upstream = cfg.upstreams[i].name;
         if (!j.upstream) {
-            fprintf(stderr, "regcache: import-registry: --upstream %s: no such upstream in %s "
-                            "(configured:",
+            fprintf(stderr,
+                    "regcache: import-registry: --upstream %s: no such upstream in %s "
+                    "(configured:",
                     upstream, cfg.source ? cfg.source : "the default configuration");
             for (size_t i = 0; i < cfg.n_upstreams; i++)
                 fprintf(stderr, " %s", cfg.upstreams[i].name);

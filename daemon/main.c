@@ -4,26 +4,31 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bundle/bundle.h"
 #include "config/config.h"
 #include "daemon/admin.h"
 #include "daemon/serve.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: regcache serve [-c FILE]          run the mirror in the foreground\n"
-               "       regcache check-config -c FILE     validate a configuration file\n"
-               "       regcache gc [-c FILE] [--dry-run] evict what the cache policy says\n"
-               "       regcache gc --hosted [-c FILE] [--dry-run]  collect unreferenced hosted blobs\n"
-               "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
-               "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
-               "       regcache ls [-c FILE]             cached repositories and tags\n"
-               "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
-               "       regcache --version\n");
+    fprintf(f,
+            "usage: regcache serve [-c FILE]          run the mirror in the foreground\n"
+            "       regcache check-config -c FILE     validate a configuration file\n"
+            "       regcache gc [-c FILE] [--dry-run] evict what the cache policy says\n"
+            "       regcache gc --hosted [-c FILE] [--dry-run]  collect unreferenced hosted blobs\n"
+            "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
+            "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
+            "       regcache ls [-c FILE]             cached repositories and tags\n"
+            "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
+            "       regcache export REF... -o FILE [-c FILE] [--platform os/arch[/variant]]...\n"
+            "                [--since OLD.tar] [--mirror URL]  images into an offline bundle\n"
+            "       regcache import FILE [-c FILE]    store an offline bundle's images\n"
+            "       regcache --version\n");
 }
 
 /* Loads -c FILE over the defaults; without -c (when allowed) the defaults stand. */
-static int load_config(int argc, char **argv, int need_file, struct config *cfg,
-                       const char *flag, int *flag_set)
+static int load_config(int argc, char **argv, int need_file, struct config *cfg, const char *flag,
+                       int *flag_set)
 {
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
@@ -88,6 +93,10 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return r;
     }
+    if (strcmp(cmd, "export") == 0)
+        return bundle_export_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "import") == 0)
+        return bundle_import_main(argc - 1, argv + 1);
     if (strcmp(cmd, "passwd") == 0) {
         if (argc != 4) {
             usage(stderr);
@@ -116,10 +125,18 @@ int main(int argc, char **argv)
         int r = load_config(argc - 2, argv + 2, 0, &cfg, admin[i].flag, &flag);
         if (!r) {
             switch (i) {
-            case 0: r = admin_gc(&cfg, flag, hosted); break;
-            case 1: r = admin_verify(&cfg); break;
-            case 2: r = admin_stats(&cfg, flag); break;
-            default: r = admin_ls(&cfg); break;
+            case 0:
+                r = admin_gc(&cfg, flag, hosted);
+                break;
+            case 1:
+                r = admin_verify(&cfg);
+                break;
+            case 2:
+                r = admin_stats(&cfg, flag);
+                break;
+            default:
+                r = admin_ls(&cfg);
+                break;
             }
         }
         config_free(&cfg);

@@ -3,7 +3,7 @@
  * concurrent requests for the same thing share one upstream request.
  *
  * - Only manifest media types with a matching JSON body are accepted from an upstream and
- *   served (manifests.c, check_manifest); anything else is 502 MANIFEST_INVALID, not stored.
+ *   served (cache_check_manifest); anything else is 502 MANIFEST_INVALID, not stored.
  * - Manifest by digest: immutable; a miss costs one upstream GET, shared within one upstream.
  * - Manifest by tag: trusted for revalidate_after, then one HEAD upstream shared by everyone
  *   asking; a new digest is fetched with GET; upstream unreachable, 5xx, 429 or timed out:
@@ -54,6 +54,13 @@ struct manifest_answer {
     size_t size;
 };
 typedef void (*manifest_cb)(void *ud, const struct manifest_answer *a);
+
+/* Whether body is a manifest the mirror accepts and serves (the check every upstream answer
+ * passes, see manifests.c): content_type is what came with it (NULL or "" when nothing did:
+ * the body's mediaType tells, else its shape). 0 with the canonical media type in *type (a
+ * static string), or -EINVAL and why in why. Pure: any thread. */
+int cache_check_manifest(const char *content_type, const char *body, size_t len,
+                         const char **type, char *why, size_t whylen);
 
 struct blob_answer {
     struct cache_error err;

@@ -95,9 +95,8 @@ static int has_member(const char *body, size_t len, const char *key, char open)
     return json_get_raw(body, len, key, &v, &vlen) == 0 && vlen && v[0] == open;
 }
 
-/* 0 and the canonical media type in *type, or -EINVAL and why in why. */
-static int check_manifest(const char *content_type, const char *body, size_t len,
-                          const char **type, char *why, size_t whylen)
+int cache_check_manifest(const char *content_type, const char *body, size_t len,
+                         const char **type, char *why, size_t whylen)
 {
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
@@ -557,7 +556,7 @@ static void got_manifest(struct manifest_flight *f)
     }
     const char *type;
     char why[300];
-    if (check_manifest(f->media_type, body, f->body.len, &type, why, sizeof(why))) {
+    if (cache_check_manifest(f->media_type, body, f->body.len, &type, why, sizeof(why))) {
         struct cache_error e = {0};
         cache__error_set(&e, 502, "MANIFEST_INVALID",
                          "upstream %s sent %s/%s that is not a manifest: %s", upstream_name(f->u),

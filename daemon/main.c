@@ -8,27 +8,31 @@
 #include "config/config.h"
 #include "daemon/admin.h"
 #include "daemon/serve.h"
+#include "migrate/convert_config.h"
+#include "migrate/import_registry.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: regcache serve [-c FILE]          run the mirror in the foreground\n"
-            "       regcache check-config -c FILE     validate a configuration file\n"
-            "       regcache gc [-c FILE] [--dry-run] evict what the cache policy says\n"
-            "       regcache gc --hosted [-c FILE] [--dry-run]  collect unreferenced hosted blobs\n"
-            "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
-            "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
-            "       regcache ls [-c FILE]             cached repositories and tags\n"
-            "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
-            "       regcache export REF... -o FILE [-c FILE] [--platform os/arch[/variant]]...\n"
-            "                [--since OLD.tar] [--mirror URL]  images into an offline bundle\n"
-            "       regcache import FILE [-c FILE]    store an offline bundle's images\n"
-            "       regcache --version\n");
+    fprintf(f, "usage: regcache serve [-c FILE]          run the mirror in the foreground\n"
+               "       regcache check-config -c FILE     validate a configuration file\n"
+               "       regcache gc [-c FILE] [--dry-run] evict what the cache policy says\n"
+               "       regcache gc --hosted [-c FILE] [--dry-run]  collect unreferenced hosted blobs\n"
+               "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
+               "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
+               "       regcache ls [-c FILE]             cached repositories and tags\n"
+               "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
+               "       regcache export REF... -o FILE [-c FILE] [--platform os/arch[/variant]]...\n"
+               "                [--since OLD.tar] [--mirror URL]  images into an offline bundle\n"
+               "       regcache import FILE [-c FILE]    store an offline bundle's images\n"
+               "       regcache import-registry DIR [-c FILE] [--upstream NAME] [--hosted GLOB]...\n"
+               "                                         adopt a registry:2 storage directory\n"
+               "       regcache convert-config FILE [-o OUT]  a registry:2 config.yml as mirror.yml\n"
+               "       regcache --version\n");
 }
 
 /* Loads -c FILE over the defaults; without -c (when allowed) the defaults stand. */
-static int load_config(int argc, char **argv, int need_file, struct config *cfg, const char *flag,
-                       int *flag_set)
+static int load_config(int argc, char **argv, int need_file, struct config *cfg,
+                       const char *flag, int *flag_set)
 {
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
@@ -104,6 +108,10 @@ int main(int argc, char **argv)
         }
         return admin_passwd(argv[2], argv[3]);
     }
+    if (strcmp(cmd, "import-registry") == 0)
+        return import_registry_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "convert-config") == 0)
+        return convert_config_main(argc - 2, argv + 2);
     static const struct {
         const char *name, *flag;
     } admin[] = {{"gc", "--dry-run"}, {"verify", NULL}, {"stats", "--json"}, {"ls", NULL}};
@@ -125,18 +133,10 @@ int main(int argc, char **argv)
         int r = load_config(argc - 2, argv + 2, 0, &cfg, admin[i].flag, &flag);
         if (!r) {
             switch (i) {
-            case 0:
-                r = admin_gc(&cfg, flag, hosted);
-                break;
-            case 1:
-                r = admin_verify(&cfg);
-                break;
-            case 2:
-                r = admin_stats(&cfg, flag);
-                break;
-            default:
-                r = admin_ls(&cfg);
-                break;
+            case 0: r = admin_gc(&cfg, flag, hosted); break;
+            case 1: r = admin_verify(&cfg); break;
+            case 2: r = admin_stats(&cfg, flag); break;
+            default: r = admin_ls(&cfg); break;
             }
         }
         config_free(&cfg);

@@ -49,6 +49,7 @@ struct daemon {
     int stopping, finished;
     int status; /* the exit status once the loop ends */
     struct store *store;
+    int store_lock_fd; /* a shared lock on the storage root: no import runs while we serve */
     struct db *db;
     struct upstream_client *up;
     struct cache *cache;
@@ -465,6 +466,7 @@ static void startup_done(uv_work_t *w, int status)
 int serve(const struct config *cfg)
 {
     struct daemon d = {0};
+    d.store_lock_fd = -1;
     char dbpath[4096], err[1024];
     int r, status = 1;
     d.cfg = cfg;
@@ -529,8 +531,21 @@ int serve(const struct config *cfg)
                  cfg->source ? cfg->source : "the config");
     }
 
+    /* before store_open, which removes partial fills: an import's, were one running */
+    d.store_lock_fd = store_lock(cfg->storage, 0);
+    if (d.store_lock_fd == -EWOULDBLOCK) {
+        log_error("storage %s: an import (regcache import-registry or import) is writing it; "
+                  "start regcache once it has finished", cfg->storage);
+        goto fail;
+    }
     if ((r = store_open(cfg->storage, &d.store, err, sizeof(err)))) {
         log_error("storage %s: %s", cfg->storage, err);
+        goto fail;
+    }
+    if (d.store_lock_fd < 0 && (d.store_lock_fd = store_lock(cfg->storage, 0)) < 0) {
+        log_error("storage %s: cannot lock it: %s", cfg->storage,
+                  d.store_lock_fd == -EWOULDBLOCK ? "an import is writing it"
+                                                  : strerror(-d.store_lock_fd));
         goto fail;
     }
     store_set_reserve(d.store, cfg->min_free_bytes);
@@ -593,6 +608,8 @@ int serve(const struct config *cfg)
     probes_free(d.probes);
     db_close(d.db);
     store_close(d.store);
+    if (d.store_lock_fd >= 0)
+        close(d.store_lock_fd);
     metrics_free();
     if (uv_loop_close(&d.loop))
         log_debug("event loop closed with handles still open");
@@ -625,6 +642,8 @@ fail:
     free(d.metrics_allow);
     db_close(d.db);
     store_close(d.store);
+    if (d.store_lock_fd >= 0)
+        close(d.store_lock_fd);
     metrics_free();
     uv_loop_close(&d.loop);
     return status;

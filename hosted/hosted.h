@@ -47,6 +47,20 @@ void hosted_shutdown(struct hosted *h);
  * NULL. */
 int hosted_repositories(const struct hosted *h, int (*fn)(void *ud, const char *name), void *ud);
 
+/* ---- recording imported content (db writes only, queued: any thread that owns db) ---- */
+
+/* What a finished upload of digest into repo records (the blob row itself is the caller's:
+ * db_put_blob). */
+void hosted_record_blob(struct db *db, const char *repo, const char *digest);
+/* What a manifest PUT of body (its digest, its canonical media type) into repo records, tag
+ * NULL for a push by digest: the manifest held, every blob it refers to held and referenced,
+ * its referrer entry when it names a subject, the tag. 0, -ENOENT (something it refers to is
+ * not in store, as a PUT answers MANIFEST_BLOB_UNKNOWN), -EINVAL (not a JSON object), -EBADMSG
+ * (a descriptor without a valid digest) or -ENOMEM; nothing is recorded on error. */
+int hosted_record_manifest(struct db *db, struct store *store, const char *repo, const char *tag,
+                           const char *digest, const char *media_type, const char *body,
+                           size_t len);
+
 /* ---- collecting hosted content (blocking: `regcache gc --hosted`) ---- */
 
 #define HOSTED_GC_GRACE_MS (3600ULL * 1000) /* younger hosted content may belong to a push */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -471,6 +472,108 @@ int store_put(struct store *s, const char *digest, const void *data, size_t len)
     if (r)
         unlinkat(s->tmp_fd, tmp, 0);
     return r;
+}
+
+/* sha256 of fd's bytes from its start as "sha256:<hex>"; 0 with *size, or -errno. */
+static int hash_fd(int fd, char *out, uint64_t *size)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        return -ENOMEM;
+    }
+    enum { CHUNK = 1 << 20 };
+    char *buf = malloc(CHUNK);
+    if (!buf) {
+        EVP_MD_CTX_free(md);
+        return -ENOMEM;
+    }
+    uint64_t total = 0;
+    int r = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, CHUNK, (off_t)total);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        total += (uint64_t)n;
+    }
+    free(buf);
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    EVP_DigestFinal_ex(md, d, &len);
+    EVP_MD_CTX_free(md);
+    memcpy(out, "sha256:", 7);
+    hex_of(d, len, out + 7);
+    *size = total;
+    return r;
+}
+
+int store_link(struct store *s, const char *digest, const char *path, uint64_t *size)
+{
+    struct stat src, root;
+    if (lstat(path, &src))
+        return -errno;
+    if (!S_ISREG(src.st_mode))
+        return -EINVAL;
+    if (store_has(s, digest)) {
+        *size = (uint64_t)src.st_size;
+        return 0;
+    }
+    if (fstat(s->tmp_fd, &root))
+        return -errno;
+    if (src.st_dev != root.st_dev)
+        return -EXDEV;
+    char tmp[64];
+    unsigned long seq = __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELAXED);
+    snprintf(tmp, sizeof(tmp), "fill-%ld-%lu", (long)getpid(), seq);
+    if (linkat(AT_FDCWD, path, s->tmp_fd, tmp, 0))
+        return -errno;
+    /* from here on only the linked name is used: what is hashed is what is published */
+    int fd = openat(s->tmp_fd, tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int r = fd < 0 ? -errno : 0;
+    struct stat st;
+    if (!r && (fstat(fd, &st) ? (r = -errno) : !S_ISREG(st.st_mode)))
+        r = -EINVAL;
+    char actual[80];
+    if (!r)
+        r = hash_fd(fd, actual, size);
+    if (!r && strcmp(actual, digest) != 0)
+        r = -EBADMSG;
+    if (!r && fstat(s->root_fd, &root))
+        r = -errno;
+    if (!r && (st.st_uid != root.st_uid || st.st_gid != root.st_gid) &&
+        fchown(fd, root.st_uid, root.st_gid))
+        r = -EPERM; /* the daemon might not read it: the caller copies instead */
+    if (!r && (st.st_mode & 07777) != FILE_MODE && fchmod(fd, FILE_MODE))
+        r = -EPERM;
+    if (!r)
+        r = publish(s, fd, tmp, digest);
+    if (fd >= 0)
+        close(fd);
+    if (r)
+        unlinkat(s->tmp_fd, tmp, 0); /* the link only: the source keeps its name */
+    return r;
+}
+
+int store_lock(const char *root, int exclusive)
+{
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
+        if (errno == EINTR)
+            continue;
+        int r = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 int store_fill_begin(struct store *s, const char *digest, struct store_fill **out)

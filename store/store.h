@@ -85,6 +85,24 @@ void store_fill_abort(struct store_fill *f);
 /* Closes the descriptor and frees; aborts the fill if neither committed nor aborted. */
 void store_fill_free(struct store_fill *f);
 
+/* Adopts the regular file at path, outside the store, as digest without copying it: hard-links
+ * it into <root>/tmp, hashes the linked file (the very inode that is published), makes it the
+ * store's (owner of the root, mode 0600: the other name sees that too) and renames it into
+ * place when its bytes match. The file then has two names: nothing may write to it in place
+ * afterwards (registry:2 never does). 0 with *size; -EBADMSG when the bytes do not match
+ * (nothing is left behind); -EXDEV when path is on another filesystem, or another reason why
+ * no link could be made (-EPERM, -EMLINK, ...): the caller copies through store_fill_*; -ENOENT
+ * or -EINVAL when path is missing or not a regular file; -ENOSPC as a fill would. Storing a
+ * digest already present is a no-op (0, the file is not read). */
+int store_link(struct store *s, const char *digest, const char *path, uint64_t *size);
+
+/* Takes flock(2) on the store's root directory without waiting, shared (the daemon: several
+ * may serve one store) or exclusive (an offline import: nobody serves the store meanwhile, so
+ * nobody's in-memory index goes stale). Returns the descriptor that holds it (close it to
+ * release), -EWOULDBLOCK when the other kind is held, -ENOENT when the root does not exist yet,
+ * or -errno. Works before store_open, which removes partial fills. */
+int store_lock(const char *root, int exclusive);
+
 /* Removes a stored blob (a reader holding it open keeps its bytes). 0, or -ENOENT. */
 int store_remove(struct store *s, const char *digest);
 

@@ -147,7 +147,11 @@ static void manifest_stored(struct op *o)
     hosted__link(h, o->rt.name, o->digest);
     hosted__count(h, o->digest, o->body.len);
     for (size_t i = 0; i < o->n_refs; i++) {
-        db_hosted_blob(h->db, o->rt.name, o->refs[i], NULL, 1);
+        /* an index's manifests stay manifests: the row keeps the type they were pushed with
+         * (NULL would make them plain blobs, unknown by digest after a restart) */
+        char ref_key[HOSTED_KEY_MAX];
+        hosted__key(ref_key, sizeof(ref_key), o->rt.name, o->refs[i]);
+        db_hosted_blob(h->db, o->rt.name, o->refs[i], map_get(h->manifests, ref_key), 1);
         db_hosted_ref(h->db, o->digest, o->refs[i]);
     }
     if (o->subject[0])

@@ -332,3 +332,20 @@ def test_upload_bodies_are_not_bound_by_the_manifest_limit(mirror_factory, up, m
     layer = img.layer_digests[0]
     s, _, data = get(m, f"/v2/team/small-limit/blobs/{layer}", accept=False, headers={})
     assert s == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer
+
+
+def test_pushed_index_is_served_whole_after_a_restart(mirror_factory, up, make_image, tmp_dir):
+    """A pushed two-platform index and its manifests are served by digest after the mirror
+    restarts (the index's PUT records its manifests as held without forgetting they are
+    manifests)."""
+    img = make_image(104, (32 * 1024,), fmt="oci", multi_arch=True)
+    m = hosted_mirror(mirror_factory, up, tmp_dir)
+    skopeo_push(img, m.port, "team/restart:v1")
+    assert m.stop() == 0
+    m.start()
+    for man in img.manifests:
+        s, h, body = get(m, f"/v2/team/restart/manifests/{man.digest}", headers={})
+        assert s == 200 and body == man.raw, (s, body[:200])
+    out = os.path.join(tmp_dir, "pulled")
+    clients.skopeo_copy_from_mirror(m.port, "team/restart:v1", out, ["--preserve-digests", "--all"])
+    verify_oci_layout(out, img.digest)

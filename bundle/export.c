@@ -438,6 +438,12 @@ static int export_image(struct exporter *ex, const char *ref_text, char *err, si
     struct bundle_name nm;
     if (bundle_name_parse(ex->cfg, ref_text, &nm, err, errlen))
         return -EINVAL;
+    /* a hosted image has no upstream to fetch a left-out platform from: it goes whole */
+    size_t n_platforms = ex->n_platforms;
+    if (nm.hosted && n_platforms) {
+        fprintf(stderr, "regcache: export: %s is hosted: every platform is exported\n", ref_text);
+        ex->n_platforms = 0;
+    }
     struct response r;
     char digest[BUNDLE_DIGEST_MAX];
     response_init(&r, ex, ex->cfg->max_manifest_bytes);
@@ -466,6 +472,7 @@ static int export_image(struct exporter *ex, const char *ref_text, char *err, si
         snprintf(err, errlen, "out of memory");
     if (!rc)
         ex->images++;
+    ex->n_platforms = n_platforms;
     buf_free(&r.body);
     return rc;
 }

@@ -788,6 +788,7 @@ int bundle_export_main(int argc, char **argv)
         }
     }
     ex.progress.bytes = 0;
+    progress_draw(&ex.progress, 1);
     for (size_t i = 0; i < ex.n_blobs; i++) {
         const struct pending_blob *b = &ex.blobs[i];
         if (map_get(ex.written, b->digest))

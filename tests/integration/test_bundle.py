@@ -307,3 +307,28 @@ def test_reimport_changes_nothing_and_a_served_store_is_refused(mirror_factory, 
     p = import_bundle(b, out, ok=False)
     assert p.returncode != 0 and "daemon serves it" in p.stderr, p.stderr
     assert clients.skopeo_inspect_raw(b.port, "library/again:1") == img.raw
+
+
+def test_progress_on_a_terminal_and_the_summary(mirror_factory, up, make_image, push, tmp_dir):
+    """On a terminal (a pty from script(1)) export and import draw a progress line (count,
+    bytes, rate); piped they draw none; both end with a summary line."""
+    import shlex
+    import subprocess
+    from mirror import REGCACHE
+    push(make_image(360, (4 << 20, 4 << 20), fmt="oci"), up, "library/prog", "1")
+    a = mirror_factory([up])
+    out = os.path.join(tmp_dir, "prog.tar")
+    cmd = " ".join(shlex.quote(x) for x in [*REGCACHE, "export", "prog:1", "-o", out, "-c",
+                                            a.config_path])
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b"\r\x1b[Kexport: 0/3 blobs, 0 B of 8.0 MiB, " in p.stdout, p.stdout
+    assert b"1 image, 1 manifests, 3 blobs;" in p.stdout, p.stdout
+    piped = export(a, "prog:1", "-o", out)
+    assert piped.stderr == "" and "\r" not in piped.stdout
+    b = offline_mirror(mirror_factory)
+    cmd = " ".join(shlex.quote(x) for x in [*REGCACHE, "import", out, "-c", b.config_path])
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b"\r\x1b[Kimport: " in p.stdout and b"/s" in p.stdout, p.stdout
+    assert b"; 4 stored (8.0 MiB)" in p.stdout, p.stdout

@@ -149,9 +149,9 @@ static void test_documents(void)
     int is_index;
     const char *type;
     char err[300];
-    CHECK_EQ_INT(bundle_doc_children(index, strlen(index), NULL, &is_index, &type, &d, &n, err,
-                                     sizeof(err)),
-                 0);
+    CHECK_EQ_INT(
+        bundle_doc_children(index, strlen(index), NULL, &is_index, &type, &d, &n, err, sizeof(err)),
+        0);
     CHECK(is_index);
     CHECK_EQ_INT(n, 3);
     CHECK_STR(d[1].platform.variant, "v8");
@@ -189,9 +189,9 @@ static void test_documents(void)
     CHECK_STR(bundle_oci_type(type), MEDIA_BUNDLE_OCI_MANIFEST);
     free(d);
     const char *bad = "{\"schemaVersion\":2,\"config\":{\"digest\":\"md5:x\",\"size\":1}}";
-    CHECK_EQ_INT(bundle_doc_children(bad, strlen(bad), NULL, &is_index, &type, &d, &n, err,
-                                     sizeof(err)),
-                 -EINVAL);
+    CHECK_EQ_INT(
+        bundle_doc_children(bad, strlen(bad), NULL, &is_index, &type, &d, &n, err, sizeof(err)),
+        -EINVAL);
     CHECK_CONTAINS(err, "sha256");
 }
 
@@ -217,11 +217,12 @@ static void test_names(void)
     CHECK(nm.hosted);
     bundle_name_full(&nm, "mirror:5000", full, sizeof(full));
     CHECK_STR(full, "mirror:5000/team/app:1");
-    CHECK_EQ_INT(bundle_name_parse(&cfg,
-                                   "docker.io/team/app@sha256:"
-                                   "6666666666666666666666666666666666666666666666666666666666666666",
-                                   &nm, err, sizeof(err)),
-                 0);
+    CHECK_EQ_INT(
+        bundle_name_parse(&cfg,
+                          "docker.io/team/app@sha256:"
+                          "6666666666666666666666666666666666666666666666666666666666666666",
+                          &nm, err, sizeof(err)),
+        0);
     CHECK(!nm.hosted); /* an upstream named explicitly never reaches a hosted repository */
     CHECK_STR(nm.tag, "");
     CHECK_EQ_INT(nm.digest[0], 's');

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bundle/bundle.h"
 #include "config/config.h"
 #include "daemon/admin.h"
 #include "daemon/serve.h"
@@ -20,6 +21,9 @@ static void usage(FILE *f)
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
+               "       regcache export REF... -o FILE [-c FILE] [--platform os/arch[/variant]]...\n"
+               "                [--since OLD.tar] [--mirror URL]  images into an offline bundle\n"
+               "       regcache import FILE [-c FILE]    store an offline bundle's images\n"
                "       regcache import-registry DIR [-c FILE] [--upstream NAME] [--hosted GLOB]...\n"
                "                                         adopt a registry:2 storage directory\n"
                "       regcache convert-config FILE [-o OUT]  a registry:2 config.yml as mirror.yml\n"
@@ -93,6 +97,10 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return r;
     }
+    if (strcmp(cmd, "export") == 0)
+        return bundle_export_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "import") == 0)
+        return bundle_import_main(argc - 1, argv + 1);
     if (strcmp(cmd, "passwd") == 0) {
         if (argc != 4) {
             usage(stderr);

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "daemon/admin.h"
+#include "daemon/health.h"
 #include "daemon/serve.h"
 
 static void usage(FILE *f)
@@ -17,6 +18,8 @@ static void usage(FILE *f)
                "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
+               "       regcache health [-c FILE] [--url URL] [--timeout 3s]\n"
+               "                                         exit 0 when the mirror's /readyz is 200\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
                "       regcache --version\n");
 }
@@ -88,6 +91,8 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return r;
     }
+    if (strcmp(cmd, "health") == 0)
+        return health_main(argc - 2, argv + 2);
     if (strcmp(cmd, "passwd") == 0) {
         if (argc != 4) {
             usage(stderr);

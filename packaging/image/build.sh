@@ -89,7 +89,8 @@ install -m 0755 -s "$binary" "$root/usr/bin/regcache"
 package_of() {
     local real=$(readlink -f "$1") p
     for p in "$1" "$real" "/usr$1" "${1#/usr}" "/usr$real" "${real#/usr}"; do
-        dpkg-query -S "$p" 2>/dev/null | head -1 | cut -d: -f1 | grep . && return 0
+        dpkg-query -S "$p" 2>/dev/null | grep -v '^diversion' | head -1 | sed 's/: .*//' |
+            grep . && return 0
     done
     echo "build.sh: no Debian package owns $1" >&2
     return 1
@@ -101,7 +102,8 @@ for lib in $(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\//
     case "$lib" in /usr/*) dest=$root$lib ;; *) dest=$root/usr$lib ;; esac
     mkdir -p "$(dirname "$dest")"
     cp -L "$lib" "$dest"
-    packages+=("$(package_of "$lib")")
+    pkg=$(package_of "$lib")
+    packages+=("$pkg")
 done
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 # tzdata without right/ (the same zones counting leap seconds, for clocks nobody runs)

@@ -7,6 +7,7 @@
 #include "bundle/bundle.h"
 #include "config/config.h"
 #include "daemon/admin.h"
+#include "daemon/health.h"
 #include "daemon/serve.h"
 #include "migrate/convert_config.h"
 #include "migrate/import_registry.h"
@@ -20,6 +21,8 @@ static void usage(FILE *f)
                "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
+               "       regcache health [-c FILE] [--url URL] [--timeout 3s]\n"
+               "                                         exit 0 when the mirror's /readyz is 200\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
                "       regcache export REF... -o FILE [-c FILE] [--platform os/arch[/variant]]...\n"
                "                [--since OLD.tar] [--mirror URL]  images into an offline bundle\n"
@@ -101,6 +104,8 @@ int main(int argc, char **argv)
         return bundle_export_main(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0)
         return bundle_import_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "health") == 0)
+        return health_main(argc - 2, argv + 2);
     if (strcmp(cmd, "passwd") == 0) {
         if (argc != 4) {
             usage(stderr);

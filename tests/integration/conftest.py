@@ -43,6 +43,10 @@ def pytest_configure(config):
         "markers",
         "once: builds or installs a package or image of its own (a release build), so the "
         "sanitizer phase of tests/run.sh leaves it out (-m 'not once')")
+    config.addinivalue_line(
+        "markers",
+        "time_limit(seconds): this test's limit (its fixtures' setup included) when longer than "
+        "REGCACHE_TEST_TIMEOUT, e.g. for a module fixture that builds an image first")
 
 
 # -- a per-test timeout of our own (SIGALRM in the main thread) ----------------------------------
@@ -50,14 +54,21 @@ class TestTimeout(Exception):
     pass
 
 
-def _on_alarm(signum, frame):
-    raise TestTimeout(f"test exceeded {TEST_TIMEOUT}s (REGCACHE_TEST_TIMEOUT)")
+def _limit(item):
+    """REGCACHE_TEST_TIMEOUT, or the test's time_limit marker when that is longer."""
+    marker = item.get_closest_marker("time_limit")
+    return max(TEST_TIMEOUT, int(marker.args[0])) if marker else TEST_TIMEOUT
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    limit = _limit(item)
+
+    def _on_alarm(signum, frame):
+        raise TestTimeout(f"test exceeded {limit}s (REGCACHE_TEST_TIMEOUT or its time_limit)")
+
     old = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(TEST_TIMEOUT)
+    signal.alarm(limit)
     try:
         yield
     finally:

@@ -43,6 +43,10 @@ def pytest_configure(config):
         "markers",
         "once: builds or installs a package or image of its own (a release build), so the "
         "sanitizer phase of tests/run.sh leaves it out (-m 'not once')")
+    config.addinivalue_line(
+        "markers",
+        "alarm(seconds): this test's own timeout in place of REGCACHE_TEST_TIMEOUT (a test "
+        "whose fixture builds a package needs longer); the larger of the two applies")
 
 
 # -- a per-test timeout of our own (SIGALRM in the main thread) ----------------------------------
@@ -50,14 +54,16 @@ class TestTimeout(Exception):
     pass
 
 
-def _on_alarm(signum, frame):
-    raise TestTimeout(f"test exceeded {TEST_TIMEOUT}s (REGCACHE_TEST_TIMEOUT)")
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    marker = item.get_closest_marker("alarm")
+    seconds = max(TEST_TIMEOUT, int(marker.args[0])) if marker else TEST_TIMEOUT
+
+    def _on_alarm(signum, frame):
+        raise TestTimeout(f"test exceeded {seconds}s (REGCACHE_TEST_TIMEOUT, @pytest.mark.alarm)")
+
     old = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(TEST_TIMEOUT)
+    signal.alarm(seconds)
     try:
         yield
     finally:

@@ -39,15 +39,16 @@ def section(readme_text, title):
 def commands(readme_text):
     """(synopsis, [text lines]) for each "- `regcache ...`" bullet of "## Command line"; the text
     lines keep their indentation below the bullet's (code fences included)."""
-    out = []
+    out, in_prose = [], False
     for line in section(readme_text, "Command line"):
         m = re.match(r"- `(" + NAME + r"(?: [^`]*)?)`(?::\s*(.*))?\.?$", line)
         if m:
             out.append((m.group(1), [m.group(2)] if m.group(2) else []))
-        elif out and (line.startswith("  ") or not line.strip()):
+            in_prose = False
+        elif out and not in_prose and (line.startswith("  ") or not line.strip()):
             out[-1][1].append(line[2:])
         elif line.strip():
-            raise SystemExit(f"mkman: README.md '## Command line': not a command bullet: {line}")
+            in_prose = True  # text at the margin between bullets belongs to no command
     for _, text in out:
         while text and not text[-1].strip():
             text.pop()
@@ -187,7 +188,7 @@ def synopsis(usage):
     for token in re.findall(r"[\[\]|]|[^\s\[\]|]+", usage):
         if token in "[]|":
             out.append(token)
-        elif re.fullmatch(r"[A-Z][A-Z0-9_]*", token):
+        elif re.fullmatch(r"[A-Z][A-Z0-9_]*(?:\.[a-z0-9]+)*(?:\.\.\.)?", token):
             out.append("\\fI" + token + "\\fR")
         else:
             out.append("\\fB" + escape(token).replace("-", "\\-") + "\\fR")
@@ -315,7 +316,8 @@ def mirror_yml_5(readme_text, date, version):
         keys = row_keys(key_cell)
         out += [".TP", ", ".join("\\fB" + escape(k).replace("-", "\\-") + "\\fR" for k in keys)
                 + " (default: " + inline(default) + ")", text_line(inline(meaning))]
-    out += [".SH UNITS"] + paragraphs(after)
+    if "".join(after).strip():
+        out += [".SH UNITS"] + paragraphs(after)
     out += [
         ".SH EXAMPLE",
         "A mirror of Docker Hub for the local network, its store in \\fI/var/lib/regcache\\fR,",

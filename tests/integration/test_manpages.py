@@ -236,3 +236,22 @@ def test_the_page_renders_without_a_warning(pages, name):
         r = subprocess.run(["mandoc", "-Tlint", "-Wwarning", pages[name]], capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_new_command_and_a_new_key_in_readme_md_reach_the_pages(tmp_path):
+    """What the README gains, the pages gain, with no change to mkman.py."""
+    text = README_TEXT.replace(
+        "\n## Command line\n\n",
+        "\n## Command line\n\n- `regcache frobnicate [-c FILE] [--json] REPO...`: frobnicates"
+        " `REPO`\n  on two lines.\n", 1).replace(
+        "\n| `listen` |", "\n| `frob.level` | `3` | how much `frob` |\n| `listen` |", 1)
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    r = subprocess.run(["/usr/bin/python3", MKMAN, str(readme), str(tmp_path), "0.0-test"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    page8 = rendered(str(tmp_path / "regcache.8"))
+    assert page8.count("regcache frobnicate [-c FILE] [--json] REPO...") == 2  # SYNOPSIS, COMMANDS
+    assert "Frobnicates REPO on two lines." in page8
+    page5 = rendered(str(tmp_path / "mirror.yml.5"))
+    assert "\n frob.level (default: 3)\n how much frob\n" in page5

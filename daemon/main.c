@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "daemon/admin.h"
+#include "daemon/client_config.h"
 #include "daemon/serve.h"
 
 static void usage(FILE *f)
@@ -18,6 +19,7 @@ static void usage(FILE *f)
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
+               "       " CLIENT_CONFIG_USAGE "\n"
                "       regcache --version\n");
 }
 
@@ -88,6 +90,8 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return r;
     }
+    if (strcmp(cmd, "client-config") == 0)
+        return client_config_main(argc - 2, argv + 2);
     if (strcmp(cmd, "passwd") == 0) {
         if (argc != 4) {
             usage(stderr);

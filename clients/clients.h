@@ -16,8 +16,8 @@
 #include "config/config.h"
 #include "util/buf.h"
 
-#define CLIENTS_URL_MAX 512   /* the mirror's URL, and every host[:port] taken from one */
-#define CLIENTS_PATH_MAX 4096 /* a file's path on the target system, root included */
+#define CLIENTS_URL_MAX 512            /* the mirror's URL, and every host[:port] taken from one */
+#define CLIENTS_PATH_MAX 4096          /* a file's path on the target system, root included */
 #define CLIENTS_FILE_MAX (1024 * 1024) /* the most we read of an existing file, or write */
 #define CLIENTS_MAX_FILES (CONFIG_MAX_UPSTREAMS + 1)
 

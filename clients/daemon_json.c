@@ -19,9 +19,9 @@ struct jnode {
     enum jkind kind;
     const char *raw; /* J_SCALAR, J_STRING: the token as written (quotes included) */
     size_t raw_len;
-    char *owned;     /* raw, when this node was made here rather than parsed */
-    char *text;      /* J_STRING: the decoded value (NULs refused) */
-    char *key_text;  /* a member's decoded key */
+    char *owned;    /* raw, when this node was made here rather than parsed */
+    char *text;     /* J_STRING: the decoded value (NULs refused) */
+    char *key_text; /* a member's decoded key */
     const char *key_raw;
     size_t key_raw_len;
     char *key_owned;
@@ -356,8 +356,8 @@ static int same_address(const char *a, const char *b)
 }
 
 /* Adds value to the list member key of obj (made when absent), first or last, unless listed. */
-static int list_add(struct jnode *obj, const char *key, const char *value, int first,
-                    char *err, size_t errlen)
+static int list_add(struct jnode *obj, const char *key, const char *value, int first, char *err,
+                    size_t errlen)
 {
     struct jnode *list = member(obj, key);
     if (!list) {

@@ -77,7 +77,8 @@ int clients_mirror_parse(const char *url, struct clients_mirror *m, char *err, s
     }
     for (const char *q = url; *q; q++)
         if ((unsigned char)*q <= ' ' || (unsigned char)*q >= 0x7f)
-            return bad(err, errlen, url, "spaces, control and non-ASCII characters are not allowed");
+            return bad(err, errlen, url,
+                       "spaces, control and non-ASCII characters are not allowed");
     size_t authority = strcspn(p, "/?#");
     const char *rest = p + authority;
     if (*rest == '?' || *rest == '#')

@@ -4,9 +4,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clients/impl.h"
@@ -139,8 +137,8 @@ static int read_existing(const char *root, const char *path, struct buf *out, ch
     return r;
 }
 
-static int render_docker(const struct clients_mirror *m, const struct config *cfg,
-                         const char *root, struct clients_plan *plan, char *err, size_t errlen)
+static int render_docker(const struct clients_mirror *m, const struct config *cfg, const char *root,
+                         struct clients_plan *plan, char *err, size_t errlen)
 {
     const struct config_upstream *first = &cfg->upstreams[0];
     int hub_mirror = is_docker_hub(first);
@@ -160,8 +158,9 @@ static int render_docker(const struct clients_mirror *m, const struct config *cf
     if (r)
         return r;
     if (hub_mirror) {
-        r = note(plan, "dockerd uses registry-mirrors for Docker Hub only: docker pull "
-                       "alpine goes through %s to the upstream '%s'",
+        r = note(plan,
+                 "dockerd uses registry-mirrors for Docker Hub only: docker pull "
+                 "alpine goes through %s to the upstream '%s'",
                  m->hostport, first->name);
     } else {
         r = note(plan,
@@ -175,11 +174,14 @@ static int render_docker(const struct clients_mirror *m, const struct config *cf
         if (hub_mirror && i == 0)
             continue;
         if (!path_addressable(u->name))
-            r = note(plan, "the upstream '%s' cannot be pulled by dockerd (a ':' in a name "
-                           "is not a repository path)", u->name);
+            r = note(plan,
+                     "the upstream '%s' cannot be pulled by dockerd (a ':' in a name "
+                     "is not a repository path)",
+                     u->name);
         else
-            r = note(plan, "pull from '%s' through the mirror by naming it: docker pull "
-                           "%s/%s/REPOSITORY:TAG",
+            r = note(plan,
+                     "pull from '%s' through the mirror by naming it: docker pull "
+                     "%s/%s/REPOSITORY:TAG",
                      u->name, m->hostport, u->name);
     }
     if (!r && (m->plain_http || m->skip_verify))
@@ -200,8 +202,9 @@ static int render_containerd(const struct clients_mirror *m, const struct config
     for (size_t i = 0; !r && i < cfg->n_upstreams; i++) {
         const struct config_upstream *u = &cfg->upstreams[i];
         if (!host_like(u->name)) {
-            r = note(plan, "no hosts.toml for the upstream '%s': containerd reads a name "
-                           "without a dot or port as a Docker Hub namespace",
+            r = note(plan,
+                     "no hosts.toml for the upstream '%s': containerd reads a name "
+                     "without a dot or port as a Docker Hub namespace",
                      u->name);
             continue;
         }
@@ -228,11 +231,12 @@ static int render_containerd(const struct clients_mirror *m, const struct config
             r = buf_printf(b, "  skip_verify = true\n");
     }
     if (!r)
-        r = note(plan, "containerd's CRI (kubelet, crictl) reads these directories when its "
-                       "config.toml sets config_path = \"%s\" (version 2: [plugins."
-                       "\"io.containerd.grpc.v1.cri\".registry]; version 3: [plugins."
-                       "\"io.containerd.cri.v1.images\".registry]); it rereads them for every "
-                       "pull, a restart is needed only after changing config_path",
+        r = note(plan,
+                 "containerd's CRI (kubelet, crictl) reads these directories when its "
+                 "config.toml sets config_path = \"%s\" (version 2: [plugins."
+                 "\"io.containerd.grpc.v1.cri\".registry]; version 3: [plugins."
+                 "\"io.containerd.cri.v1.images\".registry]); it rereads them for every "
+                 "pull, a restart is needed only after changing config_path",
                  CONTAINERD_CERTS_D);
     if (!r)
         r = note(plan, "ctr and nerdctl take them with --hosts-dir %s", CONTAINERD_CERTS_D);
@@ -282,8 +286,8 @@ static int render_podman(const struct clients_mirror *m, const struct config *cf
             r = buf_printf(b, "\n");
     }
     if (!r)
-        r = note(plan, "podman, skopeo, buildah and CRI-O read the drop-in at their next start "
-                       "(CRI-O: systemctl reload crio)");
+        r = note(plan, "podman, skopeo and buildah read the drop-in on every run; CRI-O "
+                       "on systemctl reload crio");
     return r;
 }
 
@@ -302,8 +306,9 @@ static int render_k3s(const struct clients_mirror *m, const struct config *cfg,
     for (size_t i = 0; !r && i < cfg->n_upstreams; i++) {
         const struct config_upstream *u = &cfg->upstreams[i];
         if (!host_like(u->name)) {
-            r = note(plan, "no mirror for the upstream '%s': k3s reads a name without a dot or "
-                           "port as a Docker Hub namespace",
+            r = note(plan,
+                     "no mirror for the upstream '%s': k3s reads a name without a dot or "
+                     "port as a Docker Hub namespace",
                      u->name);
             continue;
         }
@@ -339,6 +344,8 @@ int clients_plan_build(enum clients_kind kind, const struct clients_mirror *m,
 {
     memset(plan, 0, sizeof(*plan));
     buf_init(&plan->notes, 64 * 1024);
+    if (errlen)
+        err[0] = '\0';
     root = root ? root : "";
     if (cfg->n_upstreams == 0) {
         snprintf(err, errlen, "the mirror's configuration has no upstreams");
@@ -346,17 +353,26 @@ int clients_plan_build(enum clients_kind kind, const struct clients_mirror *m,
     }
     for (size_t i = 0; i < cfg->n_upstreams; i++)
         if (!clients__ascii(cfg->upstreams[i].url)) {
-            snprintf(err, errlen, "upstream '%s': its url has non-ASCII characters, which "
-                                  "client configuration files cannot carry",
+            snprintf(err, errlen,
+                     "upstream '%s': its url has non-ASCII characters, which "
+                     "client configuration files cannot carry",
                      cfg->upstreams[i].name);
             return -EINVAL;
         }
     int r = 0;
     switch (kind) {
-    case CLIENTS_DOCKER: r = render_docker(m, cfg, root, plan, err, errlen); break;
-    case CLIENTS_CONTAINERD: r = render_containerd(m, cfg, plan); break;
-    case CLIENTS_PODMAN: r = render_podman(m, cfg, plan); break;
-    case CLIENTS_K3S: r = render_k3s(m, cfg, plan); break;
+    case CLIENTS_DOCKER:
+        r = render_docker(m, cfg, root, plan, err, errlen);
+        break;
+    case CLIENTS_CONTAINERD:
+        r = render_containerd(m, cfg, plan);
+        break;
+    case CLIENTS_PODMAN:
+        r = render_podman(m, cfg, plan);
+        break;
+    case CLIENTS_K3S:
+        r = render_k3s(m, cfg, plan);
+        break;
     }
     if (r && !err[0])
         snprintf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : "a file grew too large");

@@ -93,8 +93,8 @@ int client_config_main(int argc, char **argv)
             fwrite(f->content.data, 1, f->content.len, stdout);
         }
         for (size_t i = 0; i < plan.n_files; i++)
-            fprintf(stderr, "regcache: printed %s%s; --write puts it in place\n",
-                    root ? root : "", plan.files[i].path);
+            fprintf(stderr, "regcache: printed %s%s; --write puts it in place\n", root ? root : "",
+                    plan.files[i].path);
         print_notes(&plan.notes);
         if (fflush(stdout)) {
             perror("regcache: stdout");

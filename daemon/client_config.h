@@ -6,7 +6,7 @@
 #define REGCACHE_DAEMON_CLIENT_CONFIG_H
 
 #define CLIENT_CONFIG_USAGE                                                                        \
-    "regcache client-config docker|containerd|podman|k3s --mirror URL [-c FILE] [--write]\n"      \
+    "regcache client-config docker|containerd|podman|k3s --mirror URL [-c FILE] [--write]\n"       \
     "                [--root DIR] [--skip-verify]   client configuration for every upstream"
 
 /* argv: the arguments after "client-config". Returns the exit status: 0, 1 (a configuration,

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import tomllib
 
 import pytest
@@ -187,14 +188,14 @@ def test_containerd_hosts_dir_pulls_both_upstreams_through_mirror(two, container
 
 
 # -- podman --------------------------------------------------------------------------------------
-def _podman_pull(tmp_dir, drop_in_dir, ref):
+def _podman_pull(storage, drop_in_dir, ref):
     """`podman pull ref` with storage of its own, reading the generated drop-in from where
     podman reads drop-ins: in a private mount namespace the written directory is bound over
     /etc/containers/registries.conf.d. Where mounts are not allowed, the drop-in is given as
     podman's whole registries.conf (CONTAINERS_REGISTRIES_CONF) instead."""
-    podman = ["podman", "--root", os.path.join(tmp_dir, "pm-root"),
-              "--runroot", os.path.join(tmp_dir, "pm-run"), "--tmpdir",
-              os.path.join(tmp_dir, "pm-tmp"), "--storage-driver", "vfs",
+    podman = ["podman", "--root", os.path.join(storage, "root"),
+              "--runroot", os.path.join(storage, "run"), "--tmpdir",
+              os.path.join(storage, "tmp"), "--storage-driver", "vfs",
               "--events-backend", "none", "--cgroup-manager", "cgroupfs"]
     system = "/etc/containers/registries.conf.d"
     can_mount = os.path.isdir(system) and subprocess.run(
@@ -231,9 +232,14 @@ def test_podman_drop_in_pulls_both_upstreams_through_mirror(two, tmp_dir):
         {"prefix": "quay.io", "location": b.url[len("http://"):], "insecure": True,
          "mirror": [{"location": f"{hp}/quay.io", "insecure": True}]}]}
     mark_a, mark_b = a.mark(), b.mark()
-    assert _podman_pull(tmp_dir, os.path.dirname(path), "docker.io/library/ccimg:v1") == \
-        img_a.digest
-    assert _podman_pull(tmp_dir, os.path.dirname(path), "quay.io/org/ccapp:1") == img_b.digest
+    storage = tempfile.mkdtemp(prefix="pm", dir="/tmp")  # podman's runroot: 50 bytes at most
+    try:
+        assert _podman_pull(storage, os.path.dirname(path), "docker.io/library/ccimg:v1") == \
+            img_a.digest
+        assert _podman_pull(storage, os.path.dirname(path), "quay.io/org/ccapp:1") == \
+            img_b.digest
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
     paths = mirror_paths(mirror)
     for d in img_a.blob_digests:
         assert f"/v2/docker.io/library/ccimg/blobs/{d}" in paths, paths

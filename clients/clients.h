@@ -18,7 +18,9 @@
 
 #define CLIENTS_URL_MAX 512            /* the mirror's URL, and every host[:port] taken from one */
 #define CLIENTS_PATH_MAX 4096          /* a file's path on the target system, root included */
-#define CLIENTS_FILE_MAX (1024 * 1024) /* the most we read of an existing file, or write */
+#define CLIENTS_FILE_MAX (1024 * 1024) /* the most we read of an existing file */
+/* the most we write: daemon.json re-indented can grow past what was read */
+#define CLIENTS_OUT_MAX (4 * CLIENTS_FILE_MAX)
 #define CLIENTS_MAX_FILES (CONFIG_MAX_UPSTREAMS + 1)
 
 enum clients_kind { CLIENTS_DOCKER, CLIENTS_CONTAINERD, CLIENTS_PODMAN, CLIENTS_K3S };

@@ -128,7 +128,15 @@ static int parse_string(struct parser *ps, const char **raw, size_t *raw_len, ch
     const char *s = ps->p;
     if (ps->p >= ps->end || *ps->p != '"')
         return perr(ps, "expected a string (a key is one)");
-    char *out = malloc((size_t)(ps->end - ps->p) + 1);
+    /* the token's end first, so that the allocation is the token's size, not the rest's */
+    const char *q = s + 1;
+    while (q < ps->end && *q != '"')
+        q += *q == '\\' && q + 1 < ps->end ? 2 : 1;
+    if (q >= ps->end) {
+        ps->p = ps->end;
+        return perr(ps, "a string is not closed");
+    }
+    char *out = malloc((size_t)(q - s));
     if (!out)
         return -ENOMEM;
     size_t n = 0;
@@ -435,7 +443,7 @@ int clients__docker_merge(const char *doc, size_t len, const struct clients_mirr
     if (!r)
         r = buf_append(out, "\n", 1);
     if (r == -ENOMEM || r == -ENOBUFS)
-        snprintf(err, errlen, "too large to merge");
+        snprintf(err, errlen, " too large to merge");
     node_free(&root);
     return r;
 }

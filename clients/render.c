@@ -82,7 +82,7 @@ static struct clients_file *new_file(struct clients_plan *plan, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(f->path, sizeof(f->path), fmt, ap);
     va_end(ap);
-    buf_init(&f->content, CLIENTS_FILE_MAX);
+    buf_init(&f->content, CLIENTS_OUT_MAX);
     return f;
 }
 

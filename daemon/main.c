@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "daemon/admin.h"
 #include "daemon/health.h"
+#include "daemon/client_config.h"
 #include "daemon/serve.h"
 #include "migrate/convert_config.h"
 #include "migrate/import_registry.h"
@@ -30,6 +31,7 @@ static void usage(FILE *f)
                "       regcache import-registry DIR [-c FILE] [--upstream NAME] [--hosted GLOB]...\n"
                "                                         adopt a registry:2 storage directory\n"
                "       regcache convert-config FILE [-o OUT]  a registry:2 config.yml as mirror.yml\n"
+               "       " CLIENT_CONFIG_USAGE "\n"
                "       regcache --version\n");
 }
 
@@ -106,6 +108,8 @@ int main(int argc, char **argv)
         return bundle_import_main(argc - 1, argv + 1);
     if (strcmp(cmd, "health") == 0)
         return health_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "client-config") == 0)
+        return client_config_main(argc - 2, argv + 2);
     if (strcmp(cmd, "passwd") == 0) {
         if (argc != 4) {
             usage(stderr);

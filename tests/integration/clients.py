@@ -92,23 +92,33 @@ class Containerd:
 class Dockerd:
     """A private dockerd (vfs, no networking) using `containerd`, with registry-mirrors set to
     http://127.0.0.1:mirror_port (the mirror must be started on that port by the test).
-    With https_proxy, HTTPS to names other than loopback addresses goes through that proxy."""
+    With https_proxy, HTTPS to names other than loopback addresses goes through that proxy.
+    With config, dockerd reads that daemon.json instead (it must have BASE_CONFIG's keys), and
+    with namespace it keeps its containers and images in containerd namespaces of that name, so
+    that it shares `containerd` with another dockerd."""
 
-    def __init__(self, containerd, mirror_port, https_proxy=None):
+    BASE_CONFIG = {"storage-driver": "vfs", "iptables": False, "ip6tables": False,
+                   "ip-masq": False, "bridge": "none"}
+
+    def __init__(self, containerd, mirror_port=None, https_proxy=None, config=None,
+                 namespace=None):
         self.dir = tempfile.mkdtemp(prefix="dkd", dir="/tmp")
         self.mirror_port = mirror_port
         self.sock = os.path.join(self.dir, "d.sock")
-        cfg = os.path.join(self.dir, "daemon.json")
-        with open(cfg, "w") as f:
-            json.dump({"storage-driver": "vfs", "iptables": False, "ip6tables": False,
-                       "ip-masq": False, "bridge": "none",
-                       "registry-mirrors": [f"http://127.0.0.1:{mirror_port}"]}, f)
+        cfg = config
+        if cfg is None:
+            cfg = os.path.join(self.dir, "daemon.json")
+            with open(cfg, "w") as f:
+                json.dump(dict(self.BASE_CONFIG,
+                               **{"registry-mirrors": [f"http://127.0.0.1:{mirror_port}"]}), f)
         self.log = os.path.join(self.dir, "dockerd.log")
+        ns = [f"--containerd-namespace={namespace}",
+              f"--containerd-plugins-namespace={namespace}-plugins"] if namespace else []
         self.proc = procs.Proc(
             ["dockerd", "--config-file", cfg, "--data-root", os.path.join(self.dir, "data"),
              "--exec-root", os.path.join(self.dir, "exec"),
              "--pidfile", os.path.join(self.dir, "dockerd.pid"), "-H", f"unix://{self.sock}",
-             f"--containerd={containerd.sock}"], self.log,
+             f"--containerd={containerd.sock}", *ns], self.log,
             env=dict(os.environ, HTTPS_PROXY=https_proxy) if https_proxy else None)
         procs.wait_for(lambda: self.docker("version", check=False, timeout=10).returncode == 0,
                        60, "dockerd to answer", interval=0.5, proc=self.proc)

@@ -609,7 +609,7 @@ static void url_host(const char *url, char *out, size_t len)
 static void usage(void)
 {
     fprintf(stderr, "usage: regcache export REF... -o FILE [-c FILE] "
-                    "[--platform os/arch[/variant]]... [--since OLD.tar] [--mirror URL]\n");
+                    "[--platform PLATFORM]... [--since OLD.tar] [--mirror URL]\n");
 }
 
 static void exporter_free(struct exporter *ex)

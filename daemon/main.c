@@ -25,7 +25,7 @@ static void usage(FILE *f)
                "       regcache health [-c FILE] [--url URL] [--timeout 3s]\n"
                "                                         exit 0 when the mirror's /readyz is 200\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
-               "       regcache export REF... -o FILE [-c FILE] [--platform os/arch[/variant]]...\n"
+               "       regcache export REF... -o FILE [-c FILE] [--platform PLATFORM]...\n"
                "                [--since OLD.tar] [--mirror URL]  images into an offline bundle\n"
                "       regcache import FILE [-c FILE]    store an offline bundle's images\n"
                "       regcache import-registry DIR [-c FILE] [--upstream NAME] [--hosted GLOB]...\n"

@@ -193,7 +193,8 @@ def synopsis(usage):
         else:
             out.append("\\fB" + escape(token).replace("-", "\\-") + "\\fR")
     # spaces only between words, none just inside brackets
-    text = " ".join(out)
+    text = " ".join(out).replace("] \\fB...\\fR", "]...")   # "[--opt X]..." repeats
+    text = text.replace(" | ", "|")   # "docker|containerd": alternatives
     return re.sub(r"\[ ", "[", re.sub(r" \]", "]", text))
 
 

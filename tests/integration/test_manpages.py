@@ -57,8 +57,14 @@ def help_usages():
     """`regcache --help`: each usage as "regcache NAME ARGS... description"."""
     r = regcache("--help")
     assert r.returncode == 0, r.stderr
-    lines = [re.sub(r"^usage:\s*", "", line).strip() for line in r.stdout.splitlines()]
-    return [line for line in lines if line.startswith("regcache")]
+    usages = []
+    for line in r.stdout.splitlines():
+        line = re.sub(r"^usage:\s*", "", line).strip()
+        if line.startswith("regcache"):
+            usages.append(line)
+        elif usages and line:   # a usage or its description continued on the next line
+            usages[-1] += " " + line
+    return usages
 
 
 def synopsis_of(help_line, synopses):

@@ -145,8 +145,6 @@ def test_bundle_carries_images_to_a_mirror_without_upstream(mirror_factory, up, 
         dockerd.docker("rmi", "-f", "library/bsingle:1", check=False)
     entries = served_ok(b, ["library/bmulti", "library/bsingle", "org/bfresh"])
     assert any(e.cache == "stale" for e in entries)  # tags: the upstream could not be asked
-    assert "serving library/bsingle:1 stale" in b.log_text() or \
-        "serving library/bmulti:3.19 stale" in b.log_text()
 
 
 def test_platform_export_keeps_the_index_and_only_that_platform(mirror_factory, up, make_image,

@@ -27,6 +27,7 @@
 #include "util/clock.h"
 #include "util/json.h"
 #include "util/map.h"
+#include "util/parse.h"
 
 #define EXPORT_MAX_REFS 4096
 #define EXPORT_ERROR_BODY_MAX 2048
@@ -826,16 +827,15 @@ int bundle_export_main(int argc, char **argv)
     ex.tmp_path[0] = '\0';
     double secs = progress_seconds(&ex.progress);
     char b1[32], b2[32], b3[32];
-    printf(
-        "export: %s: %llu image%s, %llu manifests, %llu blobs; %s written in %.1f s (%s/s)",
-        ex.out_path, (unsigned long long)ex.images, ex.images == 1 ? "" : "s",
-        (unsigned long long)ex.manifests, (unsigned long long)ex.blob_count,
-        progress_size(ex.bytes_written, b1, sizeof(b1)), secs,
-        progress_size(secs > 0 ? (uint64_t)((double)ex.bytes_written / secs) : 0, b2, sizeof(b2)));
+    printf("export: %s: %llu image%s, %llu manifests, %llu blobs; %s written in %.1f s (%s/s)",
+           ex.out_path, (unsigned long long)ex.images, ex.images == 1 ? "" : "s",
+           (unsigned long long)ex.manifests, (unsigned long long)ex.blob_count,
+           format_size(ex.bytes_written, b1, sizeof(b1)), secs,
+           format_size(secs > 0 ? (uint64_t)((double)ex.bytes_written / secs) : 0, b2, sizeof(b2)));
     if (since)
         printf("; %llu manifests and blobs left out (%s, in %s)",
                (unsigned long long)ex.left_out_count,
-               progress_size(ex.left_out_bytes, b3, sizeof(b3)), since);
+               format_size(ex.left_out_bytes, b3, sizeof(b3)), since);
     printf("\n");
     status = 0;
 out:

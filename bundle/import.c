@@ -31,6 +31,7 @@
 #include "util/buf.h"
 #include "util/json.h"
 #include "util/map.h"
+#include "util/parse.h"
 
 #define IMPORT_CHUNK (1024 * 1024)
 #define IMPORT_ERRORS_SHOWN 20
@@ -794,10 +795,10 @@ int bundle_import_main(int argc, char **argv)
         "referenced; %zu stored (%s), %llu already stored; %llu tags and %llu manifests new to "
         "the index; %s read in %.1f s (%s/s)\n",
         path, im.n_images, im.n_images == 1 ? "" : "s", im.n_images - hosted, hosted, manifests,
-        blobs, im.n_added, progress_size(im.added_bytes, b1, sizeof(b1)),
+        blobs, im.n_added, format_size(im.added_bytes, b1, sizeof(b1)),
         (unsigned long long)im.present_count, (unsigned long long)tags_new,
-        (unsigned long long)manifests_new, progress_size(im.progress.bytes, b2, sizeof(b2)), secs,
-        progress_size(secs > 0 ? (uint64_t)((double)im.progress.bytes / secs) : 0, b3, sizeof(b3)));
+        (unsigned long long)manifests_new, format_size(im.progress.bytes, b2, sizeof(b2)), secs,
+        format_size(secs > 0 ? (uint64_t)((double)im.progress.bytes / secs) : 0, b3, sizeof(b3)));
     status = 0;
 out:
     if (im.adopt)

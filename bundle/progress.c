@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/parse.h"
 
 #define PROGRESS_EVERY_US 250000
 
@@ -21,22 +22,6 @@ void progress_start(struct progress *p, const char *what, const char *unit)
 double progress_seconds(const struct progress *p)
 {
     return (double)(clock_mono_us() - p->started_us) / 1e6;
-}
-
-const char *progress_size(uint64_t b, char *buf, unsigned len)
-{
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, len, "%llu B", (unsigned long long)b);
-    else
-        snprintf(buf, len, "%.1f %s", v, units[u]);
-    return buf;
 }
 
 void progress_draw(struct progress *p, int force)
@@ -64,12 +49,12 @@ void progress_draw(struct progress *p, int force)
         else
             snprintf(eta, sizeof(eta), ", ETA %llus", left);
     }
-    progress_size(p->bytes, done, sizeof(done));
+    format_size(p->bytes, done, sizeof(done));
     if (p->bytes_total)
-        progress_size(p->bytes_total, total, sizeof(total));
+        format_size(p->bytes_total, total, sizeof(total));
     fprintf(stderr, "\r\033[K%s: %s, %s%s%s, %s/s%s", p->what, items, done,
             p->bytes_total ? " of " : "", p->bytes_total ? total : "",
-            progress_size((uint64_t)rate, r, sizeof(r)), eta);
+            format_size((uint64_t)rate, r, sizeof(r)), eta);
     fflush(stderr);
 }
 

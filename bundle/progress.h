@@ -23,7 +23,4 @@ void progress_clear(struct progress *p);
 /* Seconds since progress_start. */
 double progress_seconds(const struct progress *p);
 
-/* "12.3 MiB" */
-const char *progress_size(uint64_t bytes, char *buf, unsigned len);
-
 #endif

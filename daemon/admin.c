@@ -19,6 +19,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/json.h"
+#include "util/parse.h"
 
 struct handles {
     struct store *store;
@@ -53,22 +54,6 @@ static void close_store(struct handles *h)
     store_close(h->store);
 }
 
-static const char *human_size(uint64_t b, char *buf, size_t len)
-{
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, len, "%llu B", (unsigned long long)b);
-    else
-        snprintf(buf, len, "%.1f %s", v, units[u]);
-    return buf;
-}
-
 static const char *iso_time(uint64_t ms, char *buf, size_t len)
 {
     if (!ms) {
@@ -99,7 +84,7 @@ static int admin_gc_hosted(const struct config *cfg, int dry_run)
         printf("would evict %s\n", r.digests[i]);
     printf("gc --hosted%s: %s %zu unreferenced hosted blobs, %s; %llu ms\n",
            dry_run ? " --dry-run" : "", dry_run ? "would collect" : "collected", r.collected,
-           human_size(r.bytes, b, sizeof(b)), (unsigned long long)r.duration_ms);
+           format_size(r.bytes, b, sizeof(b)), (unsigned long long)r.duration_ms);
     hosted_gc_report_free(&r);
     close_store(&h);
     return 0;
@@ -112,8 +97,14 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
     struct handles h;
     if (open_store(cfg, &h))
         return 1;
-    struct gc_options o = {clock_wall_ms(), cfg->ttl_ms, cfg->max_size_bytes, cfg->min_free_bytes,
-                           dry_run, "manual", NULL, 0};
+    struct gc_options o = {clock_wall_ms(),
+                           cfg->ttl_ms,
+                           cfg->max_size_bytes,
+                           cfg->min_free_bytes,
+                           dry_run,
+                           "manual",
+                           NULL,
+                           0};
     struct gc_report r;
     int rc = gc_run(h.db, h.store, &o, &r);
     if (rc) {
@@ -128,8 +119,8 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
     printf("gc%s: %s %zu of %zu blobs (%zu expired, %zu for space), %s; %zu tags forgotten; "
            "%s kept; %llu ms\n",
            dry_run ? " --dry-run" : "", dry_run ? "would evict" : "evicted", r.evicted, r.scanned,
-           r.by_ttl, r.by_size, human_size(r.evicted_bytes, b1, sizeof(b1)), r.tags_forgotten,
-           human_size(r.kept_bytes, b2, sizeof(b2)), (unsigned long long)r.duration_ms);
+           r.by_ttl, r.by_size, format_size(r.evicted_bytes, b1, sizeof(b1)), r.tags_forgotten,
+           format_size(r.kept_bytes, b2, sizeof(b2)), (unsigned long long)r.duration_ms);
     gc_report_free(&r);
     close_store(&h);
     return 0;
@@ -150,7 +141,7 @@ int admin_verify(const struct config *cfg)
     char b[32];
     printf("verify: %zu files (%s) re-hashed; %zu corrupt removed, %zu stray removed, "
            "%zu adopted, %zu index rows without a file dropped\n",
-           r.verified, human_size(r.bytes, b, sizeof(b)), r.removed_corrupt, r.removed_stray,
+           r.verified, format_size(r.bytes, b, sizeof(b)), r.removed_corrupt, r.removed_stray,
            r.adopted, r.rows_dropped);
     return r.removed_corrupt ? 3 : 0;
 }
@@ -269,13 +260,12 @@ static void print_states_json(const struct state_rows *rows)
     char t[32];
     for (int i = 0; i < rows->n; i++) {
         const struct state_row *r = &rows->v[i];
-        int bad = buf_printf(&b, "%s{\"name\":", i ? "," : "") ||
-                  json_put_string(&b, r->upstream) || buf_printf(&b, ",\"state\":") ||
-                  json_put_string(&b, r->state) ||
-                  buf_printf(&b, ",\"since\":\"%s\",\"reason\":",
-                             iso_time(r->since_ms, t, sizeof(t))) ||
-                  (r->reason[0] ? json_put_string(&b, r->reason) : buf_printf(&b, "null")) ||
-                  buf_printf(&b, "}");
+        int bad =
+            buf_printf(&b, "%s{\"name\":", i ? "," : "") || json_put_string(&b, r->upstream) ||
+            buf_printf(&b, ",\"state\":") || json_put_string(&b, r->state) ||
+            buf_printf(&b, ",\"since\":\"%s\",\"reason\":", iso_time(r->since_ms, t, sizeof(t))) ||
+            (r->reason[0] ? json_put_string(&b, r->reason) : buf_printf(&b, "null")) ||
+            buf_printf(&b, "}");
         if (bad)
             break;
     }
@@ -321,8 +311,8 @@ int admin_stats(const struct config *cfg, int json)
                "\"started\":\"%s\",\"oldest_access\":\"%s\",\"free_bytes\":%llu,\"gc_runs\":[",
                (unsigned long long)s.blobs, (unsigned long long)s.blob_bytes,
                (unsigned long long)s.manifests, (unsigned long long)s.repositories,
-               (unsigned long long)s.tags, (unsigned long long)s.hits,
-               (unsigned long long)s.misses, ratio, iso_time(s.started_ms, t1, sizeof(t1)),
+               (unsigned long long)s.tags, (unsigned long long)s.hits, (unsigned long long)s.misses,
+               ratio, iso_time(s.started_ms, t1, sizeof(t1)),
                iso_time(s.oldest_access_ms, t2, sizeof(t2)), (unsigned long long)free_bytes);
         for (int i = 0; i < n; i++)
             printf("%s{\"started\":\"%s\",\"reason\":\"%s\",\"dry_run\":%s,\"evicted\":%llu,"
@@ -339,7 +329,7 @@ int admin_stats(const struct config *cfg, int json)
         return 0;
     }
     printf("blobs:          %llu (%s)\n", (unsigned long long)s.blobs,
-           human_size(s.blob_bytes, b1, sizeof(b1)));
+           format_size(s.blob_bytes, b1, sizeof(b1)));
     printf("manifests:      %llu\n", (unsigned long long)s.manifests);
     printf("repositories:   %llu\n", (unsigned long long)s.repositories);
     printf("tags:           %llu\n", (unsigned long long)s.tags);
@@ -347,13 +337,13 @@ int admin_stats(const struct config *cfg, int json)
            (unsigned long long)s.hits, (unsigned long long)s.misses,
            iso_time(s.started_ms, t1, sizeof(t1)));
     printf("oldest access:  %s\n", iso_time(s.oldest_access_ms, t2, sizeof(t2)));
-    printf("free disk:      %s\n", human_size(free_bytes, b2, sizeof(b2)));
+    printf("free disk:      %s\n", format_size(free_bytes, b2, sizeof(b2)));
     printf("last gc runs:%s\n", n ? "" : "   none");
     for (int i = 0; i < n; i++)
         printf("  %s %-9s %s%llu evicted, %s, %llu ms\n",
                iso_time(runs[i].started_ms, t1, sizeof(t1)), runs[i].reason,
                runs[i].dry_run ? "(dry run) " : "", (unsigned long long)runs[i].evicted_count,
-               human_size(runs[i].evicted_bytes, b1, sizeof(b1)),
+               format_size(runs[i].evicted_bytes, b1, sizeof(b1)),
                (unsigned long long)runs[i].duration_ms);
     print_states(&states);
     print_ratelimits(&limits);
@@ -377,7 +367,7 @@ static int print_repo(void *ud, const struct db_repo_row *row)
     struct ls_ctx *ls = ud;
     char name[600], b[32], t[32];
     snprintf(name, sizeof(name), "%s/%s", row->upstream, row->repo);
-    printf("%-50s %12s  %s\n", name, human_size(row->bytes, b, sizeof(b)),
+    printf("%-50s %12s  %s\n", name, format_size(row->bytes, b, sizeof(b)),
            iso_time(row->last_access_ms, t, sizeof(t)));
     return db_each_tag(ls->db, row->upstream, row->repo, print_tag, ls);
 }
@@ -430,8 +420,7 @@ int admin_passwd(const char *file, const char *user)
         return 2;
     }
     if (isatty(STDIN_FILENO)) {
-        if (prompt("Password: ", pass, sizeof(pass)) ||
-            prompt("Again: ", again, sizeof(again))) {
+        if (prompt("Password: ", pass, sizeof(pass)) || prompt("Again: ", again, sizeof(again))) {
             fprintf(stderr, "regcache: no password given\n");
             return 1;
         }

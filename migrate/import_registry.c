@@ -26,6 +26,7 @@
 #include "migrate/adopt.h"
 #include "util/clock.h"
 #include "util/map.h"
+#include "util/parse.h"
 #include "util/reference.h"
 
 #define PATH_MAX_LEN 4096
@@ -104,21 +105,6 @@ static void strv_free(struct strv *s)
     s->n = 0;
 }
 
-static void human(uint64_t b, char *buf, size_t len)
-{
-    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, len, "%llu B", (unsigned long long)b);
-    else
-        snprintf(buf, len, "%.1f %s", v, units[u]);
-}
-
 /* ---- progress: one line on a terminal, nothing otherwise ---- */
 
 static void clear_progress(struct job *j)
@@ -140,9 +126,9 @@ static void draw_progress(struct job *j, int force)
     double secs = (double)(now - j->t0_us) / 1e6;
     double rate = secs > 0.05 ? (double)j->bytes_done / secs : 0;
     char done[32], total[32], r[32], eta[32] = "?";
-    human(j->bytes_done, done, sizeof(done));
-    human(j->bytes_total, total, sizeof(total));
-    human((uint64_t)rate, r, sizeof(r));
+    format_size(j->bytes_done, done, sizeof(done));
+    format_size(j->bytes_total, total, sizeof(total));
+    format_size((uint64_t)rate, r, sizeof(r));
     if (rate > 0 && j->bytes_total >= j->bytes_done) {
         unsigned long s = (unsigned long)((double)(j->bytes_total - j->bytes_done) / rate);
         snprintf(eta, sizeof(eta), "%lu:%02lu", s / 60, s % 60);
@@ -797,9 +783,9 @@ static int run(struct job *j, const char *dir)
 
     double secs = (double)(clock_mono_us() - j->t0_us) / 1e6;
     char bytes[32], linked[32], copied[32];
-    human(k.bytes_linked + k.bytes_copied + k.bytes_present, bytes, sizeof(bytes));
-    human(k.bytes_linked, linked, sizeof(linked));
-    human(k.bytes_copied, copied, sizeof(copied));
+    format_size(k.bytes_linked + k.bytes_copied + k.bytes_present, bytes, sizeof(bytes));
+    format_size(k.bytes_linked, linked, sizeof(linked));
+    format_size(k.bytes_copied, copied, sizeof(copied));
     size_t hosted_repos = 0;
     for (size_t i = 0; i < j->n_repos; i++)
         hosted_repos += j->repos[i].hosted;

@@ -228,10 +228,22 @@ static void test_listen(void)
     CHECK_EQ_INT(parse_listen(long_host, host, &port), -EINVAL);
 }
 
+static void test_format_size(void)
+{
+    char b[32];
+    CHECK_STR(format_size(0, b, sizeof(b)), "0 B");
+    CHECK_STR(format_size(1023, b, sizeof(b)), "1023 B");
+    CHECK_STR(format_size(1536, b, sizeof(b)), "1.5 KiB");
+    CHECK_STR(format_size(12897485, b, sizeof(b)), "12.3 MiB");
+    CHECK_STR(format_size(4ULL << 40, b, sizeof(b)), "4.0 TiB");
+    CHECK_STR(format_size(4096ULL << 40, b, sizeof(b)), "4096.0 TiB"); /* no unit past TiB */
+}
+
 int main(void)
 {
     test_durations();
     test_sizes();
     test_listen();
+    test_format_size();
     CHECK_DONE();
 }

@@ -68,6 +68,7 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
         return -ENOMEM;
     }
     r = open_files_init(c);
+    purge_watch_init(c);
     if (!r)
         r = index_load(c);
     if (!r)
@@ -87,6 +88,7 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
         return r;
     }
     open_files_start(c);
+    purge_watch_start(c);
     metrics_add_source(figures, c);
     *out = c;
     return 0;
@@ -96,6 +98,7 @@ void cache_shutdown(struct cache *c)
 {
     health_stop(c);
     cache_stop_lifecycle(c);
+    purge_watch_stop(c);
     open_files_stop(c);
     manifests_free_all(c);
     referrers_stop(c);

@@ -18,6 +18,13 @@ struct gc_options {
     const char *reason; /* "scheduled", "size", "manual" */
     char *const *pinned; /* digests never evicted now (fills in progress) */
     size_t n_pinned;
+    /* journal what goes (db_purge), so that running daemons forget it: set by `regcache gc`,
+     * which runs next to them */
+    int journal;
+    /* per-upstream caps (upstreams[].max_size, 0: none), by upstream name */
+    const char *const *upstream_names;
+    const uint64_t *upstream_max;
+    size_t n_upstreams;
 };
 
 struct gc_report {
@@ -26,6 +33,8 @@ struct gc_report {
     uint64_t evicted_ttl_bytes; /* of evicted_bytes, unused for longer than the TTL */
     char **digests; /* evicted (or, dry run, to be evicted) */
     size_t n_digests;
+    size_t by_upstream_size; /* of by_size, for an upstream's own cap */
+    int64_t seq; /* journal: the last row written (0: none) */
 };
 
 int gc_run(struct db *db, struct store *store, const struct gc_options *o, struct gc_report *r);

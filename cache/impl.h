@@ -81,8 +81,13 @@ struct cache {
     /* lifecycle (lifecycle.c) */
     uint64_t stored_bytes; /* what the store holds, as the index knows it */
     uint64_t stored_files; /* files in the store (blobs and manifests), likewise */
+    uint64_t bytes_since_gc; /* stored since the last GC started (upstreams' own caps) */
     uv_timer_t gc_timer;
     int timer_started, gc_running, gc_again, stopping;
+    /* the purge journal (purge_watch.c): applied up to this row */
+    int64_t purge_applied;
+    uv_timer_t purge_timer;
+    int purge_timer_on, purge_polling;
 };
 
 /* A file of bytes was added to the store: runs a GC when the cap or the free floor is crossed. */
@@ -128,6 +133,15 @@ void index_touch_bytes(struct cache *c, struct manifest_meta *m);
 void index_drop_manifest(struct cache *c, const char *digest);
 /* Forgets manifests a GC evicted and the tags that pointed at them. */
 void index_forget_digests(struct cache *c, char *const *digests, size_t n);
+/* Forgets, in memory only, the tag of key (upstream KEY_SEP repo KEY_SEP tag) and the answers
+ * negotiated for it (a purge another process wrote to the database). */
+void index_purge_tag(struct cache *c, const char *key);
+
+/* ---- the purge journal (purge_watch.c) ---- */
+/* Notes where the journal ends (before index_load); start reads it every DB_PURGE_POLL_MS. */
+void purge_watch_init(struct cache *c);
+void purge_watch_start(struct cache *c);
+void purge_watch_stop(struct cache *c);
 
 /* Maps an upstream answer that is not a success onto what the client is told. */
 void cache__error_from_upstream(struct cache_error *e, const struct upstream *u,

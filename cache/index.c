@@ -415,6 +415,51 @@ void index_forget_digests(struct cache *c, char *const *digests, size_t n)
     map_free(sw.evicted);
 }
 
+struct prefix_sweep {
+    const char *prefix;
+    size_t len;
+    char **keys;
+    size_t n, cap;
+};
+
+static int find_prefixed(const char *key, void *value, void *ud)
+{
+    (void)value;
+    struct prefix_sweep *sw = ud;
+    if (strncmp(key, sw->prefix, sw->len) != 0)
+        return 0;
+    if (sw->n == sw->cap) {
+        size_t cap = sw->cap ? sw->cap * 2 : 8;
+        char **k = realloc(sw->keys, cap * sizeof(*k));
+        if (!k)
+            return 1;
+        sw->keys = k;
+        sw->cap = cap;
+    }
+    if ((sw->keys[sw->n] = strdup(key)))
+        sw->n++;
+    return 0;
+}
+
+void index_purge_tag(struct cache *c, const char *key)
+{
+    struct tag_entry *t = map_del(c->tags, key);
+    if (t)
+        repo_untag(c, key);
+    free(t);
+    char prefix[TAG_KEY_MAX];
+    snprintf(prefix, sizeof(prefix), "%s" KEY_SEP, key);
+    struct prefix_sweep sw = {prefix, strlen(prefix), NULL, 0, 0};
+    map_each(c->negotiated, find_prefixed, &sw);
+    for (size_t i = 0; i < sw.n; i++) {
+        if ((t = map_del(c->negotiated, sw.keys[i])))
+            repo_untag(c, sw.keys[i]);
+        free(t);
+        free(sw.keys[i]);
+    }
+    free(sw.keys);
+}
+
 static int free_value(const char *key, void *value, void *ud)
 {
     (void)key;

@@ -22,6 +22,8 @@ struct gc_job {
     char **pinned;
     int rc;
     uint64_t started_us;
+    const char *up_names[CONFIG_MAX_UPSTREAMS];
+    uint64_t up_max[CONFIG_MAX_UPSTREAMS];
 };
 
 static int pin_fill(const char *key, void *value, void *ud)
@@ -109,6 +111,14 @@ void cache_gc(struct cache *c, const char *reason)
     job->o.max_size = c->cfg->max_size_bytes;
     job->o.min_free = c->cfg->min_free_bytes;
     job->o.reason = reason;
+    for (size_t i = 0; i < c->cfg->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++) {
+        job->up_names[i] = c->cfg->upstreams[i].name;
+        job->up_max[i] = c->cfg->upstreams[i].max_size_bytes;
+    }
+    job->o.upstream_names = job->up_names;
+    job->o.upstream_max = job->up_max;
+    job->o.n_upstreams = c->cfg->n_upstreams;
+    c->bytes_since_gc = 0;
     map_each(c->fills, pin_fill, job);
     job->o.pinned = job->pinned;
     if (db_call(c->db, job_work, job_done, job)) {
@@ -124,8 +134,18 @@ void cache_stored(struct cache *c, uint64_t bytes)
     c->stored_bytes += bytes;
     c->stored_files++;
     const struct config *cfg = c->cfg;
+    /* an upstream's own cap: which upstream the bytes count toward is known to the GC only,
+     * so it runs whenever a tenth of the smallest such cap was stored since the last run */
+    uint64_t smallest = 0;
+    for (size_t i = 0; i < cfg->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++) {
+        uint64_t m = cfg->upstreams[i].max_size_bytes;
+        if (m && (!smallest || m < smallest))
+            smallest = m;
+    }
+    c->bytes_since_gc += bytes;
     if ((cfg->max_size_bytes && c->stored_bytes > cfg->max_size_bytes) ||
-        (cfg->min_free_bytes && store_free_bytes(c->store) < cfg->min_free_bytes))
+        (cfg->min_free_bytes && store_free_bytes(c->store) < cfg->min_free_bytes) ||
+        (smallest && c->bytes_since_gc > smallest / 10))
         cache_gc(c, "size");
 }
 

@@ -756,7 +756,7 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
             return rc;
         if (strcmp(kv.name, "name") && strcmp(kv.name, "url") && strcmp(kv.name, "username") &&
             strcmp(kv.name, "password") && strcmp(kv.name, "password_file") &&
-            strcmp(kv.name, "ca_file"))
+            strcmp(kv.name, "ca_file") && strcmp(kv.name, "max_size"))
             return fail(x, line_of(kv.key), key, "unknown key");
         rc = get_scalar(x, kv.value, key, &s);
         if (rc < 0)
@@ -779,6 +779,10 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
                 return fail(x, line_of(kv.value), key, "must not be empty");
             user_line = line_of(kv.key);
             rc = set_str(x, &u->username, s);
+        } else if (!strcmp(kv.name, "max_size")) {
+            if (parse_size_bytes(s, &u->max_size_bytes) < 0)
+                return fail(x, line_of(kv.value), key,
+                            "invalid size '%s' (use e.g. 0, 512MiB, 200GiB)", s);
         } else if (!strcmp(kv.name, "ca_file")) {
             if (!*s)
                 return fail(x, line_of(kv.value), key, "must not be empty");

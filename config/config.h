@@ -16,6 +16,7 @@ struct config_upstream {
     char *username; /* NULL when anonymous */
     char *password; /* NULL when anonymous; from password or read from password_file */
     char *ca_file;  /* PEM bundle trusted for this upstream's TLS instead of the system CAs */
+    uint64_t max_size_bytes; /* upstreams[].max_size: its own content's cap, 0 = none */
 };
 
 /* ui.access: the status page is readable by whoever may pull (default), only by users who may

@@ -21,12 +21,7 @@
 #include "util/json.h"
 #include "util/parse.h"
 
-struct handles {
-    struct store *store;
-    struct db *db;
-};
-
-static int open_store(const struct config *cfg, struct handles *h)
+int admin_open(const struct config *cfg, struct admin_handles *h)
 {
     char path[4096], err[1024];
     int r = store_open(cfg->storage, &h->store, err, sizeof(err));
@@ -48,7 +43,7 @@ static int open_store(const struct config *cfg, struct handles *h)
     return 0;
 }
 
-static void close_store(struct handles *h)
+void admin_close(struct admin_handles *h)
 {
     db_close(h->db);
     store_close(h->store);
@@ -69,14 +64,14 @@ static const char *iso_time(uint64_t ms, char *buf, size_t len)
 
 static int admin_gc_hosted(const struct config *cfg, int dry_run)
 {
-    struct handles h;
-    if (open_store(cfg, &h))
+    struct admin_handles h;
+    if (admin_open(cfg, &h))
         return 1;
     struct hosted_gc_report r;
     int rc = hosted_gc_run(h.db, h.store, clock_wall_ms(), dry_run, &r);
     if (rc) {
         fprintf(stderr, "regcache: gc failed (%d)\n", rc);
-        close_store(&h);
+        admin_close(&h);
         return 1;
     }
     char b[32];
@@ -86,7 +81,7 @@ static int admin_gc_hosted(const struct config *cfg, int dry_run)
            dry_run ? " --dry-run" : "", dry_run ? "would collect" : "collected", r.collected,
            format_size(r.bytes, b, sizeof(b)), (unsigned long long)r.duration_ms);
     hosted_gc_report_free(&r);
-    close_store(&h);
+    admin_close(&h);
     return 0;
 }
 
@@ -94,22 +89,30 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
 {
     if (hosted)
         return admin_gc_hosted(cfg, dry_run);
-    struct handles h;
-    if (open_store(cfg, &h))
+    struct admin_handles h;
+    if (admin_open(cfg, &h))
         return 1;
-    struct gc_options o = {clock_wall_ms(),
-                           cfg->ttl_ms,
-                           cfg->max_size_bytes,
-                           cfg->min_free_bytes,
-                           dry_run,
-                           "manual",
-                           NULL,
-                           0};
+    struct gc_options o = {.now_ms = clock_wall_ms(),
+                           .ttl_ms = cfg->ttl_ms,
+                           .max_size = cfg->max_size_bytes,
+                           .min_free = cfg->min_free_bytes,
+                           .dry_run = dry_run,
+                           .reason = "manual"};
+    const char *names[CONFIG_MAX_UPSTREAMS];
+    uint64_t max[CONFIG_MAX_UPSTREAMS];
+    for (size_t i = 0; i < cfg->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++) {
+        names[i] = cfg->upstreams[i].name;
+        max[i] = cfg->upstreams[i].max_size_bytes;
+    }
+    o.upstream_names = names;
+    o.upstream_max = max;
+    o.n_upstreams = cfg->n_upstreams;
+    o.journal = 1; /* running daemons forget what goes */
     struct gc_report r;
     int rc = gc_run(h.db, h.store, &o, &r);
     if (rc) {
         fprintf(stderr, "regcache: gc failed (%d)\n", rc);
-        close_store(&h);
+        admin_close(&h);
         return 1;
     }
     char b1[32], b2[32];
@@ -121,19 +124,23 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
            dry_run ? " --dry-run" : "", dry_run ? "would evict" : "evicted", r.evicted, r.scanned,
            r.by_ttl, r.by_size, format_size(r.evicted_bytes, b1, sizeof(b1)), r.tags_forgotten,
            format_size(r.kept_bytes, b2, sizeof(b2)), (unsigned long long)r.duration_ms);
+    if (r.by_upstream_size)
+        printf("gc: %zu of those for an upstream's own max_size\n", r.by_upstream_size);
+    if (r.seq)
+        admin_wait_daemons(h.db, r.seq);
     gc_report_free(&r);
-    close_store(&h);
+    admin_close(&h);
     return 0;
 }
 
 int admin_verify(const struct config *cfg)
 {
-    struct handles h;
-    if (open_store(cfg, &h))
+    struct admin_handles h;
+    if (admin_open(cfg, &h))
         return 1;
     struct reconcile_report r;
     int rc = reconcile(h.db, h.store, 1, &r);
-    close_store(&h);
+    admin_close(&h);
     if (rc) {
         fprintf(stderr, "regcache: verify failed (%d)\n", rc);
         return 1;
@@ -287,8 +294,8 @@ static void print_states(const struct state_rows *rows)
 
 int admin_stats(const struct config *cfg, int json)
 {
-    struct handles h;
-    if (open_store(cfg, &h))
+    struct admin_handles h;
+    if (admin_open(cfg, &h))
         return 1;
     struct db_stats s;
     struct db_gc_run runs[5];
@@ -301,7 +308,7 @@ int admin_stats(const struct config *cfg, int json)
     states.n = 0;
     db_each_upstream_state(h.db, keep_state, &states);
     uint64_t free_bytes = store_free_bytes(h.store);
-    close_store(&h);
+    admin_close(&h);
     uint64_t served = s.hits + s.misses;
     double ratio = served ? (double)s.hits / (double)served : 0.0;
     char t1[32], t2[32], b1[32], b2[32];
@@ -374,13 +381,13 @@ static int print_repo(void *ud, const struct db_repo_row *row)
 
 int admin_ls(const struct config *cfg)
 {
-    struct handles h;
-    if (open_store(cfg, &h))
+    struct admin_handles h;
+    if (admin_open(cfg, &h))
         return 1;
     struct ls_ctx ls = {h.db};
     printf("%-50s %12s  %s\n", "REPOSITORY (TAG, DIGEST)", "SIZE", "LAST PULL");
     int rc = db_each_repo(h.db, print_repo, &ls);
-    close_store(&h);
+    admin_close(&h);
     return rc ? 1 : 0;
 }
 

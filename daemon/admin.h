@@ -4,7 +4,25 @@
 #ifndef REGCACHE_DAEMON_ADMIN_H
 #define REGCACHE_DAEMON_ADMIN_H
 
+#include <stdint.h>
+
 #include "config/config.h"
+
+struct store;
+struct db;
+struct admin_handles {
+    struct store *store;
+    struct db *db;
+};
+/* Opens cfg's store and index (saying why not on stderr): 0, or 1. */
+int admin_open(const struct config *cfg, struct admin_handles *h);
+void admin_close(struct admin_handles *h);
+/* Waits until every running daemon has read the purge journal up to seq; warns when one has not
+ * (daemon/purge.c). */
+void admin_wait_daemons(struct db *db, int64_t seq);
+
+/* `regcache purge TARGET [--dry-run] [-c FILE]` (daemon/purge.c). */
+int purge_main(int argc, char **argv);
 
 /* hosted: collect unreferenced hosted content instead of the cache policy's run. */
 int admin_gc(const struct config *cfg, int dry_run, int hosted);

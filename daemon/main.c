@@ -22,6 +22,8 @@ static void usage(FILE *f)
                "       regcache verify [-c FILE]         re-hash every blob, remove corrupt ones\n"
                "       regcache stats [-c FILE] [--json] what the cache holds and how it does\n"
                "       regcache ls [-c FILE]             cached repositories and tags\n"
+               "       regcache purge REF|UPSTREAM/REPOSITORY|DIGEST [--dry-run] [-c FILE]\n"
+               "                                         remove an image, a repository or a digest\n"
                "       regcache health [-c FILE] [--url URL] [--timeout 3s]\n"
                "                                         exit 0 when the mirror's /readyz is 200\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
@@ -117,6 +119,8 @@ int main(int argc, char **argv)
         }
         return admin_passwd(argv[2], argv[3]);
     }
+    if (strcmp(cmd, "purge") == 0)
+        return purge_main(argc - 2, argv + 2);
     if (strcmp(cmd, "import-registry") == 0)
         return import_registry_main(argc - 2, argv + 2);
     if (strcmp(cmd, "convert-config") == 0)

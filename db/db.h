@@ -183,6 +183,50 @@ int db_each_tag(struct db *d, const char *upstream, const char *repo,
                 int (*fn)(void *ud, const struct db_tag_row *row, uint64_t last_access_ms),
                 void *ud);
 
+/* ---- the purge journal (db/purges.c): synchronous ----
+ * What a process other than the daemon removed from the index (a purge, a `regcache gc`) is
+ * journaled in the same transaction; every running daemon reads the journal every
+ * DB_PURGE_POLL_MS, forgets what it names in memory, and records how far it has read, so that
+ * the command can wait until every daemon has stopped serving it. */
+#define DB_PURGE_POLL_MS 1000
+#define DB_PURGE_KEEP_MS (3600 * 1000) /* journal rows older than this are pruned */
+
+struct db_purge_tag {
+    const char *upstream, *repo, *tag;
+};
+/* Forgets tags and digests (as db_forget_blobs) in one transaction and journals each; *seq is
+ * the last journal row written (unchanged when none was). */
+int db_purge(struct db *d, const struct db_purge_tag *tags, size_t n_tags,
+             char *const *digests, const uint64_t *sizes, size_t n, uint64_t now_ms,
+             size_t *tags_forgotten, int64_t *seq);
+/* The last journal row (0: none). */
+int64_t db_purge_seq(struct db *d);
+/* A journal row: a tag (digest NULL) or a digest (upstream, repo, tag NULL). */
+struct db_purge_row {
+    int64_t seq;
+    const char *upstream, *repo, *tag, *digest;
+    uint64_t size;
+};
+/* Calls fn for every row after seq, oldest first (at most max rows); *last: the last row's. */
+int db_purges_since(struct db *d, int64_t seq, size_t max,
+                    void (*fn)(void *ud, const struct db_purge_row *row), void *ud,
+                    int64_t *last);
+/* Process pid (a daemon) has read the journal up to seq; seq < 0 removes its row. */
+int db_purge_reader(struct db *d, long pid, int64_t seq, uint64_t now_ms);
+/* Every reader's row; fn's non-zero return stops. */
+int db_each_purge_reader(struct db *d,
+                         int (*fn)(void *ud, long pid, int64_t seq, uint64_t seen_ms), void *ud);
+
+/* Every digest referenced by the repositories of exactly one upstream (fn gets it and that
+ * upstream); a digest of several upstreams is not listed. */
+int db_each_blob_upstream(struct db *d,
+                          int (*fn)(void *ud, const char *digest, const char *upstream), void *ud);
+
+/* Every (upstream, repository, digest) reference; fn's non-zero return stops. */
+int db_each_ref(struct db *d,
+                int (*fn)(void *ud, const char *upstream, const char *repo, const char *digest),
+                void *ud);
+
 /* ---- reads for the status page (on the db thread, through db_call) ---- */
 
 /* Every hosted repository holding content or a tag, by name: the bytes of what it holds (each

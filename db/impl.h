@@ -86,6 +86,10 @@ int db__apply_op(sqlite3 *s, const struct op *o);
 /* writes.c: statements queue.c and queries.c use too */
 extern const struct db_write db__w_touch, db__w_ref, db__w_counter, db__w_put_blob;
 
+/* queries.c: forgets one digest inside the caller's transaction (its blob and manifest rows,
+ * references, the tags pointing at it, counted into *tags, and its referrers) */
+int db__forget_one(sqlite3 *s, const char *digest, int *tags);
+
 /* schema.c */
 int db__exec(sqlite3 *s, const char *sql);
 void db__free(struct db *d);

@@ -244,22 +244,27 @@ static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *chan
     return r;
 }
 
+int db__forget_one(sqlite3 *s, const char *digest, int *tags)
+{
+    int r = run_digest(s, "DELETE FROM blobs WHERE digest = ?", digest, NULL);
+    if (!r)
+        r = run_digest(s, "DELETE FROM manifests WHERE digest = ?", digest, NULL);
+    if (!r)
+        r = run_digest(s, "DELETE FROM repo_blobs WHERE digest = ?", digest, NULL);
+    if (!r)
+        r = run_digest(s, "DELETE FROM tags WHERE digest = ?", digest, tags);
+    if (!r) /* what refers to an evicted manifest is asked anew when it is pulled again */
+        r = run_digest(s, "DELETE FROM referrers WHERE subject = ?", digest, NULL);
+    return r;
+}
+
 int db_forget_blobs(struct db *d, char *const *digests, size_t n, size_t *tags_forgotten)
 {
     int tags = 0, r = 0;
     if (db__exec(d->sql, "BEGIN IMMEDIATE"))
         return -EIO;
-    for (size_t i = 0; i < n && !r; i++) {
-        r = run_digest(d->sql, "DELETE FROM blobs WHERE digest = ?", digests[i], NULL);
-        if (!r)
-            r = run_digest(d->sql, "DELETE FROM manifests WHERE digest = ?", digests[i], NULL);
-        if (!r)
-            r = run_digest(d->sql, "DELETE FROM repo_blobs WHERE digest = ?", digests[i], NULL);
-        if (!r)
-            r = run_digest(d->sql, "DELETE FROM tags WHERE digest = ?", digests[i], &tags);
-        if (!r) /* what refers to an evicted manifest is asked anew when it is pulled again */
-            r = run_digest(d->sql, "DELETE FROM referrers WHERE subject = ?", digests[i], NULL);
-    }
+    for (size_t i = 0; i < n && !r; i++)
+        r = db__forget_one(d->sql, digests[i], &tags);
     if (r) {
         db__exec(d->sql, "ROLLBACK");
         return r;

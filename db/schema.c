@@ -66,6 +66,13 @@ static const char *const migrations[] = {
     "  repo TEXT NOT NULL, digest TEXT NOT NULL, subject TEXT NOT NULL,"
     "  artifact_type TEXT NOT NULL, descriptor TEXT NOT NULL,"
     "  PRIMARY KEY (repo, digest)) WITHOUT ROWID;",
+    /* 7: the purge journal: what `regcache purge` (or `regcache gc`) removed, read by every
+     * running daemon to forget it in memory, and how far each daemon has read it */
+    "CREATE TABLE IF NOT EXISTS purges ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL,"
+    "  upstream TEXT, repo TEXT, tag TEXT, digest TEXT, size INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS purge_readers ("
+    "  pid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, seen_ms INTEGER NOT NULL);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

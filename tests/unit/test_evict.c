@@ -10,7 +10,7 @@
 static struct evict_summary plan(struct evict_item *it, size_t n, uint64_t now, uint64_t ttl,
                                  uint64_t max, uint64_t min_free, uint64_t free_bytes)
 {
-    struct evict_policy p = {now, ttl, max, min_free, free_bytes};
+    struct evict_policy p = {now, ttl, max, min_free, free_bytes, NULL, NULL, 0};
     struct evict_summary s;
     evict_plan(it, n, &p, &s);
     return s;
@@ -115,8 +115,48 @@ static void test_empty(void)
     CHECK_EQ_U64(s.kept_bytes, 0);
 }
 
+/* An upstream's own cap evicts only its items, least recently used first, down to 90 % of
+ * that cap; items of other groups and of none stay even when older. */
+static void test_group_caps(void)
+{
+    uint64_t now = 1000000;
+    struct evict_item it[] = {
+        {10 * MIB, 100, 0, 0}, /* group 2, oldest of all: stays (group 2 is under its cap) */
+        {10 * MIB, 200, 0, 0}, /* group 1, oldest of group 1: goes */
+        {10 * MIB, 300, 0, 0}, /* no group: stays */
+        {10 * MIB, 400, 0, 0}, /* group 1: goes */
+        {10 * MIB, 500, 1, 0}, /* group 1, pinned: stays */
+        {10 * MIB, 600, 0, 0}, /* group 1: goes (50 MiB must come down to 22.5 MiB) */
+        {10 * MIB, 700, 0, 0}, /* group 1, newest: stays */
+    };
+    size_t groups[] = {2, 1, 0, 1, 1, 1, 1};
+    uint64_t caps[] = {25 * MIB, 100 * MIB};
+    struct evict_policy p = {now, 0, 0, 0, 0, groups, caps, 2};
+    struct evict_summary s;
+    evict_plan(it, 7, &p, &s);
+    CHECK_EQ_INT(it[0].reason, EVICT_KEEP);
+    CHECK_EQ_INT(it[1].reason, EVICT_SIZE);
+    CHECK_EQ_INT(it[2].reason, EVICT_KEEP);
+    CHECK_EQ_INT(it[3].reason, EVICT_SIZE);
+    CHECK_EQ_INT(it[4].reason, EVICT_KEEP);
+    CHECK_EQ_INT(it[5].reason, EVICT_SIZE);
+    CHECK_EQ_INT(it[6].reason, EVICT_KEEP);
+    CHECK_EQ_INT(s.by_size, 3);
+    CHECK_EQ_INT(s.by_group, 3);
+    CHECK_EQ_U64(s.kept_bytes, 40 * MIB);
+
+    /* the global cap then takes what is still over it, from any group */
+    struct evict_policy q = {now, 0, 30 * MIB, 0, 0, groups, caps, 2};
+    evict_plan(it, 7, &q, &s);
+    CHECK_EQ_INT(s.by_group, 3);
+    CHECK_EQ_INT(it[0].reason, EVICT_SIZE); /* the oldest left */
+    CHECK_EQ_INT(it[2].reason, EVICT_SIZE);
+    CHECK_EQ_U64(s.kept_bytes, 20 * MIB);
+}
+
 int main(void)
 {
+    test_group_caps();
     test_ttl();
     test_size_cap_lru_to_watermark();
     test_pinned_under_pressure();

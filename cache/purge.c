@@ -26,7 +26,10 @@ int purge_parse(const char *s, struct purge_target *t, char *err, size_t len)
     const char *digest = at ? at + 1 : strchr(s, '/') ? NULL : s;
     if (digest) {
         if (!ref_digest_valid(digest, strlen(digest))) {
-            snprintf(err, len, "'%s' is not a digest (sha256:<64 hex>)", digest);
+            snprintf(err, len,
+                     "'%s' is not a digest (sha256:<64 hex>); expected "
+                     "upstream/repository[:tag] (as regcache ls shows it) or a digest",
+                     digest);
             return -EINVAL;
         }
         t->kind = PURGE_DIGEST;

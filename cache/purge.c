@@ -219,6 +219,15 @@ static int read_manifest(struct store *s, const char *digest, char **body, size_
     return 0;
 }
 
+static void walk_free(struct walk *w)
+{
+    while (w->n)
+        free(w->queue[--w->n]);
+    free(w->queue);
+    w->queue = NULL;
+    w->cap = 0;
+}
+
 /* Adds to w->into everything reachable from what is queued. */
 static int walk(struct walk *w)
 {
@@ -233,11 +242,7 @@ static int walk(struct walk *w)
         }
         free(digest);
     }
-    while (w->n)
-        free(w->queue[--w->n]);
-    free(w->queue);
-    w->queue = NULL;
-    w->cap = 0;
+    walk_free(w);
     return r;
 }
 
@@ -311,10 +316,13 @@ static int plan(struct plan *p)
     found |= map_count(p->reach) > before;
     if (!r)
         r = walk(&reach);
-    if (r)
+    if (!r && !found)
+        r = -ENOENT;
+    if (r) {
+        walk_free(&reach);
+        walk_free(&keep);
         return r;
-    if (!found)
-        return -ENOENT;
+    }
     /* what stays: the other tags, every other cached manifest, other repositories' pulls,
      * pinned content and what it reaches */
     for (size_t i = 0; i < p->n_tags && !r; i++)
@@ -329,6 +337,7 @@ static int plan(struct plan *p)
     }
     if (!r)
         r = walk(&keep);
+    walk_free(&keep);
     return r;
 }
 

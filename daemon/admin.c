@@ -21,7 +21,12 @@
 #include "util/json.h"
 #include "util/parse.h"
 
-int admin_open(const struct config *cfg, struct admin_handles *h)
+struct handles {
+    struct store *store;
+    struct db *db;
+};
+
+static int open_store(const struct config *cfg, struct handles *h)
 {
     char path[4096], err[1024];
     int r = store_open(cfg->storage, &h->store, err, sizeof(err));
@@ -40,6 +45,22 @@ int admin_open(const struct config *cfg, struct admin_handles *h)
         store_close(h->store);
         return 1;
     }
+    return 0;
+}
+
+static void close_store(struct handles *h)
+{
+    db_close(h->db);
+    store_close(h->store);
+}
+
+int admin_open(const struct config *cfg, struct admin_handles *h)
+{
+    struct handles x;
+    if (open_store(cfg, &x))
+        return 1;
+    h->store = x.store;
+    h->db = x.db;
     return 0;
 }
 
@@ -64,14 +85,14 @@ static const char *iso_time(uint64_t ms, char *buf, size_t len)
 
 static int admin_gc_hosted(const struct config *cfg, int dry_run)
 {
-    struct admin_handles h;
-    if (admin_open(cfg, &h))
+    struct handles h;
+    if (open_store(cfg, &h))
         return 1;
     struct hosted_gc_report r;
     int rc = hosted_gc_run(h.db, h.store, clock_wall_ms(), dry_run, &r);
     if (rc) {
         fprintf(stderr, "regcache: gc failed (%d)\n", rc);
-        admin_close(&h);
+        close_store(&h);
         return 1;
     }
     char b[32];
@@ -81,7 +102,7 @@ static int admin_gc_hosted(const struct config *cfg, int dry_run)
            dry_run ? " --dry-run" : "", dry_run ? "would collect" : "collected", r.collected,
            format_size(r.bytes, b, sizeof(b)), (unsigned long long)r.duration_ms);
     hosted_gc_report_free(&r);
-    admin_close(&h);
+    close_store(&h);
     return 0;
 }
 
@@ -89,8 +110,8 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
 {
     if (hosted)
         return admin_gc_hosted(cfg, dry_run);
-    struct admin_handles h;
-    if (admin_open(cfg, &h))
+    struct handles h;
+    if (open_store(cfg, &h))
         return 1;
     struct gc_options o = {.now_ms = clock_wall_ms(),
                            .ttl_ms = cfg->ttl_ms,
@@ -112,7 +133,7 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
     int rc = gc_run(h.db, h.store, &o, &r);
     if (rc) {
         fprintf(stderr, "regcache: gc failed (%d)\n", rc);
-        admin_close(&h);
+        close_store(&h);
         return 1;
     }
     char b1[32], b2[32];
@@ -129,18 +150,18 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
     if (r.seq)
         admin_wait_daemons(h.db, r.seq);
     gc_report_free(&r);
-    admin_close(&h);
+    close_store(&h);
     return 0;
 }
 
 int admin_verify(const struct config *cfg)
 {
-    struct admin_handles h;
-    if (admin_open(cfg, &h))
+    struct handles h;
+    if (open_store(cfg, &h))
         return 1;
     struct reconcile_report r;
     int rc = reconcile(h.db, h.store, 1, &r);
-    admin_close(&h);
+    close_store(&h);
     if (rc) {
         fprintf(stderr, "regcache: verify failed (%d)\n", rc);
         return 1;
@@ -294,8 +315,8 @@ static void print_states(const struct state_rows *rows)
 
 int admin_stats(const struct config *cfg, int json)
 {
-    struct admin_handles h;
-    if (admin_open(cfg, &h))
+    struct handles h;
+    if (open_store(cfg, &h))
         return 1;
     struct db_stats s;
     struct db_gc_run runs[5];
@@ -308,7 +329,7 @@ int admin_stats(const struct config *cfg, int json)
     states.n = 0;
     db_each_upstream_state(h.db, keep_state, &states);
     uint64_t free_bytes = store_free_bytes(h.store);
-    admin_close(&h);
+    close_store(&h);
     uint64_t served = s.hits + s.misses;
     double ratio = served ? (double)s.hits / (double)served : 0.0;
     char t1[32], t2[32], b1[32], b2[32];
@@ -381,13 +402,13 @@ static int print_repo(void *ud, const struct db_repo_row *row)
 
 int admin_ls(const struct config *cfg)
 {
-    struct admin_handles h;
-    if (admin_open(cfg, &h))
+    struct handles h;
+    if (open_store(cfg, &h))
         return 1;
     struct ls_ctx ls = {h.db};
     printf("%-50s %12s  %s\n", "REPOSITORY (TAG, DIGEST)", "SIZE", "LAST PULL");
     int rc = db_each_repo(h.db, print_repo, &ls);
-    admin_close(&h);
+    close_store(&h);
     return rc ? 1 : 0;
 }
 

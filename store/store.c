@@ -662,6 +662,19 @@ int store_fill_write(struct store_fill *f, const void *data, size_t len)
     return 0;
 }
 
+int store_fill_reset(struct store_fill *f)
+{
+    int r = fill_unpark(f);
+    if (r)
+        return r;
+    if (ftruncate(f->fd, 0) || lseek(f->fd, 0, SEEK_SET) < 0)
+        return -errno;
+    if (!EVP_DigestInit_ex(f->md, EVP_sha256(), NULL))
+        return -ENOMEM;
+    f->size = 0;
+    return 0;
+}
+
 int store_fill_commit(struct store_fill *f)
 {
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -71,6 +71,9 @@ int store_fill_fd(const struct store_fill *f);
  * less than the reserve free (checked at least every STORE_ROOM_CHECK_BYTES). */
 int store_fill_write(struct store_fill *f, const void *data, size_t len);
 uint64_t store_fill_size(const struct store_fill *f);
+/* Empties the temporary file and starts its hash afresh, for a fill that begins again from
+ * byte 0 (readers must not be reading it meanwhile). 0 or -errno. */
+int store_fill_reset(struct store_fill *f);
 /* Verifies the hash, fsyncs, renames into place, fsyncs the directory. -EBADMSG on mismatch
  * (the temporary file is removed). The descriptor stays valid. */
 int store_fill_commit(struct store_fill *f);

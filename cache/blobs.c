@@ -338,11 +338,13 @@ static void resume_headers(struct blob_fill *f, const struct upstream_response *
             f->no_retry = 1;
             return;
         }
+        f->accepting = 1;
+        if (!f->range_from)
+            return; /* everything was asked for: the file is empty (or emptied) already */
         log_warn("fill %s: upstream answered bytes=%llu- with the whole blob: starting again "
                  "from 0", f->digest, (unsigned long long)f->range_from);
         metrics_fill_resume(METRICS_RESTARTED);
         fill_start_again(f);
-        f->accepting = 1;
         return;
     }
     /* any other answer: another try, from where the file is */

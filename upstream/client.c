@@ -348,6 +348,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         }
     } else if (IS("Link"))
         bad = copy_value(r->link, sizeof(r->link), v, vlen);
+    else if (IS("Content-Range"))
+        bad = copy_value(r->content_range, sizeof(r->content_range), v, vlen);
+    else if (IS("ETag"))
+        bad = copy_value(r->etag, sizeof(r->etag), v, vlen);
+    else if (IS("Last-Modified"))
+        bad = copy_value(r->last_modified, sizeof(r->last_modified), v, vlen);
     else if (IS("WWW-Authenticate") && !r->www_auth[0])
         bad = copy_value(r->www_auth, sizeof(r->www_auth), v, vlen);
     else if (IS("Location")) {

@@ -15,8 +15,8 @@ URL) and injects faults into what it relays, one request at a time (keep-alive i
   itself and the upstream never sees the request (e.g. a 429).
 
 `log` holds (method, path, outcome) per request: the status relayed or answered, or "cut";
-`ranges` (method, path, the Range header sent to the proxy or None) and `body_bytes` (path,
-body bytes relayed) per request.
+`ranges` (method, path, the Range header sent to the proxy or None, outcome, "aborted" when
+either side closed mid-answer) per relayed request and `body_bytes` (path, body bytes relayed) per relayed body.
 For a slow upstream use slowproxy.SlowProxy; the listener and its teardown are tlsproxy's."""
 
 import socket
@@ -108,12 +108,17 @@ class FaultProxy(_Acceptor):
                                                         timeout=30)
                     self._keep(upstream)
                     up_f = upstream.makefile("rb")
-                with self._lock:
-                    self.ranges.append((method, path, next(
-                        (v for k, v in head[1] if k.lower() == "range"), None)))
+                rng = next((v for k, v in head[1] if k.lower() == "range"), None)
                 upstream.sendall(_head(head[0], self._rewrite_range(path, head[1])))
-                outcome, keep = self._relay(method, path, up_f, client)
+                try:
+                    outcome, keep = self._relay(method, path, up_f, client)
+                except OSError:
+                    with self._lock:
+                        self.ranges.append((method, path, rng, "aborted"))
+                    raise
                 self._note(method, path, outcome)
+                with self._lock:
+                    self.ranges.append((method, path, rng, outcome))
                 if outcome == "cut":
                     return
                 if not keep:

@@ -92,6 +92,7 @@ struct blob_fill {
     int writing_reset, writing_stale; /* the write in flight did so / is of an earlier start */
     uv_timer_t timer;
     int timer_init, timer_armed;
+    uint64_t kept; /* bytes found in a partial file kept from before a restart */
 };
 
 /* Not inlined: callers hold a reference of their own across the call, which the compiler
@@ -350,12 +351,65 @@ static void resume_headers(struct blob_fill *f, const struct upstream_response *
     /* any other answer: another try, from where the file is */
 }
 
+/* The first answer to a fill that asked for the rest of a kept partial file: a 206 of exactly
+ * that rest gives the size; a 200 starts the file again; anything else asks again from 0. 1
+ * when the answer is the body (handled by on_headers as a 200 would be), 0 when not. */
+static int kept_headers(struct blob_fill *f, const struct upstream_response *resp)
+{
+    uint64_t first, last, complete;
+    if (resp->status == 200) {
+        log_warn("fill %s: upstream answered bytes=%llu- with the whole blob: starting again "
+                 "from 0", f->digest, (unsigned long long)f->range_from);
+        metrics_fill_resume(METRICS_RESTARTED);
+        fill_start_again(f);
+        return 1;
+    }
+    if (resp->status != 206)
+        return 1; /* an error: on_headers records it */
+    if (content_range_parse(resp->content_range, &first, &last, &complete) == 0 &&
+        first == f->range_from && last == complete - 1) {
+        metrics_fill_resume(METRICS_RESUMED);
+        log_info("fill %s: resumed at %llu of %llu bytes (kept from before a restart)",
+                 f->digest, (unsigned long long)first, (unsigned long long)complete);
+        return 1;
+    }
+    log_warn("fill %s: upstream answered bytes=%llu- with %s%s: starting again from 0",
+             f->digest, (unsigned long long)f->range_from,
+             resp->content_range ? "Content-Range " : "no Content-Range",
+             resp->content_range ? resp->content_range : "");
+    f->restart = 1;
+    return 0;
+}
+
 static void on_headers(void *ud, const struct upstream_response *resp)
 {
     struct blob_fill *f = ud;
     f->status = resp->status;
     if (f->state == FILL_STREAMING) {
         resume_headers(f, resp);
+        return;
+    }
+    if (f->range_from && !kept_headers(f, resp))
+        return;
+    if (resp->status == 206 && f->range_from) {
+        uint64_t first, last, complete;
+        content_range_parse(resp->content_range, &first, &last, &complete);
+        if (store_room_for(f->c->store, complete - first)) {
+            cache__error_set(&f->err, 503, "UNAVAILABLE",
+                             "the mirror's store has no room for %llu bytes",
+                             (unsigned long long)(complete - first));
+            f->restart = 0;
+            return;
+        }
+        f->state = FILL_STREAMING;
+        f->accepting = 1;
+        if (resp->etag && strlen(resp->etag) < sizeof(f->validator)) {
+            snprintf(f->validator, sizeof(f->validator), "%s", resp->etag);
+            f->validator_etag = 1;
+        }
+        f->size = complete;
+        f->size_known = 1;
+        answer_waiters(f);
         return;
     }
     if (resp->status != 200) {
@@ -389,7 +443,7 @@ static int on_data(void *ud, const char *data, size_t len)
 {
     struct blob_fill *f = ud;
     if (f->state != FILL_STREAMING)
-        return f->status == 200 ? UPSTREAM_ABORT : 0;
+        return f->status == 200 || f->status == 206 ? UPSTREAM_ABORT : 0;
     if (!f->accepting)
         return UPSTREAM_ABORT; /* a resume answered with something else: ask again */
     if (f->size_known && f->received + len > f->size) {
@@ -498,6 +552,11 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         else
             snprintf(why, sizeof(why), "upstream transfer cut");
         fill_retry(f, why);
+    } else if (f->state == FILL_WAIT_HEADERS && f->restart) {
+        f->restart = 0; /* the rest of a kept file was answered otherwise: everything again */
+        metrics_fill_resume(METRICS_RESTARTED);
+        fill_start_again(f);
+        fill_request(f);
     } else if (f->state == FILL_WAIT_HEADERS) {
         if (!f->err.status)
             cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
@@ -545,7 +604,8 @@ static void fill_missing(struct blob_fill *f)
 static void work_open(uv_work_t *w)
 {
     struct blob_fill *f = w->data;
-    f->open_result = store_fill_begin(f->c->store, f->digest, &f->sf);
+    f->open_result =
+        store_fill_begin_partial(f->c->store, f->digest, upstream_name(f->u), &f->sf, &f->kept);
 }
 
 static void after_open(uv_work_t *w, int status)
@@ -558,6 +618,11 @@ static void after_open(uv_work_t *w, int status)
     }
     f->fd = store_fill_fd(f->sf);
     f->state = FILL_WAIT_HEADERS;
+    if (f->kept) {
+        log_info("fill %s: %llu bytes kept from before a restart; asking for the rest",
+                 f->digest, (unsigned long long)f->kept);
+        f->received = f->written = f->kept;
+    }
     fill_request(f);
     fill_unref(f); /* the work's */
 }
@@ -1022,6 +1087,8 @@ static int cancel_fill(const char *key, void *value, void *ud)
         upstream_req_cancel(f->req);
         f->req = NULL;
     }
+    if (f->sf && (f->state == FILL_STREAMING || f->state == FILL_WAIT_HEADERS))
+        store_fill_keep(f->sf); /* the process stops: the next one resumes from these bytes */
     if (f->timer_armed) {
         uv_timer_stop(&f->timer);
         f->timer_armed = 0;

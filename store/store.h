@@ -74,6 +74,20 @@ uint64_t store_fill_size(const struct store_fill *f);
 /* Empties the temporary file and starts its hash afresh, for a fill that begins again from
  * byte 0 (readers must not be reading it meanwhile). 0 or -errno. */
 int store_fill_reset(struct store_fill *f);
+/* Partial fills that outlive the process: a fill of digest from the source named source (an
+ * upstream) whose file is <root>/tmp/partial-<64 hex>-<source, other bytes than [A-Za-z0-9.-]
+ * as '_', at most 40>, held with flock(2) while in use. When that file is there already (a
+ * fill cut by a restart) and nobody holds it, it is taken over: its bytes are re-hashed and
+ * *have gets their count, so the caller asks its source only for the rest; else *have is 0.
+ * When another fill holds it, an ordinary temporary file is used instead. 0 or -errno. */
+int store_fill_begin_partial(struct store *s, const char *digest, const char *source,
+                             struct store_fill **out, uint64_t *have);
+/* Leaves the fill's file in place when the fill is freed (the process stops mid-fill). */
+void store_fill_keep(struct store_fill *f);
+/* Removes the partial fills (see store_fill_begin_partial) of a source not in sources[0..n)
+ * or last written more than max_age_s ago, unless in use. Returns how many were removed. */
+int store_partials_prune(struct store *s, const char *const *sources, size_t n,
+                         uint64_t max_age_s);
 /* Verifies the hash, fsyncs, renames into place, fsyncs the directory. -EBADMSG on mismatch
  * (the temporary file is removed). The descriptor stays valid. */
 int store_fill_commit(struct store_fill *f);

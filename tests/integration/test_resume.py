@@ -8,12 +8,15 @@ answers come from faultproxy.FaultProxy in front of the token-auth docker-regist
 import hashlib
 import http.client
 import os
+import signal
+import socket
 import subprocess
 import threading
 
 import pytest
 
 from faultproxy import FaultProxy
+from slowproxy import SlowProxy
 from helpers import assert_error, blob_gets, get, mirror_has, since, wait_until
 from test_metrics import metrics_mirror, scrape
 
@@ -211,3 +214,53 @@ def test_retries_exhausted_fail_cleanly(up, proxy, mirror_factory, make_image, p
     assert blob_requests(proxy, layer)[-1] is None
     wait_until(lambda: mirror_has(m, layer), timeout=30, what="the blob to be stored")
     assert stored_digest(m, layer) == layer
+
+
+def test_a_partial_file_kept_over_a_restart_is_resumed(up, mirror_factory, make_image, push):
+    """SIGKILL while a 16 MiB blob trickles in: the partial file stays in tmp/ over the restart,
+    the next pull re-hashes it and asks the upstream only for the rest (a Range request from
+    exactly the partial's size), the client gets the right bytes, the blob is stored and tmp/
+    ends empty. A partial of an upstream no longer configured is removed at start-up."""
+    img = push(make_image(1303, (16 * MiB,)), up, "library/kept", "v1")
+    layer = img.layer_digests[0]
+    good = img.blobs[layer]
+    slow = SlowProxy(up.port, rate=2 * MiB)
+    proxy = FaultProxy(slow.port)
+    try:
+        m = mirror_factory([{"name": "docker.io", "url": proxy.url}])
+        tmp = os.path.join(m.storage, "tmp")
+        name = f"partial-{layer[7:]}-docker.io"
+        stray = os.path.join(tmp, f"partial-{'ab' * 32}-gone.example")
+        s = socket.create_connection(("127.0.0.1", m.port), timeout=30)
+        s.sendall(f"GET /v2/library/kept/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        part = os.path.join(tmp, name)
+        wait_until(lambda: os.path.exists(part) and os.path.getsize(part) >= 2 * MiB,
+                   timeout=30, what="a partial fill on disk")
+        m.proc.send_signal(signal.SIGKILL)
+        m.proc.wait(10)
+        m.proc = None
+        s.close()
+        kept = os.path.getsize(part)
+        assert 0 < kept < len(good)
+        with open(part, "rb") as f:
+            assert f.read() == good[:kept]
+        with open(stray, "wb") as f:
+            f.write(b"x" * 1000)
+
+        slow.rate = 1 << 30  # new connections are fast
+        m.start()
+        assert sorted(os.listdir(tmp)) == [name]  # the stray one is gone, this one kept
+        n_before = len(proxy.ranges)
+        status, body, was_cut = fetch(m, f"/v2/library/kept/blobs/{layer}")
+        assert (status, was_cut) == (200, False) and body == good
+        gets = [(r, o) for meth, p, r, o in proxy.ranges[n_before:]
+                if meth == "GET" and p.endswith(layer) and o != 401]
+        assert gets == [(f"bytes={kept}-", 206)]
+        wait_until(lambda: mirror_has(m, layer), timeout=30, what="the blob to be stored")
+        assert stored_digest(m, layer) == layer
+        assert os.listdir(tmp) == []
+        assert f"fill {layer}: {kept} bytes kept from before a restart" in m.log_text()
+    finally:
+        proxy.stop()
+        slow.close()

@@ -79,16 +79,16 @@ struct blob_fill {
     struct cache_error err;
     uint64_t started_us;
     /* resuming a cut transfer */
-    uint64_t received;    /* body bytes taken from the upstream: where a resume starts */
-    uint64_t range_from;  /* of the request in flight, 0 when it asked for everything */
-    int accepting;        /* the answer in flight is the body (or the rest of it) */
-    int restart;          /* the next request asks for everything and the file starts again */
-    int no_retry;         /* the upstream lied about the size: a cut is not resumed */
-    int retries;          /* requests after the first */
-    char validator[256];  /* If-Range: the first answer's ETag, else its Last-Modified */
+    uint64_t received;   /* body bytes taken from the upstream: where a resume starts */
+    uint64_t range_from; /* of the request in flight, 0 when it asked for everything */
+    int accepting;       /* the answer in flight is the body (or the rest of it) */
+    int restart;         /* the next request asks for everything and the file starts again */
+    int no_retry;        /* the upstream lied about the size: a cut is not resumed */
+    int retries;         /* requests after the first */
+    char validator[256]; /* If-Range: the first answer's ETag, else its Last-Modified */
     int validator_etag;
-    unsigned gen;         /* starts from byte 0 so far; readers of an earlier one are cut */
-    int reset_pending;    /* the next store write empties the file first */
+    unsigned gen;      /* starts from byte 0 so far; readers of an earlier one are cut */
+    int reset_pending; /* the next store write empties the file first */
     int writing_reset, writing_stale; /* the write in flight did so / is of an earlier start */
     uv_timer_t timer;
     int timer_init, timer_armed;
@@ -403,7 +403,8 @@ static void on_headers(void *ud, const struct upstream_response *resp)
         }
         f->state = FILL_STREAMING;
         f->accepting = 1;
-        if (resp->etag && strlen(resp->etag) < sizeof(f->validator)) {
+        if (resp->etag && strncmp(resp->etag, "W/", 2) &&
+            strlen(resp->etag) < sizeof(f->validator)) {
             snprintf(f->validator, sizeof(f->validator), "%s", resp->etag);
             f->validator_etag = 1;
         }
@@ -427,10 +428,12 @@ static void on_headers(void *ud, const struct upstream_response *resp)
     }
     f->state = FILL_STREAMING;
     f->accepting = 1;
-    const char *v = resp->etag ? resp->etag : resp->last_modified;
+    /* If-Range takes a strong validator only: a weak ETag gives way to Last-Modified */
+    int strong = resp->etag && strncmp(resp->etag, "W/", 2) != 0;
+    const char *v = strong ? resp->etag : resp->last_modified;
     if (v && strlen(v) < sizeof(f->validator)) {
         snprintf(f->validator, sizeof(f->validator), "%s", v);
-        f->validator_etag = resp->etag != NULL;
+        f->validator_etag = strong;
     }
     if (resp->content_length >= 0) {
         f->size = (uint64_t)resp->content_length;

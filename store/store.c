@@ -475,20 +475,13 @@ int store_put(struct store *s, const char *digest, const void *data, size_t len)
     return r;
 }
 
-/* sha256 of fd's bytes from its start as "sha256:<hex>"; 0 with *size, or -errno. */
-static int hash_fd(int fd, char *out, uint64_t *size)
+/* Adds fd's bytes from its start to md; 0 with *size (how many), or -errno. */
+static int hash_into(int fd, EVP_MD_CTX *md, uint64_t *size)
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        EVP_MD_CTX_free(md);
-        return -ENOMEM;
-    }
     enum { CHUNK = 1 << 20 };
     char *buf = malloc(CHUNK);
-    if (!buf) {
-        EVP_MD_CTX_free(md);
+    if (!buf)
         return -ENOMEM;
-    }
     uint64_t total = 0;
     int r = 0;
     for (;;) {
@@ -505,13 +498,25 @@ static int hash_fd(int fd, char *out, uint64_t *size)
         total += (uint64_t)n;
     }
     free(buf);
+    *size = total;
+    return r;
+}
+
+/* sha256 of fd's bytes from its start as "sha256:<hex>"; 0 with *size, or -errno. */
+static int hash_fd(int fd, char *out, uint64_t *size)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        return -ENOMEM;
+    }
+    int r = hash_into(fd, md, size);
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     EVP_DigestFinal_ex(md, d, &len);
     EVP_MD_CTX_free(md);
     memcpy(out, "sha256:", 7);
     hex_of(d, len, out + 7);
-    *size = total;
     return r;
 }
 
@@ -884,26 +889,6 @@ static void partial_source(const char *source, char *out)
     out[i] = '\0';
 }
 
-/* Hashes fd's bytes from its start into md; 0 with *size, or -errno. */
-static int rehash(int fd, EVP_MD_CTX *md, uint64_t *size)
-{
-    unsigned char buf[1 << 16];
-    uint64_t n = 0;
-    for (;;) {
-        ssize_t got = pread(fd, buf, sizeof(buf), (off_t)n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return -errno;
-        if (got == 0)
-            break;
-        EVP_DigestUpdate(md, buf, (size_t)got);
-        n += (uint64_t)got;
-    }
-    *size = n;
-    return lseek(fd, (off_t)n, SEEK_SET) < 0 ? -errno : 0;
-}
-
 int store_fill_begin_partial(struct store *s, const char *digest, const char *source,
                              struct store_fill **out, uint64_t *have)
 {
@@ -926,7 +911,7 @@ int store_fill_begin_partial(struct store *s, const char *digest, const char *so
     if (!f || !(f->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(f->md, EVP_sha256(), NULL))
         goto fail;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    if ((r = rehash(fd, f->md, &f->size)))
+    if ((r = hash_into(fd, f->md, &f->size)) || (r = lseek(fd, 0, SEEK_END) < 0 ? -errno : 0))
         goto fail;
     f->store = s;
     snprintf(f->digest, sizeof(f->digest), "%s", digest);

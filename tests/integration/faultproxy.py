@@ -16,7 +16,8 @@ URL) and injects faults into what it relays, one request at a time (keep-alive i
 
 `log` holds (method, path, outcome) per request: the status relayed or answered, or "cut";
 `ranges` (method, path, the Range header sent to the proxy or None, outcome, "aborted" when
-either side closed mid-answer) per relayed request and `body_bytes` (path, body bytes relayed) per relayed body.
+either side closed mid-answer) per relayed request, `heads` (method, path, [(name, value)]) of every request relayed, and `body_bytes`
+(path, body bytes relayed) per relayed body.
 For a slow upstream use slowproxy.SlowProxy; the listener and its teardown are tlsproxy's."""
 
 import socket
@@ -35,6 +36,7 @@ class FaultProxy(_Acceptor):
         self.on_range = {}
         self.ranges = []
         self.body_bytes = []
+        self.heads = []
         self.extra_headers = []
         self.answer = None
         self.log = []
@@ -109,6 +111,8 @@ class FaultProxy(_Acceptor):
                     self._keep(upstream)
                     up_f = upstream.makefile("rb")
                 rng = next((v for k, v in head[1] if k.lower() == "range"), None)
+                with self._lock:
+                    self.heads.append((method, path, list(head[1])))
                 upstream.sendall(_head(head[0], self._rewrite_range(path, head[1])))
                 try:
                     outcome, keep = self._relay(method, path, up_f, client)

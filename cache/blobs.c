@@ -95,13 +95,13 @@ struct blob_fill {
     uint64_t kept; /* bytes found in a partial file kept from before a restart */
 };
 
-/* Not inlined: callers hold a reference of their own across the call, which the compiler
- * cannot see, and would otherwise warn of a use after the free() below. */
 static void fill_free_timer(uv_handle_t *h)
 {
     free(h->data);
 }
 
+/* Not inlined: callers hold a reference of their own across the call, which the compiler
+ * cannot see, and would otherwise warn of a use after the free() below. */
 __attribute__((noinline)) static void fill_unref(struct blob_fill *f)
 {
     if (--f->refs)
@@ -352,8 +352,8 @@ static void resume_headers(struct blob_fill *f, const struct upstream_response *
 }
 
 /* The first answer to a fill that asked for the rest of a kept partial file: a 206 of exactly
- * that rest gives the size; a 200 starts the file again; anything else asks again from 0. 1
- * when the answer is the body (handled by on_headers as a 200 would be), 0 when not. */
+ * that rest gives the size; a 200 starts the file again; a 416 or another 206 asks again from
+ * 0; an error is the fill's error. 1 when on_headers goes on with the answer, 0 when not. */
 static int kept_headers(struct blob_fill *f, const struct upstream_response *resp)
 {
     uint64_t first, last, complete;
@@ -363,6 +363,12 @@ static int kept_headers(struct blob_fill *f, const struct upstream_response *res
         metrics_fill_resume(METRICS_RESTARTED);
         fill_start_again(f);
         return 1;
+    }
+    if (resp->status == 416) {
+        log_warn("fill %s: upstream answered bytes=%llu- with 416: starting again from 0",
+                 f->digest, (unsigned long long)f->range_from);
+        f->restart = 1; /* the kept file is not a prefix of what the upstream has */
+        return 0;
     }
     if (resp->status != 206)
         return 1; /* an error: on_headers records it */

@@ -269,3 +269,46 @@ def test_a_partial_file_kept_over_a_restart_is_resumed(up, mirror_factory, make_
     finally:
         proxy.stop()
         slow.close()
+
+
+@pytest.mark.parametrize("kept", ["whole", "wrong"])
+def test_a_kept_partial_that_does_not_fit_never_makes_a_wrong_blob(up, proxy, mirror_factory,
+                                                                  make_image, push, kept):
+    """A partial file left in tmp/ that holds the whole blob (the upstream answers its Range
+    with 416) starts the fill again from byte 0 and the pull succeeds; one that holds wrong
+    bytes is resumed, fails the digest check at the end and is discarded, not resumed: that
+    pull ends short or with a 5xx, nothing is stored, tmp/ is left empty, and the next pull
+    fetches the whole blob afresh."""
+    img = push(make_image(1304 if kept == "whole" else 1305, (2 * MiB,)), up,
+               "library/keptbad", "v1")
+    layer = img.layer_digests[0]
+    good = img.blobs[layer]
+    m = mirror_factory([{"name": "docker.io", "url": proxy.url}])
+    m.stop()
+    m.proc = None
+    part = os.path.join(m.storage, "tmp", f"partial-{layer[7:]}-docker.io")
+    with open(part, "wb") as f:
+        f.write(good if kept == "whole" else bytes(b ^ 0x5A for b in good[:MiB]))
+    m.start()
+    path = f"/v2/library/keptbad/blobs/{layer}"
+    status, body, was_cut = fetch(m, path)
+    if kept == "whole":
+        assert (status, was_cut) == (200, False) and body == good
+        assert blob_requests(proxy, layer) == [f"bytes={len(good)}-", None]
+        assert blob_outcomes(proxy, layer)[1] == 200
+        assert f"fill {layer}: upstream answered bytes={len(good)}- with 416" in m.log_text()
+    else:
+        if status == 200:
+            assert was_cut and len(body) < len(good)
+        else:
+            assert_error(status, body, range(500, 600))
+        assert blob_requests(proxy, layer) == [f"bytes={MiB}-"]
+        wait_until(lambda: not tmp_files(m), timeout=10, what="tmp/ to be empty")
+        assert not mirror_has(m, layer)
+        assert "do not match the digest" in m.log_text()
+        s_, _, again = get(m, path, accept=False)
+        assert s_ == 200 and again == good
+        assert blob_requests(proxy, layer) == [f"bytes={MiB}-", None]
+    wait_until(lambda: mirror_has(m, layer), timeout=30, what="the blob to be stored")
+    assert stored_digest(m, layer) == layer
+    assert tmp_files(m) == []

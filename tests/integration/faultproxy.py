@@ -6,9 +6,10 @@ URL) and injects faults into what it relays, one request at a time (keep-alive i
   n body bytes (both connections closed); one shot per entry;
 - `cut_at[suffix] = [a, b, ...]`: successive 200s or 206s for such a path are cut when they
   reach offset a, then b, ... of the whole body (a 206 of bytes N- is cut after a-N bytes);
-- `on_range[suffix] = "full" | "shift"`: a request for such a path with a Range header is sent
-  on without it (the upstream answers 200 with everything), or with its start moved 1024 bytes
-  earlier (an honest 206 of other bytes than were asked for);
+- `on_range[suffix] = "full" | "shift" | "etag"`: a request for such a path with a Range header
+  is sent on without it (the upstream answers 200 with everything), with its start moved 1024
+  bytes earlier (an honest 206 of other bytes than were asked for), or without its If-Range and
+  the 206's ETag replaced (a representation that changed, by a server ignoring If-Range);
 - `extra_headers`: (name, value) pairs added to every relayed response (e.g. Docker Hub's
   ratelimit-* headers);
 - `answer(method, path)`: when it returns (status, [(name, value)], body) the proxy answers that
@@ -84,6 +85,8 @@ class FaultProxy(_Acceptor):
         rest = [(k, v) for k, v in headers if k.lower() not in ("range", "if-range")]
         if self.on_range[suffix] == "full":
             return rest
+        if self.on_range[suffix] == "etag":
+            return rest + [("Range", rng)]
         first = int(rng.split("=", 1)[1].split("-", 1)[0])
         return rest + [("Range", f"bytes={max(0, first - 1024)}-")]
 
@@ -147,6 +150,10 @@ class FaultProxy(_Acceptor):
         status_line, headers = resp
         status = int(status_line.split()[1])
         h = {k.lower(): v for k, v in headers}
+        suffix = self._matching(self.on_range, path)
+        if status == 206 and suffix is not None and self.on_range[suffix] == "etag":
+            headers = [(k, v) for k, v in headers if k.lower() != "etag"] + \
+                [("ETag", '"changed"')]
         client.sendall(_head(status_line, headers + self.extra_headers))
         keep = h.get("connection", "").lower() != "close"
         if method == "HEAD" or status in (204, 304) or status < 200:

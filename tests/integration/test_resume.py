@@ -145,11 +145,12 @@ def test_a_blob_cut_twice_is_resumed_and_attached_clients_get_every_byte(
         assert f"fill {layer}: resumed at {c} of {size} bytes" in log
 
 
-@pytest.mark.parametrize("misanswer", ["full", "shift"])
+@pytest.mark.parametrize("misanswer", ["full", "shift", "etag"])
 def test_a_range_answered_otherwise_starts_the_fill_again(up, proxy, mirror_factory, make_image,
                                                           push, misanswer):
-    """After a cut at 4 MiB of 8 MiB, the upstream answers the Range with the whole blob (200)
-    or with a 206 of bytes starting 1024 earlier than asked: the fill starts again from byte 0,
+    """After a cut at 4 MiB of 8 MiB, the upstream answers the Range with the whole blob (200),
+    with a 206 of bytes starting 1024 earlier than asked, or with the 206 asked for but another
+    ETag than the first answer's: the fill starts again from byte 0,
     the blob ends correct in the store, the client got correct bytes or a response cut short
     (never a complete wrong body), and the next pull is served from the store."""
     img = push(make_image(1301, (8 * MiB,)), up, "library/misrange", "v1")
@@ -176,9 +177,13 @@ def test_a_range_answered_otherwise_starts_the_fill_again(up, proxy, mirror_fact
         assert blob_requests(proxy, layer) == [None, f"bytes={cut}-"]
         assert outcomes == ["cut", 200]
     else:
-        # the shifted 206 is refused on its headers; the fill asks for everything again
+        # the 206 is refused on its headers; the fill asks for everything again
         assert blob_requests(proxy, layer) == [None, f"bytes={cut}-", None]
         assert outcomes == ["cut", "aborted", 200]
+        why = "and another ETag" if misanswer == "etag" else \
+            f"Content-Range bytes {cut - 1024}-{len(good) - 1}/{len(good)}"
+        assert f"fill {layer}: upstream answered bytes={cut}- with " in m.log_text()
+        assert why in m.log_text()
     assert blob_gets(since(up, mark))[layer] == len(outcomes)
     s = scrape(mport)
     assert s.get("regcache_fill_resumes_total", outcome="restarted") == 1

@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+import clients
 from faultproxy import FaultProxy
 from slowproxy import SlowProxy
 from helpers import assert_error, blob_gets, get, mirror_has, since, wait_until
@@ -317,3 +318,22 @@ def test_a_kept_partial_that_does_not_fit_never_makes_a_wrong_blob(up, proxy, mi
     wait_until(lambda: mirror_has(m, layer), timeout=30, what="the blob to be stored")
     assert stored_digest(m, layer) == layer
     assert tmp_files(m) == []
+
+
+@pytest.mark.once
+def test_skopeo_pulls_through_two_cuts_without_an_error(up, proxy, mirror_factory, make_image,
+                                                        push, tmp_dir):
+    """skopeo copies an image whose 32 MiB layer the upstream cuts at 30 % and 70 %: it
+    succeeds on its first try, the layer in its OCI layout hashes to its digest, and the
+    upstream was asked for the rest twice (Range from exactly the cuts)."""
+    img = push(make_image(1306, (32 * MiB,)), up, "library/skopeocut", "v1")
+    layer = img.layer_digests[0]
+    size = len(img.blobs[layer])
+    cuts = [size * 30 // 100, size * 70 // 100]
+    proxy.cut_at[layer] = list(cuts)
+    m = mirror_factory([{"name": "docker.io", "url": proxy.url}])
+    dest = os.path.join(tmp_dir, "oci")
+    clients.skopeo_copy_from_mirror(m.port, "library/skopeocut:v1", dest, ["--retry-times", "0"])
+    assert file_digest(os.path.join(dest, "blobs", "sha256", layer[7:])) == (layer, size)
+    assert blob_requests(proxy, layer) == [None, f"bytes={cuts[0]}-", f"bytes={cuts[1]}-"]
+    assert blob_outcomes(proxy, layer) == ["cut", "cut", 206]

@@ -17,8 +17,8 @@ URL) and injects faults into what it relays, one request at a time (keep-alive i
 
 `log` holds (method, path, outcome) per request: the status relayed or answered, or "cut";
 `ranges` (method, path, the Range header sent to the proxy or None, outcome, "aborted" when
-either side closed mid-answer) per relayed request, `heads` (method, path, [(name, value)]) of every request relayed, and `body_bytes`
-(path, body bytes relayed) per relayed body.
+either side closed mid-answer) per relayed request, `heads` (method, path, [(name, value)])
+of every request relayed, and `body_bytes` (path, body bytes relayed) per relayed body.
 For a slow upstream use slowproxy.SlowProxy; the listener and its teardown are tlsproxy's."""
 
 import socket

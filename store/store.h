@@ -29,7 +29,8 @@ struct store;
 struct store_fill;
 
 /* Creates root (0700; missing parents 0755), root/blobs/sha256 and root/tmp as needed and
- * removes stale partial fills. Refuses (-EPERM) a root, one of its directories or a parent of
+ * removes stale temporary files (the partial fills of store_fill_begin_partial stay: see
+ * store_partials_prune). Refuses (-EPERM) a root, one of its directories or a parent of
  * the root that a user other than the owner can write (a sticky parent such as /tmp is
  * allowed), a root owned by another user (unless running as root) and symbolic links in place
  * of its directories (-ELOOP), with a message naming the path and its mode in err. Warns when

@@ -15,8 +15,15 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/range.h"
 
 enum fill_state { FILL_OPENING, FILL_WAIT_HEADERS, FILL_STREAMING, FILL_DONE, FILL_FAILED };
+
+/* A fill the upstream cuts goes on with Range: bytes=N- after a pause (FILL_RETRY_FIRST_MS,
+ * doubling up to FILL_RETRY_MAX_MS), at most FILL_RETRIES times; then it fails. */
+#define FILL_RETRIES 5
+#define FILL_RETRY_FIRST_MS 250
+#define FILL_RETRY_MAX_MS 4000
 
 struct blob_waiter {
     struct blob_waiter *next;
@@ -44,6 +51,7 @@ struct fill_reader {
     struct blob_fill *fill;
     void (*wake)(void *);
     void *wake_ud;
+    unsigned gen; /* the fill's gen when it attached: bytes from an earlier start are not its */
 };
 
 struct blob_fill {
@@ -70,7 +78,27 @@ struct blob_fill {
     struct fill_reader *readers;
     struct cache_error err;
     uint64_t started_us;
+    /* resuming a cut transfer */
+    uint64_t received;   /* body bytes taken from the upstream: where a resume starts */
+    uint64_t range_from; /* of the request in flight, 0 when it asked for everything */
+    int accepting;       /* the answer in flight is the body (or the rest of it) */
+    int restart;         /* the next request asks for everything and the file starts again */
+    int no_retry;        /* the upstream lied about the size: a cut is not resumed */
+    int retries;         /* requests after the first */
+    char validator[256]; /* If-Range: the first answer's ETag, else its Last-Modified */
+    int validator_etag;
+    unsigned gen;      /* starts from byte 0 so far; readers of an earlier one are cut */
+    int reset_pending; /* the next store write empties the file first */
+    int writing_reset, writing_stale; /* the write in flight did so / is of an earlier start */
+    uv_timer_t timer;
+    int timer_init, timer_armed;
+    uint64_t kept; /* bytes found in a partial file kept from before a restart */
 };
+
+static void fill_free_timer(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 /* Not inlined: callers hold a reference of their own across the call, which the compiler
  * cannot see, and would otherwise warn of a use after the free() below. */
@@ -83,6 +111,11 @@ __attribute__((noinline)) static void fill_unref(struct blob_fill *f)
     buf_free(&f->pending);
     buf_free(&f->writing);
     free(f->repo);
+    if (f->timer_init) {
+        f->timer.data = f;
+        uv_close((uv_handle_t *)&f->timer, fill_free_timer); /* the handle is in f */
+        return;
+    }
     free(f);
 }
 
@@ -158,15 +191,18 @@ static void maybe_commit(struct blob_fill *f);
 static void work_write(uv_work_t *w)
 {
     struct blob_fill *f = w->data;
-    f->write_result = store_fill_write(f->sf, f->writing.data, f->writing.len);
+    f->write_result = f->writing_reset ? store_fill_reset(f->sf) : 0;
+    if (!f->write_result)
+        f->write_result = store_fill_write(f->sf, f->writing.data, f->writing.len);
 }
 
 static void after_write(uv_work_t *w, int status)
 {
     struct blob_fill *f = w->data;
     f->write_busy = 0;
-    if (status == 0 && f->write_result == 0)
-        f->written += f->writing.len;
+    if (status == 0 && f->write_result == 0 && !f->writing_stale)
+        f->written = (f->writing_reset ? 0 : f->written) + f->writing.len;
+    f->writing_reset = f->writing_stale = 0;
     buf_reset(&f->writing);
     if (status || f->write_result) {
         if (f->req) {
@@ -197,6 +233,8 @@ static void kick_writer(struct blob_fill *f)
     f->writing = f->pending;
     f->pending = tmp;
     f->write_busy = 1;
+    f->writing_reset = f->reset_pending;
+    f->reset_pending = 0;
     f->refs++;
     f->work.data = f;
     if (uv_queue_work(f->c->loop, &f->work, work_write, after_write)) {
@@ -256,10 +294,131 @@ static void maybe_commit(struct blob_fill *f)
 
 /* ---- the upstream request ---- */
 
+/* Everything taken so far is dropped: the next bytes are the blob's first. Readers that
+ * attached before are cut (they may have sent bytes of the earlier start), the write in flight
+ * no longer counts and the next write empties the file and the hash. */
+static void fill_start_again(struct blob_fill *f)
+{
+    f->gen++;
+    f->received = 0;
+    f->written = 0;
+    buf_reset(&f->pending);
+    f->writing_stale = f->write_busy;
+    f->reset_pending = 1;
+    f->paused = 0;
+}
+
+/* A resume's answer: the rest of the blob as asked (206 with exactly that Content-Range, the
+ * same ETag), everything again (200: the file starts again), or nothing usable (on_done asks
+ * again from byte 0). */
+static void resume_headers(struct blob_fill *f, const struct upstream_response *resp)
+{
+    uint64_t first, last, complete;
+    if (resp->status == 206) {
+        int same_tag = !f->validator_etag || (resp->etag && !strcmp(resp->etag, f->validator));
+        if (content_range_parse(resp->content_range, &first, &last, &complete) == 0 &&
+            first == f->range_from && last == f->size - 1 && complete == f->size && same_tag) {
+            f->accepting = 1;
+            metrics_fill_resume(METRICS_RESUMED);
+            log_info("fill %s: resumed at %llu of %llu bytes", f->digest,
+                     (unsigned long long)first, (unsigned long long)f->size);
+            return;
+        }
+        log_warn("fill %s: upstream answered bytes=%llu- with %s%s%s: starting again from 0",
+                 f->digest, (unsigned long long)f->range_from,
+                 resp->content_range ? "Content-Range " : "no Content-Range",
+                 resp->content_range ? resp->content_range : "",
+                 same_tag ? "" : " and another ETag");
+        f->restart = 1;
+        return;
+    }
+    if (resp->status == 200) {
+        if (resp->content_length >= 0 && (uint64_t)resp->content_length != f->size) {
+            log_warn("fill %s: upstream now announces %lld bytes, not %llu", f->digest,
+                     (long long)resp->content_length, (unsigned long long)f->size);
+            f->no_retry = 1;
+            return;
+        }
+        f->accepting = 1;
+        if (!f->range_from)
+            return; /* everything was asked for: the file is empty (or emptied) already */
+        log_warn("fill %s: upstream answered bytes=%llu- with the whole blob: starting again "
+                 "from 0", f->digest, (unsigned long long)f->range_from);
+        metrics_fill_resume(METRICS_RESTARTED);
+        fill_start_again(f);
+        return;
+    }
+    /* any other answer: another try, from where the file is */
+}
+
+/* The first answer to a fill that asked for the rest of a kept partial file: a 206 of exactly
+ * that rest gives the size; a 200 starts the file again; a 416 or another 206 asks again from
+ * 0; an error is the fill's error. 1 when on_headers goes on with the answer, 0 when not. */
+static int kept_headers(struct blob_fill *f, const struct upstream_response *resp)
+{
+    uint64_t first, last, complete;
+    if (resp->status == 200) {
+        log_warn("fill %s: upstream answered bytes=%llu- with the whole blob: starting again "
+                 "from 0", f->digest, (unsigned long long)f->range_from);
+        metrics_fill_resume(METRICS_RESTARTED);
+        fill_start_again(f);
+        return 1;
+    }
+    if (resp->status == 416) {
+        log_warn("fill %s: upstream answered bytes=%llu- with 416: starting again from 0",
+                 f->digest, (unsigned long long)f->range_from);
+        f->restart = 1; /* the kept file is not a prefix of what the upstream has */
+        return 0;
+    }
+    if (resp->status != 206)
+        return 1; /* an error: on_headers records it */
+    if (content_range_parse(resp->content_range, &first, &last, &complete) == 0 &&
+        first == f->range_from && last == complete - 1) {
+        metrics_fill_resume(METRICS_RESUMED);
+        log_info("fill %s: resumed at %llu of %llu bytes (kept from before a restart)",
+                 f->digest, (unsigned long long)first, (unsigned long long)complete);
+        return 1;
+    }
+    log_warn("fill %s: upstream answered bytes=%llu- with %s%s: starting again from 0",
+             f->digest, (unsigned long long)f->range_from,
+             resp->content_range ? "Content-Range " : "no Content-Range",
+             resp->content_range ? resp->content_range : "");
+    f->restart = 1;
+    return 0;
+}
+
 static void on_headers(void *ud, const struct upstream_response *resp)
 {
     struct blob_fill *f = ud;
     f->status = resp->status;
+    if (f->state == FILL_STREAMING) {
+        resume_headers(f, resp);
+        return;
+    }
+    if (f->range_from && !kept_headers(f, resp))
+        return;
+    if (resp->status == 206 && f->range_from) {
+        uint64_t first, last, complete;
+        content_range_parse(resp->content_range, &first, &last, &complete);
+        if (store_room_for(f->c->store, complete - first)) {
+            cache__error_set(&f->err, 503, "UNAVAILABLE",
+                             "the mirror's store has no room for %llu bytes",
+                             (unsigned long long)(complete - first));
+            f->restart = 0;
+            return;
+        }
+        f->state = FILL_STREAMING;
+        f->accepting = 1;
+        if (resp->etag && strncmp(resp->etag, "W/", 2) &&
+            strlen(resp->etag) < sizeof(f->validator)) {
+            snprintf(f->validator, sizeof(f->validator), "%s", resp->etag);
+            f->validator_etag = 1;
+        }
+        f->size = complete;
+        f->size_known = 1;
+        answer_waiters(f);
+        return;
+    }
     if (resp->status != 200) {
         cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
         return;
@@ -274,6 +433,14 @@ static void on_headers(void *ud, const struct upstream_response *resp)
         return;
     }
     f->state = FILL_STREAMING;
+    f->accepting = 1;
+    /* If-Range takes a strong validator only: a weak ETag gives way to Last-Modified */
+    int strong = resp->etag && strncmp(resp->etag, "W/", 2) != 0;
+    const char *v = strong ? resp->etag : resp->last_modified;
+    if (v && strlen(v) < sizeof(f->validator)) {
+        snprintf(f->validator, sizeof(f->validator), "%s", v);
+        f->validator_etag = strong;
+    }
     if (resp->content_length >= 0) {
         f->size = (uint64_t)resp->content_length;
         f->size_known = 1;
@@ -285,26 +452,97 @@ static int on_data(void *ud, const char *data, size_t len)
 {
     struct blob_fill *f = ud;
     if (f->state != FILL_STREAMING)
-        return f->status == 200 ? UPSTREAM_ABORT : 0;
-    if (f->size_known && f->written + f->writing.len + f->pending.len + len > f->size)
+        return f->status == 200 || f->status == 206 ? UPSTREAM_ABORT : 0;
+    if (!f->accepting)
+        return UPSTREAM_ABORT; /* a resume answered with something else: ask again */
+    if (f->size_known && f->received + len > f->size) {
+        f->no_retry = 1;
         return UPSTREAM_ABORT; /* more than announced */
+    }
     if (f->pending.len && f->pending.len + len > FILL_BUFFER_MAX) {
         f->paused = 1; /* the disk is behind: let TCP push back on the upstream */
         return UPSTREAM_PAUSE;
     }
     if (buf_append(&f->pending, data, len))
         return UPSTREAM_ABORT;
+    f->received += len;
     kick_writer(f);
     return 0;
 }
 
 static void fill_missing(struct blob_fill *f);
+static const struct upstream_callbacks fill_callbacks;
+
+static void fill_request(struct blob_fill *f)
+{
+    char what[128];
+    snprintf(what, sizeof(what), "blobs/%s", f->digest);
+    struct upstream_req_options opt = {f->received, f->validator[0] ? f->validator : NULL};
+    f->range_from = f->received;
+    f->accepting = 0;
+    f->status = 0;
+    f->refs++; /* the request's */
+    f->req = upstream_request_with(f->u, UPSTREAM_GET, f->repo, what, NULL, NULL, &opt,
+                                   &fill_callbacks, f);
+    if (!f->req) {
+        fill_fail(f, 503, "UNAVAILABLE", "out of memory");
+        fill_unref(f);
+    }
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct blob_fill *f = t->data;
+    f->timer_armed = 0;
+    if (f->state == FILL_STREAMING)
+        fill_request(f);
+    fill_unref(f); /* the timer's */
+}
+
+/* The transfer ended before the whole blob: ask again after a pause, from where it was (or
+ * from byte 0 when the last answer could not be used), while retries are left. */
+static void fill_retry(struct blob_fill *f, const char *why)
+{
+    if (f->no_retry || !f->size_known || f->retries >= FILL_RETRIES) {
+        if (!f->no_retry && f->size_known)
+            metrics_fill_resume(METRICS_GAVE_UP);
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s%s", why,
+                 f->retries >= FILL_RETRIES ? " (retries exhausted)" : "");
+        fill_fail(f, 502, "UNAVAILABLE", msg);
+        return;
+    }
+    if (f->restart) {
+        f->restart = 0;
+        metrics_fill_resume(METRICS_RESTARTED);
+        fill_start_again(f);
+    }
+    unsigned delay = FILL_RETRY_FIRST_MS << f->retries;
+    if (delay > FILL_RETRY_MAX_MS)
+        delay = FILL_RETRY_MAX_MS;
+    f->retries++;
+    log_warn("fill %s: %s at %llu of %llu bytes; asking again in %u ms (retry %d of %d)",
+             f->digest, why, (unsigned long long)f->received, (unsigned long long)f->size, delay,
+             f->retries, FILL_RETRIES);
+    if (!f->timer_init) {
+        if (uv_timer_init(f->c->loop, &f->timer)) {
+            fill_fail(f, 502, "UNAVAILABLE", why);
+            return;
+        }
+        f->timer_init = 1;
+    }
+    f->timer.data = f;
+    f->refs++;
+    f->timer_armed = 1;
+    uv_timer_start(&f->timer, on_retry_timer, delay, 0);
+}
 
 static void on_done(void *ud, const struct upstream_response *resp, int result)
 {
     struct blob_fill *f = ud;
     f->req = NULL;
-    if (f->state == FILL_STREAMING && result == 0) {
+    if (f->state == FILL_STREAMING && result == 0 && f->accepting &&
+        (!f->size_known || f->received == f->size)) {
         f->upstream_done = 1;
         if (!f->size_known) {
             /* no Content-Length: waiters learn the size once it is all on disk */
@@ -313,7 +551,21 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         }
         maybe_commit(f);
     } else if (f->state == FILL_STREAMING) {
-        fill_fail(f, 502, "UNAVAILABLE", resp->error ? resp->error : "upstream transfer cut");
+        if (result == -EPERM)
+            f->no_retry = 1; /* refused by the mirror itself (limits.max_blob_size) */
+        char why[200];
+        if (resp->error)
+            snprintf(why, sizeof(why), "%s", resp->error);
+        else if (!f->accepting && f->status)
+            snprintf(why, sizeof(why), "upstream answered a resume with %ld", f->status);
+        else
+            snprintf(why, sizeof(why), "upstream transfer cut");
+        fill_retry(f, why);
+    } else if (f->state == FILL_WAIT_HEADERS && f->restart) {
+        f->restart = 0; /* the rest of a kept file was answered otherwise: everything again */
+        metrics_fill_resume(METRICS_RESTARTED);
+        fill_start_again(f);
+        fill_request(f);
     } else if (f->state == FILL_WAIT_HEADERS) {
         if (!f->err.status)
             cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
@@ -361,7 +613,8 @@ static void fill_missing(struct blob_fill *f)
 static void work_open(uv_work_t *w)
 {
     struct blob_fill *f = w->data;
-    f->open_result = store_fill_begin(f->c->store, f->digest, &f->sf);
+    f->open_result =
+        store_fill_begin_partial(f->c->store, f->digest, upstream_name(f->u), &f->sf, &f->kept);
 }
 
 static void after_open(uv_work_t *w, int status)
@@ -374,14 +627,13 @@ static void after_open(uv_work_t *w, int status)
     }
     f->fd = store_fill_fd(f->sf);
     f->state = FILL_WAIT_HEADERS;
-    char what[128];
-    snprintf(what, sizeof(what), "blobs/%s", f->digest);
-    f->req = upstream_request(f->u, UPSTREAM_GET, f->repo, what, NULL, NULL, &fill_callbacks, f);
-    if (!f->req) {
-        fill_fail(f, 503, "UNAVAILABLE", "out of memory");
-        fill_unref(f);
+    if (f->kept) {
+        log_info("fill %s: %llu bytes kept from before a restart; asking for the rest",
+                 f->digest, (unsigned long long)f->kept);
+        f->received = f->written = f->kept;
     }
-    /* the work's reference now belongs to the request */
+    fill_request(f);
+    fill_unref(f); /* the work's */
 }
 
 static int add_waiter(struct blob_fill *f, const char *repo, int head, blob_cb cb, void *ud)
@@ -775,6 +1027,10 @@ static uint64_t reader_readable(void *ctx, int *failed)
 {
     struct fill_reader *r = ctx;
     struct blob_fill *f = r->fill;
+    if (r->gen != f->gen) {
+        *failed = 1; /* the fill started again from byte 0 after this reader had begun */
+        return 0;
+    }
     if (f->state == FILL_DONE)
         return f->size;
     *failed = f->state == FILL_FAILED;
@@ -814,6 +1070,7 @@ void cache_fill_source(struct blob_fill *f, uint64_t first, uint64_t end, void (
         return;
     }
     r->fill = f;
+    r->gen = f->gen;
     r->wake = wake;
     r->wake_ud = wake_ud;
     r->next = f->readers;
@@ -838,6 +1095,13 @@ static int cancel_fill(const char *key, void *value, void *ud)
     if (f->req) {
         upstream_req_cancel(f->req);
         f->req = NULL;
+    }
+    if (f->sf && (f->state == FILL_STREAMING || f->state == FILL_WAIT_HEADERS))
+        store_fill_keep(f->sf); /* the process stops: the next one resumes from these bytes */
+    if (f->timer_armed) {
+        uv_timer_stop(&f->timer);
+        f->timer_armed = 0;
+        fill_unref(f); /* the map still holds one */
     }
     return 0;
 }

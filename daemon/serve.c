@@ -549,6 +549,16 @@ int serve(const struct config *cfg)
         goto fail;
     }
     store_set_reserve(d.store, cfg->min_free_bytes);
+    {
+        /* partial fills kept from before: only for upstreams still configured, for a day */
+        const char *names[CONFIG_MAX_UPSTREAMS];
+        for (size_t i = 0; i < cfg->n_upstreams; i++)
+            names[i] = cfg->upstreams[i].name;
+        int pruned = store_partials_prune(d.store, names, cfg->n_upstreams, 24 * 3600);
+        if (pruned > 0)
+            log_info("store: removed %d partial fills of unknown upstreams or older than a day",
+                     pruned);
+    }
     if ((r = store_private_file(d.store, "regcache.db", dbpath, sizeof(dbpath)))) {
         log_error("the database %s: %s", dbpath,
                   r == -ELOOP ? "is a symbolic link" : strerror(-r));

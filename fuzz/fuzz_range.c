@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer: Range headers against blob sizes. */
+/* libFuzzer: Range headers against blob sizes; Content-Range answers. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     enum range_result r = range_parse(s, blob, &first, &last);
     if (r == RANGE_PARTIAL && (first > last || last >= blob))
         abort(); /* the contract: a partial range lies inside the blob */
+    uint64_t n = 0;
+    if (content_range_parse(s, &first, &last, &n) == 0 && (first > last || last >= n))
+        abort(); /* the contract: an accepted Content-Range lies inside its complete length */
     free(s);
     return 0;
 }

@@ -71,6 +71,7 @@ struct registry {
     uint64_t proxy_requests[METRICS_N_TYPES], proxy_hits[METRICS_N_TYPES],
         proxy_misses[METRICS_N_TYPES], proxy_pulled[METRICS_N_TYPES], proxy_pushed[METRICS_N_TYPES];
     uint64_t fill_joins[METRICS_N_TYPES];
+    uint64_t fill_resumes[METRICS_N_RESUMES];
     uint64_t served_cache, served_upstream;
     struct up_metrics *ups;
     size_t n_ups;
@@ -286,6 +287,12 @@ void metrics_fill_joined(enum metrics_type t)
 {
     if (reg && (unsigned)t < METRICS_N_TYPES)
         reg->fill_joins[t]++;
+}
+
+void metrics_fill_resume(enum metrics_resume outcome)
+{
+    if (reg && (unsigned)outcome < METRICS_N_RESUMES)
+        reg->fill_resumes[outcome]++;
 }
 
 void metrics_upstream_request(const char *upstream, int head, long status, uint64_t latency_us)
@@ -528,6 +535,15 @@ static int expose_proxy(struct buf *out)
                      "Requests that joined an upstream request in progress (a blob fill, a blob "
                      "HEAD, a manifest flight) instead of asking the upstream themselves",
                      "type", reg->fill_joins));
+    TRY(metrics__family(out, "regcache_fill_resumes_total", "counter",
+                        "Blob fills the upstream cut, by what happened next: resumed (a Range "
+                        "answered with the 206 asked for), restarted (from byte 0: the upstream "
+                        "answered the Range otherwise), gave_up (retries exhausted)"));
+    static const char *const resume_labels[METRICS_N_RESUMES] = {
+        "outcome=\"resumed\"", "outcome=\"restarted\"", "outcome=\"gave_up\""};
+    for (int i = 0; i < METRICS_N_RESUMES; i++)
+        TRY(metrics__u64(out, "regcache_fill_resumes_total", resume_labels[i],
+                         reg->fill_resumes[i]));
     TRY(metrics__family(out, "regcache_served_bytes_total", "counter",
                         "Response body bytes served from the store (source=cache: hits and "
                         "stale answers) or through an upstream (source=upstream: misses and "

@@ -62,6 +62,11 @@ void metrics_proxy_request(enum metrics_type t, int hit);
 /* A request joined a blob fill, a blob HEAD or a manifest flight in progress rather than
  * asking the upstream itself. */
 void metrics_fill_joined(enum metrics_type t);
+/* A blob fill the upstream cut: it went on from where it was (a 206 accepted), started again
+ * from byte 0 (the upstream would not answer the Range as asked), or gave up (no retries
+ * left). */
+enum metrics_resume { METRICS_RESUMED, METRICS_RESTARTED, METRICS_GAVE_UP, METRICS_N_RESUMES };
+void metrics_fill_resume(enum metrics_resume outcome);
 
 /* ---- upstreams (regcache_upstream_*); upstream is the configured name ---- */
 

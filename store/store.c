@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/log.h"
@@ -33,7 +34,7 @@ struct store {
 struct store_fill {
     struct store *store;
     char digest[80];
-    char tmp_name[64]; /* in <root>/tmp */
+    char tmp_name[128]; /* in <root>/tmp */
     int fd;
     uint64_t size;
     uint64_t margin; /* bytes that may still be written before the free space is read again */
@@ -474,20 +475,13 @@ int store_put(struct store *s, const char *digest, const void *data, size_t len)
     return r;
 }
 
-/* sha256 of fd's bytes from its start as "sha256:<hex>"; 0 with *size, or -errno. */
-static int hash_fd(int fd, char *out, uint64_t *size)
+/* Adds fd's bytes from its start to md; 0 with *size (how many), or -errno. */
+static int hash_into(int fd, EVP_MD_CTX *md, uint64_t *size)
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        EVP_MD_CTX_free(md);
-        return -ENOMEM;
-    }
     enum { CHUNK = 1 << 20 };
     char *buf = malloc(CHUNK);
-    if (!buf) {
-        EVP_MD_CTX_free(md);
+    if (!buf)
         return -ENOMEM;
-    }
     uint64_t total = 0;
     int r = 0;
     for (;;) {
@@ -504,13 +498,25 @@ static int hash_fd(int fd, char *out, uint64_t *size)
         total += (uint64_t)n;
     }
     free(buf);
+    *size = total;
+    return r;
+}
+
+/* sha256 of fd's bytes from its start as "sha256:<hex>"; 0 with *size, or -errno. */
+static int hash_fd(int fd, char *out, uint64_t *size)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        return -ENOMEM;
+    }
+    int r = hash_into(fd, md, size);
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     EVP_DigestFinal_ex(md, d, &len);
     EVP_MD_CTX_free(md);
     memcpy(out, "sha256:", 7);
     hex_of(d, len, out + 7);
-    *size = total;
     return r;
 }
 
@@ -659,6 +665,19 @@ int store_fill_write(struct store_fill *f, const void *data, size_t len)
         return r;
     EVP_DigestUpdate(f->md, data, len);
     f->size += len;
+    return 0;
+}
+
+int store_fill_reset(struct store_fill *f)
+{
+    int r = fill_unpark(f);
+    if (r)
+        return r;
+    if (ftruncate(f->fd, 0) || lseek(f->fd, 0, SEEK_SET) < 0)
+        return -errno;
+    if (!EVP_DigestInit_ex(f->md, EVP_sha256(), NULL))
+        return -ENOMEM;
+    f->size = 0;
     return 0;
 }
 
@@ -851,4 +870,110 @@ uint64_t store_free_bytes(struct store *s)
     if (fstatvfs(s->blobs_fd, &v))
         return 0;
     return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/* ---- partial fills kept across restarts ---- */
+
+#define PARTIAL_PREFIX "partial-"
+#define PARTIAL_SOURCE_MAX 40
+
+static void partial_source(const char *source, char *out)
+{
+    size_t i = 0;
+    for (; source[i] && i < PARTIAL_SOURCE_MAX; i++) {
+        char ch = source[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '-';
+        out[i] = ok ? ch : '_';
+    }
+    out[i] = '\0';
+}
+
+int store_fill_begin_partial(struct store *s, const char *digest, const char *source,
+                             struct store_fill **out, uint64_t *have)
+{
+    char src[PARTIAL_SOURCE_MAX + 1], name[64 + sizeof(PARTIAL_PREFIX) + PARTIAL_SOURCE_MAX + 2];
+    struct stat st;
+    *have = 0;
+    partial_source(source, src);
+    snprintf(name, sizeof(name), PARTIAL_PREFIX "%.64s-%s", digest + 7, src);
+    int fd = openat(s->tmp_fd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+                    FILE_MODE);
+    if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+                    flock(fd, LOCK_EX | LOCK_NB))) {
+        close(fd); /* held by another fill, or not a plain file of ours: not touched */
+        fd = -1;
+    }
+    if (fd < 0)
+        return store_fill_begin(s, digest, out);
+    int r = -ENOMEM;
+    struct store_fill *f = calloc(1, sizeof(*f));
+    if (!f || !(f->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(f->md, EVP_sha256(), NULL))
+        goto fail;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if ((r = hash_into(fd, f->md, &f->size)) || (r = lseek(fd, 0, SEEK_END) < 0 ? -errno : 0))
+        goto fail;
+    f->store = s;
+    snprintf(f->digest, sizeof(f->digest), "%s", digest);
+    snprintf(f->tmp_name, sizeof(f->tmp_name), "%s", name);
+    f->fd = fd;
+    *have = f->size;
+    *out = f;
+    return 0;
+fail:
+    if (f)
+        EVP_MD_CTX_free(f->md);
+    free(f);
+    unlinkat(s->tmp_fd, name, 0);
+    close(fd);
+    return r;
+}
+
+void store_fill_keep(struct store_fill *f)
+{
+    f->finished = 1;
+}
+
+int store_partials_prune(struct store *s, const char *const *sources, size_t n,
+                         uint64_t max_age_s)
+{
+    int fd = openat(s->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    int removed = 0;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t plen = sizeof(PARTIAL_PREFIX) - 1;
+        if (strncmp(e->d_name, PARTIAL_PREFIX, plen) != 0)
+            continue;
+        const char *src = strlen(e->d_name) > plen + 65 ? e->d_name + plen + 65 : "";
+        int known = 0;
+        for (size_t i = 0; i < n && !known; i++) {
+            char want[PARTIAL_SOURCE_MAX + 1];
+            partial_source(sources[i], want);
+            known = strcmp(src, want) == 0;
+        }
+        struct stat st;
+        if (fstatat(s->tmp_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+            continue;
+        int old = st.st_mtime + (time_t)max_age_s < now;
+        if (known && !old && S_ISREG(st.st_mode))
+            continue;
+        int pfd = openat(s->tmp_fd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (pfd >= 0 && flock(pfd, LOCK_EX | LOCK_NB)) {
+            close(pfd); /* a fill in another process is writing it */
+            continue;
+        }
+        if (pfd >= 0)
+            close(pfd);
+        if (unlinkat(s->tmp_fd, e->d_name, 0) == 0) /* a link goes, never its target */
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }

@@ -29,7 +29,8 @@ struct store;
 struct store_fill;
 
 /* Creates root (0700; missing parents 0755), root/blobs/sha256 and root/tmp as needed and
- * removes stale partial fills. Refuses (-EPERM) a root, one of its directories or a parent of
+ * removes stale temporary files (the partial fills of store_fill_begin_partial stay: see
+ * store_partials_prune). Refuses (-EPERM) a root, one of its directories or a parent of
  * the root that a user other than the owner can write (a sticky parent such as /tmp is
  * allowed), a root owned by another user (unless running as root) and symbolic links in place
  * of its directories (-ELOOP), with a message naming the path and its mode in err. Warns when
@@ -71,6 +72,23 @@ int store_fill_fd(const struct store_fill *f);
  * less than the reserve free (checked at least every STORE_ROOM_CHECK_BYTES). */
 int store_fill_write(struct store_fill *f, const void *data, size_t len);
 uint64_t store_fill_size(const struct store_fill *f);
+/* Empties the temporary file and starts its hash afresh, for a fill that begins again from
+ * byte 0 (readers must not be reading it meanwhile). 0 or -errno. */
+int store_fill_reset(struct store_fill *f);
+/* Partial fills that outlive the process: a fill of digest from the source named source (an
+ * upstream) whose file is <root>/tmp/partial-<64 hex>-<source, other bytes than [A-Za-z0-9.-]
+ * as '_', at most 40>, held with flock(2) while in use. When that file is there already (a
+ * fill cut by a restart) and nobody holds it, it is taken over: its bytes are re-hashed and
+ * *have gets their count, so the caller asks its source only for the rest; else *have is 0.
+ * When another fill holds it, an ordinary temporary file is used instead. 0 or -errno. */
+int store_fill_begin_partial(struct store *s, const char *digest, const char *source,
+                             struct store_fill **out, uint64_t *have);
+/* Leaves the fill's file in place when the fill is freed (the process stops mid-fill). */
+void store_fill_keep(struct store_fill *f);
+/* Removes the partial fills (see store_fill_begin_partial) of a source not in sources[0..n)
+ * or last written more than max_age_s ago, unless in use. Returns how many were removed. */
+int store_partials_prune(struct store *s, const char *const *sources, size_t n,
+                         uint64_t max_age_s);
 /* Verifies the hash, fsyncs, renames into place, fsyncs the directory. -EBADMSG on mismatch
  * (the temporary file is removed). The descriptor stays valid. */
 int store_fill_commit(struct store_fill *f);

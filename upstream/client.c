@@ -93,6 +93,9 @@ struct upstream_req {
     char content_type[256], digest[160], retry_after[64], link[1024], www_auth[2048];
     int location, bad_location; /* a Location header came; one with forbidden bytes came */
     int64_t content_length;
+    char content_range[128], etag[256], last_modified[64];
+    uint64_t range_from; /* upstream_request_with: Range: bytes=N- when > 0 */
+    char if_range[256];  /* and If-Range when not empty */
     int64_t rl_limit, rl_remaining, rl_window_s;
     char rl_source[64];
     struct buf body; /* token responses only */
@@ -229,6 +232,7 @@ static void reset_response(struct upstream_req *r)
     r->content_type[0] = r->digest[0] = r->retry_after[0] = r->link[0] = '\0';
     r->location = r->bad_location = 0;
     r->content_length = -1;
+    r->content_range[0] = r->etag[0] = r->last_modified[0] = '\0';
     r->www_auth[0] = '\0';
     r->rl_limit = r->rl_remaining = r->rl_window_s = -1;
     r->rl_source[0] = '\0';
@@ -344,6 +348,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         }
     } else if (IS("Link"))
         bad = copy_value(r->link, sizeof(r->link), v, vlen);
+    else if (IS("Content-Range"))
+        bad = copy_value(r->content_range, sizeof(r->content_range), v, vlen);
+    else if (IS("ETag"))
+        bad = copy_value(r->etag, sizeof(r->etag), v, vlen);
+    else if (IS("Last-Modified"))
+        bad = copy_value(r->last_modified, sizeof(r->last_modified), v, vlen);
     else if (IS("WWW-Authenticate") && !r->www_auth[0])
         bad = copy_value(r->www_auth, sizeof(r->www_auth), v, vlen);
     else if (IS("Location")) {
@@ -380,6 +390,9 @@ static void fill_response(const struct upstream_req *r, struct upstream_response
     resp->retry_after = r->retry_after[0] ? r->retry_after : NULL;
     resp->link = r->link[0] ? r->link : NULL;
     resp->error = NULL;
+    resp->content_range = r->content_range[0] ? r->content_range : NULL;
+    resp->etag = r->etag[0] ? r->etag : NULL;
+    resp->last_modified = r->last_modified[0] ? r->last_modified : NULL;
 }
 
 static int may_retry_auth(const struct upstream_req *r)
@@ -599,6 +612,15 @@ static int req_start(struct upstream_req *r)
         char hdr[2048];
         snprintf(hdr, sizeof(hdr), "Accept: %s", r->accept);
         r->headers = curl_slist_append(r->headers, hdr);
+    }
+    if (r->range_from) {
+        char hdr[320];
+        snprintf(hdr, sizeof(hdr), "Range: bytes=%" PRIu64 "-", r->range_from);
+        r->headers = curl_slist_append(r->headers, hdr);
+        if (r->if_range[0]) {
+            snprintf(hdr, sizeof(hdr), "If-Range: %s", r->if_range);
+            r->headers = curl_slist_append(r->headers, hdr);
+        }
     }
     r->easy = easy_new(r);
     if (!r->easy)
@@ -982,6 +1004,27 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
                                             strncmp(what, "blobs/", 6) == 0, cb, ud);
     if (r) /* no body arrives before the loop runs curl again */
         r->manifest = strncmp(what, "manifests/", 10) == 0;
+    return r;
+}
+
+struct upstream_req *upstream_request_with(struct upstream *u, enum upstream_method method,
+                                           const char *repo, const char *what, const char *query,
+                                           const char *accept,
+                                           const struct upstream_req_options *opt,
+                                           const struct upstream_callbacks *cb, void *ud)
+{
+    struct upstream_req *r = upstream_request(u, method, repo, what, query, accept, cb, ud);
+    if (!r || !opt || !opt->range_from)
+        return r;
+    r->range_from = opt->range_from;
+    if (opt->if_range && strlen(opt->if_range) < sizeof(r->if_range))
+        snprintf(r->if_range, sizeof(r->if_range), "%s", opt->if_range);
+    /* Not sent yet (the loop has not run curl since): begin again with the headers. A request
+     * waiting for a token starts later and adds them then. */
+    if (r->easy && req_start(r)) {
+        req_free(r);
+        return NULL;
+    }
     return r;
 }
 

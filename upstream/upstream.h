@@ -46,6 +46,9 @@ struct upstream_response {
     const char *retry_after;
     const char *link;
     const char *error; /* transport error description, NULL when a response arrived */
+    const char *content_range; /* Content-Range (of a 206), NULL when absent */
+    const char *etag;          /* ETag, NULL when absent */
+    const char *last_modified; /* Last-Modified, NULL when absent */
 };
 
 /* on_headers: the final response's status and headers, once, before any on_data.
@@ -106,6 +109,20 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
                                       const char *repo, const char *what, const char *query,
                                       const char *accept, const struct upstream_callbacks *cb,
                                       void *ud);
+/* What upstream_request_with adds to a request. range_from > 0 asks for the bytes from there on
+ * (Range: bytes=N-), with If-Range: if_range when that is not NULL (an entity tag or a
+ * Last-Modified date the upstream gave; copied). The answer may still be a 200 of everything:
+ * the caller checks the status and resp->content_range. */
+struct upstream_req_options {
+    uint64_t range_from;
+    const char *if_range;
+};
+/* upstream_request with options (opt may be NULL). */
+struct upstream_req *upstream_request_with(struct upstream *u, enum upstream_method method,
+                                           const char *repo, const char *what, const char *query,
+                                           const char *accept,
+                                           const struct upstream_req_options *opt,
+                                           const struct upstream_callbacks *cb, void *ud);
 /* GET <url>/v2/ without credentials: whether the upstream answers at all (a 401 is an answer).
  * Costs nothing against a pull budget. Returns NULL only when out of memory. */
 struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,

@@ -96,3 +96,37 @@ enum range_result range_parse(const char *hdr, uint64_t size, uint64_t *first, u
     *last = (!have_b || b.v >= size) ? size - 1 : b.v;
     return RANGE_PARTIAL;
 }
+
+/* A number that must fit: saturated values are refused. */
+static bool parse_exact(const char **p, uint64_t *v)
+{
+    struct num n;
+    skip_ows(p);
+    if (!parse_num(p, &n) || n.n_digits > 20 || (n.v == UINT64_MAX && n.n_digits == 20 &&
+                                                 memcmp(n.digits, "18446744073709551615", 20)))
+        return false;
+    skip_ows(p);
+    *v = n.v;
+    return true;
+}
+
+int content_range_parse(const char *hdr, uint64_t *first, uint64_t *last, uint64_t *complete)
+{
+    const char *p = hdr;
+    uint64_t a, b, n;
+    if (!p)
+        return -1;
+    skip_ows(&p);
+    if (strncasecmp(p, "bytes", 5) != 0 || (p[5] != ' ' && p[5] != '\t'))
+        return -1;
+    p += 5;
+    if (!parse_exact(&p, &a) || *p++ != '-' || !parse_exact(&p, &b) || *p++ != '/' ||
+        !parse_exact(&p, &n) || *p != '\0')
+        return -1;
+    if (a > b || b >= n)
+        return -1;
+    *first = a;
+    *last = b;
+    *complete = n;
+    return 0;
+}

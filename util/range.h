@@ -18,4 +18,10 @@ enum range_result {
  * RANGE_UNSATISFIABLE. */
 enum range_result range_parse(const char *hdr, uint64_t size, uint64_t *first, uint64_t *last);
 
+/* The Content-Range of a 206 (RFC 9110 section 14.4): "bytes first-last/complete" with optional
+ * spaces around the numbers. 0 with the three numbers; -1 for anything else: another unit, an
+ * unsatisfied-range form ("bytes * / n"), an unknown complete length ("/ *"), first > last,
+ * last >= complete, a number past 2^64-1, trailing bytes. hdr may be NULL (-1). */
+int content_range_parse(const char *hdr, uint64_t *first, uint64_t *last, uint64_t *complete);
+
 #endif

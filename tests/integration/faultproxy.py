@@ -4,12 +4,21 @@ URL) and injects faults into what it relays, one request at a time (keep-alive i
 
 - `cut[suffix] = n`: the next 200 answering a request whose path ends with suffix is cut after
   n body bytes (both connections closed); one shot per entry;
+- `cut_at[suffix] = [a, b, ...]`: successive 200s or 206s for such a path are cut when they
+  reach offset a, then b, ... of the whole body (a 206 of bytes N- is cut after a-N bytes);
+- `on_range[suffix] = "full" | "shift" | "etag"`: a request for such a path with a Range header
+  is sent on without it (the upstream answers 200 with everything), with its start moved 1024
+  bytes earlier (an honest 206 of other bytes than were asked for), or without its If-Range and
+  the 206's ETag replaced (a representation that changed, by a server ignoring If-Range);
 - `extra_headers`: (name, value) pairs added to every relayed response (e.g. Docker Hub's
   ratelimit-* headers);
 - `answer(method, path)`: when it returns (status, [(name, value)], body) the proxy answers that
   itself and the upstream never sees the request (e.g. a 429).
 
-`log` holds (method, path, outcome) per request: the status relayed or answered, or "cut".
+`log` holds (method, path, outcome) per request: the status relayed or answered, or "cut";
+`ranges` (method, path, the Range header sent to the proxy or None, outcome, "aborted" when
+either side closed mid-answer) per relayed request, `heads` (method, path, [(name, value)])
+of every request relayed, and `body_bytes` (path, body bytes relayed) per relayed body.
 For a slow upstream use slowproxy.SlowProxy; the listener and its teardown are tlsproxy's."""
 
 import socket
@@ -24,6 +33,11 @@ class FaultProxy(_Acceptor):
     def __init__(self, target_port):
         self.target_port = target_port
         self.cut = {}
+        self.cut_at = {}
+        self.on_range = {}
+        self.ranges = []
+        self.body_bytes = []
+        self.heads = []
         self.extra_headers = []
         self.answer = None
         self.log = []
@@ -48,6 +62,34 @@ class FaultProxy(_Acceptor):
                     return self.cut.pop(suffix)
         return None
 
+    def _matching(self, table, path):
+        with self._lock:
+            for suffix in table:
+                if path.split("?", 1)[0].endswith(suffix):
+                    return suffix
+        return None
+
+    def _take_cut_at(self, path, start):
+        """Body bytes after which this response (starting at offset start) is cut, or None."""
+        with self._lock:
+            for suffix, offsets in self.cut_at.items():
+                if path.split("?", 1)[0].endswith(suffix) and offsets:
+                    return max(0, offsets.pop(0) - start)
+        return None
+
+    def _rewrite_range(self, path, headers):
+        rng = next((v for k, v in headers if k.lower() == "range"), None)
+        suffix = self._matching(self.on_range, path)
+        if rng is None or suffix is None:
+            return headers
+        rest = [(k, v) for k, v in headers if k.lower() not in ("range", "if-range")]
+        if self.on_range[suffix] == "full":
+            return rest
+        if self.on_range[suffix] == "etag":
+            return rest + [("Range", rng)]
+        first = int(rng.split("=", 1)[1].split("-", 1)[0])
+        return rest + [("Range", f"bytes={max(0, first - 1024)}-")]
+
     def _serve(self, client):
         upstream = up_f = None
         cf = client.makefile("rb")
@@ -71,9 +113,19 @@ class FaultProxy(_Acceptor):
                                                         timeout=30)
                     self._keep(upstream)
                     up_f = upstream.makefile("rb")
-                upstream.sendall(_head(head[0], head[1]))
-                outcome, keep = self._relay(method, path, up_f, client)
+                rng = next((v for k, v in head[1] if k.lower() == "range"), None)
+                with self._lock:
+                    self.heads.append((method, path, list(head[1])))
+                upstream.sendall(_head(head[0], self._rewrite_range(path, head[1])))
+                try:
+                    outcome, keep = self._relay(method, path, up_f, client)
+                except OSError:
+                    with self._lock:
+                        self.ranges.append((method, path, rng, "aborted"))
+                    raise
                 self._note(method, path, outcome)
+                with self._lock:
+                    self.ranges.append((method, path, rng, outcome))
                 if outcome == "cut":
                     return
                 if not keep:
@@ -98,11 +150,20 @@ class FaultProxy(_Acceptor):
         status_line, headers = resp
         status = int(status_line.split()[1])
         h = {k.lower(): v for k, v in headers}
+        suffix = self._matching(self.on_range, path)
+        if status == 206 and suffix is not None and self.on_range[suffix] == "etag":
+            headers = [(k, v) for k, v in headers if k.lower() != "etag"] + \
+                [("ETag", '"changed"')]
         client.sendall(_head(status_line, headers + self.extra_headers))
         keep = h.get("connection", "").lower() != "close"
         if method == "HEAD" or status in (204, 304) or status < 200:
             return status, keep
         cut = self._take_cut(path) if status == 200 else None
+        if cut is None and status in (200, 206):
+            start = 0
+            if status == 206:
+                start = int(h.get("content-range", "bytes 0-").split()[1].split("-")[0])
+            cut = self._take_cut_at(path, start)
         if "chunked" in h.get("transfer-encoding", "").lower():
             _relay_chunked(up_f, client)
             return status, keep
@@ -113,18 +174,22 @@ class FaultProxy(_Acceptor):
                     return status, False
                 client.sendall(data)
         left, sent = int(h["content-length"]), 0
-        while left:
-            n = min(left, 65536)
-            if cut is not None:
-                n = min(n, cut - sent)
-                if n <= 0:
-                    return "cut", False
-            data = up_f.read(n)
-            if not data:
-                raise OSError("upstream closed mid-body")
-            client.sendall(data)
-            sent += len(data)
-            left -= len(data)
+        try:
+            while left:
+                n = min(left, 65536)
+                if cut is not None:
+                    n = min(n, cut - sent)
+                    if n <= 0:
+                        return "cut", False
+                data = up_f.read(n)
+                if not data:
+                    raise OSError("upstream closed mid-body")
+                client.sendall(data)
+                sent += len(data)
+                left -= len(data)
+        finally:
+            with self._lock:
+                self.body_bytes.append((path, sent))
         return status, keep
 
 

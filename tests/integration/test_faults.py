@@ -66,13 +66,33 @@ def proxy(up):
 
 
 # -- 1. the upstream connection cut mid-blob -----------------------------------------------------
-@pytest.mark.parametrize("after", [0, 1536 * 1024], ids=["before-body", "mid-body"])
+def test_upstream_cut_mid_blob_is_resumed(up, proxy, mirror_factory, make_image, push):
+    """The upstream connection closes after 1.5 MiB of a 4 MiB blob: the fill asks again for the
+    rest (Range: bytes=1572864-), the client gets the whole blob in one response, the upstream
+    served two GETs of it and the blob is stored (more in test_resume.py)."""
+    img = push(make_image(200, (4 * MiB,)), up, "library/cut", "v1")
+    layer = img.layer_digests[0]
+    m = mirror_factory([{"name": "docker.io", "url": proxy.url}])
+    proxy.cut[layer] = 1536 * 1024
+    mark = up.mark()
+    status, body, cut = fetch(m, f"/v2/library/cut/blobs/{layer}")
+    assert (status, cut) == (200, False) and body == img.blobs[layer]
+    assert [r for _, p, r, o in proxy.ranges if p.endswith(layer) and o != 401] == \
+        [None, "bytes=1572864-"]
+    assert blob_gets(since(up, mark))[layer] == 2
+    wait_until(lambda: mirror_has(m, layer), timeout=10, what="the blob to be stored")
+    assert tmp_files(m) == []
+    assert_store_sound(m)
+
+
+@pytest.mark.parametrize("after", [0], ids=["before-body"])
 def test_upstream_cut_mid_blob_stores_nothing_and_retry_heals(up, proxy, mirror_factory,
                                                               make_image, push, after):
-    """The upstream connection closes after `after` bytes of a 4 MiB blob: the client gets a
-    5xx spec error or a response cut short (never a complete body), nothing is stored for the
-    digest and tmp/ is empty; the next request, with the upstream healthy, fetches the blob
-    again (one more upstream GET) and gets the right bytes, which are then stored."""
+    """The upstream connection closes after the headers of a 4 MiB blob, before any body byte:
+    the client gets a 5xx spec error or a response cut short (never a complete body), nothing
+    is stored for the digest and tmp/ is empty; the next request, with the upstream healthy,
+    fetches the blob again (one more upstream GET) and gets the right bytes, which are then
+    stored."""
     img = push(make_image(200, (4 * MiB,)), up, "library/cut", "v1")
     layer = img.layer_digests[0]
     good = img.blobs[layer]

@@ -45,6 +45,7 @@ FAMILIES = {
     "regcache_upstream_state_since_timestamp_seconds": "gauge",
     "regcache_fills_in_flight": "gauge",
     "regcache_fill_joins_total": "counter",
+    "regcache_fill_resumes_total": "counter",
     "regcache_served_bytes_total": "counter",
     "regcache_store_bytes": "gauge",
     "regcache_store_max_bytes": "gauge",
@@ -184,6 +185,8 @@ def test_every_series_exists_at_zero_on_a_fresh_mirror(mirror_factory, up, upstr
                      "registry_proxy_pushed_bytes_total", "regcache_fill_joins_total"):
             assert s.get(name, type=t) == 0, (name, t)
         assert s.get("regcache_fills_in_flight", type=t) == 0
+    for outcome in ("resumed", "restarted", "gave_up"):
+        assert s.get("regcache_fill_resumes_total", outcome=outcome) == 0
     for h in HANDLERS:
         assert s.get("registry_http_in_flight_requests", handler=h) == 0
         assert s.get("registry_http_response_size_bytes_count", handler=h) == 0
@@ -362,7 +365,7 @@ def test_no_label_value_names_a_repository_or_digest(mirror_factory, up, make_im
     assert "zebrafinch" not in s.text and "ocelot" not in s.text
     labels = {k for (_, ls) in s.samples for k, _ in ls}
     assert labels <= {"type", "code", "handler", "method", "le", "upstream", "source", "result",
-                      "reason", "version"}, labels
+                      "reason", "version", "outcome"}, labels
 
 
 def test_upstream_state_follows_its_health(mirror_factory, up, make_image, push):

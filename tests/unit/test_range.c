@@ -21,6 +21,57 @@ static enum range_result rp(const char *hdr, uint64_t size)
         CHECK_EQ_U64(first, (f));                                                                  \
         CHECK_EQ_U64(last, (l));                                                                   \
     } while (0)
+static uint64_t complete;
+
+static int cr(const char *hdr)
+{
+    first = last = complete = SENTINEL;
+    return content_range_parse(hdr, &first, &last, &complete);
+}
+
+#define CR_OK(hdr, f, l, n)                                                                        \
+    do {                                                                                           \
+        CHECK_EQ_INT(cr(hdr), 0);                                                                  \
+        CHECK_EQ_U64(first, (f));                                                                  \
+        CHECK_EQ_U64(last, (l));                                                                   \
+        CHECK_EQ_U64(complete, (n));                                                               \
+    } while (0)
+#define CR_BAD(hdr)                                                                                \
+    do {                                                                                           \
+        CHECK_EQ_INT(cr(hdr), -1);                                                                 \
+        CHECK_EQ_U64(first, SENTINEL);                                                             \
+    } while (0)
+
+static void content_ranges(void)
+{
+    CR_OK("bytes 0-9/10", 0, 9, 10);
+    CR_OK("bytes 31457280-67108863/67108864", 31457280, 67108863, 67108864);
+    CR_OK("BYTES 5-5/6", 5, 5, 6);
+    CR_OK("bytes  1 - 2 / 3", 1, 2, 3);
+    CR_OK("bytes 0-18446744073709551614/18446744073709551615", 0, UINT64_MAX - 1, UINT64_MAX);
+    CR_OK("bytes 007-8/09", 7, 8, 9);
+    CR_BAD(NULL);
+    CR_BAD("");
+    CR_BAD("bytes");
+    CR_BAD("bytes=0-9/10");   /* a request's form */
+    CR_BAD("bytes0-9/10");
+    CR_BAD("items 0-9/10");
+    CR_BAD("bytes */10");     /* the 416 form */
+    CR_BAD("bytes 0-9/*");    /* length unknown */
+    CR_BAD("bytes 5-4/10");   /* first > last */
+    CR_BAD("bytes 0-10/10");  /* last past the end */
+    CR_BAD("bytes 0-0/0");
+    CR_BAD("bytes 0-9/10x");
+    CR_BAD("bytes 0-9/10, 11-12/13");
+    CR_BAD("bytes 0-9");
+    CR_BAD("bytes -9/10");
+    CR_BAD("bytes 0-/10");
+    CR_BAD("bytes +1-9/10");
+    CR_BAD("bytes 0-9/18446744073709551616"); /* past 2^64-1 */
+    CR_BAD("bytes 0-99999999999999999999999/1");
+    CR_BAD("bytes 0-9/10\r\n");
+}
+
 #define FULL(hdr, size) CHECK_EQ_INT(rp((hdr), (size)), RANGE_FULL)
 #define UNSAT(hdr, size) CHECK_EQ_INT(rp((hdr), (size)), RANGE_UNSATISFIABLE)
 
@@ -105,5 +156,6 @@ int main(void)
     CHECK_EQ_U64(first, SENTINEL);
     CHECK_EQ_U64(last, SENTINEL);
 
+    content_ranges();
     CHECK_DONE();
 }

@@ -111,6 +111,64 @@ static void test_fill_ok(struct store *s)
 }
 
 /* A parked fill holds no descriptor; writing and committing reopen it at its end. */
+/* A fill that starts again empties its file and its hash; a partial fill kept by one store
+ * handle is taken over by the next with its bytes re-hashed; a held one is not; pruning keeps
+ * the partials of known sources only. */
+static void test_fill_reset_and_partials(struct store *s)
+{
+    static char data[300000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7 + 3);
+    char d[80], path[512];
+    store_digest_of(data, sizeof(data), d);
+    store_blob_path(s, d, path, sizeof(path));
+    struct store_fill *f, *g;
+    uint64_t have = 99;
+
+    CHECK_EQ_INT(store_fill_begin_partial(s, d, "docker.io", &f, &have), 0);
+    CHECK_EQ_U64(have, 0);
+    CHECK_EQ_INT(store_fill_write(f, "wrong bytes", 11), 0);
+    CHECK_EQ_INT(store_fill_reset(f), 0);
+    CHECK_EQ_U64(store_fill_size(f), 0);
+    CHECK_EQ_INT(store_fill_write(f, data, 100000), 0);
+    /* held: a second fill of the same digest and source gets a file of its own */
+    CHECK_EQ_INT(store_fill_begin_partial(s, d, "docker.io", &g, &have), 0);
+    CHECK_EQ_U64(have, 0);
+    store_fill_free(g);
+    store_fill_keep(f);
+    store_fill_free(f); /* the process stopped mid-fill */
+    CHECK_EQ_INT(count_tmp(), 1);
+
+    CHECK_EQ_INT(store_fill_begin_partial(s, d, "docker.io", &f, &have), 0);
+    CHECK_EQ_U64(have, 100000);
+    CHECK_EQ_INT(store_fill_write(f, data + 100000, sizeof(data) - 100000), 0);
+    CHECK_EQ_INT(store_fill_commit(f), 0); /* the hash covers the kept bytes too */
+    store_fill_free(f);
+    CHECK(exists(path));
+    CHECK_EQ_INT(store_verify(s, d), 0);
+    CHECK_EQ_INT(count_tmp(), 0);
+    CHECK_EQ_INT(store_remove(s, d), 0);
+
+    /* pruning: a known source's partial stays, an unknown one's goes, a held one stays */
+    const char *known[] = {"docker.io", "quay.io"};
+    CHECK_EQ_INT(store_fill_begin_partial(s, d, "quay.io", &f, &have), 0);
+    CHECK_EQ_INT(store_fill_write(f, data, 10), 0);
+    store_fill_keep(f);
+    store_fill_free(f);
+    CHECK_EQ_INT(store_fill_begin_partial(s, d, "gone/example", &f, &have), 0);
+    CHECK_EQ_INT(store_fill_write(f, data, 10), 0);
+    store_fill_keep(f);
+    store_fill_free(f);
+    CHECK_EQ_INT(store_fill_begin_partial(s, d, "held.example", &g, &have), 0);
+    CHECK_EQ_INT(count_tmp(), 3);
+    CHECK_EQ_INT(store_partials_prune(s, known, 2, 3600), 1);
+    CHECK_EQ_INT(count_tmp(), 2);
+    store_fill_free(g);
+    CHECK_EQ_INT(store_partials_prune(s, known, 2, 3600), 0);
+    CHECK_EQ_INT(store_partials_prune(s, known, 1, 3600), 1); /* quay.io no longer known */
+    CHECK_EQ_INT(count_tmp(), 0);
+}
+
 static void test_fill_parked(struct store *s)
 {
     const char *data = "first piece|second piece";
@@ -437,6 +495,7 @@ int main(void)
     test_put_and_open(s);
     test_fill_ok(s);
     test_fill_parked(s);
+    test_fill_reset_and_partials(s);
     test_fill_mismatch_and_abort(s);
     test_symlinked_shard(s);
     test_not_regular_blobs(s);

@@ -116,11 +116,20 @@ def test_a_hung_first_endpoint_costs_first_byte_once_then_is_skipped(up, mirror_
         second.stop()
 
 
-def test_a_blob_source_that_lies_costs_time_not_the_pull_and_is_logged_and_counted(
+def test_sources_that_cut_and_lie_cost_time_not_the_pull_and_are_logged_and_counted(
         up, mirror_factory, make_image, push):
-    img = push(make_image(1305, (40 * 1024, 8 * 1024)), up, REPO, "v1")
-    liar = Scripted()
+    img = push(make_image(1305, (3 * 1024 * 1024, 8 * 1024)), up, REPO, "v1")
+    cutter, liar = Scripted(), Scripted()
     lies = {}
+
+    def cut(req):
+        data = img.blobs[req.path.rsplit("/", 1)[1]]
+
+        def run(sock, server):  # the right bytes, but only half of them
+            sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                         + data[:len(data) // 2])
+        return Reply(200, [], run)
+    cutter.route("GET", r"/v2/.+/blobs/sha256:[0-9a-f]{64}", cut)
 
     def lie(req):
         d = req.path.rsplit("/", 1)[1]
@@ -131,21 +140,28 @@ def test_a_blob_source_that_lies_costs_time_not_the_pull_and_is_logged_and_count
     liar.route("GET", r"/v2/.+/blobs/sha256:[0-9a-f]{64}", lie)
     try:
         m = mirror_factory([{"name": "docker.io", "url": up.url,
-                             "blob_sources": [{"name": "liar", "url": liar.url,
+                             "blob_sources": [{"name": "cutter", "url": cutter.url,
+                                               "order": "before"},
+                                              {"name": "liar", "url": liar.url,
                                                "order": "before"}]}], extra=METRICS)
         umark = up.mark()
         pull(m, img)
         stored_ok(m, img)
-        # asked first for every blob, then the primary served each once
-        assert {r.path.rsplit("/", 1)[1] for r in liar.requests("GET", "/blobs/")} == \
-            set(blobs_of(img))
+        # both asked for every blob, in order, then the primary served each once
+        for source in (cutter, liar):
+            assert {r.path.rsplit("/", 1)[1] for r in source.requests("GET", "/blobs/")} == \
+                set(blobs_of(img))
         assert blob_gets(since(up, umark)) == {d: 1 for d in blobs_of(img)}
         log = m.log_text()
         for d in blobs_of(img):
             assert f"blob source liar sent {lies[d]} for {d}" in log
         assert source_count(m, "liar", "wrong") == len(blobs_of(img))
-        assert source_count(m, "liar", "served") == 0
+        assert source_count(m, "cutter", "failed") == len(blobs_of(img))
+        assert source_count(m, "liar", "served") + source_count(m, "cutter", "served") == 0
+        # a cut source was not marked down (it answered): it is asked again next time
+        assert "endpoint " + cutter.url not in log
     finally:
+        cutter.stop()
         liar.stop()
 
 
@@ -194,3 +210,25 @@ def test_a_blob_source_that_is_down_costs_no_failed_pull(up, mirror_factory, mak
         len(blobs_of(img))
     assert re.search(r"blob source dead failed for sha256:[0-9a-f]{64}", m.log_text())
     assert "upstream docker.io: down" not in m.log_text()
+
+
+def test_order_after_serves_what_the_primary_lost_from_the_source_under_its_prefix(
+        up, upstream_factory, mirror_factory, make_image, push):
+    sibling = upstream_factory("sibling")
+    img = push(make_image(1309, (36 * 1024, 28 * 1024), fmt="oci"), up, REPO, "v1")
+    push(make_image(1309, (36 * 1024, 28 * 1024), fmt="oci"), sibling, f"hub/{REPO}", "v1")
+    layers = [x["digest"] for x in json.loads(img.raw)["layers"]]
+    os.remove(up.blob_path(layers[0]))  # the primary lost one layer's bytes
+    m = mirror_factory([{"name": "docker.io", "url": up.url,
+                         "blob_sources": [{"name": "sibling", "url": sibling.url,
+                                           "repository_prefix": "hub"}]}], extra=METRICS)
+    umark, smark = up.mark(), sibling.mark()
+    pull(m, img)
+    stored_ok(m, img)
+    # the primary was asked for every blob; the sibling, under its prefix, only for the lost one
+    assert set(blob_gets(since(up, umark))) == blobs_of(img)
+    assert blob_gets(since(sibling, smark)) == {layers[0]: 1}
+    assert count(since(sibling, smark), method="GET", ref=layers[0]) == 1
+    assert all(p.startswith(f"/v2/hub/{REPO}/") for _, p, _ in since(sibling, smark)
+               if "/blobs/" in p)
+    assert source_count(m, "sibling", "served") == 1

@@ -164,8 +164,8 @@ int health_known_missing(struct cache *c, const struct upstream *u, const char *
 struct upstream *sources_next(struct upstream *primary, int *step);
 /* 1 when the order goes on from position step. */
 int sources_left(struct upstream *primary, int step);
-/* What blob source src did for digest (outcome: an enum metrics_source_outcome): counted, and logged with detail (the status or error;
- * for wrong bytes, the digest they hashed to). */
+/* What blob source src did for digest (outcome: an enum metrics_source_outcome): counted,
+ * and logged with detail (the status or error; for wrong bytes, the digest they hashed to). */
 void sources_report(struct upstream *primary, struct upstream *src, const char *digest,
                     int outcome, const char *detail);
 

@@ -867,7 +867,7 @@ static void deliver_refused(struct upstream_req *r)
     snprintf(err, sizeof(err), "%s", r->refusal);
     log_warn("upstream %s: %s", r->u->name, err);
     fill_response(r, &resp);
-    if (resp.status && !r->headers_delivered && c->on_outcome)
+    if (resp.status && !r->headers_delivered && c->on_outcome && !r->ep_probe && !r->u->primary)
         c->on_outcome(c->outcome_ud, r->u, &resp);
     resp.status = 0;
     resp.error = err;

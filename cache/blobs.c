@@ -76,8 +76,8 @@ struct blob_fill {
     int step;
     struct upstream *from;
     long primary_status;
-    int no_room;  /* the store has no room for what was announced */
-    int reopen;   /* the next source waits for the store write in flight */
+    int no_room; /* the store has no room for what was announced */
+    int reopen;  /* the next source waits for the store write in flight */
 };
 
 /* Not inlined: callers hold a reference of their own across the call, which the compiler
@@ -445,8 +445,7 @@ static void fill_ask(struct blob_fill *f)
     f->no_room = 0;
     char what[128];
     snprintf(what, sizeof(what), "blobs/%s", f->digest);
-    f->req = upstream_request(f->from, UPSTREAM_GET, f->repo, what, NULL, NULL, &fill_callbacks,
-                              f);
+    f->req = upstream_request(f->from, UPSTREAM_GET, f->repo, what, NULL, NULL, &fill_callbacks, f);
     if (!f->req) {
         fill_fail(f, 503, "UNAVAILABLE", "out of memory");
         fill_unref(f);

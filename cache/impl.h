@@ -166,8 +166,8 @@ struct upstream *sources_next(struct upstream *primary, int *step);
 int sources_left(struct upstream *primary, int step);
 /* What blob source src did for digest (outcome: an enum metrics_source_outcome): counted,
  * and logged with detail (the status or error; for wrong bytes, the digest they hashed to). */
-void sources_report(struct upstream *primary, struct upstream *src, const char *digest,
-                    int outcome, const char *detail);
+void sources_report(struct upstream *primary, struct upstream *src, const char *digest, int outcome,
+                    const char *detail);
 
 void manifests_free_all(struct cache *c);
 void tags_free_all(struct cache *c);

@@ -50,8 +50,8 @@ int sources_left(struct upstream *primary, int step)
     return order_at(primary, step) != NULL;
 }
 
-void sources_report(struct upstream *primary, struct upstream *src, const char *digest,
-                    int outcome, const char *detail)
+void sources_report(struct upstream *primary, struct upstream *src, const char *digest, int outcome,
+                    const char *detail)
 {
     const char *up = upstream_name(primary), *name = upstream_source_name(src);
     metrics_blob_source(up, name, (enum metrics_source_outcome)outcome);
@@ -64,8 +64,8 @@ void sources_report(struct upstream *primary, struct upstream *src, const char *
                  detail);
         break;
     case METRICS_SOURCE_WRONG:
-        log_warn("upstream %s: blob source %s sent %s for %s; discarded, asking the next", up,
-                 name, detail, digest);
+        log_warn("upstream %s: blob source %s sent %s for %s; discarded, asking the next", up, name,
+                 detail, digest);
         break;
     default:
         log_warn("upstream %s: blob source %s failed for %s (%s); asking the next", up, name,

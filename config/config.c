@@ -857,8 +857,8 @@ static int parse_blob_source(struct ctx *x, yaml_node_t *m, const char *prefix,
             rc = set_upstream_url(x, kv.value, key, s, &b->url);
         } else if (!strcmp(kv.name, "order")) {
             if (strcmp(s, "before") && strcmp(s, "after"))
-                return fail(x, line_of(kv.value), key,
-                            "unknown order '%s' (use before or after)", s);
+                return fail(x, line_of(kv.value), key, "unknown order '%s' (use before or after)",
+                            s);
             b->before = !strcmp(s, "before");
         } else if (!strcmp(kv.name, "repository_prefix")) {
             size_t n = strlen(s);
@@ -870,8 +870,8 @@ static int parse_blob_source(struct ctx *x, yaml_node_t *m, const char *prefix,
                             s);
             rc = set_str(x, &b->repository_prefix, s);
         } else {
-            struct creds cr = {&b->username, &b->password, &b->ca_file, &user_line, &pass_line,
-                               &inline_pass_line};
+            struct creds cr = {&b->username, &b->password, &b->ca_file,
+                               &user_line,   &pass_line,   &inline_pass_line};
             rc = set_credential(x, &kv, key, s, &cr);
         }
         if (rc < 0)
@@ -972,8 +972,8 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
             url_line = line_of(kv.key);
             rc = set_upstream_url(x, kv.value, key, s, &u->url);
         } else {
-            struct creds cr = {&u->username, &u->password, &u->ca_file, &user_line, &pass_line,
-                               &inline_pass_line};
+            struct creds cr = {&u->username, &u->password, &u->ca_file,
+                               &user_line,   &pass_line,   &inline_pass_line};
             rc = set_credential(x, &kv, key, s, &cr);
         }
         if (rc < 0)

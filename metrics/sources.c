@@ -10,8 +10,8 @@
 #include "metrics/impl.h"
 #include "metrics/metrics.h"
 
-static const char *const outcome_names[METRICS_SOURCE_N_OUTCOMES] = {"served", "missing",
-                                                                      "wrong", "failed", "skipped"};
+static const char *const outcome_names[METRICS_SOURCE_N_OUTCOMES] = {"served", "missing", "wrong",
+                                                                     "failed", "skipped"};
 
 struct source_metrics {
     char *upstream, *source;

@@ -97,10 +97,10 @@ struct upstream_req {
     struct curl_slist *headers;
     enum upstream_method method;
     char *url, *accept, *scope;
-    char *path;      /* main: what follows the endpoint's URL, e.g. "/v2/<repo>/blobs/<digest>" */
-    size_t ep;       /* main: the endpoint asked */
-    unsigned tried;  /* main: the endpoints asked so far (bits) */
-    int ep_probe;    /* an endpoint's own probe: no other endpoint, no outcome hook */
+    char *path;     /* main: what follows the endpoint's URL, e.g. "/v2/<repo>/blobs/<digest>" */
+    size_t ep;      /* main: the endpoint asked */
+    unsigned tried; /* main: the endpoints asked so far (bits) */
+    int ep_probe;   /* an endpoint's own probe: no other endpoint, no outcome hook */
     const struct upstream_callbacks *cb;
     void *ud;
     int attempts;
@@ -1027,9 +1027,9 @@ static const struct upstream_callbacks ep_probe_callbacks = {ep_probe_headers, e
                                                              ep_probe_done};
 
 static struct upstream_req *main_req_start(struct upstream *u, enum upstream_method method,
-                                           char *path, char *scope, const char *accept,
-                                           int probe, int blob, const struct upstream_callbacks *cb,
-                                           void *ud, int ep);
+                                           char *path, char *scope, const char *accept, int probe,
+                                           int blob, const struct upstream_callbacks *cb, void *ud,
+                                           int ep);
 
 /* One probe at a time per down endpoint, once per probe_ms. */
 static void probe_endpoints(struct upstream *u, uint64_t now)
@@ -1108,9 +1108,9 @@ static void check_multi_info(struct upstream_client *c)
  * started at endpoint ep (an endpoint's own probe), or at the first endpoint up when ep < 0;
  * NULL when out of memory (what was taken over is freed). */
 static struct upstream_req *main_req_start(struct upstream *u, enum upstream_method method,
-                                           char *path, char *scope, const char *accept,
-                                           int probe, int blob, const struct upstream_callbacks *cb,
-                                           void *ud, int ep)
+                                           char *path, char *scope, const char *accept, int probe,
+                                           int blob, const struct upstream_callbacks *cb, void *ud,
+                                           int ep)
 {
     struct upstream_req *r = calloc(1, sizeof(*r));
     char *acc = accept ? strdup(accept) : NULL;
@@ -1209,9 +1209,9 @@ static void upstream_free(struct upstream *u)
 }
 
 /* An upstream (or a blob source) with endpoints urls[0..n-1]; NULL when out of memory. */
-static struct upstream *upstream_new(struct upstream_client *c, const char *name,
-                                     const char **urls, size_t n, const char *username,
-                                     const char *password, const char *ca_file)
+static struct upstream *upstream_new(struct upstream_client *c, const char *name, const char **urls,
+                                     size_t n, const char *username, const char *password,
+                                     const char *ca_file)
 {
     struct upstream *u = calloc(1, sizeof(*u));
     if (!u)
@@ -1288,9 +1288,9 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct config_upstream *cu = &cfg->upstreams[i];
         const char *one[1] = {cu->url};
-        struct upstream *u = upstream_new(c, cu->name, cu->n_urls ? (const char **)cu->urls : one,
-                                          cu->n_urls ? cu->n_urls : 1, cu->username,
-                                          cu->password, cu->ca_file);
+        struct upstream *u =
+            upstream_new(c, cu->name, cu->n_urls ? (const char **)cu->urls : one,
+                         cu->n_urls ? cu->n_urls : 1, cu->username, cu->password, cu->ca_file);
         if (!u)
             goto nomem;
         c->ups[c->n_ups++] = u;
@@ -1302,8 +1302,8 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
             char name[512];
             snprintf(name, sizeof(name), "%s blob source %s", cu->name, b->name);
             const char *url[1] = {b->url};
-            struct upstream *s = upstream_new(c, name, url, 1, b->username, b->password,
-                                              b->ca_file);
+            struct upstream *s =
+                upstream_new(c, name, url, 1, b->username, b->password, b->ca_file);
             if (!s)
                 goto nomem;
             u->sources[u->n_sources++] = s;

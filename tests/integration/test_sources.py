@@ -60,7 +60,7 @@ def proxy_paths(proxy, mark=0, kind=None):
 
 
 def test_second_endpoint_serves_while_the_first_refuses_and_the_first_is_back_after_a_probe(
-        up, mirror_factory, make_image, push, tmp_dir):
+        up, mirror_factory, make_image, push, tmp_dir, token_server):
     img = push(make_image(1301, (48 * 1024, 16 * 1024), fmt="oci"), up, REPO, "v1")
     first, second = SwitchProxy(up.port, mode="refuse"), SwitchProxy(up.port)
     try:
@@ -84,7 +84,10 @@ def test_second_endpoint_serves_while_the_first_refuses_and_the_first_is_back_af
                    what="the first endpoint's probe to find it back")
         fmark, smark = len(first.requests()), len(second.requests())
         img2 = push(make_image(1302, (32 * 1024,)), up, REPO, "v2")
+        tmark = len(token_server.requests())
         pull(m, img2)
+        # the token the second endpoint got is the registry's: the first takes it, none is new
+        assert [r for r in token_server.requests()[tmark:] if not r["auth"]] == []
         assert set(proxy_paths(first, fmark, "blobs")) == \
             {f"/v2/{REPO}/blobs/{d}" for d in blobs_of(img2)}
         assert proxy_paths(second, smark, "blobs") == []

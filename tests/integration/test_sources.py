@@ -14,7 +14,6 @@ from clients import skopeo_copy_from_mirror
 from helpers import get, sha256, since, wait_until
 from images import verify_oci_layout
 from mirror import request
-from procs import free_port
 from scripted import Reply, Scripted
 from switchproxy import SwitchProxy
 from upstream import blob_gets, count
@@ -197,22 +196,41 @@ def test_order_before_takes_blobs_from_the_source_and_the_rest_from_the_primary(
     assert source_count(m, "sibling", "missing") == len(new)
 
 
-def test_a_blob_source_that_is_down_costs_no_failed_pull(up, mirror_factory, make_image, push):
+def test_a_blob_source_that_is_down_costs_no_failed_pull_and_is_used_again_once_back(
+        up, upstream_factory, mirror_factory, make_image, push):
+    sibling = upstream_factory("sibling")
     img = push(make_image(1308, (16 * 1024, 16 * 1024)), up, REPO, "v1")
-    dead = f"http://127.0.0.1:{free_port()}"
-    m = mirror_factory([{"name": "docker.io", "url": up.url,
-                         "blob_sources": [{"name": "dead", "url": dead, "order": "before"}]}],
-                       extra=METRICS)
-    umark = up.mark()
-    pull(m, img)
-    stored_ok(m, img)
-    assert blob_gets(since(up, umark)) == {d: 1 for d in blobs_of(img)}
-    # the first blob found it down; the others skipped it without a request
-    assert source_count(m, "dead", "failed") >= 1
-    assert source_count(m, "dead", "failed") + source_count(m, "dead", "skipped") == \
-        len(blobs_of(img))
-    assert re.search(r"blob source dead failed for sha256:[0-9a-f]{64}", m.log_text())
-    assert "upstream docker.io: down" not in m.log_text()
+    later = make_image(1310, (16 * 1024,))
+    push(later, up, REPO, "v2")
+    push(make_image(1310, (16 * 1024,)), sibling, REPO, "v2")
+    gate = SwitchProxy(sibling.port, mode="refuse")
+    try:
+        m = mirror_factory([{"name": "docker.io", "url": up.url,
+                             "blob_sources": [{"name": "gated", "url": gate.url,
+                                               "order": "before"}]}], extra=METRICS)
+        umark = up.mark()
+        pull(m, img)
+        stored_ok(m, img)
+        assert blob_gets(since(up, umark)) == {d: 1 for d in blobs_of(img)}
+        # the first blob found it down; the others skipped it without a request
+        failed = source_count(m, "gated", "failed")
+        assert failed >= 1
+        assert failed + source_count(m, "gated", "skipped") == len(blobs_of(img))
+        assert len([p for _, p, _ in gate.requests() if "/blobs/" in p]) == failed
+        assert re.search(r"blob source gated failed for sha256:[0-9a-f]{64}", m.log_text())
+        assert "upstream docker.io: down" not in m.log_text()
+        # back: its probe finds it, and it serves the next pull's blobs
+        gate.set_mode("pass")
+        wait_until(lambda: f"endpoint {gate.url} answers again" in m.log_text(),
+                   what="the source's probe to find it back")
+        umark, smark = up.mark(), sibling.mark()
+        pull(m, later)
+        new = {d for d in blobs_of(later) if d not in blobs_of(img)}
+        assert blob_gets(since(sibling, smark)) == {d: 1 for d in new}
+        assert blob_gets(since(up, umark)) == {}
+        assert source_count(m, "gated", "served") == len(new)
+    finally:
+        gate.stop()
 
 
 def test_order_after_serves_what_the_primary_lost_from_the_source_under_its_prefix(

@@ -104,6 +104,7 @@ def test_a_hung_first_endpoint_costs_first_byte_once_then_is_skipped(up, mirror_
                            extra={"timeouts": {"first_byte": "1s"}, **METRICS})
         pull(m, img)
         assert "no answer within 1000 ms (timeouts.first_byte)" in m.log_text()
+        assert "upstream docker.io: down" not in m.log_text()
         hung = len(first.requests())
         assert hung >= 1
         img2 = push(make_image(1304, (24 * 1024,)), up, REPO, "v2")

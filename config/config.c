@@ -796,6 +796,22 @@ static int set_credential(struct ctx *x, const struct pair *kv, const char *key,
     return set_str(x, cr->password, s);
 }
 
+/* Both of username and password (or password_file), or neither. */
+static int check_pair(struct ctx *x, const char *prefix, unsigned long user_line,
+                      unsigned long pass_line)
+{
+    char key[KEY_MAX];
+    if (user_line && !pass_line) {
+        snprintf(key, sizeof(key), "%s.password", prefix);
+        return fail(x, user_line, key, "required when username is given");
+    }
+    if (pass_line && !user_line) {
+        snprintf(key, sizeof(key), "%s.username", prefix);
+        return fail(x, pass_line, key, "required when password is given");
+    }
+    return 0;
+}
+
 /* upstreams[].urls: a list of 1 to CONFIG_MAX_URLS endpoint URLs. */
 static int parse_urls(struct ctx *x, yaml_node_t *seq, const char *key, struct config_upstream *u)
 {
@@ -881,14 +897,9 @@ static int parse_blob_source(struct ctx *x, yaml_node_t *m, const char *prefix,
         snprintf(key, sizeof(key), "%s.url", prefix);
         return fail(x, line_of(m), key, "required key missing");
     }
-    if (user_line && !pass_line) {
-        snprintf(key, sizeof(key), "%s.password", prefix);
-        return fail(x, user_line, key, "required when username is given");
-    }
-    if (pass_line && !user_line) {
-        snprintf(key, sizeof(key), "%s.username", prefix);
-        return fail(x, pass_line, key, "required when password is given");
-    }
+    rc = check_pair(x, prefix, user_line, pass_line);
+    if (rc < 0)
+        return rc;
     if (!b->name && !(b->name = strdup(b->url)))
         return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
     return 0;
@@ -994,14 +1005,9 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
         snprintf(key, sizeof(key), "%s.url", prefix);
         return fail(x, line_of(m), key, "required key missing");
     }
-    if (user_line && !pass_line) {
-        snprintf(key, sizeof(key), "%s.password", prefix);
-        return fail(x, user_line, key, "required when username is given");
-    }
-    if (pass_line && !user_line) {
-        snprintf(key, sizeof(key), "%s.username", prefix);
-        return fail(x, pass_line, key, "required when password is given");
-    }
+    rc = check_pair(x, prefix, user_line, pass_line);
+    if (rc < 0)
+        return rc;
     if (inline_pass_line && (x->mode & S_IROTH))
         log_warn("%s:%lu: %s.password: this file can be read by all users (mode %04o): keep the "
                  "password in password_file (or chmod 0600 %s)",

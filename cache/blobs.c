@@ -93,6 +93,14 @@ struct blob_fill {
     uv_timer_t timer;
     int timer_init, timer_armed;
     uint64_t kept; /* bytes found in a partial file kept from before a restart */
+    /* where the bytes come from (sources.c): the position in the fill's order, the upstream
+     * asked now (u, or one of its blob sources: bytes from a source reach no client before
+     * they verified), and what the primary answered when it had no blob */
+    int step;
+    struct upstream *from;
+    long primary_status;
+    int no_room; /* the store has no room for what was announced */
+    int reopen;  /* the next source waits for the store write in flight */
 };
 
 static void fill_free_timer(uv_handle_t *h)
@@ -187,6 +195,8 @@ static void fill_fail(struct blob_fill *f, int status, const char *code, const c
 
 static void kick_writer(struct blob_fill *f);
 static void maybe_commit(struct blob_fill *f);
+static void fill_reopen(struct blob_fill *f);
+static void fill_next(struct blob_fill *f, int written);
 
 static void work_write(uv_work_t *w)
 {
@@ -200,6 +210,13 @@ static void after_write(uv_work_t *w, int status)
 {
     struct blob_fill *f = w->data;
     f->write_busy = 0;
+    if (f->reopen) {
+        f->reopen = 0;
+        buf_reset(&f->writing);
+        fill_reopen(f); /* fill_next's reference goes on */
+        fill_unref(f);  /* the work's reference */
+        return;
+    }
     if (status == 0 && f->write_result == 0 && !f->writing_stale)
         f->written = (f->writing_reset ? 0 : f->written) + f->writing.len;
     f->writing_reset = f->writing_stale = 0;
@@ -255,6 +272,8 @@ static void after_commit(uv_work_t *w, int status)
     struct blob_fill *f = w->data;
     f->commit_busy = 0;
     if (status == 0 && f->commit_result == 0) {
+        if (f->from != f->u)
+            sources_report(f->u, f->from, f->digest, METRICS_SOURCE_SERVED, "");
         f->state = FILL_DONE;
         f->size = f->written;
         f->size_known = 1;
@@ -265,6 +284,9 @@ static void after_commit(uv_work_t *w, int status)
         fill_unmap(f);
         answer_waiters(f);
         wake_readers(f);
+    } else if (f->commit_result == -EBADMSG && f->from != f->u) {
+        sources_report(f->u, f->from, f->digest, METRICS_SOURCE_WRONG, store_fill_actual(f->sf));
+        fill_next(f, 1);
     } else if (f->commit_result == -EBADMSG) {
         fill_fail(f, 502, "UNAVAILABLE", "upstream sent bytes that do not match the digest");
     } else {
@@ -405,6 +427,7 @@ static void on_headers(void *ud, const struct upstream_response *resp)
                              "the mirror's store has no room for %llu bytes",
                              (unsigned long long)(complete - first));
             f->restart = 0;
+            f->no_room = 1;
             return;
         }
         f->state = FILL_STREAMING;
@@ -420,7 +443,8 @@ static void on_headers(void *ud, const struct upstream_response *resp)
         return;
     }
     if (resp->status != 200) {
-        cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
+        if (f->from == f->u) /* a blob source's answer is not the fill's */
+            cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
         return;
     }
     if (resp->content_length >= 0 && store_room_for(f->c->store, (uint64_t)resp->content_length)) {
@@ -430,6 +454,7 @@ static void on_headers(void *ud, const struct upstream_response *resp)
         cache__error_set(&f->err, 503, "UNAVAILABLE",
                          "the mirror's store has no room for %lld bytes",
                          (long long)resp->content_length);
+        f->no_room = 1;
         return;
     }
     f->state = FILL_STREAMING;
@@ -444,7 +469,8 @@ static void on_headers(void *ud, const struct upstream_response *resp)
     if (resp->content_length >= 0) {
         f->size = (uint64_t)resp->content_length;
         f->size_known = 1;
-        answer_waiters(f); /* they can stream now */
+        if (f->from == f->u)
+            answer_waiters(f); /* they can stream now */
     }
 }
 
@@ -477,12 +503,13 @@ static void fill_request(struct blob_fill *f)
 {
     char what[128];
     snprintf(what, sizeof(what), "blobs/%s", f->digest);
+    /* only the primary's transfer is resumed: a blob source is asked for everything */
     struct upstream_req_options opt = {f->received, f->validator[0] ? f->validator : NULL};
     f->range_from = f->received;
     f->accepting = 0;
     f->status = 0;
     f->refs++; /* the request's */
-    f->req = upstream_request_with(f->u, UPSTREAM_GET, f->repo, what, NULL, NULL, &opt,
+    f->req = upstream_request_with(f->from, UPSTREAM_GET, f->repo, what, NULL, NULL, &opt,
                                    &fill_callbacks, f);
     if (!f->req) {
         fill_fail(f, 503, "UNAVAILABLE", "out of memory");
@@ -536,6 +563,7 @@ static void fill_retry(struct blob_fill *f, const char *why)
     f->timer_armed = 1;
     uv_timer_start(&f->timer, on_retry_timer, delay, 0);
 }
+static void fill_give_up(struct blob_fill *f);
 
 static void on_done(void *ud, const struct upstream_response *resp, int result)
 {
@@ -550,6 +578,17 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
             f->size_known = 1;
         }
         maybe_commit(f);
+    } else if (f->from != f->u && !f->no_room) {
+        char why[300];
+        int missing = f->status == 404 || f->status == 401 || f->status == 403;
+        if (f->status)
+            snprintf(why, sizeof(why), "HTTP %ld%s%s", f->status, resp->error ? ", " : "",
+                     resp->error ? resp->error : "");
+        else
+            snprintf(why, sizeof(why), "%s", resp->error ? resp->error : "no answer");
+        sources_report(f->u, f->from, f->digest,
+                       missing ? METRICS_SOURCE_MISSING : METRICS_SOURCE_FAILED, why);
+        fill_next(f, f->state == FILL_STREAMING);
     } else if (f->state == FILL_STREAMING) {
         if (result == -EPERM)
             f->no_retry = 1; /* refused by the mirror itself (limits.max_blob_size) */
@@ -569,10 +608,11 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
     } else if (f->state == FILL_WAIT_HEADERS) {
         if (!f->err.status)
             cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
-        if (f->status == 404 || f->status == 401 || f->status == 403)
-            fill_missing(f);
+        f->primary_status = f->status;
+        if (!f->no_room && sources_left(f->u, f->step))
+            fill_next(f, 0); /* a blob source after the primary may have it */
         else
-            fill_fail(f, f->err.status, f->err.code, f->err.message);
+            fill_give_up(f);
     }
     fill_unref(f); /* the request's reference */
 }
@@ -610,6 +650,8 @@ static void fill_missing(struct blob_fill *f)
     fill_unref(f);
 }
 
+static void fill_ask(struct blob_fill *f);
+
 static void work_open(uv_work_t *w)
 {
     struct blob_fill *f = w->data;
@@ -626,14 +668,82 @@ static void after_open(uv_work_t *w, int status)
         return;
     }
     f->fd = store_fill_fd(f->sf);
-    f->state = FILL_WAIT_HEADERS;
     if (f->kept) {
         log_info("fill %s: %llu bytes kept from before a restart; asking for the rest",
                  f->digest, (unsigned long long)f->kept);
         f->received = f->written = f->kept;
     }
+    fill_ask(f); /* takes over the work's reference */
+}
+
+/* ---- the next source ----
+ * A fill asks its order (sources.c) one upstream at a time: a blob source that lacks the blob,
+ * fails or sends wrong bytes costs its attempt, and the next is asked with a fresh temporary
+ * file; the primary's own failure ends the fill (fill_give_up) unless sources come after it. */
+
+/* The primary had no blob and no source after it has one: its answer is the fill's. */
+static void fill_give_up(struct blob_fill *f)
+{
+    if (f->primary_status == 404 || f->primary_status == 401 || f->primary_status == 403)
+        fill_missing(f);
+    else
+        fill_fail(f, 502, "UNAVAILABLE", "no source had the blob"); /* f->err wins if set */
+}
+
+/* Asks the next upstream of the fill's order for the blob. Takes over a reference of the
+ * caller's (the request's, or dropped when there is nothing left to ask). */
+static void fill_ask(struct blob_fill *f)
+{
+    f->from = sources_next(f->u, &f->step);
+    if (!f->from) {
+        fill_give_up(f);
+        fill_unref(f);
+        return;
+    }
+    f->state = FILL_WAIT_HEADERS;
+    f->status = 0;
+    f->no_room = 0;
+    if (f->from != f->u && f->received)
+        fill_start_again(f); /* a kept partial is the primary's: a source sends everything */
     fill_request(f);
-    fill_unref(f); /* the work's */
+    fill_unref(f); /* the caller's */
+}
+
+/* Drops what was written and starts over with a new temporary file (then fill_ask). Takes over
+ * a reference of the caller's. */
+static void fill_reopen(struct blob_fill *f)
+{
+    store_fill_free(f->sf);
+    f->sf = NULL;
+    f->fd = -1;
+    f->written = f->size = f->received = f->range_from = f->kept = 0;
+    f->size_known = f->upstream_done = f->paused = 0;
+    f->accepting = f->restart = f->no_retry = f->retries = 0;
+    f->validator[0] = 0;
+    f->validator_etag = f->reset_pending = f->writing_reset = f->writing_stale = 0;
+    buf_reset(&f->pending);
+    buf_reset(&f->writing);
+    f->state = FILL_OPENING;
+    f->work.data = f;
+    if (uv_queue_work(f->c->loop, &f->work, work_open, after_open)) {
+        fill_fail(f, 503, "UNAVAILABLE", "cannot queue work");
+        fill_unref(f);
+    }
+}
+
+/* What the upstream asked sent is of no use (nothing reached a client): the next in the order
+ * is asked, with a fresh file when bytes were written. */
+static void fill_next(struct blob_fill *f, int written)
+{
+    f->refs++;
+    if (!written) {
+        fill_ask(f);
+    } else if (f->write_busy) {
+        f->state = FILL_OPENING;
+        f->reopen = 1; /* after_write goes on */
+    } else {
+        fill_reopen(f);
+    }
 }
 
 static int add_waiter(struct blob_fill *f, const char *repo, int head, blob_cb cb, void *ud)
@@ -691,7 +801,8 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
     struct blob_fill *f = map_get(c->fills, key);
     if (f) {
         metrics_fill_joined(METRICS_BLOB);
-        if (f->state == FILL_DONE || (f->state == FILL_STREAMING && f->size_known)) {
+        if (f->state == FILL_DONE ||
+            (f->state == FILL_STREAMING && f->size_known && f->from == f->u)) {
             struct blob_waiter w = {NULL, head, cb, ud, NULL};
             answer_waiter(f, &w);
         } else if (add_waiter(f, repo, head, cb, ud)) {

@@ -77,8 +77,6 @@ static void on_ratelimit(void *ud, struct upstream *u, const struct upstream_rat
 /* ---- up or down ---- */
 
 #define HEALTH_TICK_MS 250
-#define PROBE_MIN_MS 1000
-#define PROBE_MAX_MS 30000
 
 struct health {
     struct cache *c;
@@ -99,12 +97,10 @@ static struct health *health_of(struct cache *c, const struct upstream *u)
     return NULL;
 }
 
-/* How often a down upstream is asked whether it is back: once per revalidate_after, so that a
- * tag is current again within one revalidate_after of the upstream's return. */
+/* How often a down upstream is asked whether it is back (as a down endpoint is). */
 static uint64_t probe_interval(const struct cache *c)
 {
-    uint64_t ms = c->cfg->revalidate_after_ms;
-    return ms < PROBE_MIN_MS ? PROBE_MIN_MS : ms > PROBE_MAX_MS ? PROBE_MAX_MS : ms;
+    return upstream_probe_interval_ms(c->cfg->revalidate_after_ms);
 }
 
 static void record_state(struct cache *c, const struct health *h)

@@ -171,6 +171,18 @@ void health_note_missing(struct cache *c, const struct upstream *u, const char *
 int health_known_missing(struct cache *c, const struct upstream *u, const char *kind,
                          const char *repo, const char *ref);
 
+/* ---- where a blob fill asks (sources.c) ----
+ * The order: blob sources with order before, the primary, those with order after. */
+/* The next upstream to ask from position *step on (advanced past it), skipping blob sources
+ * that are down; NULL past the end. */
+struct upstream *sources_next(struct upstream *primary, int *step);
+/* 1 when the order goes on from position step. */
+int sources_left(struct upstream *primary, int step);
+/* What blob source src did for digest (outcome: an enum metrics_source_outcome): counted,
+ * and logged with detail (the status or error; for wrong bytes, the digest they hashed to). */
+void sources_report(struct upstream *primary, struct upstream *src, const char *digest, int outcome,
+                    const char *detail);
+
 void manifests_free_all(struct cache *c);
 void tags_free_all(struct cache *c);
 

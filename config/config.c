@@ -98,6 +98,17 @@ static void free_secret(char *s)
     free(s);
 }
 
+static void blob_source_free(struct config_blob_source *b)
+{
+    free(b->name);
+    free(b->url);
+    free(b->username);
+    free_secret(b->password);
+    free(b->ca_file);
+    free(b->repository_prefix);
+    memset(b, 0, sizeof(*b));
+}
+
 static void upstream_free(struct config_upstream *u)
 {
     free(u->name);
@@ -105,6 +116,10 @@ static void upstream_free(struct config_upstream *u)
     free(u->username);
     free_secret(u->password);
     free(u->ca_file);
+    for (size_t i = 0; i < u->n_urls && i < CONFIG_MAX_URLS; i++)
+        free(u->urls[i]);
+    for (size_t i = 0; i < u->n_blob_sources && i < CONFIG_MAX_BLOB_SOURCES; i++)
+        blob_source_free(&u->blob_sources[i]);
     memset(u, 0, sizeof(*u));
 }
 
@@ -195,6 +210,18 @@ static int config_copy(struct config *dst, const struct config *src)
         dst->upstreams[i].username = dup_or_null(u->username, &ok);
         dst->upstreams[i].password = dup_or_null(u->password, &ok);
         dst->upstreams[i].ca_file = dup_or_null(u->ca_file, &ok);
+        for (size_t j = 0; j < u->n_urls && j < CONFIG_MAX_URLS; j++)
+            dst->upstreams[i].urls[j] = dup_or_null(u->urls[j], &ok);
+        for (size_t j = 0; j < u->n_blob_sources && j < CONFIG_MAX_BLOB_SOURCES; j++) {
+            const struct config_blob_source *b = &u->blob_sources[j];
+            struct config_blob_source *d = &dst->upstreams[i].blob_sources[j];
+            d->name = dup_or_null(b->name, &ok);
+            d->url = dup_or_null(b->url, &ok);
+            d->username = dup_or_null(b->username, &ok);
+            d->password = dup_or_null(b->password, &ok);
+            d->ca_file = dup_or_null(b->ca_file, &ok);
+            d->repository_prefix = dup_or_null(b->repository_prefix, &ok);
+        }
     }
     dst->auth_htpasswd = dup_or_null(src->auth_htpasswd, &ok);
     dst->tls_cert = dup_or_null(src->tls_cert, &ok);
@@ -735,11 +762,182 @@ static int read_secret(struct ctx *x, const yaml_node_t *n, const char *key, con
     return rc;
 }
 
+/* ---- upstreams: credentials, endpoints, blob sources ---- */
+
+/* Where an upstream's or a blob source's credentials go, and the lines they were given on. */
+struct creds {
+    char **username, **password, **ca_file;
+    unsigned long *user_line, *pass_line, *inline_pass_line;
+};
+
+/* username, password, password_file or ca_file (kv.name) with value s. */
+static int set_credential(struct ctx *x, const struct pair *kv, const char *key, const char *s,
+                          struct creds *cr)
+{
+    if (!*s && strcmp(kv->name, "password"))
+        return fail(x, line_of(kv->value), key, "must not be empty");
+    if (!strcmp(kv->name, "username")) {
+        *cr->user_line = line_of(kv->key);
+        return set_str(x, cr->username, s);
+    }
+    if (!strcmp(kv->name, "ca_file")) {
+        if (access(s, R_OK))
+            return fail(x, line_of(kv->value), key, "cannot read '%s': %s", s, strerror(errno));
+        return set_str(x, cr->ca_file, s);
+    }
+    if (*cr->pass_line)
+        return fail(x, line_of(kv->key), key,
+                    "give password or password_file, not both (the other is on line %lu)",
+                    *cr->pass_line);
+    *cr->pass_line = line_of(kv->key);
+    if (!strcmp(kv->name, "password_file"))
+        return read_secret(x, kv->value, key, s, cr->password);
+    *cr->inline_pass_line = *cr->pass_line;
+    return set_str(x, cr->password, s);
+}
+
+/* Both of username and password (or password_file), or neither. */
+static int check_pair(struct ctx *x, const char *prefix, unsigned long user_line,
+                      unsigned long pass_line)
+{
+    char key[KEY_MAX];
+    if (user_line && !pass_line) {
+        snprintf(key, sizeof(key), "%s.password", prefix);
+        return fail(x, user_line, key, "required when username is given");
+    }
+    if (pass_line && !user_line) {
+        snprintf(key, sizeof(key), "%s.username", prefix);
+        return fail(x, pass_line, key, "required when password is given");
+    }
+    return 0;
+}
+
+/* upstreams[].urls: a list of 1 to CONFIG_MAX_URLS endpoint URLs. */
+static int parse_urls(struct ctx *x, yaml_node_t *seq, const char *key, struct config_upstream *u)
+{
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(x, line_of(seq), key, "expected a list of URLs, got %s", kind_of(seq));
+    size_t count = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (count == 0)
+        return fail(x, line_of(seq), key, "must not be empty");
+    if (count > CONFIG_MAX_URLS)
+        return fail(x, line_of(seq), key, "too many URLs (max %d)", CONFIG_MAX_URLS);
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = yaml_document_get_node(x->doc, seq->data.sequence.items.start[i]);
+        const char *s = NULL;
+        if (!item)
+            return fail(x, line_of(seq), key, "malformed list");
+        int rc = get_scalar(x, item, key, &s);
+        if (rc == 0)
+            rc = set_upstream_url(x, item, key, s, &u->urls[i]);
+        if (rc < 0)
+            return rc;
+        u->n_urls = i + 1;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(u->urls[j], u->urls[i]))
+                return fail(x, line_of(item), key, "'%s' is listed twice", u->urls[i]);
+    }
+    return 0;
+}
+
+/* One upstreams[].blob_sources[] mapping. */
+static int parse_blob_source(struct ctx *x, yaml_node_t *m, const char *prefix,
+                             struct config_blob_source *b)
+{
+    unsigned long user_line = 0, pass_line = 0, inline_pass_line = 0;
+    char key[KEY_MAX];
+    const char *s = NULL;
+    int rc;
+
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), prefix, "expected a mapping with url, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+
+        rc = get_pair(x, m, p, prefix, &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (strcmp(kv.name, "name") && strcmp(kv.name, "url") && strcmp(kv.name, "username") &&
+            strcmp(kv.name, "password") && strcmp(kv.name, "password_file") &&
+            strcmp(kv.name, "ca_file") && strcmp(kv.name, "order") &&
+            strcmp(kv.name, "repository_prefix"))
+            return fail(x, line_of(kv.key), key, "unknown key");
+        rc = get_scalar(x, kv.value, key, &s);
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "name")) {
+            rc = check_upstream_name(x, kv.value, key, s);
+            if (rc == 0)
+                rc = set_str(x, &b->name, s);
+        } else if (!strcmp(kv.name, "url")) {
+            rc = set_upstream_url(x, kv.value, key, s, &b->url);
+        } else if (!strcmp(kv.name, "order")) {
+            if (strcmp(s, "before") && strcmp(s, "after"))
+                return fail(x, line_of(kv.value), key, "unknown order '%s' (use before or after)",
+                            s);
+            b->before = !strcmp(s, "before");
+        } else if (!strcmp(kv.name, "repository_prefix")) {
+            size_t n = strlen(s);
+            if (!n || s[0] == '/' || s[n - 1] == '/' || strstr(s, "//") ||
+                strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-/") != n)
+                return fail(x, line_of(kv.value), key,
+                            "'%s' is not a repository name prefix (lowercase path components, "
+                            "no leading or trailing '/')",
+                            s);
+            rc = set_str(x, &b->repository_prefix, s);
+        } else {
+            struct creds cr = {&b->username, &b->password, &b->ca_file,
+                               &user_line,   &pass_line,   &inline_pass_line};
+            rc = set_credential(x, &kv, key, s, &cr);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (!b->url) {
+        snprintf(key, sizeof(key), "%s.url", prefix);
+        return fail(x, line_of(m), key, "required key missing");
+    }
+    rc = check_pair(x, prefix, user_line, pass_line);
+    if (rc < 0)
+        return rc;
+    if (!b->name && !(b->name = strdup(b->url)))
+        return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+    return 0;
+}
+
+/* upstreams[].blob_sources: a list of up to CONFIG_MAX_BLOB_SOURCES mappings. */
+static int parse_blob_sources(struct ctx *x, yaml_node_t *seq, const char *key,
+                              struct config_upstream *u)
+{
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(x, line_of(seq), key, "expected a list of mappings, got %s", kind_of(seq));
+    size_t count = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (count > CONFIG_MAX_BLOB_SOURCES)
+        return fail(x, line_of(seq), key, "too many blob sources (max %d)",
+                    CONFIG_MAX_BLOB_SOURCES);
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = yaml_document_get_node(x->doc, seq->data.sequence.items.start[i]);
+        char prefix[KEY_MAX];
+        if (!item)
+            return fail(x, line_of(seq), key, "malformed list");
+        snprintf(prefix, sizeof(prefix), "%s[%zu]", key, i);
+        u->n_blob_sources = i + 1; /* a half-filled entry is freed too */
+        int rc = parse_blob_source(x, item, prefix, &u->blob_sources[i]);
+        if (rc < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(u->blob_sources[j].name, u->blob_sources[i].name))
+                return fail(x, line_of(item), prefix, "duplicate blob source name '%s'",
+                            u->blob_sources[i].name);
+    }
+    return 0;
+}
+
 /* Parses upstreams[idx] into ups[idx]; names must differ from ups[0..idx-1]. */
 static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct config_upstream *ups)
 {
     struct config_upstream *u = &ups[idx];
-    unsigned long user_line = 0, pass_line = 0, inline_pass_line = 0;
+    unsigned long user_line = 0, pass_line = 0, inline_pass_line = 0, url_line = 0, urls_line = 0;
     char prefix[32], key[KEY_MAX];
     const char *s = NULL;
     int rc;
@@ -754,6 +952,15 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
         rc = get_pair(x, m, p, prefix, &kv, key, sizeof(key));
         if (rc < 0)
             return rc;
+        if (!strcmp(kv.name, "urls") || !strcmp(kv.name, "blob_sources")) {
+            if (kv.name[0] == 'u')
+                urls_line = line_of(kv.key);
+            rc = kv.name[0] == 'u' ? parse_urls(x, kv.value, key, u)
+                                   : parse_blob_sources(x, kv.value, key, u);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         if (strcmp(kv.name, "name") && strcmp(kv.name, "url") && strcmp(kv.name, "username") &&
             strcmp(kv.name, "password") && strcmp(kv.name, "password_file") &&
             strcmp(kv.name, "ca_file") && strcmp(kv.name, "max_size"))
@@ -773,41 +980,26 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
             warn_if_shadowing(x, kv.value, key, s);
             rc = set_str(x, &u->name, s);
         } else if (!strcmp(kv.name, "url")) {
+            url_line = line_of(kv.key);
             rc = set_upstream_url(x, kv.value, key, s, &u->url);
-        } else if (!strcmp(kv.name, "username")) {
-            if (!*s)
-                return fail(x, line_of(kv.value), key, "must not be empty");
-            user_line = line_of(kv.key);
-            rc = set_str(x, &u->username, s);
         } else if (!strcmp(kv.name, "max_size")) {
             if (parse_size_bytes(s, &u->max_size_bytes) < 0)
                 return fail(x, line_of(kv.value), key,
                             "invalid size '%s' (use e.g. 0, 512MiB, 200GiB)", s);
-        } else if (!strcmp(kv.name, "ca_file")) {
-            if (!*s)
-                return fail(x, line_of(kv.value), key, "must not be empty");
-            if (access(s, R_OK))
-                return fail(x, line_of(kv.value), key, "cannot read '%s': %s", s,
-                            strerror(errno));
-            rc = set_str(x, &u->ca_file, s);
         } else {
-            if (pass_line)
-                return fail(x, line_of(kv.key), key,
-                            "give password or password_file, not both (the other is on line %lu)",
-                            pass_line);
-            pass_line = line_of(kv.key);
-            if (!strcmp(kv.name, "password_file")) {
-                if (!*s)
-                    return fail(x, line_of(kv.value), key, "must not be empty");
-                rc = read_secret(x, kv.value, key, s, &u->password);
-            } else {
-                inline_pass_line = pass_line;
-                rc = set_str(x, &u->password, s);
-            }
+            struct creds cr = {&u->username, &u->password, &u->ca_file,
+                               &user_line,   &pass_line,   &inline_pass_line};
+            rc = set_credential(x, &kv, key, s, &cr);
         }
         if (rc < 0)
             return rc;
     }
+    if (url_line && urls_line) {
+        snprintf(key, sizeof(key), "%s.urls", prefix);
+        return fail(x, urls_line, key, "give url or urls, not both (url is on line %lu)", url_line);
+    }
+    if (urls_line && !(u->url = strdup(u->urls[0])))
+        return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
 
     if (!u->name) {
         snprintf(key, sizeof(key), "%s.name", prefix);
@@ -817,14 +1009,9 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
         snprintf(key, sizeof(key), "%s.url", prefix);
         return fail(x, line_of(m), key, "required key missing");
     }
-    if (user_line && !pass_line) {
-        snprintf(key, sizeof(key), "%s.password", prefix);
-        return fail(x, user_line, key, "required when username is given");
-    }
-    if (pass_line && !user_line) {
-        snprintf(key, sizeof(key), "%s.username", prefix);
-        return fail(x, pass_line, key, "required when password is given");
-    }
+    rc = check_pair(x, prefix, user_line, pass_line);
+    if (rc < 0)
+        return rc;
     if (inline_pass_line && (x->mode & S_IROTH))
         log_warn("%s:%lu: %s.password: this file can be read by all users (mode %04o): keep the "
                  "password in password_file (or chmod 0600 %s)",

@@ -7,8 +7,21 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_UPSTREAMS 32
+#define CONFIG_MAX_URLS 8         /* upstreams[].urls: endpoints of one registry */
+#define CONFIG_MAX_BLOB_SOURCES 8 /* upstreams[].blob_sources */
 
 struct cidr;
+
+/* upstreams[].blob_sources[]: another registry or mirror asked for blobs by digest only. */
+struct config_blob_source {
+    char *name;     /* in logs and metrics; defaults to the url */
+    char *url;      /* base URL, as an upstream's */
+    char *username; /* NULL when anonymous */
+    char *password;
+    char *ca_file;
+    char *repository_prefix; /* NULL: the same repository name; else prefix/<repo> */
+    int before;              /* order: before (1) the primary, or after (0, the default) */
+};
 
 struct config_upstream {
     char *name;     /* how clients address it: ns=<name> or /v2/<name>/... ; e.g. "docker.io" */
@@ -17,6 +30,12 @@ struct config_upstream {
     char *password; /* NULL when anonymous; from password or read from password_file */
     char *ca_file;  /* PEM bundle trusted for this upstream's TLS instead of the system CAs */
     uint64_t max_size_bytes; /* upstreams[].max_size: its own content's cap, 0 = none */
+    /* urls: every endpoint of the registry, tried in order (urls[0] is url); n_urls 0 when
+     * only url was given */
+    char *urls[CONFIG_MAX_URLS];
+    size_t n_urls;
+    struct config_blob_source blob_sources[CONFIG_MAX_BLOB_SOURCES];
+    size_t n_blob_sources;
 };
 
 /* ui.access: the status page is readable by whoever may pull (default), only by users who may

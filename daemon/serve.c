@@ -451,9 +451,16 @@ static void startup_done(uv_work_t *w, int status)
         finish(d);
         return;
     }
-    for (size_t i = 0; i < cfg->n_upstreams; i++)
-        log_info("upstream %s = %s%s", cfg->upstreams[i].name, cfg->upstreams[i].url,
-                 i == 0 ? " (default)" : "");
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        const struct config_upstream *u = &cfg->upstreams[i];
+        log_info("upstream %s = %s%s", u->name, u->url, i == 0 ? " (default)" : "");
+        for (size_t j = 1; j < u->n_urls; j++)
+            log_info("upstream %s: endpoint %zu = %s", u->name, j + 1, u->urls[j]);
+        for (size_t j = 0; j < u->n_blob_sources; j++)
+            log_info("upstream %s: blob source %s = %s, asked %s it", u->name,
+                     u->blob_sources[j].name, u->blob_sources[j].url,
+                     u->blob_sources[j].before ? "before" : "after");
+    }
     snprintf(d->serving, sizeof(d->serving), "serving %s on %s, storage %s",
              cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen, cfg->storage);
     probes_set_phase(d->probes, PROBES_READY);

@@ -52,4 +52,10 @@ void metrics__process(struct metrics_process *out);
 /* The process's start, wall clock ms (from /proc/self/stat and the boot time); 0: unknown. */
 uint64_t metrics__process_start_ms(void);
 
+/* The blob sources' series (sources.c): set up from the configuration, freed, written. */
+struct config;
+int metrics__sources_init(const struct config *cfg);
+void metrics__sources_free(void);
+int metrics__sources_expose(struct buf *out);
+
 #endif

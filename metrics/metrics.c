@@ -158,6 +158,8 @@ int metrics_init(uv_loop_t *loop, const struct config *cfg)
         u->rl_limit = u->rl_remaining = u->rl_window_s = -1;
         r->n_ups = i + 1;
     }
+    if (metrics__sources_init(cfg))
+        goto nomem;
     /* a first figure as soon as the loop runs (the storage exists by then), then every few
      * seconds, always off the loop */
     if (loop) {
@@ -189,6 +191,7 @@ void metrics_free(void)
     if (!r)
         return;
     reg = NULL;
+    metrics__sources_free();
     for (size_t i = 0; i < r->n_ups; i++) {
         free(r->ups[i].name);
         free(r->ups[i].label);
@@ -746,5 +749,6 @@ int metrics_expose(struct buf *out)
     TRY(expose_store(out, &live));
     TRY(expose_front(out, &live));
     TRY(expose_process(out));
+    TRY(metrics__sources_expose(out));
     return 0;
 }

@@ -83,6 +83,20 @@ void metrics_upstream_ratelimit(const char *upstream, int64_t limit, int64_t rem
 /* The upstream went up or down at since_ms (wall clock); reason: why it is down. */
 void metrics_upstream_state(const char *upstream, int up, uint64_t since_ms, const char *reason);
 
+/* ---- blob sources (regcache_blob_source_requests_total) ---- */
+
+enum metrics_source_outcome {
+    METRICS_SOURCE_SERVED = 0, /* its bytes matched the digest and were stored */
+    METRICS_SOURCE_MISSING,    /* 401, 403 or 404 */
+    METRICS_SOURCE_WRONG,      /* bytes that did not hash to the digest */
+    METRICS_SOURCE_FAILED,     /* no answer, another status, a cut */
+    METRICS_SOURCE_SKIPPED,    /* down: not asked */
+    METRICS_SOURCE_N_OUTCOMES
+};
+/* A fill of upstream asked its blob source source (both the configured names). */
+void metrics_blob_source(const char *upstream, const char *source,
+                         enum metrics_source_outcome outcome);
+
 /* ---- GC ---- */
 
 /* One GC run, as the page lists them. */

@@ -41,6 +41,7 @@ struct store_fill {
     uint64_t since_check;
     EVP_MD_CTX *md;
     int finished; /* committed or aborted */
+    char actual[80]; /* what the bytes hashed to, once committed */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -690,6 +691,7 @@ int store_fill_commit(struct store_fill *f)
     memcpy(actual, "sha256:", 7);
     hex_of(md, n, actual + 7);
     f->finished = 1;
+    snprintf(f->actual, sizeof(f->actual), "%s", actual);
     if (strcmp(actual, f->digest) != 0) {
         unlinkat(f->store->tmp_fd, f->tmp_name, 0);
         return -EBADMSG;
@@ -700,6 +702,11 @@ int store_fill_commit(struct store_fill *f)
     if (r)
         unlinkat(f->store->tmp_fd, f->tmp_name, 0);
     return r;
+}
+
+const char *store_fill_actual(const struct store_fill *f)
+{
+    return f->actual;
 }
 
 int store_fill_commit_as(struct store_fill *f, const char *digest)

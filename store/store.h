@@ -92,6 +92,8 @@ int store_partials_prune(struct store *s, const char *const *sources, size_t n,
 /* Verifies the hash, fsyncs, renames into place, fsyncs the directory. -EBADMSG on mismatch
  * (the temporary file is removed). The descriptor stays valid. */
 int store_fill_commit(struct store_fill *f);
+/* The digest the written bytes hashed to, once store_fill_commit ran ("" before). */
+const char *store_fill_actual(const struct store_fill *f);
 /* The same for content whose digest is only known at the end (a push: begin with ""). */
 int store_fill_commit_as(struct store_fill *f, const char *digest);
 /* Closes the descriptor of a fill nobody reads and nobody writes for now (an upload session

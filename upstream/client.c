@@ -23,10 +23,35 @@
 #define DEADLINE_TICK_MS 250 /* how often requests are checked against timeouts.first_byte */
 #define TOKEN_BODY_MAX (64 * 1024)
 #define USER_AGENT "regcache/" REGCACHE_VERSION
+#define PROBE_MIN_MS 1000 /* bounds of upstream_probe_interval_ms */
+#define PROBE_MAX_MS 30000
+
+/* One endpoint of an upstream (upstreams[].urls). An endpoint that did not answer (connection
+ * refused, timeouts.first_byte passed) is down: requests go to the next one that is up, and a
+ * probe (GET /v2/, once per upstream_probe_interval_ms) brings it back. Kept only where there
+ * is somewhere else to go or something to skip: upstreams with several endpoints and blob
+ * sources. */
+struct endpoint {
+    struct upstream *u;
+    char *url;
+    int down;
+    uint64_t since_ms, last_probe_ms;
+    struct upstream_req *probe; /* in flight, at most one */
+};
 
 struct upstream {
     struct upstream_client *client;
-    char *name, *url, *username, *password, *ca_file;
+    char *name, *url, *username, *password, *ca_file; /* url: the first endpoint's */
+    struct endpoint eps[CONFIG_MAX_URLS];
+    size_t n_eps;
+    int track_endpoints; /* several endpoints, or a blob source */
+    /* a blob source: its primary, its configured name, where it comes in the order and the
+     * prefix of the repositories asked for there */
+    struct upstream *primary;
+    char *source_name, *repo_prefix;
+    int before;
+    struct upstream *sources[CONFIG_MAX_BLOB_SOURCES]; /* a primary's blob sources */
+    size_t n_sources;
     int docker_hub;
     /* learnt from the first challenge, so later scopes fetch a token before asking */
     int bearer, basic;
@@ -46,6 +71,7 @@ struct upstream_client {
     uint64_t first_byte_ms;
     uint64_t total_small_ms; /* whole-request deadline of everything but blobs */
     uint64_t max_blob_bytes;
+    uint64_t probe_ms; /* how often a down endpoint is probed */
     int proxied; /* a proxy from the environment: connections show the proxy's address */
     uv_timer_t deadline_timer; /* gives up on requests with no answer within first_byte_ms */
     struct upstream *ups[CONFIG_MAX_UPSTREAMS];
@@ -71,6 +97,10 @@ struct upstream_req {
     struct curl_slist *headers;
     enum upstream_method method;
     char *url, *accept, *scope;
+    char *path;     /* main: what follows the endpoint's URL, e.g. "/v2/<repo>/blobs/<digest>" */
+    size_t ep;      /* main: the endpoint asked */
+    unsigned tried; /* main: the endpoints asked so far (bits) */
+    int ep_probe;   /* an endpoint's own probe: no other endpoint, no outcome hook */
     const struct upstream_callbacks *cb;
     void *ud;
     int attempts;
@@ -110,6 +140,9 @@ struct sock_ctx {
 
 static void req_free(struct upstream_req *r);
 static int req_start(struct upstream_req *r);
+static void endpoint_answered(struct upstream *u, size_t i);
+static int failover(struct upstream_req *r, const char *why);
+static void probe_endpoints(struct upstream *u, uint64_t now);
 
 /* The address class of an upstream URL's host as written (see host_class). */
 static int upstream_host_class(const char *url)
@@ -259,7 +292,7 @@ static void parse_ratelimit(const char *v, size_t n, int64_t *count, int64_t *wi
 static void report_ratelimit(struct upstream_req *r)
 {
     struct upstream_client *c = r->u->client;
-    if (!c->on_ratelimit || !r->status ||
+    if (!c->on_ratelimit || !r->status || r->u->primary ||
         (r->status != 429 && r->rl_limit < 0 && r->rl_remaining < 0))
         return;
     struct upstream_ratelimit rl = {
@@ -500,6 +533,7 @@ static void req_free(struct upstream_req *r)
     for (struct upstream_req *w = r->waiters; w; w = w->next_waiter)
         w->token_req = NULL; /* only at shutdown: the waiters are freed too */
     free(r->url);
+    free(r->path);
     free(r->accept);
     free(r->scope);
     buf_free(&r->body);
@@ -711,7 +745,9 @@ static void deliver(struct upstream_req *r, int result, const char *error)
         r->headers_delivered = 1;
         r->cb->on_headers(r->ud, &resp);
     }
-    if (c->on_outcome)
+    if (resp.status && !r->foreign)
+        endpoint_answered(r->u, r->ep);
+    if (c->on_outcome && !r->ep_probe && !r->u->primary)
         c->on_outcome(c->outcome_ud, r->u, &resp);
     r->cb->on_done(r->ud, &resp, result);
     req_free(r);
@@ -740,7 +776,8 @@ static int expire_one(struct upstream_client *c, uint64_t now)
             count_exchange(r, 0);
             char err[CURL_ERROR_SIZE];
             snprintf(err, sizeof(err), "%s", r->errbuf);
-            deliver(r, -ETIMEDOUT, err);
+            if (late || !failover(r, err))
+                deliver(r, -ETIMEDOUT, err);
         }
         return 1;
     }
@@ -752,6 +789,11 @@ static void on_deadline_timer(uv_timer_t *t)
     struct upstream_client *c = t->data;
     uint64_t now = now_ms();
     for (int n = 0; n < 1024 && expire_one(c, now); n++) {
+    }
+    for (size_t i = 0; i < c->n_ups; i++) {
+        probe_endpoints(c->ups[i], now);
+        for (size_t j = 0; j < c->ups[i]->n_sources; j++)
+            probe_endpoints(c->ups[i]->sources[j], now);
     }
 }
 
@@ -817,7 +859,7 @@ static int handle_challenge(struct upstream_req *r)
         return 0;
     r->attempts++;
     if (ch.scheme == AUTH_SCHEME_BEARER &&
-        target_url_check(ch.realm, u->url, allowed_classes(u), why, sizeof(why))) {
+        target_url_check(ch.realm, u->eps[r->ep].url, allowed_classes(u), why, sizeof(why))) {
         refuse(r, "refused its token realm %.300s: %s", ch.realm, why);
         return 0;
     }
@@ -847,7 +889,7 @@ static void deliver_refused(struct upstream_req *r)
     snprintf(err, sizeof(err), "%s", r->refusal);
     log_warn("upstream %s: %s", r->u->name, err);
     fill_response(r, &resp);
-    if (resp.status && !r->headers_delivered && c->on_outcome)
+    if (resp.status && !r->headers_delivered && c->on_outcome && !r->ep_probe && !r->u->primary)
         c->on_outcome(c->outcome_ud, r->u, &resp);
     resp.status = 0;
     resp.error = err;
@@ -883,12 +925,143 @@ static int follow_redirect(struct upstream_req *r)
     r->url = next;
     r->hops++;
     /* credentials and challenges belong to the upstream's own origin only */
-    r->foreign = !url_same_origin(next, u->url);
+    r->foreign = !url_same_origin(next, u->eps[r->ep].url);
     if (req_start(r)) {
         refuse(r, "cannot start request");
         return 0;
     }
     return 1;
+}
+
+/* ---- endpoints ---- */
+
+uint64_t upstream_probe_interval_ms(uint64_t revalidate_after_ms)
+{
+    return revalidate_after_ms < PROBE_MIN_MS   ? PROBE_MIN_MS
+           : revalidate_after_ms > PROBE_MAX_MS ? PROBE_MAX_MS
+                                                : revalidate_after_ms;
+}
+
+/* The endpoint a request asks next: the first it has not asked that is up, else the first it
+ * has not asked (one that is down is a last resort, not ruled out); -1 when it asked all. */
+static int pick_endpoint(const struct upstream *u, unsigned tried)
+{
+    int fallback = -1;
+    for (size_t i = 0; i < u->n_eps; i++) {
+        if (tried & (1u << i))
+            continue;
+        if (!u->eps[i].down)
+            return (int)i;
+        if (fallback < 0)
+            fallback = (int)i;
+    }
+    return fallback;
+}
+
+static void endpoint_failed(struct upstream *u, size_t i, const char *why)
+{
+    struct endpoint *e = &u->eps[i];
+    if (!u->track_endpoints || e->down)
+        return;
+    e->down = 1;
+    e->since_ms = e->last_probe_ms = now_ms();
+    log_warn("upstream %s: endpoint %s down (%s); %s until a probe (every %llu ms) finds it back",
+             u->name, e->url, why, u->n_eps > 1 ? "asking the next endpoint" : "skipped",
+             (unsigned long long)u->client->probe_ms);
+}
+
+static void endpoint_answered(struct upstream *u, size_t i)
+{
+    struct endpoint *e = &u->eps[i];
+    if (!e->down)
+        return;
+    e->down = 0;
+    log_info("upstream %s: endpoint %s answers again after %llu s", u->name, e->url,
+             (unsigned long long)((now_ms() - e->since_ms) / 1000));
+}
+
+int upstream_available(const struct upstream *u)
+{
+    for (size_t i = 0; i < u->n_eps; i++)
+        if (!u->eps[i].down)
+            return 1;
+    return 0;
+}
+
+/* Points r at its path on endpoint i. */
+static int set_endpoint(struct upstream_req *r, size_t i)
+{
+    const char *base = r->u->eps[i].url;
+    size_t n = strlen(base) + strlen(r->path) + 1;
+    char *url = malloc(n);
+    if (!url)
+        return -ENOMEM;
+    snprintf(url, n, "%s%s", base, r->path);
+    free(r->url);
+    r->url = url;
+    r->ep = i;
+    r->tried |= 1u << i;
+    r->hops = 0;
+    r->foreign = 0;
+    return 0;
+}
+
+/* r's endpoint gave no answer at all (why): it is marked down, and r asks the next endpoint.
+ * Returns 1 when r went on there; 0 when there is none (or r got an answer, or failed at a
+ * redirect's target, which says nothing of the endpoint). */
+static int failover(struct upstream_req *r, const char *why)
+{
+    if (r->kind != REQ_MAIN || r->headers_delivered || r->hops || r->foreign)
+        return 0;
+    endpoint_failed(r->u, r->ep, why);
+    int next = r->ep_probe ? -1 : pick_endpoint(r->u, r->tried);
+    if (next < 0)
+        return 0;
+    log_info("upstream %s: %s gave no answer (%s); asking %s", r->u->name, r->u->eps[r->ep].url,
+             why, r->u->eps[next].url);
+    return set_endpoint(r, (size_t)next) == 0 && req_start(r) == 0;
+}
+
+static void ep_probe_headers(void *ud, const struct upstream_response *resp)
+{
+    (void)ud;
+    (void)resp;
+}
+
+static int ep_probe_data(void *ud, const char *data, size_t len)
+{
+    (void)ud;
+    (void)data;
+    (void)len;
+    return 0;
+}
+
+static void ep_probe_done(void *ud, const struct upstream_response *resp, int result)
+{
+    (void)resp; /* deliver() has judged it */
+    (void)result;
+    struct endpoint *e = ud;
+    e->probe = NULL;
+    e->last_probe_ms = now_ms();
+}
+
+static const struct upstream_callbacks ep_probe_callbacks = {ep_probe_headers, ep_probe_data,
+                                                             ep_probe_done};
+
+static struct upstream_req *main_req_start(struct upstream *u, enum upstream_method method,
+                                           char *path, char *scope, const char *accept, int probe,
+                                           int blob, const struct upstream_callbacks *cb, void *ud,
+                                           int ep);
+
+/* One probe at a time per down endpoint, once per probe_ms. */
+static void probe_endpoints(struct upstream *u, uint64_t now)
+{
+    for (size_t i = 0; i < u->n_eps; i++) {
+        struct endpoint *e = &u->eps[i];
+        if (e->down && !e->probe && now - e->last_probe_ms >= u->client->probe_ms)
+            e->probe = main_req_start(u, UPSTREAM_GET, strdup("/v2/"), strdup(""), NULL, 1, 0,
+                                      &ep_probe_callbacks, e, (int)i);
+    }
 }
 
 static void check_multi_info(struct upstream_client *c)
@@ -933,6 +1106,8 @@ static void check_multi_info(struct upstream_client *c)
         if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && r->headers_delivered)) {
             char err[CURL_ERROR_SIZE + 64];
             snprintf(err, sizeof(err), "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+            if (!r->headers_delivered && failover(r, err))
+                continue;
             if (r->headers_delivered) {
                 /* the body was cut: the caller already has the headers */
                 struct upstream_response resp;
@@ -951,16 +1126,18 @@ static void check_multi_info(struct upstream_client *c)
 
 /* ---- public API ---- */
 
-/* A main request for url (taken over, malloc'ed) with scope (taken over) and a copy of accept,
- * started; NULL when out of memory (what was taken over is freed). */
+/* A main request for path (taken over, malloc'ed) with scope (taken over) and a copy of accept,
+ * started at endpoint ep (an endpoint's own probe), or at the first endpoint up when ep < 0;
+ * NULL when out of memory (what was taken over is freed). */
 static struct upstream_req *main_req_start(struct upstream *u, enum upstream_method method,
-                                           char *url, char *scope, const char *accept, int probe,
-                                           int blob, const struct upstream_callbacks *cb, void *ud)
+                                           char *path, char *scope, const char *accept, int probe,
+                                           int blob, const struct upstream_callbacks *cb, void *ud,
+                                           int ep)
 {
     struct upstream_req *r = calloc(1, sizeof(*r));
     char *acc = accept ? strdup(accept) : NULL;
-    if (!r || !url || !scope || (accept && !acc)) {
-        free(url);
+    if (!r || !path || !scope || (accept && !acc)) {
+        free(path);
         free(scope);
         free(acc);
         free(r);
@@ -975,13 +1152,14 @@ static struct upstream_req *main_req_start(struct upstream *u, enum upstream_met
         r->deadline_ms = now_ms() + u->client->total_small_ms;
     r->cb = cb;
     r->ud = ud;
-    r->url = url;
+    r->path = path;
     r->scope = scope;
     r->accept = acc;
+    r->ep_probe = ep >= 0;
     buf_init(&r->body, 0);
     r->want_basic = u->basic && !probe;
     link_req(r);
-    if (req_start(r)) {
+    if (set_endpoint(r, ep >= 0 ? (size_t)ep : (size_t)pick_endpoint(u, 0)) || req_start(r)) {
         req_free(r);
         return NULL;
     }
@@ -993,15 +1171,18 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
                                       const char *accept, const struct upstream_callbacks *cb,
                                       void *ud)
 {
-    size_t n = strlen(u->url) + strlen(repo) + strlen(what) + (query ? strlen(query) : 0) + 16;
-    char *url = malloc(n), *scope = malloc(strlen(repo) + 32);
-    if (url)
-        snprintf(url, n, "%s/v2/%s/%s%s%s", u->url, repo, what, query ? "?" : "",
+    /* a blob source may keep the repositories under a prefix of its own */
+    const char *pre = u->repo_prefix ? u->repo_prefix : "", *sep = u->repo_prefix ? "/" : "";
+    size_t rlen = strlen(pre) + 1 + strlen(repo);
+    size_t n = rlen + strlen(what) + (query ? strlen(query) : 0) + 16;
+    char *path = malloc(n), *scope = malloc(rlen + 32);
+    if (path)
+        snprintf(path, n, "/v2/%s%s%s/%s%s%s", pre, sep, repo, what, query ? "?" : "",
                  query ? query : "");
     if (scope)
-        sprintf(scope, "repository:%s:pull", repo);
-    struct upstream_req *r = main_req_start(u, method, url, scope, accept, 0,
-                                            strncmp(what, "blobs/", 6) == 0, cb, ud);
+        snprintf(scope, rlen + 32, "repository:%s%s%s:pull", pre, sep, repo);
+    struct upstream_req *r = main_req_start(u, method, path, scope, accept, 0,
+                                            strncmp(what, "blobs/", 6) == 0, cb, ud, -1);
     if (r) /* no body arrives before the loop runs curl again */
         r->manifest = strncmp(what, "manifests/", 10) == 0;
     return r;
@@ -1031,11 +1212,7 @@ struct upstream_req *upstream_request_with(struct upstream *u, enum upstream_met
 struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,
                                     void *ud)
 {
-    size_t n = strlen(u->url) + 8;
-    char *url = malloc(n);
-    if (url)
-        snprintf(url, n, "%s/v2/", u->url);
-    return main_req_start(u, UPSTREAM_GET, url, strdup(""), NULL, 1, 0, cb, ud);
+    return main_req_start(u, UPSTREAM_GET, strdup("/v2/"), strdup(""), NULL, 1, 0, cb, ud, -1);
 }
 
 void upstream_client_on_outcome(struct upstream_client *c, upstream_outcome_fn fn, void *ud)
@@ -1055,6 +1232,56 @@ void upstream_req_cancel(struct upstream_req *r)
     req_free(r);
 }
 
+static void upstream_free(struct upstream *u)
+{
+    if (!u)
+        return;
+    free(u->name);
+    free(u->url);
+    free(u->username);
+    free(u->password);
+    free(u->ca_file);
+    free(u->source_name);
+    free(u->repo_prefix);
+    for (size_t i = 0; i < u->n_eps; i++)
+        free(u->eps[i].url);
+    for (size_t i = 0; i < u->n_sources; i++)
+        upstream_free(u->sources[i]);
+    token_cache_free(u->tokens);
+    free(u);
+}
+
+/* An upstream (or a blob source) with endpoints urls[0..n-1]; NULL when out of memory. */
+static struct upstream *upstream_new(struct upstream_client *c, const char *name, const char **urls,
+                                     size_t n, const char *username, const char *password,
+                                     const char *ca_file)
+{
+    struct upstream *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->client = c;
+    u->name = strdup(name);
+    u->url = strdup(urls[0]);
+    u->username = username ? strdup(username) : NULL;
+    u->password = password ? strdup(password) : NULL;
+    u->ca_file = ca_file ? strdup(ca_file) : NULL;
+    u->tokens = token_cache_new();
+    int ok = u->name && u->url && u->tokens && (!username || u->username) &&
+             (!password || u->password) && (!ca_file || u->ca_file);
+    for (size_t i = 0; i < n && i < CONFIG_MAX_URLS; i++) {
+        u->eps[i].u = u;
+        u->eps[i].url = strdup(urls[i]);
+        u->n_eps = i + 1;
+        ok = ok && u->eps[i].url;
+        u->url_classes |= upstream_host_class(urls[i]);
+    }
+    if (!ok) {
+        upstream_free(u);
+        return NULL;
+    }
+    return u;
+}
+
 int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstream_client **out)
 {
     static int curl_ready;
@@ -1072,6 +1299,7 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     c->first_byte_ms = cfg->first_byte_ms ? cfg->first_byte_ms : 10000;
     c->total_small_ms = cfg->total_small_ms ? cfg->total_small_ms : 60000;
     c->max_blob_bytes = cfg->max_blob_bytes ? cfg->max_blob_bytes : (64ULL << 30);
+    c->probe_ms = upstream_probe_interval_ms(cfg->revalidate_after_ms);
     static const char *const proxy_vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
                                              "all_proxy", "ALL_PROXY"};
     for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++) {
@@ -1102,22 +1330,34 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
     uv_unref((uv_handle_t *)&c->deadline_timer);
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct config_upstream *cu = &cfg->upstreams[i];
-        struct upstream *u = calloc(1, sizeof(*u));
+        const char *one[1] = {cu->url};
+        struct upstream *u =
+            upstream_new(c, cu->name, cu->n_urls ? (const char **)cu->urls : one,
+                         cu->n_urls ? cu->n_urls : 1, cu->username, cu->password, cu->ca_file);
         if (!u)
             goto nomem;
         c->ups[c->n_ups++] = u;
-        u->client = c;
-        u->name = strdup(cu->name);
-        u->url = strdup(cu->url);
-        u->username = cu->username ? strdup(cu->username) : NULL;
-        u->password = cu->password ? strdup(cu->password) : NULL;
-        u->ca_file = cu->ca_file ? strdup(cu->ca_file) : NULL;
-        u->tokens = token_cache_new();
-        if (!u->name || !u->url || !u->tokens)
-            goto nomem;
-        u->url_classes = upstream_host_class(cu->url);
+        u->track_endpoints = u->n_eps > 1;
         u->docker_hub = strcmp(cu->name, "docker.io") == 0 ||
                         strstr(cu->url, "://registry-1.docker.io") != NULL;
+        for (size_t j = 0; j < cu->n_blob_sources; j++) {
+            const struct config_blob_source *b = &cu->blob_sources[j];
+            char name[512];
+            snprintf(name, sizeof(name), "%s blob source %s", cu->name, b->name);
+            const char *url[1] = {b->url};
+            struct upstream *s =
+                upstream_new(c, name, url, 1, b->username, b->password, b->ca_file);
+            if (!s)
+                goto nomem;
+            u->sources[u->n_sources++] = s;
+            s->primary = u;
+            s->track_endpoints = 1;
+            s->before = b->before;
+            s->source_name = strdup(b->name);
+            s->repo_prefix = b->repository_prefix ? strdup(b->repository_prefix) : NULL;
+            if (!s->source_name || (b->repository_prefix && !s->repo_prefix))
+                goto nomem;
+        }
     }
     *out = c;
     return 0;
@@ -1147,16 +1387,8 @@ void upstream_client_free(struct upstream_client *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->n_ups; i++) {
-        struct upstream *u = c->ups[i];
-        free(u->name);
-        free(u->url);
-        free(u->username);
-        free(u->password);
-        free(u->ca_file);
-        token_cache_free(u->tokens);
-        free(u);
-    }
+    for (size_t i = 0; i < c->n_ups; i++)
+        upstream_free(c->ups[i]);
     free(c);
 }
 
@@ -1192,4 +1424,24 @@ const char *upstream_name(const struct upstream *u)
 int upstream_is_docker_hub(const struct upstream *u)
 {
     return u->docker_hub;
+}
+
+size_t upstream_source_count(const struct upstream *u)
+{
+    return u->n_sources;
+}
+
+struct upstream *upstream_source(const struct upstream *u, size_t i)
+{
+    return i < u->n_sources ? u->sources[i] : NULL;
+}
+
+int upstream_source_before(const struct upstream *src)
+{
+    return src->before;
+}
+
+const char *upstream_source_name(const struct upstream *src)
+{
+    return src->source_name ? src->source_name : src->name;
 }

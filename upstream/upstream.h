@@ -128,6 +128,28 @@ struct upstream_req *upstream_request_with(struct upstream *u, enum upstream_met
 struct upstream_req *upstream_probe(struct upstream *u, const struct upstream_callbacks *cb,
                                     void *ud);
 void upstream_req_resume(struct upstream_req *r);
+
+/* ---- endpoints and blob sources ----
+ * An upstream's endpoints (upstreams[].urls) are tried in order, invisibly to callers: a
+ * request that gets no answer at all from one (connection refused or reset, timeouts.first_byte
+ * passed) goes on at the next, and that endpoint is skipped (asked last) until a probe of its
+ * own finds it answering. A request fails only when every endpoint gave no answer; tokens and
+ * the learnt challenge are shared by the endpoints.
+ *
+ * A blob source (upstreams[].blob_sources) is an upstream of its own (credentials, tokens,
+ * endpoint health, repositories under its repository_prefix), reached only through its primary:
+ * never listed by upstream_get, never seen by the outcome and rate-limit hooks. */
+size_t upstream_source_count(const struct upstream *u);
+struct upstream *upstream_source(const struct upstream *u, size_t i);
+/* 1 when the source is asked before its primary (order: before). */
+int upstream_source_before(const struct upstream *src);
+/* The source's configured name (logs, metrics). */
+const char *upstream_source_name(const struct upstream *src);
+/* 0 while every endpoint of u is down (gave no answer lately, no probe has found it back). */
+int upstream_available(const struct upstream *u);
+/* How often something down is asked whether it is back: once per cache.revalidate_after, so
+ * that a tag is current again within one revalidate_after, but within 1 s..30 s. */
+uint64_t upstream_probe_interval_ms(uint64_t revalidate_after_ms);
 /* Stops the request; no callback runs after this. Not from inside on_headers/on_data. */
 void upstream_req_cancel(struct upstream_req *r);
 

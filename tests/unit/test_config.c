@@ -694,6 +694,77 @@ static void test_metrics(void)
     CHECK_EQ_INT(load("listen: 127.0.0.1:5000\nmetrics:\n  listen: 127.0.0.1:5002\n"), 0);
 }
 
+static void test_endpoints_and_sources(void)
+{
+    CHECK_EQ_INT(load("upstreams:\n"
+                      "  - name: docker.io\n"
+                      "    urls: [http://127.0.0.1:5001/, http://127.0.0.1:5002]\n"
+                      "    blob_sources:\n"
+                      "      - url: http://sibling:5000\n"
+                      "        order: before\n"
+                      "        repository_prefix: dockerhub\n"
+                      "      - name: public-mirror\n"
+                      "        url: https://mirror.example\n"
+                      "        username: u\n"
+                      "        password: p\n"),
+                 0);
+    const struct config_upstream *u = &cfg.upstreams[0];
+    CHECK_STR(u->url, "http://127.0.0.1:5001");
+    CHECK_EQ_INT(u->n_urls, 2);
+    CHECK_STR(u->urls[0], "http://127.0.0.1:5001");
+    CHECK_STR(u->urls[1], "http://127.0.0.1:5002");
+    CHECK_EQ_INT(u->n_blob_sources, 2);
+    CHECK_STR(u->blob_sources[0].name, "http://sibling:5000");
+    CHECK_STR(u->blob_sources[0].url, "http://sibling:5000");
+    CHECK_EQ_INT(u->blob_sources[0].before, 1);
+    CHECK_STR(u->blob_sources[0].repository_prefix, "dockerhub");
+    CHECK(u->blob_sources[0].username == NULL);
+    CHECK_STR(u->blob_sources[1].name, "public-mirror");
+    CHECK_EQ_INT(u->blob_sources[1].before, 0);
+    CHECK_STR(u->blob_sources[1].username, "u");
+    CHECK_STR(u->blob_sources[1].password, "p");
+    CHECK(u->blob_sources[1].repository_prefix == NULL);
+    /* url alone is a one-element list */
+    CHECK_EQ_INT(load("upstreams:\n  - {name: a, url: http://a}\n"), 0);
+    CHECK_EQ_INT(cfg.upstreams[0].n_urls, 0);
+    CHECK_STR(cfg.upstreams[0].url, "http://a");
+
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    urls: [http://b]\n", 4,
+        "upstreams[0].urls", "give url or urls, not both (url is on line 3)");
+    ERR("upstreams:\n  - name: a\n    urls: [http://a, ftp://b]\n", 3, "upstreams[0].urls",
+        "must start with http:// or https://");
+    ERR("upstreams:\n  - name: a\n    urls: []\n", 3, "upstreams[0].urls", "must not be empty");
+    ERR("upstreams:\n  - name: a\n    urls: http://a\n", 3, "upstreams[0].urls",
+        "expected a list of URLs");
+    ERR("upstreams:\n  - name: a\n    urls: [http://a, http://a/]\n", 3, "upstreams[0].urls",
+        "listed twice");
+    ERR("upstreams:\n  - name: a\n    urls:\n      - http://a\n      - [x]\n", 5,
+        "upstreams[0].urls", "expected a scalar");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources:\n"
+        "      - url: http://s\n        order: first\n",
+        6, "upstreams[0].blob_sources[0].order", "unknown order 'first' (use before or after)");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources:\n"
+        "      - url: http://s\n      - url: s.example\n",
+        6, "upstreams[0].blob_sources[1].url", "must start with http:// or https://");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources:\n"
+        "      - order: before\n",
+        5, "upstreams[0].blob_sources[0].url", "required key missing");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources:\n"
+        "      - url: http://s\n        colour: red\n",
+        6, "upstreams[0].blob_sources[0].colour", "unknown key");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources:\n"
+        "      - url: http://s\n        username: u\n",
+        6, "upstreams[0].blob_sources[0].password", "required when username is given");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources:\n"
+        "      - url: http://s\n        repository_prefix: /x\n",
+        6, "upstreams[0].blob_sources[0].repository_prefix", "not a repository name prefix");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources:\n"
+        "      - url: http://s\n      - url: http://s\n",
+        6, "upstreams[0].blob_sources[1]", "duplicate blob source name 'http://s'");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    blob_sources: {url: http://s}\n", 4,
+        "upstreams[0].blob_sources", "expected a list of mappings");
+}
+
 int main(void)
 {
     strcpy(dir, "/tmp/regcache-test-config.XXXXXX");
@@ -715,6 +786,7 @@ int main(void)
     test_password_file_and_user();
     test_files();
     test_metrics();
+    test_endpoints_and_sources();
 
     config_free(&cfg);
     unlink(path);

@@ -9,6 +9,7 @@
 #define CONFIG_MAX_UPSTREAMS 32
 
 struct cidr;
+struct rules;
 
 struct config_upstream {
     char *name;     /* how clients address it: ns=<name> or /v2/<name>/... ; e.g. "docker.io" */
@@ -93,6 +94,7 @@ struct config {
     char **metrics_allow;
     size_t n_metrics_allow;
     int ui_access; /* ui.access: who may read the status page (enum ui_access) */
+    struct rules *rules; /* rules: pull rules (rules/rules.h); NULL: none, every pull allowed */
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

@@ -62,6 +62,8 @@ void metrics_proxy_request(enum metrics_type t, int hit);
 /* A request joined a blob fill, a blob HEAD or a manifest flight in progress rather than
  * asking the upstream itself. */
 void metrics_fill_joined(enum metrics_type t);
+/* A pull refused by the pull rules: rule is the deciding rule's number, 0 for the default. */
+void metrics_rule_denied(size_t rule);
 
 /* ---- upstreams (regcache_upstream_*); upstream is the configured name ---- */
 

@@ -36,6 +36,8 @@ struct ctx {
     yaml_document_t *doc;
     char *err;
     size_t errlen;
+    unsigned long rule_lines[RULES_MAX]; /* where each rule was given, for later checks */
+    char rule_keys[RULES_MAX][48];
 };
 
 /* config_defaults cannot report failure, and without memory at startup nothing else works. */
@@ -1027,6 +1029,24 @@ static int apply_rule(struct ctx *x, struct rules *r, yaml_node_t *m, const char
         snprintf(key, sizeof(key), "%s.%s", prefix, user_fault ? "users" : allow ? "allow" : "deny");
         return fail(x, user_fault && users_line ? users_line : line, key, "%s", why);
     }
+    x->rule_lines[rules_count(r) - 1] = line;
+    snprintf(x->rule_keys[rules_count(r) - 1], sizeof(x->rule_keys[0]), "%s.%s", prefix,
+             allow ? "allow" : "deny");
+    return 0;
+}
+
+/* Once every key is read: each rule's upstream is one the file (or the defaults) configures. */
+static int check_rule_upstreams(struct ctx *x, const struct config *c)
+{
+    for (size_t i = 1; i <= rules_count(c->rules); i++) {
+        const char *u = rules_upstream(c->rules, i);
+        size_t j = 0;
+        while (u && j < c->n_upstreams && strcmp(c->upstreams[j].name, u))
+            j++;
+        if (u && j == c->n_upstreams)
+            return fail(x, x->rule_lines[i - 1], x->rule_keys[i - 1],
+                        "no upstream is named '%s' (or use *)", u);
+    }
     return 0;
 }
 
@@ -1699,6 +1719,8 @@ int config_load(const char *path, struct config *c, char *err, size_t errlen)
     root = yaml_document_get_root_node(&doc);
     if (root) {
         rc = apply_root(&x, &n, root);
+        if (rc == 0)
+            rc = check_rule_upstreams(&x, &n);
         if (rc < 0)
             goto out;
         /* Anything after the first document is an error, including syntax errors. */

@@ -76,6 +76,11 @@ size_t rules_count(const struct rules *r)
     return r ? r->n : 0;
 }
 
+const char *rules_upstream(const struct rules *r, size_t i)
+{
+    return i >= 1 && i <= r->n ? r->list[i - 1].upstream : NULL;
+}
+
 const char *rules_text(const struct rules *r, size_t i)
 {
     return i >= 1 && i <= r->n ? r->list[i - 1].text : "default";

@@ -33,6 +33,8 @@ const char *rules_add_group(struct rules *r, const char *name, const char *const
 const char *rules_add(struct rules *r, int allow, const char *pattern, const char *const *users,
                       size_t n_users);
 size_t rules_count(const struct rules *r);
+/* Rule i's upstream (1-based), NULL when it is "*". */
+const char *rules_upstream(const struct rules *r, size_t i);
 /* "deny docker.io/library/ubuntu:*" for rule i (1-based). */
 const char *rules_text(const struct rules *r, size_t i);
 

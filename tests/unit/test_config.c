@@ -718,6 +718,10 @@ static void test_rules(void)
         "one action");
     ERR("rules:\n  - users: [alice]\n", 2, "rules[1]", "needs allow: or deny:");
     ERR("rules:\n  groups:\n    ci: alice\n", 3, "rules.groups.ci", "expected a list");
+    ERR("rules:\n  - allow: '*/x'\n  - deny: quay.io/y\n", 3, "rules[2].deny",
+        "no upstream is named 'quay.io'");
+    CHECK_EQ_INT(load("rules:\n  - deny: quay.io/y\nupstreams:\n  - name: quay.io\n"
+                      "    url: https://quay.io\n"), 0);
 }
 
 int main(void)

@@ -29,6 +29,7 @@ void cache_note_access(struct cache *c, struct upstream *u, const char *repo, co
     uint64_t now = clock_wall_ms();
     db_touch(c->db, digest, now);
     db_ref(c->db, upstream_name(u), repo, digest);
+    known_note(c, u, repo, digest);
     if (outcome == OUTCOME_HIT || outcome == OUTCOME_STALE)
         db_set_counter(c->db, "hits", ++c->hits);
     else if (outcome == OUTCOME_MISS || outcome == OUTCOME_FILL)
@@ -73,6 +74,8 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
         r = index_load(c);
     if (!r)
         r = referrers_init(c);
+    if (!r)
+        r = known_init(c);
     if (r) {
         cache_free(c);
         return r;
@@ -115,6 +118,7 @@ void cache_free(struct cache *c)
     index_free(c);
     health_free(c);
     referrers_free(c);
+    known_free(c);
     map_free(c->manifest_flights);
     map_free(c->fills);
     blobs_free_heads(c); /* when cache_shutdown did not run */

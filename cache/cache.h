@@ -131,6 +131,19 @@ void cache_fill_release(struct blob_fill *f);
 void cache_note_access(struct cache *c, struct upstream *u, const char *repo, const char *digest,
                        enum cache_outcome outcome);
 
+/* With pull rules on: whether repo is known to reference digest (served under it, listed by a
+ * manifest served under it, or confirmed by its upstream); always 1 without rules. */
+int cache_known(struct cache *c, const struct upstream *u, const char *repo, const char *digest);
+/* A manifest was served under repo: what it lists (layers, config, manifests) is known to be
+ * referenced by repo. */
+void cache_note_manifest(struct cache *c, const struct upstream *u, const char *repo,
+                         const char *body, size_t len);
+/* Asks u, with HEAD through repo, whether repo has digest (a manifest or a blob); answers with
+ * err.status 0 when it does (and repo is then known to reference it), else the upstream's
+ * refusal (404 BLOB_UNKNOWN or MANIFEST_UNKNOWN). Never answers from the store. */
+void cache_confirm(struct cache *c, struct upstream *u, const char *repo, int manifest,
+                   const char *digest, blob_cb cb, void *ud);
+
 /* One upstream request per (upstream, repository, query) at a time, whoever asks. */
 void cache_tags(struct cache *c, struct upstream *u, const char *repo, const char *query,
                 tags_cb cb, void *ud);

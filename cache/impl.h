@@ -76,6 +76,7 @@ struct cache {
     uv_timer_t health_timer;
     int health_timer_on;
     struct map *open_files; /* digest -> descriptor of a blob served lately (open_files.c) */
+    struct map *known; /* with pull rules: upstream KEY_SEP repo KEY_SEP digest (known.c) */
     uv_timer_t open_files_timer;
     int open_files_timer_on;
     /* lifecycle (lifecycle.c) */
@@ -184,6 +185,11 @@ void sources_report(struct upstream *primary, struct upstream *src, const char *
                     const char *detail);
 
 void manifests_free_all(struct cache *c);
+
+/* ---- what repositories reference, with pull rules on (known.c) ---- */
+int known_init(struct cache *c);
+void known_free(struct cache *c);
+void known_note(struct cache *c, const struct upstream *u, const char *repo, const char *digest);
 void tags_free_all(struct cache *c);
 
 /* ---- referrers of proxied manifests (referrers.c) ---- */

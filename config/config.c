@@ -2,6 +2,7 @@
 /* Configuration: embedded defaults, overridden by a YAML file read with libyaml's document API.
  * Every error names the file, the 1-based line and the dotted key it is about. */
 #include "config/config.h"
+#include "rules/rules.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,8 @@ struct ctx {
     yaml_document_t *doc;
     char *err;
     size_t errlen;
+    unsigned long rule_lines[RULES_MAX]; /* where each rule was given, for later checks */
+    char rule_keys[RULES_MAX][48];
 };
 
 /* config_defaults cannot report failure, and without memory at startup nothing else works. */
@@ -154,6 +157,8 @@ void config_free(struct config *c)
         free(c->hosted[i]);
     free(c->hosted);
     free(c->metrics_listen);
+    rules_free(c->rules);
+    c->rules = NULL;
     str_list_free(&c->metrics_allow, &c->n_metrics_allow);
     free(c->trusted_proxies);
     str_list_free(&c->cors_origins, &c->n_cors_origins);
@@ -239,6 +244,7 @@ static int config_copy(struct config *dst, const struct config *src)
             dst->n_auth_push_users = i + 1;
         }
     }
+    dst->rules = NULL; /* rules come only from a file, loaded over the defaults */
     dst->hosted = NULL;
     dst->n_hosted = 0;
     if (src->n_hosted) {
@@ -1148,6 +1154,173 @@ static int apply_hosted(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+/* ---- rules: pull rules (rules/rules.h) ----
+ * A list of rules, or a mapping of default (allow|deny), groups (name: [users]) and list. A rule
+ * is a mapping of allow: or deny: PATTERN, and optionally users: [...]. */
+
+#define RULE_USERS_MAX 1000
+
+/* The scalars of list seq (at most RULE_USERS_MAX) into out; 0 or a negative errno. */
+static int rule_names(struct ctx *x, yaml_node_t *seq, const char *key, const char **out,
+                      size_t *n)
+{
+    *n = 0;
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(x, line_of(seq), key, "expected a list of user names, got %s", kind_of(seq));
+    for (yaml_node_item_t *it = seq->data.sequence.items.start;
+         it < seq->data.sequence.items.top; it++) {
+        yaml_node_t *item = yaml_document_get_node(x->doc, *it);
+        if (!item)
+            return fail(x, line_of(seq), key, "malformed list");
+        if (*n == RULE_USERS_MAX)
+            return fail(x, line_of(item), key, "too many users");
+        int rc = get_scalar(x, item, key, &out[*n]);
+        if (rc < 0)
+            return rc;
+        (*n)++;
+    }
+    return 0;
+}
+
+static int apply_rule(struct ctx *x, struct rules *r, yaml_node_t *m, const char *prefix)
+{
+    char key[KEY_MAX];
+    const char *pattern = NULL, *users[RULE_USERS_MAX], *why;
+    size_t n_users = 0;
+    int allow = -1;
+    unsigned long line = line_of(m), users_line = 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line, prefix, "expected a mapping (allow: or deny: PATTERN), got %s",
+                    kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, prefix, &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "users")) {
+            users_line = line_of(kv.value);
+            rc = rule_names(x, kv.value, key, users, &n_users);
+        } else if (!strcmp(kv.name, "allow") || !strcmp(kv.name, "deny")) {
+            if (allow >= 0)
+                return fail(x, line_of(kv.key), key, "a rule has one action: allow or deny");
+            allow = !strcmp(kv.name, "allow");
+            line = line_of(kv.value);
+            rc = get_scalar(x, kv.value, key, &pattern);
+        } else {
+            return fail(x, line_of(kv.key), key, "unknown action (a rule is allow: or deny: "
+                        "UPSTREAM/REPOSITORY[:TAG], and optionally users:)");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (allow < 0)
+        return fail(x, line_of(m), prefix, "a rule needs allow: or deny: PATTERN");
+    if ((why = rules_add(r, allow, pattern, users, n_users))) {
+        int user_fault = strstr(why, "user") || strstr(why, "group");
+        snprintf(key, sizeof(key), "%s.%s", prefix, user_fault ? "users" : allow ? "allow" : "deny");
+        return fail(x, user_fault && users_line ? users_line : line, key, "%s", why);
+    }
+    x->rule_lines[rules_count(r) - 1] = line;
+    snprintf(x->rule_keys[rules_count(r) - 1], sizeof(x->rule_keys[0]), "%s.%s", prefix,
+             allow ? "allow" : "deny");
+    return 0;
+}
+
+/* Once every key is read: each rule's upstream is one the file (or the defaults) configures. */
+static int check_rule_upstreams(struct ctx *x, const struct config *c)
+{
+    for (size_t i = 1; i <= rules_count(c->rules); i++) {
+        const char *u = rules_upstream(c->rules, i);
+        size_t j = 0;
+        while (u && j < c->n_upstreams && strcmp(c->upstreams[j].name, u))
+            j++;
+        if (u && j == c->n_upstreams)
+            return fail(x, x->rule_lines[i - 1], x->rule_keys[i - 1],
+                        "no upstream is named '%s' (or use *)", u);
+    }
+    return 0;
+}
+
+static int apply_rule_list(struct ctx *x, struct rules *r, yaml_node_t *seq, const char *key)
+{
+    char prefix[KEY_MAX];
+    size_t i = 0;
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(x, line_of(seq), key, "expected a list of rules, got %s", kind_of(seq));
+    for (yaml_node_item_t *it = seq->data.sequence.items.start;
+         it < seq->data.sequence.items.top; it++) {
+        yaml_node_t *item = yaml_document_get_node(x->doc, *it);
+        snprintf(prefix, sizeof(prefix), "%s[%zu]", key, ++i);
+        if (!item)
+            return fail(x, line_of(seq), prefix, "malformed rule");
+        int rc = apply_rule(x, r, item, prefix);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int apply_rule_groups(struct ctx *x, struct rules *r, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *users[RULE_USERS_MAX], *why;
+    size_t n = 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "rules.groups", "expected a mapping of groups, got %s",
+                    kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "rules.groups", &kv, key, sizeof(key));
+        if (rc < 0 || (rc = rule_names(x, kv.value, key, users, &n)) < 0)
+            return rc;
+        if ((why = rules_add_group(r, kv.name, users, n)))
+            return fail(x, line_of(kv.key), key, "%s", why);
+    }
+    return 0;
+}
+
+static int apply_rules(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *s = NULL;
+    if (!c->rules && !(c->rules = rules_new()))
+        return fail_rc(x, -ENOMEM, 0, NULL, "out of memory");
+    if (m->type == YAML_SEQUENCE_NODE)
+        return apply_rule_list(x, c->rules, m, "rules");
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "rules", "expected a list of rules or a mapping, got %s",
+                    kind_of(m));
+    /* groups first, wherever they are written: rules name them */
+    for (int pass = 0; pass < 2; pass++)
+        for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
+             p++) {
+            struct pair kv;
+            int rc = get_pair(x, m, p, "rules", &kv, key, sizeof(key));
+            if (rc < 0)
+                return rc;
+            int groups = !strcmp(kv.name, "groups");
+            if (groups != (pass == 0))
+                continue;
+            if (groups) {
+                rc = apply_rule_groups(x, c->rules, kv.value);
+            } else if (!strcmp(kv.name, "list")) {
+                rc = apply_rule_list(x, c->rules, kv.value, key);
+            } else if (!strcmp(kv.name, "default")) {
+                if ((rc = get_scalar(x, kv.value, key, &s)) < 0)
+                    return rc;
+                if (strcmp(s, "allow") && strcmp(s, "deny"))
+                    return fail(x, line_of(kv.value), key, "unknown action '%s' (allow or deny)",
+                                s);
+                rules_set_default(c->rules, !strcmp(s, "allow"));
+            } else {
+                return fail(x, line_of(kv.key), key, "unknown key");
+            }
+            if (rc < 0)
+                return rc;
+        }
+    return 0;
+}
+
 static int apply_auth(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
@@ -1579,6 +1752,8 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_tls(x, c, kv.value);
         } else if (!strcmp(kv.name, "hosted")) {
             rc = apply_hosted(x, c, kv.value);
+        } else if (!strcmp(kv.name, "rules")) {
+            rc = apply_rules(x, c, kv.value);
         } else if (!strcmp(kv.name, "metrics")) {
             rc = apply_metrics(x, c, kv.value);
         } else if (!strcmp(kv.name, "ui")) {
@@ -1735,6 +1910,8 @@ int config_load(const char *path, struct config *c, char *err, size_t errlen)
     root = yaml_document_get_root_node(&doc);
     if (root) {
         rc = apply_root(&x, &n, root);
+        if (rc == 0)
+            rc = check_rule_upstreams(&x, &n);
         if (rc < 0)
             goto out;
         /* Anything after the first document is an error, including syntax errors. */

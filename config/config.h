@@ -11,6 +11,7 @@
 #define CONFIG_MAX_BLOB_SOURCES 8 /* upstreams[].blob_sources */
 
 struct cidr;
+struct rules;
 
 /* upstreams[].blob_sources[]: another registry or mirror asked for blobs by digest only. */
 struct config_blob_source {
@@ -113,6 +114,7 @@ struct config {
     char **metrics_allow;
     size_t n_metrics_allow;
     int ui_access; /* ui.access: who may read the status page (enum ui_access) */
+    struct rules *rules; /* rules: pull rules (rules/rules.h); NULL: none, every pull allowed */
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

@@ -420,6 +420,7 @@ static int start_serving(struct daemon *d)
     }
     registry_set_ui(d->registry, d->ui);
     registry_set_cors(d->registry, d->cors);
+    registry_set_rules(d->registry, cfg->rules);
     return 0;
 }
 

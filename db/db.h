@@ -55,6 +55,10 @@ void db_put_blob(struct db *d, const char *digest, uint64_t size, const char *me
 void db_touch(struct db *d, const char *digest, uint64_t now_ms);
 /* Repository upstream/repo referenced digest (coalesced). */
 void db_ref(struct db *d, const char *upstream, const char *repo, const char *digest);
+/* Calls fn with every recorded reference (at start, before the loop runs). */
+int db_load_refs(struct db *d,
+                 void (*fn)(void *ud, const char *upstream, const char *repo, const char *digest),
+                 void *ud);
 /* A named counter for operators (hits, misses, started), written with the next flush. */
 void db_set_counter(struct db *d, const char *name, uint64_t value);
 

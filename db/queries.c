@@ -42,6 +42,25 @@ int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
     return 0;
 }
 
+int db_load_refs(struct db *d,
+                 void (*fn)(void *ud, const char *upstream, const char *repo, const char *digest),
+                 void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql, "SELECT upstream, repo, digest FROM repo_blobs", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -EIO;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *u = (const char *)sqlite3_column_text(st, 0);
+        const char *r = (const char *)sqlite3_column_text(st, 1);
+        const char *g = (const char *)sqlite3_column_text(st, 2);
+        if (u && r && g)
+            fn(ud, u, r, g);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
 int db_load_referrers(struct db *d, void (*fn)(void *ud, const struct db_referrers_row *row),
                       void *ud)
 {

@@ -2,6 +2,7 @@
 /* The registry of figures: plain counters updated on the loop thread, one atomic measured on
  * the thread pool, and the exposition built from them. */
 #include "metrics/metrics.h"
+#include "rules/rules.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -72,6 +73,8 @@ struct registry {
         proxy_misses[METRICS_N_TYPES], proxy_pulled[METRICS_N_TYPES], proxy_pushed[METRICS_N_TYPES];
     uint64_t fill_joins[METRICS_N_TYPES];
     uint64_t fill_resumes[METRICS_N_RESUMES];
+    uint64_t *rule_denials; /* [0]: the default; [i]: rule i */
+    size_t n_rules;
     uint64_t served_cache, served_upstream;
     struct up_metrics *ups;
     size_t n_ups;
@@ -140,7 +143,9 @@ int metrics_init(uv_loop_t *loop, const struct config *cfg)
         r->start_ms = clock_wall_ms();
     r->storage = strdup(cfg->storage ? cfg->storage : ".");
     r->ups = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*r->ups));
-    if (!r->storage || !r->ups)
+    r->n_rules = rules_count(cfg->rules);
+    r->rule_denials = calloc(r->n_rules + 1, sizeof(uint64_t));
+    if (!r->storage || !r->ups || !r->rule_denials)
         goto nomem;
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         struct up_metrics *u = &r->ups[i];
@@ -197,6 +202,7 @@ void metrics_free(void)
         free(r->ups[i].label);
     }
     free(r->ups);
+    free(r->rule_denials);
     free(r->storage);
     free(r);
 }
@@ -296,6 +302,12 @@ void metrics_fill_resume(enum metrics_resume outcome)
 {
     if (reg && (unsigned)outcome < METRICS_N_RESUMES)
         reg->fill_resumes[outcome]++;
+}
+
+void metrics_rule_denied(size_t rule)
+{
+    if (reg && rule <= reg->n_rules)
+        reg->rule_denials[rule]++;
 }
 
 void metrics_upstream_request(const char *upstream, int head, long status, uint64_t latency_us)
@@ -547,6 +559,16 @@ static int expose_proxy(struct buf *out)
     for (int i = 0; i < METRICS_N_RESUMES; i++)
         TRY(metrics__u64(out, "regcache_fill_resumes_total", resume_labels[i],
                          reg->fill_resumes[i]));
+    TRY(metrics__family(out, "regcache_rule_denials_total", "counter",
+                        "Pulls refused by the pull rules, by deciding rule (its number in "
+                        "rules, or default)"));
+    TRY(metrics__u64(out, "regcache_rule_denials_total", "rule=\"default\"",
+                     reg->rule_denials[0]));
+    for (size_t i = 1; i <= reg->n_rules; i++) {
+        char labels[40];
+        snprintf(labels, sizeof(labels), "rule=\"%zu\"", i);
+        TRY(metrics__u64(out, "regcache_rule_denials_total", labels, reg->rule_denials[i]));
+    }
     TRY(metrics__family(out, "regcache_served_bytes_total", "counter",
                         "Response body bytes served from the store (source=cache: hits and "
                         "stale answers) or through an upstream (source=upstream: misses and "

@@ -67,6 +67,8 @@ void metrics_fill_joined(enum metrics_type t);
  * left). */
 enum metrics_resume { METRICS_RESUMED, METRICS_RESTARTED, METRICS_GAVE_UP, METRICS_N_RESUMES };
 void metrics_fill_resume(enum metrics_resume outcome);
+/* A pull refused by the pull rules: rule is the deciding rule's number, 0 for the default. */
+void metrics_rule_denied(size_t rule);
 
 /* ---- upstreams (regcache_upstream_*); upstream is the configured name ---- */
 

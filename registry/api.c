@@ -17,6 +17,7 @@
 #include "registry/cors.h"
 #include "registry/respond.h"
 #include "registry/route.h"
+#include "rules/rules.h"
 #include "ui/ui.h"
 #include "upstream/upstream.h"
 #include "util/buf.h"
@@ -31,6 +32,7 @@ struct registry {
     struct hosted *hosted; /* NULL: no hosted repositories */
     struct ui *ui;         /* NULL: no status page */
     struct cors *cors;     /* NULL: no CORS */
+    const struct rules *rules; /* NULL: no pull rules */
 };
 
 /* One request waiting for the cache. */
@@ -44,6 +46,7 @@ struct pending {
     char ns[256];
     char name[REF_NAME_MAX + 1]; /* the repository as the client named it */
     char digest[REF_DIGEST_MAX + 1];
+    int manifest; /* waiting for the upstream to confirm a manifest (else a blob) by digest */
 };
 
 struct registry *registry_new(struct cache *cache, struct upstream_client *up,
@@ -67,6 +70,11 @@ void registry_set_ui(struct registry *r, struct ui *ui)
 void registry_set_cors(struct registry *r, struct cors *cors)
 {
     r->cors = cors;
+}
+
+void registry_set_rules(struct registry *r, const struct rules *rules)
+{
+    r->rules = rules;
 }
 
 void registry_free(struct registry *r)
@@ -149,6 +157,7 @@ static void on_manifest(void *ud, const struct manifest_answer *a)
         ns_header(nsh, sizeof(nsh), p->ns);
         respond_manifest(p->conn, p->head, a->media_type, a->digest, a->body, a->size, nsh);
         cache_note_access(p->r->cache, p->u, p->repo, a->digest, a->outcome);
+        cache_note_manifest(p->r->cache, p->u, p->repo, a->body, a->size);
     }
     pending_done(p);
 }
@@ -270,6 +279,83 @@ static void on_referrers(void *ud, const struct referrers_answer *a)
         respond_referrers(p->conn, p->head, a->body, a->len, a->filtered, nsh);
     }
     pending_done(p);
+}
+
+/* ---- pull rules ---- */
+
+/* 1 when the rules let the pull go on; otherwise answers 403 DENIED naming the deciding rule.
+ * upstream NULL: a hosted repository. tag NULL: a digest reference (known: repo is known to
+ * reference it) or a listing. */
+static int rules_let(struct registry *r, struct conn *c, struct http_request *req,
+                     const char *upstream, const char *repo, const char *tag, int known)
+{
+    struct rules_verdict v;
+    char msg[RULES_TEXT_MAX + 64];
+    if (!r->rules)
+        return 1;
+    rules_judge(r->rules, req->user[0] ? req->user : NULL, upstream, repo, tag, known, &v);
+    if (v.allow)
+        return 1;
+    if (v.rule)
+        snprintf(msg, sizeof(msg), "denied by rule %zu (%s)", v.rule, rules_text(r->rules, v.rule));
+    else
+        snprintf(msg, sizeof(msg), "denied by the default rule (rules.default: deny)");
+    req->outcome = "denied";
+    metrics_rule_denied(v.rule);
+    respond_error(c, req->method == HTTP_METHOD_HEAD, 403, "DENIED", msg, NULL);
+    return 0;
+}
+
+/* The upstream answered whether the repository has the digest the request names. */
+static void on_confirmed(void *ud, const struct blob_answer *a)
+{
+    struct pending *p = ud;
+    if (!pending_alive(p))
+        return;
+    if (a->err.status) {
+        p->req->outcome = "miss";
+        respond_cache_error(p, &a->err);
+        pending_done(p);
+    } else if (p->manifest) {
+        cache_manifest(p->r->cache, p->u, p->repo, p->digest, p->req->accept, p->head,
+                       on_manifest, p);
+    } else {
+        cache_blob(p->r->cache, p->u, p->repo, p->digest, p->head, on_blob, p);
+    }
+}
+
+struct listing {
+    struct registry *r;
+    const char *user;
+    struct catalog *names;
+};
+
+/* A cached repository's name in the catalog: upstream/ prefixed unless from the first. */
+static int list_cached(void *ud, const char *name)
+{
+    struct listing *l = ud;
+    struct upstream *u = upstream_get(l->r->up, 0);
+    const char *repo = name, *slash = strchr(name, '/');
+    if (slash) {
+        char first[REF_NAME_MAX + 1];
+        snprintf(first, sizeof(first), "%.*s", (int)(slash - name), name);
+        struct upstream *named = upstream_find(l->r->up, first);
+        if (named) {
+            u = named;
+            repo = slash + 1;
+        }
+    }
+    if (l->r->rules && !rules_listable(l->r->rules, l->user, upstream_name(u), repo))
+        return 0;
+    return catalog_add(l->names, name);
+}
+
+static int list_hosted(void *ud, const char *name)
+{
+    struct listing *l = ud;
+    if (l->r->rules && !rules_listable(l->r->rules, l->user, NULL, name))
+        return 0;
+    return catalog_add(l->names, name);
 }
 
 /* ---- routing ---- */
@@ -541,10 +627,11 @@ static void catalog(struct registry *r, struct conn *c, struct http_request *req
         limit = strtoul(n, NULL, 10);
     int has_last = route_query_param(req->query, "last", last, sizeof(last)) > 0;
     struct catalog names = {0};
+    struct listing listing = {r, req->user[0] ? req->user : NULL, &names};
     struct buf out;
     buf_init(&out, 64u << 20);
-    if (cache_catalog(r->cache, catalog_add, &names) ||
-        hosted_repositories(r->hosted, catalog_add, &names) ||
+    if (cache_catalog(r->cache, list_cached, &listing) ||
+        hosted_repositories(r->hosted, list_hosted, &listing) ||
         catalog_page(&names, limit, has_last ? last : NULL, &out, next, sizeof(next))) {
         respond_error(c, head, 500, "UNKNOWN", "cannot list repositories", NULL);
     } else {
@@ -599,6 +686,12 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         return;
     }
     if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG && for_hosted(r, &rt)) {
+        /* pulls of hosted content pass the rules too (as upstream "*"); pushes have their own
+         * auth, and a hosted blob is read only through a repository that holds it */
+        if (!write && !rules_let(r, c, req, NULL, rt.name,
+                                 rt.kind == ROUTE_MANIFEST && !rt.by_digest ? rt.reference : NULL,
+                                 1))
+            return;
         hosted_handle(r->hosted, c, req, &rt, user); /* never upstream */
         return;
     }
@@ -642,6 +735,11 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
                       NULL);
         return;
     }
+    int digest_ref = rt.kind == ROUTE_BLOB || (rt.kind == ROUTE_MANIFEST && rt.by_digest);
+    int known = !digest_ref || cache_known(r->cache, u, repo, rt.reference);
+    if (!rules_let(r, c, req, upstream_name(u), repo,
+                   rt.kind == ROUTE_MANIFEST && !rt.by_digest ? rt.reference : NULL, known))
+        return;
     struct pending *p = pending_new(c, req, rt.ns);
     if (p) {
         p->r = r;
@@ -661,6 +759,12 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
             pending_done(p);
             break;
         }
+        if (!known) { /* cached bytes only for a repository known to reference them */
+            p->manifest = 1;
+            snprintf(p->digest, sizeof(p->digest), "%s", rt.reference);
+            cache_confirm(r->cache, u, repo, 1, rt.reference, on_confirmed, p);
+            break;
+        }
         cache_manifest(r->cache, u, repo, rt.reference, req->accept, head, on_manifest, p);
         break;
     case ROUTE_BLOB:
@@ -670,6 +774,10 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
             break;
         }
         snprintf(p->digest, sizeof(p->digest), "%s", rt.reference);
+        if (!known) {
+            cache_confirm(r->cache, u, repo, 0, rt.reference, on_confirmed, p);
+            break;
+        }
         cache_blob(r->cache, u, repo, rt.reference, head, on_blob, p);
         break;
     case ROUTE_REFERRERS: {

@@ -23,6 +23,9 @@ void registry_set_ui(struct registry *r, struct ui *ui);
 /* CORS for browser UIs (registry/cors.h); NULL: none. The registry does not own it. */
 struct cors;
 void registry_set_cors(struct registry *r, struct cors *cors);
+/* Pull rules (rules/rules.h) for every pull, proxied and hosted; NULL: none. */
+struct rules;
+void registry_set_rules(struct registry *r, const struct rules *rules);
 
 /* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */
 void registry_handle(struct conn *c, struct http_request *req, void *ud);

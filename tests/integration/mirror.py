@@ -21,11 +21,11 @@ REGCACHE = shlex.split(os.environ.get("REGCACHE_BIN", os.path.join(REPO_ROOT, "b
 
 # The access log in its text form: the Combined Log Format, then key=value fields:
 # <client> - <user> [<time>] "<METHOD> <target> <proto>" <status> <bytes> "<referer>" "<agent>"
-#   rt=<seconds> upstream=<name|-> outcome=<hit|miss|fill|stale|-> id=<request id> peer=.. note=..
+#   rt=<seconds> upstream=<name|-> outcome=<hit|miss|fill|stale|denied|-> id=<request id> peer=.. note=..
 # Groups: 1 client, 2 method, 3 target, 4 status, 5 bytes, 6 seconds, 7 outcome.
 LOG_RE = re.compile(r'^(\S+) - \S+ \[[^\]]+\] "([A-Z]+|-) (\S+) [^" ]+" (\d{3}) (\d+) '
                     r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" rt=(\d+\.\d+) upstream=\S+ '
-                    r'outcome=(hit|miss|fill|stale|-) ')
+                    r'outcome=(hit|miss|fill|stale|denied|-) ')
 
 
 class LogEntry(tuple):

@@ -365,7 +365,7 @@ def test_no_label_value_names_a_repository_or_digest(mirror_factory, up, make_im
     assert "zebrafinch" not in s.text and "ocelot" not in s.text
     labels = {k for (_, ls) in s.samples for k, _ in ls}
     assert labels <= {"type", "code", "handler", "method", "le", "upstream", "source", "result",
-                      "reason", "version", "outcome"}, labels
+                      "reason", "version", "outcome", "rule"}, labels
 
 
 def test_upstream_state_follows_its_health(mirror_factory, up, make_image, push):

@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "config/config.h"
+#include "rules/rules.h"
 #include "util/cidr.h"
 
 static char dir[64];
@@ -765,6 +766,35 @@ static void test_endpoints_and_sources(void)
         "upstreams[0].blob_sources", "expected a list of mappings");
 }
 
+/* rules: a list, or a mapping of default, groups and list; errors name file, line and key. */
+static void test_rules(void)
+{
+    CHECK_EQ_INT(load("rules:\n  - deny: docker.io/library/ubuntu\n  - allow: '*/library/*:3.*'\n"),
+                 0);
+    CHECK_EQ_INT(rules_count(cfg.rules), 2);
+    CHECK_STR(rules_text(cfg.rules, 1), "deny docker.io/library/ubuntu:*");
+    CHECK_EQ_INT(load("rules:\n  list:\n    - allow: docker.io/team/*\n      users: ['@ci', "
+                      "anonymous]\n  default: deny\n  groups:\n    ci: [alice, bob]\n"),
+                 0);
+    CHECK_EQ_INT(rules_count(cfg.rules), 1);
+    ERR("rules:\n  - permit: docker.io/x\n", 2, "rules[1].permit", "unknown action");
+    ERR("rules:\n  default: maybe\n", 2, "rules.default", "unknown action");
+    ERR("rules:\n  - deny: docker.io/lib[rary\n", 2, "rules[1].deny", "unclosed '['");
+    ERR("rules:\n  - deny: ubuntu\n", 2, "rules[1].deny", "UPSTREAM/REPOSITORY");
+    ERR("rules:\n  - allow: docker.io/x\n  - deny: docker.io/y:Bad tag\n", 3, "rules[2].deny",
+        "only name characters");
+    ERR("rules:\n  list:\n    - allow: docker.io/x\n      users: ['@ops']\n", 4,
+        "rules.list[1].users", "unknown group");
+    ERR("rules:\n  - allow: docker.io/x\n    deny: docker.io/y\n", 3, "rules[1].deny",
+        "one action");
+    ERR("rules:\n  - users: [alice]\n", 2, "rules[1]", "needs allow: or deny:");
+    ERR("rules:\n  groups:\n    ci: alice\n", 3, "rules.groups.ci", "expected a list");
+    ERR("rules:\n  - allow: '*/x'\n  - deny: quay.io/y\n", 3, "rules[2].deny",
+        "no upstream is named 'quay.io'");
+    CHECK_EQ_INT(load("rules:\n  - deny: quay.io/y\nupstreams:\n  - name: quay.io\n"
+                      "    url: https://quay.io\n"), 0);
+}
+
 int main(void)
 {
     strcpy(dir, "/tmp/regcache-test-config.XXXXXX");
@@ -779,6 +809,7 @@ int main(void)
     test_good_small();
     test_upstream_limits();
     test_hosted();
+    test_rules();
     test_ui();
     test_errors();
     test_log_and_cors();

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cache/impl.h"
+#include "cache/pins.h"
 #include "db/db.h"
 #include "metrics/metrics.h"
 #include "util/json.h"
@@ -67,6 +68,12 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
         cache_free(c);
         return -ENOMEM;
     }
+    char why[1024];
+    if ((r = pins_new(cfg, &c->pins, why, sizeof(why)))) {
+        log_error("%s: %s", cfg->source ? cfg->source : "config", why);
+        cache_free(c);
+        return r;
+    }
     r = open_files_init(c);
     if (!r)
         r = index_load(c);
@@ -116,6 +123,7 @@ void cache_free(struct cache *c)
     map_free(c->fills);
     blobs_free_heads(c); /* when cache_shutdown did not run */
     open_files_stop(c); /* after cache_shutdown: only descriptors are left to close */
+    pins_free(c->pins);
     free(c);
 }
 

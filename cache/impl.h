@@ -83,6 +83,7 @@ struct cache {
     uint64_t stored_files; /* files in the store (blobs and manifests), likewise */
     uv_timer_t gc_timer;
     int timer_started, gc_running, gc_again, stopping;
+    struct pins *pins; /* pin and prefetch references: never evicted (pins.h) */
 };
 
 /* A file of bytes was added to the store: runs a GC when the cap or the free floor is crossed. */

@@ -36,6 +36,21 @@ void cache_note_access(struct cache *c, struct upstream *u, const char *repo, co
         db_set_counter(c->db, "misses", ++c->misses);
 }
 
+int cache_has_manifest(struct cache *c, const char *digest)
+{
+    return index_manifest(c, digest) != NULL;
+}
+
+int cache_tag_cached(struct cache *c, const struct upstream *u, const char *repo,
+                     const char *tag, uint64_t *validated_ms)
+{
+    const struct tag_entry *t = index_tag(c, u, repo, tag);
+    if (!t || !index_manifest(c, t->digest))
+        return 0;
+    *validated_ms = t->validated_ms;
+    return 1;
+}
+
 /* What the metrics read of the cache: all of it in memory already. */
 static void figures(void *ud, struct metrics_live *out)
 {

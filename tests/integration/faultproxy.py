@@ -5,7 +5,8 @@ URL) and injects faults into what it relays, one request at a time (keep-alive i
 - `cut[suffix] = n`: the next 200 answering a request whose path ends with suffix is cut after
   n body bytes (both connections closed); one shot per entry;
 - `extra_headers`: (name, value) pairs added to every relayed response (e.g. Docker Hub's
-  ratelimit-* headers);
+  ratelimit-* headers); `headers_for(method, path)`, when set, returns more of them per
+  request (e.g. a ratelimit-remaining that falls with every manifest GET);
 - `answer(method, path)`: when it returns (status, [(name, value)], body) the proxy answers that
   itself and the upstream never sees the request (e.g. a 429).
 
@@ -25,6 +26,7 @@ class FaultProxy(_Acceptor):
         self.target_port = target_port
         self.cut = {}
         self.extra_headers = []
+        self.headers_for = None
         self.answer = None
         self.log = []
         super().__init__()
@@ -57,12 +59,14 @@ class FaultProxy(_Acceptor):
                 if head is None:
                     return
                 method, path = (head[0].split() + ["", ""])[:2]
+                extra = self.extra_headers + (self.headers_for(method, path)
+                                              if self.headers_for else [])
                 canned = self.answer(method, path) if self.answer else None
                 if canned is not None:
                     status, headers, body = canned
                     client.sendall(_head(f"HTTP/1.1 {status} {REASONS.get(status, 'X')}",
                                          headers + [("Content-Length", str(len(body)))]
-                                         + self.extra_headers)
+                                         + extra)
                                    + (b"" if method == "HEAD" else body))
                     self._note(method, path, status)
                     continue
@@ -72,7 +76,7 @@ class FaultProxy(_Acceptor):
                     self._keep(upstream)
                     up_f = upstream.makefile("rb")
                 upstream.sendall(_head(head[0], head[1]))
-                outcome, keep = self._relay(method, path, up_f, client)
+                outcome, keep = self._relay(method, path, up_f, client, extra)
                 self._note(method, path, outcome)
                 if outcome == "cut":
                     return
@@ -90,7 +94,7 @@ class FaultProxy(_Acceptor):
                         pass
                     s.close()
 
-    def _relay(self, method, path, up_f, client):
+    def _relay(self, method, path, up_f, client, extra):
         """Relays one response; returns (outcome, whether the upstream connection stays)."""
         resp = _read_head(up_f)
         if resp is None:
@@ -98,7 +102,7 @@ class FaultProxy(_Acceptor):
         status_line, headers = resp
         status = int(status_line.split()[1])
         h = {k.lower(): v for k, v in headers}
-        client.sendall(_head(status_line, headers + self.extra_headers))
+        client.sendall(_head(status_line, headers + extra))
         keep = h.get("connection", "").lower() != "close"
         if method == "HEAD" or status in (204, 304) or status < 200:
             return status, keep

@@ -43,7 +43,7 @@ int metrics__prefetch_write(struct buf *out)
                         "Prefetch runs by outcome (ok; budget: stopped by the pull budget; down: "
                         "the upstream was down; error: something failed)"));
     for (size_t i = 0; i < N_OUTCOMES; i++) {
-        snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcomes[i]);
+        snprintf(labels, sizeof(labels), "result=\"%s\"", outcomes[i]);
         TRY(metrics__u64(out, "regcache_prefetch_runs_total", labels, runs[i]));
     }
     TRY(metrics__family(out, "regcache_prefetch_pulls_total", "counter",

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cache/impl.h"
+#include "cache/pins.h"
 #include "db/db.h"
 #include "metrics/metrics.h"
 #include "util/json.h"
@@ -34,6 +35,21 @@ void cache_note_access(struct cache *c, struct upstream *u, const char *repo, co
         db_set_counter(c->db, "hits", ++c->hits);
     else if (outcome == OUTCOME_MISS || outcome == OUTCOME_FILL)
         db_set_counter(c->db, "misses", ++c->misses);
+}
+
+int cache_has_manifest(struct cache *c, const char *digest)
+{
+    return index_manifest(c, digest) != NULL;
+}
+
+int cache_tag_cached(struct cache *c, const struct upstream *u, const char *repo,
+                     const char *tag, uint64_t *validated_ms)
+{
+    const struct tag_entry *t = index_tag(c, u, repo, tag);
+    if (!t || !index_manifest(c, t->digest))
+        return 0;
+    *validated_ms = t->validated_ms;
+    return 1;
 }
 
 /* What the metrics read of the cache: all of it in memory already. */
@@ -67,6 +83,12 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     if (r || !c->manifest_flights || !c->fills || !c->blob_heads) {
         cache_free(c);
         return -ENOMEM;
+    }
+    char why[1024];
+    if ((r = pins_new(cfg, &c->pins, why, sizeof(why)))) {
+        log_error("%s: %s", cfg->source ? cfg->source : "config", why);
+        cache_free(c);
+        return r;
     }
     r = open_files_init(c);
     purge_watch_init(c);
@@ -123,6 +145,7 @@ void cache_free(struct cache *c)
     map_free(c->fills);
     blobs_free_heads(c); /* when cache_shutdown did not run */
     open_files_stop(c); /* after cache_shutdown: only descriptors are left to close */
+    pins_free(c->pins);
     free(c);
 }
 

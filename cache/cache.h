@@ -154,6 +154,21 @@ void cache_tags(struct cache *c, struct upstream *u, const char *repo, const cha
 void cache_referrers(struct cache *c, struct upstream *u, const char *repo, const char *subject,
                      const char *artifact_type, referrers_cb cb, void *ud);
 
+/* What a caller that spends the pull budget on its own (prefetch) checks before it asks an
+ * upstream anything: down (no request until its probe brings it back), backing off after a
+ * 429, and the ratelimit-remaining it last announced (-1: none announced since start). */
+struct cache_upstream_state {
+    int down, backoff;
+    int64_t remaining;
+};
+void cache_upstream_state(struct cache *c, const struct upstream *u,
+                          struct cache_upstream_state *out);
+/* Whether the store holds manifest digest. */
+int cache_has_manifest(struct cache *c, const char *digest);
+/* Whether tag is cached with its manifest, and when it was last validated upstream. */
+int cache_tag_cached(struct cache *c, const struct upstream *u, const char *repo,
+                     const char *tag, uint64_t *validated_ms);
+
 /* Calls fn with the name of every cached repository (in no order); names of repositories
  * cached from an upstream other than the first are prefixed with that upstream's name. fn's
  * non-zero return stops and is returned. */

@@ -407,3 +407,13 @@ void health_free(struct cache *c)
     free(c->health);
     c->health = NULL;
 }
+
+void cache_upstream_state(struct cache *c, const struct upstream *u,
+                          struct cache_upstream_state *out)
+{
+    struct cache_error e = {0};
+    const struct ratelimit_seen *seen = map_get(c->ratelimits, upstream_name(u));
+    out->down = health_is_down(c, u);
+    out->backoff = health_backoff(c, u, &e);
+    out->remaining = seen ? seen->remaining : -1;
+}

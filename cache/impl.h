@@ -89,6 +89,7 @@ struct cache {
     int64_t purge_applied;
     uv_timer_t purge_timer;
     int purge_timer_on, purge_polling;
+    struct pins *pins; /* pin and prefetch references: never evicted (pins.h) */
 };
 
 /* A file of bytes was added to the store: runs a GC when the cap or the free floor is crossed. */

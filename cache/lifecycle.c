@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The cache's lifecycle while serving: scheduled GC runs, a run as soon as the store grows past
  * its cap, and bringing the in-memory index in line with what a run evicted. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache/gc.h"
 #include "cache/impl.h"
+#include "cache/pins.h"
 #include "db/db.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -20,6 +22,8 @@ struct gc_job {
     struct gc_options o;
     struct gc_report r;
     char **pinned;
+    size_t n_fills;
+    struct pin_set *pins; /* roots from the index; closed on the thread pool */
     int rc;
     uint64_t started_us;
     const char *up_names[CONFIG_MAX_UPSTREAMS];
@@ -37,10 +41,53 @@ static int pin_fill(const char *key, void *value, void *ud)
     return 0;
 }
 
+static int pin_tag(const char *key, void *value, void *ud)
+{
+    struct gc_job *job = ud;
+    const struct tag_entry *t = value;
+    char k[TAG_KEY_MAX]; /* upstream KEY_SEP repo KEY_SEP tag */
+    snprintf(k, sizeof(k), "%s", key);
+    char *a = strchr(k, KEY_SEP[0]), *b = a ? strchr(a + 1, KEY_SEP[0]) : NULL;
+    if (!b)
+        return 0;
+    *a = *b = '\0';
+    return pins_add_tag(job->c->pins, job->pins, k, a + 1, b + 1, t->digest);
+}
+
+static int pin_one(void *ud, const char *digest, const char *reason)
+{
+    (void)reason;
+    struct gc_job *job = ud;
+    char *d = strdup(digest);
+    if (!d)
+        return -ENOMEM;
+    job->pinned[job->o.n_pinned++] = d;
+    return 0;
+}
+
+/* Adds the pinned closure to what the run keeps (beside the fills in progress). */
+static int add_pins(struct gc_job *job)
+{
+    if (!job->pins)
+        return 0;
+    int rc = pin_set_close(job->pins, job->c->store, job->c->cfg->max_manifest_bytes);
+    size_t n = pin_set_count(job->pins);
+    char **grown = rc ? NULL : realloc(job->pinned, (job->n_fills + n + 1) * sizeof(char *));
+    if (!grown)
+        return rc ? rc : -ENOMEM;
+    job->pinned = grown;
+    job->o.pinned = grown;
+    return pin_set_each(job->pins, pin_one, job);
+}
+
 static void job_work(struct db *db, void *ud)
 {
     struct gc_job *job = ud;
-    job->rc = gc_run(db, job->c->store, &job->o, &job->r);
+    job->rc = add_pins(job);
+    if (job->rc) /* evicting without knowing what is pinned could evict it */
+        log_error("gc: cannot read what is pinned: %d", job->rc);
+    else
+        job->rc = gc_run(db, job->c->store, &job->o, &job->r);
 }
 
 /* Forgets in memory what the run removed from the index and the store. */
@@ -79,6 +126,7 @@ static void job_done(void *ud)
                  (unsigned long long)job->r.kept_bytes, (unsigned long long)job->r.duration_ms);
     }
     gc_report_free(&job->r);
+    pin_set_free(job->pins);
     for (size_t i = 0; i < job->o.n_pinned; i++)
         free(job->pinned[i]);
     free(job->pinned);
@@ -120,13 +168,24 @@ void cache_gc(struct cache *c, const char *reason)
     job->o.n_upstreams = c->cfg->n_upstreams;
     c->bytes_since_gc = 0;
     map_each(c->fills, pin_fill, job);
+    job->n_fills = job->o.n_pinned;
     job->o.pinned = job->pinned;
-    if (db_call(c->db, job_work, job_done, job)) {
-        free(job->pinned);
-        free(job);
-        return;
+    if (pins_count(c->pins) &&
+        (!(job->pins = pin_set_new()) || map_each(c->tags, pin_tag, job) ||
+         pins_add_digests(c->pins, job->pins))) {
+        log_error("gc (%s): out of memory for what is pinned; not run", reason);
+        goto fail;
     }
+    if (db_call(c->db, job_work, job_done, job))
+        goto fail;
     c->gc_running = 1;
+    return;
+fail:
+    pin_set_free(job->pins);
+    for (size_t i = 0; i < job->o.n_pinned; i++)
+        free(job->pinned[i]);
+    free(job->pinned);
+    free(job);
 }
 
 void cache_stored(struct cache *c, uint64_t bytes)

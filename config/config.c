@@ -19,6 +19,7 @@
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/parse.h"
+#include "util/reference.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024) /* a config file is a few hundred bytes */
 #define KEY_MAX 160                   /* dotted key in messages; longer ones are cut */
@@ -92,6 +93,9 @@ void config_defaults(struct config *c)
     c->hosted_max_uploads = 64;
     c->auth_max_failures = 10;
     c->auth_verify_threads = 2;
+    c->prefetch_schedule_ms = 6ULL * 3600 * 1000;
+    c->prefetch_window_from = c->prefetch_window_to = -1;
+    c->prefetch_reserve = 10;
 }
 
 static void free_secret(char *s)
@@ -164,6 +168,9 @@ void config_free(struct config *c)
     str_list_free(&c->cors_origins, &c->n_cors_origins);
     str_list_free(&c->cors_headers, &c->n_cors_headers);
     str_list_free(&c->cors_methods, &c->n_cors_methods);
+    str_list_free(&c->pins, &c->n_pins);
+    str_list_free(&c->prefetch, &c->n_prefetch);
+    str_list_free(&c->prefetch_platforms, &c->n_prefetch_platforms);
     memset(c, 0, sizeof(*c)); /* a second config_free is harmless */
 }
 
@@ -273,7 +280,11 @@ static int config_copy(struct config *dst, const struct config *src)
         str_list_copy(&dst->cors_headers, &dst->n_cors_headers, src->cors_headers,
                       src->n_cors_headers) ||
         str_list_copy(&dst->cors_methods, &dst->n_cors_methods, src->cors_methods,
-                      src->n_cors_methods))
+                      src->n_cors_methods) ||
+        str_list_copy(&dst->pins, &dst->n_pins, src->pins, src->n_pins) ||
+        str_list_copy(&dst->prefetch, &dst->n_prefetch, src->prefetch, src->n_prefetch) ||
+        str_list_copy(&dst->prefetch_platforms, &dst->n_prefetch_platforms,
+                      src->prefetch_platforms, src->n_prefetch_platforms))
         ok = false;
     if (!ok) {
         config_free(dst);
@@ -1696,6 +1707,119 @@ static int apply_cors(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+/* ---- pin and prefetch ---- */
+
+/* A reference as pin and prefetch take it: [upstream/]repository followed by :tag (globs
+ * * ? [] allowed), @sha256:<hex>, or nothing (latest). How it routes is decided at start. */
+static const char *check_pin_ref(const char *s)
+{
+    if (!*s || strlen(s) > 512)
+        return "a reference has 1..512 characters";
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("._-/:@*?[]", *p)))
+            return "a reference is [upstream/]repository[:tag or tag glob][@sha256:digest]";
+    const char *at = strchr(s, '@');
+    if (at && !ref_digest_is_sha256(at + 1, strlen(at + 1)))
+        return "the digest after '@' is not sha256:<64 lowercase hex>";
+    return NULL;
+}
+
+static const char *check_platform(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    if (!slash || slash == s || !slash[1] || strlen(s) > 128 || strchr(s, ' '))
+        return "a platform is os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8";
+    return NULL;
+}
+
+/* "HH:MM-HH:MM" of the local day into minutes; the end may be before the start (over
+ * midnight). */
+static int parse_window(const char *s, int *from, int *to)
+{
+    unsigned h1, m1, h2, m2;
+    char tail;
+    if (sscanf(s, "%2u:%2u-%2u:%2u%c", &h1, &m1, &h2, &m2, &tail) != 4 || h1 > 24 || h2 > 24 ||
+        m1 > 59 || m2 > 59 || (h1 == 24 && m1) || (h2 == 24 && m2))
+        return -EINVAL;
+    *from = (int)(h1 * 60 + m1);
+    *to = (int)(h2 * 60 + m2);
+    return *from == *to ? -EINVAL : 0;
+}
+
+static int get_u64(struct ctx *x, yaml_node_t *v, const char *key, uint64_t *out)
+{
+    const char *s = NULL;
+    int rc = get_scalar(x, v, key, &s);
+    if (rc < 0)
+        return rc;
+    if (parse_count(s, out) < 0 || *out > 1000000000)
+        return fail(x, line_of(v), key, "invalid count '%s' (use 0..1000000000)", s);
+    return 0;
+}
+
+/* prefetch: a list of references, or a mapping of references and how they are fetched. */
+static int apply_prefetch(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    if (m->type == YAML_SEQUENCE_NODE)
+        return set_str_list(x, m, "prefetch", &c->prefetch, &c->n_prefetch, check_pin_ref);
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "prefetch",
+                    "expected a list of references or a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        const char *s = NULL;
+        int rc = get_pair(x, m, p, "prefetch", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "references")) {
+            rc = set_str_list(x, kv.value, key, &c->prefetch, &c->n_prefetch, check_pin_ref);
+        } else if (!strcmp(kv.name, "platforms")) {
+            if (kv.value->type == YAML_SCALAR_NODE) {
+                rc = get_scalar(x, kv.value, key, &s);
+                if (rc < 0)
+                    return rc;
+                if (strcmp(s, "all"))
+                    return fail(x, line_of(kv.value), key,
+                                "invalid value '%s' (use all, or a list such as [linux/amd64])",
+                                s);
+                str_list_free(&c->prefetch_platforms, &c->n_prefetch_platforms);
+            } else {
+                rc = set_str_list(x, kv.value, key, &c->prefetch_platforms,
+                                  &c->n_prefetch_platforms, check_platform);
+            }
+        } else if (!strcmp(kv.name, "schedule")) {
+            uint64_t v;
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (parse_duration_ms(s, &v) < 0 || v < 1000)
+                return fail(x, line_of(kv.value), key,
+                            "invalid duration '%s' (use e.g. 30m, 6h, 1d; at least 1s)", s);
+            c->prefetch_schedule_ms = v;
+        } else if (!strcmp(kv.name, "window")) {
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (parse_window(s, &c->prefetch_window_from, &c->prefetch_window_to) < 0)
+                return fail(x, line_of(kv.value), key,
+                            "invalid window '%s' (use local hours, e.g. \"01:00-05:00\")", s);
+        } else if (!strcmp(kv.name, "max_pulls_per_window")) {
+            rc = get_u64(x, kv.value, key, &c->prefetch_max_pulls);
+        } else if (!strcmp(kv.name, "reserve")) {
+            rc = get_u64(x, kv.value, key, &c->prefetch_reserve);
+        } else {
+            return fail(x, line_of(kv.key), key, "unknown key");
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
 {
     char key[KEY_MAX];
@@ -1762,6 +1886,12 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_log(x, c, kv.value);
         } else if (!strcmp(kv.name, "cors")) {
             rc = apply_cors(x, c, kv.value);
+        } else if (!strcmp(kv.name, "pin")) {
+            rc = is_null(kv.value) ? 0
+                                   : set_str_list(x, kv.value, key, &c->pins, &c->n_pins,
+                                                  check_pin_ref);
+        } else if (!strcmp(kv.name, "prefetch")) {
+            rc = apply_prefetch(x, c, kv.value);
         } else if (is_section(kv.name)) {
             rc = apply_section(x, c, kv.name, kv.value);
         } else {

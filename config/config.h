@@ -115,6 +115,18 @@ struct config {
     size_t n_metrics_allow;
     int ui_access; /* ui.access: who may read the status page (enum ui_access) */
     struct rules *rules; /* rules: pull rules (rules/rules.h); NULL: none, every pull allowed */
+    /* pin: references never evicted; prefetch: references kept warm (and pinned) */
+    char **pins;
+    size_t n_pins;
+    char **prefetch;            /* prefetch (or prefetch.references) */
+    size_t n_prefetch;
+    char **prefetch_platforms;  /* prefetch.platforms "os/arch[/variant]"; none: all */
+    size_t n_prefetch_platforms;
+    uint64_t prefetch_schedule_ms; /* prefetch.schedule, default 6h */
+    int prefetch_window_from;      /* prefetch.window, minutes of the local day; -1: none */
+    int prefetch_window_to;
+    uint64_t prefetch_max_pulls;   /* prefetch.max_pulls_per_window; 0: no bound */
+    uint64_t prefetch_reserve;     /* prefetch.reserve of ratelimit-remaining, default 10 */
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

@@ -2,6 +2,7 @@
 #include "daemon/admin.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
@@ -12,6 +13,7 @@
 
 #include "auth/htpasswd.h"
 #include "cache/gc.h"
+#include "cache/pins.h"
 #include "cache/reconcile.h"
 #include "db/db.h"
 #include "hosted/hosted.h"
@@ -83,6 +85,68 @@ static const char *iso_time(uint64_t ms, char *buf, size_t len)
     return buf;
 }
 
+/* ---- what is pinned, read from the index and the store as the daemon's GC reads it ---- */
+
+struct offline_pins {
+    struct pins *pins;
+    struct pin_set *set;
+    int rc;
+    char **digests;
+    size_t n;
+};
+
+static void pins_on_tag(void *ud, const struct db_tag_row *row)
+{
+    struct offline_pins *op = ud;
+    if (!op->rc)
+        op->rc = pins_add_tag(op->pins, op->set, row->upstream, row->repo, row->tag, row->digest);
+}
+
+static void pins_on_manifest(void *ud, const struct db_manifest_row *row)
+{
+    (void)ud, (void)row;
+}
+
+static int pins_collect(void *ud, const char *digest, const char *reason)
+{
+    (void)reason;
+    struct offline_pins *op = ud;
+    return (op->digests[op->n] = strdup(digest)) ? (op->n++, 0) : -ENOMEM;
+}
+
+static void offline_pins_free(struct offline_pins *op)
+{
+    for (size_t i = 0; i < op->n; i++)
+        free(op->digests[i]);
+    free(op->digests);
+    pin_set_free(op->set);
+    pins_free(op->pins);
+    memset(op, 0, sizeof(*op));
+}
+
+/* The pinned closure of cfg's pin and prefetch lists; 1 (after a message) on failure. */
+static int offline_pins(const struct config *cfg, struct handles *h, struct offline_pins *op)
+{
+    char err[1024];
+    memset(op, 0, sizeof(*op));
+    if (pins_new(cfg, &op->pins, err, sizeof(err))) {
+        fprintf(stderr, "regcache: %s: %s\n", cfg->source ? cfg->source : "config", err);
+        return 1;
+    }
+    if (!pins_count(op->pins))
+        return 0;
+    if (!(op->set = pin_set_new()) || db_load(h->db, pins_on_tag, pins_on_manifest, op) ||
+        op->rc || pins_add_digests(op->pins, op->set) ||
+        pin_set_close(op->set, h->store, cfg->max_manifest_bytes) ||
+        !(op->digests = calloc(pin_set_count(op->set) + 1, sizeof(char *))) ||
+        pin_set_each(op->set, pins_collect, op)) {
+        fprintf(stderr, "regcache: cannot read what is pinned\n");
+        offline_pins_free(op);
+        return 1;
+    }
+    return 0;
+}
+
 static int admin_gc_hosted(const struct config *cfg, int dry_run)
 {
     struct handles h;
@@ -111,14 +175,21 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
     if (hosted)
         return admin_gc_hosted(cfg, dry_run);
     struct handles h;
+    struct offline_pins op;
     if (open_store(cfg, &h))
         return 1;
+    if (offline_pins(cfg, &h, &op)) {
+        close_store(&h);
+        return 1;
+    }
     struct gc_options o = {.now_ms = clock_wall_ms(),
                            .ttl_ms = cfg->ttl_ms,
                            .max_size = cfg->max_size_bytes,
                            .min_free = cfg->min_free_bytes,
                            .dry_run = dry_run,
-                           .reason = "manual"};
+                           .reason = "manual",
+                           .pinned = op.digests,
+                           .n_pinned = op.n};
     const char *names[CONFIG_MAX_UPSTREAMS];
     uint64_t max[CONFIG_MAX_UPSTREAMS];
     for (size_t i = 0; i < cfg->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++) {
@@ -131,6 +202,7 @@ int admin_gc(const struct config *cfg, int dry_run, int hosted)
     o.journal = 1; /* running daemons forget what goes */
     struct gc_report r;
     int rc = gc_run(h.db, h.store, &o, &r);
+    offline_pins_free(&op);
     if (rc) {
         fprintf(stderr, "regcache: gc failed (%d)\n", rc);
         close_store(&h);
@@ -380,14 +452,51 @@ int admin_stats(const struct config *cfg, int json)
 
 struct ls_ctx {
     struct db *db;
+    struct pin_set *pinned;
 };
 
 static int print_tag(void *ud, const struct db_tag_row *row, uint64_t last_access_ms)
 {
-    (void)ud;
+    struct ls_ctx *ls = ud;
     char t[32];
-    printf("  %-30s %s  %s\n", row->tag, row->digest, iso_time(last_access_ms, t, sizeof(t)));
+    const char *why = pin_set_reason(ls->pinned, row->digest);
+    printf("  %-30s %s  %s%s%s\n", row->tag, row->digest, iso_time(last_access_ms, t, sizeof(t)),
+           why ? "  PINNED " : "", why ? why : "");
     return 0;
+}
+
+struct pin_total {
+    const char *reason;
+    uint64_t digests, bytes;
+    struct db *db;
+};
+
+static int add_pinned(void *ud, const char *digest, const char *reason)
+{
+    struct pin_total *t = ud;
+    char type[256];
+    uint64_t size = 0, last = 0;
+    if (strcmp(reason, t->reason) || db_blob_info(t->db, digest, type, sizeof(type), &size, &last))
+        return 0;
+    t->digests++;
+    t->bytes += size;
+    return 0;
+}
+
+/* One line per pin and prefetch reference: what it keeps in the store. */
+static void print_pins(const struct offline_pins *op, struct db *db)
+{
+    if (!pins_count(op->pins))
+        return;
+    printf("\nPINNED (never evicted)\n");
+    for (size_t i = 0; i < pins_count(op->pins); i++) {
+        const struct pin_ref *r = pins_ref(op->pins, i);
+        struct pin_total t = {r->reason, 0, 0, db};
+        char b[32];
+        pin_set_each(op->set, add_pinned, &t);
+        printf("  %-48s %6llu files %12s\n", r->reason, (unsigned long long)t.digests,
+               format_size(t.bytes, b, sizeof(b)));
+    }
 }
 
 static int print_repo(void *ud, const struct db_repo_row *row)
@@ -403,11 +512,18 @@ static int print_repo(void *ud, const struct db_repo_row *row)
 int admin_ls(const struct config *cfg)
 {
     struct handles h;
+    struct offline_pins op;
     if (open_store(cfg, &h))
         return 1;
-    struct ls_ctx ls = {h.db};
+    if (offline_pins(cfg, &h, &op)) {
+        close_store(&h);
+        return 1;
+    }
+    struct ls_ctx ls = {h.db, op.set};
     printf("%-50s %12s  %s\n", "REPOSITORY (TAG, DIGEST)", "SIZE", "LAST PULL");
     int rc = db_each_repo(h.db, print_repo, &ls);
+    print_pins(&op, h.db);
+    offline_pins_free(&op);
     close_store(&h);
     return rc ? 1 : 0;
 }

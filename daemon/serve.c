@@ -14,6 +14,7 @@
 
 #include "auth/auth.h"
 #include "cache/cache.h"
+#include "prefetch/prefetch.h"
 #include "cache/reconcile.h"
 #include "daemon/notify.h"
 #include "daemon/probes.h"
@@ -53,6 +54,7 @@ struct daemon {
     struct db *db;
     struct upstream_client *up;
     struct cache *cache;
+    struct prefetch *prefetch;
     struct registry *registry;
     struct http_server *http;
     struct auth *auth;
@@ -99,6 +101,7 @@ static void finish(struct daemon *d)
     if (d->metrics_http)
         http_server_close_all(d->metrics_http);
     metrics_shutdown();
+    prefetch_stop(d->prefetch);
     if (d->cache)
         cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
@@ -400,6 +403,12 @@ static int start_serving(struct daemon *d)
     db_attach(d->db, &d->loop);
     cache_start(d->cache, d->rec.bytes);
     cache_count_files(d->cache, d->rec.files);
+    if ((r = prefetch_new(&d->loop, cfg, d->cache, d->up, &d->prefetch))) {
+        log_error("prefetch: cannot start (%s)", strerror(-r));
+        d->prefetch = NULL;
+        return -1;
+    }
+    prefetch_start(d->prefetch);
     if ((r = auth_new(&d->loop, cfg, &d->auth))) {
         log_error("authentication: cannot start (%s)", strerror(-r));
         d->auth = NULL;
@@ -622,6 +631,7 @@ int serve(const struct config *cfg)
     hosted_free(d.hosted);
     auth_free(d.auth);
     cache_free(d.cache);
+    prefetch_free(d.prefetch);
     upstream_client_free(d.up);
     probes_free(d.probes);
     db_close(d.db);
@@ -640,6 +650,7 @@ fail:
     cors_free(d.cors);
     auth_shutdown(d.auth);
     hosted_shutdown(d.hosted);
+    prefetch_stop(d.prefetch);
     if (d.cache)
         cache_shutdown(d.cache);
     if (d.db)

@@ -51,6 +51,8 @@ struct metrics_process {
 void metrics__process(struct metrics_process *out);
 /* The process's start, wall clock ms (from /proc/self/stat and the boot time); 0: unknown. */
 uint64_t metrics__process_start_ms(void);
+/* The prefetch series (metrics/prefetch.c). */
+int metrics__prefetch_write(struct buf *out);
 
 /* The blob sources' series (sources.c): set up from the configuration, freed, written. */
 struct config;

@@ -697,6 +697,7 @@ static int expose_store(struct buf *out, const struct metrics_live *live)
     TRY(metrics__scaled(out, "regcache_gc_interval_seconds", NULL, reg->gc_interval_ms, 1000));
     TRY(gauge(out, "regcache_index_writes_pending", "Index writes queued, not yet committed",
               live->index_pending));
+    TRY(metrics__prefetch_write(out));
     return 0;
 }
 

@@ -112,6 +112,14 @@ struct metrics_gc_run {
 };
 void metrics_gc_run(const struct metrics_gc_run *run);
 
+/* ---- prefetch (metrics/prefetch.c) ---- */
+/* A run ended: outcome "ok", "budget", "down" or "error"; at finished_ms (wall clock). */
+void metrics_prefetch_run(const char *outcome, uint64_t finished_ms);
+/* A manifest GET it made (one pull). */
+void metrics_prefetch_pull(void);
+/* Blob bytes it fetched. */
+void metrics_prefetch_bytes(uint64_t bytes);
+
 /* ---- figures read when asked ----
  * Modules that already keep a figure in memory (the cache's index, the HTTP server, the
  * index's write queue) are asked for it at scrape time instead of reporting every change.

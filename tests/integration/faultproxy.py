@@ -11,7 +11,8 @@ URL) and injects faults into what it relays, one request at a time (keep-alive i
   bytes earlier (an honest 206 of other bytes than were asked for), or without its If-Range and
   the 206's ETag replaced (a representation that changed, by a server ignoring If-Range);
 - `extra_headers`: (name, value) pairs added to every relayed response (e.g. Docker Hub's
-  ratelimit-* headers);
+  ratelimit-* headers); `headers_for(method, path)`, when set, returns more of them per
+  request (e.g. a ratelimit-remaining that falls with every manifest GET);
 - `answer(method, path)`: when it returns (status, [(name, value)], body) the proxy answers that
   itself and the upstream never sees the request (e.g. a 429).
 
@@ -39,6 +40,7 @@ class FaultProxy(_Acceptor):
         self.body_bytes = []
         self.heads = []
         self.extra_headers = []
+        self.headers_for = None
         self.answer = None
         self.log = []
         super().__init__()
@@ -99,12 +101,14 @@ class FaultProxy(_Acceptor):
                 if head is None:
                     return
                 method, path = (head[0].split() + ["", ""])[:2]
+                extra = self.extra_headers + (self.headers_for(method, path)
+                                              if self.headers_for else [])
                 canned = self.answer(method, path) if self.answer else None
                 if canned is not None:
                     status, headers, body = canned
                     client.sendall(_head(f"HTTP/1.1 {status} {REASONS.get(status, 'X')}",
                                          headers + [("Content-Length", str(len(body)))]
-                                         + self.extra_headers)
+                                         + extra)
                                    + (b"" if method == "HEAD" else body))
                     self._note(method, path, status)
                     continue
@@ -118,7 +122,7 @@ class FaultProxy(_Acceptor):
                     self.heads.append((method, path, list(head[1])))
                 upstream.sendall(_head(head[0], self._rewrite_range(path, head[1])))
                 try:
-                    outcome, keep = self._relay(method, path, up_f, client)
+                    outcome, keep = self._relay(method, path, up_f, client, extra)
                 except OSError:
                     with self._lock:
                         self.ranges.append((method, path, rng, "aborted"))
@@ -142,7 +146,7 @@ class FaultProxy(_Acceptor):
                         pass
                     s.close()
 
-    def _relay(self, method, path, up_f, client):
+    def _relay(self, method, path, up_f, client, extra):
         """Relays one response; returns (outcome, whether the upstream connection stays)."""
         resp = _read_head(up_f)
         if resp is None:
@@ -154,7 +158,7 @@ class FaultProxy(_Acceptor):
         if status == 206 and suffix is not None and self.on_range[suffix] == "etag":
             headers = [(k, v) for k, v in headers if k.lower() != "etag"] + \
                 [("ETag", '"changed"')]
-        client.sendall(_head(status_line, headers + self.extra_headers))
+        client.sendall(_head(status_line, headers + extra))
         keep = h.get("connection", "").lower() != "close"
         if method == "HEAD" or status in (204, 304) or status < 200:
             return status, keep

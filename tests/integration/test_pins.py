@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: Apache-2.0
+"""pin: what the listed references reach (an index's child manifests, every config and layer)
+survives a size cap that evicts everything else, is shown by `regcache ls`, and becomes
+evictable once it is no longer listed."""
+
+import hashlib
+import os
+
+import yaml
+
+from helpers import get, wait_until
+from images import ACCEPT_ALL
+from mirror import regcache
+
+ACCEPT = ", ".join(ACCEPT_ALL)
+
+
+def stored(mirror):
+    out = set()
+    root = os.path.join(mirror.storage, "blobs", "sha256")
+    if os.path.isdir(root):
+        for shard in os.listdir(root):
+            for name in os.listdir(os.path.join(root, shard)):
+                out.add("sha256:" + name)
+    return out
+
+
+def pull(mirror, img, repo, tag):
+    """Every manifest (the index and each platform's) and every blob, digests checked."""
+    s, _, body = get(mirror, f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
+    assert s == 200, body[:300]
+    assert "sha256:" + hashlib.sha256(body).hexdigest() == img.digest
+    if img.multi:
+        for m in img.manifests:
+            s, _, body = get(mirror, f"/v2/{repo}/manifests/{m.digest}",
+                             headers={"Accept": ACCEPT})
+            assert s == 200, body[:300]
+    for d in img.blob_digests:
+        s, _, data = get(mirror, f"/v2/{repo}/blobs/{d}", accept=False)
+        assert s == 200, (d, data[:200])
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == d
+
+
+def everything(img):
+    return {img.digest, *[m.digest for m in img.manifests], *img.blob_digests}
+
+
+def set_pins(mirror, pins):
+    with open(mirror.config_path) as f:
+        doc = yaml.safe_load(f)
+    if pins is None:
+        doc.pop("pin", None)
+    else:
+        doc["pin"] = pins
+    with open(mirror.config_path, "w") as f:
+        yaml.safe_dump(doc, f)
+
+
+def test_size_cap_evicts_all_but_what_is_pinned_until_it_is_unlisted(mirror_factory, up,
+                                                                     make_image, push):
+    """cache.max_size 1KiB with gc every second: an unlisted image is evicted entirely; a
+    multi-arch image pinned by tag glob and a single image pinned by digest keep every manifest
+    and blob; `regcache ls` marks their tags PINNED with the reason. After a restart without
+    the pin list, the size cap evicts them too."""
+    multi = push(make_image(1301, (96 * 1024, 32 * 1024), multi_arch=True), up,
+                 "library/keepme", "v1.2")
+    single = push(make_image(1302, (64 * 1024,)), up, "library/bydigest", "v1")
+    other = push(make_image(1303, (128 * 1024,)), up, "library/other", "v1")
+    m = mirror_factory([up], extra={
+        "cache": {"max_size": "1KiB", "gc_interval": "1s"},
+        "pin": ["docker.io/library/keepme:v1.*", f"library/bydigest@{single.digest}"],
+    })
+    pull(m, multi, "library/keepme", "v1.2")
+    pull(m, single, "library/bydigest", "v1")
+    pull(m, other, "library/other", "v1")
+    wait_until(lambda: not everything(other) & stored(m), timeout=20,
+               what="the unlisted image to be evicted")
+    have = stored(m)
+    assert everything(multi) <= have, everything(multi) - have
+    assert everything(single) <= have, everything(single) - have
+
+    ls = regcache("ls", "-c", m.config_path)
+    assert ls.returncode == 0, ls.stderr
+    keep_line = [l for l in ls.stdout.splitlines() if multi.digest in l]
+    assert keep_line and "PINNED pin: docker.io/library/keepme:v1.*" in keep_line[0], ls.stdout
+    assert f"pin: library/bydigest@{single.digest}" in ls.stdout, ls.stdout
+
+    # an operator's gc honours the same list
+    gc = regcache("gc", "-c", m.config_path)
+    assert gc.returncode == 0, gc.stderr
+    assert everything(multi) | everything(single) <= stored(m)
+
+    assert m.stop() == 0
+    set_pins(m, None)
+    m.start()
+    wait_until(lambda: not (everything(multi) | everything(single)) & stored(m), timeout=20,
+               what="the unlisted images to be evicted")
+
+
+def test_bad_pin_reference_is_a_config_error(tmp_dir):
+    """A reference that is no reference names file, line and key."""
+    path = os.path.join(tmp_dir, "bad.yml")
+    with open(path, "w") as f:
+        f.write("storage: /tmp/x\npin:\n  - 'library/alpine:3 20'\n")
+    r = regcache("check-config", "-c", path)
+    assert r.returncode != 0
+    assert "bad.yml:3: pin" in r.stderr, r.stderr

@@ -1,0 +1,203 @@
+# SPDX-License-Identifier: Apache-2.0
+"""prefetch: a list of tag globs and digests kept warm on a schedule, within the pull budget,
+with the upstream's access log as the witness: HEADs for tags that did not move, GETs only for
+what changed, never below the reserve of ratelimit-remaining, nothing at all while the upstream
+is down; what it keeps is pinned against the size cap; `regcache prefetch` runs it once."""
+
+import hashlib
+import os
+import re
+
+import pytest
+
+from faultproxy import FaultProxy
+from helpers import get, since, wait_until
+from images import ACCEPT_ALL
+from upstream import blob_gets, count
+
+ACCEPT = ", ".join(ACCEPT_ALL)
+RUN_RE = re.compile(r"prefetch \((scheduled|manual)\): (\d+) references, (\d+) tags checked, "
+                    r"(\d+) HEADs, (\d+) GETs, (\d+) blobs .*?; (\w+)(.*)")
+
+
+def stored(mirror):
+    out = set()
+    root = os.path.join(mirror.storage, "blobs", "sha256")
+    if os.path.isdir(root):
+        for shard in os.listdir(root):
+            for name in os.listdir(os.path.join(root, shard)):
+                out.add("sha256:" + name)
+    return out
+
+
+def everything(img):
+    return {img.digest, *[m.digest for m in img.manifests], *img.blob_digests}
+
+
+def runs(mirror):
+    """Every prefetch run the mirror logged, as match objects."""
+    return [m for m in (RUN_RE.search(l) for l in mirror.log_text().splitlines()) if m]
+
+
+def wait_runs(mirror, n, timeout=30):
+    wait_until(lambda: len(runs(mirror)) >= n, timeout=timeout, what=f"{n} prefetch runs")
+    return runs(mirror)
+
+
+def manifest_requests(reqs):
+    return [(m, p) for m, p, st in reqs if "/manifests/" in p and st != 401]
+
+
+def test_glob_and_digest_kept_warm_across_a_tag_move(mirror_factory, up, make_image, push):
+    """prefetch [library/pg:16*, library/fixed@<digest>] every 2s: the first runs fetch both
+    16.x images and the digest's, not 15; later rounds send only HEADs for the tags (no manifest
+    or blob GET); a push moving 16.2 costs one manifest GET and only its new blobs; with the
+    upstream stopped, the mirror answers 16.2 with the new digest."""
+    a = push(make_image(1401, (64 * 1024,)), up, "library/pg", "16.1")
+    b = push(make_image(1402, (64 * 1024, 16 * 1024)), up, "library/pg", "16.2")
+    old = push(make_image(1403, (32 * 1024,)), up, "library/pg", "15")
+    fixed = push(make_image(1404, (48 * 1024,), multi_arch=True), up, "library/fixed", "v1")
+    m = mirror_factory([up], extra={"prefetch": {
+        "references": ["library/pg:16*", f"library/fixed@{fixed.digest}"], "schedule": "2s"}})
+    wait_until(lambda: everything(a) | everything(b) | everything(fixed) <= stored(m),
+               timeout=30, what="the listed images in the store")
+    assert not (everything(old) - everything(a) - everything(b)) & stored(m)
+
+    n = len(wait_runs(m, 2))
+    mark = up.mark()
+    wait_runs(m, n + 3)
+    reqs = since(up, mark)
+    mreqs = manifest_requests(reqs)
+    assert mreqs, "no tag was revalidated"
+    assert all(meth == "HEAD" for meth, _ in mreqs), mreqs
+    assert {p.rsplit("/", 1)[1] for _, p in mreqs} <= {"16.1", "16.2"}, mreqs
+    assert not blob_gets(reqs), reqs
+
+    new = push(make_image(1405, (64 * 1024, 24 * 1024)), up, "library/pg", "16.2")
+    mark = up.mark()
+    wait_until(lambda: everything(new) <= stored(m), timeout=30, what="the moved tag's image")
+    n = len(runs(m))
+    wait_runs(m, n + 1)  # the run that fetched it has ended
+    reqs = since(up, mark)
+    gets = [p for meth, p in manifest_requests(reqs) if meth == "GET"]
+    assert gets == ["/v2/library/pg/manifests/16.2"], gets
+    fetched = set(blob_gets(reqs))
+    assert fetched <= set(new.blob_digests) - set(b.blob_digests) - set(a.blob_digests), fetched
+
+    up.stop()
+    try:
+        s, h, body = get(m, "/v2/library/pg/manifests/16.2", headers={"Accept": ACCEPT})
+        assert s == 200
+        assert "sha256:" + hashlib.sha256(body).hexdigest() == new.digest
+    finally:
+        up.start()
+
+
+@pytest.fixture
+def budget_proxy(up):
+    """A FaultProxy in front of `up` announcing a pull budget of 100 that falls by one with
+    every manifest GET (as Docker Hub counts pulls)."""
+    p = FaultProxy(up.port)
+    state = {"remaining": 100}
+
+    def headers_for(method, path):
+        if method == "GET" and "/manifests/" in path:
+            state["remaining"] -= 1
+        return [("ratelimit-limit", "100;w=21600"),
+                ("ratelimit-remaining", f"{state['remaining']};w=21600")]
+
+    p.headers_for = headers_for
+    p.state = state
+    yield p
+    p.stop()
+
+
+def proxy_manifest_gets(proxy):
+    return sum(1 for m, p, st in proxy.requests() if m == "GET" and "/manifests/" in p
+               and st != 401)
+
+
+def test_prefetch_never_spends_the_reserve_and_the_lan_still_pulls(mirror_factory, up,
+                                                                   budget_proxy, make_image,
+                                                                   push):
+    """The upstream announces 100 pulls left, one less per manifest GET; prefetch of 8 images
+    with reserve 96: it stops with ratelimit-remaining at 96 (4 manifest GETs at most), says so,
+    and a client's own pull of another image still gets through."""
+    imgs = [push(make_image(1410 + i, (8 * 1024,)), up, "library/many", f"t{i}")
+            for i in range(8)]
+    lan = push(make_image(1420, (8 * 1024,)), up, "library/lan", "v1")
+    m = mirror_factory([{"name": "docker.io", "url": budget_proxy.url}], extra={"prefetch": {
+        "references": ["library/many:t*"], "schedule": "2s", "reserve": 96}})
+    wait_until(lambda: any(r.group(7) == "budget" for r in runs(m)), timeout=30,
+               what="a run stopped by the budget")
+    n = len(runs(m))
+    wait_runs(m, n + 2)  # more rounds spend nothing more
+    assert budget_proxy.state["remaining"] >= 96, budget_proxy.state
+    assert proxy_manifest_gets(budget_proxy) <= 4
+    assert "reserve" in [r for r in runs(m) if r.group(7) == "budget"][0].group(8)
+    assert sum(everything(i) <= stored(m) for i in imgs) < len(imgs)
+    s, _, body = get(m, "/v2/library/lan/manifests/v1", headers={"Accept": ACCEPT})
+    assert s == 200, body[:200]
+    assert "sha256:" + hashlib.sha256(body).hexdigest() == lan.digest
+
+
+def test_max_pulls_per_window_bounds_a_run(mirror_factory, up, make_image, push):
+    """max_pulls_per_window 2 with a schedule of 20s: the run fetches two of five tags, stops
+    for the budget, and the upstream saw exactly two manifest GETs."""
+    for i in range(5):
+        push(make_image(1430 + i, (8 * 1024,)), up, "library/capped", f"t{i}")
+    mark = up.mark()
+    m = mirror_factory([up], extra={"prefetch": {
+        "references": ["library/capped:t*"], "schedule": "20s", "max_pulls_per_window": 2}})
+    r = wait_runs(m, 1, timeout=40)[0]
+    assert r.group(7) == "budget" and "max_pulls_per_window" in r.group(8), r.group(0)
+    assert r.group(5) == "2", r.group(0)
+    reqs = since(up, mark)
+    assert count(reqs, method="GET", kind="manifests") == 2, reqs
+
+
+def test_nothing_is_asked_of_a_down_upstream(mirror_factory, up, make_image, push):
+    """The upstream (behind a proxy that logs every request) stops, and a client's request
+    marks it down: the next prefetch runs are skipped saying so, and no request for a manifest,
+    blob or tags list reaches the proxy from them (only the health probe's /v2/)."""
+    img = push(make_image(1440, (8 * 1024,)), up, "library/downed", "v1")
+    proxy = FaultProxy(up.port)
+    try:
+        m = mirror_factory([{"name": "docker.io", "url": proxy.url}], extra={"prefetch": {
+            "references": ["library/downed:v1"], "schedule": "2s"}})
+        wait_until(lambda: everything(img) <= stored(m), timeout=30, what="the image")
+        up.stop()
+        try:
+            get(m, "/v2/library/other/manifests/v1", headers={"Accept": ACCEPT})
+            wait_until(lambda: any(r.group(7) == "down" for r in runs(m)), timeout=30,
+                       what="a run skipped for the upstream being down")
+            seen = len(proxy.requests())
+            n = len(runs(m))
+            wait_runs(m, n + 2)
+            later = [r for r in runs(m)[n:]]
+            assert all(r.group(7) == "down" and r.group(4) == "0" and r.group(5) == "0"
+                       for r in later), [r.group(0) for r in later]
+            asked = [(meth, p) for meth, p, _ in proxy.requests()[seen:]
+                     if p.split("?")[0] != "/v2/"]
+            assert asked == [], asked
+        finally:
+            up.start()
+    finally:
+        proxy.stop()
+
+
+def test_prefetched_content_survives_a_size_cap(mirror_factory, up, make_image, push):
+    """cache.max_size 1KiB: an image a client pulled is evicted, the prefetched one stays whole
+    (its index, every platform and every blob)."""
+    kept = push(make_image(1450, (64 * 1024,), multi_arch=True), up, "library/warm", "v1")
+    other = push(make_image(1451, (64 * 1024,)), up, "library/cold", "v1")
+    m = mirror_factory([up], extra={"cache": {"max_size": "1KiB", "gc_interval": "1s"},
+                                    "prefetch": {"references": ["library/warm:v1"],
+                                                 "schedule": "2s"}})
+    wait_until(lambda: everything(kept) <= stored(m), timeout=30, what="the prefetched image")
+    s, _, body = get(m, "/v2/library/cold/manifests/v1", headers={"Accept": ACCEPT})
+    assert s == 200
+    for d in other.blob_digests:
+        assert get(m, f"/v2/library/cold/blobs/{d}", accept=False)[0] == 200
+    wait_until(lambda: not everything(other) & stored(m), timeout=20, what="the cold image evicted")
+    assert everything(kept) <= stored(m)

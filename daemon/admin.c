@@ -147,6 +147,19 @@ static int offline_pins(const struct config *cfg, struct handles *h, struct offl
     return 0;
 }
 
+int admin_pins(const struct config *cfg, struct admin_handles *h, struct pin_set **out)
+{
+    struct handles x = {h->store, h->db};
+    struct offline_pins op;
+    *out = NULL;
+    if (offline_pins(cfg, &x, &op))
+        return 1;
+    *out = op.set;
+    op.set = NULL;
+    offline_pins_free(&op);
+    return 0;
+}
+
 static int admin_gc_hosted(const struct config *cfg, int dry_run)
 {
     struct handles h;

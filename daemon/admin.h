@@ -17,6 +17,10 @@ struct admin_handles {
 /* Opens cfg's store and index (saying why not on stderr): 0, or 1. */
 int admin_open(const struct config *cfg, struct admin_handles *h);
 void admin_close(struct admin_handles *h);
+struct pin_set;
+/* What cfg's pin and prefetch lists reach in h's store (cache/pins.h), NULL in *out when
+ * nothing is listed: 0, or 1 after a message on stderr. */
+int admin_pins(const struct config *cfg, struct admin_handles *h, struct pin_set **out);
 /* Waits until every running daemon has read the purge journal up to seq; warns when one has not
  * (daemon/purge.c). */
 void admin_wait_daemons(struct db *db, int64_t seq);

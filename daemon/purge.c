@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cache/pins.h"
 #include "cache/purge.h"
 #include "config/config.h"
 #include "daemon/admin.h"
@@ -13,12 +14,10 @@
 #define PURGE_WAIT_MS 10000 /* for running daemons to stop serving what went */
 #define PURGE_LAGGING_MAX 8
 
-/* The hook of pins: a pinned digest is never purged. Nothing is pinned without `pin:`. */
+/* A digest the pin or prefetch lists reach is never purged. */
 static int purge_pinned(void *ud, const char *digest)
 {
-    (void)ud;
-    (void)digest;
-    return 0;
+    return ud && pin_set_reason(ud, digest) != NULL;
 }
 
 void admin_wait_daemons(struct db *db, int64_t seq)
@@ -76,11 +75,18 @@ int purge_main(int argc, char **argv)
         config_free(&cfg);
         return 1;
     }
-    struct purge_options o = {&t, dry_run, clock_wall_ms(), purge_pinned, NULL};
+    struct pin_set *pinned;
+    if (admin_pins(&cfg, &h, &pinned)) {
+        admin_close(&h);
+        config_free(&cfg);
+        return 1;
+    }
+    struct purge_options o = {&t, dry_run, clock_wall_ms(), purge_pinned, pinned};
     struct purge_report r;
     int rc = purge_run(h.db, h.store, &o, &r, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "regcache: purge: %s\n", err);
+        pin_set_free(pinned);
         admin_close(&h);
         config_free(&cfg);
         return 1;
@@ -102,6 +108,7 @@ int purge_main(int argc, char **argv)
     if (!dry_run && r.seq)
         admin_wait_daemons(h.db, r.seq);
     purge_report_free(&r);
+    pin_set_free(pinned);
     admin_close(&h);
     config_free(&cfg);
     return 0;

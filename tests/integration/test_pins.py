@@ -105,3 +105,27 @@ def test_bad_pin_reference_is_a_config_error(tmp_dir):
     r = regcache("check-config", "-c", path)
     assert r.returncode != 0
     assert "bad.yml:3: pin" in r.stderr, r.stderr
+
+
+def test_purge_keeps_what_is_pinned(mirror_factory, up, make_image, push):
+    """`regcache purge` of a pinned image's repository keeps every pinned file (and says so),
+    a pinned digest named by itself is refused, and an unpinned image in the same repository
+    goes; the upstream is asked again only for what went."""
+    pinned = push(make_image(1311, (48 * 1024,)), up, "library/held", "v1")
+    loose = push(make_image(1312, (40 * 1024,)), up, "library/held", "v2")
+    m = mirror_factory([up], extra={"pin": ["library/held:v1"]})
+    pull(m, pinned, "library/held", "v1")
+    pull(m, loose, "library/held", "v2")
+    assert everything(pinned) | everything(loose) <= stored(m)
+
+    r = regcache("purge", pinned.blob_digests[-1], "-c", m.config_path)
+    assert r.returncode != 0, r.stdout
+    assert "pinned" in (r.stderr + r.stdout), (r.stdout, r.stderr)
+    assert everything(pinned) <= stored(m)
+
+    r = regcache("purge", "docker.io/library/held", "-c", m.config_path)
+    assert r.returncode == 0, r.stderr
+    assert "(pinned)" in r.stdout, r.stdout
+    have = stored(m)
+    assert everything(pinned) <= have, everything(pinned) - have
+    assert not (everything(loose) - everything(pinned)) & have, have

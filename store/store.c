@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +167,20 @@ static int open_subdir(int dirfd, const char *name, const char *path, char *err,
     return fd;
 }
 
+/* Whether fill-<pid>-<seq> belongs to a process still running (a daemon serving this store while
+ * a command opens it): its file is being written and must stay. */
+static int fill_owner_alive(const char *name)
+{
+    char *end;
+    errno = 0;
+    long pid = strtol(name + 5, &end, 10);
+    if (errno || end == name + 5 || *end != '-' || pid <= 0 || pid > INT_MAX)
+        return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+/* Removes the temporary files of fills whose process is gone (a crash, a SIGKILL); partial files
+ * kept for a resume are pruned by store_partials_prune. */
 static void remove_stale_fills(struct store *s)
 {
     int fd = openat(s->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -177,7 +192,7 @@ static void remove_stale_fills(struct store *s)
     }
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strncmp(e->d_name, "fill-", 5) == 0)
+        if (strncmp(e->d_name, "fill-", 5) == 0 && !fill_owner_alive(e->d_name))
             unlinkat(s->tmp_fd, e->d_name, 0); /* a link named so goes, never its target */
     closedir(d);
 }

@@ -219,17 +219,27 @@ static void test_fill_mismatch_and_abort(struct store *s)
     CHECK_EQ_INT(count_tmp(), 0);
 }
 
+/* A fill of a process that is gone is removed when the store opens; one of a process still
+ * running (a daemon, while a command opens the same store) stays. */
 static void test_stale_fills_removed(void)
 {
-    char stale[512];
-    snprintf(stale, sizeof(stale), "%s/tmp/fill-1-1", root);
-    int fd = open(stale, O_CREAT | O_WRONLY, 0644);
-    CHECK(fd >= 0);
-    close(fd);
+    char stale[512], live[512], odd[512];
+    snprintf(stale, sizeof(stale), "%s/tmp/fill-2147483646-1", root); /* above any pid_max */
+    snprintf(live, sizeof(live), "%s/tmp/fill-%ld-7", root, (long)getpid());
+    snprintf(odd, sizeof(odd), "%s/tmp/fill-x-1", root);
+    const char *names[] = {stale, live, odd};
+    for (int i = 0; i < 3; i++) {
+        int fd = open(names[i], O_CREAT | O_WRONLY, 0644);
+        CHECK(fd >= 0);
+        close(fd);
+    }
     struct store *s;
     CHECK_EQ_INT(store_open(root, &s, NULL, 0), 0);
     CHECK(!exists(stale));
+    CHECK(!exists(odd));
+    CHECK(exists(live));
     store_close(s);
+    unlink(live);
 }
 
 /* The readiness check: a file written, fsynced and removed in tmp/; a tmp/ that is gone (its

@@ -129,3 +129,49 @@ def test_purge_keeps_what_is_pinned(mirror_factory, up, make_image, push):
     have = stored(m)
     assert everything(pinned) <= have, everything(pinned) - have
     assert not (everything(loose) - everything(pinned)) & have, have
+
+
+def test_pinned_content_stays_while_gc_runs_under_concurrent_pulls(mirror_factory, up,
+                                                                   make_image, push):
+    """A 1 KiB cap and a GC every second while two clients pull at once: one pulls a pinned
+    image again and again, the other a stream of unlisted images that each push the store over
+    the cap. Every answer is whole; the upstream sends each pinned blob exactly once (it is
+    never evicted and fetched again), the unlisted images go; with the upstream stopped the
+    pinned image is still served in full."""
+    import threading
+
+    from helpers import blob_gets, upstream_calls
+
+    held = push(make_image(1321, (256 * 1024, 64 * 1024)), up, "library/steady", "v1")
+    others = [push(make_image(1330 + i, (160 * 1024,)), up, f"library/churn{i}", "v1")
+              for i in range(6)]
+    m = mirror_factory([up], extra={"cache": {"max_size": "1KiB", "gc_interval": "1s"},
+                                    "pin": ["library/steady:v1"]})
+    mark = up.mark()
+    errors = []
+    done = threading.Event()
+
+    def pull_pinned():
+        try:
+            while not done.is_set():
+                pull(m, held, "library/steady", "v1")
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    t = threading.Thread(target=pull_pinned)
+    t.start()
+    try:
+        for i, img in enumerate(others):
+            pull(m, img, f"library/churn{i}", "v1")
+            wait_until(lambda: not set(img.blob_digests) & stored(m), timeout=20,
+                       what=f"churn{i} to be evicted")
+    finally:
+        done.set()
+        t.join(timeout=60)
+    assert not errors, errors
+    gets = blob_gets(upstream_calls(up, mark))
+    for d in held.blob_digests:
+        assert gets[d] == 1, (d, gets[d])
+    assert everything(held) <= stored(m)
+    up.stop()
+    pull(m, held, "library/steady", "v1")

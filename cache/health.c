@@ -132,6 +132,16 @@ void health_failed(struct cache *c, struct upstream *u, const char *reason)
     record_state(c, h);
 }
 
+void health_overdue(struct cache *c, struct upstream *u, const char *reason)
+{
+    if (upstream_endpoints_up(u) >= 2) {
+        log_info("upstream %s: %s; another endpoint may still answer, so it is not down",
+                 upstream_name(u), reason);
+        return;
+    }
+    health_failed(c, u, reason);
+}
+
 void health_answered(struct cache *c, struct upstream *u)
 {
     struct health *h = health_of(c, u);

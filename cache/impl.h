@@ -161,6 +161,10 @@ void health_free(struct cache *c);
 int health_is_down(struct cache *c, const struct upstream *u);
 /* It failed to answer in time (or at all): down, if it was not already. */
 void health_failed(struct cache *c, struct upstream *u, const char *reason);
+/* A request has not been answered within cache.revalidate_timeout (what was cached is served
+ * meanwhile): down, unless another of its endpoints is up, to which the request may still fail
+ * over (it is down once every endpoint gave no answer). */
+void health_overdue(struct cache *c, struct upstream *u, const char *reason);
 /* It answered: up, if it was down. */
 void health_answered(struct cache *c, struct upstream *u);
 /* 1 (and *e: 429 TOOMANYREQUESTS with the seconds left as Retry-After) while the Retry-After of

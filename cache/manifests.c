@@ -798,7 +798,7 @@ static void on_revalidate_timeout(uv_timer_t *timer)
     char why[128];
     snprintf(why, sizeof(why), "no answer to a tag revalidation within %llu ms",
              (unsigned long long)c->cfg->revalidate_timeout_ms);
-    health_failed(c, f->u, why);
+    health_overdue(c, f->u, why);
     if (m) {
         f->stale_answered = 1;
         flight_answer_cached(f, m, OUTCOME_STALE); /* the flight goes on for the tag's sake */
@@ -851,7 +851,7 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
         char why[128];
         snprintf(why, sizeof(why), "no answer to a tag revalidation within %llu ms",
                  (unsigned long long)c->cfg->revalidate_timeout_ms);
-        health_failed(c, u, why);
+        health_overdue(c, u, why);
         struct cache_error late = {0};
         cache__error_set(&late, 504, "UNAVAILABLE", "%s", why);
         answer_error(cb, ud, &late);

@@ -333,7 +333,7 @@ static void on_timeout(uv_timer_t *timer)
     char why[128];
     snprintf(why, sizeof(why), "no answer to a referrers revalidation within %llu ms",
              (unsigned long long)f->c->cfg->revalidate_timeout_ms);
-    health_failed(f->c, f->u, why);
+    health_overdue(f->c, f->u, why);
     answer_all(f, OUTCOME_STALE, e); /* the flight goes on and updates the entry */
 }
 

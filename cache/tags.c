@@ -267,7 +267,7 @@ static void on_tags_timeout(uv_timer_t *timer)
     char why[96];
     snprintf(why, sizeof(why), "no answer to tags/list within %llu ms",
              (unsigned long long)t->c->cfg->revalidate_timeout_ms);
-    health_failed(t->c, t->u, why);
+    health_overdue(t->c, t->u, why);
     t->stale = 1; /* the upstream's answer, when it comes, is dropped */
     struct tags_waiter *w = take_waiters(t), *next;
     for (; w; w = next) {

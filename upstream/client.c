@@ -980,6 +980,14 @@ static void endpoint_answered(struct upstream *u, size_t i)
              (unsigned long long)((now_ms() - e->since_ms) / 1000));
 }
 
+size_t upstream_endpoints_up(const struct upstream *u)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < u->n_eps; i++)
+        n += !u->eps[i].down;
+    return n;
+}
+
 int upstream_available(const struct upstream *u)
 {
     for (size_t i = 0; i < u->n_eps; i++)

@@ -145,6 +145,9 @@ struct upstream *upstream_source(const struct upstream *u, size_t i);
 int upstream_source_before(const struct upstream *src);
 /* The source's configured name (logs, metrics). */
 const char *upstream_source_name(const struct upstream *src);
+/* How many of u's endpoints are not known to be down: with two or more, a request that has not
+ * been answered yet may still be answered by the next one. */
+size_t upstream_endpoints_up(const struct upstream *u);
 /* 0 while every endpoint of u is down (gave no answer lately, no probe has found it back). */
 int upstream_available(const struct upstream *u);
 /* How often something down is asked whether it is back: once per cache.revalidate_after, so

@@ -9,6 +9,7 @@ real docker-registry upstreams behind switch proxies."""
 import json
 import os
 import re
+import time
 
 from clients import skopeo_copy_from_mirror
 from helpers import get, sha256, since, wait_until
@@ -114,6 +115,40 @@ def test_a_hung_first_endpoint_costs_first_byte_once_then_is_skipped(up, mirror_
         assert [p for p in proxy_paths(first, hung) if p != "/v2/"] == []
         assert set(proxy_paths(second, smark, "blobs")) == \
             {f"/v2/{REPO}/blobs/{d}" for d in blobs_of(img2)}
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_hung_first_endpoint_during_a_tag_revalidation_is_not_an_outage(up, mirror_factory,
+                                                                           make_image, push):
+    """A cached tag whose revalidation hangs at the first endpoint: the client gets the cached
+    manifest at cache.revalidate_timeout, but the upstream is not declared down, since the
+    request fails over to the second endpoint; once it has, a tag moved upstream is seen there."""
+    img = push(make_image(1306, (16 * 1024,)), up, REPO, "v1")
+    first, second = SwitchProxy(up.port), SwitchProxy(up.port)
+    try:
+        m = mirror_factory([{"name": "docker.io", "urls": [first.url, second.url]}],
+                           extra={"timeouts": {"first_byte": "3s"},
+                                  "cache": {"revalidate_timeout": "500ms"}})
+        pull(m, img)
+        first.set_mode("hang")
+        smark = len(second.requests())
+        time.sleep(1.2)  # past revalidate_after (1s): the next GET revalidates
+        s, h, _ = get(m, f"/v2/{REPO}/manifests/v1")
+        assert s == 200 and h.get("docker-content-digest") == img.digest, (s, h)
+        wait_until(lambda: "no answer within 3000 ms (timeouts.first_byte)" in m.log_text(),
+                   timeout=10, what="the revalidation to fail over")
+        log = m.log_text()
+        assert "no answer to a tag revalidation within 500 ms" in log, log[-2000:]
+        assert "upstream docker.io: down" not in log, log[-2000:]
+        wait_until(lambda: any("/manifests/v1" in p for p in proxy_paths(second, smark)),
+                   timeout=10, what="the second endpoint to be asked")
+        moved = push(make_image(1307, (16 * 1024,)), up, REPO, "v1")
+        wait_until(lambda: get(m, f"/v2/{REPO}/manifests/v1")[1]
+                   .get("docker-content-digest") == moved.digest,
+                   timeout=15, what="the moved tag to be seen through the second endpoint")
+        assert "upstream docker.io: down" not in m.log_text()
     finally:
         first.stop()
         second.stop()

@@ -130,6 +130,7 @@ void cache_shutdown(struct cache *c)
     tags_free_all(c);
     blobs_free_all(c);
     blobs_free_heads(c);
+    known_stop(c);
 }
 
 void cache_free(struct cache *c)

@@ -77,6 +77,7 @@ struct cache {
     int health_timer_on;
     struct map *open_files; /* digest -> descriptor of a blob served lately (open_files.c) */
     struct map *known; /* with pull rules: upstream KEY_SEP repo KEY_SEP digest (known.c) */
+    struct confirm *confirms; /* HEADs asked through a repository, in flight (known.c) */
     uv_timer_t open_files_timer;
     int open_files_timer_on;
     /* lifecycle (lifecycle.c) */
@@ -194,6 +195,9 @@ void manifests_free_all(struct cache *c);
 /* ---- what repositories reference, with pull rules on (known.c) ---- */
 int known_init(struct cache *c);
 void known_free(struct cache *c);
+/* Cancels the HEADs in flight (at shutdown): each is answered 503, which frees its client's
+ * state (the connections are closed by then). */
+void known_stop(struct cache *c);
 void known_note(struct cache *c, const struct upstream *u, const char *repo, const char *digest);
 void tags_free_all(struct cache *c);
 

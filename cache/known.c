@@ -91,6 +91,8 @@ void cache_note_manifest(struct cache *c, const struct upstream *u, const char *
 /* ---- asking the upstream, through the repository ---- */
 
 struct confirm {
+    struct confirm *prev, *next; /* the cache's confirms in flight */
+    struct upstream_req *req;
     struct cache *c;
     struct upstream *u;
     char repo[TAG_KEY_MAX];
@@ -114,10 +116,21 @@ static int confirm_data(void *ud, const char *data, size_t len)
     return 0;
 }
 
+static void confirm_unlink(struct confirm *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        k->c->confirms = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+}
+
 static void confirm_done(void *ud, const struct upstream_response *resp, int result)
 {
     (void)result;
     struct confirm *k = ud;
+    confirm_unlink(k);
     struct blob_answer a = {.fd = -1, .outcome = OUTCOME_MISS};
     const char *kind = k->manifest ? "manifest" : "blob";
     if (resp->status == 200 && (!resp->digest || !strcmp(resp->digest, k->digest))) {
@@ -168,10 +181,29 @@ void cache_confirm(struct cache *c, struct upstream *u, const char *repo, int ma
     k->cb = cb;
     k->ud = ud;
     snprintf(what, sizeof(what), "%s/%s", manifest ? "manifests" : "blobs", digest);
-    if (!upstream_request(u, UPSTREAM_HEAD, repo, what, NULL,
-                          manifest ? ALL_MANIFEST_TYPES : NULL, &confirm_callbacks, k)) {
+    k->req = upstream_request(u, UPSTREAM_HEAD, repo, what, NULL,
+                              manifest ? ALL_MANIFEST_TYPES : NULL, &confirm_callbacks, k);
+    if (!k->req) {
         free(k);
         cache__error_set(&a.err, 503, "UNAVAILABLE", "out of memory");
         cb(ud, &a);
+        return;
+    }
+    k->next = c->confirms;
+    if (k->next)
+        k->next->prev = k;
+    c->confirms = k;
+}
+
+void known_stop(struct cache *c)
+{
+    while (c->confirms) {
+        struct confirm *k = c->confirms;
+        c->confirms = k->next;
+        upstream_req_cancel(k->req);
+        struct blob_answer a = {.fd = -1};
+        cache__error_set(&a.err, 503, "UNAVAILABLE", "the mirror is shutting down");
+        k->cb(k->ud, &a); /* the client's connection is closed by now: this frees its state */
+        free(k);
     }
 }

@@ -9,10 +9,13 @@ import json
 import os
 import subprocess
 
+import threading
+
 import pytest
 
 import clients
-from helpers import assert_error, get, since
+from helpers import assert_error, get, since, wait_until
+from switchproxy import SwitchProxy
 from test_auth import ALICE, BOB, basic, make_users
 
 BANNED = "library/banned"
@@ -173,3 +176,38 @@ def test_rules_config_errors(tmp_dir):
     assert_config_refused(tmp_dir, "rules:\n  list:\n    - allow: docker.io/x\n"
                           "      users: ['@ops']\n", ":4:", "rules.list[1].users",
                           "unknown group")
+
+
+def test_stop_with_a_confirmation_in_flight_is_clean(mirror_factory, up, make_image, push):
+    """A cached layer asked under another allowed repository needs the upstream's word (a HEAD
+    through that name); with the upstream hung, SIGTERM during that HEAD ends the daemon with
+    status 0 once the drain's grace has passed (under the sanitizers: nothing leaks)."""
+    img = push(make_image(331, (24 * 1024,)), up, "library/first", "v1")
+    proxy = SwitchProxy(up.port)
+    try:
+        m = mirror_factory([{"name": "docker.io", "url": proxy.url}],
+                           extra={"rules": [{"allow": "docker.io/library/*"}],
+                                  "timeouts": {"shutdown_grace": "1s", "first_byte": "30s"}})
+        s, _, _ = get(m, "/v2/library/first/manifests/v1")
+        assert s == 200
+        layer = img.blob_digests[-1]
+        s, _, _ = get(m, f"/v2/library/first/blobs/{layer}", accept=False)
+        assert s == 200
+        proxy.set_mode("hang")
+        answers = []
+        def ask():
+            try:
+                answers.append(get(m, f"/v2/library/second/blobs/{layer}", accept=False)[0])
+            except OSError:
+                answers.append("closed")  # the drain closed it unanswered
+        t = threading.Thread(target=ask)
+        t.daemon = True
+        t.start()
+        wait_until(lambda: any(f"/v2/library/second/blobs/{layer}" in p
+                               for _, p, _ in proxy.requests()),
+                   timeout=10, what="the HEAD through library/second to reach the upstream")
+        assert m.stop(timeout=20) == 0
+        t.join(timeout=10)
+        assert answers != [200], answers  # never the cached bytes without the upstream's word
+    finally:
+        proxy.stop()

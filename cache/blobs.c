@@ -1198,6 +1198,20 @@ void cache_fill_release(struct blob_fill *f)
     fill_unref(f);
 }
 
+/* At shutdown: clients still waiting are answered 503, which frees their state (their
+ * connections are closed by then). */
+static void tell_stopping(struct blob_waiter *w)
+{
+    while (w) {
+        struct blob_waiter *next = w->next;
+        struct blob_answer a = {.fd = -1};
+        cache__error_set(&a.err, 503, "UNAVAILABLE", "the mirror is shutting down");
+        w->cb(w->ud, &a);
+        waiter_free(w);
+        w = next;
+    }
+}
+
 static int cancel_fill(const char *key, void *value, void *ud)
 {
     (void)key;
@@ -1206,7 +1220,11 @@ static int cancel_fill(const char *key, void *value, void *ud)
     if (f->req) {
         upstream_req_cancel(f->req);
         f->req = NULL;
+        f->refs--; /* the request's: its on_done never runs (the map still holds one) */
     }
+    struct blob_waiter *w = f->waiters;
+    f->waiters = NULL;
+    tell_stopping(w);
     if (f->sf && (f->state == FILL_STREAMING || f->state == FILL_WAIT_HEADERS))
         store_fill_keep(f->sf); /* the process stops: the next one resumes from these bytes */
     if (f->timer_armed) {
@@ -1217,9 +1235,26 @@ static int cancel_fill(const char *key, void *value, void *ud)
     return 0;
 }
 
+static int collect_fill(const char *key, void *value, void *ud)
+{
+    (void)key;
+    struct blob_fill ***at = ud;
+    *(*at)++ = value;
+    return 0;
+}
+
 void blobs_free_all(struct cache *c)
 {
     map_each(c->fills, cancel_fill, NULL);
+    /* the map's references go; a fill still read or written goes with its last reference */
+    size_t n = map_count(c->fills);
+    struct blob_fill **all = calloc(n ? n : 1, sizeof(*all)), **at = all;
+    if (!all)
+        return;
+    map_each(c->fills, collect_fill, &at);
+    for (size_t i = 0; i < n; i++)
+        fill_unmap(all[i]);
+    free(all);
 }
 
 static int drop_head(const char *key, void *value, void *ud)
@@ -1227,13 +1262,11 @@ static int drop_head(const char *key, void *value, void *ud)
     (void)key;
     (void)ud;
     struct blob_head *h = value;
-    while (h->waiters) {
-        struct blob_waiter *w = h->waiters;
-        h->waiters = w->next;
-        waiter_free(w);
-    }
     if (h->req)
         upstream_req_cancel(h->req);
+    struct blob_waiter *w = h->waiters;
+    h->waiters = NULL;
+    tell_stopping(w);
     free(h);
     return 0;
 }

@@ -85,3 +85,38 @@ def _store_files(mirror):
         out += [os.path.join(dirpath, f) for f in files
                 if os.path.getsize(os.path.join(dirpath, f)) > 0]
     return out
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_stop_with_blob_requests_waiting_on_a_hung_upstream_is_clean(mirror_factory, up,
+                                                                    make_image, push, method):
+    """Clients wait for a cold blob (a fill, or a HEAD asked upstream) whose upstream hangs
+    before answering; SIGTERM ends the daemon with status 0 once the drain's grace has passed,
+    and (under the sanitizers) without leaking the waiting clients' state."""
+    from switchproxy import SwitchProxy
+
+    img = push(make_image(341, (20 * 1024,)), up, "library/hung", "v1")
+    proxy = SwitchProxy(up.port)
+    try:
+        m = mirror_factory([{"name": "docker.io", "url": proxy.url}],
+                           extra={"timeouts": {"shutdown_grace": "1s", "first_byte": "30s"}})
+        s, _, _ = get(m, "/v2/library/hung/manifests/v1")
+        assert s == 200
+        proxy.set_mode("hang")
+        layer = img.blob_digests[-1]
+
+        def ask():
+            try:
+                request(m.port, method, f"/v2/library/hung/blobs/{layer}", {})
+            except OSError:
+                pass  # the drain closes it unanswered
+        threads = [threading.Thread(target=ask, daemon=True) for _ in range(2)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: any(f"/blobs/{layer}" in p for _, p, _ in proxy.requests()),
+                   timeout=10, what="the blob request to reach the upstream")
+        assert m.stop(timeout=20) == 0
+        for t in threads:
+            t.join(timeout=10)
+    finally:
+        proxy.stop()

@@ -300,9 +300,10 @@ def test_readyz_is_503_while_the_store_cannot_be_written_and_recovers(tmpfs_mirr
     filler = os.path.join(m.storage, "filler")
     try:
         fill(filler)
-        s, text = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(
-            probe(m, "/readyz?verbose")), timeout=15, interval=0.3,
-            what="/readyz 503 with the store full")
+        # the index may notice first (its writes fail too): wait for the store's own check
+        s, text = wait_until(lambda: (lambda r: r if r[0] == 503 and "[-]store" in r[1]
+                                      else None)(probe(m, "/readyz?verbose")),
+                             timeout=15, interval=0.3, what="/readyz 503 with the store full")
         got = checks(text)
         assert got["store"][0] is False, text
         assert "cannot write " + os.path.join(m.storage, "tmp") in got["store"][1]

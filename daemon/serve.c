@@ -403,7 +403,7 @@ static int start_serving(struct daemon *d)
     db_attach(d->db, &d->loop);
     cache_start(d->cache, d->rec.bytes);
     cache_count_files(d->cache, d->rec.files);
-    if ((r = prefetch_new(&d->loop, cfg, d->cache, d->up, &d->prefetch))) {
+    if ((r = prefetch_new(&d->loop, cfg, d->cache, d->up, d->db, &d->prefetch))) {
         log_error("prefetch: cannot start (%s)", strerror(-r));
         d->prefetch = NULL;
         return -1;

@@ -16,7 +16,7 @@ from images import ACCEPT_ALL
 from upstream import blob_gets, count
 
 ACCEPT = ", ".join(ACCEPT_ALL)
-RUN_RE = re.compile(r"prefetch \((scheduled|manual)\): (\d+) references, (\d+) tags checked, "
+RUN_RE = re.compile(r"prefetch \((scheduled|command)\): (\d+) references, (\d+) tags checked, "
                     r"(\d+) HEADs, (\d+) GETs, (\d+) blobs .*?; (\w+)(.*)")
 
 

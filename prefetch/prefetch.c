@@ -457,6 +457,7 @@ static void record_work(struct db *d, void *ud)
 {
     if (db_add_prefetch_run(d, ud))
         log_warn("prefetch: the run could not be recorded in the index");
+    free(ud); /* here: a call queued at shutdown is run by db_close, which calls no done */
 }
 
 /* The run's record, written through the index's queue (never on the loop). */
@@ -492,7 +493,7 @@ static void record(struct prefetch *p, const struct run *run)
     snprintf(rec->outcome, sizeof(rec->outcome), "%s", r->outcome);
     snprintf(rec->stopped, sizeof(rec->stopped), "%s", r->stopped);
     snprintf(rec->error, sizeof(rec->error), "%s", r->error);
-    if (db_call(p->db, record_work, free, rec))
+    if (db_call(p->db, record_work, NULL, rec))
         free(rec);
 }
 

@@ -5,6 +5,7 @@ what changed, never below the reserve of ratelimit-remaining, nothing at all whi
 is down; what it keeps is pinned against the size cap; `regcache prefetch` runs it once."""
 
 import hashlib
+import json
 import os
 import re
 
@@ -13,6 +14,7 @@ import pytest
 from faultproxy import FaultProxy
 from helpers import get, since, wait_until
 from images import ACCEPT_ALL
+from mirror import regcache
 from upstream import blob_gets, count
 
 ACCEPT = ", ".join(ACCEPT_ALL)
@@ -201,3 +203,46 @@ def test_prefetched_content_survives_a_size_cap(mirror_factory, up, make_image, 
         assert get(m, f"/v2/library/cold/blobs/{d}", accept=False)[0] == 200
     wait_until(lambda: not everything(other) & stored(m), timeout=20, what="the cold image evicted")
     assert everything(kept) <= stored(m)
+
+
+def test_each_run_is_recorded_and_shown_by_stats(mirror_factory, up, make_image, push):
+    """Two tags under a glob, a schedule of 3s, for three runs: then, with the daemon stopped
+    (every run it logged has been written), `regcache stats --json` has the last run as the log
+    line says it, and totals whose manifest GETs, HEADs and blob GETs are what the upstream's
+    access log shows (bytes: the blobs it sent); the text form says the same."""
+    a = push(make_image(1460, (24 * 1024,)), up, "library/rec", "t1")
+    b = push(make_image(1461, (16 * 1024, 8 * 1024)), up, "library/rec", "t2")
+    mark = up.mark()
+    m = mirror_factory([up], extra={"prefetch": {"references": ["library/rec:t*"],
+                                                 "schedule": "3s"}})
+    wait_runs(m, 3, timeout=60)
+    assert m.stop() == 0
+    logged = runs(m)
+    reqs = since(up, mark)
+    st = json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)["prefetch"]
+    last, totals = st["last_run"], st["totals"]
+    r = logged[-1]
+    assert last["trigger"] == "scheduled" and last["upstreams"] == "docker.io"
+    assert (last["references"], last["tags"], last["heads"], last["gets"], last["blobs"],
+            last["result"]) == (int(r.group(2)), int(r.group(3)), int(r.group(4)),
+                                int(r.group(5)), int(r.group(6)), r.group(7)), (last, r.group(0))
+    assert last["result"] == "ok" and last["stopped"] is None and last["error"] is None
+    assert last["tags"] == 2 and last["gets"] == 0 and last["blobs"] == 0, last
+    assert totals["runs"] == len(logged) and totals["stopped"] == 0
+    assert totals["gets"] == count(reqs, method="GET", kind="manifests") == 2, (totals, reqs)
+    assert totals["heads"] == count(reqs, method="HEAD", kind="manifests"), (totals, reqs)
+    assert totals["heads"] == sum(int(x.group(4)) for x in logged) >= 2 * (len(logged) - 1)
+    fetched = blob_gets(reqs)
+    assert all(n == 1 for n in fetched.values()), fetched
+    assert set(fetched) == set(a.blob_digests) | set(b.blob_digests)
+    assert totals["blobs"] == len(fetched)
+    sizes = {**a.blobs, **b.blobs}
+    assert totals["bytes"] == sum(len(sizes[d]) for d in fetched)
+    assert totals["tags"] == 2 * len(logged) and totals["errors"] == 0
+    text = regcache("stats", "-c", m.config_path).stdout
+    assert re.search(r"last prefetch run: \S+ \(scheduled, docker\.io; \d+ ms\)", text), text
+    assert (f"2 tags checked, {last['heads']} HEADs, 0 GETs, 0 blobs (0 B), 0 errors; ok"
+            in text), text
+    assert re.search(rf"prefetch totals: +{len(logged)} runs \(0 stopped early\) since \S+: "
+                     rf"{2 * len(logged)} tags checked, {totals['heads']} HEADs, 2 GETs, "
+                     rf"{len(fetched)} blobs", text), text

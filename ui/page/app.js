@@ -249,11 +249,12 @@
           u.seen ? el("span", { class: "muted small" }, "as of ", when(u.seen)) : null);
       }
       return [el("div", { class: "name" }, el("strong", { text: u.name }), el("div", { class: "muted small url", text: u.url })),
-        stateCell, budget, u.last_429 ? when(u.last_429) : el("span", { class: "muted", text: "never" }),
+        stateCell, budget,
         u.last_prefetch ? el("div", { class: "last-prefetch" }, prefetchResult(u.last_prefetch), el("span", { class: "muted small" }, " ", when(u.last_prefetch.started)))
-          : el("span", { class: "muted", text: "never" })];
+          : el("span", { class: "muted", text: "never" }),
+        u.last_429 ? when(u.last_429) : el("span", { class: "muted", text: "never" })];
     });
-    return section("Upstreams", null, table([{ label: "Upstream" }, { label: "State" }, { label: "Pull budget" }, { label: "Last 429" }, { label: "Last prefetch" }], rows, { class: "upstreams" }));
+    return section("Upstreams", null, table([{ label: "Upstream" }, { label: "State" }, { label: "Pull budget" }, { label: "Last prefetch" }, { label: "Last 429" }], rows, { class: "upstreams" }));
   }
 
   function prefetchResult(r) {

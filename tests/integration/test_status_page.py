@@ -419,7 +419,7 @@ def test_upstream_budget_and_429_are_shown(mirror_factory, browser):
 
 
 def test_page_shows_prefetch_runs_and_what_is_pinned(mirror_factory, up, make_image, push,
-                                                     browser):
+                                                     tmp_dir, browser):
     """A pin list and a prefetch glob: the summary's JSON has the prefetch runs (the first one's
     manifest and blob GETs are what the upstream's log shows) and each upstream's last run; the
     repository JSON marks a pinned tag with its reason (pin or prefetch) and an unlisted one as
@@ -464,10 +464,12 @@ def test_page_shows_prefetch_runs_and_what_is_pinned(mirror_factory, up, make_im
     first_row = texts(b, "table.prefetch tbody tr")[0]
     assert "scheduled" in first_row and "ok" in first_row and "docker.io" in first_row, first_row
     assert texts(b, "table.upstreams .last-prefetch .badge") == ["ok"]
+    b.screenshot(os.path.join(tmp_dir, "prefetch-overview.png"), full=True)
     b.navigate(base + "/#/repository?upstream=docker.io&name=library%2Fkept",
                ready="document.querySelector('table.tags .badge.pinned') !== null")
     assert texts(b, "table.tags .badge.pinned") == ["pinned"]
     assert texts(b, "table.tags .pin-reason") == ["pin: library/kept:v1"]
+    b.screenshot(os.path.join(tmp_dir, "pinned-tag.png"))
     b.navigate(base + "/#/repository?upstream=docker.io&name=library%2Floose",
                ready="document.querySelector('table.tags tbody a.digest') !== null")
     assert texts(b, "table.tags .badge.pinned") == []

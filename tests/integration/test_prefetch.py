@@ -341,3 +341,43 @@ def test_prefetch_command_budget_bad_references_and_no_daemon(mirror_factory, up
                 f"upstreams:\n  - name: docker.io\n    url: {up.url}\n")
     r = regcache("prefetch", "library/few:t0", "-c", cfg)
     assert r.returncode == 2 and "no daemon is running" in r.stderr, r.stderr
+
+
+def test_prefetch_socket_refuses_another_user(mirror_factory, up, make_image, push):
+    """Another user (nobody), with the directories open to it: the 0600 socket refuses its
+    connect; made 0666, the daemon still answers nothing (the peer's uid is checked), logs the
+    refusal, and nothing is fetched."""
+    import subprocess
+    push(make_image(1495, (8 * 1024,)), up, "library/theirs", "v1")
+    m = mirror_factory([up])
+    sock = os.path.join(m.storage, "prefetch.sock")
+    d = m.storage
+    while d != "/tmp":
+        os.chmod(d, os.stat(d).st_mode | 0o711)
+        d = os.path.dirname(d)
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "s.settimeout(10)\n"
+             "try:\n"
+             "    s.connect(sys.argv[1])\n"
+             "except OSError as e:\n"
+             "    print('connect:', e.strerror); sys.exit(0)\n"
+             "try:\n"
+             "    s.sendall(b'library/theirs:v1\\n\\n')\n"
+             "    got = s.recv(4096)\n"
+             "except (ConnectionResetError, BrokenPipeError):\n"
+             "    got = b''\n"
+             "print('answer:', repr(got))\n")
+
+    def as_nobody():
+        return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "/usr/bin/python3", "-c", probe, sock], capture_output=True,
+                              text=True, timeout=30)
+    mark = up.mark()
+    r = as_nobody()
+    assert r.stdout.strip() == "connect: Permission denied", r.stdout + r.stderr
+    os.chmod(sock, 0o666)
+    r = as_nobody()
+    assert r.stdout.strip() == "answer: b''", r.stdout + r.stderr
+    wait_until(lambda: "refused a connection" in m.log_text(), timeout=10, what="the refusal")
+    assert [p for _, p, _ in since(up, mark) if "/library/theirs/" in p] == []

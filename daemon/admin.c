@@ -433,11 +433,12 @@ static void print_prefetch_json(const struct db_prefetch_run *last, int has_last
         prefetch_run_json(&b, last);
     else
         buf_printf(&b, "null");
+    const char *q = t->since_ms ? "\"" : "";
     buf_printf(&b, ",\"totals\":{\"since\":%s%s%s,\"runs\":%llu,\"stopped\":%llu,"
                    "\"tags\":%llu,\"heads\":%llu,\"gets\":%llu,\"blobs\":%llu,\"bytes\":%llu,"
                    "\"errors\":%llu}}",
-               t->since_ms ? "\"" : "", t->since_ms ? iso_time(t->since_ms, t1, sizeof(t1)) : "null",
-               t->since_ms ? "\"" : "", (unsigned long long)t->runs,
+               q, t->since_ms ? iso_time(t->since_ms, t1, sizeof(t1)) : "null", q,
+               (unsigned long long)t->runs,
                (unsigned long long)t->stopped, (unsigned long long)t->tags,
                (unsigned long long)t->heads, (unsigned long long)t->gets,
                (unsigned long long)t->blobs, (unsigned long long)t->bytes,

@@ -33,7 +33,7 @@ struct figures {
 static void parse_figures(const char *s, size_t len, struct figures *f)
 {
     const char *keys[] = {"references", "tags", "heads", "gets", "blobs", "bytes", "errors"};
-    uint64_t *vals[] = {&f->references, &f->tags, &f->heads, &f->gets,
+    uint64_t *vals[] = {&f->references, &f->tags,  &f->heads, &f->gets,
                         &f->blobs,      &f->bytes, &f->errors};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (json_get_uint(s, len, keys[i], vals[i]))

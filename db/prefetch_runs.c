@@ -16,13 +16,14 @@ static int step_done(sqlite3_stmt *st)
 static int insert_run(sqlite3 *s, const struct db_prefetch_run *r)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s,
-                           "INSERT INTO prefetch_runs (started_ms, finished_ms, trigger, upstreams,"
-                           " refs, tags, heads, gets, blobs, bytes, errors, outcome, stopped, error)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            s,
+            "INSERT INTO prefetch_runs (started_ms, finished_ms, trigger, upstreams,"
+            " refs, tags, heads, gets, blobs, bytes, errors, outcome, stopped, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            -1, &st, NULL) != SQLITE_OK)
         return -EIO;
-    const uint64_t nums[] = {r->references, r->tags, r->heads, r->gets,
+    const uint64_t nums[] = {r->references, r->tags,  r->heads, r->gets,
                              r->blobs,      r->bytes, r->errors};
     sqlite3_bind_int64(st, 1, (sqlite3_int64)r->started_ms);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)r->finished_ms);
@@ -134,7 +135,7 @@ int db_prefetch_totals(struct db *d, struct db_prefetch_totals *out)
                            -1, &st, NULL) != SQLITE_OK)
         return -EIO;
     if (sqlite3_step(st) == SQLITE_ROW) {
-        uint64_t *nums[] = {&out->since_ms, &out->runs,  &out->tags,   &out->heads, &out->gets,
+        uint64_t *nums[] = {&out->since_ms, &out->runs,  &out->tags,   &out->heads,  &out->gets,
                             &out->blobs,    &out->bytes, &out->errors, &out->stopped};
         for (int i = 0; i < 9; i++)
             *nums[i] = (uint64_t)sqlite3_column_int64(st, i);

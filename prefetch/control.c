@@ -236,8 +236,7 @@ static int peer_allowed(uv_pipe_t *pipe)
     uv_os_fd_t fd;
     struct ucred cred;
     socklen_t len = sizeof(cred);
-    if (uv_fileno((uv_handle_t *)pipe, &fd) ||
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+    if (uv_fileno((uv_handle_t *)pipe, &fd) || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
         return 0;
     return cred.uid == 0 || cred.uid == getuid();
 }

@@ -79,7 +79,8 @@ struct job {
     struct metrics_view mv;
     size_t n_mu;
     struct metrics_upstream_view mu[UI_UPSTREAMS_MAX];
-    struct db_prefetch_run prefetch_runs[UI_PREFETCH_RUNS]; /* the summary's, read on the db thread */
+    /* the summary's prefetch runs, read on the db thread */
+    struct db_prefetch_run prefetch_runs[UI_PREFETCH_RUNS];
     struct buf out;
     int status; /* 0: out holds the answer; else this error */
     const char *code;

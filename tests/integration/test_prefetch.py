@@ -267,7 +267,7 @@ def test_prefetch_command_warms_then_costs_only_heads(mirror_factory, up, make_i
     draws a progress line and prints the run's figures, exits 0, and every manifest and blob is
     in the store, each fetched once; run again with nothing changed, the upstream's access log
     shows one manifest HEAD and nothing else for it; stats records it as a command run; the
-    socket is the daemon user's only (0600)."""
+    socket is the daemon user's only (0600); the unlisted tag is not pinned."""
     img = push(make_image(1480, (96 * 1024, 32 * 1024), multi_arch=True), up, "library/cmd",
                "v1")
     m = mirror_factory([up], revalidate_after="0s")
@@ -300,6 +300,8 @@ def test_prefetch_command_warms_then_costs_only_heads(mirror_factory, up, make_i
     last = json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)["prefetch"]
     assert last["last_run"]["trigger"] == "command" and last["last_run"]["heads"] == 1, last
     assert last["totals"]["gets"] == 1 + len(img.manifests), last
+    listing = regcache("ls", "-c", m.config_path).stdout
+    assert "library/cmd" in listing and "PINNED" not in listing, listing  # warmed, not pinned
 
 
 def test_prefetch_command_budget_bad_references_and_no_daemon(mirror_factory, up, make_image,

@@ -398,6 +398,83 @@ static void print_states(const struct state_rows *rows)
     }
 }
 
+/* ---- prefetch: the last run and the totals ---- */
+
+static void prefetch_run_json(struct buf *b, const struct db_prefetch_run *r)
+{
+    char t1[32], t2[32];
+    buf_printf(b, "{\"started\":\"%s\",\"finished\":\"%s\",\"trigger\":",
+               iso_time(r->started_ms, t1, sizeof(t1)), iso_time(r->finished_ms, t2, sizeof(t2)));
+    json_put_string(b, r->trigger);
+    buf_printf(b, ",\"upstreams\":");
+    json_put_string(b, r->upstreams);
+    buf_printf(b, ",\"references\":%llu,\"tags\":%llu,\"heads\":%llu,\"gets\":%llu,"
+                  "\"blobs\":%llu,\"bytes\":%llu,\"errors\":%llu,\"result\":",
+               (unsigned long long)r->references, (unsigned long long)r->tags,
+               (unsigned long long)r->heads, (unsigned long long)r->gets,
+               (unsigned long long)r->blobs, (unsigned long long)r->bytes,
+               (unsigned long long)r->errors);
+    json_put_string(b, r->outcome);
+    buf_printf(b, ",\"stopped\":");
+    r->stopped[0] ? json_put_string(b, r->stopped) : buf_printf(b, "null");
+    buf_printf(b, ",\"error\":");
+    r->error[0] ? json_put_string(b, r->error) : buf_printf(b, "null");
+    buf_printf(b, "}");
+}
+
+static void print_prefetch_json(const struct db_prefetch_run *last, int has_last,
+                                const struct db_prefetch_totals *t)
+{
+    struct buf b;
+    char t1[32];
+    buf_init(&b, 64 * 1024);
+    buf_printf(&b, "\"prefetch\":{\"last_run\":");
+    if (has_last)
+        prefetch_run_json(&b, last);
+    else
+        buf_printf(&b, "null");
+    const char *q = t->since_ms ? "\"" : "";
+    buf_printf(&b, ",\"totals\":{\"since\":%s%s%s,\"runs\":%llu,\"stopped\":%llu,"
+                   "\"tags\":%llu,\"heads\":%llu,\"gets\":%llu,\"blobs\":%llu,\"bytes\":%llu,"
+                   "\"errors\":%llu}}",
+               q, t->since_ms ? iso_time(t->since_ms, t1, sizeof(t1)) : "null", q,
+               (unsigned long long)t->runs,
+               (unsigned long long)t->stopped, (unsigned long long)t->tags,
+               (unsigned long long)t->heads, (unsigned long long)t->gets,
+               (unsigned long long)t->blobs, (unsigned long long)t->bytes,
+               (unsigned long long)t->errors);
+    printf("%.*s", (int)b.len, b.data ? b.data : "");
+    buf_free(&b);
+}
+
+static void print_prefetch(const struct db_prefetch_run *r, int has_last,
+                           const struct db_prefetch_totals *t)
+{
+    char t1[32], b1[32];
+    if (!has_last) {
+        printf("last prefetch run: none\n");
+        return;
+    }
+    printf("last prefetch run: %s (%s, %s; %llu ms)\n", iso_time(r->started_ms, t1, sizeof(t1)),
+           r->trigger, r->upstreams, (unsigned long long)(r->finished_ms - r->started_ms));
+    printf("  %llu references, %llu tags checked, %llu HEADs, %llu GETs, %llu blobs (%s), "
+           "%llu errors; %s%s%s\n",
+           (unsigned long long)r->references, (unsigned long long)r->tags,
+           (unsigned long long)r->heads, (unsigned long long)r->gets,
+           (unsigned long long)r->blobs, format_size(r->bytes, b1, sizeof(b1)),
+           (unsigned long long)r->errors, r->outcome, r->stopped[0] ? ": stopped, " : "",
+           r->stopped);
+    if (r->error[0])
+        printf("  first error: %s\n", r->error);
+    printf("prefetch totals:   %llu runs (%llu stopped early) since %s: %llu tags checked, "
+           "%llu HEADs, %llu GETs, %llu blobs (%s), %llu errors\n",
+           (unsigned long long)t->runs, (unsigned long long)t->stopped,
+           iso_time(t->since_ms, t1, sizeof(t1)), (unsigned long long)t->tags,
+           (unsigned long long)t->heads, (unsigned long long)t->gets,
+           (unsigned long long)t->blobs, format_size(t->bytes, b1, sizeof(b1)),
+           (unsigned long long)t->errors);
+}
+
 int admin_stats(const struct config *cfg, int json)
 {
     struct handles h;
@@ -413,6 +490,10 @@ int admin_stats(const struct config *cfg, int json)
     static struct state_rows states;
     states.n = 0;
     db_each_upstream_state(h.db, keep_state, &states);
+    static struct db_prefetch_run last_prefetch;
+    struct db_prefetch_totals prefetch_totals;
+    int has_prefetch = db_prefetch_runs(h.db, NULL, &last_prefetch, 1) == 1;
+    db_prefetch_totals(h.db, &prefetch_totals);
     uint64_t free_bytes = store_free_bytes(h.store);
     close_store(&h);
     uint64_t served = s.hits + s.misses;
@@ -438,7 +519,9 @@ int admin_stats(const struct config *cfg, int json)
         print_ratelimits_json(&limits);
         printf("],\"upstreams\":[");
         print_states_json(&states);
-        printf("]}\n");
+        printf("],");
+        print_prefetch_json(&last_prefetch, has_prefetch, &prefetch_totals);
+        printf("}\n");
         return 0;
     }
     printf("blobs:          %llu (%s)\n", (unsigned long long)s.blobs,
@@ -460,6 +543,7 @@ int admin_stats(const struct config *cfg, int json)
                (unsigned long long)runs[i].duration_ms);
     print_states(&states);
     print_ratelimits(&limits);
+    print_prefetch(&last_prefetch, has_prefetch, &prefetch_totals);
     return 0;
 }
 

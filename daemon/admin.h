@@ -27,6 +27,8 @@ void admin_wait_daemons(struct db *db, int64_t seq);
 
 /* `regcache purge TARGET [--dry-run] [-c FILE]` (daemon/purge.c). */
 int purge_main(int argc, char **argv);
+/* `regcache prefetch REF... [-c FILE]` (daemon/prefetch_cmd.c). */
+int prefetch_main(int argc, char **argv);
 
 /* hosted: collect unreferenced hosted content instead of the cache policy's run. */
 int admin_gc(const struct config *cfg, int dry_run, int hosted);

@@ -14,6 +14,7 @@
 
 #include "auth/auth.h"
 #include "cache/cache.h"
+#include "prefetch/control.h"
 #include "prefetch/prefetch.h"
 #include "cache/reconcile.h"
 #include "daemon/notify.h"
@@ -55,6 +56,7 @@ struct daemon {
     struct upstream_client *up;
     struct cache *cache;
     struct prefetch *prefetch;
+    struct prefetch_control *prefetch_control; /* `regcache prefetch`'s socket; NULL: none */
     struct registry *registry;
     struct http_server *http;
     struct auth *auth;
@@ -101,6 +103,8 @@ static void finish(struct daemon *d)
     if (d->metrics_http)
         http_server_close_all(d->metrics_http);
     metrics_shutdown();
+    prefetch_control_close(d->prefetch_control);
+    d->prefetch_control = NULL;
     prefetch_stop(d->prefetch);
     if (d->cache)
         cache_shutdown(d->cache);
@@ -403,12 +407,13 @@ static int start_serving(struct daemon *d)
     db_attach(d->db, &d->loop);
     cache_start(d->cache, d->rec.bytes);
     cache_count_files(d->cache, d->rec.files);
-    if ((r = prefetch_new(&d->loop, cfg, d->cache, d->up, &d->prefetch))) {
+    if ((r = prefetch_new(&d->loop, cfg, d->cache, d->up, d->db, &d->prefetch))) {
         log_error("prefetch: cannot start (%s)", strerror(-r));
         d->prefetch = NULL;
         return -1;
     }
     prefetch_start(d->prefetch);
+    prefetch_control_new(&d->loop, cfg->storage, d->prefetch, &d->prefetch_control);
     if ((r = auth_new(&d->loop, cfg, &d->auth))) {
         log_error("authentication: cannot start (%s)", strerror(-r));
         d->auth = NULL;

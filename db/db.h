@@ -187,6 +187,32 @@ int db_each_tag(struct db *d, const char *upstream, const char *repo,
                 int (*fn)(void *ud, const struct db_tag_row *row, uint64_t last_access_ms),
                 void *ud);
 
+/* ---- prefetch runs (db/prefetch_runs.c): synchronous (the daemon calls them through
+ * db_call, in turn with its writes) ---- */
+#define DB_PREFETCH_RUNS_KEEP 50 /* runs kept; the totals count every run */
+
+struct db_prefetch_run {
+    uint64_t started_ms, finished_ms;
+    char trigger[16];    /* "scheduled" or "command" */
+    char upstreams[512]; /* the upstreams its references name, comma-separated */
+    uint64_t references, tags, heads, gets, blobs, bytes, errors;
+    char outcome[16]; /* "ok", "budget", "down", "error" */
+    char stopped[200]; /* why it stopped early; "" when it went to the end */
+    char error[300];   /* the first error; "" when none */
+};
+struct db_prefetch_totals {
+    uint64_t since_ms; /* the first run's start; 0: no run yet */
+    uint64_t runs, tags, heads, gets, blobs, bytes, errors;
+    uint64_t stopped; /* runs stopped early (budget, upstream down) */
+};
+/* Records a run, adds it to the totals and keeps the last DB_PREFETCH_RUNS_KEEP runs. */
+int db_add_prefetch_run(struct db *d, const struct db_prefetch_run *run);
+/* The most recent runs first (upstream non-NULL: only those naming it); returns how many were
+ * written into out, or -EIO. */
+int db_prefetch_runs(struct db *d, const char *upstream, struct db_prefetch_run *out,
+                     size_t max);
+int db_prefetch_totals(struct db *d, struct db_prefetch_totals *out);
+
 /* ---- the purge journal (db/purges.c): synchronous ----
  * What a process other than the daemon removed from the index (a purge, a `regcache gc`) is
  * journaled in the same transaction; every running daemon reads the journal every

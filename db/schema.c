@@ -73,6 +73,18 @@ static const char *const migrations[] = {
     "  upstream TEXT, repo TEXT, tag TEXT, digest TEXT, size INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS purge_readers ("
     "  pid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, seen_ms INTEGER NOT NULL);",
+    /* 8: prefetch runs (the last DB_PREFETCH_RUNS_KEEP) and their totals since the first */
+    "CREATE TABLE IF NOT EXISTS prefetch_runs ("
+    "  started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, trigger TEXT NOT NULL,"
+    "  upstreams TEXT NOT NULL, refs INTEGER NOT NULL, tags INTEGER NOT NULL,"
+    "  heads INTEGER NOT NULL, gets INTEGER NOT NULL, blobs INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL, errors INTEGER NOT NULL, outcome TEXT NOT NULL,"
+    "  stopped TEXT NOT NULL, error TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS prefetch_totals ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1), since_ms INTEGER NOT NULL,"
+    "  runs INTEGER NOT NULL, tags INTEGER NOT NULL, heads INTEGER NOT NULL,"
+    "  gets INTEGER NOT NULL, blobs INTEGER NOT NULL, bytes INTEGER NOT NULL,"
+    "  errors INTEGER NOT NULL, stopped INTEGER NOT NULL);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -13,6 +13,7 @@
 #include "bundle/layout.h"
 #include "cache/cache.h"
 #include "cache/pins.h"
+#include "db/db.h"
 #include "metrics/metrics.h"
 #include "prefetch/schedule.h"
 #include "upstream/upstream.h"
@@ -38,7 +39,7 @@ struct item {
 struct run {
     struct prefetch *p;
     struct run *next; /* waiting to start */
-    struct pin_ref *refs; /* owned: a manual run's; borrowed from p->pins: a scheduled one's */
+    struct pin_ref *refs; /* owned: a command's run's; borrowed from p->pins: a scheduled one's */
     const struct pin_ref **list;
     size_t n_list;
     int owns_refs;
@@ -64,6 +65,7 @@ struct prefetch {
     const struct config *cfg;
     struct cache *cache;
     struct upstream_client *up;
+    struct db *db; /* where runs are recorded (NULL: nowhere) */
     struct pins *pins;
     uint64_t *due_ms; /* per reference of pins: when it next runs (0: not a prefetch one) */
     struct prefetch_window window;
@@ -451,6 +453,50 @@ static void run_free(struct run *run)
 
 static void start_next(struct prefetch *p);
 
+static void record_work(struct db *d, void *ud)
+{
+    if (db_add_prefetch_run(d, ud))
+        log_warn("prefetch: the run could not be recorded in the index");
+    free(ud); /* here: a call queued at shutdown is run by db_close, which calls no done */
+}
+
+/* The run's record, written through the index's queue (never on the loop). */
+static void record(struct prefetch *p, const struct run *run)
+{
+    const struct prefetch_result *r = &run->r;
+    struct db_prefetch_run *rec;
+    if (!p->db || !(rec = calloc(1, sizeof(*rec))))
+        return;
+    rec->started_ms = r->started_ms;
+    rec->finished_ms = r->finished_ms;
+    snprintf(rec->trigger, sizeof(rec->trigger), "%s", r->trigger);
+    for (size_t i = 0, at = 0; i < run->n_list; i++) {
+        const char *u = run->list[i]->upstream;
+        size_t l = strlen(u);
+        int dup = 0;
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = strcmp(run->list[k]->upstream, u) == 0;
+        if (dup || at + l + 2 > sizeof(rec->upstreams))
+            continue;
+        if (at)
+            rec->upstreams[at++] = ',';
+        memcpy(rec->upstreams + at, u, l + 1);
+        at += l;
+    }
+    rec->references = r->references;
+    rec->tags = r->tags;
+    rec->heads = r->heads;
+    rec->gets = r->gets;
+    rec->blobs = r->blobs;
+    rec->bytes = r->bytes;
+    rec->errors = r->errors;
+    snprintf(rec->outcome, sizeof(rec->outcome), "%s", r->outcome);
+    snprintf(rec->stopped, sizeof(rec->stopped), "%s", r->stopped);
+    snprintf(rec->error, sizeof(rec->error), "%s", r->error);
+    if (db_call(p->db, record_work, NULL, rec))
+        free(rec);
+}
+
 static void run_finish(struct run *run)
 {
     struct prefetch *p = run->p;
@@ -466,6 +512,7 @@ static void run_finish(struct run *run)
              format_size(r->bytes, b, sizeof(b)), r->errors, r->outcome,
              r->stopped[0] ? ": stopped, " : "", r->stopped);
     metrics_prefetch_run(r->outcome, r->finished_ms);
+    record(p, run);
     p->last = *r;
     p->has_last = 1;
     p->running = NULL;
@@ -568,7 +615,7 @@ static void on_tick(uv_timer_t *t)
 }
 
 int prefetch_new(uv_loop_t *loop, const struct config *cfg, struct cache *cache,
-                 struct upstream_client *up, struct prefetch **out)
+                 struct upstream_client *up, struct db *db, struct prefetch **out)
 {
     char err[1024];
     struct prefetch *p = calloc(1, sizeof(*p));
@@ -578,6 +625,7 @@ int prefetch_new(uv_loop_t *loop, const struct config *cfg, struct cache *cache,
     p->cfg = cfg;
     p->cache = cache;
     p->up = up;
+    p->db = db;
     p->window.from = cfg->prefetch_window_from;
     p->window.to = cfg->prefetch_window_to;
     int rc = pins_new(cfg, &p->pins, err, sizeof(err));
@@ -629,7 +677,7 @@ int prefetch_run(struct prefetch *p, char *const *refs, size_t n, prefetch_cb st
         snprintf(err, errlen, "%zu prefetch runs are waiting already", p->n_queue);
         return -EBUSY;
     }
-    struct run *run = run_new(p, "manual");
+    struct run *run = run_new(p, "command");
     if (!run || !(run->refs = calloc(n ? n : 1, sizeof(*run->refs))) ||
         !(run->list = calloc(n ? n : 1, sizeof(*run->list)))) {
         if (run)

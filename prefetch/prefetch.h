@@ -12,7 +12,7 @@
  * (saying so in its result) when it made prefetch.max_pulls_per_window pulls in the current
  * window, or when the upstream's last announced ratelimit-remaining is at or below
  * prefetch.reserve. Nothing is asked of an upstream that is down or backing off after a 429.
- * Runs go one at a time; a manual run (regcache prefetch) waits for the one in progress.
+ * Runs go one at a time; a run of `regcache prefetch` waits for the one in progress.
  * Loop thread only. */
 #ifndef REGCACHE_PREFETCH_PREFETCH_H
 #define REGCACHE_PREFETCH_PREFETCH_H
@@ -25,13 +25,14 @@
 
 struct cache;
 struct upstream_client;
+struct db;
 struct prefetch;
 
-#define PREFETCH_QUEUE_MAX 16 /* manual runs waiting at most */
+#define PREFETCH_QUEUE_MAX 16 /* runs of `regcache prefetch` waiting at most */
 
 struct prefetch_result {
     uint64_t started_ms, finished_ms;
-    const char *trigger; /* "scheduled" or "manual" */
+    const char *trigger; /* "scheduled" or "command" */
     unsigned references, tags, heads, gets, blobs, errors;
     uint64_t bytes; /* of the blobs fetched */
     const char *outcome; /* "ok", "budget", "down", "error" */
@@ -42,8 +43,9 @@ struct prefetch_result {
 
 typedef void (*prefetch_cb)(void *ud, const struct prefetch_result *r);
 
+/* Each finished run is recorded in db (db_add_prefetch_run, through db_call). */
 int prefetch_new(uv_loop_t *loop, const struct config *cfg, struct cache *cache,
-                 struct upstream_client *up, struct prefetch **out);
+                 struct upstream_client *up, struct db *db, struct prefetch **out);
 /* Starts the schedule (nothing when the prefetch list is empty). */
 void prefetch_start(struct prefetch *p);
 /* Runs refs once (each checked as a reference: 0, or -EINVAL and why in err; -EBUSY when

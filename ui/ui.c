@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "cache/pins.h"
 #include "db/db.h"
 #include "metrics/metrics.h"
 #include "registry/respond.h"
@@ -22,6 +23,7 @@
 #include "util/reference.h"
 
 #define UI_GC_RUNS 20       /* recent GC runs on the summary */
+#define UI_PREFETCH_RUNS 10 /* recent prefetch runs on the summary */
 #define UI_UPSTREAMS_MAX 32 /* upstreams read from the metrics (CONFIG_MAX_UPSTREAMS) */
 #define UI_CHILDREN_MAX 64  /* an index's platforms read for its size */
 #define UI_LAYERS_MAX 1000  /* an image's layers listed */
@@ -51,6 +53,7 @@ struct ui {
     struct db *db;
     struct store *store;
     struct upstream_client *up;
+    struct pins *pins; /* the pin and prefetch lists: what a tag row says is pinned */
 };
 
 enum job_kind { JOB_SUMMARY, JOB_REPOSITORIES, JOB_REPOSITORY, JOB_MANIFEST };
@@ -76,6 +79,8 @@ struct job {
     struct metrics_view mv;
     size_t n_mu;
     struct metrics_upstream_view mu[UI_UPSTREAMS_MAX];
+    /* the summary's prefetch runs, read on the db thread */
+    struct db_prefetch_run prefetch_runs[UI_PREFETCH_RUNS];
     struct buf out;
     int status; /* 0: out holds the answer; else this error */
     const char *code;
@@ -96,13 +101,37 @@ int ui_new(uv_loop_t *loop, const struct config *cfg, struct db *db, struct stor
     ui->db = db;
     ui->store = store;
     ui->up = up;
+    char err[1024];
+    int rc = pins_new(cfg, &ui->pins, err, sizeof(err));
+    if (rc) {
+        log_error("%s", err);
+        free(ui);
+        return rc;
+    }
     *out = ui;
     return 0;
 }
 
 void ui_free(struct ui *ui)
 {
+    if (ui)
+        pins_free(ui->pins);
     free(ui);
+}
+
+/* Why the tag upstream/repo:tag (at digest) is pinned: the first pin or prefetch reference
+ * naming it (by tag, tag glob, or digest), or NULL. */
+static const char *tag_pinned(const struct ui *ui, const char *upstream, const char *repo,
+                              const char *tag, const char *digest)
+{
+    for (size_t i = 0; i < pins_count(ui->pins); i++) {
+        const struct pin_ref *r = pins_ref(ui->pins, i);
+        if (pin_ref_matches_tag(r, upstream, repo, tag) ||
+            (r->digest[0] && strcmp(r->digest, digest) == 0 && strcmp(r->upstream, upstream) == 0 &&
+             strcmp(r->repo, repo) == 0))
+            return r->reason;
+    }
+    return NULL;
 }
 
 int ui_path(const struct ui *ui, const char *path)
@@ -460,6 +489,31 @@ static int count_hosted(void *ud, const struct db_hosted_repo_row *row)
     return 0;
 }
 
+static void put_prefetch_run(struct buf *b, const struct db_prefetch_run *r)
+{
+    LIT(b, "{");
+    put_u64(b, "started", r->started_ms);
+    put_u64(b, "finished", r->finished_ms);
+    put_key(b, "trigger");
+    put_str(b, r->trigger);
+    put_key(b, "upstreams");
+    put_str(b, r->upstreams);
+    put_u64(b, "references", r->references);
+    put_u64(b, "tags", r->tags);
+    put_u64(b, "heads", r->heads);
+    put_u64(b, "gets", r->gets);
+    put_u64(b, "blobs", r->blobs);
+    put_u64(b, "bytes", r->bytes);
+    put_u64(b, "errors", r->errors);
+    put_key(b, "result");
+    put_str(b, r->outcome);
+    put_key(b, "stopped");
+    put_str(b, r->stopped[0] ? r->stopped : NULL);
+    put_key(b, "error");
+    put_str(b, r->error[0] ? r->error : NULL);
+    LIT(b, "}");
+}
+
 static void summary(struct db *d, struct job *j)
 {
     const struct config *cfg = j->ui->cfg;
@@ -566,6 +620,11 @@ static void summary(struct db *d, struct job *j)
         put_str(b, r->source);
         put_ms(b, "seen", r->rl.seen_ms);
         put_ms(b, "last_429", r->rl.last_429_ms);
+        put_key(b, "last_prefetch");
+        if (db_prefetch_runs(d, r->name, &j->prefetch_runs[0], 1) == 1)
+            put_prefetch_run(b, &j->prefetch_runs[0]);
+        else
+            LIT(b, "null");
         LIT(b, "}");
         free(r->source);
         free(r->state);
@@ -583,6 +642,13 @@ static void summary(struct db *d, struct job *j)
         put_u64(b, "evicted", runs[i].evicted_count);
         put_u64(b, "evicted_bytes", runs[i].evicted_bytes);
         LIT(b, "}");
+    }
+    LIT(b, "],\"prefetch_runs\":[");
+    int np = db_prefetch_runs(d, NULL, j->prefetch_runs, UI_PREFETCH_RUNS);
+    for (int i = 0; i < np; i++) {
+        if (i)
+            LIT(b, ",");
+        put_prefetch_run(b, &j->prefetch_runs[i]);
     }
     LIT(b, "]}\n");
 }
@@ -800,6 +866,9 @@ static void repository(struct db *d, struct job *j)
             put_str(b, t->media_type);
             put_ms(b, "last_pull", t->last_ms);
             put_ms(b, "validated", t->validated_ms);
+            put_key(b, "pinned");
+            put_str(b, j->hosted ? NULL
+                                 : tag_pinned(j->ui, j->upstream, j->name, t->tag, t->digest));
             if (ref_digest_valid(t->digest, strlen(t->digest)))
                 put_manifest_summary(j, d, t->digest);
             LIT(b, "}");

@@ -3,12 +3,14 @@
  * /ui/, and the JSON it reads under /ui/api/:
  *
  *   GET /ui/api/summary          hit ratio, bytes served from the cache and fetched upstream,
- *                                disk use, each upstream's state and pull budget, GC runs
+ *                                disk use, each upstream's state, pull budget and last
+ *                                prefetch run, GC runs, prefetch runs
  *   GET /ui/api/repositories     cached and hosted repositories, filtered (q), sorted (sort:
  *                                name, bytes, last; order: asc, desc) and paged (offset, limit)
  *   GET /ui/api/repository       one repository's tags (upstream=NAME or hosted=1, name=REPO;
  *                                offset, limit), each with its digest, media type, platforms
- *                                (an index's), size and last pull and validation
+ *                                (an index's), size and last pull and validation, and why it
+ *                                is pinned (null: it is not)
  *   GET /ui/api/manifest         one stored manifest (digest=): an image's config and layers,
  *                                or an index's platforms
  *

@@ -5,6 +5,7 @@ what changed, never below the reserve of ratelimit-remaining, nothing at all whi
 is down; what it keeps is pinned against the size cap; `regcache prefetch` runs it once."""
 
 import hashlib
+import json
 import os
 import re
 
@@ -13,10 +14,11 @@ import pytest
 from faultproxy import FaultProxy
 from helpers import get, since, wait_until
 from images import ACCEPT_ALL
+from mirror import regcache
 from upstream import blob_gets, count
 
 ACCEPT = ", ".join(ACCEPT_ALL)
-RUN_RE = re.compile(r"prefetch \((scheduled|manual)\): (\d+) references, (\d+) tags checked, "
+RUN_RE = re.compile(r"prefetch \((scheduled|command)\): (\d+) references, (\d+) tags checked, "
                     r"(\d+) HEADs, (\d+) GETs, (\d+) blobs .*?; (\w+)(.*)")
 
 
@@ -201,3 +203,183 @@ def test_prefetched_content_survives_a_size_cap(mirror_factory, up, make_image, 
         assert get(m, f"/v2/library/cold/blobs/{d}", accept=False)[0] == 200
     wait_until(lambda: not everything(other) & stored(m), timeout=20, what="the cold image evicted")
     assert everything(kept) <= stored(m)
+
+
+def test_each_run_is_recorded_and_shown_by_stats(mirror_factory, up, make_image, push):
+    """Two tags under a glob, a schedule of 3s, for three runs: then, with the daemon stopped
+    (every run it logged has been written), `regcache stats --json` has the last run as the log
+    line says it, and totals whose manifest GETs, HEADs and blob GETs are what the upstream's
+    access log shows (bytes: the blobs it sent); the text form says the same."""
+    a = push(make_image(1460, (24 * 1024,)), up, "library/rec", "t1")
+    b = push(make_image(1461, (16 * 1024, 8 * 1024)), up, "library/rec", "t2")
+    mark = up.mark()
+    m = mirror_factory([up], extra={"prefetch": {"references": ["library/rec:t*"],
+                                                 "schedule": "3s"}})
+    wait_runs(m, 3, timeout=60)
+    assert m.stop() == 0
+    logged = runs(m)
+    reqs = since(up, mark)
+    st = json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)["prefetch"]
+    last, totals = st["last_run"], st["totals"]
+    r = logged[-1]
+    assert last["trigger"] == "scheduled" and last["upstreams"] == "docker.io"
+    assert (last["references"], last["tags"], last["heads"], last["gets"], last["blobs"],
+            last["result"]) == (int(r.group(2)), int(r.group(3)), int(r.group(4)),
+                                int(r.group(5)), int(r.group(6)), r.group(7)), (last, r.group(0))
+    assert last["result"] == "ok" and last["stopped"] is None and last["error"] is None
+    assert last["tags"] == 2 and last["gets"] == 0 and last["blobs"] == 0, last
+    assert totals["runs"] == len(logged) and totals["stopped"] == 0
+    assert totals["gets"] == count(reqs, method="GET", kind="manifests") == 2, (totals, reqs)
+    assert totals["heads"] == count(reqs, method="HEAD", kind="manifests"), (totals, reqs)
+    assert totals["heads"] == sum(int(x.group(4)) for x in logged) >= 2 * (len(logged) - 1)
+    fetched = blob_gets(reqs)
+    assert all(n == 1 for n in fetched.values()), fetched
+    assert set(fetched) == set(a.blob_digests) | set(b.blob_digests)
+    assert totals["blobs"] == len(fetched)
+    sizes = {**a.blobs, **b.blobs}
+    assert totals["bytes"] == sum(len(sizes[d]) for d in fetched)
+    assert totals["tags"] == 2 * len(logged) and totals["errors"] == 0
+    text = regcache("stats", "-c", m.config_path).stdout
+    assert re.search(r"last prefetch run: \S+ \(scheduled, docker\.io; \d+ ms\)", text), text
+    assert (f"2 tags checked, {last['heads']} HEADs, 0 GETs, 0 blobs (0 B), 0 errors; ok"
+            in text), text
+    assert re.search(rf"prefetch totals: +{len(logged)} runs \(0 stopped early\) since \S+: "
+                     rf"{2 * len(logged)} tags checked, {totals['heads']} HEADs, 2 GETs, "
+                     rf"{len(fetched)} blobs", text), text
+
+
+def prefetch_cmd(m, *refs):
+    return regcache("prefetch", *refs, "-c", m.config_path, timeout=120)
+
+
+def on_pty(*args):
+    """Runs regcache with args on a terminal (a pty from script(1)): (status, output bytes)."""
+    import shlex
+    import subprocess
+    from mirror import REGCACHE
+    cmd = " ".join(shlex.quote(x) for x in [*REGCACHE, *args])
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=120)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_prefetch_command_warms_then_costs_only_heads(mirror_factory, up, make_image, push):
+    """`regcache prefetch` of an unlisted multi-arch tag against the running daemon: on a pty it
+    draws a progress line and prints the run's figures, exits 0, and every manifest and blob is
+    in the store, each fetched once; run again with nothing changed, the upstream's access log
+    shows one manifest HEAD and nothing else for it; stats records it as a command run; the
+    socket is the daemon user's only (0600); the unlisted tag is not pinned."""
+    img = push(make_image(1480, (96 * 1024, 32 * 1024), multi_arch=True), up, "library/cmd",
+               "v1")
+    m = mirror_factory([up], revalidate_after="0s")
+    sock = os.path.join(m.storage, "prefetch.sock")
+    st = os.stat(sock)
+    assert st.st_mode & 0o777 == 0o600 and st.st_uid == os.getuid(), oct(st.st_mode)
+    mark = up.mark()
+    status, out = on_pty("prefetch", "library/cmd:v1", "-c", m.config_path)
+    assert status == 0, out
+    assert b"\r\x1b[Kprefetch docker.io/library/cmd" in out, out
+    n_blobs = len(img.blob_digests)
+    assert (f"prefetch (command): 1 references, 1 tags checked, 0 HEADs, "
+            f"{1 + len(img.manifests)} GETs, {n_blobs} blobs").encode() in out, out
+    assert everything(img) <= stored(m)
+    reqs = [r for r in since(up, mark) if "/library/cmd/" in r[1]]
+    assert count(reqs, method="GET", kind="manifests") == 1 + len(img.manifests), reqs
+    fetched = blob_gets(reqs)
+    assert set(fetched) == set(img.blob_digests) and set(fetched.values()) == {1}, fetched
+
+    mark = up.mark()
+    r = prefetch_cmd(m, "docker.io/library/cmd:v1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\r" not in r.stdout + r.stderr  # no progress line when piped
+    assert ("1 tags checked, 1 HEADs, 0 GETs, 0 blobs (0 B), 0 errors; ok"
+            in r.stdout), r.stdout
+    reqs = [(meth, p) for meth, p, s in since(up, mark) if s != 401 and "/library/cmd/" in p]
+    assert reqs == [("HEAD", "/v2/library/cmd/manifests/v1")], reqs
+    wait_until(lambda: json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)
+               ["prefetch"]["totals"]["runs"] == 2, timeout=10, what="both runs recorded")
+    last = json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)["prefetch"]
+    assert last["last_run"]["trigger"] == "command" and last["last_run"]["heads"] == 1, last
+    assert last["totals"]["gets"] == 1 + len(img.manifests), last
+    listing = regcache("ls", "-c", m.config_path).stdout
+    assert "library/cmd" in listing and "PINNED" not in listing, listing  # warmed, not pinned
+
+
+def test_prefetch_command_budget_bad_references_and_no_daemon(mirror_factory, up, make_image,
+                                                              push, tmp_dir):
+    """max_pulls_per_window 1 and a glob of three tags: the command exits 1 saying the budget
+    stopped it, and the upstream saw one manifest GET. A reference that does not parse exits 2
+    naming it, as does a request straight to the socket (the daemon checks too); with no daemon
+    on the storage directory the command exits 2 saying so."""
+    for i in range(3):
+        push(make_image(1490 + i, (8 * 1024,)), up, "library/few", f"t{i}")
+    m = mirror_factory([up], extra={"prefetch": {"max_pulls_per_window": 1}})
+    mark = up.mark()
+    r = prefetch_cmd(m, "library/few:t*")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "; budget: stopped, max_pulls_per_window" in r.stdout, r.stdout
+    assert count(since(up, mark), method="GET", kind="manifests") == 1
+
+    r = prefetch_cmd(m, "library/Bad_Name:v1")
+    assert r.returncode == 2 and "library/Bad_Name" in r.stderr, r.stderr
+    r = prefetch_cmd(m, "library/ok:v1", "library/ok:v1:v2")
+    assert r.returncode == 2 and "library/ok:v1:v2" in r.stderr, r.stderr
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(os.path.join(m.storage, "prefetch.sock"))
+    s.sendall(b"library/UPPER:x\n\n")
+    answer = b""
+    while not answer.endswith(b"\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    s.close()
+    assert answer.startswith(b"error bad ") and b"UPPER" in answer, answer
+
+    cfg = os.path.join(tmp_dir, "nodaemon.yml")
+    with open(cfg, "w") as f:
+        f.write(f"storage: {os.path.join(tmp_dir, 'empty-store')}\n"
+                f"upstreams:\n  - name: docker.io\n    url: {up.url}\n")
+    r = regcache("prefetch", "library/few:t0", "-c", cfg)
+    assert r.returncode == 2 and "no daemon is running" in r.stderr, r.stderr
+
+
+def test_prefetch_socket_refuses_another_user(mirror_factory, up, make_image, push):
+    """Another user (nobody), with the directories open to it: the 0600 socket refuses its
+    connect; made 0666, the daemon still answers nothing (the peer's uid is checked), logs the
+    refusal, and nothing is fetched."""
+    import subprocess
+    push(make_image(1495, (8 * 1024,)), up, "library/theirs", "v1")
+    m = mirror_factory([up])
+    sock = os.path.join(m.storage, "prefetch.sock")
+    d = m.storage
+    while d != "/tmp":
+        os.chmod(d, os.stat(d).st_mode | 0o711)
+        d = os.path.dirname(d)
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "s.settimeout(10)\n"
+             "try:\n"
+             "    s.connect(sys.argv[1])\n"
+             "except OSError as e:\n"
+             "    print('connect:', e.strerror); sys.exit(0)\n"
+             "try:\n"
+             "    s.sendall(b'library/theirs:v1\\n\\n')\n"
+             "    got = s.recv(4096)\n"
+             "except (ConnectionResetError, BrokenPipeError):\n"
+             "    got = b''\n"
+             "print('answer:', repr(got))\n")
+
+    def as_nobody():
+        return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "/usr/bin/python3", "-c", probe, sock], capture_output=True,
+                              text=True, timeout=30)
+    mark = up.mark()
+    r = as_nobody()
+    assert r.stdout.strip() == "connect: Permission denied", r.stdout + r.stderr
+    os.chmod(sock, 0o666)
+    r = as_nobody()
+    assert r.stdout.strip() == "answer: b''", r.stdout + r.stderr
+    wait_until(lambda: "refused a connection" in m.log_text(), timeout=10, what="the refusal")
+    assert [p for _, p, _ in since(up, mark) if "/library/theirs/" in p] == []

@@ -18,6 +18,7 @@ from helpers import get, sha256, wait_until
 from ocipush import OCI_INDEX, OCI_MANIFEST, descriptor, push_blob, put_manifest
 from scripted import image_manifest
 from test_auth import ALICE, BOB, basic, make_users
+from upstream import count
 
 MARKUP = "<img src=x onerror=\"document.body.dataset.pwned='1'\">"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -415,3 +416,61 @@ def test_upstream_budget_and_429_are_shown(mirror_factory, browser):
         assert b.problems() == [], b.problems()
     finally:
         up.stop()
+
+
+def test_page_shows_prefetch_runs_and_what_is_pinned(mirror_factory, up, make_image, push,
+                                                     tmp_dir, browser):
+    """A pin list and a prefetch glob: the summary's JSON has the prefetch runs (the first one's
+    manifest and blob GETs are what the upstream's log shows) and each upstream's last run; the
+    repository JSON marks a pinned tag with its reason (pin or prefetch) and an unlisted one as
+    not pinned; in Chromium the runs table, the upstream's last run, and the pinned badge with
+    its reason appear."""
+    kept = push(make_image(1470, (24 * 1024,)), up, "library/kept", "v1")
+    warm = push(make_image(1471, (16 * 1024, 8 * 1024)), up, "library/warm", "v2")
+    loose = push(make_image(1472, (8 * 1024,)), up, "library/loose", "v1")
+    mark = up.mark()
+    m = mirror_factory([up], extra={"pin": ["library/kept:v1"],
+                                    "prefetch": {"references": ["library/warm:v*"],
+                                                 "schedule": "3s"}})
+    pull(m, "library/kept", kept, "v1")
+    pull(m, "library/loose", loose, "v1")
+    wait_until(lambda: len(api(m, "summary")["prefetch_runs"]) >= 1, timeout=30,
+               what="a prefetch run recorded")
+    s = api(m, "summary")
+    first = s["prefetch_runs"][-1]
+    warm_reqs = [r for r in up.since(mark) if "/library/warm/" in r[1]]
+    assert first["trigger"] == "scheduled" and first["upstreams"] == "docker.io"
+    assert first["result"] == "ok" and first["stopped"] is None, first
+    assert first["gets"] == 1 == count(warm_reqs, method="GET", kind="manifests"), warm_reqs
+    assert first["blobs"] == len(warm.blob_digests) == count(warm_reqs, method="GET",
+                                                             kind="blobs")
+    assert first["bytes"] == sum(len(warm.blobs[d]) for d in warm.blob_digests)
+    last = s["upstreams"][0]["last_prefetch"]
+    assert last and last["started"] == s["prefetch_runs"][0]["started"], (last, s)
+
+    def pinned(repo):
+        return [t["pinned"] for t in api(m, "repository", upstream="docker.io",
+                                         name=repo)["tags"]]
+    assert pinned("library/kept") == ["pin: library/kept:v1"]
+    assert pinned("library/warm") == ["prefetch: library/warm:v*"]
+    assert pinned("library/loose") == [None]
+
+    b = browser
+    b.viewport(1280, 800)
+    base = f"http://127.0.0.1:{m.port}"
+    b.navigate(base + "/", ready="document.querySelector('table.prefetch tbody tr') !== null")
+    rows = b.evaluate("document.querySelectorAll('table.prefetch tbody tr:not(.empty)').length")
+    assert rows >= 1, rows
+    first_row = texts(b, "table.prefetch tbody tr")[0]
+    assert "scheduled" in first_row and "ok" in first_row and "docker.io" in first_row, first_row
+    assert texts(b, "table.upstreams .last-prefetch .badge") == ["ok"]
+    b.screenshot(os.path.join(tmp_dir, "prefetch-overview.png"), full=True)
+    b.navigate(base + "/#/repository?upstream=docker.io&name=library%2Fkept",
+               ready="document.querySelector('table.tags .badge.pinned') !== null")
+    assert texts(b, "table.tags .badge.pinned") == ["pinned"]
+    assert texts(b, "table.tags .pin-reason") == ["pin: library/kept:v1"]
+    b.screenshot(os.path.join(tmp_dir, "pinned-tag.png"))
+    b.navigate(base + "/#/repository?upstream=docker.io&name=library%2Floose",
+               ready="document.querySelector('table.tags tbody a.digest') !== null")
+    assert texts(b, "table.tags .badge.pinned") == []
+    assert b.problems() == [], b.problems()

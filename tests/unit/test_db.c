@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The index database: migration of an older schema, the maintenance queries GC relies on, the
- * upstreams' pull limits, the status page's reads, refusal of a damaged file. */
+ * upstreams' pull limits, prefetch runs, the status page's reads, refusal of a damaged file. */
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -123,6 +125,46 @@ int main(void)
     CHECK_EQ_INT(db_gc_runs(d, back, 2), 1);
     CHECK_STR(back[0].reason, "manual");
     CHECK_EQ_U64(back[0].evicted_bytes, 7);
+
+    /* prefetch runs: the last DB_PREFETCH_RUNS_KEEP kept, newest first; totals of every run */
+    static struct db_prefetch_run pr, prs[DB_PREFETCH_RUNS_KEEP + 10];
+    struct db_prefetch_totals pt;
+    CHECK_EQ_INT(db_prefetch_runs(d, NULL, prs, 1), 0);
+    CHECK_EQ_INT(db_prefetch_totals(d, &pt), 0);
+    CHECK_EQ_U64(pt.runs, 0);
+    for (int i = 0; i < DB_PREFETCH_RUNS_KEEP + 10; i++) {
+        memset(&pr, 0, sizeof(pr));
+        pr.started_ms = 1000 + (uint64_t)i;
+        pr.finished_ms = 2000 + (uint64_t)i;
+        snprintf(pr.trigger, sizeof(pr.trigger), "%s", i % 2 ? "command" : "scheduled");
+        snprintf(pr.upstreams, sizeof(pr.upstreams), "%s", i % 2 ? "quay.io" : "docker.io,ghcr.io");
+        pr.tags = 2;
+        pr.heads = 1;
+        pr.gets = (uint64_t)i;
+        pr.bytes = 10;
+        snprintf(pr.outcome, sizeof(pr.outcome), "%s", i == 59 ? "budget" : "ok");
+        if (i == 59)
+            snprintf(pr.stopped, sizeof(pr.stopped), "max_pulls_per_window");
+        CHECK_EQ_INT(db_add_prefetch_run(d, &pr), 0);
+    }
+    CHECK_EQ_INT(db_prefetch_runs(d, NULL, prs, DB_PREFETCH_RUNS_KEEP + 10),
+                 DB_PREFETCH_RUNS_KEEP);
+    CHECK_EQ_U64(prs[0].started_ms, 1059);
+    CHECK_EQ_U64(prs[DB_PREFETCH_RUNS_KEEP - 1].started_ms, 1010);
+    CHECK_STR(prs[0].outcome, "budget");
+    CHECK_STR(prs[0].stopped, "max_pulls_per_window");
+    CHECK_STR(prs[0].trigger, "command");
+    CHECK_EQ_INT(db_prefetch_runs(d, "ghcr.io", prs, 1), 1);
+    CHECK_EQ_U64(prs[0].started_ms, 1058);
+    CHECK_STR(prs[0].upstreams, "docker.io,ghcr.io");
+    CHECK_EQ_INT(db_prefetch_runs(d, "ghcr", prs, 1), 0); /* whole names only */
+    CHECK_EQ_INT(db_prefetch_totals(d, &pt), 0);
+    CHECK_EQ_U64(pt.runs, DB_PREFETCH_RUNS_KEEP + 10);
+    CHECK_EQ_U64(pt.since_ms, 1000);
+    CHECK_EQ_U64(pt.gets, 59 * 60 / 2);
+    CHECK_EQ_U64(pt.heads, 60);
+    CHECK_EQ_U64(pt.bytes, 600);
+    CHECK_EQ_U64(pt.stopped, 1);
     db_close(d);
 
     /* reopening a current database changes nothing */

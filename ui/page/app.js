@@ -249,9 +249,26 @@
           u.seen ? el("span", { class: "muted small" }, "as of ", when(u.seen)) : null);
       }
       return [el("div", { class: "name" }, el("strong", { text: u.name }), el("div", { class: "muted small url", text: u.url })),
-        stateCell, budget, u.last_429 ? when(u.last_429) : el("span", { class: "muted", text: "never" })];
+        stateCell, budget,
+        u.last_prefetch ? el("div", { class: "last-prefetch" }, prefetchResult(u.last_prefetch), el("span", { class: "muted small" }, " ", when(u.last_prefetch.started)))
+          : el("span", { class: "muted", text: "never" }),
+        u.last_429 ? when(u.last_429) : el("span", { class: "muted", text: "never" })];
     });
-    return section("Upstreams", null, table([{ label: "Upstream" }, { label: "State" }, { label: "Pull budget" }, { label: "Last 429" }], rows, { class: "upstreams" }));
+    return section("Upstreams", null, table([{ label: "Upstream" }, { label: "State" }, { label: "Pull budget" }, { label: "Last prefetch" }, { label: "Last 429" }], rows, { class: "upstreams" }));
+  }
+
+  function prefetchResult(r) {
+    return el("span", { class: "badge " + (r.result === "ok" ? "good" : r.result === "error" ? "bad" : "warn"), title: r.stopped || r.error || "", text: r.result });
+  }
+
+  function prefetchPanel(s) {
+    const rows = s.prefetch_runs.map((r) => [when(r.started), el("span", {}, r.trigger, el("div", { class: "muted small", text: r.upstreams })),
+      el("div", {}, prefetchResult(r), r.stopped ? el("div", { class: "reason", text: r.stopped }) : null, r.error ? el("div", { class: "reason", text: r.error }) : null),
+      count(r.tags) + " tags", count(r.heads) + " HEADs, " + count(r.gets) + " GETs", count(r.blobs) + " blobs", bytes(r.bytes), count(r.errors)]);
+    return section("Recent prefetch runs", null,
+      table([{ label: "When" }, { label: "Trigger" }, { label: "Result" }, { label: "Checked", class: "num" }, { label: "Requests", class: "num" },
+        { label: "Fetched", class: "num" }, { label: "Bytes", class: "num" }, { label: "Errors", class: "num" }], rows,
+      { empty: "No prefetch run yet.", class: "prefetch" }));
   }
 
   function gcPanel(s) {
@@ -320,7 +337,7 @@
     if (mine !== generation) return;
     document.getElementById("version").textContent = "v" + s.version;
     const [repos, loaded] = reposPanel();
-    const frag = el("div", { class: "summary" }, summaryCards(s), upstreamsPanel(s), repos, gcPanel(s));
+    const frag = el("div", { class: "summary" }, summaryCards(s), upstreamsPanel(s), repos, prefetchPanel(s), gcPanel(s));
     sizeBars(frag);
     await loaded; // drawn whole: a refresh does not make the page jump
     if (mine !== generation) return;
@@ -362,7 +379,9 @@
     if (mine !== generation) return;
     const from = hosted ? { hosted: 1, name: name } : { upstream: upstream, name: name };
     const rows = r.tags.map((t) => [
-      el("strong", { class: "tag", text: t.tag }),
+      el("span", {}, el("strong", { class: "tag", text: t.tag }),
+        t.pinned ? el("span", { class: "badge pinned", title: t.pinned, text: "pinned" }) : null,
+        t.pinned ? el("div", { class: "muted small pin-reason", text: t.pinned }) : null),
       DIGEST.test(t.digest) ? digestCell(t.digest, hashFor("manifest", Object.assign({ digest: t.digest }, from))) : digestCell(t.digest),
       typeLabel(t.media_type), platformChips(t, from),
       t.size === null ? el("span", { class: "muted", text: "–" }) : el("span", {}, bytes(t.size), t.platforms && t.platforms_stored < t.platforms.length ? el("span", { class: "muted small", text: " (" + t.platforms_stored + " of " + t.platforms.length + " cached)" }) : null),

@@ -20,7 +20,7 @@ TEST_PACKAGES=(docker-registry docker.io containerd skopeo python3-pytest python
   python3-cryptography python3-yaml python3-hypothesis apache2-utils nginx openssl buildah umoci clang libclang-rt-14-dev
   valgrind chromium prometheus debhelper lintian dpkg-dev fakeroot man-db groff-base podman)
 PYTHON=/usr/bin/python3   # Debian's, which has the python3-* packages above
-SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-1800}   # seconds for each pytest run
+SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-2700}   # seconds for each pytest run
 
 if ! packaging/bootstrap.sh deps "${TEST_PACKAGES[@]}"; then
   echo "apt-get failed to install the build and test dependencies" >&2

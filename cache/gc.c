@@ -81,6 +81,10 @@ int gc_run(struct db *db, struct store *store, const struct gc_options *o, struc
         items[i].size = rows[i].size;
         items[i].last_access_ms = rows[i].last_access_ms;
         items[i].pinned = is_pinned(o, rows[i].digest);
+        if (items[i].pinned) {
+            r->pinned_files++;
+            r->pinned_bytes += rows[i].size;
+        }
         if (group_of)
             group_of[i] = (size_t)(uintptr_t)map_get(groups.of, rows[i].digest);
     }

@@ -31,6 +31,8 @@ struct gc_report {
     size_t scanned, evicted, by_ttl, by_size, tags_forgotten;
     uint64_t evicted_bytes, kept_bytes, duration_ms;
     uint64_t evicted_ttl_bytes; /* of evicted_bytes, unused for longer than the TTL */
+    size_t pinned_files;   /* stored files the run had to keep: pinned, or being filled */
+    uint64_t pinned_bytes;
     char **digests; /* evicted (or, dry run, to be evicted) */
     size_t n_digests;
     size_t by_upstream_size; /* of by_size, for an upstream's own cap */

@@ -110,6 +110,8 @@ static void job_done(void *ud)
         .files = job->rc ? 0 : job->r.evicted,
         .evicted_ttl_bytes = job->rc ? 0 : job->r.evicted_ttl_bytes,
         .evicted_size_bytes = job->rc ? 0 : job->r.evicted_bytes - job->r.evicted_ttl_bytes,
+        .pinned_files = job->rc ? 0 : job->r.pinned_files,
+        .pinned_bytes = job->rc ? 0 : job->r.pinned_bytes,
     };
     snprintf(run.reason, sizeof(run.reason), "%s", job->o.reason ? job->o.reason : "");
     metrics_gc_run(&run);

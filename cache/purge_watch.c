@@ -14,6 +14,7 @@
 
 #include "cache/impl.h"
 #include "db/db.h"
+#include "metrics/metrics.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -95,6 +96,7 @@ static void poll_done(void *ud)
             c->stored_files =
                 c->stored_files > p->n_digests ? c->stored_files - p->n_digests : 0;
         }
+        metrics_purged(p->n_digests, p->bytes);
         if (p->n_tags || p->n_digests)
             log_info("purge: forgot %zu tags and %zu digests removed by another process",
                      p->n_tags, p->n_digests);

@@ -80,6 +80,8 @@ struct registry {
     size_t n_ups;
     /* GC */
     uint64_t gc_ok, gc_failed, evicted_ttl, evicted_size, gc_last_ms, gc_last_ok_ms;
+    uint64_t pinned_files, pinned_bytes; /* at the last successful run */
+    uint64_t purged_files, purged_bytes;
     struct metrics_gc_run gc[METRICS_GC_RUNS]; /* a ring: gc_next is the oldest when full */
     size_t n_gc, gc_next;
     struct source sources[METRICS_MAX_SOURCES];
@@ -363,6 +365,14 @@ void metrics_upstream_state(const char *upstream, int up, uint64_t since_ms, con
     snprintf(u->reason, sizeof(u->reason), "%s", !up && reason ? reason : "");
 }
 
+void metrics_purged(uint64_t files, uint64_t bytes)
+{
+    if (!reg)
+        return;
+    reg->purged_files += files;
+    reg->purged_bytes += bytes;
+}
+
 void metrics_gc_run(const struct metrics_gc_run *run)
 {
     if (!reg)
@@ -373,6 +383,8 @@ void metrics_gc_run(const struct metrics_gc_run *run)
         reg->evicted_ttl += run->evicted_ttl_bytes;
         reg->evicted_size += run->evicted_size_bytes;
         reg->gc_last_ok_ms = end;
+        reg->pinned_files = run->pinned_files;
+        reg->pinned_bytes = run->pinned_bytes;
     } else {
         reg->gc_failed++;
     }
@@ -684,6 +696,20 @@ static int expose_store(struct buf *out, const struct metrics_live *live)
                         "cache.max_size or cache.min_free)"));
     TRY(metrics__u64(out, "regcache_gc_evicted_bytes_total", "reason=\"ttl\"", reg->evicted_ttl));
     TRY(metrics__u64(out, "regcache_gc_evicted_bytes_total", "reason=\"size\"", reg->evicted_size));
+    TRY(metrics__family(out, "regcache_gc_pinned_files", "gauge",
+                        "Stored files the last successful GC kept because the pin or prefetch "
+                        "lists reach them (or they were being filled)"));
+    TRY(metrics__u64(out, "regcache_gc_pinned_files", NULL, reg->pinned_files));
+    TRY(metrics__family(out, "regcache_gc_pinned_bytes", "gauge",
+                        "Bytes of those files"));
+    TRY(metrics__u64(out, "regcache_gc_pinned_bytes", NULL, reg->pinned_bytes));
+    TRY(metrics__family(out, "regcache_purged_files_total", "counter",
+                        "Files another process (regcache purge, regcache gc) removed, as this "
+                        "daemon read them from the purge journal"));
+    TRY(metrics__u64(out, "regcache_purged_files_total", NULL, reg->purged_files));
+    TRY(metrics__family(out, "regcache_purged_bytes_total", "counter",
+                        "Bytes of those files"));
+    TRY(metrics__u64(out, "regcache_purged_bytes_total", NULL, reg->purged_bytes));
     TRY(metrics__family(out, "regcache_gc_last_run_timestamp_seconds", "gauge",
                         "When the last GC run ended (unix time; 0: none yet)"));
     TRY(metrics__scaled(out, "regcache_gc_last_run_timestamp_seconds", NULL, reg->gc_last_ms,

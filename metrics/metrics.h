@@ -108,9 +108,13 @@ struct metrics_gc_run {
     int ok;         /* 0: failed */
     uint64_t files; /* files removed */
     uint64_t evicted_ttl_bytes, evicted_size_bytes;
+    uint64_t pinned_files, pinned_bytes; /* stored content it kept for the pin and prefetch
+                                          * lists (and fills in progress) */
     char reason[16]; /* "scheduled", "size", "manual" */
 };
 void metrics_gc_run(const struct metrics_gc_run *run);
+/* The daemon forgot content another process (`regcache purge`, `regcache gc`) removed. */
+void metrics_purged(uint64_t files, uint64_t bytes);
 
 /* ---- prefetch (metrics/prefetch.c) ---- */
 /* A run ended: outcome "ok", "budget", "down" or "error"; at finished_ms (wall clock). */

@@ -56,6 +56,10 @@ FAMILIES = {
     "regcache_gc_runs_total": "counter",
     "regcache_gc_evicted_bytes_total": "counter",
     "regcache_gc_last_run_timestamp_seconds": "gauge",
+    "regcache_gc_pinned_files": "gauge",
+    "regcache_gc_pinned_bytes": "gauge",
+    "regcache_purged_files_total": "counter",
+    "regcache_purged_bytes_total": "counter",
     "regcache_gc_last_success_timestamp_seconds": "gauge",
     "regcache_index_writes_pending": "gauge",
     "regcache_connections_open": "gauge",
@@ -187,6 +191,9 @@ def test_every_series_exists_at_zero_on_a_fresh_mirror(mirror_factory, up, upstr
         assert s.get("regcache_fills_in_flight", type=t) == 0
     for outcome in ("resumed", "restarted", "gave_up"):
         assert s.get("regcache_fill_resumes_total", outcome=outcome) == 0
+    for name in ("regcache_gc_pinned_files", "regcache_gc_pinned_bytes",
+                 "regcache_purged_files_total", "regcache_purged_bytes_total"):
+        assert s.get(name) == 0, name
     for h in HANDLERS:
         assert s.get("registry_http_in_flight_requests", handler=h) == 0
         assert s.get("registry_http_response_size_bytes_count", handler=h) == 0

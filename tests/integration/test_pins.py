@@ -41,6 +41,16 @@ def pull(mirror, img, repo, tag):
         assert "sha256:" + hashlib.sha256(data).hexdigest() == d
 
 
+def metric(mirror, name):
+    """The value of an unlabelled series in the mirror's /metrics."""
+    s, _, body = get(mirror, "/metrics", headers={})
+    assert s == 200
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def everything(img):
     return {img.digest, *[m.digest for m in img.manifests], *img.blob_digests}
 
@@ -113,7 +123,8 @@ def test_purge_keeps_what_is_pinned(mirror_factory, up, make_image, push):
     goes; the upstream is asked again only for what went."""
     pinned = push(make_image(1311, (48 * 1024,)), up, "library/held", "v1")
     loose = push(make_image(1312, (40 * 1024,)), up, "library/held", "v2")
-    m = mirror_factory([up], extra={"pin": ["library/held:v1"]})
+    m = mirror_factory([up], extra={"pin": ["library/held:v1"],
+                                    "metrics": {"allow": ["127.0.0.1/32"]}})
     pull(m, pinned, "library/held", "v1")
     pull(m, loose, "library/held", "v2")
     assert everything(pinned) | everything(loose) <= stored(m)
@@ -123,12 +134,17 @@ def test_purge_keeps_what_is_pinned(mirror_factory, up, make_image, push):
     assert "pinned" in (r.stderr + r.stdout), (r.stdout, r.stderr)
     assert everything(pinned) <= stored(m)
 
+    sizes = {d: os.path.getsize(m.file_for(d)) for d in everything(loose)}
     r = regcache("purge", "docker.io/library/held", "-c", m.config_path)
     assert r.returncode == 0, r.stderr
     assert "(pinned)" in r.stdout, r.stdout
     have = stored(m)
     assert everything(pinned) <= have, everything(pinned) - have
-    assert not (everything(loose) - everything(pinned)) & have, have
+    gone = everything(loose) - everything(pinned)
+    assert not gone & have, have
+    # the command returned once the daemon had read the journal: it counted what went
+    assert metric(m, "regcache_purged_files_total") == len(gone)
+    assert metric(m, "regcache_purged_bytes_total") == sum(sizes[d] for d in gone)
 
 
 def test_pinned_content_stays_while_gc_runs_under_concurrent_pulls(mirror_factory, up,
@@ -146,7 +162,8 @@ def test_pinned_content_stays_while_gc_runs_under_concurrent_pulls(mirror_factor
     others = [push(make_image(1330 + i, (160 * 1024,)), up, f"library/churn{i}", "v1")
               for i in range(6)]
     m = mirror_factory([up], extra={"cache": {"max_size": "1KiB", "gc_interval": "1s"},
-                                    "pin": ["library/steady:v1"]})
+                                    "pin": ["library/steady:v1"],
+                                    "metrics": {"allow": ["127.0.0.1/32"]}})
     mark = up.mark()
     errors = []
     done = threading.Event()
@@ -173,5 +190,9 @@ def test_pinned_content_stays_while_gc_runs_under_concurrent_pulls(mirror_factor
     for d in held.blob_digests:
         assert gets[d] == 1, (d, gets[d])
     assert everything(held) <= stored(m)
+    pinned_bytes = sum(os.path.getsize(m.file_for(d)) for d in everything(held))
+    wait_until(lambda: metric(m, "regcache_gc_pinned_bytes") == pinned_bytes and
+               metric(m, "regcache_gc_pinned_files") == len(everything(held)), timeout=10,
+               what="a GC to report what it kept for the pin list")
     up.stop()
     pull(m, held, "library/steady", "v1")

@@ -92,6 +92,8 @@ int db__forget_one(sqlite3 *s, const char *digest, int *tags);
 
 /* schema.c */
 int db__exec(sqlite3 *s, const char *sql);
+/* Steps a statement that returns no rows and finalizes it: 0, or -EIO. */
+int db__step_done(sqlite3_stmt *st);
 void db__free(struct db *d);
 
 #endif

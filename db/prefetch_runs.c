@@ -6,13 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int step_done(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
 static int insert_run(sqlite3 *s, const struct db_prefetch_run *r)
 {
     sqlite3_stmt *st;
@@ -34,7 +27,7 @@ static int insert_run(sqlite3 *s, const struct db_prefetch_run *r)
     sqlite3_bind_text(st, 12, r->outcome, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 13, r->stopped, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 14, r->error, -1, SQLITE_STATIC);
-    return step_done(st);
+    return db__step_done(st);
 }
 
 static int add_totals(sqlite3 *s, const struct db_prefetch_run *r)
@@ -53,7 +46,7 @@ static int add_totals(sqlite3 *s, const struct db_prefetch_run *r)
                              r->blobs,      r->bytes, r->errors, r->stopped[0] ? 1 : 0};
     for (int i = 0; i < 8; i++)
         sqlite3_bind_int64(st, 1 + i, (sqlite3_int64)nums[i]);
-    return step_done(st);
+    return db__step_done(st);
 }
 
 int db_add_prefetch_run(struct db *d, const struct db_prefetch_run *run)

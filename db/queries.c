@@ -232,7 +232,7 @@ int db_load_hosted_referrers(struct db *d,
     return 0;
 }
 
-static int step_done(sqlite3_stmt *st)
+int db__step_done(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
@@ -257,7 +257,7 @@ static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *chan
     if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
         return -EIO;
     sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
-    int r = step_done(st);
+    int r = db__step_done(st);
     if (!r && changes)
         *changes += sqlite3_changes(s);
     return r;
@@ -320,7 +320,7 @@ int db_add_gc_run(struct db *d, const struct db_gc_run *run)
     sqlite3_bind_int64(st, 4, (sqlite3_int64)run->evicted_count);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)run->evicted_bytes);
     sqlite3_bind_text(st, 6, run->reason, -1, SQLITE_STATIC);
-    int r = step_done(st);
+    int r = db__step_done(st);
     /* keep the history short */
     db__exec(d->sql, "DELETE FROM gc_runs WHERE rowid NOT IN"
                  " (SELECT rowid FROM gc_runs ORDER BY started_ms DESC LIMIT 100)");

@@ -29,6 +29,16 @@ def get(mirror, path, method="GET", headers=None, accept=True):
     return status, hdrs, body
 
 
+def stored_digests(mirror):
+    """The digests of every file in the mirror's store (manifests and blobs)."""
+    out = set()
+    root = os.path.join(mirror.storage, "blobs", "sha256")
+    if os.path.isdir(root):
+        for shard in os.listdir(root):
+            out.update("sha256:" + n for n in os.listdir(os.path.join(root, shard)))
+    return out
+
+
 def mirror_has(mirror, digest):
     """True when the mirror's store holds a file for digest."""
     return os.path.exists(mirror.file_for(digest))

@@ -9,20 +9,11 @@ import os
 import yaml
 
 from helpers import get, wait_until
+from helpers import stored_digests as stored
 from images import ACCEPT_ALL
 from mirror import regcache
 
 ACCEPT = ", ".join(ACCEPT_ALL)
-
-
-def stored(mirror):
-    out = set()
-    root = os.path.join(mirror.storage, "blobs", "sha256")
-    if os.path.isdir(root):
-        for shard in os.listdir(root):
-            for name in os.listdir(os.path.join(root, shard)):
-                out.add("sha256:" + name)
-    return out
 
 
 def pull(mirror, img, repo, tag):

@@ -13,6 +13,7 @@ import pytest
 
 from faultproxy import FaultProxy
 from helpers import get, since, wait_until
+from helpers import stored_digests as stored
 from images import ACCEPT_ALL
 from mirror import regcache
 from upstream import blob_gets, count
@@ -20,16 +21,6 @@ from upstream import blob_gets, count
 ACCEPT = ", ".join(ACCEPT_ALL)
 RUN_RE = re.compile(r"prefetch \((scheduled|command)\): (\d+) references, (\d+) tags checked, "
                     r"(\d+) HEADs, (\d+) GETs, (\d+) blobs .*?; (\w+)(.*)")
-
-
-def stored(mirror):
-    out = set()
-    root = os.path.join(mirror.storage, "blobs", "sha256")
-    if os.path.isdir(root):
-        for shard in os.listdir(root):
-            for name in os.listdir(os.path.join(root, shard)):
-                out.add("sha256:" + name)
-    return out
 
 
 def everything(img):

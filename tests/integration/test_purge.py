@@ -13,6 +13,7 @@ import pytest
 
 from helpers import (blob_gets, get, index_tag, raw_get_headers, read_rest, upstream_calls,
                      wait_until)
+from helpers import stored_digests as stored
 from images import ACCEPT_ALL
 from mirror import regcache
 
@@ -28,15 +29,6 @@ def pull(mirror, img, repo, tag="v1"):
         s, _, data = get(mirror, f"/v2/{repo}/blobs/{d}", accept=False)
         assert s == 200, (d, data[:200])
         assert "sha256:" + hashlib.sha256(data).hexdigest() == d
-
-
-def stored(mirror):
-    """The digests of every file in the mirror's store."""
-    out = set()
-    root = os.path.join(mirror.storage, "blobs", "sha256")
-    for shard in os.listdir(root):
-        out.update("sha256:" + n for n in os.listdir(os.path.join(root, shard)))
-    return out
 
 
 def index_rows(mirror):

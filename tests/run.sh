@@ -18,7 +18,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Test-only packages; the build's own come from packaging/bootstrap.sh.
 TEST_PACKAGES=(docker-registry docker.io containerd skopeo python3-pytest python3-jwt
   python3-cryptography python3-yaml python3-hypothesis apache2-utils nginx openssl buildah umoci clang libclang-rt-14-dev
-  valgrind chromium prometheus debhelper lintian dpkg-dev fakeroot man-db groff-base podman)
+  valgrind chromium prometheus debhelper lintian dpkg-dev fakeroot man-db groff-base podman
+  ceph-mon ceph-osd radosgw ceph-common)
 PYTHON=/usr/bin/python3   # Debian's, which has the python3-* packages above
 SUITE_TIMEOUT=${REGCACHE_SUITE_TIMEOUT:-2700}   # seconds for each pytest run
 

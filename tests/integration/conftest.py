@@ -41,8 +41,8 @@ atexit.register(procs.kill_all)
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "once: builds or installs a package or image of its own (a release build), so the "
-        "sanitizer phase of tests/run.sh leaves it out (-m 'not once')")
+        "once: builds or installs a package or image of its own (a release build), or starts "
+        "a Ceph cluster, so the sanitizer phase of tests/run.sh leaves it out (-m 'not once')")
     config.addinivalue_line(
         "markers",
         "time_limit(seconds): this test's limit (its fixtures' setup included) when longer than "

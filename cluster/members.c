@@ -150,19 +150,21 @@ uint64_t members_since_ms(const struct members *m, size_t i)
     return i < m->n ? m->m[i].since_ms : 0;
 }
 
+/* SHA-256 of "url\nkey" (a key too long for the buffer is replaced by its own SHA-256). */
 static uint64_t weight(const char *url, const char *key)
 {
     unsigned char h[32];
-    unsigned int len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        return 0;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, url, strlen(url));
-    EVP_DigestUpdate(ctx, "\n", 1);
-    EVP_DigestUpdate(ctx, key, strlen(key));
-    EVP_DigestFinal_ex(ctx, h, &len);
-    EVP_MD_CTX_free(ctx);
+    char buf[MEMBERS_URL_MAX + 1 + 1024];
+    size_t ul = strlen(url), kl = strlen(key);
+    memcpy(buf, url, ul);
+    buf[ul] = '\n';
+    if (kl <= sizeof(buf) - ul - 1) {
+        memcpy(buf + ul + 1, key, kl);
+    } else {
+        EVP_Digest(key, kl, (unsigned char *)buf + ul + 1, NULL, EVP_sha256(), NULL);
+        kl = 32;
+    }
+    EVP_Digest(buf, ul + 1 + kl, h, NULL, EVP_sha256(), NULL);
     uint64_t w = 0;
     for (int i = 0; i < 8; i++)
         w = (w << 8) | h[i];

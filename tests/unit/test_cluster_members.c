@@ -124,6 +124,20 @@ static void test_down_members(void)
     /* self cannot be marked down */
     members_set_up(m, members_self(m), 0, 5);
     CHECK(members_is_up(m, members_self(m)));
+    /* a key longer than the hash buffer still has one stable owner, and its own */
+    static char longkey[3000], otherkey[3000];
+    memset(longkey, 'k', sizeof(longkey) - 1);
+    memcpy(otherkey, longkey, sizeof(otherkey));
+    otherkey[0] = 'o';
+    size_t lo = members_owner(m, longkey);
+    CHECK(lo == members_owner(m, longkey));
+    int spread = 0;
+    for (int i = 0; i < 30; i++) {
+        otherkey[1] = (char)('a' + i % 26);
+        otherkey[2] = (char)('a' + i / 26);
+        spread |= 1 << members_owner(m, otherkey);
+    }
+    CHECK(spread != 1 && spread != 2 && spread != 4); /* long keys are not all on one member */
     CHECK_EQ_INT(members_find(m, "HTTP://C:1/"), 2);
     CHECK_EQ_INT(members_find(m, "http://d:1"), -1);
     members_free(m);

@@ -77,6 +77,7 @@ struct upstream_client {
     struct upstream *ups[CONFIG_MAX_UPSTREAMS];
     size_t n_ups;
     struct upstream_req *reqs; /* everything in flight, for shutdown */
+    struct upstream_easy *foreign; /* other modules' transfers (upstream_easy_add) */
     int shut_down;
     upstream_ratelimit_fn on_ratelimit;
     void *ratelimit_ud;
@@ -87,6 +88,7 @@ struct upstream_client {
 enum req_kind { REQ_MAIN, REQ_TOKEN };
 
 struct upstream_req {
+    unsigned char not_ours; /* 0: tells it from a struct upstream_easy (CURLOPT_PRIVATE) */
     struct upstream *u;
     enum req_kind kind;
     struct upstream_req *next, *prev; /* client->reqs */
@@ -1082,6 +1084,12 @@ static void check_multi_info(struct upstream_client *c)
         struct upstream_req *r = NULL;
         CURLcode rc = msg->data.result;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        if (r->not_ours) {
+            struct upstream_easy *e = (struct upstream_easy *)r;
+            upstream_easy_remove(e);
+            e->done(e, (int)rc);
+            continue;
+        }
         long code = 0;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
         if (code)
@@ -1383,12 +1391,55 @@ void upstream_client_shutdown(struct upstream_client *c)
     while (c->reqs) {
         req_free(c->reqs);
     }
+    while (c->foreign) {
+        struct upstream_easy *e = c->foreign;
+        upstream_easy_remove(e);
+        e->done(e, (int)CURLE_ABORTED_BY_CALLBACK);
+    }
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, NULL);
     uv_timer_stop(&c->deadline_timer);
     uv_close((uv_handle_t *)&c->deadline_timer, NULL);
+}
+
+int upstream_easy_add(struct upstream_client *c, struct upstream_easy *e)
+{
+    if (c->shut_down)
+        return -ECANCELED;
+    e->not_ours = 1;
+    e->client = c;
+    curl_easy_setopt(e->easy, CURLOPT_PRIVATE, e);
+    if (curl_multi_add_handle(c->multi, e->easy) != CURLM_OK)
+        return -ENOMEM;
+    e->prev = NULL;
+    e->next = c->foreign;
+    if (c->foreign)
+        c->foreign->prev = e;
+    c->foreign = e;
+    return 0;
+}
+
+void upstream_easy_remove(struct upstream_easy *e)
+{
+    struct upstream_client *c = e->client;
+    if (!c)
+        return;
+    curl_multi_remove_handle(c->multi, e->easy);
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->foreign = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    e->next = e->prev = NULL;
+    e->client = NULL;
+}
+
+uv_loop_t *upstream_client_loop(const struct upstream_client *c)
+{
+    return c->loop;
 }
 
 void upstream_client_free(struct upstream_client *c)

@@ -156,4 +156,21 @@ uint64_t upstream_probe_interval_ms(uint64_t revalidate_after_ms);
 /* Stops the request; no callback runs after this. Not from inside on_headers/on_data. */
 void upstream_req_cancel(struct upstream_req *r);
 
+/* Another module's transfer on the same curl multi (the S3 store's requests): one loop, one
+ * connection cache, one set of timers. The caller owns the easy handle and sets every option
+ * but CURLOPT_PRIVATE, which is this struct's. done runs once, on the loop, after the handle
+ * has left the multi: with curl's result, or CURLE_ABORTED_BY_CALLBACK when the client shuts
+ * down first. upstream_easy_remove takes a transfer out before its end; done is not called. */
+struct upstream_easy {
+    unsigned char not_ours; /* set by upstream_easy_add: not one of the client's own requests */
+    void *easy;            /* CURL * */
+    void (*done)(struct upstream_easy *e, int curl_result);
+    struct upstream_client *client;
+    struct upstream_easy *next, *prev;
+};
+int upstream_easy_add(struct upstream_client *c, struct upstream_easy *e);
+void upstream_easy_remove(struct upstream_easy *e);
+/* The loop the client runs on. */
+uv_loop_t *upstream_client_loop(const struct upstream_client *c);
+
 #endif

@@ -293,8 +293,11 @@ static void op_done(struct upstream_easy *ue, int curl_result)
 {
     struct s3_op *op = (struct s3_op *)ue;
     char code[128] = "", message[1024] = "", token[1024] = "";
-    struct s3_reply r = {.length = op->length, .mtime = op->mtime, .etag = op->etag,
-                         .content_range = op->content_range, .code = code, .message = message};
+    char etag[sizeof(op->etag)], content_range[sizeof(op->content_range)];
+    memcpy(etag, op->etag, sizeof(etag)); /* op is gone when done runs */
+    memcpy(content_range, op->content_range, sizeof(content_range));
+    struct s3_reply r = {.length = op->length, .mtime = op->mtime, .etag = etag,
+                         .content_range = content_range, .code = code, .message = message};
     curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &r.status);
     if (curl_result != CURLE_OK) {
         /* no whole answer: cut, refused, timed out, or stopped by this side */

@@ -161,6 +161,13 @@ void config_free(struct config *c)
         free(c->hosted[i]);
     free(c->hosted);
     free(c->metrics_listen);
+    free(c->s3_endpoint);
+    free(c->s3_bucket);
+    free(c->s3_region);
+    free(c->s3_access_key);
+    free(c->s3_secret_key);
+    free(c->s3_prefix);
+    free(c->s3_ca_file);
     rules_free(c->rules);
     c->rules = NULL;
     str_list_free(&c->metrics_allow, &c->n_metrics_allow);
@@ -264,6 +271,13 @@ static int config_copy(struct config *dst, const struct config *src)
         }
     }
     dst->metrics_listen = dup_or_null(src->metrics_listen, &ok);
+    dst->s3_endpoint = dup_or_null(src->s3_endpoint, &ok);
+    dst->s3_bucket = dup_or_null(src->s3_bucket, &ok);
+    dst->s3_region = dup_or_null(src->s3_region, &ok);
+    dst->s3_access_key = dup_or_null(src->s3_access_key, &ok);
+    dst->s3_secret_key = dup_or_null(src->s3_secret_key, &ok);
+    dst->s3_prefix = dup_or_null(src->s3_prefix, &ok);
+    dst->s3_ca_file = dup_or_null(src->s3_ca_file, &ok);
     dst->trusted_proxies = NULL;
     if (src->n_trusted_proxies) {
         dst->trusted_proxies = malloc(src->n_trusted_proxies * sizeof(struct cidr));
@@ -1529,6 +1543,85 @@ static int apply_metrics(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+/* s3: endpoint, bucket, region, access_key, secret_key or secret_key_file, prefix, ca_file,
+ * part_size. */
+static int apply_s3(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *s = NULL;
+    unsigned long secret_line = 0;
+
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "s3", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "s3", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (strcmp(kv.name, "part_size") && strcmp(kv.name, "endpoint") &&
+            strcmp(kv.name, "bucket") && strcmp(kv.name, "region") &&
+            strcmp(kv.name, "access_key") && strcmp(kv.name, "secret_key") &&
+            strcmp(kv.name, "secret_key_file") && strcmp(kv.name, "prefix") &&
+            strcmp(kv.name, "ca_file"))
+            return fail(x, line_of(kv.key), key, "unknown key");
+        if ((rc = get_scalar(x, kv.value, key, &s)) < 0)
+            return rc;
+        if (!strcmp(kv.name, "part_size")) {
+            uint64_t v;
+            if (parse_size_bytes(s, &v) < 0)
+                return fail(x, line_of(kv.value), key, "invalid size '%s' (use e.g. 64MiB)", s);
+            if (v < (5ULL << 20) || v > (5ULL << 30))
+                return fail(x, line_of(kv.value), key, "%s is out of range (5MiB..5GiB)", s);
+            c->s3_part_size = v;
+            continue;
+        }
+        if (!strcmp(kv.name, "endpoint")) {
+            size_t scheme = !strncmp(s, "http://", 7) ? 7 : !strncmp(s, "https://", 8) ? 8 : 0;
+            if (!scheme || !s[scheme] || strchr(s + scheme, '/') || strchr(s + scheme, '@'))
+                return fail(x, line_of(kv.value), key,
+                            "'%s' is not http(s)://host[:port] (path-style requests: no path, "
+                            "no user)", s);
+            rc = set_str(x, &c->s3_endpoint, s);
+        } else if (!strcmp(kv.name, "bucket")) {
+            if (!*s || strlen(s) > 63 || strchr(s, '/'))
+                return fail(x, line_of(kv.value), key,
+                            "'%s' is not a bucket name (1 to 63 characters, no '/')", s);
+            rc = set_str(x, &c->s3_bucket, s);
+        } else if (!strcmp(kv.name, "region")) {
+            rc = set_str(x, &c->s3_region, s);
+        } else if (!strcmp(kv.name, "access_key")) {
+            rc = set_str(x, &c->s3_access_key, s);
+        } else if (!strcmp(kv.name, "secret_key") || !strcmp(kv.name, "secret_key_file")) {
+            if (secret_line)
+                return fail(x, line_of(kv.key), key,
+                            "give secret_key or secret_key_file, not both (the other is on "
+                            "line %lu)", secret_line);
+            secret_line = line_of(kv.key);
+            rc = !strcmp(kv.name, "secret_key") ? set_str(x, &c->s3_secret_key, s)
+                                                : read_secret(x, kv.value, key, s,
+                                                              &c->s3_secret_key);
+        } else if (!strcmp(kv.name, "prefix")) {
+            if (s[0] == '/')
+                return fail(x, line_of(kv.value), key, "'%s': a key prefix does not begin with "
+                                                       "'/'", s);
+            rc = set_str(x, &c->s3_prefix, s);
+        } else {
+            rc = set_str(x, &c->s3_ca_file, s);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    static const char *const needed[] = {"endpoint", "bucket", "access_key", "secret_key"};
+    char *const have[] = {c->s3_endpoint, c->s3_bucket, c->s3_access_key, c->s3_secret_key};
+    for (size_t i = 0; i < 4; i++)
+        if (!have[i])
+            return fail(x, line_of(m), "s3", "%s is missing%s", needed[i],
+                        i == 3 ? " (give secret_key or secret_key_file)" : "");
+    return 0;
+}
+
 static int get_bool(struct ctx *x, yaml_node_t *v, const char *key, int *out)
 {
     const char *s = NULL;
@@ -1880,6 +1973,8 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
             rc = apply_rules(x, c, kv.value);
         } else if (!strcmp(kv.name, "metrics")) {
             rc = apply_metrics(x, c, kv.value);
+        } else if (!strcmp(kv.name, "s3")) {
+            rc = apply_s3(x, c, kv.value);
         } else if (!strcmp(kv.name, "ui")) {
             rc = apply_ui(x, c, kv.value);
         } else if (!strcmp(kv.name, "log")) {

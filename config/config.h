@@ -127,6 +127,11 @@ struct config {
     int prefetch_window_to;
     uint64_t prefetch_max_pulls;   /* prefetch.max_pulls_per_window; 0: no bound */
     uint64_t prefetch_reserve;     /* prefetch.reserve of ratelimit-remaining, default 10 */
+    /* s3: the shared store tier, a bucket of an S3-compatible store (s3/client.h); s3_endpoint
+     * NULL: none. s3.secret_key_file fills s3_secret_key. */
+    char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_key, *s3_prefix;
+    char *s3_ca_file;
+    uint64_t s3_part_size; /* s3.part_size, default 64MiB, 5MiB..5GiB */
 };
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",

@@ -29,6 +29,8 @@ void admin_wait_daemons(struct db *db, int64_t seq);
 int purge_main(int argc, char **argv);
 /* `regcache prefetch REF... [-c FILE]` (daemon/prefetch_cmd.c). */
 int prefetch_main(int argc, char **argv);
+/* regcache s3-sync [-c FILE] [--dry-run] [--jobs N] (daemon/s3_sync.c) */
+int s3_sync_main(int argc, char **argv);
 
 /* hosted: collect unreferenced hosted content instead of the cache policy's run. */
 int admin_gc(const struct config *cfg, int dry_run, int hosted);

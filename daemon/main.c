@@ -25,6 +25,8 @@ static void usage(FILE *f)
                "       regcache purge REF|UPSTREAM/REPOSITORY|DIGEST [--dry-run] [-c FILE]\n"
                "                                         remove an image, a repository or a digest\n"
                "       regcache prefetch REF... [-c FILE] warm references now, through the daemon\n"
+               "       regcache s3-sync [-c FILE] [--dry-run] [--jobs N]\n"
+               "                                         copy the store's blobs into the s3 bucket\n"
                "       regcache health [-c FILE] [--url URL] [--timeout 3s]\n"
                "                                         exit 0 when the mirror's /readyz is 200\n"
                "       regcache passwd FILE USER         set USER's password in an htpasswd file\n"
@@ -124,6 +126,8 @@ int main(int argc, char **argv)
         return purge_main(argc - 2, argv + 2);
     if (strcmp(cmd, "prefetch") == 0)
         return prefetch_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "s3-sync") == 0)
+        return s3_sync_main(argc - 2, argv + 2);
     if (strcmp(cmd, "import-registry") == 0)
         return import_registry_main(argc - 2, argv + 2);
     if (strcmp(cmd, "convert-config") == 0)

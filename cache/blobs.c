@@ -100,6 +100,10 @@ struct blob_fill {
     struct upstream *from;
     long primary_status;
     int no_room; /* the store has no room for what was announced */
+    /* the S3 tier (l2.c), asked before the order: its GET in flight, whether it was asked,
+     * whether the bytes in the file are its (verified at the commit like a source's) */
+    struct s3_op *l2op;
+    int l2_tried, from_l2;
     int reopen;  /* the next source waits for the store write in flight */
 };
 
@@ -227,6 +231,11 @@ static void after_write(uv_work_t *w, int status)
             f->req = NULL;
             fill_unref(f); /* the request's reference */
         }
+        if (f->l2op) {
+            s3_cancel(f->l2op);
+            f->l2op = NULL;
+            fill_unref(f); /* the request's reference */
+        }
         fill_fail(f, 500, "UNKNOWN",
                   !status && f->write_result == -ENOSPC ? "cannot write to the store: it is full"
                                                         : "cannot write to the store");
@@ -235,6 +244,9 @@ static void after_write(uv_work_t *w, int status)
         if (f->paused && f->req) {
             f->paused = 0;
             upstream_req_resume(f->req); /* may deliver data right away */
+        } else if (f->paused && f->l2op) {
+            f->paused = 0;
+            s3_resume(f->l2op);
         }
         kick_writer(f);
         maybe_commit(f);
@@ -272,8 +284,12 @@ static void after_commit(uv_work_t *w, int status)
     struct blob_fill *f = w->data;
     f->commit_busy = 0;
     if (status == 0 && f->commit_result == 0) {
-        if (f->from != f->u)
+        if (f->from_l2)
+            log_debug("fill %s: from the s3 tier", f->digest);
+        else if (f->from != f->u)
             sources_report(f->u, f->from, f->digest, METRICS_SOURCE_SERVED, "");
+        if (!f->from_l2)
+            l2_commit(f->c, f->digest); /* written behind into the bucket */
         f->state = FILL_DONE;
         f->size = f->written;
         f->size_known = 1;
@@ -284,6 +300,10 @@ static void after_commit(uv_work_t *w, int status)
         fill_unmap(f);
         answer_waiters(f);
         wake_readers(f);
+    } else if (f->commit_result == -EBADMSG && f->from_l2) {
+        log_warn("fill %s: the s3 tier sent %s; asking the upstream", f->digest,
+                 store_fill_actual(f->sf));
+        fill_next(f, 1);
     } else if (f->commit_result == -EBADMSG && f->from != f->u) {
         sources_report(f->u, f->from, f->digest, METRICS_SOURCE_WRONG, store_fill_actual(f->sf));
         fill_next(f, 1);
@@ -692,8 +712,65 @@ static void fill_give_up(struct blob_fill *f)
 
 /* Asks the next upstream of the fill's order for the blob. Takes over a reference of the
  * caller's (the request's, or dropped when there is nothing left to ask). */
+static int l2_data(void *ud, const char *data, size_t len)
+{
+    struct blob_fill *f = ud;
+    if (f->state == FILL_WAIT_HEADERS) {
+        f->state = FILL_STREAMING;
+        f->accepting = 1;
+        f->status = 200;
+    }
+    int rc = on_data(f, data, len);
+    return rc == UPSTREAM_PAUSE ? S3_PAUSE : rc == UPSTREAM_ABORT ? -1 : 0;
+}
+
+static void l2_done(void *ud, const struct s3_reply *r)
+{
+    struct blob_fill *f = ud;
+    f->l2op = NULL;
+    if (r->result == 0 && f->state != FILL_OPENING) {
+        f->state = FILL_STREAMING; /* an empty object gives no data */
+        f->accepting = 1;
+        f->upstream_done = 1;
+        f->size = f->written + f->writing.len + f->pending.len;
+        f->size_known = 1;
+        maybe_commit(f); /* verified there: wrong bytes go to the upstream (after_commit) */
+    } else {
+        if (r->result != -ENOENT)
+            log_warn("fill %s: the s3 tier failed (%s); asking the upstream", f->digest,
+                     r->message);
+        fill_next(f, f->state == FILL_STREAMING);
+    }
+    fill_unref(f); /* the request's reference */
+}
+
+/* The S3 tier first, once per fill, when nothing of the blob is kept locally. 1 when asked. */
+static int fill_ask_l2(struct blob_fill *f)
+{
+    if (f->l2_tried || f->received || !l2_enabled(f->c))
+        return 0;
+    f->l2_tried = 1;
+    f->from = NULL;
+    f->from_l2 = 1;
+    f->state = FILL_WAIT_HEADERS;
+    f->status = 0;
+    f->no_room = 0;
+    f->refs++; /* the request's */
+    if (!(f->l2op = l2_get(f->c, f->digest, l2_data, l2_done, f))) {
+        f->refs--;
+        f->from_l2 = 0;
+        return 0;
+    }
+    return 1;
+}
+
 static void fill_ask(struct blob_fill *f)
 {
+    if (fill_ask_l2(f)) {
+        fill_unref(f); /* the caller's */
+        return;
+    }
+    f->from_l2 = 0;
     f->from = sources_next(f->u, &f->step);
     if (!f->from) {
         fill_give_up(f);
@@ -1221,6 +1298,11 @@ static int cancel_fill(const char *key, void *value, void *ud)
         upstream_req_cancel(f->req);
         f->req = NULL;
         f->refs--; /* the request's: its on_done never runs (the map still holds one) */
+    }
+    if (f->l2op) {
+        s3_cancel(f->l2op);
+        f->l2op = NULL;
+        f->refs--; /* likewise */
     }
     struct blob_waiter *w = f->waiters;
     f->waiters = NULL;

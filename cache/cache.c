@@ -108,6 +108,8 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     log_info("index: %zu tags, %zu manifests, %zu repositories", map_count(c->tags),
              map_count(c->manifests), map_count(c->repos));
     r = health_init(c);
+    if (!r)
+        r = l2_start(c);
     if (r) {
         cache_free(c);
         return r;
@@ -131,6 +133,7 @@ void cache_shutdown(struct cache *c)
     blobs_free_all(c);
     blobs_free_heads(c);
     known_stop(c);
+    l2_stop(c); /* after the fills: none of them waits on the bucket now */
 }
 
 void cache_free(struct cache *c)
@@ -145,6 +148,7 @@ void cache_free(struct cache *c)
     map_free(c->manifest_flights);
     map_free(c->fills);
     blobs_free_heads(c); /* when cache_shutdown did not run */
+    l2_stop(c);
     open_files_stop(c); /* after cache_shutdown: only descriptors are left to close */
     pins_free(c->pins);
     free(c);

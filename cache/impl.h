@@ -91,11 +91,23 @@ struct cache {
     uv_timer_t purge_timer;
     int purge_timer_on, purge_polling;
     struct pins *pins; /* pin and prefetch references: never evicted (pins.h) */
+    struct l2 *l2;     /* the S3 tier (l2.c); NULL without an s3 section */
 };
 
 /* A file of bytes was added to the store: runs a GC when the cap or the free floor is crossed. */
 void cache_stored(struct cache *c, uint64_t bytes);
 void cache_stop_lifecycle(struct cache *c);
+
+/* ---- the S3 tier (l2.c) ---- */
+#include "s3/client.h"
+int l2_start(struct cache *c);
+void l2_stop(struct cache *c);
+int l2_enabled(const struct cache *c);
+/* A GET of the blob's object; NULL when there is no tier (or it could not be asked). */
+struct s3_op *l2_get(struct cache *c, const char *digest, s3_data_fn on_data, s3_done_fn done,
+                     void *ud);
+/* The blob is in the local store now (fetched upstream): write it behind into the bucket. */
+void l2_commit(struct cache *c, const char *digest);
 
 /* ---- the index (index.c): a leaf, loop thread only ---- */
 #define KEY_SEP "\x1f"

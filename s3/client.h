@@ -102,7 +102,8 @@ struct s3_op *s3_abort_multipart(struct s3_client *c, const char *key, const cha
 void s3_resume(struct s3_op *op);
 void s3_cancel(struct s3_op *op);
 
-/* PUT of the file at path (read as it is sent; it must not change) under key, whose bytes
+/* PUT of the file at path (read with pread on the loop as it is sent, so meant for files the
+ * page cache holds, such as a blob just stored; it must not change) under key, whose bytes
  * hash to sha256_hex: one PUT with If-None-Match: * up to the part size, a multipart upload
  * above it. -EEXIST when the object was there already. */
 struct s3_upload *s3_put_file(struct s3_client *c, const char *key, const char *path,

@@ -147,13 +147,14 @@ int main(int argc, char **argv)
                              .secret_key = getenv("S3_SECRET_KEY"), .prefix = getenv("S3_PREFIX"),
                              .part_size = ps ? strtoull(ps, NULL, 10) : 0};
     char why[256];
-    if (s3_client_new(uc, &st, &s3, why, sizeof(why))) {
-        fprintf(stderr, "s3_tool: %s\n", why);
-        return 2;
-    }
+    int code = 2, started = 0;
     char *body = NULL;
     uv_timer_t timer;
-    int started = 0;
+    if (s3_client_new(uc, &st, &s3, why, sizeof(why))) {
+        fprintf(stderr, "s3_tool: %s\n", why);
+        goto out;
+    }
+    code = 1;
     if (!strcmp(cmd, "put-file") && argc == 5) {
         started = s3_put_file(s3, argv[2], argv[3], argv[4], NULL, on_done, NULL) != NULL;
     } else if (!strcmp(cmd, "cancel-file") && argc == 6) {
@@ -168,7 +169,7 @@ int main(int argc, char **argv)
                                  "application/octet-stream", on_done, NULL);
     } else if (!strcmp(cmd, "get") && argc >= 4 && argc <= 6) {
         if (!(out = fopen(argv[3], "wb")))
-            return 1;
+            goto out;
         uint64_t from = argc > 4 ? strtoull(argv[4], NULL, 10) : 0;
         uint64_t to = argc > 5 ? strtoull(argv[5], NULL, 10) : UINT64_MAX;
         started = s3_get(s3, argv[2], from, to, on_data, on_done, NULL) != NULL;
@@ -186,13 +187,16 @@ int main(int argc, char **argv)
         started = s3_abort_multipart(s3, argv[2], argv[3], on_done, NULL) != NULL;
     } else {
         fprintf(stderr, "s3_tool: bad arguments\n");
-        return 2;
+        code = 2;
+        goto out;
     }
     if (!started) {
         fprintf(stderr, "s3_tool: the request could not be started\n");
-        return 1;
+        goto out;
     }
     uv_run(loop, UV_RUN_DEFAULT);
+    code = exit_code;
+out:
     s3_client_free(s3);
     upstream_client_shutdown(uc);
     uv_run(loop, UV_RUN_DEFAULT);
@@ -202,5 +206,5 @@ int main(int argc, char **argv)
     if (out)
         fclose(out);
     uv_loop_close(loop);
-    return exit_code;
+    return code;
 }

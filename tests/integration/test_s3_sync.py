@@ -10,6 +10,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 
 import clients
 import rgw
@@ -78,9 +79,15 @@ def test_sync_copies_the_store_once_and_refuses_wrong_bytes(s3, tmp_dir, mirror_
                                                            make_image, push):
     # one layer above the part size: it goes as a multipart upload
     img = push(make_image(410, (7 << 20, 96 * 1024), fmt="docker"), up, "library/syncme", "1")
-    m = mirror_factory([up], extra=s3_section(s3, tmp_dir))
+    m = mirror_factory([up])  # no s3 section while it pulls: nothing is written behind
     clients.skopeo_copy_from_mirror(m.port, "library/syncme:1",
                                     os.path.join(tmp_dir, "pulled"), [])
+    m.stop()
+    with open(m.config_path) as f:
+        cfg = yaml.safe_load(f)
+    cfg.update(s3_section(s3, tmp_dir))
+    with open(m.config_path, "w") as f:
+        yaml.safe_dump(cfg, f)
     local = local_blobs(m)
     assert len(local) >= 3  # config and two layers
     p = sync(m, "--dry-run")

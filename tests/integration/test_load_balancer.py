@@ -2,7 +2,7 @@
 """The load-balancer configurations in packaging/load-balancer/ in front of two mirrors, as
 shipped (only the listen address, the two server addresses and the admin socket's path are
 replaced): pulls through HAProxy and nginx arrive byte for byte; one blob digest always goes to
-one mirror; a mirror killed with SIGKILL leaves HAProxy's rotation after its health check and
+one mirror; the requests of one upload meet on one mirror; a mirror killed with SIGKILL leaves HAProxy's rotation after its health check and
 pulls go on, each blob fetched from the upstream at most twice in all; a mirror whose /readyz
 is 503 leaves HAProxy's rotation too."""
 
@@ -18,7 +18,7 @@ import clients
 import procs
 from helpers import blob_gets, get, since, wait_until
 from images import verify_oci_layout
-from mirror import REPO_ROOT
+from mirror import REPO_ROOT, request
 
 pytestmark = pytest.mark.once
 
@@ -140,7 +140,8 @@ def test_two_mirrors_behind_haproxy_and_nginx(balancers, mirror_factory, up, mak
     img = push(make_image(131, (1024 * 1024, 512 * 1024, 256 * 1024, 128 * 1024), fmt="oci"),
                up, "library/spread", "v1")
     blobs = list(img.layer_digests)
-    ms = [mirror_factory([up], extra={"log": {"trusted_proxies": ["127.0.0.1"]}})
+    ms = [mirror_factory([up], extra={"log": {"trusted_proxies": ["127.0.0.1"]},
+                                       "hosted": ["team/*"]})
           for _ in range(2)]
     hap, sock = start_haproxy(ms)
     ngx = start_nginx(ms)
@@ -173,6 +174,26 @@ def test_two_mirrors_behind_haproxy_and_nginx(balancers, mirror_factory, up, mak
                 owner[d] = got.pop()
     # the mirrors believed the balancers' X-Forwarded-For (127.0.0.1 is trusted)
     assert all(e.ip == "127.0.0.1" for m in ms for e in m.entries())
+
+    # an upload's POST, PATCH and PUT meet on one mirror (the one holding its session)
+    for n in range(4):
+        repo = f"team/up{n}"
+        data = os.urandom(64 * 1024 + n)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        marks = [len(m.entries()) for m in ms]
+        s, h, _, _ = request(hap.port, "POST", f"/v2/{repo}/blobs/uploads/")
+        assert s == 202, s
+        loc = h["location"]
+        s, h, _, _ = request(hap.port, "PATCH", loc, body=data,
+                             headers={"Content-Type": "application/octet-stream"})
+        assert s == 202, s
+        loc = h["location"]
+        sep = "&" if "?" in loc else "?"
+        s, _, _, _ = request(hap.port, "PUT", f"{loc}{sep}digest={digest}", body=b"")
+        assert s == 201, s
+        hits = {i for i, (m, mark) in enumerate(zip(ms, marks)) for e in m.entries()[mark:]
+                if "/blobs/uploads/" in e.path}
+        assert len(hits) == 1, f"{repo}: upload requests on mirrors {hits}"
 
     # /readyz 503 (the index locked by another process) takes a mirror out of the rotation
     victim = owner[blobs[0]]

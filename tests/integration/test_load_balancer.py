@@ -171,8 +171,12 @@ def test_two_mirrors_behind_haproxy_and_nginx(balancers, mirror_factory, up, mak
             assert len(got) == 1, f"{name}: {d} served by mirrors {got}"
             if name == "haproxy":
                 owner[d] = got.pop()
-    # the mirrors believed the balancers' X-Forwarded-For (127.0.0.1 is trusted)
-    assert all(e.ip == "127.0.0.1" for m in ms for e in m.entries())
+    # each balancer appends its peer to X-Forwarded-For; the mirrors trust 127.0.0.1, so they
+    # log the address to its left as the client
+    for via, client in ((hap, "203.0.113.7"), (ngx, "203.0.113.8")):
+        s, _, _ = get(via, "/v2/", headers={"X-Forwarded-For": client})
+        assert s == 200
+        assert any(e.ip == client and e.path == "/v2/" for m in ms for e in m.entries()), client
 
     # an upload's POST, PATCH and PUT meet on one mirror (the one holding its session)
     for n in range(4):

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`meson install` puts the binary, the hardened systemd unit, the example configuration and the
-manual pages in their places, and systemd accepts the unit."""
+"""`meson install` puts the binary, the hardened systemd unit, the example configuration, the
+load-balancer configurations and the manual pages in their places, and systemd accepts the unit."""
 
 import os
 import re
@@ -27,10 +27,12 @@ def test_meson_install_and_systemd_unit(tmp_dir):
     unit = os.path.join(unit_dir, "regcache.service")
     conf = os.path.join(prefix, "etc", "regcache", "mirror.yml")
     rules = os.path.join(prefix, "share", "regcache", "prometheus", "regcache.rules.yml")
+    balancers = os.path.join(prefix, "share", "regcache", "load-balancer")
     man8 = os.path.join(prefix, "share", "man", "man8", "regcache.8")
     man5 = os.path.join(prefix, "share", "man", "man5", "mirror.yml.5")
     for path in (binary, unit, conf, conf + ".example", rules,
-                 os.path.join(os.path.dirname(rules), "prometheus.yml.example"), man8, man5):
+                 os.path.join(os.path.dirname(rules), "prometheus.yml.example"), man8, man5,
+                 os.path.join(balancers, "haproxy.cfg"), os.path.join(balancers, "nginx.conf")):
         assert os.path.exists(path), path
     assert open(man8).read().count(".TH \"REGCACHE\" \"8\"") == 1
     assert ".SH KEYS" in open(man5).read()

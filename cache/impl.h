@@ -7,6 +7,7 @@
 #define REGCACHE_CACHE_IMPL_H
 
 #include "cache/cache.h"
+#include "cache/fd_lru.h"
 #include "upstream/upstream.h"
 #include "util/map.h"
 
@@ -75,7 +76,7 @@ struct cache {
     size_t n_health;
     uv_timer_t health_timer;
     int health_timer_on;
-    struct map *open_files; /* digest -> descriptor of a blob served lately (open_files.c) */
+    struct fd_lru *open_files; /* descriptors of blobs served lately (open_files.c) */
     struct map *known; /* with pull rules: upstream KEY_SEP repo KEY_SEP digest (known.c) */
     struct confirm *confirms; /* HEADs asked through a repository, in flight (known.c) */
     uv_timer_t open_files_timer;
@@ -225,8 +226,10 @@ void blobs_free_heads(struct cache *c);
 
 /* Descriptors of blobs served lately (open_files.c), so that a hit skips the open() on the
  * thread pool. */
-#define OPEN_FILES_MAX 1024
+#define OPEN_FILES_MAX 65536 /* the most kept, however high the descriptor limit */
 #define OPEN_FILE_TTL_MS 10000
+/* How many descriptors to keep under a soft RLIMIT_NOFILE of soft_limit (open_files.c). */
+size_t open_files_capacity(uint64_t soft_limit);
 int open_files_init(struct cache *c);
 /* Starts closing descriptors kept too long (once the cache is up). */
 void open_files_start(struct cache *c);

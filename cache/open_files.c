@@ -5,75 +5,54 @@
  * descriptor of each blob opened lately is kept for OPEN_FILE_TTL_MS, and a hit within that
  * time gets a dup() of it on the loop.
  *
+ * They are kept in least-recently-used order (fd_lru.c): every operation is O(1), a hit makes
+ * its blob the hottest, a new one beyond the capacity closes the coldest, and the timer closes
+ * expired ones from the cold end only, so none of it grows with the number of blobs kept.
+ *
+ * Capacity: a quarter of the soft RLIMIT_NOFILE, at most OPEN_FILES_MAX, none under 64. The
+ * other three quarters stay for client connections, upstream transfers, fills being written,
+ * SQLite and the dup() a hit makes (each served hit holds two descriptors while it is sent).
+ *
  * Stored blobs never change (a file's name is the digest of its bytes), so a kept descriptor
  * always reads the right bytes. A blob the GC removes is forgotten here at once; one removed
- * by another process (regcache gc) is released within OPEN_FILE_TTL_MS, which bounds how long
- * its disk space stays held. */
+ * by another process (regcache gc) is released within 2 * OPEN_FILE_TTL_MS of its opening
+ * (see fd_lru_expire), which bounds how long its disk space stays held. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cache/impl.h"
 #include "util/clock.h"
 
-struct open_file {
-    int fd;
-    uint64_t size;
-    uint64_t opened_ms;
-};
-
-static int close_entry(const char *key, void *value, void *ud)
+static uint64_t now_ms(void)
 {
-    (void)key;
-    (void)ud;
-    struct open_file *f = value;
-    close(f->fd);
-    free(f);
-    return 0;
+    return clock_mono_us() / 1000;
 }
 
-struct sweep {
-    uint64_t now_ms;
-    char **expired;
-    size_t n;
-};
-
-static int find_expired(const char *key, void *value, void *ud)
+size_t open_files_capacity(uint64_t soft_limit)
 {
-    struct sweep *s = ud;
-    const struct open_file *f = value;
-    if (s->now_ms - f->opened_ms >= OPEN_FILE_TTL_MS && (s->expired[s->n] = strdup(key)))
-        s->n++;
-    return 0;
-}
-
-/* Closes the descriptors kept longer than OPEN_FILE_TTL_MS. */
-static void sweep(struct cache *c)
-{
-    size_t n = map_count(c->open_files);
-    if (!n)
-        return;
-    struct sweep s = {clock_mono_us() / 1000, calloc(n, sizeof(char *)), 0};
-    if (!s.expired)
-        return;
-    map_each(c->open_files, find_expired, &s);
-    for (size_t i = 0; i < s.n; i++) {
-        open_files_forget(c, s.expired[i]);
-        free(s.expired[i]);
-    }
-    free(s.expired);
+    if (soft_limit < 64)
+        return 0;
+    uint64_t n = soft_limit / 4;
+    return n > OPEN_FILES_MAX ? OPEN_FILES_MAX : (size_t)n;
 }
 
 static void on_sweep_timer(uv_timer_t *t)
 {
-    sweep(t->data);
+    struct cache *c = t->data;
+    if (c->open_files)
+        fd_lru_expire(c->open_files, now_ms());
 }
 
 int open_files_init(struct cache *c)
 {
-    return (c->open_files = map_new()) ? 0 : -ENOMEM;
+    struct rlimit rl;
+    uint64_t soft = 1024; /* the usual default, should the limit be unknown */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    return (c->open_files = fd_lru_new(open_files_capacity(soft), OPEN_FILE_TTL_MS)) ? 0
+                                                                                      : -ENOMEM;
 }
 
 void open_files_start(struct cache *c)
@@ -92,49 +71,39 @@ void open_files_stop(struct cache *c)
         uv_timer_stop(&c->open_files_timer);
         uv_close((uv_handle_t *)&c->open_files_timer, NULL);
     }
-    if (c->open_files) {
-        map_each(c->open_files, close_entry, NULL);
-        map_free(c->open_files);
-        c->open_files = NULL;
-    }
+    fd_lru_free(c->open_files);
+    c->open_files = NULL;
 }
 
 int open_files_get(struct cache *c, const char *digest, uint64_t *size, int *fd)
 {
-    struct open_file *f = c->open_files ? map_get(c->open_files, digest) : NULL;
-    if (!f || clock_mono_us() / 1000 - f->opened_ms >= OPEN_FILE_TTL_MS)
+    uint64_t kept_size;
+    int kept = c->open_files ? fd_lru_get(c->open_files, digest, now_ms(), &kept_size) : -1;
+    if (kept < 0)
         return 0;
-    if (fd && (*fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+    if (fd && (*fd = fcntl(kept, F_DUPFD_CLOEXEC, 0)) < 0)
         return 0; /* out of descriptors: the caller opens the file the slow way */
-    *size = f->size;
+    *size = kept_size;
     return 1;
 }
 
 void open_files_put(struct cache *c, const char *digest, int fd, uint64_t size)
 {
-    if (!c->open_files || map_get(c->open_files, digest))
+    if (!c->open_files || !fd_lru_capacity(c->open_files))
         return;
-    if (map_count(c->open_files) >= OPEN_FILES_MAX) {
-        sweep(c);
-        if (map_count(c->open_files) >= OPEN_FILES_MAX)
-            return;
-    }
-    struct open_file *f = calloc(1, sizeof(*f));
-    if (!f)
+    uint64_t kept_size;
+    uint64_t now = now_ms();
+    if (fd_lru_get(c->open_files, digest, now, &kept_size) >= 0)
+        return; /* kept already (and now the hottest) */
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
         return;
-    f->size = size;
-    f->opened_ms = clock_mono_us() / 1000;
-    if ((f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-        free(f);
-        return;
-    }
-    if (map_put(c->open_files, digest, f) == MAP_NOMEM)
-        close_entry(digest, f, NULL);
+    if (fd_lru_put(c->open_files, digest, dup_fd, size, now) < 0)
+        close(dup_fd);
 }
 
 void open_files_forget(struct cache *c, const char *digest)
 {
-    struct open_file *f = c->open_files ? map_del(c->open_files, digest) : NULL;
-    if (f)
-        close_entry(digest, f, NULL);
+    if (c->open_files)
+        fd_lru_forget(c->open_files, digest);
 }

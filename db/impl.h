@@ -60,6 +60,7 @@ struct db {
     /* How the last segment that wrote anything ended: -1 nothing tried in this batch, 0
      * committed, 1 failed (batch_err says why). Set on the thread pool, read in after_batch. */
     int batch_failed;
+    unsigned batch_prepares; /* statements the last batch prepared (one each, reused per row) */
     char batch_err[256];
     /* The same, as of the last batch that wrote anything (loop thread): db_write_status */
     int write_failed;
@@ -81,14 +82,34 @@ struct op *db__op_new(const struct db_write *w, const char *a, const char *b, co
 void db__op_free(struct op *o);
 /* Queues o for the next batch (and starts one when none runs). */
 void db__enqueue(struct db *d, struct op *o);
-int db__apply_op(sqlite3 *s, const struct op *o);
+struct db__stmts;
+int db__apply_op(sqlite3 *s, struct db__stmts *c, const struct op *o);
 
 /* writes.c: statements queue.c and queries.c use too */
 extern const struct db_write db__w_touch, db__w_ref, db__w_counter, db__w_put_blob;
 
+/* stmts.c: the statements of one batch, each prepared on its first use (keyed by its SQL
+ * text, which must outlive the batch) and reset for the next. */
+#define DB_STMTS_MAX 16
+struct db__stmts {
+    size_t n;
+    unsigned prepared; /* how many prepares the batch made: for tests */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } e[DB_STMTS_MAX];
+};
+/* The statement for sql, reset with no bindings; NULL when it cannot be prepared. Owned by c. */
+sqlite3_stmt *db__stmt(struct db__stmts *c, sqlite3 *s, const char *sql);
+void db__stmts_done(struct db__stmts *c);
+
+/* Digests forgotten per transaction by a GC or purge: big enough that commits cost little,
+ * small enough that the daemon's writes are not held off for long. */
+#define DB_FORGET_BATCH 1000
+
 /* queries.c: forgets one digest inside the caller's transaction (its blob and manifest rows,
  * references, the tags pointing at it, counted into *tags, and its referrers) */
-int db__forget_one(sqlite3 *s, const char *digest, int *tags);
+int db__forget_one(sqlite3 *s, struct db__stmts *c, const char *digest, int *tags);
 
 /* schema.c */
 int db__exec(sqlite3 *s, const char *sql);

@@ -8,14 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int journal(sqlite3 *s, uint64_t now_ms, const char *upstream, const char *repo,
-                   const char *tag, const char *digest, uint64_t size)
+static int journal(sqlite3 *s, struct db__stmts *c, uint64_t now_ms, const char *upstream,
+                   const char *repo, const char *tag, const char *digest, uint64_t size)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s,
-                           "INSERT INTO purges (at_ms, upstream, repo, tag, digest, size)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db__stmt(c, s,
+                                "INSERT INTO purges (at_ms, upstream, repo, tag, digest, size)"
+                                " VALUES (?, ?, ?, ?, ?, ?)");
+    if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)now_ms);
     const char *texts[4] = {upstream, repo, tag, digest};
@@ -24,45 +23,47 @@ static int journal(sqlite3 *s, uint64_t now_ms, const char *upstream, const char
             sqlite3_bind_text(st, 2 + i, texts[i], -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, (sqlite3_int64)size);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-static int del_tag(sqlite3 *s, const struct db_purge_tag *t, int *changes)
+static int del_tag(sqlite3 *s, struct db__stmts *c, const struct db_purge_tag *t, int *changes)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s, "DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?", -1,
-                           &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st =
+        db__stmt(c, s, "DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?");
+    if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, t->upstream, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, t->repo, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, t->tag, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return -EIO;
     *changes += sqlite3_changes(s);
     return 0;
 }
 
-int db_purge(struct db *d, const struct db_purge_tag *tags, size_t n_tags,
-             char *const *digests, const uint64_t *sizes, size_t n, uint64_t now_ms,
-             size_t *tags_forgotten, int64_t *seq)
+/* One transaction of a purge: the tags, digests [from, to), and (last) the journal's pruning;
+ * *last is the journal's last row. */
+static int purge_batch(struct db *d, struct db__stmts *c, const struct db_purge_tag *tags,
+                       size_t n_tags, char *const *digests, const uint64_t *sizes, size_t from,
+                       size_t to, int prune_after, uint64_t now_ms, int *forgotten, int64_t *last)
 {
-    int forgotten = 0, r = 0;
+    int r = 0;
     if (db__exec(d->sql, "BEGIN IMMEDIATE"))
         return -EIO;
     for (size_t i = 0; i < n_tags && !r; i++) {
-        r = del_tag(d->sql, &tags[i], &forgotten);
+        r = del_tag(d->sql, c, &tags[i], forgotten);
         if (!r)
-            r = journal(d->sql, now_ms, tags[i].upstream, tags[i].repo, tags[i].tag, NULL, 0);
+            r = journal(d->sql, c, now_ms, tags[i].upstream, tags[i].repo, tags[i].tag, NULL, 0);
     }
-    for (size_t i = 0; i < n && !r; i++) {
-        r = db__forget_one(d->sql, digests[i], &forgotten);
+    for (size_t i = from; i < to && !r; i++) {
+        r = db__forget_one(d->sql, c, digests[i], forgotten);
         if (!r)
-            r = journal(d->sql, now_ms, NULL, NULL, NULL, digests[i], sizes ? sizes[i] : 0);
+            r = journal(d->sql, c, now_ms, NULL, NULL, NULL, digests[i], sizes ? sizes[i] : 0);
     }
-    if (!r && (n_tags || n)) {
+    if (!r && prune_after) {
         char prune[128];
         snprintf(prune, sizeof(prune), "DELETE FROM purges WHERE at_ms < %llu",
                  (unsigned long long)(now_ms > DB_PURGE_KEEP_MS ? now_ms - DB_PURGE_KEEP_MS : 0));
@@ -72,9 +73,31 @@ int db_purge(struct db *d, const struct db_purge_tag *tags, size_t n_tags,
         db__exec(d->sql, "ROLLBACK");
         return r;
     }
-    int64_t last = (int64_t)sqlite3_last_insert_rowid(d->sql);
-    if (db__exec(d->sql, "COMMIT"))
-        return -EIO;
+    *last = (int64_t)sqlite3_last_insert_rowid(d->sql);
+    return db__exec(d->sql, "COMMIT") ? -EIO : 0;
+}
+
+/* Tags and the first DB_FORGET_BATCH digests go in one transaction, each further batch of
+ * digests in its own: a crash between two leaves files without rows, which the next start
+ * adopts again. */
+int db_purge(struct db *d, const struct db_purge_tag *tags, size_t n_tags,
+             char *const *digests, const uint64_t *sizes, size_t n, uint64_t now_ms,
+             size_t *tags_forgotten, int64_t *seq)
+{
+    int forgotten = 0, r = 0;
+    int64_t last = 0;
+    struct db__stmts stmts = {0}; /* prepared once for all the batches */
+    size_t from = 0;
+    do {
+        size_t to = n - from < DB_FORGET_BATCH ? n : from + DB_FORGET_BATCH;
+        r = purge_batch(d, &stmts, from ? NULL : tags, from ? 0 : n_tags, digests, sizes, from,
+                        to, to == n && (n_tags || n), now_ms, &forgotten, &last);
+        from = to;
+    } while (!r && from < n);
+    d->batch_prepares = stmts.prepared;
+    db__stmts_done(&stmts);
+    if (r)
+        return r;
     if (tags_forgotten)
         *tags_forgotten = (size_t)forgotten;
     if (seq && (n_tags || n))

@@ -9,7 +9,8 @@
 
 #include "util/log.h"
 
-static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *changes);
+static int run_digest(sqlite3 *s, struct db__stmts *c, const char *sql, const char *digest,
+                      int *changes);
 
 int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
             void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud)
@@ -158,17 +159,19 @@ int db_hosted_unreferenced(struct db *d, uint64_t cutoff_ms, struct db_blob **ou
 int db_hosted_release(struct db *d, char *const *digests, size_t n)
 {
     int r = 0;
+    struct db__stmts c = {0};
     if (db__exec(d->sql, "BEGIN IMMEDIATE"))
         return -EIO;
     for (size_t i = 0; i < n && !r; i++) {
-        r = run_digest(d->sql, "DELETE FROM hosted_blobs WHERE digest = ?", digests[i], NULL);
+        r = run_digest(d->sql, &c, "DELETE FROM hosted_blobs WHERE digest = ?", digests[i], NULL);
         if (!r)
-            r = run_digest(d->sql, "DELETE FROM hosted_refs WHERE manifest = ?", digests[i],
+            r = run_digest(d->sql, &c, "DELETE FROM hosted_refs WHERE manifest = ?", digests[i],
                            NULL);
         if (!r)
-            r = run_digest(d->sql, "DELETE FROM hosted_referrers WHERE digest = ?",
+            r = run_digest(d->sql, &c, "DELETE FROM hosted_referrers WHERE digest = ?",
                            digests[i], NULL);
     }
+    db__stmts_done(&c);
     if (r) {
         db__exec(d->sql, "ROLLBACK");
         return r;
@@ -251,45 +254,61 @@ int db_list_blobs(struct db *d, struct db_blob **out, size_t *n)
     return read_blob_rows(st, out, n);
 }
 
-static int run_digest(sqlite3 *s, const char *sql, const char *digest, int *changes)
+static int run_digest(sqlite3 *s, struct db__stmts *c, const char *sql, const char *digest,
+                      int *changes)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db__stmt(c, s, sql);
+    if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
-    int r = db__step_done(st);
+    int r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+    sqlite3_reset(st);
     if (!r && changes)
         *changes += sqlite3_changes(s);
     return r;
 }
 
-int db__forget_one(sqlite3 *s, const char *digest, int *tags)
+int db__forget_one(sqlite3 *s, struct db__stmts *c, const char *digest, int *tags)
 {
-    int r = run_digest(s, "DELETE FROM blobs WHERE digest = ?", digest, NULL);
+    int r = run_digest(s, c, "DELETE FROM blobs WHERE digest = ?", digest, NULL);
     if (!r)
-        r = run_digest(s, "DELETE FROM manifests WHERE digest = ?", digest, NULL);
+        r = run_digest(s, c, "DELETE FROM manifests WHERE digest = ?", digest, NULL);
     if (!r)
-        r = run_digest(s, "DELETE FROM repo_blobs WHERE digest = ?", digest, NULL);
+        r = run_digest(s, c, "DELETE FROM repo_blobs WHERE digest = ?", digest, NULL);
     if (!r)
-        r = run_digest(s, "DELETE FROM tags WHERE digest = ?", digest, tags);
+        r = run_digest(s, c, "DELETE FROM tags WHERE digest = ?", digest, tags);
     if (!r) /* what refers to an evicted manifest is asked anew when it is pulled again */
-        r = run_digest(s, "DELETE FROM referrers WHERE subject = ?", digest, NULL);
+        r = run_digest(s, c, "DELETE FROM referrers WHERE subject = ?", digest, NULL);
     return r;
+}
+
+/* Forgets digests [from, to) in one transaction with the statements of c. */
+static int forget_batch(struct db *d, struct db__stmts *c, char *const *digests, size_t from,
+                        size_t to, int *tags)
+{
+    int r = 0;
+    if (db__exec(d->sql, "BEGIN IMMEDIATE"))
+        return -EIO;
+    for (size_t i = from; i < to && !r; i++)
+        r = db__forget_one(d->sql, c, digests[i], tags);
+    if (r) {
+        db__exec(d->sql, "ROLLBACK");
+        return r;
+    }
+    return db__exec(d->sql, "COMMIT") ? -EIO : 0;
 }
 
 int db_forget_blobs(struct db *d, char *const *digests, size_t n, size_t *tags_forgotten)
 {
     int tags = 0, r = 0;
-    if (db__exec(d->sql, "BEGIN IMMEDIATE"))
-        return -EIO;
-    for (size_t i = 0; i < n && !r; i++)
-        r = db__forget_one(d->sql, digests[i], &tags);
-    if (r) {
-        db__exec(d->sql, "ROLLBACK");
+    struct db__stmts stmts = {0}; /* prepared once for all the batches */
+    for (size_t i = 0; i < n && !r; i += DB_FORGET_BATCH)
+        r = forget_batch(d, &stmts, digests, i, n - i < DB_FORGET_BATCH ? n : i + DB_FORGET_BATCH,
+                         &tags);
+    d->batch_prepares = stmts.prepared;
+    db__stmts_done(&stmts);
+    if (r)
         return r;
-    }
-    if (db__exec(d->sql, "COMMIT"))
-        return -EIO;
     if (tags_forgotten)
         *tags_forgotten = (size_t)tags;
     return 0;
@@ -303,7 +322,10 @@ int db_adopt_blob(struct db *d, const char *digest, uint64_t size, uint64_t now_
     o.a = (char *)digest;
     o.n1 = size;
     o.n2 = now_ms;
-    return db__apply_op(d->sql, &o);
+    struct db__stmts stmts = {0};
+    int r = db__apply_op(d->sql, &stmts, &o);
+    db__stmts_done(&stmts);
+    return r;
 }
 
 int db_add_gc_run(struct db *d, const struct db_gc_run *run)

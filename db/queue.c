@@ -21,10 +21,11 @@ void db__op_free(struct op *o)
     free(o);
 }
 
-static int bind_run(sqlite3 *s, const char *sql, const struct op *o, int ntext, int nint)
+static int bind_run(sqlite3 *s, struct db__stmts *c, const char *sql, const struct op *o,
+                    int ntext, int nint)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db__stmt(c, s, sql);
+    if (!st)
         return -EIO;
     const char *texts[5] = {o->a, o->b, o->c, o->d, o->e};
     int i = 1;
@@ -35,24 +36,25 @@ static int bind_run(sqlite3 *s, const char *sql, const struct op *o, int ntext, 
     if (nint > 1)
         sqlite3_bind_int64(st, i++, (sqlite3_int64)o->n2);
     int r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return r;
 }
 
-static int put_ratelimit(sqlite3 *s, const struct op *o)
+static const char put_ratelimit_sql[] =
+    "INSERT INTO ratelimits (upstream, lim, remaining, window_s, source,"
+    " seen_ms, last_429_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(upstream) DO UPDATE SET"
+    " lim = coalesce(excluded.lim, lim),"
+    " remaining = coalesce(excluded.remaining, remaining),"
+    " window_s = coalesce(excluded.window_s, window_s),"
+    " source = coalesce(excluded.source, source),"
+    " seen_ms = excluded.seen_ms,"
+    " last_429_ms = coalesce(excluded.last_429_ms, last_429_ms)";
+
+static int put_ratelimit(sqlite3 *s, struct db__stmts *c, const struct op *o)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s,
-                           "INSERT INTO ratelimits (upstream, lim, remaining, window_s, source,"
-                           " seen_ms, last_429_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                           " ON CONFLICT(upstream) DO UPDATE SET"
-                           " lim = coalesce(excluded.lim, lim),"
-                           " remaining = coalesce(excluded.remaining, remaining),"
-                           " window_s = coalesce(excluded.window_s, window_s),"
-                           " source = coalesce(excluded.source, source),"
-                           " seen_ms = excluded.seen_ms,"
-                           " last_429_ms = coalesce(excluded.last_429_ms, last_429_ms)",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db__stmt(c, s, put_ratelimit_sql);
+    if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, o->a, -1, SQLITE_STATIC);
     for (int i = 0; i < 3; i++)
@@ -64,17 +66,17 @@ static int put_ratelimit(sqlite3 *s, const struct op *o)
     if (o->rl[4] > 0)
         sqlite3_bind_int64(st, 7, o->rl[4]);
     int r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return r;
 }
 
-int db__apply_op(sqlite3 *s, const struct op *o)
+int db__apply_op(sqlite3 *s, struct db__stmts *c, const struct op *o)
 {
     switch (o->kind) {
     case OP_WRITE:
-        return bind_run(s, o->w->sql, o, o->w->ntext, o->w->nint);
+        return bind_run(s, c, o->w->sql, o, o->w->ntext, o->w->nint);
     case OP_RATELIMIT:
-        return put_ratelimit(s, o);
+        return put_ratelimit(s, c, o);
     case OP_CALL:
         return 0; /* run by write_batch itself */
     }
@@ -105,15 +107,18 @@ static void write_segment(struct db *d, struct op *from, struct op *to)
     struct op *o;
     if (from == to)
         return;
+    struct db__stmts stmts = {0}; /* one prepare per statement per batch, not per row */
     int rc = sqlite3_exec(s, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     for (o = from; rc == SQLITE_OK && o != to; o = o->next)
-        if (o->kind != OP_CALL && db__apply_op(s, o)) {
+        if (o->kind != OP_CALL && db__apply_op(s, &stmts, o)) {
             if (refused_for_now(s)) {
                 rc = SQLITE_ERROR;
                 break;
             }
             log_warn("database %s: write failed: %s", d->path, sqlite3_errmsg(s));
         }
+    d->batch_prepares = stmts.prepared;
+    db__stmts_done(&stmts);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s, "COMMIT", NULL, NULL, NULL);
     d->batch_failed = rc != SQLITE_OK;

@@ -25,15 +25,20 @@ BUCKET = "regcache-client"
 MIB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_root):
-    d = os.path.join(tmp_root, "rgw-client")
+def rgw_with_bucket(tmp_root, name, bucket):
+    """A module fixture's body: radosgw in tmp_root/name with the bucket made, stopped after."""
+    d = os.path.join(tmp_root, name)
     os.makedirs(d, exist_ok=True)
     server = rgw.Rgw(d, memstore_bytes=1 << 30).start()
-    status, body, _ = request(server, "PUT", f"/{BUCKET}")
+    status, body, _ = request(server, "PUT", f"/{bucket}")
     assert status == 200, body
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_root):
+    yield from rgw_with_bucket(tmp_root, "rgw-client", BUCKET)
 
 
 def tool(s3, *args, stdin=None, env=None, timeout=120):

@@ -15,7 +15,7 @@ import yaml
 import clients
 import rgw
 from mirror import regcache
-from test_s3_client import TOOL, fields
+from test_s3_client import TOOL, rgw_with_bucket
 from test_s3_signing import request
 
 pytestmark = [pytest.mark.once,
@@ -26,13 +26,7 @@ BUCKET = "regcache-sync"
 
 @pytest.fixture(scope="module")
 def s3(tmp_root):
-    d = os.path.join(tmp_root, "rgw-sync")
-    os.makedirs(d, exist_ok=True)
-    server = rgw.Rgw(d, memstore_bytes=1 << 30).start()
-    status, body, _ = request(server, "PUT", f"/{BUCKET}")
-    assert status == 200, body
-    yield server
-    server.stop()
+    yield from rgw_with_bucket(tmp_root, "rgw-sync", BUCKET)
 
 
 def s3_section(s3, tmp_dir, **more):

@@ -18,6 +18,7 @@ import procs
 import rgw
 from helpers import blob_gets, since
 from test_s3_signing import request
+from test_s3_client import rgw_with_bucket
 from test_s3_sync import bucket_keys, get_object
 
 pytestmark = [pytest.mark.once,
@@ -28,13 +29,7 @@ BUCKET = "regcache-sync"  # the name test_s3_sync's helpers list
 
 @pytest.fixture(scope="module")
 def s3(tmp_root):
-    d = os.path.join(tmp_root, "rgw-tier")
-    os.makedirs(d, exist_ok=True)
-    server = rgw.Rgw(d, memstore_bytes=1 << 30).start()
-    status, body, _ = request(server, "PUT", f"/{BUCKET}")
-    assert status == 200, body
-    yield server
-    server.stop()
+    yield from rgw_with_bucket(tmp_root, "rgw-tier", BUCKET)
 
 
 class TcpRelay:

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""regcache against the incumbent (docker-registry 2.8 in proxy mode) and nginx (static files,
-sendfile), all on loopback against one seeded upstream docker-registry with token auth.
+"""regcache against the incumbent (docker-registry 2.8 in proxy mode, and as a plain registry
+for hosted content) and nginx (static files, sendfile; one worker per CPU and one worker), all
+on loopback against one seeded upstream docker-registry with token auth.
 
 Run through bench/run, which builds build-bench/regcache, raises the file limit and calls
-    /usr/bin/python3 bench/bench.py --tmp DIR --out bench/results [--seconds 3] [--rounds 5]
+    /usr/bin/python3 bench/bench.py --tmp DIR --out bench/results [--seconds 3] [--rounds 3]
 Prints a table, writes results.csv, results.md and chart.svg into --out.
 
 The upstream, token issuer, image builder and process helpers are the integration suite's own
@@ -23,6 +24,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -43,6 +45,7 @@ from switchproxy import SwitchProxy  # noqa: E402
 from token_server import TokenServer  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
+KiB = 1024
 MiB = 1024 * 1024
 ACCEPT = ", ".join(images.ACCEPT_ALL)
 UP_USER, UP_PASS = "pushuser", "pushpass"  # the token issuer's one user
@@ -50,7 +53,7 @@ WRK_LUA = os.path.join(HERE, "wrk.lua")
 FLOOD_LUA = os.path.join(HERE, "flood.lua")
 CHART_GP = os.path.join(HERE, "chart.gp")
 
-HOT_LAYERS = (1 * MiB, 64 * MiB)                    # blob hit workloads
+HOT_LAYERS = (4 * KiB, 1 * MiB, 64 * MiB)           # blob hit workloads (HIT_KINDS)
 COLD_LAYERS = (40 * MiB, 30 * MiB, 20 * MiB, 10 * MiB)  # the ~100 MiB cold pull
 STORM_LAYERS = (16 * MiB, 8 * MiB, 4 * MiB)          # the 20-client storm
 STORM_CLIENTS = 20
@@ -71,9 +74,9 @@ SCRAPE_HEADERS = {"Accept": "application/openmetrics-text;version=1.0.0,applicat
                   "text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
                   "Accept-Encoding": "gzip", "User-Agent": "Prometheus/2.42.0",
                   "X-Prometheus-Scrape-Timeout-Seconds": "1"}
-CONNS = 64            # wrk connections for manifests and 1 MiB blobs
+CONNS = 64            # wrk connections for manifests and 4 KiB and 1 MiB blobs
 BIG_CONNS = 8         # wrk connections for 64 MiB blobs
-ROUNDS = 5            # wrk runs per peer and workload (the median counts)
+ROUNDS = 3            # wrk runs per peer and workload (the median counts)
 C10K = 10_000
 NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # bench/run raised it
 # regcache's limits.max_connections for the bench instance: room for the 10,000, within the
@@ -112,23 +115,67 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: regcache-bench-secret
+{tls}{proxy}"""
+INCUMBENT_PROXY = """\
 proxy:
   remoteurl: {remote}
   username: {user}
   password: {password}
 """
+INCUMBENT_TLS = """\
+  tls:
+    certificate: {cert}
+    key: {key}
+"""
+
+
+def make_cert(directory):
+    """A self-signed certificate for 127.0.0.1 (RSA 2048, as most sites still serve), made
+    afresh for each run; every TLS peer serves the same one."""
+    os.makedirs(directory, exist_ok=True)
+    crt, key = os.path.join(directory, "bench.crt"), os.path.join(directory, "bench.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", crt, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    os.chmod(key, 0o600)  # regcache warns about a key others may read
+    return crt, key
+
+
+def tls_context(cert):
+    """A client context that trusts exactly the run's certificate."""
+    return ssl.create_default_context(cafile=cert)
+
+
+def probe_status(port, path, cert=None):
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=2.0, context=tls_context(cert))
+            if cert else None)
+    return procs.http_status(port, path, conn=conn)
+
+
+def tls_cipher(port, cert):
+    """(protocol, cipher) a TLS handshake with the peer settles on, with the client side of the
+    same OpenSSL that wrk links."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with tls_context(cert).wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            return s.version(), s.cipher()[0]
 
 
 class Server:
-    """A process the run starts, tracked for clean-up, ready once `probe_path` answers 200."""
+    """A process the run starts, tracked for clean-up, ready once `probe_path` answers 200
+    (over TLS when `cert` is set)."""
 
     proc = None
+    cert = None
 
     def _run(self, argv, log, probe_path, what):
         self.proc = track(procs.Proc(argv, log))
-        procs.wait_for(lambda: procs.http_status(self.port, probe_path) == 200, 20,
+        procs.wait_for(lambda: probe_status(self.port, probe_path, self.cert) == 200, 20,
                        f"{what} on :{self.port}", proc=self.proc)
         return self
+
+    def url(self, path):
+        return f"{'https' if self.cert else 'http'}://127.0.0.1:{self.port}{path}"
 
     def stop(self):
         if self.proc:
@@ -139,17 +186,22 @@ class Server:
 class Incumbent(Server):
     """docker-registry (distribution 2.8) as a pull-through cache of the upstream: the config
     of the registry:2 image (in-memory blob descriptor cache) plus `proxy:`; its logging is
-    cut to warnings (no access log), which can only help it."""
+    cut to warnings (no access log), which can only help it. Without an upstream (up=None) the
+    same registry is a plain one, which takes pushes: the incumbent's "hosted" repository.
+    tls=(cert, key): HTTPS with its own `http.tls`."""
 
-    def __init__(self, directory, up):
+    def __init__(self, directory, up, tls=None):
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.port = procs.free_port()
+        self.cert = tls[0] if tls else None
         self.config_path = os.path.join(directory, "config.yml")
+        proxy = (INCUMBENT_PROXY.format(remote=up.url, user=UP_USER, password=UP_PASS)
+                 if up else "")
         with open(self.config_path, "w") as f:
-            f.write(INCUMBENT_CONFIG.format(root=os.path.join(directory, "storage"),
-                                            port=self.port, remote=up.url, user=UP_USER,
-                                            password=UP_PASS))
+            f.write(INCUMBENT_CONFIG.format(
+                root=os.path.join(directory, "storage"), port=self.port, proxy=proxy,
+                tls=INCUMBENT_TLS.format(cert=tls[0], key=tls[1]) if tls else ""))
         self.proc = None
 
     def start(self):
@@ -160,7 +212,7 @@ class Incumbent(Server):
 NGINX_CONFIG = """\
 daemon off;
 user root;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {nofile};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -178,26 +230,42 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        root {store};
+        listen 127.0.0.1:{port}{ssl} backlog=4096;
+{tls}        root {store};
         location = /ping {{ return 200 "ok"; }}
-    }}
+{aliases}    }}
 }}
+"""
+NGINX_TLS = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
 """
 
 
 class Nginx(Server):
-    """nginx as a plain static file server over regcache's store directory: one worker
-    (regcache is one event loop), sendfile on, keep-alive without a request cap, access log on
-    (regcache logs every request too). URLs are store paths: /blobs/sha256/ab/abcd..."""
+    """nginx as a plain static file server over regcache's store directory: `workers` worker
+    processes ("auto": one per CPU; 1: as many event loops as regcache without `workers`),
+    sendfile on, keep-alive without a request cap, access log on (regcache logs every request
+    too). URLs are store paths, /blobs/sha256/ab/abcd...; `aliases` maps further URLs to store
+    files (a tag's URL to its manifest's file). tls=(cert, key): `listen ... ssl` with the same
+    sendfile setting, which nginx cannot use under TLS without kernel TLS (so it encrypts from
+    its own buffers, as regcache does)."""
 
-    def __init__(self, directory, store):
+    def __init__(self, directory, store, workers=1, tls=None, aliases=None):
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.port = procs.free_port()
+        self.workers = workers
+        self.cert = tls[0] if tls else None
         self.conf = os.path.join(directory, "nginx.conf")
+        alias_conf = "".join(f"        location = {url} {{ alias {path}; }}\n"
+                             for url, path in (aliases or {}).items())
         with open(self.conf, "w") as f:
-            f.write(NGINX_CONFIG.format(d=directory, port=self.port, store=store, nofile=NOFILE))
+            f.write(NGINX_CONFIG.format(
+                d=directory, port=self.port, store=store, nofile=NOFILE, workers=workers,
+                ssl=" ssl" if tls else "", aliases=alias_conf,
+                tls=NGINX_TLS.format(cert=tls[0], key=tls[1]) if tls else ""))
         self.proc = None
 
     def start(self):
@@ -205,12 +273,62 @@ class Nginx(Server):
                          os.path.join(self.dir, "stdout.log"), "/ping", "nginx")
 
 
-def start_regcache(directory, up, max_connections=None, revalidate_after="10m"):
-    extra = {"limits": {"max_connections": max_connections}} if max_connections else None
+# `workers:` for every regcache the run starts (None: the key is left out); set by main()
+REGCACHE_WORKERS = None
+
+
+def regcache_config(extra=None):
+    """extra for Mirror, with `workers` added when the run passes it."""
+    out = dict(extra or {})
+    if REGCACHE_WORKERS is not None:
+        out["workers"] = REGCACHE_WORKERS
+    return out or None
+
+
+def probe_workers(tmp):
+    """What `workers:` to give regcache: REGCACHE_BENCH_WORKERS (auto, N, or off for none) or
+    else auto, if `regcache check-config` takes the key. Returns (value or None, a sentence for
+    the output saying what was done and why)."""
+    want = os.environ.get("REGCACHE_BENCH_WORKERS")
+    if want is not None and want.strip().lower() in ("", "off", "none"):
+        return None, "regcache ran without `workers` (REGCACHE_BENCH_WORKERS=off): one event loop"
+    text = (want or "auto").strip()
+    value = int(text) if text.isdigit() else text
+    from mirror import regcache as run_regcache
+    d = os.path.join(tmp, "workers-probe")
+    m = Mirror(d, [{"name": "docker.io", "url": "http://127.0.0.1:9"}],
+               extra={"workers": value})
+    p = run_regcache("check-config", "-c", m.config_path)
+    shutil.rmtree(d, ignore_errors=True)
+    err = (p.stderr or p.stdout).replace(m.config_path, "its config").strip().splitlines()[-1:] \
+        or [f"exit {p.returncode}"]
+    if p.returncode == 0:
+        how = "REGCACHE_BENCH_WORKERS" if want else "the default here"
+        return value, f"regcache ran with `workers: {text}` ({how}; `regcache check-config` takes it)"
+    if want:
+        raise RuntimeError(f"REGCACHE_BENCH_WORKERS={want}: regcache refuses it: {err[0]}")
+    return None, ("regcache ran without `workers`: this binary refuses `workers: auto` "
+                  f"(`regcache check-config`: {err[0].removeprefix('regcache: ')}), so it ran "
+                  "one event loop")
+
+
+def start_regcache(directory, up, max_connections=None, revalidate_after="10m", tls=None,
+                   hosted=None):
+    extra = {}
+    if max_connections:
+        extra["limits"] = {"max_connections": max_connections}
+    if tls:
+        extra["tls"] = {"cert": tls[0], "key": tls[1]}
+    if hosted:
+        extra["hosted"] = list(hosted)
     m = Mirror(directory, [{"name": "docker.io", "url": up.url}],
-               revalidate_after=revalidate_after, extra=extra)
-    m.start()
+               revalidate_after=revalidate_after, extra=regcache_config(extra))
+    m.cert = tls[0] if tls else None
+    m.url = lambda path: f"{'https' if m.cert else 'http'}://127.0.0.1:{m.port}{path}"
+    m.start(wait=False)
     track(m.proc)
+    procs.wait_for(lambda: probe_status(m.port, "/healthz", m.cert) == 200, 20,
+                   f"regcache /healthz on :{m.port}", proc=m.proc)
     return m
 
 
@@ -250,8 +368,11 @@ def upstream_since(up, mark, quiet=1.0, timeout=60.0):
 
 
 # -- HTTP helpers ------------------------------------------------------------------------------
-def get(port, path, accept=False, timeout=120):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def get(port, path, accept=False, timeout=120, cert=None):
+    """(status, body bytes) of one GET; over TLS, trusting `cert`, when it is set."""
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                        context=tls_context(cert)) if cert else
+            http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
     try:
         conn.request("GET", path, headers={"Accept": ACCEPT} if accept else {})
         resp = conn.getresponse()
@@ -267,10 +388,18 @@ def get(port, path, accept=False, timeout=120):
 
 
 def wrk(url, conns, seconds, accept=False, threads=2):
+    """One wrk run; its figures, plus the CPU time wrk itself took (cpu_s) and how busy its
+    threads were on average (busy: 1.0 = every thread on a core all the time)."""
     env = dict(os.environ, BENCH_ACCEPT=ACCEPT if accept else "")
+    threads = max(1, min(threads, conns))
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s",
            "-s", WRK_LUA, url]
+    # wrk is the only child that ends (and is reaped) in this window, so the children's
+    # rusage grows by exactly its CPU time
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     for line in p.stdout.splitlines():
         if line.startswith("BENCH "):
             r = json.loads(line[6:])
@@ -278,6 +407,8 @@ def wrk(url, conns, seconds, accept=False, threads=2):
             r["rps"] = r["requests"] / secs
             r["mbps"] = r["bytes"] / secs / 1e6
             r["errors"] = sum(r[k] for k in ("connect", "read", "write", "status", "timeout"))
+            r["threads"], r["cpu_s"] = threads, cpu
+            r["busy"] = cpu / secs / threads
             return r
     raise RuntimeError(f"wrk gave no figures ({p.returncode}):\n{p.stdout}\n{p.stderr}")
 
@@ -382,6 +513,8 @@ class Results:
 
     def __init__(self):
         self.rows = {}
+        self.header = []       # sentences for the top of results.md and the printed table
+        self.calibration = []  # how wrk's thread count was picked, per workload (pick_threads)
 
     def set(self, key, label, unit, better, **values):
         row = self.rows.setdefault(key, dict(label=label, unit=unit, better=better, values={},
@@ -413,75 +546,174 @@ def machine_info():
             "mem_mib": mem}
 
 
-def bench_throughput(res, up, rc, inc, ngx, hot, seconds):
-    """wrk against each peer in turn: manifests by digest and tag, blobs of 1 and 64 MiB."""
-    man = hot.manifests[0]
-    layer1, layer64 = man.layers[0].digest, man.layers[1].digest
-    store_path = lambda d: f"/blobs/sha256/{d[7:9]}/{d[7:]}"  # noqa: E731
-    cases = [
-        ("manifest_digest", "manifest by digest", CONNS, True,
-         {"regcache": (rc.port, f"/v2/library/hot/manifests/{man.digest}"),
-          "incumbent": (inc.port, f"/v2/library/hot/manifests/{man.digest}"),
-          "nginx": (ngx.port, store_path(man.digest))}),
-        ("manifest_tag", "manifest by tag", CONNS, True,
-         {"regcache": (rc.port, "/v2/library/hot/manifests/v1"),
-          "incumbent": (inc.port, "/v2/library/hot/manifests/v1")}),
-        ("blob_1m", "blob 1 MiB", CONNS, False,
-         {"regcache": (rc.port, f"/v2/library/hot/blobs/{layer1}"),
-          "incumbent": (inc.port, f"/v2/library/hot/blobs/{layer1}"),
-          "nginx": (ngx.port, store_path(layer1))}),
-        ("blob_64m", "blob 64 MiB", BIG_CONNS, False,
-         {"regcache": (rc.port, f"/v2/library/hot/blobs/{layer64}"),
-          "incumbent": (inc.port, f"/v2/library/hot/blobs/{layer64}"),
-          "nginx": (ngx.port, store_path(layer64))}),
-    ]
-    # rounds interleave the peers, so that a burst of load from elsewhere on the machine hits
-    # them alike; each figure is the median over the rounds
+# hit workloads: key, label, what is fetched (a manifest by digest or tag, or layer i of the
+# image), wrk connections, the figure reported
+HIT_KINDS = (
+    ("manifest_digest", "manifest by digest", "digest", CONNS, "req/s"),
+    ("manifest_tag", "manifest by tag", "tag", CONNS, "req/s"),
+    ("blob_4k", "blob 4 KiB", 0, CONNS, "req/s"),
+    ("blob_1m", "blob 1 MiB", 1, CONNS, "MB/s"),
+    ("blob_64m", "blob 64 MiB", 2, BIG_CONNS, "MB/s"),
+)
+ORIGINS = (("", "proxied"), ("_hosted", "hosted"))
+TRANSPORTS = (("", "HTTP"), ("_tls", "TLS"))
+HOT_REPO = "library/hot"    # proxied: pulled through from the upstream
+HOSTED_REPO = "bench/hot"   # hosted: pushed into regcache and into the plain incumbent
+HOSTED_GLOB = "bench/*"
+NGINX_TAG_URL = "/tags/v1"  # nginx's URL for "the manifest by tag": its file, by alias
+# wrk's threads per workload: one per CPU, unless twice as many raise a peer's figure by more
+# than THREADS_WITHIN (pick_threads); CAL_SECONDS per run of that check
+WRK_THREADS = (os.cpu_count() or 1, 2 * (os.cpu_count() or 1))
+THREADS_WITHIN = 0.05
+CAL_SECONDS = 2
+
+
+def hit_key(kind, origin, transport):
+    return f"{kind}{origin}{transport}"
+
+
+def hit_label(label, origin, transport):
+    return f"{label}, {origin}, {transport}"
+
+
+def registry_path(img, repo, what):
+    man = img.manifests[0]
+    if what == "digest":
+        return f"/v2/{repo}/manifests/{man.digest}"
+    if what == "tag":
+        return f"/v2/{repo}/manifests/v1"
+    return f"/v2/{repo}/blobs/{man.layers[what].digest}"
+
+
+def store_path(digest):
+    return f"/blobs/sha256/{digest[7:9]}/{digest[7:]}"
+
+
+def nginx_path(img, what):
+    man = img.manifests[0]
+    if what == "digest":
+        return store_path(man.digest)
+    if what == "tag":
+        return NGINX_TAG_URL
+    return store_path(man.layers[what].digest)
+
+
+def size_of(img, what):
+    man = img.manifests[0]
+    return len(man.raw) if what in ("digest", "tag") else man.layers[what].size
+
+
+def figure(r, unit):
+    return r["rps"] if unit == "req/s" else r["mbps"]
+
+
+def pick_threads(res, tag, label, conns, accept, unit, urls):
+    """wrk's thread count for one workload, checked on the peers in `urls` (the fastest ones):
+    runs of CAL_SECONDS with WRK_THREADS[0] (one per CPU) and WRK_THREADS[1] (twice that) in
+    the order A B B A, the better of each pair counting. The larger count is used only if it
+    raised some peer's figure by more than THREADS_WITHIN; so more wrk threads than used did
+    not raise any peer's figure, and wrk is not what limits the ones measured with it. Kept
+    for the output."""
+    counts = [t for t in WRK_THREADS if t <= conns] or [conns]
+    order = counts + counts[::-1]
+    figs = {}
+    for peer, url in urls.items():
+        for t in order:
+            figs.setdefault((peer, t), []).append(wrk(url, conns, CAL_SECONDS, accept, threads=t))
+    best = {k: max(runs, key=lambda r: figure(r, unit)) for k, runs in figs.items()}
+    chosen = counts[0]
+    for peer in urls:
+        for t in counts[1:]:
+            if figure(best[(peer, t)], unit) > (1 + THREADS_WITHIN) * figure(best[(peer, chosen)],
+                                                                             unit):
+                chosen = t
+    res.calibration.append(dict(workload=f"{label}, {tag}", unit=unit, threads=chosen, figures={
+        peer: {t: (figure(best[(peer, t)], unit), max(r["busy"] for r in figs[(peer, t)]))
+               for t in counts} for peer in urls}))
+    log(f"wrk threads for {label}, {tag}: " + "; ".join(
+        f"{peer} " + ", ".join(f"-t{t} {figure(best[(peer, t)], unit):.0f} {unit} (busy "
+                               f"{best[(peer, t)]['busy']:.0%})" for t in counts)
+        for peer in urls) + f" -> -t{chosen}")
+    return chosen
+
+
+def bench_throughput(res, up, peers, hot, hosted, seconds, tls):
+    """wrk against each peer in turn, per hit workload (HIT_KINDS), proxied and hosted, over
+    the transport of this phase. peers: regcache, incumbent (proxy), incumbent_hosted (plain
+    registry), nginx_auto, nginx_1. nginx serves one static file per workload, measured once
+    and shown for both proxied and hosted."""
+    transport = TRANSPORTS[1] if tls else TRANSPORTS[0]
+    rc = peers["regcache"]
     raw = {}
-    for key, label, conns, accept, peers in cases:
+    for kind, label, what, conns, unit in HIT_KINDS:
+        accept = what in ("digest", "tag")
+        cases = {
+            "": {"regcache": rc.url(registry_path(hot, HOT_REPO, what)),
+                 "incumbent": peers["incumbent"].url(registry_path(hot, HOT_REPO, what)),
+                 "nginx_auto": peers["nginx_auto"].url(nginx_path(hot, what)),
+                 "nginx_1": peers["nginx_1"].url(nginx_path(hot, what))},
+            "_hosted": {"regcache": rc.url(registry_path(hosted, HOSTED_REPO, what)),
+                        "incumbent": peers["incumbent_hosted"].url(
+                            registry_path(hosted, HOSTED_REPO, what))},
+        }
+        threads = pick_threads(res, transport[1], label, conns, accept, unit,
+                               {p: cases[""][p] for p in ("nginx_auto", "regcache")})
+        # rounds interleave the peers, so that a burst of load from elsewhere on the machine
+        # hits them alike; each figure is the median over the rounds
         for rnd in range(ROUNDS):
-            for peer, (port, path) in peers.items():
-                url = f"http://127.0.0.1:{port}{path}"
-                if rnd == 0:
-                    wrk(url, conns, 1, accept)  # warm-up, not counted
-                perf = None
-                if PROFILE_DIR and peer == "regcache" and rnd == ROUNDS - 1:
-                    perf = start_perf(rc.proc.pid, key, seconds)
-                mark = len(upstream_log(up))
-                r = wrk(url, conns, seconds, accept)
-                if perf:
-                    finish_perf(perf, key)
-                r["upstream"] = len(upstream_since(up, mark, quiet=0.3, timeout=5))
-                raw.setdefault((key, peer), []).append(r)
-                log(f"{label:<20} {peer:<9} {r['rps']:>10.0f} req/s {r['mbps']:>9.1f} MB/s "
-                    f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms "
-                    f"errors {r['errors']}, upstream requests {r['upstream']}")
-    for k, runs in raw.items():
-        med = {f: statistics.median(r[f] for r in runs)
-               for f in ("rps", "mbps", "p50_us", "p99_us")}
-        med["errors"] = sum(r["errors"] for r in runs)
-        med["upstream"] = sum(r["upstream"] for r in runs)
-        raw[k] = med
-    for key, label, conns, _, peers in cases:
-        vals = {p: raw[(key, p)] for p in peers}
-        errs = {p: v["errors"] for p, v in vals.items() if v["errors"]}
-        ups = {p: v["upstream"] for p, v in vals.items() if v["upstream"]}
-        note = (f"{conns} conns, median of {ROUNDS} runs of {seconds} s"
-                + (f"; wrk errors {errs}" if errs else "")
-                + (f"; upstream requests during the run {ups}" if ups else ""))
-        if key.startswith("manifest"):
-            res.set(key + "_rps", label, "req/s", "high",
-                    **{p: v["rps"] for p, v in vals.items()})["note"] = (
-                note + ("; nginx: the same bytes as a static file" if "nginx" in vals else ""))
-        else:
-            res.set(key + "_mbps", label, "MB/s", "high",
-                    **{p: v["mbps"] for p, v in vals.items()})["note"] = note
-    for key, label in (("manifest_digest", "manifest by digest"), ("blob_1m", "blob 1 MiB")):
-        vals = {p: raw[(key, p)] for p in ("regcache", "incumbent", "nginx")}
-        res.set(key + "_p50", f"{label} p50 latency", "ms", "low",
-                **{p: v["p50_us"] / 1000 for p, v in vals.items()})["note"] = f"{CONNS} conns"
-        res.set(key + "_p99", f"{label} p99 latency", "ms", "low",
-                **{p: v["p99_us"] / 1000 for p, v in vals.items()})["note"] = f"{CONNS} conns"
+            for origin, urls in cases.items():
+                key = hit_key(kind, origin, transport[0])
+                for peer, url in urls.items():
+                    if rnd == 0:
+                        wrk(url, conns, 1, accept, threads)  # warm-up, not counted
+                    perf = None
+                    if PROFILE_DIR and peer == "regcache" and rnd == ROUNDS - 1:
+                        perf = start_perf(rc.proc.pid, key, seconds)
+                    mark = len(upstream_log(up))
+                    r = wrk(url, conns, seconds, accept, threads)
+                    if perf:
+                        finish_perf(perf, key)
+                    r["upstream"] = len(upstream_since(up, mark, quiet=0.3, timeout=5))
+                    raw.setdefault((key, peer), []).append(r)
+                    log(f"{hit_label(label, ORIGINS[bool(origin)][1], transport[1]):<32} "
+                        f"{peer:<10} {r['rps']:>9.0f} req/s {r['mbps']:>8.1f} MB/s "
+                        f"p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms "
+                        f"errors {r['errors']}, upstream {r['upstream']}, "
+                        f"wrk -t{threads} busy {r['busy']:.0%}")
+        meds = {}
+        for origin, urls in cases.items():
+            for peer in urls:
+                runs = raw[(hit_key(kind, origin, transport[0]), peer)]
+                med = {f: statistics.median(r[f] for r in runs)
+                       for f in ("rps", "mbps", "p50_us", "p99_us")}
+                med["errors"] = sum(r["errors"] for r in runs)
+                med["upstream"] = sum(r["upstream"] for r in runs)
+                med["busy"] = max(r["busy"] for r in runs)
+                meds[(origin, peer)] = med
+        for origin, origin_name in ORIGINS:
+            key = hit_key(kind, origin, transport[0])
+            vals = {peer: meds[(origin, peer)] for peer in cases[origin]}
+            for peer in ("nginx_auto", "nginx_1"):  # hosted: the same static file as proxied
+                vals[peer] = meds[("", peer)]
+            errs = {p: v["errors"] for p, v in vals.items() if v["errors"]}
+            ups = {p: v["upstream"] for p, v in vals.items() if v["upstream"]}
+            busy = max(v["busy"] for v in vals.values())
+            size = size_of(hot if not origin else hosted, what)
+            note = (f"{size:,} bytes; {conns} conns, wrk -t{threads} (its threads at most "
+                    f"{busy:.0%} busy), median of {ROUNDS} runs of {seconds} s"
+                    + ("; nginx: the same static file as proxied" if origin else "")
+                    + ("; nginx: the manifest's file at a URL of its own" if what == "tag"
+                       else "")
+                    + (f"; wrk errors {errs}" if errs else "")
+                    + (f"; upstream requests during the runs {ups}" if ups else ""))
+            lab = hit_label(label, origin_name, transport[1])
+            metric = "rps" if unit == "req/s" else "mbps"
+            res.set(f"{key}_{metric}", lab, unit, "high",
+                    **{p: v[metric] for p, v in vals.items()})["note"] = note
+            res.set(f"{key}_p50", f"{lab}: p50 latency", "ms", "low",
+                    **{p: v["p50_us"] / 1000 for p, v in vals.items()})["note"] = note
+            res.set(f"{key}_p99", f"{lab}: p99 latency", "ms", "low",
+                    **{p: v["p99_us"] / 1000 for p, v in vals.items()})["note"] = note
 
 
 def start_perf(pid, key, seconds):
@@ -750,7 +982,7 @@ def bench_bcrypt_flood(res, tmp, up, img):
     subprocess.run([*REGCACHE, "passwd", users, "alice"], input="alice-pass\n", text=True,
                    capture_output=True, check=True, timeout=60)
     m = Mirror(d, [{"name": "docker.io", "url": up.url}], revalidate_after="10m",
-               extra={"auth": {"htpasswd": users}})
+               extra=regcache_config({"auth": {"htpasswd": users}}))
     m.start()
     track(m.proc)
     layer = max(img.blobs, key=lambda x: len(img.blobs[x]))
@@ -883,7 +1115,7 @@ def bench_scrape(res, up, tmp, img, seconds):
     d = os.path.join(tmp, "scrape")
     metrics_port = procs.free_port()
     m = Mirror(d, [{"name": "docker.io", "url": up.url}], revalidate_after="10m",
-               extra={"metrics": {"listen": f"127.0.0.1:{metrics_port}"}})
+               extra=regcache_config({"metrics": {"listen": f"127.0.0.1:{metrics_port}"}}))
     m.start()
     track(m.proc)
     man = img.manifests[0]
@@ -986,32 +1218,99 @@ def bench_scrape(res, up, tmp, img, seconds):
             f"bytes, errors {sc.errors}")
 
 
-def warm(rc, inc, ngx, hot, up):
-    man = hot.manifests[0]
-    for server in (rc, inc):
+def warm(peers, hot, hosted, up):
+    """Every hit workload's URL fetched on each peer (twice, a moment apart, so that a proxy's
+    background store of what it pulled is done), and nginx's files checked in the store."""
+    for name, img, repo in (("regcache", hot, HOT_REPO), ("incumbent", hot, HOT_REPO),
+                            ("regcache", hosted, HOSTED_REPO),
+                            ("incumbent_hosted", hosted, HOSTED_REPO)):
+        server = peers[name]
+        paths = [(registry_path(img, repo, w), True, size_of(img, w)) for w in ("tag", "digest")]
+        paths += [(f"/v2/{repo}/blobs/{d}", False, len(img.blobs[d])) for d in img.blob_digests]
         for _ in range(2):
-            for path, accept in (("/v2/library/hot/manifests/v1", True),
-                                 (f"/v2/library/hot/manifests/{man.digest}", True),
-                                 *[(f"/v2/library/hot/blobs/{b}", False)
-                                   for b in hot.blob_digests]):
-                st, _ = get(server.port, path, accept)
-                if st != 200:
-                    raise RuntimeError(f"warm-up GET {path} on :{server.port} -> {st}")
+            for path, accept, size in paths:
+                st, n = get(server.port, path, accept, cert=server.cert)
+                if st != 200 or n != size:
+                    raise RuntimeError(f"warm-up GET {path} on {name} -> {st}, {n} bytes")
             time.sleep(0.5)
-    # the store files nginx serves
+    rc = peers["regcache"]
+    man = hot.manifests[0]
     for digest in [man.digest] + hot.blob_digests:
         procs.wait_for(lambda: os.path.exists(rc.file_for(digest)), 20, f"{digest} in the store")
-        st, n = get(ngx.port, f"/blobs/sha256/{digest[7:9]}/{digest[7:]}")
-        if st != 200:
-            raise RuntimeError(f"nginx GET {digest} -> {st}")
+    for name in ("nginx_auto", "nginx_1"):
+        for what in ("tag", "digest", *range(len(man.layers))):
+            st, n = get(peers[name].port, nginx_path(hot, what), cert=peers[name].cert)
+            if st != 200 or n != size_of(hot, what):
+                raise RuntimeError(f"nginx GET {nginx_path(hot, what)} -> {st}, {n} bytes")
     upstream_mark(up, quiet=1.0, timeout=30)  # the incumbent's background fetches done
 
 
+def push_hosted(hosted, peers):
+    """The hosted image pushed (skopeo, digests preserved) into regcache's hosted repository
+    and into the plain incumbent; skopeo speaks TLS or plain HTTP, whichever the peer does."""
+    for name in ("regcache", "incumbent_hosted"):
+        images.skopeo("copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                      f"dir:{hosted.layout}.dir",
+                      f"docker://127.0.0.1:{peers[name].port}/{HOSTED_REPO}:v1")
+        st, _ = get(peers[name].port, f"/v2/{HOSTED_REPO}/manifests/v1", True,
+                    cert=peers[name].cert)
+        if st != 200:
+            raise RuntimeError(f"the pushed {HOSTED_REPO}:v1 on {name} -> {st}")
+
+
+def bench_hits(res, up, tmp, hot, hosted, seconds, transports):
+    """The hit workloads, once per transport (plain HTTP, TLS): every peer started over it
+    (regcache and the incumbents on the same directories each time, so what was pulled and
+    pushed stays), warmed, and measured; memory and connections too over plain HTTP."""
+    certs = make_cert(os.path.join(tmp, "certs")) if "TLS" in transports else None
+    pushed = False
+    for suffix, name in TRANSPORTS:
+        if name not in transports:
+            continue
+        tls = certs if suffix else None
+        peers = {}
+        try:
+            rc = peers["regcache"] = start_regcache(os.path.join(tmp, "regcache"), up,
+                                                    MAX_CONNECTIONS, tls=tls,
+                                                    hosted=[HOSTED_GLOB])
+            peers["incumbent"] = Incumbent(os.path.join(tmp, "incumbent"), up, tls).start()
+            peers["incumbent_hosted"] = Incumbent(os.path.join(tmp, "incumbent-hosted"), None,
+                                                  tls).start()
+            tag_file = rc.file_for(hot.manifests[0].digest)
+            for workers in ("auto", 1):
+                peers[f"nginx_{workers}"] = Nginx(
+                    os.path.join(tmp, f"nginx-{workers}{suffix}"), rc.storage, workers, tls,
+                    {NGINX_TAG_URL: tag_file}).start()
+            log(f"{name}: " + ", ".join(f"{p} :{s.port} (pid {s.proc.pid})"
+                                        for p, s in peers.items()))
+            if not pushed:
+                push_hosted(hosted, peers)
+                pushed = True
+            warm(peers, hot, hosted, up)
+            if tls:
+                seen = {p: tls_cipher(s.port, certs[0]) for p, s in peers.items()}
+                res.header.append("TLS: a self-signed RSA 2048 certificate made for the run; "
+                                  "what a handshake settles on (OpenSSL client, as wrk): " +
+                                  "; ".join(f"{PEER_NAMES.get(p, 'incumbent (plain registry)')} {v} {c}"
+                                            for p, (v, c) in seen.items()))
+            else:
+                bench_connections(res, rc, peers["incumbent"], hot)
+            bench_throughput(res, up, peers, hot, hosted, seconds, bool(tls))
+        finally:
+            for p, server in peers.items():
+                if p == "regcache":
+                    status = server.stop()
+                    if status != 0:
+                        log(f"regcache exited with {status} after SIGTERM")
+                else:
+                    server.stop()
+
+
 TARGETS = {
-    # key: (description, check(row) -> (holds, how))
-    "manifest_digest_rps": "regcache >= 20x incumbent and >= 0.5x nginx",
-    "blob_1m_mbps": ">= 0.9x nginx",
-    "blob_64m_mbps": ">= 0.9x nginx",
+    # key: description ("nginx" is target_nginx(): as many event loops as regcache)
+    "manifest_digest_rps": "regcache >= 20x incumbent and >= 0.5x {nginx}",
+    "blob_1m_mbps": ">= 0.9x {nginx}",
+    "blob_64m_mbps": ">= 0.9x {nginx}",
     "cold_pull_bytes": "regcache 1.00x",
     "storm_gets_max": "1 per blob",
     "rss_1000": "<= 32 MiB",
@@ -1027,7 +1326,14 @@ for _key in ("manifest", "blob"):
         TARGETS[f"scrape_{_key}_p99_ratio_{_rate}hz"] = "<= 1.25x"
 
 
+def target_nginx():
+    """The nginx the targets hold regcache to: one worker while regcache runs one event loop,
+    else one worker per CPU."""
+    return "nginx_1" if REGCACHE_WORKERS in (None, 1) else "nginx_auto"
+
+
 def judge(res):
+    ngx = target_nginx()
     for key, target in TARGETS.items():
         row = res.rows.get(key)
         if not row:
@@ -1036,9 +1342,9 @@ def judge(res):
         rc = v.get("regcache")
         if key == "manifest_digest_rps":
             holds = (ratio(rc, v.get("incumbent")) or 0) >= 20 and \
-                    (ratio(rc, v.get("nginx")) or 0) >= 0.5
+                    (ratio(rc, v.get(ngx)) or 0) >= 0.5
         elif key.startswith("blob_"):
-            holds = (ratio(rc, v.get("nginx")) or 0) >= 0.9
+            holds = (ratio(rc, v.get(ngx)) or 0) >= 0.9
         elif key == "cold_pull_bytes":
             holds = rc is not None and round(rc, 2) <= 1.00
         elif key == "storm_gets_max":
@@ -1055,7 +1361,7 @@ def judge(res):
             holds = rc is not None and rc <= 2
         elif key.startswith("scrape_"):
             holds = rc is not None and rc <= 1.25
-        row["target"], row["holds"] = target, holds
+        row["target"], row["holds"] = target.format(nginx=PEER_NAMES[ngx]), holds
 
 
 def fmt(v, unit=""):
@@ -1076,13 +1382,27 @@ def fmt_ratio(r):
     return "-" if r is None else (f"{r:.1f}x" if r >= 10 else f"{r:.2f}x")
 
 
-ORDER = ["manifest_digest_rps", "manifest_tag_rps", "blob_1m_mbps", "blob_64m_mbps",
-         "manifest_digest_p50", "manifest_digest_p99", "blob_1m_p50", "blob_1m_p99",
-         "cold_pull_s", "cold_pull_bytes", "storm_gets", "storm_gets_max", "storm_s",
-         "rss_idle", "rss_1000", "c10k_errors", "c10k_seconds", "c10k_rss",
-         "hung_first_s", "hung_later_ms", "hung_copy_s",
-         "flood_p50_idle", "flood_p50", "flood_p99_idle", "flood_p99", "flood_p50_ratio",
-         "flood_p99_ratio"]
+def hit_rows():
+    """The hit workloads' row keys and chart labels, in table order: per transport and
+    origin, each workload's figure, then its p50 and p99."""
+    out = []
+    for transport, tname in TRANSPORTS:
+        for origin, oname in ORIGINS:
+            for kind, label, _, _, unit in HIT_KINDS:
+                key = hit_key(kind, origin, transport)
+                metric = "rps" if unit == "req/s" else "mbps"
+                out.append((f"{key}_{metric}", f"{label}, {oname}, {tname}"))
+                out += [(f"{key}_p50", None), (f"{key}_p99", None)]
+    return out
+
+
+HIT_ORDER = [k for k, _ in hit_rows()]
+ORDER = HIT_ORDER + [
+    "cold_pull_s", "cold_pull_bytes", "storm_gets", "storm_gets_max", "storm_s",
+    "rss_idle", "rss_1000", "c10k_errors", "c10k_seconds", "c10k_rss",
+    "hung_first_s", "hung_later_ms", "hung_copy_s",
+    "flood_p50_idle", "flood_p50", "flood_p99_idle", "flood_p99", "flood_p50_ratio",
+    "flood_p99_ratio"]
 for _key in ("manifest", "blob"):
     ORDER += [f"scrape_{_key}_rps_idle", f"scrape_{_key}_p50_idle", f"scrape_{_key}_p99_idle"]
     for _rate in SCRAPE_RATES:
@@ -1090,12 +1410,12 @@ for _key in ("manifest", "blob"):
     for _rate in SCRAPE_RATES:
         ORDER += [f"scrape_{_key}_p50_ratio_{_rate}hz", f"scrape_{_key}_p99_ratio_{_rate}hz"]
 ORDER += ["scrape_cpu_ms", "scrape_cost_p50", "scrape_cost_p99"] + [f"scrape_time_{_rate}hz" for _rate in SCRAPE_RATES]
-PEERS = ["regcache", "incumbent", "nginx"]
+PEERS = ["regcache", "incumbent", "nginx_auto", "nginx_1"]
+PEER_NAMES = {"regcache": "regcache", "incumbent": "incumbent", "nginx_auto": "nginx auto",
+              "nginx_1": "nginx 1"}
+REFERENCE = ("nginx_auto", "incumbent")  # regcache is held to the better of these
+HIT_CHART_LABELS = {k: lab for k, lab in hit_rows() if lab}
 CHART_LABELS = {
-    "manifest_digest_rps": "manifest by digest req/s", "manifest_tag_rps": "manifest by tag req/s",
-    "blob_1m_mbps": "1 MiB blob MB/s", "blob_64m_mbps": "64 MiB blob MB/s",
-    "manifest_digest_p50": "manifest p50", "manifest_digest_p99": "manifest p99",
-    "blob_1m_p50": "1 MiB blob p50", "blob_1m_p99": "1 MiB blob p99",
     "cold_pull_s": "cold pull time", "cold_pull_bytes": "cold pull upstream bytes",
     "storm_s": "storm time", "rss_idle": "RSS idle", "rss_1000": "RSS 1,000 conns",
     "c10k_seconds": "10,000 conns time", "c10k_rss": "RSS 10,000 conns",
@@ -1106,6 +1426,23 @@ CHART_LABELS = {
 }
 
 
+def reference(row):
+    """(peer, value): the better of nginx auto and the incumbent on this row (the higher
+    figure or the lower latency), or (None, None) when neither has one."""
+    v = row["values"]
+    have = [(p, v[p]) for p in REFERENCE if v.get(p) is not None]
+    if not have:
+        return None, None
+    pick = max if row["better"] == "high" else min
+    return pick(have, key=lambda pv: pv[1])
+
+
+def ratio_cell(row):
+    peer, value = reference(row)
+    r = ratio(row["values"].get("regcache"), value)
+    return "-" if r is None else f"{fmt_ratio(r)} ({PEER_NAMES[peer]})"
+
+
 def table_rows(res):
     out = []
     for key in ORDER:
@@ -1114,27 +1451,102 @@ def table_rows(res):
             continue
         v = row["values"]
         out.append([f"{row['label']} ({row['unit']})", *[fmt(v.get(p), row["unit"]) for p in PEERS],
-                    fmt_ratio(ratio(v.get("regcache"), v.get("incumbent"))),
-                    fmt_ratio(ratio(v.get("regcache"), v.get("nginx"))),
+                    ratio_cell(row),
                     "" if row["holds"] is None else
                     (f"{row['target']}: " + ("holds" if row["holds"] else "MISSED"))])
     return out
 
 
-HEAD = ["workload", "regcache", "incumbent", "nginx", "regcache/incumbent", "regcache/nginx",
+HEAD = ["workload", *[PEER_NAMES[p] for p in PEERS], "regcache / better of nginx auto, incumbent",
         "target"]
+NUMERIC = range(1, len(PEERS) + 2)  # right-aligned columns
 
 
 def print_table(res):
     rows = table_rows(res)
     widths = [max(len(str(r[i])) for r in rows + [HEAD]) for i in range(len(HEAD))]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) if i < 6 else h
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) if i in NUMERIC else h
                      for i, (h, w) in enumerate(zip(HEAD, widths)))
     print(line)
     print("-" * len(line))
     for r in rows:
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) if i < 6 else str(c)
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) if i in NUMERIC else str(c)
                         for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def header_lines(res, info):
+    """What the output says before the table: the machine, how regcache ran, how wrk's thread
+    count was picked and checked."""
+    out = [f"Run of {info['date']} on {info['nproc']} CPUs ({info['cpu']}), Linux "
+           f"{info['kernel']}, {info['mem_mib'] // 1024} GiB RAM."]
+    if info["nproc"] <= 2:
+        out.append(f"Only {info['nproc']} cores: wrk, the peer measured (nginx auto: "
+                   f"{info['nproc']} workers) and the machine's other work all share them, so "
+                   "each figure is what the pair reaches together on this machine, not what "
+                   "the peer alone could serve, and a peer that scales over more cores cannot "
+                   "show it here.")
+    out += res.header
+    if res.calibration:
+        out.append(f"wrk's threads (-t) per workload: {WRK_THREADS[0]} (one per CPU) unless "
+                   f"{WRK_THREADS[1]} raised the figure of nginx auto or regcache (the fastest "
+                   f"peers) by more than {THREADS_WITHIN:.0%}, in {CAL_SECONDS} s runs in the "
+                   "order A B B A, the better of each pair counting (table at the end): so more "
+                   "wrk threads did not raise a peer's figure. Each measured run also records "
+                   "wrk's own CPU time (\"busy\": the share of its threads' time on a core; the "
+                   "most per workload is in its note in results.csv): a thread near 100% would "
+                   "be the limit.")
+    return out
+
+
+def calibration_table(res):
+    rows = [["workload", "unit", *[f"-t{t}" for t in WRK_THREADS], "chosen"]]
+    for c in res.calibration:
+        cells = []
+        for t in WRK_THREADS:
+            cells.append(", ".join(
+                f"{PEER_NAMES[p]} {fmt(f[t][0])} ({f[t][1]:.0%} busy)"
+                for p, f in c["figures"].items() if t in f) or "-")
+        rows.append([c["workload"], c["unit"], *cells, f"-t{c['threads']}"])
+    return rows
+
+
+def write_chart(res, out, info, tmp):
+    """chart.svg: the hit workloads, every peer's figure over the better of nginx auto and the
+    incumbent (1 = that peer; higher is better); below, the other scenarios, how many times
+    better regcache does than the incumbent (throughput: regcache/peer; latency, time, bytes,
+    memory: peer/regcache), so every bar there reads "higher is better" too."""
+    hits = os.path.join(tmp, "chart-hits.dat")
+    with open(hits, "w") as f:
+        for key in HIT_ORDER:
+            row = res.rows.get(key)
+            if not row or key not in HIT_CHART_LABELS:
+                continue
+            _, ref = reference(row)
+            vals = [ratio(row["values"].get(p), ref) for p in PEERS]
+            f.write(f"\"{HIT_CHART_LABELS[key]}\"\t"
+                    + "\t".join("-" if r is None else f"{r:.4g}" for r in vals) + "\n")
+    other = os.path.join(tmp, "chart-other.dat")
+    with open(other, "w") as f:
+        for key in ORDER:
+            row = res.rows.get(key)
+            if (not row or key in HIT_ORDER or key in ("c10k_errors", "storm_gets_max")):
+                continue
+            v = row["values"]
+            r = (ratio(v.get("regcache"), v.get("incumbent")) if row["better"] == "high"
+                 else ratio(v.get("incumbent"), v.get("regcache")))
+            if r is not None:
+                f.write(f"\"{CHART_LABELS.get(key, row['label'])}\"\t{r:.4g}\n")
+    files = [p if os.path.getsize(p) else "" for p in (hits, other)]
+    if not any(files):
+        return  # nothing compared with a peer (e.g. --only bcrypt-flood,scrape): no chart
+    title = (f"regcache vs docker-registry 2.8 and nginx (sendfile; auto = "
+             f"{info['nproc']} workers, and 1), {info['date'][:10]}, {info['nproc']} CPUs, "
+             f"Linux {info['kernel']}")
+    p = subprocess.run(["gnuplot", "-e", f"hitsfile='{files[0]}'; otherfile='{files[1]}'; "
+                        f"outfile='{os.path.join(out, 'chart.svg')}'; charttitle='{title}'",
+                        CHART_GP], capture_output=True, text=True)
+    if p.returncode != 0:
+        log(f"gnuplot failed: {p.stderr}")
 
 
 def write_outputs(res, out, info, tmp):
@@ -1142,53 +1554,37 @@ def write_outputs(res, out, info, tmp):
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["date", "nproc", "kernel", "cpu", "workload", "label", "unit", "better",
-                    *PEERS, "regcache_over_incumbent", "regcache_over_nginx", "target", "holds",
+                    *PEERS, "better_peer", "regcache_over_better_peer", "target", "holds",
                     "note"])
         for key in ORDER:
             row = res.rows.get(key)
             if not row:
                 continue
             v = row["values"]
-            ri, rn = ratio(v.get("regcache"), v.get("incumbent")), ratio(v.get("regcache"),
-                                                                         v.get("nginx"))
+            peer, ref = reference(row)
+            r = ratio(v.get("regcache"), ref)
             w.writerow([info["date"], info["nproc"], info["kernel"], info["cpu"], key,
                         row["label"], row["unit"], row["better"],
                         *["" if v.get(p) is None else f"{v[p]:.6g}" for p in PEERS],
-                        "" if ri is None else f"{ri:.4g}", "" if rn is None else f"{rn:.4g}",
+                        peer or "", "" if r is None else f"{r:.4g}",
                         row["target"], "" if row["holds"] is None else
                         ("yes" if row["holds"] else "no"), row["note"].strip("; ")])
     with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"Run of {info['date']} on {info['nproc']} CPUs ({info['cpu']}), "
-                f"Linux {info['kernel']}, {info['mem_mib'] // 1024} GiB RAM:\n\n")
+        for line in header_lines(res, info):
+            f.write(line + "\n\n")
         f.write("| " + " | ".join(HEAD) + " |\n")
-        f.write("| --- " + "| ---: " * 5 + "| --- |\n")
+        f.write("| --- " + "| ---: " * (len(HEAD) - 2) + "| --- |\n")
         for r in table_rows(res):
             f.write("| " + " | ".join(r) + " |\n")
-    # chart: how many times better regcache does than each peer (throughput: regcache/peer;
-    # latency, time, bytes, memory: peer/regcache), so every bar reads "higher is better"
-    dat = os.path.join(tmp, "chart.dat")
-    with open(dat, "w") as f:
-        for key in ORDER:
-            row = res.rows.get(key)
-            if not row or key in ("c10k_errors", "storm_gets_max"):
-                continue
-            v = row["values"]
-            vals = []
-            for p in ("incumbent", "nginx"):
-                r = (ratio(v.get("regcache"), v.get(p)) if row["better"] == "high"
-                     else ratio(v.get(p), v.get("regcache")))
-                vals.append("-" if r is None else f"{r:.4g}")
-            if vals == ["-", "-"]:
-                continue
-            f.write(f"\"{CHART_LABELS.get(key, row['label'])}\"\t{vals[0]}\t{vals[1]}\n")
-    if os.path.getsize(dat) == 0:
-        return  # nothing compared with a peer (e.g. --only bcrypt-flood,scrape): no chart
-    title = (f"regcache vs docker-registry 2.8 proxy and nginx (sendfile), {info['date'][:10]}, "
-             f"{info['nproc']} CPUs, Linux {info['kernel']}")
-    p = subprocess.run(["gnuplot", "-e", f"datafile='{dat}'; outfile='{os.path.join(out, 'chart.svg')}'; "
-                        f"charttitle='{title}'", CHART_GP], capture_output=True, text=True)
-    if p.returncode != 0:
-        log(f"gnuplot failed: {p.stderr}")
+        if res.calibration:
+            cal = calibration_table(res)
+            f.write("\nwrk's threads, per workload (figure and wrk's busy share per thread "
+                    "count):\n\n")
+            f.write("| " + " | ".join(cal[0]) + " |\n")
+            f.write("| --- | --- " + "| ---: " * (len(cal[0]) - 2) + "|\n")
+            for r in cal[1:]:
+                f.write("| " + " | ".join(r) + " |\n")
+    write_chart(res, out, info, tmp)
 
 
 def on_term(signum, frame):
@@ -1196,12 +1592,13 @@ def on_term(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
 
 
-# hits: connections, memory and throughput
-SCENARIOS = ("hits", "cold", "storm", "hung", "bcrypt-flood", "scrape")
+# hits: the hit workloads over plain HTTP (with connections and memory) and over TLS;
+# hits-plain and hits-tls: one transport only
+SCENARIOS = ("hits", "hits-plain", "hits-tls", "cold", "storm", "hung", "bcrypt-flood", "scrape")
 
 
 def main():
-    global PIDS_FILE, PROFILE_DIR, ROUNDS
+    global PIDS_FILE, PROFILE_DIR, ROUNDS, REGCACHE_WORKERS
     ap = argparse.ArgumentParser()
     ap.add_argument("--tmp", required=True)
     ap.add_argument("--out", help="where results.csv, results.md and chart.svg go (default "
@@ -1218,6 +1615,10 @@ def main():
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     if only - set(SCENARIOS):
         ap.error(f"unknown scenario {', '.join(sorted(only - set(SCENARIOS)))}")
+    transports = [name for _, name in TRANSPORTS
+                  if "hits" in only or f"hits-{'plain' if name == 'HTTP' else 'tls'}" in only]
+    if transports:
+        only.add("hits")
     out = args.out or (None if args.only else os.path.join(HERE, "results"))
     ROUNDS = max(1, args.rounds)
     if args.profile:
@@ -1230,15 +1631,17 @@ def main():
     info = machine_info()
     res = Results()
     token = None
+    REGCACHE_WORKERS, how = probe_workers(tmp)
+    res.header.append(how + ".")
+    log(how)
     try:
         specs = {"hits": ("hot", 9001, HOT_LAYERS), "cold": ("cold", 9002, COLD_LAYERS),
                  "storm": ("storm", 9003, STORM_LAYERS), "hung": ("hung", 9004, HUNG_LAYERS),
                  "bcrypt-flood": ("flood", 9005, FLOOD_LAYERS),
                  "scrape": ("scrape", 9006, SCRAPE_LAYERS)}
         imgs = {}
-        for scenario in SCENARIOS:
+        for scenario, (name, seed, layers) in specs.items():
             if scenario in only:
-                name, seed, layers = specs[scenario]
                 log(f"building image {name} ({sum(layers) // MiB} MiB)")
                 imgs[name] = images.build_image(os.path.join(tmp, f"img-{name}"), seed, layers,
                                                 fmt="oci")
@@ -1260,21 +1663,11 @@ def main():
             shutil.rmtree(img.layout + ".dir", ignore_errors=True)
 
         if "hits" in only:
-            hot = imgs["hot"]
-            rc = start_regcache(os.path.join(tmp, "regcache"), up, MAX_CONNECTIONS)
-            inc = Incumbent(os.path.join(tmp, "incumbent"), up).start()
-            ngx = Nginx(os.path.join(tmp, "nginx"), rc.storage).start()
-            log(f"regcache :{rc.port} (pid {rc.proc.pid}), incumbent :{inc.port} "
-                f"(pid {inc.proc.pid}), nginx :{ngx.port}; warming")
-            warm(rc, inc, ngx, hot, up)
-
-            bench_connections(res, rc, inc, hot)
-            bench_throughput(res, up, rc, inc, ngx, hot, args.seconds)
-            for s in (ngx, inc):
-                s.stop()
-            status = rc.stop()
-            if status != 0:
-                log(f"regcache exited with {status} after SIGTERM")
+            # the hosted image: the same layer sizes as the proxied one, other bytes, never
+            # upstream; pushed into the peers themselves
+            hosted = images.build_image(os.path.join(tmp, "img-hosted"), 9007, HOT_LAYERS,
+                                        fmt="oci")
+            bench_hits(res, up, tmp, imgs["hot"], hosted, args.seconds, transports)
 
         if "cold" in only:
             bench_cold_pull(res, up, tmp, imgs["cold"])
@@ -1295,8 +1688,17 @@ def main():
     print()
     print(f"regcache benchmark, {info['date']}, {info['nproc']} CPUs ({info['cpu']}), "
           f"Linux {info['kernel']}; {elapsed:.0f} s"
-          + (f"; only {', '.join(s for s in SCENARIOS if s in only)}" if args.only else ""))
+          + (f"; only {args.only}" if args.only else ""))
+    for line in header_lines(res, info)[1:]:
+        print(line)
+    print()
     print_table(res)
+    if res.calibration:
+        print()
+        cal = calibration_table(res)
+        widths = [max(len(r[i]) for r in cal) for i in range(len(cal[0]))]
+        for r in cal:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     if out:
         write_outputs(res, out, info, tmp)
         print(f"\nwrote {os.path.relpath(out, ROOT)}/results.csv, results.md, chart.svg")

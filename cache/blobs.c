@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cache/impl.h"
+#include "cluster/cluster.h"
 #include "db/db.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -40,7 +41,7 @@ static void waiter_free(struct blob_waiter *w)
 }
 
 /* Fills are shared within one upstream only: key upstream KEY_SEP digest. */
-#define FILL_KEY_MAX (DIGEST_MAX + 160)
+#define FILL_KEY_MAX (DIGEST_MAX + 176) /* and KEY_SEP "direct" */
 static void fill_key(char *out, size_t len, const struct upstream *u, const char *digest)
 {
     snprintf(out, len, "%s" KEY_SEP "%s", upstream_name(u), digest);
@@ -104,8 +105,26 @@ struct blob_fill {
      * whether the bytes in the file are its (verified at the commit like a source's) */
     struct s3_op *l2op;
     int l2_tried, from_l2;
+    /* started with the tier while the upstream's pause was not checked: checked once the
+     * bucket (and members) had nothing, before an upstream is asked */
+    int pause_unchecked;
     int reopen;  /* the next source waits for the store write in flight */
+    char *via;   /* the Via chain of the request that started it (upstream.h), NULL: none */
+    /* in a cluster: started for a member's request, or joined by one (never asks a member);
+     * asking a member now (from is its peer: its bytes stream to clients as the primary's
+     * do); done asking members (the upstream's order from now on); members asked so far */
+    int direct, via_peer, peer_done, peer_asks;
 };
+
+/* Members a fill asks at most before it goes to the upstream itself. */
+#define FILL_PEER_ASKS_MAX 3
+
+/* Bytes from the primary or from a member reach clients as they arrive; a blob source's only
+ * once they verified. */
+static int streams_to_clients(const struct blob_fill *f)
+{
+    return f->from == f->u || f->via_peer;
+}
 
 static void fill_free_timer(uv_handle_t *h)
 {
@@ -123,6 +142,7 @@ __attribute__((noinline)) static void fill_unref(struct blob_fill *f)
     buf_free(&f->pending);
     buf_free(&f->writing);
     free(f->repo);
+    free(f->via);
     if (f->timer_init) {
         f->timer.data = f;
         uv_close((uv_handle_t *)&f->timer, fill_free_timer); /* the handle is in f */
@@ -286,10 +306,14 @@ static void after_commit(uv_work_t *w, int status)
     if (status == 0 && f->commit_result == 0) {
         if (f->from_l2)
             log_debug("fill %s: from the s3 tier", f->digest);
+        else if (f->via_peer) {
+            log_debug("fill %s: from member %s", f->digest, upstream_source_name(f->from));
+            metrics_cluster_asked(METRICS_BLOB, METRICS_CLUSTER_ANSWERED);
+        }
         else if (f->from != f->u)
             sources_report(f->u, f->from, f->digest, METRICS_SOURCE_SERVED, "");
-        if (!f->from_l2)
-            l2_commit(f->c, f->digest); /* written behind into the bucket */
+        if (!f->from_l2 && !f->via_peer)
+            l2_commit(f->c, f->digest); /* written behind into the bucket (by the owner) */
         f->state = FILL_DONE;
         f->size = f->written;
         f->size_known = 1;
@@ -303,6 +327,14 @@ static void after_commit(uv_work_t *w, int status)
     } else if (f->commit_result == -EBADMSG && f->from_l2) {
         log_warn("fill %s: the s3 tier sent %s; asking the upstream", f->digest,
                  store_fill_actual(f->sf));
+        fill_next(f, 1);
+    } else if (f->commit_result == -EBADMSG && f->via_peer) {
+        metrics_cluster_asked(METRICS_BLOB, METRICS_CLUSTER_FAILED);
+        log_warn("fill %s: member %s sent %s; asking the upstream", f->digest,
+                 upstream_source_name(f->from), store_fill_actual(f->sf));
+        f->peer_done = 1;
+        f->gen++; /* its bytes reached clients: their responses are cut, they ask again */
+        wake_readers(f);
         fill_next(f, 1);
     } else if (f->commit_result == -EBADMSG && f->from != f->u) {
         sources_report(f->u, f->from, f->digest, METRICS_SOURCE_WRONG, store_fill_actual(f->sf));
@@ -463,7 +495,7 @@ static void on_headers(void *ud, const struct upstream_response *resp)
         return;
     }
     if (resp->status != 200) {
-        if (f->from == f->u) /* a blob source's answer is not the fill's */
+        if (f->from == f->u) /* a blob source's (or member's) answer is not the fill's */
             cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
         return;
     }
@@ -489,7 +521,7 @@ static void on_headers(void *ud, const struct upstream_response *resp)
     if (resp->content_length >= 0) {
         f->size = (uint64_t)resp->content_length;
         f->size_known = 1;
-        if (f->from == f->u)
+        if (streams_to_clients(f))
             answer_waiters(f); /* they can stream now */
     }
 }
@@ -524,7 +556,8 @@ static void fill_request(struct blob_fill *f)
     char what[128];
     snprintf(what, sizeof(what), "blobs/%s", f->digest);
     /* only the primary's transfer is resumed: a blob source is asked for everything */
-    struct upstream_req_options opt = {f->received, f->validator[0] ? f->validator : NULL};
+    struct upstream_req_options opt = {f->received, f->validator[0] ? f->validator : NULL,
+                                       f->via};
     f->range_from = f->received;
     f->accepting = 0;
     f->status = 0;
@@ -584,6 +617,55 @@ static void fill_retry(struct blob_fill *f, const char *why)
     uv_timer_start(&f->timer, on_retry_timer, delay, 0);
 }
 static void fill_give_up(struct blob_fill *f);
+static void fill_next(struct blob_fill *f, int written);
+
+/* A member's answer did not complete the fill. Cut while streaming: the member is down, and
+ * the rest is asked, from where it stopped, of the key's successor (the upstream itself when
+ * that is this replica). No answer: the same, from the start. The member said the upstream
+ * lacks the blob (404) or wants a pause (429): that is the answer. Any other refusal: the
+ * upstream is asked directly. */
+static void peer_failed(struct blob_fill *f, const struct upstream_response *resp)
+{
+    char why[300];
+    if (f->status && !(f->state == FILL_STREAMING && resp->error))
+        snprintf(why, sizeof(why), "HTTP %ld", f->status);
+    else
+        snprintf(why, sizeof(why), "%s", resp->error ? resp->error : "no answer");
+    const char *member = upstream_source_name(f->from);
+    metrics_cluster_asked(METRICS_BLOB, METRICS_CLUSTER_FAILED);
+    if (f->state == FILL_STREAMING) {
+        cluster_member_failed(f->c->cluster, f->from, why);
+        struct upstream *next = f->direct || f->peer_asks >= FILL_PEER_ASKS_MAX
+                                    ? f->u
+                                    : cluster_via(f->c->cluster, f->u, f->digest);
+        f->peer_asks += next != f->u;
+        log_warn("fill %s: member %s cut the transfer at %llu of %llu bytes (%s); the rest "
+                 "from %s", f->digest, member, (unsigned long long)f->received,
+                 (unsigned long long)f->size, why,
+                 next == f->u ? "the upstream" : upstream_source_name(next));
+        f->from = next;
+        f->via_peer = next != f->u;
+        f->peer_done = !f->via_peer;
+        fill_retry(f, why);
+        return;
+    }
+    if (!f->status) {
+        cluster_member_failed(f->c->cluster, f->from, why);
+        fill_next(f, 0); /* the successor, or the upstream */
+        return;
+    }
+    if (f->status == 404 || f->status == 429) {
+        /* the owner asked the upstream: it lacks the blob, or asked for a pause (which the
+         * owner keeps to; asking it from here would spend what is left) */
+        cache__error_from_upstream(&f->err, f->u, resp, "BLOB_UNKNOWN");
+        f->primary_status = f->status;
+        fill_give_up(f);
+        return;
+    }
+    log_warn("fill %s: member %s answered %s; asking the upstream", f->digest, member, why);
+    f->peer_done = 1;
+    fill_next(f, 0);
+}
 
 static void on_done(void *ud, const struct upstream_response *resp, int result)
 {
@@ -598,6 +680,8 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
             f->size_known = 1;
         }
         maybe_commit(f);
+    } else if (f->via_peer && !f->no_room) {
+        peer_failed(f, resp);
     } else if (f->from != f->u && !f->no_room) {
         char why[300];
         int missing = f->status == 404 || f->status == 401 || f->status == 403;
@@ -640,7 +724,7 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
 static const struct upstream_callbacks fill_callbacks = {on_headers, on_data, on_done};
 
 static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
-                          const char *digest, int head, blob_cb cb, void *ud);
+                          const char *digest, int head, blob_cb cb, void *ud, int direct);
 
 /* The upstream lacks the blob in (or refuses) the fill's repository: that says nothing of the
  * other waiters' repositories, which ask again through their own. */
@@ -663,7 +747,8 @@ static void fill_missing(struct blob_fill *f)
     fill_fail(f, f->err.status, f->err.code, f->err.message);
     while (retry) {
         struct blob_waiter *next = retry->next;
-        join_or_start(f->c, f->u, retry->repo, f->digest, retry->head, retry->cb, retry->ud);
+        join_or_start(f->c, f->u, retry->repo, f->digest, retry->head, retry->cb, retry->ud,
+                      f->direct);
         waiter_free(retry);
         retry = next;
     }
@@ -764,6 +849,25 @@ static int fill_ask_l2(struct blob_fill *f)
     return 1;
 }
 
+/* In a cluster, the blob's owner next, unless that is this replica: 1 when asked. */
+static int fill_ask_peer(struct blob_fill *f)
+{
+    f->via_peer = 0;
+    if (f->direct || f->peer_done || !f->c->cluster || f->peer_asks >= FILL_PEER_ASKS_MAX)
+        return 0;
+    struct upstream *via = cluster_via(f->c->cluster, f->u, f->digest);
+    if (via == f->u)
+        return 0;
+    f->peer_asks++;
+    f->from = via;
+    f->via_peer = 1;
+    f->state = FILL_WAIT_HEADERS;
+    f->status = 0;
+    f->no_room = 0;
+    fill_request(f);
+    return 1;
+}
+
 static void fill_ask(struct blob_fill *f)
 {
     if (fill_ask_l2(f)) {
@@ -771,6 +875,20 @@ static void fill_ask(struct blob_fill *f)
         return;
     }
     f->from_l2 = 0;
+    if (fill_ask_peer(f)) {
+        fill_unref(f); /* the caller's */
+        return;
+    }
+    struct cache_error paused = {0};
+    if (f->pause_unchecked) {
+        f->pause_unchecked = 0;
+        if (health_backoff(f->c, f->u, &paused)) { /* the upstream asked for a pause (429) */
+            f->err = paused;
+            fill_fail(f, paused.status, paused.code, paused.message);
+            fill_unref(f);
+            return;
+        }
+    }
     f->from = sources_next(f->u, &f->step);
     if (!f->from) {
         fill_give_up(f);
@@ -870,16 +988,32 @@ static int fills_full(struct cache *c, const struct upstream *u)
     return fo.n >= c->cfg->max_fills;
 }
 
+/* A member's request (direct) joins no fill that waits for a member (the member may be the
+ * one asking: neither would answer); it has a fill of its own under the key "direct". */
+static struct blob_fill *fill_find(struct cache *c, char *key, size_t len, int direct)
+{
+    struct blob_fill *f = map_get(c->fills, key);
+    if (!c->cluster || (f && !(direct && f->via_peer)))
+        return f;
+    size_t n = strlen(key);
+    snprintf(key + n, len - n, "%s", KEY_SEP "direct");
+    struct blob_fill *d = map_get(c->fills, key);
+    if (!f && !d)
+        key[n] = '\0'; /* a new fill goes under the plain key */
+    return d;
+}
+
 static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
-                          const char *digest, int head, blob_cb cb, void *ud)
+                          const char *digest, int head, blob_cb cb, void *ud, int direct)
 {
     char key[FILL_KEY_MAX];
     fill_key(key, sizeof(key), u, digest);
-    struct blob_fill *f = map_get(c->fills, key);
+    struct blob_fill *f = fill_find(c, key, sizeof(key), direct);
     if (f) {
         metrics_fill_joined(METRICS_BLOB);
+        f->direct |= direct;
         if (f->state == FILL_DONE ||
-            (f->state == FILL_STREAMING && f->size_known && f->from == f->u)) {
+            (f->state == FILL_STREAMING && f->size_known && streams_to_clients(f))) {
             struct blob_waiter w = {NULL, head, cb, ud, NULL};
             answer_waiter(f, &w);
         } else if (add_waiter(f, repo, head, cb, ud)) {
@@ -888,8 +1022,10 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
         return;
     }
     struct blob_answer refused = {.fd = -1};
-    if (health_backoff(c, u, &refused.err)) {
-        cb(ud, &refused); /* the upstream asked for a pause (429 Retry-After) */
+    /* the upstream asked for a pause (429 Retry-After); with the tier, the bucket is asked
+     * first all the same (fill_ask checks the pause before the upstream) */
+    if (!l2_enabled(c) && health_backoff(c, u, &refused.err)) {
+        cb(ud, &refused);
         return;
     }
     if (fills_full(c, u)) {
@@ -911,8 +1047,12 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
     }
     f->c = c;
     f->u = u;
+    f->direct = direct;
+    f->pause_unchecked = l2_enabled(c);
     f->fd = -1;
     f->started_us = clock_mono_us();
+    if (upstream_via_now(u))
+        f->via = strdup(upstream_via_now(u)); /* a failed copy only shortens the chain */
     snprintf(f->digest, sizeof(f->digest), "%s", digest);
     snprintf(f->key, sizeof(f->key), "%s", key);
     buf_init(&f->pending, FILL_BUFFER_MAX + (1u << 20));
@@ -922,6 +1062,7 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
     if (map_put(c->fills, key, f) == MAP_NOMEM || add_waiter(f, repo, head, cb, ud)) {
         map_del(c->fills, key);
         free(f->repo);
+        free(f->via);
         free(f);
         answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
         return;
@@ -936,7 +1077,9 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
 /* ---- HEAD of a blob nobody has: ask the upstream, download nothing ----
  * One HEAD upstream per (upstream, repository, digest) however many clients ask at once; what
  * it said is kept for revalidate_after (at most BLOB_HEADS_MAX answers), a 404 for
- * cache.negative_ttl. */
+ * cache.negative_ttl. With the S3 tier the bucket is asked first (l2_head): an object under
+ * the blob's key answers the HEAD (its size; the digest is the key's, since only verified
+ * bytes are written there), anything else goes on to the upstream. */
 #define BLOB_HEADS_MAX 4096
 
 struct blob_head {
@@ -945,6 +1088,8 @@ struct blob_head {
     char key[FILL_KEY_MAX + 300];
     struct blob_waiter *waiters;
     struct upstream_req *req; /* in flight */
+    struct s3_op *l2op;       /* the bucket's HEAD in flight */
+    char repo[FILL_KEY_MAX], asked[DIGEST_MAX]; /* what to ask the upstream after the bucket */
     int done;             /* answered: a cached answer until until_ms */
     uint64_t until_ms;
     uint64_t size;
@@ -1063,6 +1208,76 @@ static void head_on_done(void *ud, const struct upstream_response *resp, int res
 static const struct upstream_callbacks head_callbacks = {head_on_headers, head_on_data,
                                                          head_on_done};
 
+static void head_fail_all(struct blob_head *h, const struct cache_error *err)
+{
+    struct cache *c = h->c;
+    struct blob_waiter *w = h->waiters;
+    h->waiters = NULL;
+    map_del(c->blob_heads, h->key);
+    free(h);
+    while (w) {
+        struct blob_waiter *next = w->next;
+        struct blob_answer a = {.fd = -1, .err = *err};
+        w->cb(w->ud, &a);
+        waiter_free(w);
+        w = next;
+    }
+}
+
+/* The upstream's HEAD for h; 0, or -1 when h was answered with an error and freed. */
+static int head_ask_upstream(struct blob_head *h)
+{
+    struct blob_answer refused = {.fd = -1};
+    if (health_backoff(h->c, h->u, &refused.err)) {
+        head_fail_all(h, &refused.err);
+        return -1;
+    }
+    char what[128];
+    snprintf(what, sizeof(what), "blobs/%s", h->asked);
+    h->req = upstream_request(h->u, UPSTREAM_HEAD, h->repo, what, NULL, NULL, &head_callbacks,
+                              h);
+    if (!h->req) {
+        struct cache_error e = {0};
+        cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
+        head_fail_all(h, &e);
+        return -1;
+    }
+    return 0;
+}
+
+static void head_l2_done(void *ud, const struct s3_reply *r)
+{
+    struct blob_head *h = ud;
+    struct cache *c = h->c;
+    h->l2op = NULL;
+    if (r->result != 0 || r->length < 0) {
+        if (r->result != -ENOENT)
+            log_warn("HEAD %s: the s3 tier failed (%s); asking the upstream", h->asked,
+                     r->message);
+        head_ask_upstream(h);
+        return;
+    }
+    h->size = (uint64_t)r->length;
+    snprintf(h->digest, sizeof(h->digest), "%s", h->asked);
+    struct blob_waiter *w = h->waiters;
+    h->waiters = NULL;
+    int keep = c->cfg->revalidate_after_ms > 0;
+    if (keep) {
+        h->done = 1;
+        h->until_ms = clock_wall_ms() + c->cfg->revalidate_after_ms;
+    } else {
+        map_del(c->blob_heads, h->key);
+    }
+    while (w) {
+        struct blob_waiter *next = w->next;
+        head_answer_cached(h, w->cb, w->ud);
+        waiter_free(w);
+        w = next;
+    }
+    if (!keep)
+        free(h);
+}
+
 static void head_upstream(struct cache *c, struct upstream *u, const char *repo,
                           const char *digest, blob_cb cb, void *ud)
 {
@@ -1081,7 +1296,7 @@ static void head_upstream(struct cache *c, struct upstream *u, const char *repo,
         metrics_fill_joined(METRICS_BLOB); /* a HEAD upstream in flight */
     if (!h) {
         struct blob_answer refused = {.fd = -1};
-        if (health_backoff(c, u, &refused.err)) {
+        if (!l2_enabled(c) && health_backoff(c, u, &refused.err)) {
             cb(ud, &refused);
             return;
         }
@@ -1100,14 +1315,25 @@ static void head_upstream(struct cache *c, struct upstream *u, const char *repo,
         h->c = c;
         h->u = u;
         snprintf(h->key, sizeof(h->key), "%s", key);
-        char what[128];
-        snprintf(what, sizeof(what), "blobs/%s", digest);
-        h->req = upstream_request(u, UPSTREAM_HEAD, repo, what, NULL, NULL, &head_callbacks, h);
-        if (!h->req) {
-            map_del(c->blob_heads, key);
-            free(h);
-            answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
-            return;
+        snprintf(h->repo, sizeof(h->repo), "%s", repo);
+        snprintf(h->asked, sizeof(h->asked), "%s", digest);
+        if (!(h->l2op = l2_head(c, digest, head_l2_done, h))) {
+            if (l2_enabled(c) && health_backoff(c, u, &refused.err)) {
+                map_del(c->blob_heads, key);
+                free(h);
+                cb(ud, &refused);
+                return;
+            }
+            char what[128];
+            snprintf(what, sizeof(what), "blobs/%s", digest);
+            h->req =
+                upstream_request(u, UPSTREAM_HEAD, repo, what, NULL, NULL, &head_callbacks, h);
+            if (!h->req) {
+                map_del(c->blob_heads, key);
+                free(h);
+                answer_error(cb, ud, 503, "UNAVAILABLE", "out of memory");
+                return;
+            }
         }
     }
     struct blob_waiter *w = calloc(1, sizeof(*w));
@@ -1130,17 +1356,23 @@ struct lookup {
     struct upstream *u;
     char *repo;
     char digest[DIGEST_MAX];
-    int head;
+    int head, direct;
     blob_cb cb;
     void *ud;
     int result, fd;
     uint64_t size;
+    char *via; /* the request's Via chain, for what goes upstream after the lookup */
 };
 
 static void work_lookup(uv_work_t *w)
 {
     struct lookup *l = w->data;
     l->result = store_blob_open(l->c->store, l->digest, &l->fd, &l->size);
+    if (l->result == 0 && __atomic_load_n(&l->c->unverified, __ATOMIC_RELAXED) &&
+        cache_unknown_file_bad(l->c, l->digest)) {
+        close(l->fd);
+        l->result = -ENOENT; /* removed: fetched again */
+    }
 }
 
 static void after_lookup(uv_work_t *w, int status)
@@ -1159,6 +1391,7 @@ static void after_lookup(uv_work_t *w, int status)
         l->cb(l->ud, &a);
     } else if (l->result == -ENOENT || l->result == -ENOTDIR) {
         char key[FILL_KEY_MAX];
+        upstream_set_via_now(l->u, l->via);
         fill_key(key, sizeof(key), l->u, l->digest);
         if (!map_get(l->c->fills, key) &&
             health_known_missing(l->c, l->u, "blob", l->repo, l->digest))
@@ -1166,21 +1399,23 @@ static void after_lookup(uv_work_t *w, int status)
         else if (l->head && !map_get(l->c->fills, key))
             head_upstream(l->c, l->u, l->repo, l->digest, l->cb, l->ud);
         else
-            join_or_start(l->c, l->u, l->repo, l->digest, l->head, l->cb, l->ud);
+            join_or_start(l->c, l->u, l->repo, l->digest, l->head, l->cb, l->ud, l->direct);
+        upstream_set_via_now(l->u, NULL);
     } else {
         answer_error(l->cb, l->ud, 500, "UNKNOWN", "cannot open the blob in the store");
     }
     free(l->repo);
+    free(l->via);
     free(l);
 }
 
-void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,
-                int head, blob_cb cb, void *ud)
+static void blob_lookup(struct cache *c, struct upstream *u, const char *repo,
+                        const char *digest, int head, blob_cb cb, void *ud, int direct)
 {
     char key[FILL_KEY_MAX];
     fill_key(key, sizeof(key), u, digest);
     if (map_get(c->fills, key)) {
-        join_or_start(c, u, repo, digest, head, cb, ud);
+        join_or_start(c, u, repo, digest, head, cb, ud, direct);
         return;
     }
     struct blob_answer hot = {.outcome = OUTCOME_HIT, .fd = -1};
@@ -1196,17 +1431,33 @@ void cache_blob(struct cache *c, struct upstream *u, const char *repo, const cha
     }
     l->c = c;
     l->u = u;
+    if (upstream_via_now(u))
+        l->via = strdup(upstream_via_now(u)); /* a failed copy only shortens the chain */
     snprintf(l->digest, sizeof(l->digest), "%s", digest);
     l->head = head;
+    l->direct = direct;
     l->cb = cb;
     l->ud = ud;
     l->fd = -1;
     l->work.data = l;
     if (uv_queue_work(c->loop, &l->work, work_lookup, after_lookup)) {
         free(l->repo);
+        free(l->via);
         free(l);
         answer_error(cb, ud, 503, "UNAVAILABLE", "cannot queue work");
     }
+}
+
+void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,
+                int head, blob_cb cb, void *ud)
+{
+    blob_lookup(c, u, repo, digest, head, cb, ud, 0);
+}
+
+void cache_blob_direct(struct cache *c, struct upstream *u, const char *repo,
+                       const char *digest, int head, blob_cb cb, void *ud)
+{
+    blob_lookup(c, u, repo, digest, head, cb, ud, 1);
 }
 
 /* ---- reading a fill as a response body ---- */
@@ -1346,6 +1597,8 @@ static int drop_head(const char *key, void *value, void *ud)
     struct blob_head *h = value;
     if (h->req)
         upstream_req_cancel(h->req);
+    if (h->l2op)
+        s3_cancel(h->l2op);
     struct blob_waiter *w = h->waiters;
     h->waiters = NULL;
     tell_stopping(w);

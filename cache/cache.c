@@ -37,6 +37,14 @@ void cache_note_access(struct cache *c, struct upstream *u, const char *repo, co
         db_set_counter(c->db, "misses", ++c->misses);
 }
 
+void cache_count_hits(struct cache *c, uint64_t n)
+{
+    if (!n)
+        return;
+    c->hits += n;
+    db_set_counter(c->db, "hits", c->hits);
+}
+
 int cache_has_manifest(struct cache *c, const char *digest)
 {
     return index_manifest(c, digest) != NULL;
@@ -47,6 +55,16 @@ int cache_tag_cached(struct cache *c, const struct upstream *u, const char *repo
 {
     const struct tag_entry *t = index_tag(c, u, repo, tag);
     if (!t || !index_manifest(c, t->digest))
+        return 0;
+    *validated_ms = t->validated_ms;
+    return 1;
+}
+
+int cache_tag_validated(struct cache *c, const struct upstream *u, const char *repo,
+                        const char *tag, const char *digest, uint64_t *validated_ms)
+{
+    const struct tag_entry *t = index_tag(c, u, repo, tag);
+    if (!t || strcmp(t->digest, digest) != 0)
         return 0;
     *validated_ms = t->validated_ms;
     return 1;
@@ -63,6 +81,16 @@ static void figures(void *ud, struct metrics_live *out)
     out->tags += map_count(c->tags);
     out->fills[METRICS_BLOB] += map_count(c->fills);
     out->fills[METRICS_MANIFEST] += map_count(c->manifest_flights);
+}
+
+/* The index is all in memory: a GC held back meanwhile (what is pinned is found through the
+ * tags) runs now. */
+static void index_loaded(struct cache *c)
+{
+    if (c->gc_again && !c->stopping && !c->gc_running) {
+        c->gc_again = 0;
+        cache_gc(c, "scheduled");
+    }
 }
 
 int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, struct db *db,
@@ -92,8 +120,8 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     }
     r = open_files_init(c);
     purge_watch_init(c);
-    if (!r)
-        r = index_load(c);
+    if (!r) /* in the background: serving does not wait for it */
+        r = index_load_background(c, index_loaded);
     if (!r)
         r = referrers_init(c);
     if (!r)
@@ -105,8 +133,8 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
     db_set_counter(db, "started_ms", clock_wall_ms());
     db_set_counter(db, "hits", 0);
     db_set_counter(db, "misses", 0);
-    log_info("index: %zu tags, %zu manifests, %zu repositories", map_count(c->tags),
-             map_count(c->manifests), map_count(c->repos));
+    log_info("index: loading the tags and manifests in the background (misses ask the "
+             "database meanwhile)");
     r = health_init(c);
     if (!r)
         r = l2_start(c);
@@ -123,6 +151,7 @@ int cache_new(uv_loop_t *loop, const struct config *cfg, struct store *store, st
 
 void cache_shutdown(struct cache *c)
 {
+    index_load_stop(c);
     health_stop(c);
     cache_stop_lifecycle(c);
     purge_watch_stop(c);
@@ -154,3 +183,8 @@ void cache_free(struct cache *c)
     free(c);
 }
 
+
+void cache_set_cluster(struct cache *c, struct cluster *cl)
+{
+    c->cluster = cl;
+}

@@ -101,6 +101,12 @@ void cache_start(struct cache *c, uint64_t stored_bytes);
 /* The number of files the store holds now (at start, from the reconciliation): the figure
  * then moves with every file stored and every GC run. */
 void cache_count_files(struct cache *c, uint64_t files);
+/* Both figures at once (once the background walk of the store brought the index in line). */
+void cache_set_stored(struct cache *c, uint64_t bytes, uint64_t files);
+/* While on (the walk of the store after an unclean stop), a stored file the index has no row
+ * for is re-hashed before it is served, and removed (a miss) when it does not match its
+ * name. */
+void cache_set_unverified(struct cache *c, int on);
 /* Runs a GC now (reason for the log: "scheduled", "size", "manual"); when one is running, one
  * more follows it. */
 void cache_gc(struct cache *c, const char *reason);
@@ -119,6 +125,18 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
 void cache_blob(struct cache *c, struct upstream *u, const char *repo, const char *digest,
                 int head, blob_cb cb, void *ud);
 
+/* ---- in a cluster (cluster/cluster.h) ----
+ * A miss is asked of the key's owner among the members rather than the upstream. The _direct
+ * forms answer a member's request: a miss goes to the upstream itself (never to another
+ * member), and such a request joins no flight that is waiting for a member. */
+struct cluster;
+void cache_set_cluster(struct cache *c, struct cluster *cl);
+void cache_manifest_direct(struct cache *c, struct upstream *u, const char *repo,
+                           const char *reference, const char *accept, int head, manifest_cb cb,
+                           void *ud);
+void cache_blob_direct(struct cache *c, struct upstream *u, const char *repo,
+                       const char *digest, int head, blob_cb cb, void *ud);
+
 /* Turns a fill from a blob_answer into a response body for bytes [first, end): wake is called
  * whenever more bytes become readable. Takes over the answer's reference to the fill. */
 void cache_fill_source(struct blob_fill *f, uint64_t first, uint64_t end, void (*wake)(void *),
@@ -130,6 +148,17 @@ void cache_fill_release(struct blob_fill *f);
  * recorded as referencing it, and the hit/miss counters move. */
 void cache_note_access(struct cache *c, struct upstream *u, const char *repo, const char *digest,
                        enum cache_outcome outcome);
+/* n more hits served from the store (what worker loops served beyond the one access each of
+ * their batches records per digest). */
+void cache_count_hits(struct cache *c, uint64_t n);
+/* A blob was served (to a client or a member): with the S3 tier, its access marker is
+ * written in the bucket, at most once per s3.access_interval. */
+void cache_blob_served(struct cache *c, const char *digest);
+/* Descriptors of blobs served lately (hosted repositories share them): the kept one of digest,
+ * dup'ed into *fd (fd NULL: only its size), 1 when one was kept; and keeping one (fd is
+ * dup'ed, the caller keeps its own). A blob the GC or a purge removes is forgotten at once. */
+int cache_hot_file(struct cache *c, const char *digest, uint64_t *size, int *fd);
+void cache_keep_file(struct cache *c, const char *digest, int fd, uint64_t size);
 
 /* With pull rules on: whether repo is known to reference digest (served under it, listed by a
  * manifest served under it, or confirmed by its upstream); always 1 without rules. */
@@ -165,6 +194,10 @@ void cache_upstream_state(struct cache *c, const struct upstream *u,
                           struct cache_upstream_state *out);
 /* Whether the store holds manifest digest. */
 int cache_has_manifest(struct cache *c, const char *digest);
+/* Whether tag (as named, not an Accept class of it) points to digest now, and when it was last
+ * validated upstream (wall clock ms). */
+int cache_tag_validated(struct cache *c, const struct upstream *u, const char *repo,
+                        const char *tag, const char *digest, uint64_t *validated_ms);
 /* Whether tag is cached with its manifest, and when it was last validated upstream. */
 int cache_tag_cached(struct cache *c, const struct upstream *u, const char *repo,
                      const char *tag, uint64_t *validated_ms);
@@ -173,5 +206,10 @@ int cache_tag_cached(struct cache *c, const struct upstream *u, const char *repo
  * cached from an upstream other than the first are prefixed with that upstream's name. fn's
  * non-zero return stops and is returned. */
 int cache_catalog(struct cache *c, int (*fn)(void *ud, const char *name), void *ud);
+
+/* Content now in the store that did not come through a fill (a hosted push): written behind
+ * into the S3 tier's bucket when there is one, with a hold beside it that the bucket GC keeps.
+ * c may be NULL. */
+void cache_write_behind(struct cache *c, const char *digest);
 
 #endif

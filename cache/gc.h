@@ -25,6 +25,10 @@ struct gc_options {
     const char *const *upstream_names;
     const uint64_t *upstream_max;
     size_t n_upstreams;
+    /* also list the tags of what goes (gc_report.tag_keys), their parts joined by
+     * tag_key_sep: the daemon forgets them in memory without walking its tags */
+    int tag_keys;
+    char tag_key_sep;
 };
 
 struct gc_report {
@@ -37,10 +41,22 @@ struct gc_report {
     size_t n_digests;
     size_t by_upstream_size; /* of by_size, for an upstream's own cap */
     int64_t seq; /* journal: the last row written (0: none) */
+    size_t rows_read; /* index rows the run read: a run that evicts nothing reads at most one
+                       * page of them, the least recently used (without upstream caps) */
+    char **tag_keys; /* gc_options.tag_keys: the tags forgotten with the digests */
+    size_t n_tag_keys, tag_keys_cap;
+    int tag_keys_listed; /* tag_keys holds all of them (possibly none) */
 };
 
+/* Without an upstream's own cap (upstreams[].max_size), SQLite picks the victims through the
+ * index on last access, a page at a time, least recently used first: the expired ones, then
+ * while the rest is over the cap (to its low watermark) or free space under the floor; the
+ * totals come from the index's running totals. A run that evicts nothing reads one row. With
+ * such a cap, every row is read and planned in memory (evict_plan). */
 int gc_run(struct db *db, struct store *store, const struct gc_options *o, struct gc_report *r);
 
 void gc_report_free(struct gc_report *r);
+/* Adds key to r->tag_keys (a db_each_tag_of callback). */
+int gc_note_tag_key(void *ud, const char *key);
 
 #endif

@@ -9,6 +9,7 @@
 #include "cache/cache.h"
 #include "cache/fd_lru.h"
 #include "upstream/upstream.h"
+#include "util/buf.h"
 #include "util/map.h"
 
 #define MEDIA_TYPE_MAX 256
@@ -40,6 +41,9 @@ struct tag_entry {
      * every manifest type) had when this answer was validated, "" when unknown (reset by every
      * index_set_tag). While the tag itself still has it, the answer still holds. */
     char basis[DIGEST_MAX];
+    /* when its record was last queued for the S3 tier with this digest (0: not since the
+     * start, or since the tag moved); l2_share_tag rewrites it at most every L2_TAG_SHARE_MS */
+    uint64_t shared_ms;
 };
 
 struct manifest_meta {
@@ -60,6 +64,10 @@ struct cache {
     struct map *negotiated; /* tag_key of "tag" KEY_SEP Accept class -> struct tag_entry */
     struct map *manifests; /* digest -> struct manifest_meta */
     struct map *repos;     /* "upstream\x1frepo" -> its tag count (index.c) */
+    /* while the index loads in the background (index.c): a miss in memory asks the database,
+     * and what is forgotten meanwhile is not brought back by the load */
+    struct index_load *loading;
+    struct map *gone_tags, *gone_manifests;
     struct manifest_meta *lru_head, *lru_tail;
     size_t mem_bytes;
     struct map *manifest_flights; /* flight key -> struct manifest_flight */
@@ -85,6 +93,7 @@ struct cache {
     uint64_t stored_bytes; /* what the store holds, as the index knows it */
     uint64_t stored_files; /* files in the store (blobs and manifests), likewise */
     uint64_t bytes_since_gc; /* stored since the last GC started (upstreams' own caps) */
+    int unverified; /* cache_set_unverified; read on the thread pool (__atomic) */
     uv_timer_t gc_timer;
     int timer_started, gc_running, gc_again, stopping;
     /* the purge journal (purge_watch.c): applied up to this row */
@@ -93,6 +102,10 @@ struct cache {
     int purge_timer_on, purge_polling;
     struct pins *pins; /* pin and prefetch references: never evicted (pins.h) */
     struct l2 *l2;     /* the S3 tier (l2.c); NULL without an s3 section */
+    struct cluster *cluster; /* NULL: not in a cluster */
+    /* set while a member's request is being taken in (cache_*_direct): what it starts asks
+     * the upstream itself */
+    int direct_now;
 };
 
 /* A file of bytes was added to the store: runs a GC when the cap or the free floor is crossed. */
@@ -107,8 +120,68 @@ int l2_enabled(const struct cache *c);
 /* A GET of the blob's object; NULL when there is no tier (or it could not be asked). */
 struct s3_op *l2_get(struct cache *c, const char *digest, s3_data_fn on_data, s3_done_fn done,
                      void *ud);
-/* The blob is in the local store now (fetched upstream): write it behind into the bucket. */
+/* A HEAD of the blob's object; NULL when there is no tier (or it could not be asked). */
+struct s3_op *l2_head(struct cache *c, const char *digest, s3_done_fn done, void *ud);
+/* The blob is in the local store now (fetched upstream, pushed): write it behind into the
+ * bucket (recorded in the index until it is there). */
 void l2_commit(struct cache *c, const char *digest);
+/* Manifests and tags in the bucket (l2.c, l2_records.c). The owner of what it fetched from the
+ * upstream writes it behind: the manifest under its digest, and the tag's record. */
+#define L2_TAG_SHARE_MS (3600ULL * 1000) /* a tag confirmed unchanged: its record at most this often */
+struct l2_tag_record {
+    char digest[DIGEST_MAX];
+    char media_type[MEDIA_TYPE_MAX];
+    uint64_t confirmed_ms;
+};
+/* manifests/sha256/<2>/<64>; -EINVAL for a digest that is not sha256. */
+int l2_manifest_key(const char *digest, char *out, size_t len);
+/* tags/<upstream>/<repo>/<tag>; -EINVAL for a name a key cannot carry as it is. */
+int l2_tag_key(const char *upstream, const char *repo, const char *tag, char *out, size_t len);
+int l2_tag_record_format(struct buf *b, const char *upstream, const char *repo,
+                         const char *tag, const char *digest, const char *media_type,
+                         uint64_t confirmed_ms);
+/* 0, or -EINVAL (why filled) for a record that is not JSON, names another tag, or lacks a
+ * sha256 digest, a manifest media type or its time. */
+int l2_tag_record_parse(const char *body, size_t len, const char *upstream, const char *repo,
+                        const char *tag, struct l2_tag_record *out, char *why, size_t whylen);
+/* The manifest (stored locally and indexed) is written behind under its digest. */
+void l2_commit_manifest(struct cache *c, const char *digest);
+/* The tag (indexed, not a negotiated answer) was set or confirmed from the upstream: its
+ * record is written behind when it moved, or was not written within L2_TAG_SHARE_MS. */
+void l2_share_tag(struct cache *c, const struct upstream *u, const char *repo, const char *tag);
+/* The tag (its tag_key) was purged: its record is deleted from the bucket (queued and kept in
+ * the index like a write), so that no replica serves it from there again. */
+void l2_forget_tag(struct cache *c, const char *key);
+/* GETs of a manifest's object and of a tag's record; NULL without a tier (or a key). */
+struct s3_op *l2_get_manifest(struct cache *c, const char *digest, s3_data_fn on_data,
+                              s3_done_fn done, void *ud);
+struct s3_op *l2_get_tag(struct cache *c, const struct upstream *u, const char *repo,
+                         const char *tag, s3_data_fn on_data, s3_done_fn done, void *ud);
+/* The janitor of abandoned multipart uploads (l2_janitor.c); NULL when out of memory. */
+struct l2_janitor;
+struct l2_janitor *l2_janitor_start(struct cache *c, struct s3_client *s3);
+void l2_janitor_stop(struct l2_janitor *j);
+/* Access markers and holds (l2_access.c): NULL when out of memory. */
+struct l2_access;
+struct l2_access *l2_access_new(uv_loop_t *loop, struct s3_client *s3, uint64_t interval_ms);
+/* digest was served: its marker is written unless it was within the interval (or the interval
+ * is 0: no markers). */
+void l2_access_note(struct l2_access *a, const char *digest);
+void l2_access_free(struct l2_access *a);
+/* access/sha256/<2>/<64>; 0 or -EINVAL (not sha256) */
+int l2_marker_key(const char *digest, char *out, size_t len);
+/* The bucket GC's lease (l2_lease.c) and the bucket GC (l2_gc.c). */
+struct l2_lease;
+struct l2_lease *l2_lease_start(struct cache *c, struct s3_client *s3);
+int l2_lease_held(struct l2_lease *l);
+void l2_lease_stop(struct l2_lease *l);
+struct l2_gc;
+struct l2_gc *l2_gc_start(struct cache *c, struct s3_client *s3, struct l2_lease *lease);
+void l2_gc_stop(struct l2_gc *g);
+/* The roots of what the pin and prefetch lists pin, from the tags in memory (lifecycle.c);
+ * *out NULL when nothing is pinned. 0 or -ENOMEM. */
+struct pin_set;
+int cache__pin_roots(struct cache *c, struct pin_set **out);
 
 /* ---- the index (index.c): a leaf, loop thread only ---- */
 #define KEY_SEP "\x1f"
@@ -149,6 +222,21 @@ void index_touch_bytes(struct cache *c, struct manifest_meta *m);
 void index_drop_manifest(struct cache *c, const char *digest);
 /* Forgets manifests a GC evicted and the tags that pointed at them. */
 void index_forget_digests(struct cache *c, char *const *digests, size_t n);
+/* Loads the tags and manifests on the thread pool (a connection of its own), then merges them
+ * in on the loop a slice per turn; until then misses ask the database. done (may be NULL) runs
+ * on the loop once everything is in. */
+int index_load_background(struct cache *c, void (*done)(struct cache *c));
+/* 1 while index_load_background has not finished. */
+int index_loading(const struct cache *c);
+/* At shutdown: stops merging (a load still on the thread pool finishes on its own). */
+void index_load_stop(struct cache *c);
+/* Thread pool, while c->unverified: 1 when the stored file of digest has no row in the index
+ * and does not match its name (it is removed then). */
+int cache_unknown_file_bad(struct cache *c, const char *digest);
+/* The same when the tags that pointed at digests are known (tag_keys, from the GC): no walk of
+ * the tags, only of the negotiated answers (in memory only, and few). */
+void index_forget_evicted(struct cache *c, char *const *digests, size_t n,
+                          char *const *tag_keys, size_t n_tag_keys);
 /* Forgets, in memory only, the tag of key (upstream KEY_SEP repo KEY_SEP tag) and the answers
  * negotiated for it (a purge another process wrote to the database). */
 void index_purge_tag(struct cache *c, const char *key);

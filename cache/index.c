@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The cache's in-memory index: tags, manifests (with a budget of their bytes kept in memory
- * for hits) and repositories, loaded from the database at start and written back through it.
- * A leaf of cache/: it calls nothing else in the module. Loop thread only. */
+ * for hits) and repositories, loaded from the database after the start (in the background:
+ * the rows on the thread pool, merged in on the loop a slice at a time; misses ask the
+ * database meanwhile) and written back through it. A leaf of cache/: it calls nothing else in
+ * the module. Loop thread, but for the staging of the load. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <strings.h>
 
 #include "cache/impl.h"
+#include "util/epoch.h"
 #include "db/db.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -72,12 +75,32 @@ static struct map *map_for(struct cache *c, const char *tag)
     return is_negotiated(tag) ? c->negotiated : c->tags;
 }
 
+static void set_tag_raw(struct cache *c, struct map *map, const char *key, const char *digest,
+                        const char *media_type, uint64_t validated_ms);
+static struct manifest_meta *add_manifest_raw(struct cache *c, const char *digest,
+                                              const char *media_type, uint64_t size);
+static void load_tag(void *ud, const struct db_tag_row *row);
+static void load_manifest(void *ud, const struct db_manifest_row *row);
+
+/* While loading: what is forgotten is remembered as gone, so that the load does not bring it
+ * back. */
+static void note_gone(struct map *gone, const char *key)
+{
+    if (gone)
+        map_put(gone, key, (void *)1);
+}
+
 struct tag_entry *index_tag(struct cache *c, const struct upstream *u, const char *repo,
                             const char *tag)
 {
     char key[TAG_KEY_MAX];
     tag_key(key, sizeof(key), u, repo, tag);
-    return map_get(map_for(c, tag), key);
+    struct tag_entry *t = map_get(map_for(c, tag), key);
+    if (t || !c->loading || is_negotiated(tag) || map_get(c->gone_tags, key))
+        return t;
+    /* not merged in yet: the database has it if anything does */
+    db_get_tag(c->db, upstream_name(u), repo, tag, load_tag, c);
+    return map_get(c->tags, key);
 }
 
 struct oldest_ctx {
@@ -123,9 +146,12 @@ static void evict_oldest_tag(struct cache *c, const char *repo_key)
     if (!old->found)
         return;
     struct tag_entry *t = map_del(in, old->key);
+    content_epoch_bump(); /* what workers kept of it goes */
     if (!t)
         return;
     free(t);
+    if (in == c->tags)
+        note_gone(c->gone_tags, old->key);
     repo_untag(c, old->key);
     log_info("index: %s holds %llu tags; forgot the least recently validated one", repo_key,
              (unsigned long long)c->cfg->max_tags_per_repo);
@@ -163,8 +189,9 @@ static void set_tag_raw(struct cache *c, struct map *map, const char *key, const
         if (!repo_of_key(key, rk, sizeof(rk)))
             return;
         struct repo_entry *r = map_get(c->repos, rk);
-        if (r && c->cfg->max_tags_per_repo && r->tags >= c->cfg->max_tags_per_repo)
-            evict_oldest_tag(c, rk);
+        if (r && !c->loading && c->cfg->max_tags_per_repo &&
+            r->tags >= c->cfg->max_tags_per_repo)
+            evict_oldest_tag(c, rk); /* while loading, the counts are not complete yet */
         t = calloc(1, sizeof(*t));
         if (!t)
             return;
@@ -174,6 +201,11 @@ static void set_tag_raw(struct cache *c, struct map *map, const char *key, const
         }
         if ((r = map_get(c->repos, rk)))
             r->tags++;
+    }
+    if (strcmp(t->digest, digest) != 0) {
+        t->shared_ms = 0; /* moved: its record is written again */
+        if (t->digest[0])
+            content_epoch_bump();
     }
     memcpy(t->digest, digest, strlen(digest) + 1);
     memcpy(t->media_type, media_type, strlen(media_type) + 1);
@@ -216,11 +248,14 @@ void index_forget_tag(struct cache *c, const struct upstream *u, const char *rep
     char key[TAG_KEY_MAX];
     tag_key(key, sizeof(key), u, repo, tag);
     struct tag_entry *t = map_del(map_for(c, tag), key);
+    content_epoch_bump(); /* what workers kept of it goes */
     if (t)
         repo_untag(c, key);
     free(t);
-    if (!is_negotiated(tag))
+    if (!is_negotiated(tag)) {
+        note_gone(c->gone_tags, key);
         db_del_tag(c->db, upstream_name(u), repo, tag);
+    }
 }
 
 const char *index_manifest_type(const char *media_type)
@@ -240,6 +275,10 @@ const char *index_manifest_type(const char *media_type)
 
 struct manifest_meta *index_manifest(struct cache *c, const char *digest)
 {
+    struct manifest_meta *m = map_get(c->manifests, digest);
+    if (m || !c->loading || map_get(c->gone_manifests, digest))
+        return m;
+    db_get_manifest(c->db, digest, load_manifest, c);
     return map_get(c->manifests, digest);
 }
 
@@ -331,7 +370,9 @@ struct manifest_meta *index_add_manifest(struct cache *c, const char *digest,
 
 void index_drop_manifest(struct cache *c, const char *digest)
 {
+    note_gone(c->gone_manifests, digest);
     struct manifest_meta *m = map_del(c->manifests, digest);
+    content_epoch_bump(); /* what workers kept of it goes */
     if (m) {
         forget_bytes(c, m);
         free(m);
@@ -364,6 +405,258 @@ int index_load(struct cache *c)
     return db_load(c->db, load_tag, load_manifest, c);
 }
 
+/* ---- loading in the background ---- */
+
+#define MERGE_SLICE 4096 /* entries merged in per turn of the loop */
+
+struct staged_tag {
+    char *key;
+    char *repo_key; /* upstream KEY_SEP repo */
+    struct tag_entry *t;
+};
+
+struct index_load {
+    uv_work_t work;
+    uv_idle_t idle;
+    struct cache *c;
+    void (*done)(struct cache *c);
+    int rc, stopped, idle_open;
+    uint64_t t0;
+    struct staged_tag *tags;
+    size_t n_tags, cap_tags, tag_pos;
+    struct manifest_meta **manifests;
+    size_t n_manifests, cap_manifests, manifest_pos;
+};
+
+/* Thread pool: rows into the staging arrays (the maps are the loop's). */
+static void stage_tag(void *ud, const struct db_tag_row *row)
+{
+    struct index_load *l = ud;
+    if (!row->digest[0] || !row->media_type[0] || !index_manifest_type(row->media_type) ||
+        l->rc)
+        return; /* as load_tag */
+    if (l->n_tags == l->cap_tags) {
+        size_t cap = l->cap_tags ? l->cap_tags * 2 : 1024;
+        struct staged_tag *t = realloc(l->tags, cap * sizeof(*t));
+        if (!t) {
+            l->rc = -ENOMEM;
+            return;
+        }
+        l->tags = t;
+        l->cap_tags = cap;
+    }
+    struct tag_entry *t = calloc(1, sizeof(*t));
+    char key[TAG_KEY_MAX], rk[TAG_KEY_MAX];
+    snprintf(key, sizeof(key), "%s" KEY_SEP "%s" KEY_SEP "%s", row->upstream, row->repo,
+             row->tag);
+    snprintf(rk, sizeof(rk), "%s" KEY_SEP "%s", row->upstream, row->repo);
+    if (!t || strlen(row->digest) >= sizeof(t->digest) ||
+        strlen(row->media_type) >= sizeof(t->media_type)) {
+        free(t);
+        return;
+    }
+    memcpy(t->digest, row->digest, strlen(row->digest) + 1);
+    memcpy(t->media_type, row->media_type, strlen(row->media_type) + 1);
+    t->validated_ms = row->validated_ms;
+    struct staged_tag *s = &l->tags[l->n_tags];
+    s->t = t;
+    s->key = strdup(key);
+    s->repo_key = strdup(rk);
+    if (!s->key || !s->repo_key) {
+        free(s->key);
+        free(s->repo_key);
+        free(t);
+        l->rc = -ENOMEM;
+        return;
+    }
+    l->n_tags++;
+}
+
+static void stage_manifest(void *ud, const struct db_manifest_row *row)
+{
+    struct index_load *l = ud;
+    if (!index_manifest_type(row->media_type) || l->rc)
+        return;
+    if (l->n_manifests == l->cap_manifests) {
+        size_t cap = l->cap_manifests ? l->cap_manifests * 2 : 1024;
+        struct manifest_meta **m = realloc(l->manifests, cap * sizeof(*m));
+        if (!m) {
+            l->rc = -ENOMEM;
+            return;
+        }
+        l->manifests = m;
+        l->cap_manifests = cap;
+    }
+    struct manifest_meta *m = calloc(1, sizeof(*m));
+    if (!m) {
+        l->rc = -ENOMEM;
+        return;
+    }
+    snprintf(m->digest, sizeof(m->digest), "%s", row->digest);
+    snprintf(m->media_type, sizeof(m->media_type), "%s", row->media_type);
+    m->size = row->size;
+    l->manifests[l->n_manifests++] = m;
+}
+
+static void load_work(uv_work_t *w)
+{
+    struct index_load *l = w->data;
+    int r = db_load_apart(l->c->db, stage_tag, stage_manifest, l);
+    if (!l->rc)
+        l->rc = r;
+}
+
+static void load_free(struct index_load *l)
+{
+    for (size_t i = l->tag_pos; i < l->n_tags; i++) {
+        free(l->tags[i].key);
+        free(l->tags[i].repo_key);
+        free(l->tags[i].t);
+    }
+    free(l->tags);
+    for (size_t i = l->manifest_pos; i < l->n_manifests; i++)
+        free(l->manifests[i]);
+    free(l->manifests);
+    free(l);
+}
+
+static void idle_closed(uv_handle_t *h)
+{
+    load_free(h->data);
+}
+
+/* The end of the load: the maps are complete, misses are misses again. */
+static void load_finished(struct index_load *l)
+{
+    struct cache *c = l->c;
+    c->loading = NULL;
+    map_free(c->gone_tags);
+    map_free(c->gone_manifests);
+    c->gone_tags = c->gone_manifests = NULL;
+    if (l->rc)
+        log_error("index: cannot load the tags and manifests (%d): they are asked upstream "
+                  "again",
+                  l->rc);
+    else
+        log_info("index: %zu tags, %zu manifests, %zu repositories (loaded in the background "
+                 "in %llu ms)",
+                 map_count(c->tags), map_count(c->manifests), map_count(c->repos),
+                 (unsigned long long)((clock_mono_us() - l->t0) / 1000));
+    void (*done)(struct cache *) = l->done;
+    if (l->idle_open) {
+        uv_idle_stop(&l->idle);
+        uv_close((uv_handle_t *)&l->idle, idle_closed);
+    } else {
+        load_free(l);
+    }
+    if (done)
+        done(c);
+}
+
+/* One slice: what is in memory already (set, or asked from the database, meanwhile) is newer;
+ * what was forgotten meanwhile stays forgotten. */
+static void merge_slice(uv_idle_t *h)
+{
+    struct index_load *l = h->data;
+    struct cache *c = l->c;
+    size_t budget = MERGE_SLICE;
+    for (; l->manifest_pos < l->n_manifests && budget; budget--) {
+        struct manifest_meta *m = l->manifests[l->manifest_pos++];
+        if (map_get(c->manifests, m->digest) || map_get(c->gone_manifests, m->digest) ||
+            map_put(c->manifests, m->digest, m) == MAP_NOMEM)
+            free(m);
+    }
+    for (; l->tag_pos < l->n_tags && budget; budget--) {
+        struct staged_tag *s = &l->tags[l->tag_pos++];
+        int keep = !map_get(c->tags, s->key) && !map_get(c->gone_tags, s->key) &&
+                   !map_get(c->gone_manifests, s->t->digest);
+        struct repo_entry *r = NULL;
+        if (keep && !(r = map_get(c->repos, s->repo_key)) && (r = calloc(1, sizeof(*r))) &&
+            map_put(c->repos, s->repo_key, r) == MAP_NOMEM) {
+            free(r);
+            r = NULL;
+        }
+        if (keep && r && map_put(c->tags, s->key, s->t) != MAP_NOMEM) {
+            r->tags++;
+        } else {
+            free(s->t);
+        }
+        free(s->key);
+        free(s->repo_key);
+    }
+    if (l->manifest_pos == l->n_manifests && l->tag_pos == l->n_tags)
+        load_finished(l);
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+    struct index_load *l = w->data;
+    if (status && !l->rc)
+        l->rc = status;
+    if (l->stopped || l->rc) {
+        l->tag_pos = l->manifest_pos = 0;
+        if (l->stopped) {
+            load_free(l);
+            return;
+        }
+        load_finished(l);
+        return;
+    }
+    uv_idle_init(l->c->loop, &l->idle);
+    l->idle.data = l;
+    l->idle_open = 1;
+    uv_idle_start(&l->idle, merge_slice);
+}
+
+int index_load_background(struct cache *c, void (*done)(struct cache *c))
+{
+    struct index_load *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    if (!(c->gone_tags = map_new()) || !(c->gone_manifests = map_new())) {
+        map_free(c->gone_tags);
+        c->gone_tags = NULL;
+        free(l);
+        return -ENOMEM;
+    }
+    l->c = c;
+    l->done = done;
+    l->t0 = clock_mono_us();
+    l->work.data = l;
+    int r = uv_queue_work(c->loop, &l->work, load_work, load_done);
+    if (r) {
+        map_free(c->gone_tags);
+        map_free(c->gone_manifests);
+        c->gone_tags = c->gone_manifests = NULL;
+        free(l);
+        return -ENOMEM;
+    }
+    c->loading = l;
+    return 0;
+}
+
+int index_loading(const struct cache *c)
+{
+    return c->loading != NULL;
+}
+
+void index_load_stop(struct cache *c)
+{
+    struct index_load *l = c->loading;
+    if (!l)
+        return;
+    c->loading = NULL;
+    map_free(c->gone_tags);
+    map_free(c->gone_manifests);
+    c->gone_tags = c->gone_manifests = NULL;
+    if (l->idle_open) {
+        uv_idle_stop(&l->idle);
+        uv_close((uv_handle_t *)&l->idle, idle_closed);
+    } else {
+        l->stopped = 1; /* load_done frees it */
+    }
+}
+
 struct tag_sweep {
     struct map *evicted;
     char **keys;
@@ -390,21 +683,28 @@ static int find_stale_tag(const char *key, void *value, void *ud)
     return 0;
 }
 
-void index_forget_digests(struct cache *c, char *const *digests, size_t n)
+/* Forgets what points at digests in the maps from first on (0: tags and negotiated answers,
+ * 1: negotiated answers only). */
+static void forget_pointing(struct cache *c, char *const *digests, size_t n, int first)
 {
+    if (!n)
+        return;
     struct tag_sweep sw = {map_new(), NULL, 0, 0};
     if (!sw.evicted)
         return;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         map_put(sw.evicted, digests[i], (void *)1);
-        index_drop_manifest(c, digests[i]);
-    }
     struct map *maps[2] = {c->tags, c->negotiated};
-    for (int m = 0; m < 2; m++) {
+    for (int m = first; m < 2; m++) {
+        if (!map_count(maps[m]))
+            continue;
         sw.n = 0;
         map_each(maps[m], find_stale_tag, &sw);
         for (size_t i = 0; i < sw.n; i++) {
             struct tag_entry *t = map_del(maps[m], sw.keys[i]);
+            content_epoch_bump(); /* what workers kept of it goes */
+            if (m == 0)
+                note_gone(c->gone_tags, sw.keys[i]);
             if (t)
                 repo_untag(c, sw.keys[i]);
             free(t);
@@ -413,6 +713,29 @@ void index_forget_digests(struct cache *c, char *const *digests, size_t n)
     }
     free(sw.keys);
     map_free(sw.evicted);
+}
+
+void index_forget_digests(struct cache *c, char *const *digests, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        index_drop_manifest(c, digests[i]);
+    forget_pointing(c, digests, n, 0);
+}
+
+void index_forget_evicted(struct cache *c, char *const *digests, size_t n,
+                          char *const *tag_keys, size_t n_tag_keys)
+{
+    for (size_t i = 0; i < n; i++)
+        index_drop_manifest(c, digests[i]);
+    for (size_t i = 0; i < n_tag_keys; i++) {
+        note_gone(c->gone_tags, tag_keys[i]);
+        struct tag_entry *t = map_del(c->tags, tag_keys[i]);
+        content_epoch_bump(); /* what workers kept of it goes */
+        if (t)
+            repo_untag(c, tag_keys[i]);
+        free(t);
+    }
+    forget_pointing(c, digests, n, 1); /* negotiated answers live in memory only */
 }
 
 struct prefix_sweep {
@@ -443,7 +766,9 @@ static int find_prefixed(const char *key, void *value, void *ud)
 
 void index_purge_tag(struct cache *c, const char *key)
 {
+    note_gone(c->gone_tags, key);
     struct tag_entry *t = map_del(c->tags, key);
+    content_epoch_bump(); /* what workers kept of it goes */
     if (t)
         repo_untag(c, key);
     free(t);
@@ -452,6 +777,7 @@ void index_purge_tag(struct cache *c, const char *key)
     struct prefix_sweep sw = {prefix, strlen(prefix), NULL, 0, 0};
     map_each(c->negotiated, find_prefixed, &sw);
     for (size_t i = 0; i < sw.n; i++) {
+        content_epoch_bump();
         if ((t = map_del(c->negotiated, sw.keys[i])))
             repo_untag(c, sw.keys[i]);
         free(t);

@@ -12,6 +12,7 @@
 #include "db/db.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
+#include "util/background.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -41,9 +42,14 @@ static int pin_fill(const char *key, void *value, void *ud)
     return 0;
 }
 
+struct pin_roots {
+    struct cache *c;
+    struct pin_set *pins;
+};
+
 static int pin_tag(const char *key, void *value, void *ud)
 {
-    struct gc_job *job = ud;
+    struct pin_roots *pr = ud;
     const struct tag_entry *t = value;
     char k[TAG_KEY_MAX]; /* upstream KEY_SEP repo KEY_SEP tag */
     snprintf(k, sizeof(k), "%s", key);
@@ -51,7 +57,21 @@ static int pin_tag(const char *key, void *value, void *ud)
     if (!b)
         return 0;
     *a = *b = '\0';
-    return pins_add_tag(job->c->pins, job->pins, k, a + 1, b + 1, t->digest);
+    return pins_add_tag(pr->c->pins, pr->pins, k, a + 1, b + 1, t->digest);
+}
+
+int cache__pin_roots(struct cache *c, struct pin_set **out)
+{
+    *out = NULL;
+    if (!pins_count(c->pins))
+        return 0;
+    struct pin_roots pr = {c, pin_set_new()};
+    if (!pr.pins || map_each(c->tags, pin_tag, &pr) || pins_add_digests(c->pins, pr.pins)) {
+        pin_set_free(pr.pins);
+        return -ENOMEM;
+    }
+    *out = pr.pins;
+    return 0;
 }
 
 static int pin_one(void *ud, const char *digest, const char *reason)
@@ -86,15 +106,23 @@ static void job_work(struct db *db, void *ud)
     job->rc = add_pins(job);
     if (job->rc) /* evicting without knowing what is pinned could evict it */
         log_error("gc: cannot read what is pinned: %d", job->rc);
-    else
+    else {
+        struct background bg; /* a long run gives the CPU to the loop's hits first */
+        background_enter(&bg);
         job->rc = gc_run(db, job->c->store, &job->o, &job->r);
+        background_leave(&bg);
+    }
 }
 
 /* Forgets in memory what the run removed from the index and the store. */
 static void apply_report(struct cache *c, const struct gc_report *r)
 {
-    index_forget_digests(c, r->digests, r->n_digests);
-    referrers_forget_subjects(c, r->digests, r->n_digests);
+    if (r->tag_keys_listed || !r->n_digests) /* the run listed the tags that went */
+        index_forget_evicted(c, r->digests, r->n_digests, r->tag_keys, r->n_tag_keys);
+    else
+        index_forget_digests(c, r->digests, r->n_digests);
+    if (r->n_digests)
+        referrers_forget_subjects(c, r->digests, r->n_digests);
     for (size_t i = 0; i < r->n_digests; i++)
         open_files_forget(c, r->digests[i]);
 }
@@ -144,7 +172,7 @@ void cache_gc(struct cache *c, const char *reason)
 {
     if (c->stopping)
         return;
-    if (c->gc_running) {
+    if (c->gc_running || index_loading(c)) { /* after the load: the pins need the tags */
         c->gc_again = 1;
         return;
     }
@@ -168,13 +196,13 @@ void cache_gc(struct cache *c, const char *reason)
     job->o.upstream_names = job->up_names;
     job->o.upstream_max = job->up_max;
     job->o.n_upstreams = c->cfg->n_upstreams;
+    job->o.tag_keys = 1;
+    job->o.tag_key_sep = KEY_SEP[0];
     c->bytes_since_gc = 0;
     map_each(c->fills, pin_fill, job);
     job->n_fills = job->o.n_pinned;
     job->o.pinned = job->pinned;
-    if (pins_count(c->pins) &&
-        (!(job->pins = pin_set_new()) || map_each(c->tags, pin_tag, job) ||
-         pins_add_digests(c->pins, job->pins))) {
+    if (cache__pin_roots(c, &job->pins)) {
         log_error("gc (%s): out of memory for what is pinned; not run", reason);
         goto fail;
     }
@@ -213,6 +241,30 @@ void cache_stored(struct cache *c, uint64_t bytes)
 void cache_count_files(struct cache *c, uint64_t files)
 {
     c->stored_files = files;
+}
+
+void cache_set_stored(struct cache *c, uint64_t bytes, uint64_t files)
+{
+    c->stored_bytes = bytes;
+    c->stored_files = files;
+}
+
+void cache_set_unverified(struct cache *c, int on)
+{
+    __atomic_store_n(&c->unverified, on, __ATOMIC_RELAXED);
+}
+
+int cache_unknown_file_bad(struct cache *c, const char *digest)
+{
+    char mt[8];
+    uint64_t size, last;
+    if (db_blob_info(c->db, digest, mt, sizeof(mt), &size, &last) != -ENOENT)
+        return 0; /* the index knows it (or cannot say): served as always */
+    if (store_verify(c->store, digest) != -EBADMSG)
+        return 0;
+    log_warn("store: %s does not match its name; removed", digest);
+    store_remove(c->store, digest);
+    return 1;
 }
 
 static void on_gc_timer(uv_timer_t *t)

@@ -1,6 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Manifests: by digest (immutable) and by tag (revalidated with HEAD), one upstream request per
- * key however many clients ask at once. */
+ * key however many clients ask at once.
+ *
+ * With the S3 tier, what the replica fetched from its upstream (not a member's answer) is
+ * written behind into the bucket: the manifest under its digest, the tag's record (l2.c). A
+ * manifest by digest missing locally is asked of the bucket first, as a blob is. A tag the
+ * index lacks, when the upstream cannot answer (no answer, a 5xx, a 429), is read from the
+ * bucket: its record, then the manifest it names, verified against the digest (and checked
+ * like an upstream's) before it is stored and served stale. A record or object that does not
+ * verify is refused and logged; the client gets the upstream's error, as without the tier. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +17,7 @@
 #include <unistd.h>
 
 #include "cache/impl.h"
+#include "cluster/cluster.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 #include "util/accept.h"
@@ -39,6 +48,10 @@ struct manifest_flight {
     struct cache *c;
     char *key;
     struct upstream *u;
+    /* asked: u, or in a cluster u's peer for the key's owner (cluster_via); members asked */
+    struct upstream *via;
+    int peer_asks;
+    char *owner_key; /* what its owner is found by: the digest, or the tag's tag_key */
     char *repo, *reference;
     char *tag;    /* the index's name for what it resolves: reference, or reference KEY_SEP
                    * Accept class for a negotiated answer */
@@ -71,6 +84,14 @@ struct manifest_flight {
     uv_timer_t timer;
     int timer_on, stale_answered;
     int overdue; /* its revalidate_timeout has passed */
+    /* what its waiters are told with the body: a miss, or stale from the bucket */
+    enum cache_outcome outcome;
+    /* the S3 tier: its GET in flight, whether it was asked, whether the body came from it; for
+     * a tag, the record read and the upstream's error, told when the bucket has nothing */
+    struct s3_op *l2op;
+    int l2_tried, from_l2;
+    struct l2_tag_record rec;
+    struct cache_error l2_err;
 };
 
 /* ---- what an upstream may hand over as a manifest ----
@@ -303,11 +324,12 @@ static void flight_free(struct manifest_flight *f)
         map_del(f->c->manifest_flights, f->key);
     buf_free(&f->body);
     free(f->key);
+    free(f->owner_key);
     free(f->repo);
     free(f->reference);
     free(f->tag);
     free(f->accept);
-    f->key = f->repo = f->reference = f->tag = f->accept = NULL;
+    f->key = f->repo = f->reference = f->tag = f->accept = f->owner_key = NULL;
     if (f->timer_on) {
         uv_timer_stop(&f->timer);
         uv_close((uv_handle_t *)&f->timer, flight_closed); /* frees f */
@@ -355,7 +377,7 @@ static void flight_answer_body(struct manifest_flight *f)
     f->answered = 1;
     while (w) {
         struct manifest_waiter *next = w->next;
-        answer_one(w->cb, w->ud, OUTCOME_MISS, f->digest, f->media_type, f->body.data,
+        answer_one(w->cb, w->ud, f->outcome, f->digest, f->media_type, f->body.data,
                    f->body.len);
         waiter_free(w);
         w = next;
@@ -396,8 +418,12 @@ static void retry_other_repos(struct manifest_flight *f)
     }
 }
 
-/* Upstream unreachable or failing: serve the cached manifest of a tag when there is one. */
-static void flight_fail(struct manifest_flight *f, const struct upstream_response *resp)
+static int l2_read_tag(struct manifest_flight *f, const struct upstream_response *resp,
+                       const struct cache_error *e);
+
+/* Upstream unreachable or failing: serve the cached manifest of a tag when there is one, else
+ * the bucket's (1: it is asked, the flight goes on). */
+static int flight_fail(struct manifest_flight *f, const struct upstream_response *resp)
 {
     struct cache *c = f->c;
     struct cache_error e = {0};
@@ -415,12 +441,15 @@ static void flight_fail(struct manifest_flight *f, const struct upstream_respons
                 log_warn("upstream %s: %s; serving %s:%s stale", upstream_name(f->u), e.message,
                          f->repo, f->reference);
             flight_answer_cached(f, m, OUTCOME_STALE);
-            return;
+            return 0;
         }
+        if (l2_read_tag(f, resp, &e))
+            return 1;
     }
     if (resp->status == 404 && !f->by_digest && f->shared)
         index_forget_tag(c, f->u, f->repo, f->tag);
     flight_answer_error(f, &e);
+    return 0;
 }
 
 static void on_headers(void *ud, const struct upstream_response *resp)
@@ -479,10 +508,15 @@ static void after_store(uv_work_t *w, int status)
         index_add_manifest(c, f->digest, f->media_type, f->body.len, 1);
         if (!f->known_before)
             cache_stored(c, f->body.len);
+        int fetched = !f->from_l2 && f->via == f->u; /* from the upstream, by this replica */
+        if (fetched)
+            l2_commit_manifest(c, f->digest);
         if (still_ours(f)) {
             index_set_tag(c, f->u, f->repo, f->tag, f->digest, f->media_type,
                           f->validated_ms, 1);
             note_basis(f);
+            if (fetched)
+                l2_share_tag(c, f->u, f->repo, f->tag);
         }
     } else {
         log_error("cannot store manifest %s: %s", f->digest,
@@ -507,6 +541,8 @@ static void index_early(struct manifest_flight *f)
     if (m)
         index_remember_bytes(c, m, body);
     f->validated_ms = clock_wall_ms();
+    if (f->from_l2 && !f->by_digest && f->rec.confirmed_ms < f->validated_ms)
+        f->validated_ms = f->rec.confirmed_ms; /* as old as the bucket's record says */
     if (!f->by_digest && f->shared) {
         index_set_tag(c, f->u, f->repo, f->tag, f->digest, f->media_type, f->validated_ms,
                       0);
@@ -540,6 +576,25 @@ static void refuse_unverified(struct manifest_flight *f, const char *claimed, in
     flight_free(f);
 }
 
+/* Members a flight asks at most before it asks the upstream itself. */
+#define FLIGHT_PEER_ASKS_MAX 3
+
+/* What a member sent cannot be served (bytes that do not hash to the digest, not a manifest):
+ * the upstream is asked with a GET instead, and nothing is recorded against the upstream.
+ * 1 when it was; 0 when the flight asked the upstream itself. */
+static int member_sent_wrong(struct manifest_flight *f, const char *why)
+{
+    if (f->via == f->u)
+        return 0;
+    log_warn("manifest %s/%s: member %s sent %s; asking the upstream", f->repo, f->reference,
+             upstream_source_name(f->via), why);
+    metrics_cluster_asked(METRICS_MANIFEST, METRICS_CLUSTER_FAILED);
+    f->via = f->u;
+    f->peer_asks = FLIGHT_PEER_ASKS_MAX;
+    start_phase(f, PHASE_GET);
+    return 1;
+}
+
 static void got_manifest(struct manifest_flight *f)
 {
     char digest[DIGEST_MAX];
@@ -551,12 +606,20 @@ static void got_manifest(struct manifest_flight *f)
         strcmp(expected, digest) != 0) {
         char claimed[sizeof(f->upstream_digest)];
         snprintf(claimed, sizeof(claimed), "%s", expected);
+        char why[400];
+        snprintf(why, sizeof(why), "bytes that hash to %s, not %s", digest, claimed);
+        if (member_sent_wrong(f, why))
+            return;
         refuse_unverified(f, claimed, 1);
         return;
     }
     const char *type;
     char why[300];
     if (cache_check_manifest(f->media_type, body, f->body.len, &type, why, sizeof(why))) {
+        char what[340];
+        snprintf(what, sizeof(what), "what is not a manifest (%s)", why);
+        if (member_sent_wrong(f, what))
+            return;
         struct cache_error e = {0};
         cache__error_set(&e, 502, "MANIFEST_INVALID",
                          "upstream %s sent %s/%s that is not a manifest: %s", upstream_name(f->u),
@@ -605,6 +668,8 @@ static int head_known(struct manifest_flight *f, const struct upstream_response 
         return 0;
     index_set_tag(c, f->u, f->repo, f->tag, m->digest, m->media_type, clock_wall_ms(), 1);
     note_basis(f);
+    if (f->via == f->u)
+        l2_share_tag(c, f->u, f->repo, f->tag); /* moved */
     flight_answer_cached(f, m, OUTCOME_HIT);
     flight_free(f);
     return 1;
@@ -642,11 +707,46 @@ static int head_answers(struct manifest_flight *f, const struct upstream_respons
     return 1;
 }
 
+
+/* A member gave no usable answer: one that gave none at all is down and the key's successor is
+ * asked (the upstream, when that is this replica); one that refused (5xx, 401, 403) has the
+ * upstream asked directly. Its 404 and 429 are the upstream's (the member asked it, and keeps
+ * to the pause): not here. 1 when the phase was asked again. */
+static int peer_failed(struct manifest_flight *f, const struct upstream_response *resp)
+{
+    if (f->via == f->u || resp->status == 404 || resp->status == 429 ||
+        (resp->status >= 200 && resp->status < 300))
+        return 0;
+    char why[300];
+    if (resp->status)
+        snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+    else
+        snprintf(why, sizeof(why), "%s", resp->error ? resp->error : "no answer");
+    const char *member = upstream_source_name(f->via);
+    struct upstream *next = f->u;
+    metrics_cluster_asked(METRICS_MANIFEST, METRICS_CLUSTER_FAILED);
+    if (!resp->status) {
+        cluster_member_failed(f->c->cluster, f->via, why);
+        if (f->peer_asks < FLIGHT_PEER_ASKS_MAX)
+            next = cluster_via(f->c->cluster, f->u, f->owner_key);
+    }
+    log_warn("manifest %s/%s: member %s: %s; asking %s", f->repo, f->reference, member, why,
+             next == f->u ? "the upstream" : upstream_source_name(next));
+    f->peer_asks += next != f->u;
+    f->via = next;
+    start_phase(f, f->phase);
+    return 1;
+}
+
 static void on_done(void *ud, const struct upstream_response *resp, int result)
 {
     struct manifest_flight *f = ud;
     struct cache *c = f->c;
     f->req = NULL;
+    if (!f->too_large && (resp->status != 200 || result != 0) && peer_failed(f, resp))
+        return;
+    if (f->via != f->u)
+        metrics_cluster_asked(METRICS_MANIFEST, METRICS_CLUSTER_ANSWERED);
     if (f->too_large) {
         struct cache_error e = {0};
         cache__error_set(&e, 502, "MANIFEST_INVALID", "upstream manifest larger than %llu bytes",
@@ -663,6 +763,8 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
             if (m) {
                 index_tag_validated(c, f->u, f->repo, f->tag, clock_wall_ms());
                 note_basis(f);
+                if (f->via == f->u)
+                    l2_share_tag(c, f->u, f->repo, f->tag); /* at most every L2_TAG_SHARE_MS */
                 flight_answer_cached(f, m, OUTCOME_HIT);
                 flight_free(f);
                 return;
@@ -688,8 +790,8 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
         got_manifest(f);
         return;
     }
-    flight_fail(f, resp);
-    flight_free(f);
+    if (!flight_fail(f, resp))
+        flight_free(f);
 }
 
 static const struct upstream_callbacks flight_callbacks = {on_headers, on_data, on_done};
@@ -702,14 +804,170 @@ static void start_phase(struct manifest_flight *f, enum flight_phase phase)
     f->too_large = 0;
     buf_reset(&f->body);
     snprintf(what, sizeof(what), "manifests/%s", f->reference);
-    f->req = upstream_request(f->u, phase == PHASE_HEAD ? UPSTREAM_HEAD : UPSTREAM_GET, f->repo,
-                              what, NULL, f->accept, &flight_callbacks, f);
+    f->req = upstream_request(f->via, phase == PHASE_HEAD ? UPSTREAM_HEAD : UPSTREAM_GET,
+                              f->repo, what, NULL, f->accept, &flight_callbacks, f);
     if (!f->req) {
         struct cache_error e = {0};
         cache__error_set(&e, 503, "UNAVAILABLE", "out of memory");
         flight_answer_error(f, &e);
         flight_free(f);
     }
+}
+
+/* ---- the S3 tier's manifests and tag records ---- */
+
+static int l2_body(void *ud, const char *data, size_t len)
+{
+    struct manifest_flight *f = ud;
+    if (buf_append(&f->body, data, len)) {
+        f->too_large = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static enum metrics_s3_shared_result l2_failure(const struct s3_reply *r)
+{
+    return r->result == -ENOENT ? METRICS_S3_SHARED_NOT_FOUND : METRICS_S3_SHARED_ERROR;
+}
+
+/* The bucket had nothing usable: by digest the flight goes on as without the tier; a tag's
+ * waiters get the upstream's error. Frees f in the second case. */
+static void l2_nothing(struct manifest_flight *f)
+{
+    buf_reset(&f->body);
+    f->too_large = 0;
+    f->from_l2 = 0;
+    if (f->by_digest) {
+        start_phase(f, PHASE_GET);
+        return;
+    }
+    flight_answer_error(f, &f->l2_err);
+    flight_free(f);
+}
+
+static void l2_manifest_done(void *ud, const struct s3_reply *r)
+{
+    struct manifest_flight *f = ud;
+    f->l2op = NULL;
+    const char *want = f->by_digest ? f->reference : f->rec.digest;
+    if (r->result || f->too_large) {
+        if (f->too_large)
+            log_error("s3 tier: the manifest object of %s is larger than %llu bytes; refused",
+                      want, (unsigned long long)f->c->cfg->max_manifest_bytes);
+        else if (r->result != -ENOENT || !f->by_digest)
+            log_warn("s3 tier: reading the manifest %s failed (%s)", want,
+                     r->result == -ENOENT ? "not in the bucket" : r->message);
+        metrics_s3_shared(METRICS_S3_SHARED_MANIFEST, 0,
+                          f->too_large ? METRICS_S3_SHARED_REFUSED : l2_failure(r));
+        l2_nothing(f);
+        return;
+    }
+    char digest[DIGEST_MAX], why[300] = "";
+    const char *body = f->body.data ? f->body.data : "", *type = NULL;
+    store_digest_of(body, f->body.len, digest);
+    /* a Content-Type that is not a manifest type says nothing: the body tells */
+    const char *ct = index_manifest_type(r->content_type) ? r->content_type : NULL;
+    if (strcmp(digest, want) != 0)
+        snprintf(why, sizeof(why), "bytes that hash to %s", digest);
+    else if (cache_check_manifest(ct, body, f->body.len, &type, why, sizeof(why)))
+        ;
+    else if (!f->by_digest && strcmp(type, f->rec.media_type) != 0)
+        snprintf(why, sizeof(why), "a %s, not the %s its tag record names", type,
+                 f->rec.media_type);
+    if (why[0]) {
+        log_error("s3 tier: the manifest object of %s holds %s; refused", want, why);
+        metrics_s3_shared(METRICS_S3_SHARED_MANIFEST, 0, METRICS_S3_SHARED_REFUSED);
+        l2_nothing(f);
+        return;
+    }
+    metrics_s3_shared(METRICS_S3_SHARED_MANIFEST, 0, METRICS_S3_SHARED_OK);
+    f->from_l2 = 1;
+    f->status = 200;
+    snprintf(f->media_type, sizeof(f->media_type), "%s", type);
+    snprintf(f->upstream_digest, sizeof(f->upstream_digest), "%s", want);
+    if (!f->by_digest) {
+        f->outcome = OUTCOME_STALE;
+        log_warn("upstream %s: %s; serving %s:%s stale from the s3 tier (%s)",
+                 upstream_name(f->u), f->l2_err.message, f->repo, f->reference, want);
+    }
+    got_manifest(f); /* stored and indexed like one from the upstream; not written back */
+}
+
+/* By digest, before anything else: 1 when the bucket is asked. */
+static int l2_read_manifest(struct manifest_flight *f)
+{
+    if (f->l2_tried || !l2_enabled(f->c))
+        return 0;
+    f->l2_tried = 1;
+    buf_reset(&f->body);
+    f->too_large = 0;
+    f->l2op = l2_get_manifest(f->c, f->reference, l2_body, l2_manifest_done, f);
+    return f->l2op != NULL;
+}
+
+static void l2_tag_done(void *ud, const struct s3_reply *r)
+{
+    struct manifest_flight *f = ud;
+    struct cache *c = f->c;
+    f->l2op = NULL;
+    char why[300] = "";
+    if (r->result || f->too_large) {
+        if (r->result != -ENOENT)
+            log_warn("s3 tier: reading the tag record of %s:%s failed (%s)", f->repo,
+                     f->reference, f->too_large ? "too large" : r->message);
+        metrics_s3_shared(METRICS_S3_SHARED_TAG, 0,
+                          f->too_large ? METRICS_S3_SHARED_REFUSED : l2_failure(r));
+        l2_nothing(f);
+        return;
+    }
+    if (l2_tag_record_parse(f->body.data ? f->body.data : "", f->body.len, upstream_name(f->u),
+                            f->repo, f->reference, &f->rec, why, sizeof(why))) {
+        log_error("s3 tier: the tag record of %s:%s is refused: %s", f->repo, f->reference,
+                  why);
+        metrics_s3_shared(METRICS_S3_SHARED_TAG, 0, METRICS_S3_SHARED_REFUSED);
+        l2_nothing(f);
+        return;
+    }
+    metrics_s3_shared(METRICS_S3_SHARED_TAG, 0, METRICS_S3_SHARED_OK);
+    if (!accept_allows(f->accept, f->rec.media_type)) {
+        l2_nothing(f); /* not what this client takes */
+        return;
+    }
+    uint64_t now = clock_wall_ms();
+    if (f->rec.confirmed_ms > now)
+        f->rec.confirmed_ms = now; /* another clock */
+    struct manifest_meta *m = index_manifest(c, f->rec.digest);
+    if (m) { /* the manifest is here already (another tag has it) */
+        log_warn("upstream %s: %s; serving %s:%s stale from the s3 tier's record",
+                 upstream_name(f->u), f->l2_err.message, f->repo, f->reference);
+        index_set_tag(c, f->u, f->repo, f->tag, m->digest, m->media_type, f->rec.confirmed_ms,
+                      1);
+        flight_answer_cached(f, m, OUTCOME_STALE);
+        flight_free(f);
+        return;
+    }
+    buf_reset(&f->body);
+    f->too_large = 0;
+    if (!(f->l2op = l2_get_manifest(c, f->rec.digest, l2_body, l2_manifest_done, f)))
+        l2_nothing(f);
+}
+
+/* A tag the index cannot serve, with the upstream unable to answer: its record in the bucket.
+ * 1 when asked (the flight answers its waiters). */
+static int l2_read_tag(struct manifest_flight *f, const struct upstream_response *resp,
+                       const struct cache_error *e)
+{
+    long st = resp->status;
+    if (f->by_digest || !f->shared || f->l2_tried || !f->waiters || !l2_enabled(f->c) ||
+        !(st == 0 || st == 429 || st >= 500))
+        return 0;
+    f->l2_tried = 1;
+    f->l2_err = *e;
+    buf_reset(&f->body);
+    f->too_large = 0;
+    f->l2op = l2_get_tag(f->c, f->u, f->repo, f->reference, l2_body, l2_tag_done, f);
+    return f->l2op != NULL;
 }
 
 /* Flights by digest are shared within one upstream (any repository); by tag within one
@@ -735,6 +993,7 @@ static struct manifest_flight *flight_new(struct cache *c, struct upstream *u, c
         return NULL;
     f->c = c;
     f->u = u;
+    f->via = u;
     f->by_digest = strchr(reference, ':') != NULL;
     f->repo = strdup(repo);
     f->reference = strdup(reference);
@@ -751,6 +1010,7 @@ static struct manifest_flight *flight_new(struct cache *c, struct upstream *u, c
         return NULL;
     }
     f->shared = f->listed = 1;
+    f->outcome = OUTCOME_MISS;
     return f;
 }
 
@@ -758,7 +1018,7 @@ static int flight_join(struct manifest_flight *f, const char *repo, manifest_cb 
                        unsigned flags, void (*drop)(void *ud))
 {
     if (f->answered) {
-        answer_one(cb, ud, OUTCOME_MISS, f->digest, f->media_type, f->body.data, f->body.len);
+        answer_one(cb, ud, f->outcome, f->digest, f->media_type, f->body.data, f->body.len);
         return 0;
     }
     struct manifest_waiter *w = calloc(1, sizeof(*w));
@@ -831,6 +1091,30 @@ static void answer_oom(manifest_cb cb, void *ud)
     answer_error(cb, ud, &e);
 }
 
+/* A tag the index lacks while its upstream asked for a pause: a flight that asks only the
+ * bucket (its record, then the manifest), answering e when it has nothing. 1 when started. */
+static int paused_from_bucket(struct cache *c, struct upstream *u, const char *repo,
+                              const char *reference, const char *tag, const char *accept,
+                              const char *key, manifest_cb cb, void *ud, unsigned flags,
+                              void (*drop)(void *ud), const struct cache_error *e)
+{
+    if (strchr(reference, ':') || !l2_enabled(c))
+        return 0;
+    struct manifest_flight *f = flight_new(c, u, repo, reference, tag, accept, key);
+    if (!f)
+        return 0;
+    struct upstream_response paused = {.status = 429, .content_length = -1};
+    if (flight_join(f, repo, cb, ud, flags, drop) == 0 && l2_read_tag(f, &paused, e))
+        return 1;
+    while (f->waiters) { /* the caller answers it */
+        struct manifest_waiter *w = f->waiters;
+        f->waiters = w->next;
+        waiter_free(w);
+    }
+    flight_free(f);
+    return 0;
+}
+
 /* Asks upstream, joining an identical request in flight. tag: the index's name for the answer
  * (reference, or reference KEY_SEP class); accept: what is sent upstream; flags, drop: the
  * waiter's (WAIT_*). */
@@ -838,10 +1122,16 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
                 const char *tag, const char *accept, enum flight_phase phase, int head_only,
                 manifest_cb cb, void *ud, unsigned flags, void (*drop)(void *ud))
 {
-    char key[TAG_KEY_MAX + 160];
+    char key[TAG_KEY_MAX + 176];
     flight_key(key, sizeof(key), u, repo, reference, tag, head_only);
     struct manifest_flight *f = map_get(c->manifest_flights, key);
     struct manifest_meta *m;
+    int direct = c->direct_now;
+    if (f && direct && f->via != f->u) {
+        /* a member's request joins no flight waiting for a member (it may be that one) */
+        snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", KEY_SEP "direct");
+        f = map_get(c->manifest_flights, key);
+    }
     if (f && f->stale_answered && (m = tag_manifest(c, u, repo, tag))) {
         deliver(c, m, OUTCOME_STALE, u, repo, cb, ud, flags); /* it is taking too long */
         return;
@@ -868,7 +1158,8 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
         /* the upstream asked for a pause (429 Retry-After): ask it nothing until then */
         if (!strchr(reference, ':') && (m = tag_manifest(c, u, repo, tag)))
             deliver(c, m, OUTCOME_STALE, u, repo, cb, ud, flags);
-        else
+        else if (!paused_from_bucket(c, u, repo, reference, tag, accept, key, cb, ud, flags,
+                                     drop, &e))
             answer_error(cb, ud, &e);
         return;
     }
@@ -880,6 +1171,16 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
         return;
     }
     f->head_only = head_only;
+    if (!direct && c->cluster) {
+        /* the owner of the digest, or of the tag itself (every Accept class of a tag with it) */
+        char owner_key[TAG_KEY_MAX];
+        if (f->by_digest)
+            snprintf(owner_key, sizeof(owner_key), "%s", reference);
+        else
+            tag_key(owner_key, sizeof(owner_key), u, repo, reference);
+        if ((f->owner_key = strdup(owner_key))) /* else asked directly */
+            f->via = cluster_via(c->cluster, u, owner_key);
+    }
     if (!f->by_digest && strcmp(tag, reference) != 0) {
         struct tag_entry *ct = index_tag(c, u, repo, reference);
         if (ct && clock_wall_ms() - ct->validated_ms < c->cfg->revalidate_after_ms)
@@ -891,6 +1192,9 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
         f->timer_on = 1;
         uv_timer_start(&f->timer, on_revalidate_timeout, c->cfg->revalidate_timeout_ms, 0);
     }
+    /* by digest: the bucket first (a member asking has asked it already) */
+    if (f->by_digest && !direct && l2_read_manifest(f))
+        return;
     start_phase(f, phase);
 }
 
@@ -954,7 +1258,7 @@ struct class_wait {
     struct cache *c;
     struct upstream *u;
     char *repo, *reference, *accept;
-    int head;
+    int head, direct;
     manifest_cb cb;
     void *ud;
 };
@@ -977,8 +1281,11 @@ static void on_tag_revalidated(void *ud, const struct manifest_answer *a)
 {
     (void)a;
     struct class_wait *cw = ud;
+    int was = cw->c->direct_now;
+    cw->c->direct_now = cw->direct;
     manifest_tag(cw->c, cw->u, cw->repo, cw->reference, cw->accept, cw->head, cw->cb, cw->ud,
                  1);
+    cw->c->direct_now = was;
     class_wait_free(cw);
 }
 
@@ -997,6 +1304,7 @@ static int revalidate_tag_first(struct cache *c, struct upstream *u, const char 
     cw->c = c;
     cw->u = u;
     cw->head = head;
+    cw->direct = c->direct_now;
     cw->cb = cb;
     cw->ud = ud;
     /* join the tag's flight, whatever it is doing; else a HEAD, as for a client's HEAD when
@@ -1026,6 +1334,16 @@ void cache_manifest(struct cache *c, struct upstream *u, const char *repo, const
         return;
     }
     manifest_tag(c, u, repo, reference, accept, head, cb, ud, 0);
+}
+
+void cache_manifest_direct(struct cache *c, struct upstream *u, const char *repo,
+                           const char *reference, const char *accept, int head, manifest_cb cb,
+                           void *ud)
+{
+    int was = c->direct_now;
+    c->direct_now = 1;
+    cache_manifest(c, u, repo, reference, accept, head, cb, ud);
+    c->direct_now = was;
 }
 
 /* retried: the tag itself was just revalidated (or failed to be) for this request. */
@@ -1111,6 +1429,9 @@ void manifests_free_all(struct cache *c)
         if (f->req)
             upstream_req_cancel(f->req);
         f->req = NULL;
+        if (f->l2op)
+            s3_cancel(f->l2op);
+        f->l2op = NULL;
         if (f->phase == PHASE_STORING)
             continue;
         while (f->waiters) {

@@ -24,6 +24,7 @@
 
 #include "cache/impl.h"
 #include "util/clock.h"
+#include "util/epoch.h"
 
 static uint64_t now_ms(void)
 {
@@ -104,6 +105,17 @@ void open_files_put(struct cache *c, const char *digest, int fd, uint64_t size)
 
 void open_files_forget(struct cache *c, const char *digest)
 {
+    content_epoch_bump(); /* and what worker loops kept of it */
     if (c->open_files)
         fd_lru_forget(c->open_files, digest);
+}
+
+int cache_hot_file(struct cache *c, const char *digest, uint64_t *size, int *fd)
+{
+    return open_files_get(c, digest, size, fd);
+}
+
+void cache_keep_file(struct cache *c, const char *digest, int fd, uint64_t size)
+{
+    open_files_put(c, digest, fd, size);
 }

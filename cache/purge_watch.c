@@ -85,8 +85,10 @@ static void poll_done(void *ud)
     c->purge_polling = 0;
     int more = 0;
     if (!c->stopping && p->rc == 0) {
-        for (size_t i = 0; i < p->n_tags; i++)
+        for (size_t i = 0; i < p->n_tags; i++) {
             index_purge_tag(c, p->tags[i]);
+            l2_forget_tag(c, p->tags[i]); /* and its record in the S3 tier's bucket */
+        }
         if (p->n_digests) {
             index_forget_digests(c, p->digests, p->n_digests);
             referrers_forget_subjects(c, p->digests, p->n_digests);

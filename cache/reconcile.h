@@ -11,6 +11,7 @@ struct store;
 
 struct reconcile_report {
     size_t files, adopted, removed_corrupt, removed_stray, rows_dropped, verified;
+    size_t unwritten; /* changes to the index that could not be written (reconcile_apply) */
     uint64_t bytes;
 };
 
@@ -28,5 +29,19 @@ struct reconcile_watch {
 /* reconcile, with watch (may be NULL) updated after every file and checked before each. */
 int reconcile_watched(struct db *db, struct store *store, int verify_all,
                       struct reconcile_watch *watch, struct reconcile_report *r);
+
+/* The same in three steps, for the daemon, which serves meanwhile: reconcile_rows reads the
+ * index's digests (in turn with the index writes: db_call), reconcile_walk goes through the
+ * store (re-hashing the files the index does not know; no database), reconcile_apply adopts
+ * what was found and drops the rows whose file is still missing (db_call again). A write that
+ * fails (the index locked by another process) does not stop the others: reconcile_apply tries
+ * each, counts what it could not write in unwritten and returns the first error. */
+struct reconcile_job;
+int reconcile_new(int verify_all, struct reconcile_watch *watch, struct reconcile_job **out);
+int reconcile_rows(struct reconcile_job *j, struct db *db);
+int reconcile_walk(struct reconcile_job *j, struct store *store);
+int reconcile_apply(struct reconcile_job *j, struct db *db, struct store *store);
+const struct reconcile_report *reconcile_report_of(const struct reconcile_job *j);
+void reconcile_free(struct reconcile_job *j);
 
 #endif

@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "cluster/members.h"
+#include "cluster/peer_auth.h"
 #include "util/cidr.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -94,6 +96,9 @@ void config_defaults(struct config *c)
     c->auth_max_failures = 10;
     c->auth_verify_threads = 2;
     c->prefetch_schedule_ms = 6ULL * 3600 * 1000;
+    c->s3_abandoned_upload_after_ms = 24ULL * 3600 * 1000;
+    c->s3_access_interval_ms = 3600ULL * 1000;
+    c->s3_gc_lease_ms = 5ULL * 60 * 1000;
     c->prefetch_window_from = c->prefetch_window_to = -1;
     c->prefetch_reserve = 10;
 }
@@ -147,6 +152,7 @@ void config_free(struct config *c)
     free(c->listen);
     free(c->storage);
     free(c->user);
+    free(c->instance_id);
     for (size_t i = 0; i < c->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++)
         upstream_free(&c->upstreams[i]);
     free(c->auth_htpasswd);
@@ -168,6 +174,9 @@ void config_free(struct config *c)
     free(c->s3_secret_key);
     free(c->s3_prefix);
     free(c->s3_ca_file);
+    str_list_free(&c->cluster_members, &c->n_cluster_members);
+    free(c->cluster_self);
+    free(c->cluster_secret);
     rules_free(c->rules);
     c->rules = NULL;
     str_list_free(&c->metrics_allow, &c->n_metrics_allow);
@@ -222,6 +231,7 @@ static int config_copy(struct config *dst, const struct config *src)
     dst->listen = dup_or_null(src->listen, &ok);
     dst->storage = dup_or_null(src->storage, &ok);
     dst->user = dup_or_null(src->user, &ok);
+    dst->instance_id = dup_or_null(src->instance_id, &ok);
     for (size_t i = 0; i < src->n_upstreams && i < CONFIG_MAX_UPSTREAMS; i++) {
         const struct config_upstream *u = &src->upstreams[i];
         dst->upstreams[i].name = dup_or_null(u->name, &ok);
@@ -278,6 +288,8 @@ static int config_copy(struct config *dst, const struct config *src)
     dst->s3_secret_key = dup_or_null(src->s3_secret_key, &ok);
     dst->s3_prefix = dup_or_null(src->s3_prefix, &ok);
     dst->s3_ca_file = dup_or_null(src->s3_ca_file, &ok);
+    dst->cluster_self = dup_or_null(src->cluster_self, &ok);
+    dst->cluster_secret = dup_or_null(src->cluster_secret, &ok);
     dst->trusted_proxies = NULL;
     if (src->n_trusted_proxies) {
         dst->trusted_proxies = malloc(src->n_trusted_proxies * sizeof(struct cidr));
@@ -296,6 +308,8 @@ static int config_copy(struct config *dst, const struct config *src)
         str_list_copy(&dst->cors_methods, &dst->n_cors_methods, src->cors_methods,
                       src->n_cors_methods) ||
         str_list_copy(&dst->pins, &dst->n_pins, src->pins, src->n_pins) ||
+        str_list_copy(&dst->cluster_members, &dst->n_cluster_members, src->cluster_members,
+                      src->n_cluster_members) ||
         str_list_copy(&dst->prefetch, &dst->n_prefetch, src->prefetch, src->n_prefetch) ||
         str_list_copy(&dst->prefetch_platforms, &dst->n_prefetch_platforms,
                       src->prefetch_platforms, src->n_prefetch_platforms))
@@ -964,6 +978,8 @@ static int parse_blob_sources(struct ctx *x, yaml_node_t *seq, const char *key,
     return 0;
 }
 
+static int get_bool(struct ctx *x, yaml_node_t *v, const char *key, int *out);
+
 /* Parses upstreams[idx] into ups[idx]; names must differ from ups[0..idx-1]. */
 static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct config_upstream *ups)
 {
@@ -988,6 +1004,12 @@ static int parse_upstream(struct ctx *x, yaml_node_t *m, size_t idx, struct conf
                 urls_line = line_of(kv.key);
             rc = kv.name[0] == 'u' ? parse_urls(x, kv.value, key, u)
                                    : parse_blob_sources(x, kv.value, key, u);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (!strcmp(kv.name, "parent")) {
+            rc = get_bool(x, kv.value, key, &u->parent);
             if (rc < 0)
                 return rc;
             continue;
@@ -1544,7 +1566,7 @@ static int apply_metrics(struct ctx *x, struct config *c, yaml_node_t *m)
 }
 
 /* s3: endpoint, bucket, region, access_key, secret_key or secret_key_file, prefix, ca_file,
- * part_size. */
+ * part_size, abandoned_upload_after, access_interval, ttl, max_size, gc_lease. */
 static int apply_s3(struct ctx *x, struct config *c, yaml_node_t *m)
 {
     char key[KEY_MAX];
@@ -1564,7 +1586,9 @@ static int apply_s3(struct ctx *x, struct config *c, yaml_node_t *m)
             strcmp(kv.name, "bucket") && strcmp(kv.name, "region") &&
             strcmp(kv.name, "access_key") && strcmp(kv.name, "secret_key") &&
             strcmp(kv.name, "secret_key_file") && strcmp(kv.name, "prefix") &&
-            strcmp(kv.name, "ca_file"))
+            strcmp(kv.name, "ca_file") && strcmp(kv.name, "abandoned_upload_after") &&
+            strcmp(kv.name, "access_interval") && strcmp(kv.name, "ttl") &&
+            strcmp(kv.name, "max_size") && strcmp(kv.name, "gc_lease"))
             return fail(x, line_of(kv.key), key, "unknown key");
         if ((rc = get_scalar(x, kv.value, key, &s)) < 0)
             return rc;
@@ -1575,6 +1599,45 @@ static int apply_s3(struct ctx *x, struct config *c, yaml_node_t *m)
             if (v < (5ULL << 20) || v > (5ULL << 30))
                 return fail(x, line_of(kv.value), key, "%s is out of range (5MiB..5GiB)", s);
             c->s3_part_size = v;
+            continue;
+        }
+        if (!strcmp(kv.name, "abandoned_upload_after")) {
+            uint64_t v;
+            if (parse_duration_ms(s, &v) < 0 || v < 1000)
+                return fail(x, line_of(kv.value), key,
+                            "invalid duration '%s' (use e.g. 30m, 24h, 7d; at least 1s)", s);
+            c->s3_abandoned_upload_after_ms = v;
+            continue;
+        }
+        if (!strcmp(kv.name, "access_interval") || !strcmp(kv.name, "ttl")) {
+            uint64_t v;
+            if (parse_duration_ms(s, &v) < 0 || (v && v < 1000))
+                return fail(x, line_of(kv.value), key,
+                            "invalid duration '%s' (use e.g. 30m, 1h, 7d; 0 for none; at "
+                            "least 1s)", s);
+            if (!strcmp(kv.name, "ttl")) {
+                c->s3_ttl_ms = v;
+                c->s3_ttl_set = 1;
+            } else {
+                c->s3_access_interval_ms = v;
+            }
+            continue;
+        }
+        if (!strcmp(kv.name, "gc_lease")) {
+            uint64_t v;
+            if (parse_duration_ms(s, &v) < 0 || (v && v < 1000))
+                return fail(x, line_of(kv.value), key,
+                            "invalid duration '%s' (use e.g. 30s, 5m; 0: never lead; at least "
+                            "1s)", s);
+            c->s3_gc_lease_ms = v;
+            continue;
+        }
+        if (!strcmp(kv.name, "max_size")) {
+            uint64_t v;
+            if (parse_size_bytes(s, &v) < 0)
+                return fail(x, line_of(kv.value), key, "invalid size '%s' (use e.g. 500GiB; 0 "
+                                                       "for none)", s);
+            c->s3_max_size_bytes = v;
             continue;
         }
         if (!strcmp(kv.name, "endpoint")) {
@@ -1619,6 +1682,86 @@ static int apply_s3(struct ctx *x, struct config *c, yaml_node_t *m)
         if (!have[i])
             return fail(x, line_of(m), "s3", "%s is missing%s", needed[i],
                         i == 3 ? " (give secret_key or secret_key_file)" : "");
+    return 0;
+}
+
+static const char *check_member(const char *s)
+{
+    char norm[MEMBERS_URL_MAX];
+    return members_normalise(s, norm, sizeof(norm)) ? "not http(s)://host[:port]" : NULL;
+}
+
+/* cluster: members, self, secret | secret_file, probe_interval. The members are checked as a
+ * set (self among them, no duplicates) once the section is read. */
+static int apply_cluster(struct ctx *x, struct config *c, yaml_node_t *m)
+{
+    char key[KEY_MAX];
+    const char *s = NULL;
+    unsigned long secret_line = 0, members_line = 0;
+
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(x, line_of(m), "cluster", "expected a mapping, got %s", kind_of(m));
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        struct pair kv;
+        int rc = get_pair(x, m, p, "cluster", &kv, key, sizeof(key));
+        if (rc < 0)
+            return rc;
+        if (!strcmp(kv.name, "members")) {
+            members_line = line_of(kv.value);
+            if ((rc = set_str_list(x, kv.value, key, &c->cluster_members, &c->n_cluster_members,
+                                   check_member)) < 0)
+                return rc;
+            if (c->n_cluster_members > MEMBERS_MAX)
+                return fail(x, line_of(kv.value), key, "at most %d members", MEMBERS_MAX);
+            continue;
+        }
+        if (strcmp(kv.name, "self") && strcmp(kv.name, "secret") &&
+            strcmp(kv.name, "secret_file") && strcmp(kv.name, "probe_interval"))
+            return fail(x, line_of(kv.key), key, "unknown key");
+        if ((rc = get_scalar(x, kv.value, key, &s)) < 0)
+            return rc;
+        if (!strcmp(kv.name, "self")) {
+            if (check_member(s))
+                return fail(x, line_of(kv.value), key, "'%s' is not http(s)://host[:port]", s);
+            rc = set_str(x, &c->cluster_self, s);
+        } else if (!strcmp(kv.name, "probe_interval")) {
+            uint64_t v;
+            if (parse_duration_ms(s, &v) < 0 || v < 100 || v > 60000)
+                return fail(x, line_of(kv.value), key,
+                            "invalid duration '%s' (100ms to 60s, e.g. 2s)", s);
+            c->cluster_probe_interval_ms = v;
+        } else {
+            if (secret_line)
+                return fail(x, line_of(kv.key), key,
+                            "give secret or secret_file, not both (the other is on line %lu)",
+                            secret_line);
+            secret_line = line_of(kv.key);
+            rc = !strcmp(kv.name, "secret")
+                     ? set_str(x, &c->cluster_secret, s)
+                     : read_secret(x, kv.value, key, s, &c->cluster_secret);
+            if (rc == 0 && !peer_auth_secret_ok(c->cluster_secret, strlen(c->cluster_secret)))
+                return fail(x, line_of(kv.value), key, "the secret must be at least %d bytes",
+                            PEER_AUTH_MIN_SECRET);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (!c->n_cluster_members)
+        return fail(x, line_of(m), "cluster", "members is missing (the URL of every replica, "
+                                              "this one included)");
+    if (!c->cluster_self)
+        return fail(x, line_of(m), "cluster", "self is missing (this replica's URL, as members "
+                                              "lists it)");
+    if (!c->cluster_secret)
+        return fail(x, line_of(m), "cluster", "secret is missing (give secret or secret_file)");
+    struct members *set;
+    char why[300];
+    if (members_new((const char *const *)c->cluster_members, c->n_cluster_members,
+                    c->cluster_self, &set, why, sizeof(why)))
+        return fail(x, members_line ? members_line : line_of(m), "cluster.members", "%s", why);
+    members_free(set);
     return 0;
 }
 
@@ -1913,8 +2056,26 @@ static int apply_prefetch(struct ctx *x, struct config *c, yaml_node_t *m)
     return 0;
 }
 
+/* The bucket GC sees a blob served all the time as last served up to a marker interval and a
+ * GC period ago (a marker is written at most once per interval): a TTL that short would evict
+ * what is in use. */
+static int check_s3_lifecycle(struct ctx *x, const struct config *c, unsigned long line)
+{
+    uint64_t ttl = c->s3_ttl_set ? c->s3_ttl_ms : c->ttl_ms;
+    if (!c->s3_gc_lease_ms || !c->s3_access_interval_ms || !ttl ||
+        ttl > c->s3_access_interval_ms + c->gc_interval_ms)
+        return 0;
+    return fail(x, line, c->s3_ttl_set ? "s3.ttl" : "s3",
+                "the bucket's TTL (%s, %llu s) must be longer than s3.access_interval (%llu s) "
+                "plus cache.gc_interval (%llu s), or a blob in use could look unused",
+                c->s3_ttl_set ? "s3.ttl" : "cache.ttl", (unsigned long long)(ttl / 1000),
+                (unsigned long long)(c->s3_access_interval_ms / 1000),
+                (unsigned long long)(c->gc_interval_ms / 1000));
+}
+
 static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
 {
+    unsigned long s3_line = 0;
     char key[KEY_MAX];
 
     if (is_null(root))
@@ -1961,6 +2122,30 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
                 return fail(x, line_of(kv.value), key, "no such user '%s'%s%s", s,
                             errno ? ": " : "", errno ? strerror(errno) : "");
             rc = set_str(x, &c->user, s);
+        } else if (!strcmp(kv.name, "instance_id")) {
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (!*s || strlen(s) > CONFIG_INSTANCE_ID_MAX ||
+                strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:") !=
+                    strlen(s))
+                return fail(x, line_of(kv.value), key,
+                            "invalid id '%s' (1 to %d of A-Z, a-z, 0-9, '.', '-', '_' and ':')",
+                            s, CONFIG_INSTANCE_ID_MAX);
+            rc = set_str(x, &c->instance_id, s);
+        } else if (!strcmp(kv.name, "workers")) {
+            uint64_t n;
+            rc = get_scalar(x, kv.value, key, &s);
+            if (rc < 0)
+                return rc;
+            if (!strcmp(s, "auto"))
+                c->workers = 0;
+            else if (parse_count(s, &n) < 0 || n < 1 || n > CONFIG_WORKERS_MAX)
+                return fail(x, line_of(kv.value), key,
+                            "invalid value '%s' (auto, or 1 to %d event loops)", s,
+                            CONFIG_WORKERS_MAX);
+            else
+                c->workers = n;
         } else if (!strcmp(kv.name, "upstreams")) {
             rc = apply_upstreams(x, c, kv.value);
         } else if (!strcmp(kv.name, "auth")) {
@@ -1974,7 +2159,10 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
         } else if (!strcmp(kv.name, "metrics")) {
             rc = apply_metrics(x, c, kv.value);
         } else if (!strcmp(kv.name, "s3")) {
+            s3_line = line_of(kv.key);
             rc = apply_s3(x, c, kv.value);
+        } else if (!strcmp(kv.name, "cluster")) {
+            rc = apply_cluster(x, c, kv.value);
         } else if (!strcmp(kv.name, "ui")) {
             rc = apply_ui(x, c, kv.value);
         } else if (!strcmp(kv.name, "log")) {
@@ -1995,7 +2183,7 @@ static int apply_root(struct ctx *x, struct config *c, yaml_node_t *root)
         if (rc < 0)
             return rc;
     }
-    return 0;
+    return s3_line ? check_s3_lifecycle(x, c, s3_line) : 0;
 }
 
 static int yaml_error(struct ctx *x, const yaml_parser_t *parser)

@@ -9,6 +9,7 @@
 #define CONFIG_MAX_UPSTREAMS 32
 #define CONFIG_MAX_URLS 8         /* upstreams[].urls: endpoints of one registry */
 #define CONFIG_MAX_BLOB_SOURCES 8 /* upstreams[].blob_sources */
+#define CONFIG_INSTANCE_ID_MAX 64 /* instance_id */
 
 struct cidr;
 struct rules;
@@ -37,6 +38,9 @@ struct config_upstream {
     size_t n_urls;
     struct config_blob_source blob_sources[CONFIG_MAX_BLOB_SOURCES];
     size_t n_blob_sources;
+    /* upstreams[].parent: url is another regcache (a parent mirror): every request to it
+     * carries ?ns=<name>, so that the parent picks its upstream of the same name */
+    int parent;
 };
 
 /* ui.access: the status page is readable by whoever may pull (default), only by users who may
@@ -48,6 +52,12 @@ struct config {
     char *listen;  /* "0.0.0.0:5000" */
     char *storage; /* directory; blobs/ and the database live here */
     char *user;    /* user: run as this user after binding the listener; NULL: stay as is */
+    /* instance_id: this mirror's name in the Via header of its upstream requests (loops of
+     * mirrors are refused by it); NULL: <hostname>:<listen port> */
+    char *instance_id;
+    /* workers: event loops serving connections; 0: auto (the CPUs the process may use, its
+     * affinity and cgroup quota) */
+    uint64_t workers;
     struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     size_t n_upstreams;
     uint64_t revalidate_after_ms;   /* cache.revalidate_after, default 30s */
@@ -132,7 +142,32 @@ struct config {
     char *s3_endpoint, *s3_bucket, *s3_region, *s3_access_key, *s3_secret_key, *s3_prefix;
     char *s3_ca_file;
     uint64_t s3_part_size; /* s3.part_size, default 64MiB, 5MiB..5GiB */
+    /* s3.abandoned_upload_after: multipart uploads under the prefix older than this are
+     * aborted by the janitor (cache/l2_janitor.c); default 24h, at least 1s */
+    uint64_t s3_abandoned_upload_after_ms;
+    /* lifecycle across the replicas on the bucket (cache/l2_access.c, l2_lease.c, l2_gc.c):
+     * s3.access_interval, how often at most a replica writes a blob's access marker (default
+     * 1h; 0: no markers); s3.ttl, the bucket's own TTL (s3_ttl_set 0: cache.ttl's; 0: never);
+     * s3.max_size, the bucket's cap (0: none); s3.gc_lease, how long the GC leader's lease
+     * lasts unrenewed (default 5m, at least 1s; 0: this replica never leads) */
+    uint64_t s3_access_interval_ms, s3_ttl_ms, s3_max_size_bytes, s3_gc_lease_ms;
+    int s3_ttl_set;
+    /* cluster: replicas sharing the misses (cluster/cluster.h); n_cluster_members 0: none.
+     * Members are kept as given (normalised where used); cluster.secret_file fills
+     * cluster_secret. */
+    char **cluster_members;
+    size_t n_cluster_members;
+    char *cluster_self, *cluster_secret;
+    uint64_t cluster_probe_interval_ms; /* cluster.probe_interval, default 2s */
 };
+
+#define CONFIG_WORKERS_MAX 64
+/* The number of workers `workers: auto` means here: the CPUs of the process's affinity mask,
+ * fewer when a cgroup CPU quota (cpu.max) allows less, at least 1 and at most
+ * CONFIG_WORKERS_MAX. */
+unsigned config_auto_workers(void);
+/* c->workers resolved: the number given, or config_auto_workers() for auto. */
+unsigned config_workers(const struct config *c);
 
 /* Fills *c with the embedded defaults: listen 0.0.0.0:5000, storage "./regcache-data",
  * one upstream docker.io = https://registry-1.docker.io. */

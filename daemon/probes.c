@@ -28,6 +28,8 @@ struct probes {
     void *ud;
     enum probes_phase phase;
     char startup[256];
+    char background[256]; /* "": nothing runs in the background */
+    char damaged[256];    /* "": the index passed its integrity check (or it has not run) */
     uv_timer_t timer;
     int timer_open;
     /* the store check on the thread pool: work_* are written there, read in after_check */
@@ -68,8 +70,14 @@ static void evaluate(const struct probes *p, struct check_result r[N_CHECKS])
         snprintf(r[CHECK_STORE].reason, REASON_MAX, "cannot write %s: %s", p->store_path,
                  strerror(-p->store_rc));
     }
-    if (p->db && db_write_status(p->db, r[CHECK_INDEX].reason, REASON_MAX))
+    if (p->damaged[0]) {
         r[CHECK_INDEX].failed = 1;
+        snprintf(r[CHECK_INDEX].reason, REASON_MAX, "damaged: %s", p->damaged);
+    } else if (p->db && db_write_status(p->db, r[CHECK_INDEX].reason, REASON_MAX)) {
+        r[CHECK_INDEX].failed = 1;
+    }
+    if (!r[CHECK_STARTUP].failed && p->background[0])
+        snprintf(r[CHECK_STARTUP].reason, REASON_MAX, "%s", p->background);
     if (p->phase == PROBES_DRAINING) {
         r[CHECK_SHUTDOWN].failed = 1;
         snprintf(r[CHECK_SHUTDOWN].reason, REASON_MAX,
@@ -173,6 +181,17 @@ enum probes_phase probes_phase(const struct probes *p)
     return p->phase;
 }
 
+void probes_set_background(struct probes *p, const char *what)
+{
+    snprintf(p->background, sizeof(p->background), "%s", what ? what : "");
+}
+
+void probes_set_damaged(struct probes *p, const char *why)
+{
+    snprintf(p->damaged, sizeof(p->damaged), "%s", why && *why ? why : "quick_check failed");
+    note_change(p);
+}
+
 void probes_set_startup(struct probes *p, const char *what)
 {
     snprintf(p->startup, sizeof(p->startup), "%s", what);
@@ -259,6 +278,8 @@ static void answer(struct conn *c, int head, const char *probe, const struct che
             add(b, "[+]%s excluded: ok\n", check_names[i]);
         else if (r[i].failed)
             add(b, "[-]%s failed: %s\n", check_names[i], r[i].reason);
+        else if (r[i].reason[0])
+            add(b, "[+]%s ok: %s\n", check_names[i], r[i].reason);
         else
             add(b, "[+]%s ok\n", check_names[i]);
         failed |= r[i].failed && !excluded;

@@ -4,8 +4,10 @@
  * auth policy, for GET and HEAD:
  *
  *   /livez   200 whenever the process answers: during start-up and drain too.
- *   /readyz  200 when the mirror serves; 503 during the start-up reconciliation, during the
- *            drain after SIGTERM, and while the store or the index cannot be written. An
+ *   /readyz  200 when the mirror serves (also while the store is walked in the background
+ *            after an unclean stop: what it serves meanwhile is correct); 503 while starting,
+ *            during the drain after SIGTERM, while the store or the index cannot be written,
+ *            and once the index failed its integrity check (run after serving starts). An
  *            upstream being down never fails it: the mirror serves what it holds through an
  *            outage, which is the point of a mirror.
  *
@@ -60,6 +62,11 @@ enum probes_phase probes_phase(const struct probes *p);
 /* What start-up is doing, for the startup check and the gate's message (copied; the default
  * is "reconciling the store"). */
 void probes_set_startup(struct probes *p, const char *what);
+/* What runs in the background while serving (the walk of the store after an unclean stop):
+ * shown on the startup check's line, which passes ("[+]startup ok: what"); NULL: nothing. */
+void probes_set_background(struct probes *p, const char *what);
+/* The index failed its integrity check: the index check fails with why from now on. */
+void probes_set_damaged(struct probes *p, const char *why);
 
 
 /* Answers /livez and /readyz, and every request while the phase is not PROBES_READY: 1 when it

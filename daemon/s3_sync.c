@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "s3/client.h"
+#include "s3/settings.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
 #include "util/map.h"
@@ -203,10 +204,8 @@ int s3_sync_main(int argc, char **argv)
         fprintf(stderr, "regcache: s3-sync: out of memory\n");
         goto out;
     }
-    struct s3_settings st = {.endpoint = cfg.s3_endpoint, .bucket = cfg.s3_bucket,
-                             .region = cfg.s3_region, .access_key = cfg.s3_access_key,
-                             .secret_key = cfg.s3_secret_key, .prefix = cfg.s3_prefix,
-                             .ca_file = cfg.s3_ca_file, .part_size = cfg.s3_part_size};
+    struct s3_settings st;
+    s3_settings_from_config(&cfg, &st);
     if (s3_client_new(uc, &st, &s.s3, err, sizeof(err))) {
         fprintf(stderr, "regcache: s3-sync: %s\n", err);
         goto out;

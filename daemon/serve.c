@@ -2,7 +2,9 @@
 #include "daemon/serve.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 
 #include "auth/auth.h"
 #include "cache/cache.h"
+#include "cluster/cluster.h"
 #include "prefetch/control.h"
 #include "prefetch/prefetch.h"
 #include "cache/reconcile.h"
@@ -23,6 +26,7 @@
 #include "http/http.h"
 #include "http/tls.h"
 #include "registry/api.h"
+#include "registry/worker.h"
 #include "registry/cors.h"
 #include "hosted/hosted.h"
 #include "metrics/metrics.h"
@@ -30,6 +34,7 @@
 #include "store/store.h"
 #include "ui/ui.h"
 #include "upstream/upstream.h"
+#include "util/background.h"
 #include "util/cidr.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -37,10 +42,6 @@
 #define SHUTDOWN_POLL_MS 50
 #define RELOAD_POLL_MS 20
 #define STARTUP_TICK_MS 1000
-/* while starting, systemd's start timeout is pushed this far ahead every STARTUP_NOTIFY_TICKS
- * ticks: a long reconciliation is not mistaken for a hung start */
-#define STARTUP_EXTEND_US (30ull * 1000 * 1000)
-#define STARTUP_NOTIFY_TICKS 10
 
 struct daemon {
     const struct config *cfg;
@@ -54,6 +55,7 @@ struct daemon {
     int store_lock_fd; /* a shared lock on the storage root: no import runs while we serve */
     struct db *db;
     struct upstream_client *up;
+    struct cluster *cluster; /* NULL: not in a cluster */
     struct cache *cache;
     struct prefetch *prefetch;
     struct prefetch_control *prefetch_control; /* `regcache prefetch`'s socket; NULL: none */
@@ -66,14 +68,21 @@ struct daemon {
     /* probes, and the gate in front of the registry while it is not there */
     struct probes *probes;
     char serving[256]; /* STATUS= once ready */
-    /* the start-up reconciliation, on the thread pool while the loop answers probes */
-    uv_work_t startup_work;
+    /* after the start: the index's integrity check and (after an unclean stop) the walk of
+     * the store, in the background while serving */
+    char dbpath[4096];
+    int clean_start;  /* the store had the clean-shutdown record */
+    int fresh_store;  /* it never held anything: no walk */
+    int reconciled;   /* the index and the store agree: a clean start, or the walk is done */
+    int bg_done;      /* the background work is over (done, failed or stopped) */
+    struct reconcile_job *rj;
+    uv_work_t walk_work, check_work;
     uv_timer_t startup_timer;
-    unsigned startup_ticks;
-    uint64_t startup_t0;
+    uint64_t startup_t0, walk_t0;
     struct reconcile_watch watch;
-    struct reconcile_report rec;
-    int rec_rc;
+    int bg_rc;
+    char bg_why[512];
+    uint64_t bg_files, bg_bytes; /* the index's totals once the walk is applied */
     /* after SIGHUP: READY=1 once the reload is done */
     uv_timer_t reload_timer;
     struct http_server *metrics_http; /* metrics.listen, NULL: none */
@@ -100,12 +109,14 @@ static void finish(struct daemon *d)
     auth_shutdown(d->auth);
     hosted_shutdown(d->hosted);
     http_server_close_all(d->http);
+    registry_stop_workers(d->registry);
     if (d->metrics_http)
         http_server_close_all(d->metrics_http);
     metrics_shutdown();
     prefetch_control_close(d->prefetch_control);
     d->prefetch_control = NULL;
     prefetch_stop(d->prefetch);
+    cluster_stop(d->cluster);
     if (d->cache)
         cache_shutdown(d->cache);
     upstream_client_shutdown(d->up);
@@ -173,6 +184,25 @@ static void on_sighup(uv_signal_t *s, int signum)
  * timeouts.shutdown_grace), and new connections are still accepted meanwhile so that probes
  * are answered (not ready) and everything else gets a 503 with Retry-After. A second signal
  * stops at once. During start-up the reconciliation stops before its next file. */
+/* The drain, for a stop signal (what: "SIGTERM", "SIGINT") or a damaged index. */
+static void begin_stop(struct daemon *d, const char *what)
+{
+    d->stopping = 1;
+    __atomic_store_n(&d->watch.stop, 1, __ATOMIC_RELAXED);
+    probes_set_phase(d->probes, PROBES_DRAINING);
+    size_t busy = http_server_busy(d->http);
+    notify_sendf("STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=stopping: finishing %zu "
+                 "responses",
+                 (unsigned long long)(d->cfg->shutdown_grace_ms + 5000) * 1000, busy);
+    log_info("%s: not ready; finishing %zu responses (new requests are answered 503)", what,
+             busy);
+    http_server_drain(d->http);
+    if (d->metrics_http)
+        http_server_drain(d->metrics_http);
+    d->shutdown_started_us = clock_mono_us();
+    uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct daemon *d = s->data;
@@ -181,20 +211,7 @@ static void on_signal(uv_signal_t *s, int signum)
         finish(d);
         return;
     }
-    d->stopping = 1;
-    __atomic_store_n(&d->watch.stop, 1, __ATOMIC_RELAXED);
-    probes_set_phase(d->probes, PROBES_DRAINING);
-    size_t busy = http_server_busy(d->http);
-    notify_sendf("STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=stopping: finishing %zu "
-                 "responses",
-                 (unsigned long long)(d->cfg->shutdown_grace_ms + 5000) * 1000, busy);
-    log_info("%s: not ready; finishing %zu responses (new requests are answered 503)",
-             signum == SIGTERM ? "SIGTERM" : "SIGINT", busy);
-    http_server_drain(d->http);
-    if (d->metrics_http)
-        http_server_drain(d->metrics_http);
-    d->shutdown_started_us = clock_mono_us();
-    uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
+    begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* A store or index check changed while ready: systemctl status says so. */
@@ -372,31 +389,52 @@ static int drop_privileges(const struct config *cfg)
 
 /* ---- start-up ---- */
 
-static void startup_work(uv_work_t *w)
+/* This mirror's name in Via: instance_id, else <hostname>:<port listened on>, which tells
+ * apart the mirrors of one host and those of different hosts. */
+static void instance_id(const struct daemon *d, char *out, size_t len)
 {
-    struct daemon *d = w->data;
-    d->rec_rc = reconcile_watched(d->db, d->store, 0, &d->watch, &d->rec);
+    char host[256] = "";
+    if (d->cfg->instance_id) {
+        snprintf(out, len, "%s", d->cfg->instance_id);
+        return;
+    }
+    if (gethostname(host, sizeof(host) - 1) || !host[0])
+        snprintf(host, sizeof(host), "regcache");
+    host[strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")] = '\0';
+    snprintf(out, len, "%.*s:%d", (int)(len > 8 ? len - 8 : 0), host[0] ? host : "regcache",
+             http_server_port(d->http));
 }
 
-static void on_startup_tick(uv_timer_t *t)
+/* hosted_on_stored's hook: a push stored content anew */
+static void write_behind(void *ud, const char *digest)
 {
-    struct daemon *d = t->data;
-    char what[128];
-    snprintf(what, sizeof(what), "reconciling the store (%zu files checked)",
-             __atomic_load_n(&d->watch.files, __ATOMIC_RELAXED));
-    probes_set_startup(d->probes, what);
-    if (++d->startup_ticks % STARTUP_NOTIFY_TICKS == 0)
-        notify_sendf("EXTEND_TIMEOUT_USEC=%llu\nSTATUS=starting: %s", STARTUP_EXTEND_US, what);
+    cache_write_behind(ud, digest);
+}
+
+static int hot_file(void *ud, const char *digest, uint64_t *size, int *fd)
+{
+    return cache_hot_file(ud, digest, size, fd);
+}
+
+static void keep_file(void *ud, const char *digest, int fd, uint64_t size)
+{
+    cache_keep_file(ud, digest, fd, size);
 }
 
 /* What follows the reconciliation: everything that serves. 0, or -1 after logging why. */
-static int start_serving(struct daemon *d)
+static int start_serving(struct daemon *d, uint64_t stored_bytes, uint64_t stored_files)
 {
     const struct config *cfg = d->cfg;
+    char id[CONFIG_INSTANCE_ID_MAX + 1];
     int r;
+    instance_id(d, id, sizeof(id));
     if ((r = upstream_client_new(&d->loop, cfg, &d->up))) {
         log_error("upstream client: %s", strerror(-r));
         d->up = NULL;
+        return -1;
+    }
+    if ((r = upstream_client_set_instance(d->up, id))) {
+        log_error("upstream client: %s", strerror(-r));
         return -1;
     }
     if ((r = cache_new(&d->loop, cfg, d->store, d->db, d->up, &d->cache))) {
@@ -404,9 +442,15 @@ static int start_serving(struct daemon *d)
         d->cache = NULL;
         return -1;
     }
+    if ((r = cluster_new(&d->loop, cfg, d->up, &d->cluster))) {
+        log_error("cluster: cannot start (%s)", strerror(-r));
+        d->cluster = NULL;
+        return -1;
+    }
+    cache_set_cluster(d->cache, d->cluster);
     db_attach(d->db, &d->loop);
-    cache_start(d->cache, d->rec.bytes);
-    cache_count_files(d->cache, d->rec.files);
+    cache_start(d->cache, stored_bytes);
+    cache_count_files(d->cache, stored_files);
     if ((r = prefetch_new(&d->loop, cfg, d->cache, d->up, d->db, &d->prefetch))) {
         log_error("prefetch: cannot start (%s)", strerror(-r));
         d->prefetch = NULL;
@@ -424,6 +468,8 @@ static int start_serving(struct daemon *d)
         d->hosted = NULL;
         return -1;
     }
+    hosted_on_stored(d->hosted, write_behind, d->cache); /* into the S3 tier, when there is one */
+    hosted_use_hot_files(d->hosted, hot_file, keep_file, d->cache);
     if (!(d->registry = registry_new(d->cache, d->up, d->auth, d->hosted))) {
         log_error("out of memory");
         return -1;
@@ -435,36 +481,212 @@ static int start_serving(struct daemon *d)
     registry_set_ui(d->registry, d->ui);
     registry_set_cors(d->registry, d->cors);
     registry_set_rules(d->registry, cfg->rules);
+    registry_set_instance(d->registry, id);
+    log_info("instance %s: in the Via of every upstream request; a request whose Via names it "
+             "is refused (508)", id);
+    registry_set_cluster(d->registry, d->cluster);
+    if ((r = registry_start_workers(d->registry, d->http, config_workers(cfg),
+                                    cfg->revalidate_after_ms, &d->loop))) {
+        log_error("workers: cannot start (%s)", strerror(-r));
+        return -1;
+    }
     return 0;
 }
 
-static void startup_done(uv_work_t *w, int status)
+/* ---- the background work after the start ---- */
+
+static void bg_finished(struct daemon *d)
+{
+    d->bg_done = 1;
+    uv_timer_stop(&d->startup_timer);
+    probes_set_background(d->probes, NULL);
+    if (d->cache)
+        cache_set_unverified(d->cache, 0);
+}
+
+static void on_walk_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    char what[160];
+    snprintf(what, sizeof(what), "serving; walking the store in the background (%zu files checked)",
+             __atomic_load_n(&d->watch.files, __ATOMIC_RELAXED));
+    probes_set_background(d->probes, what);
+}
+
+static void apply_work(struct db *db, void *ud)
+{
+    struct daemon *d = ud;
+    d->bg_rc = reconcile_apply(d->rj, db, d->store);
+    if (!d->bg_rc)
+        d->bg_rc = db_blob_totals(db, &d->bg_files, &d->bg_bytes);
+}
+
+static void apply_done(void *ud)
+{
+    struct daemon *d = ud;
+    const struct reconcile_report *rec = reconcile_report_of(d->rj);
+    if (d->bg_rc) {
+        log_error("store walk: cannot bring the index in line (%d); the next start walks again",
+                  d->bg_rc);
+    } else {
+        d->reconciled = 1;
+        if (d->cache)
+            cache_set_stored(d->cache, d->bg_bytes, d->bg_files);
+        log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray "
+                 "removed, %zu index rows without a file dropped (walked in the background "
+                 "in %llu ms)",
+                 rec->files, (unsigned long long)rec->bytes, rec->adopted, rec->removed_corrupt,
+                 rec->removed_stray, rec->rows_dropped,
+                 (unsigned long long)((clock_mono_us() - d->walk_t0) / 1000));
+    }
+    reconcile_free(d->rj);
+    d->rj = NULL;
+    bg_finished(d);
+}
+
+static void walk_work(uv_work_t *w)
 {
     struct daemon *d = w->data;
-    const struct config *cfg = d->cfg;
-    const struct reconcile_report *rec = &d->rec;
-    uv_timer_stop(&d->startup_timer);
+    struct background bg; /* serving goes first */
+    background_enter(&bg);
+    d->bg_rc = reconcile_walk(d->rj, d->store);
+    background_leave(&bg);
+}
+
+static void walk_done(uv_work_t *w, int status)
+{
+    struct daemon *d = w->data;
+    if (d->stopping || status || d->bg_rc) {
+        if (d->stopping)
+            log_info("stopped during the start-up reconciliation (the walk of the store goes on "
+                     "at the next start)");
+        else
+            log_error("store walk failed (%d); the next start walks again",
+                      status ? status : d->bg_rc);
+        reconcile_free(d->rj);
+        d->rj = NULL;
+        bg_finished(d);
+        return;
+    }
+    if (db_call(d->db, apply_work, apply_done, d)) {
+        reconcile_free(d->rj);
+        d->rj = NULL;
+        bg_finished(d);
+    }
+}
+
+static void rows_work(struct db *db, void *ud)
+{
+    struct daemon *d = ud;
+    d->bg_rc = reconcile_rows(d->rj, db);
+}
+
+static void rows_done(void *ud)
+{
+    struct daemon *d = ud;
+    int r;
+    if (d->stopping || d->bg_rc ||
+        (r = uv_queue_work(&d->loop, &d->walk_work, walk_work, walk_done))) {
+        if (!d->stopping)
+            log_error("store walk: cannot start (%d); the next start walks again", d->bg_rc);
+        else
+            log_info("stopped during the start-up reconciliation (the walk of the store goes on "
+                     "at the next start)");
+        reconcile_free(d->rj);
+        d->rj = NULL;
+        bg_finished(d);
+    }
+}
+
+/* After an unclean stop: the walk, while serving (files the index does not know are re-hashed
+ * before they are served meanwhile: cache_set_unverified). */
+static void start_walk(struct daemon *d)
+{
+    d->walk_t0 = clock_mono_us();
+    d->walk_work.data = d;
+    if (reconcile_new(0, &d->watch, &d->rj) || db_call(d->db, rows_work, rows_done, d)) {
+        log_error("store walk: cannot start; the next start walks again");
+        reconcile_free(d->rj);
+        d->rj = NULL;
+        bg_finished(d);
+        return;
+    }
+    on_walk_tick(&d->startup_timer);
+    uv_timer_start(&d->startup_timer, on_walk_tick, STARTUP_TICK_MS, STARTUP_TICK_MS);
+}
+
+static void check_work(uv_work_t *w)
+{
+    struct daemon *d = w->data;
+    uint64_t t0 = clock_mono_us();
+    struct background bg; /* serving goes first */
+    background_enter(&bg);
+    d->bg_rc = db_check_intact(d->db, d->bg_why, sizeof(d->bg_why));
+    background_leave(&bg);
+    log_info("database: integrity check (quick_check) done in %llu ms",
+              (unsigned long long)((clock_mono_us() - t0) / 1000));
+}
+
+static void check_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct daemon *d = w->data;
+    if (d->bg_rc) {
+        /* as a damaged index found at the start always was: refused, after a drain (/readyz
+         * says why meanwhile), exit status 1 */
+        log_error("database %s is damaged (%s); not using it. Moving it aside starts an empty "
+                  "index: the store's files are re-hashed and adopted, cached tags are fetched "
+                  "again, hosted tags are lost",
+                  d->dbpath, d->bg_why);
+        probes_set_damaged(d->probes, d->bg_why);
+        d->clean_start = d->fresh_store = 0;
+        d->reconciled = 0; /* no clean-shutdown record at the stop */
+        bg_finished(d);
+        if (!d->stopping) {
+            d->status = 1;
+            begin_stop(d, "damaged index");
+        }
+        return;
+    }
     if (d->stopping) {
-        /* the drain (or a second signal) ends the loop */
-        log_info("stopped during the start-up reconciliation%s",
-                 d->rec_rc == -ECANCELED ? " (it goes on at the next start)" : "");
+        bg_finished(d);
         return;
     }
-    if (status || d->rec_rc) {
-        log_error("cannot reconcile the store with its index (%d)", status ? status : d->rec_rc);
-        d->status = 1;
-        finish(d);
+    if (d->clean_start || d->fresh_store) {
+        d->reconciled = 1;
+        bg_finished(d);
         return;
     }
-    log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray removed, "
-             "%zu index rows without a file dropped (%llu ms)",
-             rec->files, (unsigned long long)rec->bytes, rec->adopted, rec->removed_corrupt,
-             rec->removed_stray, rec->rows_dropped,
-             (unsigned long long)((clock_mono_us() - d->startup_t0) / 1000));
-    if (start_serving(d)) {
-        d->status = 1;
-        finish(d);
-        return;
+    start_walk(d);
+}
+
+/* Serves at once: the totals come from the index (no file is looked at), the integrity check
+ * and, after an unclean stop, the walk of the store follow in the background. 0, or -1. */
+static int start_now(struct daemon *d)
+{
+    const struct config *cfg = d->cfg;
+    uint64_t files = 0, bytes = 0;
+    db_blob_totals(d->db, &files, &bytes);
+    if (start_serving(d, bytes, files))
+        return -1;
+    if (d->fresh_store) {
+        /* reconciled already: a stop before the integrity check is over leaves the record */
+        d->reconciled = 1;
+        log_info("store: new and empty: nothing to walk");
+    } else if (d->clean_start) {
+        log_info("store: stopped cleanly last time: the index is trusted, the store is not "
+                 "walked (%llu files, %llu bytes)",
+                 (unsigned long long)files, (unsigned long long)bytes);
+    } else {
+        log_info("store: no record of a clean stop: the store is walked in the background "
+                 "while serving");
+        cache_set_unverified(d->cache, 1);
+        probes_set_background(d->probes, "serving; walking the store in the background");
+    }
+    d->check_work.data = d;
+    if (uv_queue_work(&d->loop, &d->check_work, check_work, check_done)) {
+        log_error("database: cannot start its integrity check");
+        return -1;
     }
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         const struct config_upstream *u = &cfg->upstreams[i];
@@ -480,9 +702,53 @@ static void startup_done(uv_work_t *w, int status)
              cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen, cfg->storage);
     probes_set_phase(d->probes, PROBES_READY);
     notify_sendf("READY=1\nSTATUS=%s", d->serving);
-    log_info("regcache %s serving %s on %s (port %d), storage %s", REGCACHE_VERSION,
-             cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen, http_server_port(d->http),
-             cfg->storage);
+    log_info("regcache %s serving %s on %s (port %d), storage %s (%llu ms after the start)",
+             REGCACHE_VERSION, cfg->tls_cert ? "HTTPS" : "HTTP", cfg->listen,
+             http_server_port(d->http), cfg->storage,
+             (unsigned long long)((clock_mono_us() - d->startup_t0) / 1000));
+    return 0;
+}
+
+/* The record names the index it was written with (a token also written into that index), so
+ * that an index moved aside, replaced or restored from a copy is not trusted with it. */
+#define CLEAN_TOKEN_COUNTER "clean_stop_token"
+
+static int clean_mark_matches(struct db *db, const char *mark)
+{
+    const char *p = strstr(mark, "token ");
+    uint64_t token = 0, want = 0;
+    if (!p || sscanf(p + 6, "%" SCNu64, &want) != 1 || !want)
+        return 0;
+    return db_get_counter(db, CLEAN_TOKEN_COUNTER, &token) == 0 && token == want;
+}
+
+/* Before the index is closed at a graceful stop that leaves it complete and in agreement with
+ * the store: the token, written with the last flush. 0: none (no record then). */
+static uint64_t clean_token(struct daemon *d)
+{
+    if (d->status || !d->reconciled || !d->db)
+        return 0;
+    uint64_t token = (clock_wall_ms() << 16) ^ (uint64_t)getpid() ^ clock_mono_us();
+    token &= INT64_MAX;
+    if (!token)
+        token = 1;
+    db_set_counter(d->db, CLEAN_TOKEN_COUNTER, token);
+    return token;
+}
+
+/* After the index is closed with nothing lost: the record that lets the next start skip the
+ * walk. */
+static void mark_clean(struct daemon *d, uint64_t token, size_t lost)
+{
+    if (!token || lost || !d->store)
+        return;
+    char text[128];
+    snprintf(text, sizeof(text), "stopped cleanly at %llu by pid %ld, token %" PRIu64 "\n",
+             (unsigned long long)clock_wall_ms(), (long)getpid(), token);
+    int r = store_mark_clean(d->store, text);
+    if (r)
+        log_warn("store: cannot record the clean stop (%s): the next start walks the store",
+                 strerror(-r));
 }
 
 int serve(const struct config *cfg)
@@ -560,6 +826,12 @@ int serve(const struct config *cfg)
                   "start regcache once it has finished", cfg->storage);
         goto fail;
     }
+    /* a store that never held anything (no blobs directory, no index yet): nothing to walk */
+    char probe_path[PATH_MAX];
+    snprintf(probe_path, sizeof(probe_path), "%s/blobs", cfg->storage);
+    int fresh = access(probe_path, F_OK) != 0;
+    snprintf(probe_path, sizeof(probe_path), "%s/regcache.db", cfg->storage);
+    fresh = fresh && access(probe_path, F_OK) != 0 && errno == ENOENT;
     if ((r = store_open(cfg->storage, &d.store, err, sizeof(err)))) {
         log_error("storage %s: %s", cfg->storage, err);
         goto fail;
@@ -586,8 +858,20 @@ int serve(const struct config *cfg)
                   r == -ELOOP ? "is a symbolic link" : strerror(-r));
         goto fail;
     }
-    if ((r = db_open(dbpath, &d.db)))
+    /* the integrity check (a read of the whole file) runs once serving: check_work */
+    snprintf(d.dbpath, sizeof(d.dbpath), "%s", dbpath);
+    if ((r = db_open_unchecked(dbpath, &d.db)))
         goto fail; /* db_open said why */
+    /* taken (and its removal synced) before anything changes: a crash from here on leaves no
+     * record, and the next start walks the store */
+    char mark[128];
+    if ((r = store_take_clean_mark(d.store, mark, sizeof(mark))) < 0) {
+        log_error("storage %s: cannot remove its %s record: %s", cfg->storage, STORE_CLEAN_MARK,
+                  strerror(-r));
+        goto fail;
+    }
+    d.clean_start = r == 1 && clean_mark_matches(d.db, mark);
+    d.fresh_store = fresh && !d.clean_start;
     if ((r = probes_new(&d.loop, d.store, d.db, on_readiness, &d, &d.probes))) {
         log_error("probes: %s", strerror(-r));
         goto fail;
@@ -610,19 +894,10 @@ int serve(const struct config *cfg)
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 
-    /* The reconciliation can take minutes on a large store: it runs on the thread pool while
-     * the loop answers probes (and 503 to the rest); startup_done starts the rest. */
     d.startup_t0 = clock_mono_us();
-    d.startup_work.data = &d;
-    if ((r = uv_queue_work(&d.loop, &d.startup_work, startup_work, startup_done))) {
-        log_error("cannot start the reconciliation: %s", uv_strerror(r));
-        finish(&d);
+    if (start_now(&d)) {
         d.status = 1;
-    } else {
-        uv_timer_start(&d.startup_timer, on_startup_tick, STARTUP_TICK_MS, STARTUP_TICK_MS);
-        notify_sendf("STATUS=starting: %s", "reconciling the store");
-        log_info("regcache %s answering probes on %s (port %d) while the store is reconciled",
-                 REGCACHE_VERSION, cfg->listen, http_server_port(d.http));
+        finish(&d);
     }
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
@@ -636,10 +911,12 @@ int serve(const struct config *cfg)
     hosted_free(d.hosted);
     auth_free(d.auth);
     cache_free(d.cache);
+    cluster_free(d.cluster);
     prefetch_free(d.prefetch);
     upstream_client_free(d.up);
     probes_free(d.probes);
-    db_close(d.db);
+    uint64_t token = clean_token(&d);
+    mark_clean(&d, token, db_close_lost(d.db));
     store_close(d.store);
     if (d.store_lock_fd >= 0)
         close(d.store_lock_fd);
@@ -651,11 +928,12 @@ int serve(const struct config *cfg)
 
 fail:
     /* Before the loop ever ran: stop what was started, let the close callbacks run, free. */
-    registry_free(d.registry);
+    registry_stop_workers(d.registry);
     cors_free(d.cors);
     auth_shutdown(d.auth);
     hosted_shutdown(d.hosted);
     prefetch_stop(d.prefetch);
+    cluster_stop(d.cluster);
     if (d.cache)
         cache_shutdown(d.cache);
     if (d.db)
@@ -673,6 +951,7 @@ fail:
     uv_run(&d.loop, UV_RUN_DEFAULT);
     http_server_free(d.http);
     http_server_free(d.metrics_http);
+    registry_free(d.registry);
     free(d.metrics_allow);
     db_close(d.db);
     store_close(d.store);

@@ -17,8 +17,16 @@ struct db;
 struct db_blob;
 
 int db_open(const char *path, struct db **out);
+/* The same without PRAGMA quick_check (a read of the whole file): the daemon opens so and runs
+ * db_check_intact once it serves. */
+int db_open_unchecked(const char *path, struct db **out);
+/* PRAGMA quick_check on a read-only connection of its own: 0, or -EIO with the first problem
+ * found in why. Reads the whole file; blocking (any thread). */
+int db_check_intact(struct db *d, char *why, size_t len);
 /* Writes what is still queued (synchronously) and closes. */
 void db_close(struct db *d);
+/* The same; returns how many changes could not be written (0: the index is complete). */
+size_t db_close_lost(struct db *d);
 
 struct db_tag_row {
     const char *upstream, *repo, *tag, *digest, *media_type;
@@ -30,6 +38,15 @@ struct db_manifest_row {
 };
 int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
             void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud);
+/* The same on a connection of its own, read-only (one snapshot), so that the daemon's loading
+ * on the thread pool holds up neither the loop's queries nor the writes. */
+int db_load_apart(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
+                  void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud);
+/* One tag or one manifest, to fn: 0, or -ENOENT when there is none (while the index loads). */
+int db_get_tag(struct db *d, const char *upstream, const char *repo, const char *tag,
+               void (*fn)(void *ud, const struct db_tag_row *row), void *ud);
+int db_get_manifest(struct db *d, const char *digest,
+                    void (*fn)(void *ud, const struct db_manifest_row *row), void *ud);
 
 /* From here on changes are written asynchronously on loop's thread pool; access times,
  * references and counters are coalesced in memory and written every DB_FLUSH_MS. */
@@ -61,6 +78,8 @@ int db_load_refs(struct db *d,
                  void *ud);
 /* A named counter for operators (hits, misses, started), written with the next flush. */
 void db_set_counter(struct db *d, const char *name, uint64_t value);
+/* A counter as the database holds it now (not what is queued): 0, or -ENOENT. */
+int db_get_counter(struct db *d, const char *name, uint64_t *value);
 
 /* The pull budget an upstream announced. Numbers are -1 and source NULL where unknown: they
  * keep what was recorded before. Coalesced: the latest per upstream is written. */
@@ -153,6 +172,29 @@ int db_list_blobs(struct db *d, struct db_blob **out, size_t *n);
 /* Forgets digests in one transaction: their blob and manifest rows, repository references, and
  * the tags pointing at them (counted into *tags_forgotten). */
 int db_forget_blobs(struct db *d, char *const *digests, size_t n, size_t *tags_forgotten);
+/* How many blob rows there are and their bytes (kept by triggers: no row is read). */
+int db_blob_totals(struct db *d, uint64_t *files, uint64_t *bytes);
+/* The same for the blobs that hosted repositories hold (never evicted). */
+int db_hosted_totals(struct db *d, uint64_t *files, uint64_t *bytes);
+/* Blob rows that are not hosted content, least recently used first, after the position
+ * (*last_access_ms, *rowid) (0, 0: from the start), at most limit of them, through the
+ * index on last access; each to fn (nonzero stops). The position is moved past what was read.
+ * Returns how many rows were read, or a negative errno. */
+struct db_lru_row {
+    const char *digest;
+    uint64_t size, last_access_ms;
+};
+int db_each_lru(struct db *d, uint64_t *last_access_ms, int64_t *rowid, size_t limit,
+                int (*fn)(void *ud, const struct db_lru_row *row), void *ud);
+/* The tags (upstream KEY_SEP repo KEY_SEP tag, with sep between) that point at digest, each to
+ * fn. */
+int db_each_tag_of(struct db *d, const char *digest, char sep,
+                   int (*fn)(void *ud, const char *key), void *ud);
+/* Every blob row's digest, to fn (nonzero stops and is returned). */
+int db_each_blob_digest(struct db *d, int (*fn)(void *ud, const char *digest), void *ud);
+/* db_adopt_blob for n files, in transactions of DB_FORGET_BATCH. */
+int db_adopt_blobs(struct db *d, char *const *digests, const uint64_t *sizes, size_t n,
+                   uint64_t now_ms);
 /* Records a file found in the store without a row (after it verified). */
 int db_adopt_blob(struct db *d, const char *digest, uint64_t size, uint64_t now_ms);
 
@@ -276,5 +318,16 @@ int db_each_hosted_tag(struct db *d, const char *repo,
  * "" for plain blobs). 0, or -ENOENT when it has no row. */
 int db_blob_info(struct db *d, const char *digest, char *media_type, size_t len, uint64_t *size,
                  uint64_t *last_access_ms);
+
+/* ---- the S3 tier's write-behind queue (db/s3_pending.c) ----
+ * A digest stored locally that the bucket may lack (or what cache/l2.c names "manifest/"
+ * digest and "tag/" tag_key for manifests and tag records): queued (pending 1) when it is committed,
+ * removed (pending 0) once the bucket holds it or it cannot be written, so that a restart
+ * writes behind what the last run left. Queued like every change. */
+void db_s3_pending(struct db *d, const char *digest, int pending, uint64_t now_ms);
+/* Calls fn with every pending digest, oldest first, at most max (at start, before the loop
+ * runs); the number of rows in *total. 0 or -EIO. */
+int db_load_s3_pending(struct db *d, size_t max, void (*fn)(void *ud, const char *digest),
+                       void *ud, size_t *total);
 
 #endif

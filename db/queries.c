@@ -12,11 +12,11 @@
 static int run_digest(sqlite3 *s, struct db__stmts *c, const char *sql, const char *digest,
                       int *changes);
 
-int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
-            void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud)
+static int load_from(sqlite3 *s, void (*tag)(void *ud, const struct db_tag_row *row),
+                     void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(d->sql, "SELECT digest, media_type, size FROM manifests", -1, &st,
+    if (sqlite3_prepare_v2(s, "SELECT digest, media_type, size FROM manifests", -1, &st,
                            NULL) != SQLITE_OK)
         return -EIO;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -27,7 +27,7 @@ int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
             manifest(ud, &row);
     }
     sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(d->sql,
+    if (sqlite3_prepare_v2(s,
                            "SELECT upstream, repo, tag, digest, media_type, validated_ms FROM tags",
                            -1, &st, NULL) != SQLITE_OK)
         return -EIO;
@@ -41,6 +41,80 @@ int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
     }
     sqlite3_finalize(st);
     return 0;
+}
+
+int db_load(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
+            void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud)
+{
+    return load_from(d->sql, tag, manifest, ud);
+}
+
+int db_load_apart(struct db *d, void (*tag)(void *ud, const struct db_tag_row *row),
+                  void (*manifest)(void *ud, const struct db_manifest_row *row), void *ud)
+{
+    sqlite3 *s = NULL;
+    if (sqlite3_open_v2(d->path, &s, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        log_error("database %s: cannot open it to load the index: %s", d->path,
+                  s ? sqlite3_errmsg(s) : "out of memory");
+        sqlite3_close(s);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(s, DB_BUSY_TIMEOUT_MS);
+    /* one read transaction: one snapshot for both tables */
+    int r = db__exec(s, "BEGIN");
+    if (!r)
+        r = load_from(s, tag, manifest, ud);
+    db__exec(s, "COMMIT");
+    sqlite3_close(s);
+    return r;
+}
+
+int db_get_tag(struct db *d, const char *upstream, const char *repo, const char *tag,
+               void (*fn)(void *ud, const struct db_tag_row *row), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT digest, media_type, validated_ms FROM tags"
+                           " WHERE upstream = ? AND repo = ? AND tag = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, upstream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, tag, -1, SQLITE_STATIC);
+    int r = -ENOENT;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        struct db_tag_row row = {upstream, repo, tag, (const char *)sqlite3_column_text(st, 0),
+                                 (const char *)sqlite3_column_text(st, 1),
+                                 (uint64_t)sqlite3_column_int64(st, 2)};
+        if (row.digest && row.media_type) {
+            fn(ud, &row);
+            r = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_get_manifest(struct db *d, const char *digest,
+                    void (*fn)(void *ud, const struct db_manifest_row *row), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql, "SELECT media_type, size FROM manifests WHERE digest = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
+    int r = -ENOENT;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        struct db_manifest_row row = {digest, (const char *)sqlite3_column_text(st, 0),
+                                      (uint64_t)sqlite3_column_int64(st, 1)};
+        if (row.media_type) {
+            fn(ud, &row);
+            r = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    return r;
 }
 
 int db_load_refs(struct db *d,
@@ -254,6 +328,107 @@ int db_list_blobs(struct db *d, struct db_blob **out, size_t *n)
     return read_blob_rows(st, out, n);
 }
 
+int db_get_counter(struct db *d, const char *name, uint64_t *value)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql, "SELECT value FROM counters WHERE name = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int r = -ENOENT;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *value = (uint64_t)sqlite3_column_int64(st, 0);
+        r = 0;
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+int db_blob_totals(struct db *d, uint64_t *files, uint64_t *bytes)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql, "SELECT files, bytes FROM blob_totals WHERE id = 1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -EIO;
+    *files = *bytes = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_int64 f = sqlite3_column_int64(st, 0), b = sqlite3_column_int64(st, 1);
+        *files = f > 0 ? (uint64_t)f : 0;
+        *bytes = b > 0 ? (uint64_t)b : 0;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int db_hosted_totals(struct db *d, uint64_t *files, uint64_t *bytes)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE digest IN"
+                           " (SELECT digest FROM hosted_blobs)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    *files = *bytes = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *files = (uint64_t)sqlite3_column_int64(st, 0);
+        *bytes = (uint64_t)sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int db_each_lru(struct db *d, uint64_t *last_access_ms, int64_t *rowid, size_t limit,
+                int (*fn)(void *ud, const struct db_lru_row *row), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql,
+                           "SELECT rowid, digest, size, last_access_ms FROM blobs"
+                           " WHERE (last_access_ms, rowid) > (?1, ?2)"
+                           " AND digest NOT IN (SELECT digest FROM hosted_blobs)"
+                           " ORDER BY last_access_ms, rowid LIMIT ?3",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)*last_access_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)*rowid);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        n++;
+        *rowid = sqlite3_column_int64(st, 0);
+        struct db_lru_row row = {(const char *)sqlite3_column_text(st, 1),
+                                 (uint64_t)sqlite3_column_int64(st, 2),
+                                 (uint64_t)sqlite3_column_int64(st, 3)};
+        *last_access_ms = row.last_access_ms;
+        if (row.digest && fn(ud, &row))
+            break;
+    }
+    int bad = rc != SQLITE_ROW && rc != SQLITE_DONE;
+    sqlite3_finalize(st);
+    return bad ? -EIO : n;
+}
+
+int db_each_tag_of(struct db *d, const char *digest, char sep,
+                   int (*fn)(void *ud, const char *key), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql, "SELECT upstream, repo, tag FROM tags WHERE digest = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        const char *u = (const char *)sqlite3_column_text(st, 0),
+                   *repo = (const char *)sqlite3_column_text(st, 1),
+                   *tag = (const char *)sqlite3_column_text(st, 2);
+        char key[1024];
+        if (u && repo && tag &&
+            snprintf(key, sizeof(key), "%s%c%s%c%s", u, sep, repo, sep, tag) < (int)sizeof(key))
+            r = fn(ud, key);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
 static int run_digest(sqlite3 *s, struct db__stmts *c, const char *sql, const char *digest,
                       int *changes)
 {
@@ -328,6 +503,51 @@ int db_adopt_blob(struct db *d, const char *digest, uint64_t size, uint64_t now_
     return r;
 }
 
+int db_adopt_blobs(struct db *d, char *const *digests, const uint64_t *sizes, size_t n,
+                   uint64_t now_ms)
+{
+    struct db__stmts stmts = {0};
+    int r = 0;
+    for (size_t i = 0; i < n && !r; i += DB_FORGET_BATCH) {
+        if (db__exec(d->sql, "BEGIN IMMEDIATE")) {
+            r = -EIO;
+            break;
+        }
+        for (size_t k = i; k < n && k < i + DB_FORGET_BATCH && !r; k++) {
+            struct op o = {0};
+            o.kind = OP_WRITE;
+            o.w = &db__w_put_blob;
+            o.a = digests[k];
+            o.n1 = sizes[k];
+            o.n2 = now_ms;
+            r = db__apply_op(d->sql, &stmts, &o);
+        }
+        if (r)
+            db__exec(d->sql, "ROLLBACK");
+        else if (db__exec(d->sql, "COMMIT"))
+            r = -EIO;
+    }
+    db__stmts_done(&stmts);
+    return r;
+}
+
+int db_each_blob_digest(struct db *d, int (*fn)(void *ud, const char *digest), void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->sql, "SELECT digest FROM blobs", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    int r = 0, rc;
+    while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *digest = (const char *)sqlite3_column_text(st, 0);
+        if (digest)
+            r = fn(ud, digest);
+    }
+    if (!r && rc != SQLITE_DONE)
+        r = -EIO;
+    sqlite3_finalize(st);
+    return r;
+}
+
 int db_add_gc_run(struct db *d, const struct db_gc_run *run)
 {
     sqlite3_stmt *st;
@@ -387,12 +607,11 @@ static uint64_t scalar(sqlite3 *s, const char *sql)
 
 int db_stats(struct db *d, struct db_stats *o)
 {
-    o->blobs = scalar(d->sql, "SELECT count(*) FROM blobs");
-    o->blob_bytes = scalar(d->sql, "SELECT coalesce(sum(size), 0) FROM blobs");
+    db_blob_totals(d, &o->blobs, &o->blob_bytes);
     o->manifests = scalar(d->sql, "SELECT count(*) FROM manifests");
     o->tags = scalar(d->sql, "SELECT count(*) FROM tags");
     o->repositories = scalar(d->sql, "SELECT count(*) FROM (SELECT upstream, repo FROM tags"
-                                     " UNION SELECT upstream, repo FROM repo_blobs)");
+                                     " UNION SELECT upstream, repo FROM repo_totals)");
     o->oldest_access_ms = scalar(d->sql, "SELECT coalesce(min(last_access_ms), 0) FROM blobs");
     o->hits = scalar(d->sql, "SELECT value FROM counters WHERE name = 'hits'");
     o->misses = scalar(d->sql, "SELECT value FROM counters WHERE name = 'misses'");
@@ -405,12 +624,11 @@ int db_each_repo(struct db *d, int (*fn)(void *ud, const struct db_repo_row *row
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(
             d->sql,
-            "SELECT r.upstream, r.repo, coalesce(sum(b.size), 0), coalesce(max(b.last_access_ms), 0),"
+            "SELECT r.upstream, r.repo, coalesce(rt.bytes, 0), coalesce(rt.last_access_ms, 0),"
             " (SELECT count(*) FROM tags t WHERE t.upstream = r.upstream AND t.repo = r.repo)"
-            " FROM (SELECT upstream, repo FROM tags UNION SELECT upstream, repo FROM repo_blobs) r"
-            " LEFT JOIN repo_blobs rb ON rb.upstream = r.upstream AND rb.repo = r.repo"
-            " LEFT JOIN blobs b ON b.digest = rb.digest"
-            " GROUP BY r.upstream, r.repo ORDER BY r.upstream, r.repo",
+            " FROM (SELECT upstream, repo FROM tags UNION SELECT upstream, repo FROM repo_totals) r"
+            " LEFT JOIN repo_totals rt ON rt.upstream = r.upstream AND rt.repo = r.repo"
+            " ORDER BY r.upstream, r.repo",
             -1, &st, NULL) != SQLITE_OK)
         return -EIO;
     int r = 0;

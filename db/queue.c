@@ -503,8 +503,13 @@ size_t db_pending(const struct db *d)
 
 void db_close(struct db *d)
 {
+    db_close_lost(d);
+}
+
+size_t db_close_lost(struct db *d)
+{
     if (!d)
-        return;
+        return 0;
     flush_coalesced(d);
     /* a batch still on the thread pool was finished by uv_run before we get here */
     requeue_kept(d);
@@ -520,6 +525,7 @@ void db_close(struct db *d)
     free_ops(d->queue);
     map_each(d->counters, free_value, NULL);
     db__free(d); /* ratelimits was emptied by the flush above */
+    return lost;
 }
 
 /* ---- maintenance ---- */

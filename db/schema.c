@@ -85,6 +85,64 @@ static const char *const migrations[] = {
     "  runs INTEGER NOT NULL, tags INTEGER NOT NULL, heads INTEGER NOT NULL,"
     "  gets INTEGER NOT NULL, blobs INTEGER NOT NULL, bytes INTEGER NOT NULL,"
     "  errors INTEGER NOT NULL, stopped INTEGER NOT NULL);",
+    /* 9: blobs stored locally and not yet written into the S3 tier's bucket (cache/l2.c) */
+    ("CREATE TABLE IF NOT EXISTS s3_pending ("
+     "  digest TEXT PRIMARY KEY, queued_ms INTEGER NOT NULL) WITHOUT ROWID;"),
+    /* 10: how many blob rows there are and their bytes, kept by triggers, so that start-up and
+     * the GC know the totals without reading every row */
+    "CREATE TABLE IF NOT EXISTS blob_totals ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1), files INTEGER NOT NULL, bytes INTEGER NOT NULL);"
+    "INSERT OR REPLACE INTO blob_totals (id, files, bytes)"
+    "  SELECT 1, count(*), coalesce(sum(size), 0) FROM blobs;"
+    "CREATE TRIGGER IF NOT EXISTS blob_totals_insert AFTER INSERT ON blobs BEGIN"
+    "  UPDATE blob_totals SET files = files + 1, bytes = bytes + NEW.size WHERE id = 1; END;"
+    "CREATE TRIGGER IF NOT EXISTS blob_totals_delete AFTER DELETE ON blobs BEGIN"
+    "  UPDATE blob_totals SET files = files - 1, bytes = bytes - OLD.size WHERE id = 1; END;"
+    "CREATE TRIGGER IF NOT EXISTS blob_totals_size AFTER UPDATE OF size ON blobs BEGIN"
+    "  UPDATE blob_totals SET bytes = bytes - OLD.size + NEW.size WHERE id = 1; END;",
+    /* 11: per repository, the stored blobs it references, their bytes and the newest access
+     * recorded for one of them, kept by triggers (so that `ls` and `stats` read a row per
+     * repository, not a row per reference). A reference counts while both it and its blob row
+     * exist, whichever came first; last_access_ms only grows. */
+    "CREATE TABLE IF NOT EXISTS repo_totals ("
+    "  upstream TEXT NOT NULL, repo TEXT NOT NULL, blobs INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL, last_access_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (upstream, repo)) WITHOUT ROWID;"
+    "INSERT OR REPLACE INTO repo_totals (upstream, repo, blobs, bytes, last_access_ms)"
+    "  SELECT rb.upstream, rb.repo, count(b.digest), coalesce(sum(b.size), 0),"
+    "  coalesce(max(b.last_access_ms), 0) FROM repo_blobs rb"
+    "  LEFT JOIN blobs b ON b.digest = rb.digest GROUP BY rb.upstream, rb.repo;"
+    "CREATE TRIGGER IF NOT EXISTS repo_totals_ref AFTER INSERT ON repo_blobs BEGIN"
+    "  INSERT OR IGNORE INTO repo_totals VALUES (NEW.upstream, NEW.repo, 0, 0, 0);"
+    "  UPDATE repo_totals SET blobs = blobs + 1, bytes = bytes + b.size,"
+    "    last_access_ms = max(repo_totals.last_access_ms, b.at)"
+    "    FROM (SELECT size, last_access_ms AS at FROM blobs WHERE digest = NEW.digest) AS b"
+    "    WHERE upstream = NEW.upstream AND repo = NEW.repo; END;"
+    "CREATE TRIGGER IF NOT EXISTS repo_totals_unref AFTER DELETE ON repo_blobs BEGIN"
+    "  UPDATE repo_totals SET blobs = blobs - 1, bytes = bytes - b.size"
+    "    FROM (SELECT size FROM blobs WHERE digest = OLD.digest) AS b"
+    "    WHERE upstream = OLD.upstream AND repo = OLD.repo;"
+    "  DELETE FROM repo_totals WHERE upstream = OLD.upstream AND repo = OLD.repo"
+    "    AND NOT EXISTS (SELECT 1 FROM repo_blobs"
+    "    WHERE upstream = OLD.upstream AND repo = OLD.repo); END;"
+    "CREATE TRIGGER IF NOT EXISTS repo_totals_blob AFTER INSERT ON blobs BEGIN"
+    "  UPDATE repo_totals SET blobs = blobs + 1, bytes = bytes + NEW.size,"
+    "    last_access_ms = max(last_access_ms, NEW.last_access_ms)"
+    "    WHERE (upstream, repo) IN (SELECT upstream, repo FROM repo_blobs"
+    "    WHERE digest = NEW.digest); END;"
+    "CREATE TRIGGER IF NOT EXISTS repo_totals_unblob AFTER DELETE ON blobs BEGIN"
+    "  UPDATE repo_totals SET blobs = blobs - 1, bytes = bytes - OLD.size"
+    "    WHERE (upstream, repo) IN (SELECT upstream, repo FROM repo_blobs"
+    "    WHERE digest = OLD.digest); END;"
+    "CREATE TRIGGER IF NOT EXISTS repo_totals_size AFTER UPDATE OF size ON blobs BEGIN"
+    "  UPDATE repo_totals SET bytes = bytes - OLD.size + NEW.size"
+    "    WHERE (upstream, repo) IN (SELECT upstream, repo FROM repo_blobs"
+    "    WHERE digest = NEW.digest); END;"
+    "CREATE TRIGGER IF NOT EXISTS repo_totals_access AFTER UPDATE OF last_access_ms ON blobs"
+    "  WHEN NEW.last_access_ms > OLD.last_access_ms BEGIN"
+    "  UPDATE repo_totals SET last_access_ms = max(last_access_ms, NEW.last_access_ms)"
+    "    WHERE (upstream, repo) IN (SELECT upstream, repo FROM repo_blobs"
+    "    WHERE digest = NEW.digest); END;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -171,6 +229,25 @@ static int check_intact(sqlite3 *s, char *why, size_t len)
     return rc;
 }
 
+int db_check_intact(struct db *d, char *why, size_t len)
+{
+    /* on a connection of its own: the check is one long step, which would hold the shared
+     * connection's mutex for its whole length */
+    sqlite3 *s = NULL;
+    why[0] = '\0';
+    int rc = sqlite3_open_v2(d->path, &s, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(s, DB_BUSY_TIMEOUT_MS);
+        rc = check_intact(s, why, len);
+    }
+    sqlite3_close(s);
+    if (rc == SQLITE_OK)
+        return 0;
+    if (!why[0])
+        snprintf(why, len, "quick_check: %s", sqlite3_errstr(rc));
+    return -EIO;
+}
+
 void db__free(struct db *d)
 {
     sqlite3_close(d->sql);
@@ -182,7 +259,7 @@ void db__free(struct db *d)
     free(d);
 }
 
-int db_open(const char *path, struct db **out)
+static int open_db(const char *path, int check, struct db **out)
 {
     struct db *d = calloc(1, sizeof(*d));
     if (!d)
@@ -207,7 +284,7 @@ int db_open(const char *path, struct db **out)
     }
     sqlite3_busy_timeout(d->sql, DB_BUSY_TIMEOUT_MS);
     char why[512];
-    int rc = check_intact(d->sql, why, sizeof(why));
+    int rc = check ? check_intact(d->sql, why, sizeof(why)) : SQLITE_OK;
     if (rc != SQLITE_OK) {
         open_failed(d->sql, path, rc & 0xff, why[0] ? why : NULL);
         db__free(d);
@@ -226,4 +303,14 @@ int db_open(const char *path, struct db **out)
     }
     *out = d;
     return 0;
+}
+
+int db_open(const char *path, struct db **out)
+{
+    return open_db(path, 1, out);
+}
+
+int db_open_unchecked(const char *path, struct db **out)
+{
+    return open_db(path, 0, out);
 }

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Blob GET and HEAD of hosted repositories: straight from the store, for the blobs the
- * repository holds. */
+ * repository holds. A blob served lately is answered on the loop from its kept descriptor (the
+ * cache's, see hosted_use_hot_files), as a proxied hit is; only the first hit opens the file on
+ * the thread pool. The repository's hold is checked first either way: a descriptor is kept per
+ * digest, not per repository. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,10 +36,22 @@ static void blob_opened(struct op *o)
         return;
     }
     o->req->outcome = "hit";
+    if (o->h->answered) {
+        struct hosted_answer a = {o->c, o->req, o->rt.name, o->digest, o->digest,
+                                  NULL,  NULL,   0,         o->fd,     o->size};
+        o->h->answered(o->h->answered_ud, &a);
+    }
     respond_blob(o->c, o->req, o->digest, o->size, NULL, fd_source, o);
     if (o->fd >= 0) /* no body was sent */
         close(o->fd);
     hosted__op_free(o);
+}
+
+static void blob_opened_cold(struct op *o)
+{
+    if (!o->rc && o->h->hot_put)
+        o->h->hot_put(o->h->hot_ud, o->digest, o->fd, o->size); /* for the next hits */
+    blob_opened(o);
 }
 
 void hosted__get_blob(struct op *o)
@@ -51,5 +66,10 @@ void hosted__get_blob(struct op *o)
         return;
     }
     snprintf(o->digest, sizeof(o->digest), "%s", o->rt.reference);
-    hosted__run(o, work_open_blob, blob_opened);
+    struct hosted *h = o->h;
+    if (h->hot_get && h->hot_get(h->hot_ud, o->digest, &o->size, o->head ? NULL : &o->fd)) {
+        blob_opened(o); /* o->rc is 0: served lately, its descriptor is at hand */
+        return;
+    }
+    hosted__run(o, work_open_blob, blob_opened_cold);
 }

@@ -32,6 +32,41 @@ void hosted__link(struct hosted *h, const char *repo, const char *digest)
     map_put(h->links, key, &link_marker);
 }
 
+void hosted__stored(struct hosted *h, const char *digest)
+{
+    if (h->stored)
+        h->stored(h->stored_ud, digest);
+}
+
+void hosted_on_stored(struct hosted *h, void (*fn)(void *ud, const char *digest), void *ud)
+{
+    if (!h)
+        return;
+    h->stored = fn;
+    h->stored_ud = ud;
+}
+
+void hosted_on_answer(struct hosted *h, void (*fn)(void *ud, const struct hosted_answer *a),
+                      void *ud)
+{
+    if (!h)
+        return;
+    h->answered = fn;
+    h->answered_ud = ud;
+}
+
+void hosted_use_hot_files(struct hosted *h,
+                          int (*get)(void *ud, const char *digest, uint64_t *size, int *fd),
+                          void (*put)(void *ud, const char *digest, int fd, uint64_t size),
+                          void *ud)
+{
+    if (!h)
+        return;
+    h->hot_get = get;
+    h->hot_put = put;
+    h->hot_ud = ud;
+}
+
 int hosted__linked(const struct hosted *h, const char *repo, const char *digest)
 {
     char key[HOSTED_KEY_MAX];

@@ -38,6 +38,36 @@ int hosted_match(const struct hosted *h, const char *name);
 void hosted_handle(struct hosted *h, struct conn *c, struct http_request *req,
                    const struct route *rt, const char *user);
 
+/* fn(ud, digest) is called (on the loop) for every blob and manifest a push stored anew: the
+ * daemon writes them behind into the S3 tier. h may be NULL. */
+void hosted_on_stored(struct hosted *h, void (*fn)(void *ud, const char *digest), void *ud);
+
+/* A pull about to be answered from the store: a blob (fd and size; body NULL) or a manifest
+ * (its bytes), so that a worker loop can learn the answer (registry/worker.h). */
+struct conn;
+struct http_request;
+struct hosted_answer {
+    struct conn *c;
+    const struct http_request *req;
+    const char *repo, *reference, *digest, *media_type;
+    const char *body;
+    size_t len;
+    int fd;
+    uint64_t size;
+};
+void hosted_on_answer(struct hosted *h, void (*fn)(void *ud, const struct hosted_answer *a),
+                      void *ud);
+
+/* Descriptors of blobs served lately, kept for hosted blob hits too: get(ud, digest, &size, fd)
+ * gives a dup of the kept descriptor in *fd (fd NULL: only the size) and returns 1, else 0;
+ * put(ud, digest, fd, size) keeps a dup of fd. Without them every hit opens its file on the
+ * thread pool. Whether the repository holds the blob is checked before either, on every
+ * request. h may be NULL. */
+void hosted_use_hot_files(struct hosted *h,
+                          int (*get)(void *ud, const char *digest, uint64_t *size, int *fd),
+                          void (*put)(void *ud, const char *digest, int fd, uint64_t size),
+                          void *ud);
+
 /* Stops the upload expiry timer (at shutdown, before the loop's last run); hosted_free after
  * that run. h may be NULL. */
 void hosted_shutdown(struct hosted *h);

@@ -65,6 +65,14 @@ struct hosted {
     /* hosted.max_size: bytes of hosted content (each digest once: sized), of uploads */
     struct map *sized;
     uint64_t bytes, upload_bytes;
+    void (*stored)(void *ud, const char *digest); /* hosted_on_stored; NULL: none */
+    void *stored_ud;
+    void (*answered)(void *ud, const struct hosted_answer *a); /* hosted_on_answer */
+    void *answered_ud;
+    /* hosted_use_hot_files; NULL: none */
+    int (*hot_get)(void *ud, const char *digest, uint64_t *size, int *fd);
+    void (*hot_put)(void *ud, const char *digest, int fd, uint64_t size);
+    void *hot_ud;
 };
 
 /* One request in progress; freed by hosted__op_free once answered. */
@@ -105,6 +113,8 @@ void hosted__fail(struct op *o, int status, const char *code, const char *messag
 
 /* Records that repo holds digest (out of memory: it does not, which is safe); is it held? */
 void hosted__link(struct hosted *h, const char *repo, const char *digest);
+/* A push stored digest anew: tells hosted_on_stored's hook. */
+void hosted__stored(struct hosted *h, const char *digest);
 int hosted__linked(const struct hosted *h, const char *repo, const char *digest);
 
 /* blob.c */

@@ -11,6 +11,7 @@
 #include "hosted/impl.h"
 #include "registry/respond.h"
 #include "store/store.h"
+#include "util/epoch.h"
 #include "util/clock.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -53,6 +54,13 @@ static void manifest_read(struct op *o)
     }
     if (conn_alive(o->c)) {
         o->req->outcome = "hit";
+        if (o->h->answered) {
+            struct hosted_answer a = {o->c,         o->req,        o->rt.name,
+                                      o->rt.reference, o->digest,  o->media_type,
+                                      o->body.data, o->body.len,   -1,
+                                      o->body.len};
+            o->h->answered(o->h->answered_ud, &a);
+        }
         respond_manifest(o->c, o->head, o->media_type, o->digest, o->body.data, o->body.len, NULL);
     }
     hosted__op_free(o);
@@ -146,6 +154,7 @@ static void manifest_stored(struct op *o)
     db_hosted_blob(h->db, o->rt.name, o->digest, o->media_type, 1);
     hosted__link(h, o->rt.name, o->digest);
     hosted__count(h, o->digest, o->body.len);
+    hosted__stored(h, o->digest);
     for (size_t i = 0; i < o->n_refs; i++) {
         db_hosted_blob(h->db, o->rt.name, o->refs[i], NULL, 1);
         db_hosted_ref(h->db, o->digest, o->refs[i]);
@@ -275,6 +284,7 @@ void hosted__delete_manifest(struct op *o)
     hosted__key(key, sizeof(key), o->rt.name, o->rt.reference);
     if (!o->rt.by_digest) {
         struct htag *t = map_del(h->tags, key);
+        content_epoch_bump();
         if (!t) {
             hosted__fail(o, 404, "MANIFEST_UNKNOWN", "tag unknown");
             return;
@@ -286,6 +296,7 @@ void hosted__delete_manifest(struct op *o)
         return;
     }
     char *mt = map_del(h->manifests, key);
+    content_epoch_bump();
     if (!mt) {
         hosted__fail(o, 404, "MANIFEST_UNKNOWN", "manifest unknown");
         return;

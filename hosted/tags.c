@@ -9,6 +9,7 @@
 #include "db/db.h"
 #include "hosted/impl.h"
 #include "registry/respond.h"
+#include "util/epoch.h"
 #include "util/json.h"
 #include "util/map.h"
 
@@ -24,6 +25,7 @@ int hosted__tag_set(struct hosted *h, const char *repo, const char *tag, const c
     snprintf(t->digest, sizeof(t->digest), "%s", digest);
     snprintf(t->media_type, sizeof(t->media_type), "%s", media_type);
     hosted__key(key, sizeof(key), repo, tag);
+    content_epoch_bump(); /* what worker loops kept of the tag goes */
     void *old = map_put(h->tags, key, t);
     if (old == MAP_NOMEM) {
         free(t);
@@ -154,6 +156,7 @@ void hosted__untag_digest(struct hosted *h, const char *repo, const char *digest
         if (!u.keys[i])
             continue;
         free(map_del(h->tags, u.keys[i]));
+        content_epoch_bump();
         db_hosted_tag(h->db, repo, u.keys[i] + u.plen, NULL, NULL);
         free(u.keys[i]);
     }

@@ -188,6 +188,7 @@ static void upload_committed(struct op *o)
         db_put_blob(h->db, o->digest, size, NULL, clock_wall_ms());
         db_hosted_blob(h->db, o->rt.name, o->digest, NULL, 1);
         hosted__link(h, o->rt.name, o->digest);
+        hosted__stored(h, o->digest);
     }
     if (!conn_alive(o->c))
         ;

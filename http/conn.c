@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "http/impl.h"
 #include "util/cidr.h"
@@ -51,6 +53,7 @@ static const char *status_text(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 508: return "Loop Detected";
     default: return "Status";
     }
 }
@@ -85,7 +88,7 @@ static const char *x_cache_value(const struct http_request *req)
 /* The log line is built in one buffer (the loop thread only) and written with one write():
  * every field escaped, the longest of each bounded by the parser's limits. */
 #define ACCESS_LINE_MAX (6 * (HTTP_MAX_URL + HTTP_MAX_USER_AGENT + HTTP_MAX_REFERER + 256) + 1024)
-static char access_line[ACCESS_LINE_MAX];
+static __thread char access_line[ACCESS_LINE_MAX]; /* one per loop thread */
 
 struct line {
     char *p;
@@ -236,7 +239,7 @@ static void log_access(struct conn *c, const char *note)
             .peer = c->peer,
             .note = note[0] ? note + 1 : NULL,
         };
-        c->srv->opts.on_response(c->srv->opts.ud, &c->rp.req, &info);
+        c->srv->opts.on_response(c->srv->hook_ud, &c->rp.req, &info);
     }
 }
 
@@ -251,19 +254,24 @@ static int request_id_ok(const char *s)
 
 /* 16 hex digits: a random prefix drawn at start-up (so that ids differ across restarts and
  * mirrors), then a count of requests (so that they never repeat within one run). */
+static uint64_t id_prefix;
+static atomic_uint_fast64_t id_count; /* every loop's requests */
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+static void seed_request_ids(void)
+{
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint32_t)clock_mono_us() ^ (uint32_t)getpid();
+    id_prefix = (uint64_t)(r & 0xffffff) << 40; /* 24 random bits, 40 bits of count */
+}
+
 static void new_request_id(char *out, size_t len)
 {
-    static uint64_t prefix, count;
-    static int seeded;
-    if (!seeded) {
-        uint32_t r = 0;
-        if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-            r = (uint32_t)clock_mono_us() ^ (uint32_t)getpid();
-        prefix = (uint64_t)(r & 0xffffff) << 40; /* 24 random bits, 40 bits of count */
-        seeded = 1;
-    }
-    snprintf(out, len, "%016llx",
-             (unsigned long long)(prefix | (count++ & ((UINT64_C(1) << 40) - 1))));
+    pthread_once(&id_once, seed_request_ids);
+    uint64_t n = atomic_fetch_add_explicit(&id_count, 1, memory_order_relaxed);
+    uint64_t id = id_prefix | (n & ((UINT64_C(1) << 40) - 1));
+    snprintf(out, len, "%016llx", (unsigned long long)id);
 }
 
 static void identify(struct conn *c)
@@ -297,11 +305,11 @@ static void wait_leave(struct conn *c);
 static void release_body(struct conn *c)
 {
     struct http_server *s = c->srv;
-    s->buffered -= c->out_counted;
+    buffered_add(s, -(int64_t)c->out_counted);
     c->out_counted = 0;
     if (c->shared) {
         if (!--c->shared->senders)
-            s->buffered -= c->shared->len;
+            buffered_add(s, -(int64_t)c->shared->len);
         shared_body_unref(c->shared);
         c->shared = NULL;
         c->shared_pos = 0;
@@ -322,8 +330,7 @@ static void teardown(struct conn *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
-    free(c->tls_buf);
-    c->tls_buf = NULL;
+    tls_body_free(c);
     close(c->fd);
     c->fd = -1;
     server_conn_gone(c->srv, c);
@@ -364,11 +371,19 @@ const char *conn_peer(const struct conn *c)
     return c->peer;
 }
 
+static void release_feed(struct conn *c, int complete)
+{
+    if (!c->feeding)
+        return;
+    c->feeding = 0;
+    if (c->feed.release)
+        c->feed.release(c->feed.ctx, complete);
+}
+
 static void release_source(struct conn *c)
 {
-    free(c->tls_buf); /* 256 KiB: not kept by idle TLS connections */
-    c->tls_buf = NULL;
-    c->tls_len = c->tls_pos = 0;
+    release_feed(c, 0);
+    tls_body_free(c); /* up to 256 KiB: not kept by idle TLS connections */
     if (!c->streaming)
         return;
     c->streaming = 0;
@@ -382,6 +397,12 @@ void conn_close(struct conn *c)
 {
     if (c->closing)
         return;
+    if (c->move_to) {
+        /* on its way to another loop, its handles closing: that loop closes it after the
+         * answer (a write to a client that went away fails there) */
+        c->close_after = 1;
+        return;
+    }
     c->closing = 1;
     wait_leave(c);
     if (c->reading_body) {
@@ -390,6 +411,7 @@ void conn_close(struct conn *c)
     }
     if (c->req_active && c->response_set)
         log_access(c, " aborted");
+    conn_set_busy(c, 0);
     if (!c->io_busy)
         release_source(c); /* else once the thread pool is done with it (teardown) */
     release_body(c);
@@ -448,7 +470,7 @@ static void wait_enter(struct conn *c)
         struct conn *old = s->wait_head;
         wait_leave(old);
         old->close_after = 1;
-        s->opts.error_writer(old, 503, s->opts.ud);
+        s->opts.error_writer(old, 503, s->hook_ud);
         if (!old->closing)
             conn_close(old); /* what did not go out at once is not waited for */
     }
@@ -456,7 +478,8 @@ static void wait_enter(struct conn *c)
 
 static int can_parse(const struct conn *c)
 {
-    return !c->closing && (!c->req_active || (c->reading_body && !c->body_paused));
+    return !c->closing && !c->move_to &&
+           (!c->req_active || (c->reading_body && !c->body_paused));
 }
 
 static void reject(struct conn *c, int status);
@@ -480,7 +503,7 @@ static void on_timer(uv_timer_t *t);
  * move later on their own (touch), so this runs only when one is set or brought back. */
 static void arm_timer(struct conn *c)
 {
-    if (c->closing)
+    if (c->closing || c->move_to)
         return;
     uint64_t now = uv_now(c->srv->loop);
     uint64_t due = c->last_active + c->srv->opts.idle_timeout_ms;
@@ -503,7 +526,7 @@ static void timed_out(struct conn *c)
         reject(c, 408);
     } else {
         c->close_after = 1;
-        c->srv->opts.error_writer(c, 408, c->srv->opts.ud);
+        c->srv->opts.error_writer(c, 408, c->srv->hook_ud);
     }
     if (!c->closing)
         conn_close(c); /* what did not go out at once is not waited for */
@@ -559,6 +582,7 @@ static void begin_request(struct conn *c)
     c->body_bytes = 0;
     c->started_us = clock_mono_us();
     clock_gettime(CLOCK_REALTIME, &c->started_wall);
+    conn_set_busy(c, 1);
     if (c->srv->draining || c->peer_closed)
         c->close_after = 1;
 }
@@ -569,7 +593,8 @@ static void dispatch(struct conn *c)
     c->head_deadline = 0;
     identify(c);
     c->srv->opts.handler(c, &c->rp.req, c->srv->opts.ud);
-    wait_enter(c);
+    if (!c->move_to) /* handed to another loop: it answers there */
+        wait_enter(c);
 }
 
 static void reject(struct conn *c, int status)
@@ -584,7 +609,7 @@ static void reject(struct conn *c, int status)
         req->method_name = "-";
     req->forwarded_for = req->forwarded_id = NULL; /* a refused head is not believed */
     identify(c);
-    c->srv->opts.error_writer(c, status, c->srv->opts.ud);
+    c->srv->opts.error_writer(c, status, c->srv->hook_ud);
 }
 
 static void keep_unparsed(struct conn *c);
@@ -740,14 +765,14 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (events & UV_WRITABLE) {
         c->want_write = 0;
         flush(c);
-        if (c->tls_read_wants_write && !c->closing) {
+        if (c->tls_read_wants_write && !c->closing && !c->move_to) {
             c->tls_read_wants_write = 0;
             do_read(c);
         }
     }
-    if ((events & UV_READABLE) && !c->closing)
+    if ((events & UV_READABLE) && !c->closing && !c->move_to)
         do_read(c);
-    if ((events & UV_DISCONNECT) && !c->closing) {
+    if ((events & UV_DISCONNECT) && !c->closing && !c->move_to) {
         c->peer_closed = 1;
         c->close_after = 1;
         /* Idle, or its request still waiting for an answer (a miss on a slow upstream): the
@@ -765,7 +790,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 static void update_poll(struct conn *c)
 {
-    if (c->closing)
+    if (c->closing || c->move_to)
         return;
     int ev = 0;
     if (can_parse(c) && c->rpos == c->rlen && !c->peer_closed)
@@ -785,12 +810,14 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
+        atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
         return;
     }
     c->srv = s;
     c->fd = fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->refs = 1;
+    c->home = s;
     buf_init(&c->out, OUT_MAX);
     reqparse_init(&c->rp);
     c->rp.on_body = on_body_data;
@@ -801,23 +828,22 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
             SSL_free(c->ssl);
             close(fd);
             free(c);
+            atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
             return;
         }
         SSL_set_accept_state(c->ssl);
     }
     if (uv_poll_init_socket(s->loop, &c->poll, fd)) {
+        SSL_free(c->ssl);
         close(fd);
         free(c);
+        atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
         return;
     }
     uv_timer_init(s->loop, &c->timer);
     c->poll.data = c->timer.data = c;
     c->handles_open = 2;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->n_conns++;
+    server_conn_join(s, c); /* its slot in the group's count was taken at accept */
     touch(c);
     arm_timer(c);
     wait_head(c); /* the first request (and a TLS handshake) is due within the head deadline */
@@ -833,9 +859,19 @@ static void response_done(struct conn *c)
     release_body(c);
     c->req_active = 0;
     c->response_set = 0;
+    conn_set_busy(c, 0);
     if (c->close_after) {
         conn_close(c);
         return;
+    }
+    if (c->home != c->srv && !c->homeward) {
+        /* a request handed over here is answered: home at the end of this turn, unless a
+         * handler still holds the connection then, or the next request has come */
+        c->homeward = 1;
+        conn_ref(c);
+        c->move_next = c->srv->homeward;
+        c->srv->homeward = c;
+        uv_check_start(&c->srv->homeward_check, server_on_homeward);
     }
     /* idle until the next request: nothing of this one is kept */
     reqparse_release(&c->rp);
@@ -893,11 +929,12 @@ static int resident(int fd, uint64_t off, uint64_t count)
            preadv2(fd, &v, 1, (off_t)(off + count - 1), RWF_NOWAIT) == 1;
 }
 
-/* Plain HTTP file bodies: sendfile straight from the loop while the bytes are in the page cache
- * (a hot blob: the common case for a mirror), at most INLINE_SEND_BUDGET per turn so that one
- * fast client does not hold the loop. Returns 1 when the caller must stop here (the socket is
- * full, the turn is used up, or the connection closed), 0 when the bytes up to avail are sent
- * or the next ones must come from the disk: the thread pool sends those. */
+/* Plain HTTP file bodies (and TLS ones when the kernel encrypts: SSL_sendfile): sendfile
+ * straight from the loop while the bytes are in the page cache (a hot blob: the common case for
+ * a mirror), at most INLINE_SEND_BUDGET per turn so that one fast client does not hold the
+ * loop. Returns 1 when the caller must stop here (the socket is full, the turn is used up, or
+ * the connection closed), 0 when the bytes up to avail are sent or the next ones must come
+ * from the disk: the thread pool sends those (with kTLS: reads them, for SSL_write). */
 static int sendfile_inline(struct conn *c, uint64_t avail)
 {
     uint64_t budget = INLINE_SEND_BUDGET;
@@ -913,7 +950,11 @@ static int sendfile_inline(struct conn *c, uint64_t avail)
         if (!resident(c->src.fd, c->src.offset, count))
             return 0;
         off_t off = (off_t)c->src.offset;
-        ssize_t n = sendfile(c->fd, c->src.fd, &off, (size_t)count);
+        ssize_t n;
+        if (c->ssl && (n = tls_body_sendfile(c, off, (size_t)count)) < 0)
+            errno = (int)-n;
+        else if (!c->ssl)
+            n = sendfile(c->fd, c->src.fd, &off, (size_t)count);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -955,6 +996,7 @@ static void after_pread(uv_work_t *w, int status)
         return;
     }
     if (c->work_result > 0) {
+        c->tls_head = 0;
         c->tls_len = (size_t)c->work_result;
         c->tls_pos = 0;
         c->src.offset += (uint64_t)c->work_result;
@@ -965,10 +1007,58 @@ static void after_pread(uv_work_t *w, int status)
     conn_unref(c);
 }
 
+/* TLS: what tls_buf holds goes out encrypted before more is read: 0 once it has, 1 when the
+ * caller must stop (the socket is full, or the connection closed). */
+static int send_tls_buf(struct conn *c)
+{
+    while (c->tls_pos < c->tls_len) {
+        ssize_t n = io_send(c, c->tls_buf + c->tls_pos, c->tls_len - c->tls_pos, 0);
+        if (n < 0) {
+            if (n == -EAGAIN) {
+                c->want_write = 1;
+                update_poll(c);
+                return 1;
+            }
+            conn_close(c);
+            return 1;
+        }
+        size_t head = c->tls_pos < c->tls_head ? c->tls_head - c->tls_pos : 0;
+        c->tls_pos += (size_t)n;
+        c->body_bytes += (uint64_t)n - ((size_t)n < head ? (size_t)n : head);
+        touch(c);
+    }
+    c->tls_pos = c->tls_len = c->tls_head = 0;
+    return 0;
+}
+
+/* TLS file bodies from the loop while the bytes are in the page cache, at most
+ * TLS_INLINE_BUDGET per turn: 1 when the caller must stop (as sendfile_inline), 0 when the
+ * bytes up to avail are sent or the next ones must be read on the thread pool. */
+static int tls_inline(struct conn *c, uint64_t avail)
+{
+    uint64_t budget = TLS_INLINE_BUDGET;
+    while (c->src.offset < avail) {
+        if (!budget) {
+            c->want_write = 1; /* the socket is still writable: go on next turn */
+            update_poll(c);
+            return 1;
+        }
+        size_t n = tls_body_read(c, avail);
+        if (!n)
+            return 0;
+        budget -= n < budget ? n : budget;
+        if (send_tls_buf(c))
+            return 1;
+    }
+    return 0;
+}
+
 static void flush(struct conn *c)
 {
     if (c->closing || c->io_busy)
         return;
+    if (c->ssl && c->streaming && !tls_body_kernel(c))
+        tls_body_join_head(c); /* a small body in the head's record */
     while (c->out_pos < c->out.len) {
         ssize_t n = io_send(c, c->out.data + c->out_pos, c->out.len - c->out_pos,
                             c->streaming || c->shared);
@@ -1004,24 +1094,20 @@ static void flush(struct conn *c)
         touch(c);
     }
     /* TLS: the file bytes read so far go out encrypted before more is read */
-    while (c->tls_pos < c->tls_len) {
-        ssize_t n = io_send(c, c->tls_buf + c->tls_pos, c->tls_len - c->tls_pos, 0);
-        if (n < 0) {
-            if (n == -EAGAIN) {
-                c->want_write = 1;
-                update_poll(c);
-                return;
-            }
-            conn_close(c);
-            return;
-        }
-        c->tls_pos += (size_t)n;
-        c->body_bytes += (uint64_t)n;
-        touch(c);
-    }
-    c->tls_pos = c->tls_len = 0;
+    if (send_tls_buf(c))
+        return;
     buf_reset(&c->out);
     c->out_pos = 0;
+    if (c->feeding) {
+        buffered_add(c->srv, -(int64_t)c->out_counted); /* fed bytes count until sent */
+        c->out_counted = 0;
+        if (c->feed_left) {
+            if (c->feed.drained)
+                c->feed.drained(c->feed.ctx);
+            return; /* conn_feed brings more */
+        }
+        release_feed(c, 1);
+    }
     if (c->streaming) {
         uint64_t avail = c->src.end;
         int failed = 0;
@@ -1030,15 +1116,20 @@ static void flush(struct conn *c)
             if (r < avail)
                 avail = r;
         }
-        if (!c->ssl && c->src.offset < avail && sendfile_inline(c, avail))
+        int kernel = c->ssl && tls_body_kernel(c);
+        if ((!c->ssl || kernel) && c->src.offset < avail && sendfile_inline(c, avail))
+            return;
+        if (c->ssl && !kernel && c->src.offset < avail && tls_inline(c, avail))
             return;
         if (c->src.offset < avail) {
             uint64_t count = avail - c->src.offset;
             uint64_t chunk = c->ssl ? TLS_CHUNK : SENDFILE_CHUNK;
-            if (c->ssl && !c->tls_buf && !(c->tls_buf = malloc(TLS_CHUNK))) {
+            if (c->ssl && tls_body_buffer(c, count < chunk ? (size_t)count : chunk)) {
                 conn_close(c);
                 return;
             }
+            if (c->ssl && chunk > c->tls_cap)
+                chunk = c->tls_cap;
             c->work_result = (ssize_t)(count < chunk ? count : chunk);
             c->work.data = c;
             c->io_busy = 1;
@@ -1124,18 +1215,18 @@ static int admit_body(struct conn *c, size_t len)
 {
     struct http_server *s = c->srv;
     if (!s->opts.max_response_memory || len <= SMALL_BODY ||
-        s->buffered + len <= s->opts.max_response_memory)
+        buffered_now(s) + len <= s->opts.max_response_memory)
         return 1;
     if (!c->closing && !c->response_set && c->req_active) {
-        static uint64_t warned_ms;
+        static __thread uint64_t warned_ms; /* each loop warns for itself */
         uint64_t now = uv_now(s->loop);
         if (!warned_ms || now - warned_ms >= 10000) {
             warned_ms = now;
             log_warn("responses hold %llu bytes for slow clients (limits.max_response_memory "
-                     "%llu): answering 503", (unsigned long long)s->buffered,
+                     "%llu): answering 503", (unsigned long long)buffered_now(s),
                      (unsigned long long)s->opts.max_response_memory);
         }
-        s->opts.error_writer(c, 503, s->opts.ud);
+        s->opts.error_writer(c, 503, s->hook_ud);
     }
     return 0;
 }
@@ -1153,7 +1244,7 @@ void conn_respond(struct conn *c, int status, const char *headers, const void *b
             return;
         }
         c->out_counted = len;
-        c->srv->buffered += len;
+        buffered_add(c->srv, (int64_t)len);
         c->body_bytes = len;
     }
     flush(c);
@@ -1171,7 +1262,7 @@ void conn_respond_shared(struct conn *c, int status, const char *headers, struct
         c->shared = shared_body_ref(b);
         c->shared_pos = 0;
         if (!b->senders++)
-            c->srv->buffered += b->len;
+            buffered_add(c->srv, (int64_t)b->len);
         c->body_bytes = b->len;
     }
     flush(c);
@@ -1190,6 +1281,47 @@ void conn_respond_stream(struct conn *c, int status, const char *headers,
     c->src = *src;
     c->streaming = 1;
     flush(c);
+}
+
+void conn_respond_feed(struct conn *c, int status, const char *headers, uint64_t length,
+                       const struct body_feed *feed)
+{
+    if (start_response(c, status, headers, length)) {
+        if (feed->release)
+            feed->release(feed->ctx, 0);
+        return;
+    }
+    c->feed = *feed;
+    c->feeding = 1;
+    c->feed_left = length;
+    flush(c);
+}
+
+int conn_feed(struct conn *c, const void *data, size_t len)
+{
+    if (c->closing || !c->feeding)
+        return -1;
+    if (len > c->feed_left)
+        len = (size_t)c->feed_left;
+    if (len && buf_append(&c->out, data, len))
+        return -1; /* out of memory: the feeder fails the feed */
+    c->feed_left -= len;
+    c->out_counted += len;
+    buffered_add(c->srv, (int64_t)len);
+    c->body_bytes += len;
+    if (!c->want_write) { /* sent from the loop's next turn, never from inside the caller */
+        c->want_write = 1;
+        update_poll(c);
+    }
+    return c->out.len - c->out_pos >= HTTP_FEED_WINDOW ? 1 : 0;
+}
+
+void conn_feed_fail(struct conn *c)
+{
+    if (!c->feeding)
+        return;
+    c->feeding = 0; /* the feeder knows: no release for it */
+    conn_close(c);
 }
 
 void conn_read_body(struct conn *c, int (*on_data)(void *ud, const char *data, size_t len),
@@ -1227,4 +1359,119 @@ void conn_body_resume(struct conn *c)
     c->body_clock += c->last_active - c->body_paused_at; /* paused time is not the client's */
     arm_timer(c);
     parse_more(c);
+}
+
+/* ---- moving between loops ----
+ * A connection moves with its socket, its TLS state, its parser and the bytes it has not
+ * parsed yet: its two handles close on the loop it leaves (uv_poll does not own the socket),
+ * and the loop it goes to opens new ones. Meanwhile it is on no loop's list, but still counted
+ * in the group's connections. */
+
+void conn_set_busy(struct conn *c, int busy)
+{
+    if (busy == c->counted_busy)
+        return;
+    c->counted_busy = busy;
+    if (busy)
+        atomic_fetch_add_explicit(&c->srv->group->busy, 1, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&c->srv->group->busy, 1, memory_order_relaxed);
+}
+
+/* A moving connection that cannot arrive (the loop it went to has closed): closed by the loop
+ * that holds it, without handles. */
+static void drop_moving(struct conn *c)
+{
+    c->move_to = NULL;
+    c->closing = 1;
+    c->listed = 0;
+    conn_set_busy(c, 0);
+    teardown(c);
+}
+
+static void on_move_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->handles_open)
+        return;
+    struct http_server *to = c->move_to;
+    pthread_mutex_lock(&to->inbox_lock);
+    int closed = to->closed;
+    if (!closed) {
+        c->move_next = to->inbox;
+        to->inbox = c;
+        uv_async_send(&to->inbox_async); /* under the lock: the handle is not closed yet */
+    }
+    pthread_mutex_unlock(&to->inbox_lock);
+    if (closed)
+        drop_moving(c);
+}
+
+void conn_move(struct conn *c, struct http_server *to)
+{
+    c->move_to = to;
+    wait_leave(c);
+    server_conn_leave(c->srv, c);
+    uv_poll_stop(&c->poll);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->poll, on_move_closed);
+    uv_close((uv_handle_t *)&c->timer, on_move_closed);
+}
+
+void conn_arrived(struct conn *c)
+{
+    struct http_server *s = c->move_to;
+    c->srv = s;
+    if (s->closed || uv_poll_init_socket(s->loop, &c->poll, c->fd)) {
+        drop_moving(c);
+        return;
+    }
+    c->move_to = NULL;
+    uv_timer_init(s->loop, &c->timer);
+    c->poll.data = c->timer.data = c;
+    c->handles_open = 2;
+    server_conn_join(s, c);
+    if (s->draining)
+        c->close_after = 1;
+    conn_ref(c);
+    touch(c);
+    arm_timer(c);
+    if (c->req_active && !c->response_set) {
+        /* a request handed over: answered here as if it had just been read here */
+        c->in_parse = 1;
+        s->opts.handler(c, &c->rp.req, s->opts.ud);
+        if (!c->move_to)
+            wait_enter(c);
+        c->in_parse = 0;
+    }
+    if (c->close_after && !c->req_active)
+        conn_close(c); /* it was to close on the way */
+    else
+        parse_more(c); /* the body, or the next request, as far as it came already */
+    conn_unref(c);
+}
+
+void http_hand_over(struct conn *c)
+{
+    struct http_server *first = c->srv->group->servers[0];
+    if (first == c->srv) {
+        first->opts.handler(c, &c->rp.req, first->opts.ud);
+        return;
+    }
+    conn_move(c, first);
+}
+
+int conn_draining(const struct conn *c)
+{
+    return c->srv->draining;
+}
+
+unsigned conn_loop_index(const struct conn *c)
+{
+    return c->srv->index;
+}
+
+unsigned conn_home_index(const struct conn *c)
+{
+    return c->home->index;
 }

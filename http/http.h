@@ -22,6 +22,7 @@
 #define HTTP_MAX_REFERER 1024
 #define HTTP_MAX_ORIGIN 255
 #define HTTP_MAX_FORWARDED_FOR 1024 /* every X-Forwarded-For line joined */
+#define HTTP_MAX_VIA 2048           /* every Via line joined */
 #define HTTP_REQUEST_ID_MAX 64      /* an X-Request-Id kept from a trusted proxy */
 #define HTTP_RESPONSE_HEADERS_MAX 1024
 
@@ -60,8 +61,12 @@ struct http_request {
     const char *user_agent, *referer;
     const char *forwarded_for; /* every X-Forwarded-For joined; believed only via client */
     const char *forwarded_id;  /* X-Request-Id as sent */
+    const char *via;           /* every Via joined with ", " (RFC 9110 7.6.3) */
+    int via_too_long;          /* Via lines past HTTP_MAX_VIA came (via is NULL then) */
     const char *origin;        /* Origin */
     const char *cors_method;   /* Access-Control-Request-Method (a CORS preflight) */
+    const char *peer;          /* X-Regcache-Peer: a cluster member's request */
+    const char *relay;         /* X-Regcache-Relay: whom a member relays the request for */
     /* set by the front before the handler runs: */
     char client[64]; /* the client: the TCP peer, or the X-Forwarded-For client when the peer
                       * is a trusted proxy (http_server_opts.trusted_proxies) */
@@ -159,8 +164,39 @@ size_t http_server_busy(const struct http_server *s);
 uint64_t http_server_buffered(const struct http_server *s);
 /* Stops accepting and closes every connection now. */
 void http_server_close_all(struct http_server *s);
-/* Frees once every connection has closed (call after the loop ran the close callbacks). */
+/* Frees once every connection has closed (call after the loop ran the close callbacks); with
+ * workers, waits for their threads to end first. */
 void http_server_free(struct http_server *s);
+
+/* ---- more loops on the same listener ----
+ * n - 1 more event loops, each on a thread of its own, accept connections on the listener of
+ * the first one (whichever loop is free takes the next connection, one at a time) and serve
+ * them with handler. A request that handler does not answer itself goes to the first loop with
+ * http_hand_over: the connection moves there (its socket, TLS state and unparsed bytes), the
+ * first loop's handler answers it, and once the answer is out and nothing else holds the
+ * connection it goes back to the loop that accepted it. max_connections, the refused count,
+ * http_server_connections and http_server_busy count every loop; drain, TLS and close_all
+ * reach them all. The error writer and on_response of the first loop's opts run on every loop:
+ * they must be safe on any thread. */
+struct http_workers_opts {
+    unsigned n; /* loops in all, the first included; 1: none added */
+    http_handler handler;
+    /* On worker i's thread (1 <= i < n), before it accepts: the ud of its handler (NULL to
+     * give up starting); and after its loop has closed its last connection. */
+    void *(*start)(void *ctx, unsigned i, uv_loop_t *loop);
+    void (*stop)(void *ctx, unsigned i, void *ud);
+    void *ctx;
+};
+int http_server_start_workers(struct http_server *s, const struct http_workers_opts *o);
+/* From a worker's handler, instead of an answer: the first loop's handler answers the request
+ * (the caller must not touch c or req afterwards). On the first loop it just calls it. */
+void http_hand_over(struct conn *c);
+/* The server is draining (a graceful stop): what the first loop's handler answers then. */
+int conn_draining(const struct conn *c);
+/* The loop serving the connection now: 0 for the first, i for worker i. */
+unsigned conn_loop_index(const struct conn *c);
+/* The loop that accepted it, where it goes back once a request handed over is answered. */
+unsigned conn_home_index(const struct conn *c);
 
 /* ---- answering a request (each request gets exactly one of these) ---- */
 
@@ -176,6 +212,29 @@ void conn_respond_shared(struct conn *c, int status, const char *headers, struct
  * connection owns src from here. */
 void conn_respond_stream(struct conn *c, int status, const char *headers,
                          const struct body_source *src);
+/* A body handed over as it arrives (a response relayed from another server). drained runs on
+ * the loop, never inside conn_feed, when what was fed has gone out and more is wanted (at most
+ * once per conn_feed that answered 1, and again when the socket next drains). release runs
+ * once, when the connection no longer needs the feed: complete 1 after the last byte went out,
+ * 0 when the client went away (nothing more may be fed then); not after conn_feed_fail. */
+struct body_feed {
+    void (*drained)(void *ctx);
+    void (*release)(void *ctx, int complete);
+    void *ctx;
+};
+#define HTTP_FEED_WINDOW (1u << 20) /* bytes fed and not yet sent before conn_feed says wait */
+/* Sends status and headers, Content-Length: length, then the bytes conn_feed hands over. The
+ * connection holds feed from here (release runs even when the response could not start). */
+void conn_respond_feed(struct conn *c, int status, const char *headers, uint64_t length,
+                       const struct body_feed *feed);
+/* Queues len more body bytes (never more than the length announced; never sends or closes
+ * from inside): 0 to go on, 1 when HTTP_FEED_WINDOW bytes wait (feed more after drained), -1
+ * when the connection no longer takes any. */
+int conn_feed(struct conn *c, const void *data, size_t len);
+/* The body will not be complete: the connection closes, so the client sees the response cut
+ * short, never a shorter success. */
+void conn_feed_fail(struct conn *c);
+
 /* Reads the request body before answering. on_data gets each piece (valid during the call;
  * copy it) and returns 0 to go on or 1 to pause until conn_body_resume; on_end gets 0 once the
  * body is complete, or a negative errno when the connection went away (then nothing more may be

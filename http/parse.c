@@ -11,6 +11,7 @@ static const size_t kept_max[KEPT_N] = {
     [KEPT_AUTHORIZATION] = 8191, [KEPT_HOST] = 255,         [KEPT_PATH] = HTTP_MAX_URL,
     [KEPT_USER_AGENT] = HTTP_MAX_USER_AGENT, [KEPT_REFERER] = HTTP_MAX_REFERER,
     [KEPT_REQUEST_ID] = 127, [KEPT_ORIGIN] = HTTP_MAX_ORIGIN, [KEPT_CORS_METHOD] = 31,
+    [KEPT_PEER] = 511, [KEPT_RELAY] = 127,
 };
 /* every kept value fits in the header bytes, plus the path and the NULs */
 #define KEPT_BUF_MAX (HTTP_MAX_HEADER_BYTES + HTTP_MAX_URL + KEPT_N + 1)
@@ -34,6 +35,8 @@ static void reset_request(struct reqparse *p)
     buf_reset(&p->accept);
     buf_reset(&p->xff);
     p->xff_too_long = 0;
+    buf_reset(&p->via);
+    p->via_too_long = 0;
     buf_reset(&p->kept);
     for (int i = 0; i < KEPT_N; i++)
         p->kept_at[i] = SIZE_MAX;
@@ -111,11 +114,20 @@ static int commit_header(struct reqparse *p)
         r = keep(p, KEPT_ORIGIN, v, vlen);
     } else if (IS("Access-Control-Request-Method")) {
         r = keep(p, KEPT_CORS_METHOD, v, vlen);
+    } else if (IS("X-Regcache-Peer")) {
+        r = keep(p, KEPT_PEER, v, vlen);
+    } else if (IS("X-Regcache-Relay")) {
+        r = keep(p, KEPT_RELAY, v, vlen);
     } else if (IS("X-Forwarded-For")) {
         /* a chain too long to keep is not believed at all (the peer stands) */
         if (!p->xff_too_long && ((p->xff.len && buf_append(&p->xff, ", ", 2)) ||
                                  buf_append(&p->xff, v, vlen)))
             p->xff_too_long = 1;
+    } else if (IS("Via")) {
+        /* the proxies the request passed; too long a chain is kept as a flag alone */
+        if (!p->via_too_long && ((p->via.len && buf_append(&p->via, ", ", 2)) ||
+                                 buf_append(&p->via, v, vlen)))
+            p->via_too_long = 1;
     } else if (IS("X-Forwarded-Proto")) {
         p->forwarded_https = vlen == 5 && strncasecmp(v, "https", 5) == 0;
     } else if (IS("Transfer-Encoding")) {
@@ -188,7 +200,8 @@ static int on_headers_complete(llhttp_t *l)
     if (m == HTTP_CONNECT)
         return refuse(p, 400);
     l->upgrade = 0; /* HTTP/1.1 only: an Upgrade offer is declined by answering normally */
-    if (buf_terminate(&p->url) || buf_terminate(&p->accept) || buf_terminate(&p->xff))
+    if (buf_terminate(&p->url) || buf_terminate(&p->accept) || buf_terminate(&p->xff) ||
+        buf_terminate(&p->via))
         return refuse(p, 431);
     size_t plen;
     const char *path = p->url.len ? target_path(p->url.data, &plen) : NULL;
@@ -215,8 +228,12 @@ static int on_headers_complete(llhttp_t *l)
     req->referer = kept(p, KEPT_REFERER);
     req->forwarded_for = p->xff.len && !p->xff_too_long ? p->xff.data : NULL;
     req->forwarded_id = kept(p, KEPT_REQUEST_ID);
+    req->via = p->via.len && !p->via_too_long ? p->via.data : NULL;
+    req->via_too_long = p->via_too_long;
     req->origin = kept(p, KEPT_ORIGIN);
     req->cors_method = kept(p, KEPT_CORS_METHOD);
+    req->peer = kept(p, KEPT_PEER);
+    req->relay = kept(p, KEPT_RELAY);
     req->content_type = kept(p, KEPT_CONTENT_TYPE);
     req->content_range = kept(p, KEPT_CONTENT_RANGE);
     req->has_body = (l->flags & F_CHUNKED) || l->content_length > 0;
@@ -269,6 +286,7 @@ void reqparse_init(struct reqparse *p)
     buf_init(&p->value, HTTP_MAX_HEADER_BYTES);
     buf_init(&p->accept, HTTP_MAX_ACCEPT);
     buf_init(&p->xff, HTTP_MAX_FORWARDED_FOR);
+    buf_init(&p->via, HTTP_MAX_VIA);
     buf_init(&p->kept, KEPT_BUF_MAX);
     for (int i = 0; i < KEPT_N; i++)
         p->kept_at[i] = SIZE_MAX;
@@ -336,6 +354,7 @@ void reqparse_release(struct reqparse *p)
     buf_free(&p->value);
     buf_free(&p->accept);
     buf_free(&p->xff);
+    buf_free(&p->via);
     buf_free(&p->kept);
     for (int i = 0; i < KEPT_N; i++)
         p->kept_at[i] = SIZE_MAX;

@@ -23,7 +23,7 @@ enum reqparse_event {
 
 enum reqparse_kept { KEPT_RANGE, KEPT_CONTENT_TYPE, KEPT_CONTENT_RANGE, KEPT_AUTHORIZATION,
                      KEPT_HOST, KEPT_USER_AGENT, KEPT_REFERER, KEPT_REQUEST_ID, KEPT_ORIGIN,
-                     KEPT_CORS_METHOD, KEPT_PATH, KEPT_N };
+                     KEPT_CORS_METHOD, KEPT_PEER, KEPT_RELAY, KEPT_PATH, KEPT_N };
 
 struct reqparse {
     llhttp_t llhttp;
@@ -31,6 +31,8 @@ struct reqparse {
     struct buf url, field, value, accept;
     struct buf xff;           /* every X-Forwarded-For joined with ", " */
     int xff_too_long;
+    struct buf via;           /* every Via joined with ", " */
+    int via_too_long;
     struct buf kept;          /* NUL-terminated copies of the kept values, then the path */
     size_t kept_at[KEPT_N];   /* offsets into kept; SIZE_MAX when absent */
     size_t header_bytes, n_headers;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,11 +49,15 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
-        if (s->n_conns >= s->opts.max_connections) {
+        /* the slot is taken before the connection is: loops accepting at once never hold
+         * more than max_connections between them */
+        if (atomic_fetch_add_explicit(&s->group->n_conns, 1, memory_order_relaxed) >=
+            s->opts.max_connections) {
+            atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
             ssize_t n = send(fd, busy_response, sizeof(busy_response) - 1, MSG_NOSIGNAL);
             (void)n;
             close(fd);
-            s->refused++;
+            atomic_fetch_add_explicit(&s->group->refused, 1, memory_order_relaxed);
             continue;
         }
         int one = 1;
@@ -60,6 +65,8 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
         char peer[64];
         peer_name(&ss, peer, sizeof(peer));
         conn_accepted(s, fd, peer);
+        if (s->group->n > 1)
+            return; /* one at a time: the next goes to whichever loop is free first */
     }
 }
 
@@ -129,20 +136,109 @@ static void raise_nofile(uint64_t max_connections)
         log_info("open files: limit %llu", lim);
 }
 
+static void on_inbox(uv_async_t *a)
+{
+    struct http_server *s = a->data;
+    pthread_mutex_lock(&s->inbox_lock);
+    struct conn *list = s->inbox;
+    s->inbox = NULL;
+    pthread_mutex_unlock(&s->inbox_lock);
+    /* oldest first: the list was pushed at its head */
+    struct conn *rev = NULL;
+    while (list) {
+        struct conn *next = list->move_next;
+        list->move_next = rev;
+        rev = list;
+        list = next;
+    }
+    while (rev) {
+        struct conn *next = rev->move_next;
+        rev->move_next = NULL;
+        conn_arrived(rev);
+        rev = next;
+    }
+}
+
+/* The connections whose visit here ended this turn go home, when nothing holds them here. */
+void server_on_homeward(uv_check_t *h)
+{
+    struct http_server *s = h->data;
+    struct conn *list = s->homeward;
+    s->homeward = NULL;
+    uv_check_stop(h);
+    while (list) {
+        struct conn *c = list, *next = list->move_next;
+        c->move_next = NULL;
+        c->homeward = 0;
+        /* its own reference and the list's: no handler still looks at it */
+        if (!c->closing && !c->req_active && !c->io_busy && !c->want_write && c->refs == 2 &&
+            c->home && c->home != s)
+            conn_move(c, c->home);
+        conn_unref(c);
+        list = next;
+    }
+}
+
+/* What every loop's server has of its own, beside the listener. */
+static int server_init(struct http_server *s, uv_loop_t *loop, const struct http_server_opts *opts)
+{
+    pthread_mutex_init(&s->inbox_lock, NULL);
+    s->loop = loop;
+    s->opts = *opts;
+    s->hook_ud = opts->ud;
+    s->group = &s->solo;
+    s->solo.n = 1;
+    s->solo_servers[0] = s;
+    s->solo.servers = s->solo_servers;
+    s->fd = -1;
+    s->common_headers = strdup(opts->common_headers ? opts->common_headers : "");
+    s->default_header = strdup(opts->default_header ? opts->default_header : "");
+    const char *colon = s->default_header ? strchr(s->default_header, ':') : NULL;
+    s->default_name_len = colon ? (size_t)(colon - s->default_header) + 1 : 0;
+    s->rbuf = malloc(READ_BUF);
+    if (!s->common_headers || !s->default_header || !s->rbuf)
+        return -ENOMEM;
+    uv_async_init(loop, &s->inbox_async, on_inbox);
+    uv_check_init(loop, &s->homeward_check);
+    s->inbox_async.data = s->homeward_check.data = s;
+    uv_unref((uv_handle_t *)&s->homeward_check);
+    s->inbox_on = 1;
+    return 0;
+}
+
+int http_server_start_sibling(uv_loop_t *loop, struct http_server *first,
+                              const struct http_server_opts *opts, unsigned index,
+                              struct http_server **out)
+{
+    int fd = fcntl(first->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct http_server *s = calloc(1, sizeof(*s));
+    if (!s || server_init(s, loop, opts)) {
+        close(fd);
+        http_server_free(s);
+        return -ENOMEM;
+    }
+    s->fd = fd;
+    s->group = first->group;
+    s->index = index;
+    s->hook_ud = first->opts.ud;
+    s->port = first->port;
+    uv_poll_init(loop, &s->listen_poll, s->fd);
+    s->listen_poll.data = s;
+    uv_poll_start(&s->listen_poll, UV_READABLE, on_listen_readable);
+    s->listening = 1;
+    *out = s;
+    return 0;
+}
+
 int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
                       struct http_server **out)
 {
     struct http_server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->loop = loop;
-    s->opts = *opts;
-    s->common_headers = strdup(opts->common_headers ? opts->common_headers : "");
-    s->default_header = strdup(opts->default_header ? opts->default_header : "");
-    const char *colon = s->default_header ? strchr(s->default_header, ':') : NULL;
-    s->default_name_len = colon ? (size_t)(colon - s->default_header) + 1 : 0;
-    s->rbuf = malloc(READ_BUF);
-    if (!s->common_headers || !s->default_header || !s->rbuf) {
+    if (server_init(s, loop, opts)) {
         http_server_free(s);
         return -ENOMEM;
     }
@@ -162,6 +258,8 @@ int http_server_start(uv_loop_t *loop, const struct http_server_opts *opts,
 
 void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx)
 {
+    if (s->index == 0)
+        workers_set_tls(s->group, ctx);
     SSL_CTX_free(s->tls); /* connections made with it hold their own references */
     s->tls = ctx;
 }
@@ -189,6 +287,8 @@ static void stop_listening(struct http_server *s)
 
 void http_server_drain(struct http_server *s)
 {
+    if (s->index == 0)
+        workers_drain(s->group);
     s->draining = 1; /* every request from now on is answered with Connection: close */
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
@@ -198,51 +298,96 @@ void http_server_drain(struct http_server *s)
 
 size_t http_server_connections(const struct http_server *s)
 {
-    return s->n_conns;
+    return atomic_load_explicit(&s->group->n_conns, memory_order_relaxed);
 }
 
 uint64_t http_server_refused(const struct http_server *s)
 {
-    return s->refused;
+    return atomic_load_explicit(&s->group->refused, memory_order_relaxed);
 }
 
 size_t http_server_busy(const struct http_server *s)
 {
-    size_t n = 0;
-    for (const struct conn *c = s->conns; c; c = c->next)
-        n += c->req_active && !c->closing;
-    return n;
+    return atomic_load_explicit(&s->group->busy, memory_order_relaxed);
 }
 
 uint64_t http_server_buffered(const struct http_server *s)
 {
-    return s->buffered;
+    return buffered_now(s);
 }
 
 void http_server_close_all(struct http_server *s)
 {
+    if (s->index == 0)
+        workers_close_all(s->group);
     stop_listening(s);
+    /* from now on a connection sent here is closed by its sender (conn.c) */
+    if (s->inbox_on) {
+        pthread_mutex_lock(&s->inbox_lock);
+        s->closed = 1;
+        pthread_mutex_unlock(&s->inbox_lock);
+        s->inbox_on = 0;
+        on_inbox(&s->inbox_async); /* those already here close below */
+        uv_close((uv_handle_t *)&s->inbox_async, NULL);
+        uv_close((uv_handle_t *)&s->homeward_check, NULL);
+    }
+    for (struct conn *c = s->homeward, *next; c; c = next) {
+        next = c->move_next;
+        c->move_next = NULL;
+        c->homeward = 0;
+        conn_unref(c);
+    }
+    s->homeward = NULL;
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_close(c);
     }
 }
 
-void server_conn_gone(struct http_server *s, struct conn *c)
+int server_conn_join(struct http_server *s, struct conn *c)
 {
+    c->srv = s;
+    c->prev = NULL;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    c->listed = 1;
+    return 0;
+}
+
+void server_conn_leave(struct http_server *s, struct conn *c)
+{
+    if (!c->listed)
+        return;
+    c->listed = 0;
     if (c->prev)
         c->prev->next = c->next;
     else if (s->conns == c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    c->next = c->prev = NULL;
     s->n_conns--;
+}
+
+void server_conn_gone(struct http_server *s, struct conn *c)
+{
+    server_conn_leave(s, c);
+    atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
 }
 
 void http_server_free(struct http_server *s)
 {
     if (!s)
         return;
+    if (s->index == 0) {
+        workers_join(s->group);
+        if (s->group != &s->solo)
+            free(s->group);
+    }
+    pthread_mutex_destroy(&s->inbox_lock);
     SSL_CTX_free(s->tls);
     free(s->common_headers);
     free(s->default_header);

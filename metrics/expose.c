@@ -46,9 +46,17 @@ void metrics__observe(struct metrics_histogram *h, const struct metrics_buckets 
     size_t i = 0;
     while (i < b->n && v > b->bounds[i])
         i++;
-    h->counts[i]++;
-    h->sum += v;
-    h->count++;
+    metrics__add(&h->counts[i], 1);
+    metrics__add(&h->sum, v);
+    metrics__add(&h->count, 1);
+}
+
+void metrics__histogram_add(struct metrics_histogram *into, const struct metrics_histogram *h)
+{
+    for (size_t i = 0; i <= METRICS_MAX_BUCKETS; i++)
+        metrics__add(&into->counts[i], metrics__get(&h->counts[i]));
+    metrics__add(&into->sum, metrics__get(&h->sum));
+    metrics__add(&into->count, metrics__get(&h->count));
 }
 
 int metrics_escape_label(struct buf *out, const char *value)

@@ -4,6 +4,7 @@
 #ifndef REGCACHE_METRICS_IMPL_H
 #define REGCACHE_METRICS_IMPL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,9 +22,23 @@ struct metrics_buckets {
 /* Counts per bucket (not cumulative: the exposition adds them up); counts[n] is past the last
  * bound. sum is in the base unit. */
 struct metrics_histogram {
-    uint64_t counts[METRICS_MAX_BUCKETS + 1];
-    uint64_t sum, count;
+    _Atomic uint64_t counts[METRICS_MAX_BUCKETS + 1];
+    _Atomic uint64_t sum, count;
 };
+
+/* Adds v to a figure that only one thread writes (its loop's) and any thread may read: plain
+ * loads and stores, which other threads see whole. */
+static inline void metrics__add(_Atomic uint64_t *x, uint64_t v)
+{
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+static inline uint64_t metrics__get(const _Atomic uint64_t *x)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)x, memory_order_relaxed);
+}
+/* into += h (a sum over the loops, for an exposition) */
+void metrics__histogram_add(struct metrics_histogram *into, const struct metrics_histogram *h);
 
 extern const struct metrics_buckets metrics__duration_buckets; /* microseconds */
 extern const struct metrics_buckets metrics__size_buckets;     /* bytes */
@@ -53,11 +68,22 @@ void metrics__process(struct metrics_process *out);
 uint64_t metrics__process_start_ms(void);
 /* The prefetch series (metrics/prefetch.c). */
 int metrics__prefetch_write(struct buf *out);
+int metrics__s3_write(struct buf *out);
+/* The cluster series (metrics/cluster.c); nothing without a cluster. */
+int metrics__cluster_write(struct buf *out);
 
 /* The blob sources' series (sources.c): set up from the configuration, freed, written. */
 struct config;
 int metrics__sources_init(const struct config *cfg);
 void metrics__sources_free(void);
 int metrics__sources_expose(struct buf *out);
+
+/* Returns the first non-zero result of a write (the exposition's functions). */
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        int r_ = (x);                                                                              \
+        if (r_)                                                                                    \
+            return r_;                                                                             \
+    } while (0)
 
 #endif

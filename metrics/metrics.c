@@ -57,25 +57,38 @@ struct source {
     void *ud;
 };
 
+/* What the HTTP front counts, written by one loop's thread only (each loop has its own set)
+ * and read by the scrape on the first loop: summed there. */
+struct front {
+    /* registry_http_* */
+    _Atomic uint64_t http_requests[N_HANDLERS][N_METHODS][N_CODES];
+    struct metrics_histogram http_duration[N_HANDLERS][N_METHODS];
+    struct metrics_histogram http_size[N_HANDLERS];
+    _Atomic uint64_t started[N_HANDLERS], finished[N_HANDLERS]; /* in flight: the difference */
+    /* registry_proxy_* answered */
+    _Atomic uint64_t proxy_requests[METRICS_N_TYPES], proxy_hits[METRICS_N_TYPES],
+        proxy_misses[METRICS_N_TYPES], proxy_pushed[METRICS_N_TYPES];
+    _Atomic uint64_t served_cache, served_upstream;
+    _Atomic uint64_t responses; /* every response this loop finished */
+};
+
+
+
 struct registry {
     uv_loop_t *loop;
     char *storage;
     uint64_t max_size;
     uint64_t gc_interval_ms; /* cache.gc_interval */
     uint64_t start_ms;
-    /* registry_http_* */
-    uint64_t http_requests[N_HANDLERS][N_METHODS][N_CODES];
-    struct metrics_histogram http_duration[N_HANDLERS][N_METHODS];
-    struct metrics_histogram http_size[N_HANDLERS];
-    int64_t in_flight[N_HANDLERS];
+    /* the front's figures, one set per loop (metrics_set_loop) */
+    struct front *fronts;
+    unsigned n_fronts;
     /* registry_proxy_* */
-    uint64_t proxy_requests[METRICS_N_TYPES], proxy_hits[METRICS_N_TYPES],
-        proxy_misses[METRICS_N_TYPES], proxy_pulled[METRICS_N_TYPES], proxy_pushed[METRICS_N_TYPES];
+    uint64_t proxy_pulled[METRICS_N_TYPES];
     uint64_t fill_joins[METRICS_N_TYPES];
     uint64_t fill_resumes[METRICS_N_RESUMES];
     uint64_t *rule_denials; /* [0]: the default; [i]: rule i */
     size_t n_rules;
-    uint64_t served_cache, served_upstream;
     struct up_metrics *ups;
     size_t n_ups;
     /* GC */
@@ -94,6 +107,28 @@ struct registry {
 };
 
 static struct registry *reg;
+
+static __thread unsigned loop_index; /* which front this thread counts in */
+
+void metrics_set_loop(unsigned i)
+{
+    loop_index = i;
+}
+
+static struct front *front(void)
+{
+    return &reg->fronts[loop_index < reg->n_fronts ? loop_index : 0];
+}
+
+static uint64_t sum_of(size_t offset)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < reg->n_fronts; i++)
+        v += metrics__get((const _Atomic uint64_t *)(const void *)((const char *)&reg->fronts[i] +
+                                                                   offset));
+    return v;
+}
+#define FRONT_SUM(field) sum_of(offsetof(struct front, field))
 
 /* ---- the filesystem's free bytes, off the loop ---- */
 
@@ -128,6 +163,16 @@ static void on_fs_timer(uv_timer_t *t)
         r->fs_working = 1;
 }
 
+/* The last figure; a scrape before the first measurement came back measures it itself, once
+ * (a statvfs), rather than say 0 bytes free. */
+static uint64_t fs_free_now(void)
+{
+    uint64_t v = atomic_load(&reg->fs_free);
+    if (!v && (v = measure_free(reg->storage)))
+        atomic_store(&reg->fs_free, v);
+    return v;
+}
+
 /* ---- life ---- */
 
 int metrics_init(uv_loop_t *loop, const struct config *cfg)
@@ -144,6 +189,10 @@ int metrics_init(uv_loop_t *loop, const struct config *cfg)
     if (!r->start_ms)
         r->start_ms = clock_wall_ms();
     r->storage = strdup(cfg->storage ? cfg->storage : ".");
+    r->n_fronts = config_workers(cfg);
+    r->fronts = calloc(r->n_fronts, sizeof(*r->fronts));
+    if (!r->fronts)
+        goto nomem;
     r->ups = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*r->ups));
     r->n_rules = rules_count(cfg->rules);
     r->rule_denials = calloc(r->n_rules + 1, sizeof(uint64_t));
@@ -204,6 +253,7 @@ void metrics_free(void)
         free(r->ups[i].label);
     }
     free(r->ups);
+    free(r->fronts);
     free(r->rule_denials);
     free(r->storage);
     free(r);
@@ -248,32 +298,33 @@ void metrics_http_started(const struct http_request *req)
 {
     int h = handler_index(req->handler);
     if (reg && h >= 0)
-        reg->in_flight[h]++;
+        metrics__add(&front()->started[h], 1);
 }
 
 void metrics_proxy_request(enum metrics_type t, int hit)
 {
     if (!reg || (unsigned)t >= METRICS_N_TYPES)
         return;
-    reg->proxy_requests[t]++;
-    if (hit)
-        reg->proxy_hits[t]++;
-    else
-        reg->proxy_misses[t]++;
+    struct front *f = front();
+    metrics__add(&f->proxy_requests[t], 1);
+    metrics__add(hit ? &f->proxy_hits[t] : &f->proxy_misses[t], 1);
 }
 
 void metrics_http_finished(const struct http_request *req, const struct http_response_info *info)
 {
-    int h = handler_index(req->handler);
-    if (!reg || h < 0)
+    if (!reg)
         return;
-    if (reg->in_flight[h] > 0)
-        reg->in_flight[h]--;
+    struct front *f = front();
+    metrics__add(&f->responses, 1);
+    int h = handler_index(req->handler);
+    if (h < 0)
+        return;
+    metrics__add(&f->finished[h], 1);
     size_t m = method_index(req);
     if (info->status >= CODE_MIN && info->status < CODE_MIN + N_CODES) {
-        reg->http_requests[h][m][info->status - CODE_MIN]++;
-        metrics__observe(&reg->http_duration[h][m], &metrics__duration_buckets, info->duration_us);
-        metrics__observe(&reg->http_size[h], &metrics__size_buckets, info->body_bytes);
+        metrics__add(&f->http_requests[h][m][info->status - CODE_MIN], 1);
+        metrics__observe(&f->http_duration[h][m], &metrics__duration_buckets, info->duration_us);
+        metrics__observe(&f->http_size[h], &metrics__size_buckets, info->body_bytes);
     }
     /* the pull-through answers: what the cache said of them */
     const char *o = req->outcome;
@@ -285,12 +336,12 @@ void metrics_http_finished(const struct http_request *req, const struct http_res
     int from_store = !strcmp(o, "hit") || !strcmp(o, "stale");
     int through = !strcmp(o, "miss") || !strcmp(o, "fill");
     if (from_store)
-        reg->served_cache += info->body_bytes;
+        metrics__add(&f->served_cache, info->body_bytes);
     else if (through)
-        reg->served_upstream += info->body_bytes;
+        metrics__add(&f->served_upstream, info->body_bytes);
     if (type >= 0 && (from_store || through)) {
         metrics_proxy_request((enum metrics_type)type, from_store);
-        reg->proxy_pushed[type] += info->body_bytes;
+        metrics__add(&f->proxy_pushed[type], info->body_bytes);
     }
 }
 
@@ -435,16 +486,16 @@ void metrics_view(struct metrics_view *out)
         return;
     out->start_ms = reg->start_ms;
     for (int t = 0; t < METRICS_N_TYPES; t++) {
-        out->requests[t] = reg->proxy_requests[t];
-        out->hits[t] = reg->proxy_hits[t];
-        out->misses[t] = reg->proxy_misses[t];
+        out->requests[t] = FRONT_SUM(proxy_requests[t]);
+        out->hits[t] = FRONT_SUM(proxy_hits[t]);
+        out->misses[t] = FRONT_SUM(proxy_misses[t]);
         out->pulled_bytes[t] = reg->proxy_pulled[t];
-        out->pushed_bytes[t] = reg->proxy_pushed[t];
+        out->pushed_bytes[t] = FRONT_SUM(proxy_pushed[t]);
     }
-    out->served_cache_bytes = reg->served_cache;
-    out->served_upstream_bytes = reg->served_upstream;
+    out->served_cache_bytes = FRONT_SUM(served_cache);
+    out->served_upstream_bytes = FRONT_SUM(served_upstream);
     out->max_size_bytes = reg->max_size;
-    out->fs_free_bytes = atomic_load(&reg->fs_free);
+    out->fs_free_bytes = fs_free_now();
     read_live(&out->live);
     out->n_gc = reg->n_gc;
     for (size_t i = 0; i < reg->n_gc; i++) /* newest first */
@@ -481,13 +532,6 @@ int metrics_upstream_view(size_t i, struct metrics_upstream_view *out)
 
 /* ---- the exposition ---- */
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        int r_ = (x);                                                                              \
-        if (r_)                                                                                    \
-            return r_;                                                                             \
-    } while (0)
-
 static int expose_http(struct buf *out)
 {
     char labels[128];
@@ -496,7 +540,7 @@ static int expose_http(struct buf *out)
     for (size_t h = 0; h < N_HANDLERS; h++)
         for (size_t m = 0; m < N_METHODS; m++)
             for (size_t code = 0; code < N_CODES; code++) {
-                uint64_t v = reg->http_requests[h][m][code];
+                uint64_t v = FRONT_SUM(http_requests[h][m][code]);
                 int precreated = m < N_PRECREATED_METHODS && code + CODE_MIN == 200;
                 if (!v && !precreated)
                     continue;
@@ -508,7 +552,9 @@ static int expose_http(struct buf *out)
                         "The HTTP request latencies in seconds."));
     for (size_t h = 0; h < N_HANDLERS; h++)
         for (size_t m = 0; m < N_METHODS; m++) {
-            const struct metrics_histogram *hist = &reg->http_duration[h][m];
+            struct metrics_histogram sum = {0}, *hist = &sum;
+            for (unsigned i = 0; i < reg->n_fronts; i++)
+                metrics__histogram_add(&sum, &reg->fronts[i].http_duration[h][m]);
             if (m >= N_PRECREATED_METHODS && !hist->count)
                 continue;
             snprintf(labels, sizeof(labels), "handler=\"%s\",method=\"%s\"", handler_names[h],
@@ -519,15 +565,28 @@ static int expose_http(struct buf *out)
     TRY(metrics__family(out, "registry_http_response_size_bytes", "histogram",
                         "The HTTP response sizes in bytes."));
     for (size_t h = 0; h < N_HANDLERS; h++) {
+        struct metrics_histogram sum = {0};
+        for (unsigned i = 0; i < reg->n_fronts; i++)
+            metrics__histogram_add(&sum, &reg->fronts[i].http_size[h]);
         snprintf(labels, sizeof(labels), "handler=\"%s\"", handler_names[h]);
-        TRY(metrics__histogram(out, "registry_http_response_size_bytes", labels, &reg->http_size[h],
+        TRY(metrics__histogram(out, "registry_http_response_size_bytes", labels, &sum,
                                &metrics__size_buckets, 1));
     }
     TRY(metrics__family(out, "registry_http_in_flight_requests", "gauge",
                         "The in-flight HTTP requests"));
     for (size_t h = 0; h < N_HANDLERS; h++) {
         snprintf(labels, sizeof(labels), "handler=\"%s\"", handler_names[h]);
-        TRY(metrics__i64(out, "registry_http_in_flight_requests", labels, reg->in_flight[h]));
+        uint64_t started = FRONT_SUM(started[h]), finished = FRONT_SUM(finished[h]);
+        TRY(metrics__i64(out, "registry_http_in_flight_requests", labels,
+                         started > finished ? (int64_t)(started - finished) : 0));
+    }
+    TRY(metrics__family(out, "regcache_loop_responses_total", "counter",
+                        "Responses finished by each event loop (workers): loop 0 answers what "
+                        "the others hand it, besides its own connections"));
+    for (unsigned i = 0; i < reg->n_fronts; i++) {
+        snprintf(labels, sizeof(labels), "loop=\"%u\"", i);
+        TRY(metrics__u64(out, "regcache_loop_responses_total", labels,
+                         metrics__get(&reg->fronts[i].responses)));
     }
     return 0;
 }
@@ -546,18 +605,25 @@ static int expose_typed(struct buf *out, const char *name, const char *help, con
 
 static int expose_proxy(struct buf *out)
 {
+    uint64_t requests[METRICS_N_TYPES], hits[METRICS_N_TYPES], misses[METRICS_N_TYPES],
+        pushed[METRICS_N_TYPES];
+    for (int t = 0; t < METRICS_N_TYPES; t++) {
+        requests[t] = FRONT_SUM(proxy_requests[t]);
+        hits[t] = FRONT_SUM(proxy_hits[t]);
+        misses[t] = FRONT_SUM(proxy_misses[t]);
+        pushed[t] = FRONT_SUM(proxy_pushed[t]);
+    }
     TRY(expose_typed(out, "registry_proxy_requests_total",
-                     "The number of total incoming proxy request received", "type",
-                     reg->proxy_requests));
+                     "The number of total incoming proxy request received", "type", requests));
     TRY(expose_typed(out, "registry_proxy_hits_total", "The number of total proxy request hits",
-                     "type", reg->proxy_hits));
+                     "type", hits));
     TRY(expose_typed(out, "registry_proxy_misses_total", "The number of total proxy request misses",
-                     "type", reg->proxy_misses));
+                     "type", misses));
     TRY(expose_typed(out, "registry_proxy_pulled_bytes_total",
                      "The size of total bytes pulled from the upstream", "type",
                      reg->proxy_pulled));
     TRY(expose_typed(out, "registry_proxy_pushed_bytes_total",
-                     "The size of total bytes pushed to the client", "type", reg->proxy_pushed));
+                     "The size of total bytes pushed to the client", "type", pushed));
     TRY(expose_typed(out, "regcache_fill_joins_total",
                      "Requests that joined an upstream request in progress (a blob fill, a blob "
                      "HEAD, a manifest flight) instead of asking the upstream themselves",
@@ -585,9 +651,10 @@ static int expose_proxy(struct buf *out)
                         "Response body bytes served from the store (source=cache: hits and "
                         "stale answers) or through an upstream (source=upstream: misses and "
                         "fills)"));
-    TRY(metrics__u64(out, "regcache_served_bytes_total", "source=\"cache\"", reg->served_cache));
+    TRY(metrics__u64(out, "regcache_served_bytes_total", "source=\"cache\"",
+                     FRONT_SUM(served_cache)));
     TRY(metrics__u64(out, "regcache_served_bytes_total", "source=\"upstream\"",
-                     reg->served_upstream));
+                     FRONT_SUM(served_upstream)));
     return 0;
 }
 
@@ -683,7 +750,7 @@ static int expose_store(struct buf *out, const struct metrics_live *live)
     TRY(gauge(out, "regcache_filesystem_free_bytes",
               "Free bytes of the storage's filesystem for unprivileged users (measured every "
               "few seconds)",
-              atomic_load(&reg->fs_free)));
+              fs_free_now()));
     TRY(gauge(out, "regcache_cached_blobs", "Files in the store that are not manifests",
               live->blobs));
     TRY(gauge(out, "regcache_cached_manifests", "Manifests in the index", live->manifests));
@@ -724,6 +791,8 @@ static int expose_store(struct buf *out, const struct metrics_live *live)
     TRY(gauge(out, "regcache_index_writes_pending", "Index writes queued, not yet committed",
               live->index_pending));
     TRY(metrics__prefetch_write(out));
+    TRY(metrics__s3_write(out));
+    TRY(metrics__cluster_write(out));
     return 0;
 }
 

@@ -47,6 +47,10 @@ void metrics_free(void);
 
 /* ---- the registry's HTTP front (registry_http_*) ---- */
 
+/* The calling thread is event loop i's (workers): the front's figures it counts go in a set of
+ * their own, summed by every scrape. Threads that never call it count as loop 0. */
+void metrics_set_loop(unsigned i);
+
 /* A request was given to its handler (req->handler now set): in flight until its response. */
 void metrics_http_started(const struct http_request *req);
 /* The http_server_opts.on_response hook's work: counts the response under req->handler (none
@@ -123,6 +127,58 @@ void metrics_prefetch_run(const char *outcome, uint64_t finished_ms);
 void metrics_prefetch_pull(void);
 /* Blob bytes it fetched. */
 void metrics_prefetch_bytes(uint64_t bytes);
+
+/* ---- the S3 tier (metrics/s3.c) ---- */
+enum metrics_s3_op {
+    METRICS_S3_GET, METRICS_S3_HEAD, METRICS_S3_PUT, METRICS_S3_DELETE, METRICS_S3_LIST,
+    METRICS_S3_LIST_UPLOADS, METRICS_S3_CREATE_UPLOAD, METRICS_S3_PUT_PART,
+    METRICS_S3_COMPLETE_UPLOAD, METRICS_S3_ABORT_UPLOAD, METRICS_S3_N_OPS
+};
+enum metrics_s3_result {
+    METRICS_S3_OK, METRICS_S3_NOT_FOUND, METRICS_S3_EXISTS, METRICS_S3_BAD_DIGEST,
+    METRICS_S3_DENIED, METRICS_S3_ERROR, METRICS_S3_UNREACHABLE, METRICS_S3_TIMEOUT,
+    METRICS_S3_N_RESULTS
+};
+/* One request to the bucket ended (a cancelled one is not counted). */
+void metrics_s3_request(enum metrics_s3_op op, enum metrics_s3_result result);
+/* Object bytes read from the bucket (written 0) or sent into it (written 1). */
+void metrics_s3_bytes(int written, uint64_t n);
+/* The write-behind queue holds n blobs now. */
+void metrics_s3_queue(uint64_t n);
+/* The janitor aborted an abandoned multipart upload. */
+void metrics_s3_janitor_abort(void);
+/* Access markers (cache/l2_access.c): one written, or one dropped (a full queue, a failed
+ * PUT). */
+void metrics_s3_marker(int written);
+/* The bucket GC (cache/l2_gc.c): a run ended (ok or not), what it deleted, and whether this
+ * replica holds the GC lease. */
+void metrics_s3_gc_run(int ok);
+void metrics_s3_gc_evicted(uint64_t objects, uint64_t bytes);
+void metrics_s3_gc_lease(int held);
+/* Manifests and tag records in the bucket: read (when the upstream cannot answer, or a
+ * manifest by digest is missing locally) or written behind, by result (refused: a read that
+ * did not verify, a write the store refused). */
+enum metrics_s3_shared_kind { METRICS_S3_SHARED_MANIFEST, METRICS_S3_SHARED_TAG,
+                              METRICS_S3_SHARED_N_KINDS };
+enum metrics_s3_shared_result { METRICS_S3_SHARED_OK, METRICS_S3_SHARED_NOT_FOUND,
+                                METRICS_S3_SHARED_REFUSED, METRICS_S3_SHARED_ERROR,
+                                METRICS_S3_SHARED_N_RESULTS };
+void metrics_s3_shared(enum metrics_s3_shared_kind kind, int written,
+                       enum metrics_s3_shared_result result);
+
+/* ---- the cluster (metrics/cluster.c): written only once metrics_cluster_members ran ---- */
+enum metrics_cluster_result { METRICS_CLUSTER_ANSWERED, METRICS_CLUSTER_FAILED,
+                              METRICS_N_CLUSTER_RESULTS };
+/* Members up (this one included) and down, whenever that changes. */
+void metrics_cluster_members(uint64_t up, uint64_t down);
+/* A miss asked of a member: it answered, or it failed (no answer, cut, refused). */
+void metrics_cluster_asked(enum metrics_type kind, enum metrics_cluster_result result);
+/* A member's request came in: served, or refused (its signature did not verify). */
+void metrics_cluster_peer_request(int refused);
+/* A hosted repository's request relayed to the member that holds it (cluster/relay.h). */
+enum metrics_relay_result { METRICS_RELAY_ANSWERED, METRICS_RELAY_FAILED,
+                            METRICS_RELAY_ABANDONED, METRICS_N_RELAY_RESULTS };
+void metrics_cluster_relayed(enum metrics_relay_result result);
 
 /* ---- figures read when asked ----
  * Modules that already keep a figure in memory (the cache's index, the HTTP server, the

@@ -29,13 +29,6 @@ void metrics_prefetch_bytes(uint64_t n)
     bytes += n;
 }
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        int r_ = (x);                                                                              \
-        if (r_)                                                                                    \
-            return r_;                                                                             \
-    } while (0)
-
 int metrics__prefetch_write(struct buf *out)
 {
     char labels[64];

@@ -27,6 +27,7 @@ struct adopt {
     char db_path[STORE_PATH_MAX];
     int lock_fd;
     uint64_t now_ms;
+    int s3_tier; /* the configuration has an s3 section: new content is written behind */
     /* what the index holds, kept up to date with what is queued */
     struct map *manifests;   /* digest -> strdup'ed media type */
     struct map *blob_rows;   /* digest -> &present */
@@ -168,6 +169,7 @@ int adopt_open(const struct config *cfg, struct adopt **out, char *err, size_t e
     }
     a->lock_fd = -1;
     a->now_ms = clock_wall_ms();
+    a->s3_tier = cfg->s3_endpoint != NULL;
     a->manifests = map_new();
     a->blob_rows = map_new();
     a->tags = map_new();
@@ -260,6 +262,8 @@ static int note_row(struct adopt *a, const char *digest, uint64_t size, const ch
     if (remember(a->blob_rows, digest, NULL))
         return -ENOMEM;
     db_put_blob(a->db, digest, size, media_type, a->now_ms);
+    if (a->s3_tier) /* the daemon's next start writes it into the bucket */
+        db_s3_pending(a->db, digest, 1, a->now_ms);
     a->counts.blob_rows_new++;
     return ADOPT_NEW;
 }

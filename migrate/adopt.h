@@ -19,6 +19,8 @@
  *   interrupted import leaves verified files whose rows may be missing: running it again
  *   records them without reading them (and the daemon's start-up reconciliation would adopt
  *   them anyway).
+ * - With an `s3` section in cfg, every new blob row (manifests included) is also recorded as
+ *   waiting for the S3 tier (db_s3_pending): the daemon's next start writes it into the bucket.
  * - Blob rows get the import time as first-cached and last-access time: TTL GC counts from
  *   the import, not from when the content was first pulled elsewhere.
  *

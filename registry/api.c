@@ -10,30 +10,31 @@
 
 #include "auth/auth.h"
 #include "auth/token.h"
+#include "cluster/cluster.h"
+#include "cluster/peer_auth.h"
+#include "cluster/relay.h"
 #include "cache/cache.h"
 #include "hosted/hosted.h"
 #include "metrics/metrics.h"
 #include "registry/catalog.h"
+#include "registry/impl.h"
 #include "registry/cors.h"
 #include "registry/respond.h"
 #include "registry/route.h"
+#include "registry/worker.h"
+#include "registry/via.h"
 #include "rules/rules.h"
 #include "ui/ui.h"
 #include "upstream/upstream.h"
 #include "util/buf.h"
+#include "util/log.h"
 #include "util/shared.h"
 
-#define REPO_MAX (REF_NAME_MAX + 16)
-
-struct registry {
-    struct cache *cache;
-    struct upstream_client *up;
-    struct auth *auth;     /* NULL: no authentication */
-    struct hosted *hosted; /* NULL: no hosted repositories */
-    struct ui *ui;         /* NULL: no status page */
-    struct cors *cors;     /* NULL: no CORS */
-    const struct rules *rules; /* NULL: no pull rules */
-};
+/* The user a member's own request (X-Regcache-Peer, verified, no X-Regcache-Relay) is handled
+ * as: it may pull, never push, and its misses are answered by this replica itself (told by the
+ * pointer). A request a member relays for a client (X-Regcache-Relay, signed with it) is
+ * handled as the user it names, by this replica itself (cluster/relay.h). */
+static const char PEER_USER[] = "cluster-peer";
 
 /* One request waiting for the cache. */
 struct pending {
@@ -46,6 +47,7 @@ struct pending {
     char ns[256];
     char name[REF_NAME_MAX + 1]; /* the repository as the client named it */
     char digest[REF_DIGEST_MAX + 1];
+    char reference[REF_DIGEST_MAX + 1]; /* a manifest's tag or digest, as asked */
     int manifest; /* waiting for the upstream to confirm a manifest (else a blob) by digest */
 };
 
@@ -72,13 +74,25 @@ void registry_set_cors(struct registry *r, struct cors *cors)
     r->cors = cors;
 }
 
+void registry_set_cluster(struct registry *r, struct cluster *cl)
+{
+    r->cluster = cl;
+}
+
 void registry_set_rules(struct registry *r, const struct rules *rules)
 {
     r->rules = rules;
 }
 
+void registry_set_instance(struct registry *r, const char *id)
+{
+    snprintf(r->instance, sizeof(r->instance), "%s", id ? id : "");
+}
+
 void registry_free(struct registry *r)
 {
+    if (r)
+        registry_free_workers(r);
     free(r);
 }
 
@@ -155,6 +169,10 @@ static void on_manifest(void *ud, const struct manifest_answer *a)
     } else {
         char nsh[300];
         ns_header(nsh, sizeof(nsh), p->ns);
+        /* before the answer: once it is out, the request is gone */
+        if (a->outcome == OUTCOME_HIT)
+            registry__teach_manifest(p->r, p->conn, p->req, p->u, p->repo, p->reference,
+                                     a->digest, a->media_type, a->body, a->size);
         respond_manifest(p->conn, p->head, a->media_type, a->digest, a->body, a->size, nsh);
         cache_note_access(p->r->cache, p->u, p->repo, a->digest, a->outcome);
         cache_note_manifest(p->r->cache, p->u, p->repo, a->body, a->size);
@@ -206,8 +224,12 @@ static void on_blob(void *ud, const struct blob_answer *a)
     }
     char nsh[300];
     ns_header(nsh, sizeof(nsh), p->ns);
-    if (a->outcome != OUTCOME_MISS) /* a HEAD of an uncached blob touches nothing cached */
+    if (a->outcome != OUTCOME_MISS) { /* a HEAD of an uncached blob touches nothing cached */
         cache_note_access(p->r->cache, p->u, p->repo, p->digest, a->outcome);
+        cache_blob_served(p->r->cache, p->digest);
+    }
+    if (a->outcome == OUTCOME_HIT && !a->fill)
+        registry__teach_blob(p->r, p->conn, p->req, p->u, p->repo, p->digest, a->fd, a->size);
     struct blob_body b = {a, p->conn};
     if (!respond_blob(p->conn, p->req, p->digest, a->size, nsh, blob_source, &b)) {
         if (a->fd >= 0)
@@ -362,8 +384,8 @@ static int list_hosted(void *ud, const char *name)
 
 /* Picks the upstream: the ns parameter, else a leading name component naming an upstream, else
  * the first upstream; applies Docker Hub's library/ convention. */
-static struct upstream *pick_upstream(struct registry *r, const struct route *rt, char *repo,
-                                      size_t repolen)
+struct upstream *registry__pick_upstream(struct registry *r, const struct route *rt, char *repo,
+                                        size_t repolen)
 {
     struct upstream *u = NULL;
     const char *name = rt->name;
@@ -391,8 +413,6 @@ static struct upstream *pick_upstream(struct registry *r, const struct route *rt
     return u;
 }
 
-static struct upstream *pick_upstream(struct registry *r, const struct route *rt, char *repo,
-                                      size_t repolen);
 
 static int is_upstream(void *ud, const char *name)
 {
@@ -401,14 +421,14 @@ static int is_upstream(void *ud, const char *name)
 
 /* A hosted repository's request: its name matches a hosted pattern and it names no upstream
  * itself (an explicit ?ns= or upstream prefix never reaches hosted content). */
-static int for_hosted(const struct registry *r, const struct route *rt)
+int registry__for_hosted(const struct registry *r, const struct route *rt)
 {
     return rt->name[0] && hosted_match(r->hosted, rt->name) &&
            !route_names_upstream(rt, is_upstream, r->up);
 }
 
 static void handle(struct registry *r, struct conn *c, struct http_request *req,
-                   const char *user, int has_token);
+                   const char *user, int has_token, int relayed);
 
 struct auth_wait {
     struct registry *r;
@@ -520,7 +540,7 @@ static void on_auth(void *ud, enum auth_result result, const char *user)
                               : "wrong user name or password",
                           challenge);
         } else {
-            handle(w->r, w->conn, w->req, user, result == AUTH_ANONYMOUS_TOKEN);
+            handle(w->r, w->conn, w->req, user, result == AUTH_ANONYMOUS_TOKEN, 0);
         }
     }
     conn_unref(w->conn);
@@ -581,6 +601,35 @@ static void token_endpoint(struct registry *r, struct conn *c, struct http_reque
     check_credentials(r, c, req, on_token_auth);
 }
 
+/* A request that came back through this mirror (its Via names it), or through too many
+ * proxies, is answered 508 at once, before auth (a looping request carries the credentials of
+ * the mirror that sent it), and never goes upstream again. 1 when refused. */
+static int refuse_loop(struct registry *r, struct conn *c, struct http_request *req)
+{
+    char chain[VIA_CHAIN_MAX], msg[CONFIG_INSTANCE_ID_MAX + 200];
+    size_t hops;
+    if (!r->instance[0] || (!req->via && !req->via_too_long))
+        return 0;
+    enum via_verdict v = via_check(req->via, req->via_too_long, r->instance, chain, &hops);
+    if (v == VIA_OK)
+        return 0;
+    if (v == VIA_LOOP)
+        snprintf(msg, sizeof(msg),
+                 "request loop: the request already passed through this mirror (%s, Via entry "
+                 "%zu); an upstream url leads back to it",
+                 r->instance, hops);
+    else
+        snprintf(msg, sizeof(msg),
+                 "request loop: the request passed through more than %d proxies (Via)",
+                 VIA_MAX_HOPS);
+    struct route rt;
+    req->handler = route_handler_name(route_parse(req->path, req->query, &rt) == 0 ? &rt : NULL);
+    req->outcome = "loop";
+    metrics_http_started(req);
+    respond_error(c, req->method == HTTP_METHOD_HEAD, 508, "UNAVAILABLE", msg, NULL);
+    return 1;
+}
+
 void registry_handle(struct conn *c, struct http_request *req, void *ud)
 {
     struct registry *r = ud;
@@ -592,8 +641,41 @@ void registry_handle(struct conn *c, struct http_request *req, void *ud)
                      req->method == HTTP_METHOD_HEAD);
         return;
     }
+    if (refuse_loop(r, c, req))
+        return;
+    if (req->peer) {
+        char sender[300], why[300];
+        const char *target = req->target ? req->target : req->path;
+        char claimed[PEER_AUTH_USER_MAX + 1], nonce[PEER_AUTH_NONCE_HEX + 1];
+        char receiver[MEMBERS_URL_MAX + 1];
+        int claim = req->relay ? peer_auth_relay_user(req->relay, nonce, receiver,
+                                                      sizeof(receiver), claimed, sizeof(claimed))
+                               : -1;
+        if (req->relay && claim < 0)
+            snprintf(why, sizeof(why), "malformed relay header");
+        if ((req->relay && claim < 0) ||
+            cluster_verify(r->cluster, req->peer, req->method_name, target, req->relay, sender,
+                           sizeof(sender), why, sizeof(why)) ||
+            (claim >= 0 &&
+             cluster_relay_admit(r->cluster, sender, receiver, nonce, why, sizeof(why)))) {
+            log_warn("cluster: refused a peer request from %s for %s: %s", req->client, target,
+                     why);
+            metrics_cluster_peer_request(1);
+            respond_error(c, req->method == HTTP_METHOD_HEAD, 403, "DENIED",
+                          "cluster peer authentication failed", NULL);
+            return;
+        }
+        metrics_cluster_peer_request(0);
+        if (claim >= 0) { /* relayed for a client: as the user the member authenticated */
+            snprintf(req->user, sizeof(req->user), "%s", claim ? claimed : "");
+            handle(r, c, req, claim ? req->user : NULL, 0, 1);
+            return;
+        }
+        handle(r, c, req, PEER_USER, 0, 0);
+        return;
+    }
     if (!r->auth) {
-        handle(r, c, req, NULL, 0);
+        handle(r, c, req, NULL, 0, 0);
         return;
     }
     if (auth_token_mode(r->auth) && strcmp(req->path, "/v2/token") == 0) {
@@ -656,9 +738,9 @@ static void catalog(struct registry *r, struct conn *c, struct http_request *req
 }
 
 /* The request once its caller is known: user is NULL for an anonymous caller, who may hold an
- * anonymous token. */
+ * anonymous token. relayed: a member relayed it for user (only a hosted repository's). */
 static void handle(struct registry *r, struct conn *c, struct http_request *req, const char *user,
-                   int has_token)
+                   int has_token, int relayed)
 {
     struct route rt;
     int head = req->method == HTTP_METHOD_HEAD;
@@ -668,8 +750,14 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
     int ping = parsed == 0 && rt.kind == ROUTE_BASE;
     req->handler = route_handler_name(parsed == 0 ? &rt : NULL);
     metrics_http_started(req);
-    if (user)
+    if (user && user != req->user)
         snprintf(req->user, sizeof(req->user), "%s", user);
+    if (relayed && !((parsed == 0 || rt.bad_reference) && rt.kind != ROUTE_BASE &&
+                     rt.kind != ROUTE_CATALOG && registry__for_hosted(r, &rt))) {
+        respond_error(c, head, 403, "DENIED",
+                      "only requests for hosted repositories are relayed between members", NULL);
+        return;
+    }
     if (ui_path(r->ui, req->path)) {
         ui_request(r, c, req, user);
         return;
@@ -680,22 +768,34 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         respond_error(c, head, 401, "UNAUTHORIZED", "authentication required", challenge);
         return;
     }
+    if (write && user == PEER_USER) {
+        respond_error(c, head, 403, "DENIED", "a cluster peer may not push", NULL);
+        return;
+    }
     if (write && r->auth && !auth_may_push(r->auth, user)) {
         challenge_for(r, req, parsed ? NULL : &rt, challenge, sizeof(challenge));
         respond_error(c, head, 403, "DENIED", "this user may not push", challenge);
         return;
     }
-    if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG && for_hosted(r, &rt)) {
+    if (parsed == 0 && rt.kind != ROUTE_BASE && rt.kind != ROUTE_CATALOG &&
+        registry__for_hosted(r, &rt)) {
         /* pulls of hosted content pass the rules too (as upstream "*"); pushes have their own
          * auth, and a hosted blob is read only through a repository that holds it */
         if (!write && !rules_let(r, c, req, NULL, rt.name,
                                  rt.kind == ROUTE_MANIFEST && !rt.by_digest ? rt.reference : NULL,
                                  1))
             return;
+        /* in a cluster, the repository's requests all go to the one member that holds it;
+         * what a member sent is answered here (never relayed again) */
+        int holder = relayed || user == PEER_USER ? -1 : relay_holder(r->cluster, rt.name);
+        if (holder >= 0) {
+            relay_request(r->cluster, r->up, c, req, (size_t)holder, user);
+            return;
+        }
         hosted_handle(r->hosted, c, req, &rt, user); /* never upstream */
         return;
     }
-    if (parsed && rt.bad_reference && for_hosted(r, &rt)) {
+    if (parsed && rt.bad_reference && registry__for_hosted(r, &rt)) {
         /* no such manifest (404), and none can be pushed under that reference */
         if (strcmp(req->method_name, "PUT") == 0)
             respond_error(c, 0, 400, "MANIFEST_INVALID",
@@ -727,7 +827,7 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         return;
     }
     char repo[REPO_MAX];
-    struct upstream *u = pick_upstream(r, &rt, repo, sizeof(repo));
+    struct upstream *u = registry__pick_upstream(r, &rt, repo, sizeof(repo));
     if (u)
         req->upstream = upstream_name(u);
     if (!u) {
@@ -746,11 +846,17 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         p->u = u;
         snprintf(p->repo, sizeof(p->repo), "%s", repo);
         snprintf(p->name, sizeof(p->name), "%s", rt.name);
+        snprintf(p->reference, sizeof(p->reference), "%s", rt.reference);
     }
     if (!p) {
         respond_error(c, head, 503, "UNAVAILABLE", "out of memory", NULL);
         return;
     }
+    /* whatever goes upstream for it carries the proxies it came through (Via) */
+    char chain[VIA_CHAIN_MAX];
+    size_t hops;
+    via_check(req->via, 0, NULL, chain, &hops);
+    upstream_client_set_via(r->up, chain);
     switch (rt.kind) {
     case ROUTE_MANIFEST:
         if (rt.by_digest && strncmp(rt.reference, "sha256:", 7) != 0) {
@@ -765,7 +871,11 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
             cache_confirm(r->cache, u, repo, 1, rt.reference, on_confirmed, p);
             break;
         }
-        cache_manifest(r->cache, u, repo, rt.reference, req->accept, head, on_manifest, p);
+        if (user == PEER_USER)
+            cache_manifest_direct(r->cache, u, repo, rt.reference, req->accept, head,
+                                  on_manifest, p);
+        else
+            cache_manifest(r->cache, u, repo, rt.reference, req->accept, head, on_manifest, p);
         break;
     case ROUTE_BLOB:
         if (strncmp(rt.reference, "sha256:", 7) != 0) {
@@ -778,7 +888,10 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
             cache_confirm(r->cache, u, repo, 0, rt.reference, on_confirmed, p);
             break;
         }
-        cache_blob(r->cache, u, repo, rt.reference, head, on_blob, p);
+        if (user == PEER_USER)
+            cache_blob_direct(r->cache, u, repo, rt.reference, head, on_blob, p);
+        else
+            cache_blob(r->cache, u, repo, rt.reference, head, on_blob, p);
         break;
     case ROUTE_REFERRERS: {
         char at[256];
@@ -796,4 +909,5 @@ static void handle(struct registry *r, struct conn *c, struct http_request *req,
         respond_error(c, head, 404, "NAME_UNKNOWN", "unknown endpoint", NULL);
         pending_done(p);
     }
+    upstream_client_set_via(r->up, NULL);
 }

@@ -26,6 +26,14 @@ void registry_set_cors(struct registry *r, struct cors *cors);
 /* Pull rules (rules/rules.h) for every pull, proxied and hosted; NULL: none. */
 struct rules;
 void registry_set_rules(struct registry *r, const struct rules *rules);
+/* This mirror's instance id: a request whose Via names it (or that passed more than
+ * VIA_MAX_HOPS proxies) is answered 508 Loop Detected. NULL or "": no check. */
+void registry_set_instance(struct registry *r, const char *id);
+
+/* The cluster (cluster/cluster.h) whose members' requests (X-Regcache-Peer) are verified and
+ * answered here, never forwarded; NULL: none (such a request is refused, 403). */
+struct cluster;
+void registry_set_cluster(struct registry *r, struct cluster *cl);
 
 /* http_handler and http_error_writer for the HTTP front; ud is the struct registry. */
 void registry_handle(struct conn *c, struct http_request *req, void *ud);

@@ -62,7 +62,7 @@ void respond_error(struct conn *c, int head, int status, const char *code, const
 
 /* Manifests being sent now, by digest: however many clients read one slowly, its bytes are in
  * memory once (a digest names its bytes: the cache and the hosted store both hash them). */
-static struct shared_index *live_manifests;
+static __thread struct shared_index *live_manifests; /* each loop thread its own */
 
 void respond_manifest(struct conn *c, int head, const char *media_type, const char *digest,
                       const void *body, size_t len, const char *extra)
@@ -90,6 +90,16 @@ void respond_manifest(struct conn *c, int head, const char *media_type, const ch
     }
     conn_respond_shared(c, 200, headers, b, 0);
     shared_body_unref(b);
+}
+
+void respond_manifest_shared(struct conn *c, int head, const char *media_type, const char *digest,
+                             struct shared_body *b, const char *extra)
+{
+    char headers[RESPOND_EXTRA_MAX + 640];
+    snprintf(headers, sizeof(headers),
+             "Content-Type: %s\r\nDocker-Content-Digest: %s\r\nETag: \"%s\"\r\n%s", media_type,
+             digest, digest, checked(extra));
+    conn_respond_shared(c, 200, headers, b, head);
 }
 
 int respond_blob(struct conn *c, const struct http_request *req, const char *digest, uint64_t size,

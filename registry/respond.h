@@ -26,6 +26,11 @@ void respond_error(struct conn *c, int head, int status, const char *code, const
 void respond_manifest(struct conn *c, int head, const char *media_type, const char *digest,
                       const void *body, size_t len, const char *extra);
 
+/* As respond_manifest, from a body the caller holds (a worker loop's own copy). */
+struct shared_body;
+void respond_manifest_shared(struct conn *c, int head, const char *media_type, const char *digest,
+                             struct shared_body *b, const char *extra);
+
 /* Makes the body for bytes [first, end) of the blob; src is zeroed before the call. */
 typedef void (*respond_source_fn)(void *ud, uint64_t first, uint64_t end, struct body_source *src);
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "metrics/metrics.h"
 #include "s3/sigv4.h"
 #include "s3/xml.h"
 #include "upstream/upstream.h"
@@ -27,6 +28,13 @@
 #define S3_XML_MAX (4u << 20) /* a listing page or an error body */
 #define S3_URL_MAX 4096
 #define S3_KEY_MAX 1024
+/* A request fails (-ETIMEDOUT) when connecting takes longer than S3_CONNECT_MS, or when no
+ * byte moves for S3_STALL_S seconds (S3_STALL_BODY_S for a request that sends a body, which
+ * the store may take a while to answer once it has it all): a store that accepts connections
+ * and never answers costs a fill that long, then it asks the upstream. */
+#define S3_CONNECT_MS 5000L
+#define S3_STALL_S 10L
+#define S3_STALL_BODY_S 30L
 
 /* sha256 of the empty string: the payload hash of every request without a body */
 static const char EMPTY_SHA256[] =
@@ -57,7 +65,7 @@ struct s3_op {
     /* the answer */
     long status;
     int64_t length, mtime;
-    char etag[130], content_range[128];
+    char etag[130], content_range[128], content_type[128];
     struct buf xml; /* answers other than a successful GET's body */
     int paused;
     s3_data_fn on_data;
@@ -141,7 +149,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
     if (len >= 5 && !strncmp(line, "HTTP/", 5)) { /* a new response: forget the last one's */
         op->length = -1;
         op->mtime = -1;
-        op->etag[0] = op->content_range[0] = '\0';
+        op->etag[0] = op->content_range[0] = op->content_type[0] = '\0';
         return len;
     }
     const char *colon = memchr(line, ':', len);
@@ -166,6 +174,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
     else if (nlen == 13 && !strncasecmp(line, "Content-Range", 13) &&
              vlen < sizeof(op->content_range))
         memcpy(op->content_range, val, vlen + 1);
+    else if (nlen == 12 && !strncasecmp(line, "Content-Type", 12) &&
+             vlen < sizeof(op->content_type))
+        memcpy(op->content_type, val, vlen + 1);
     else if (nlen == 13 && !strncasecmp(line, "Last-Modified", 13)) {
         time_t t = curl_getdate(val, NULL);
         op->mtime = t < 0 ? -1 : (int64_t)t;
@@ -181,6 +192,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
     if (op->kind == OP_GET && (status == 200 || status == 206) && op->on_data) {
         int rc = op->on_data(op->ud, data, len);
+        if (rc != S3_PAUSE && rc >= 0)
+            metrics_s3_bytes(0, len);
         if (rc == S3_PAUSE) {
             op->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
@@ -199,6 +212,8 @@ static size_t on_read(char *dst, size_t size, size_t n, void *ud)
         size_t k = left < want ? left : want;
         memcpy(dst, op->mem + op->mem_off, k);
         op->mem_off += k;
+        if (op->kind == OP_PUT)
+            metrics_s3_bytes(1, k);
         return k;
     }
     uint64_t left = op->file_len - op->file_sent;
@@ -209,6 +224,7 @@ static size_t on_read(char *dst, size_t size, size_t n, void *ud)
     if (got <= 0)
         return CURL_READFUNC_ABORT; /* the file shrank or failed: the PUT is cut, nothing stored */
     op->file_sent += (uint64_t)got;
+    metrics_s3_bytes(1, (uint64_t)got);
     return (size_t)got;
 }
 
@@ -251,7 +267,10 @@ static void op_free(struct s3_op *op)
     free(op);
 }
 
-static void parse_listing(struct s3_op *op, char *token, size_t tlen)
+/* Calls the listing's callbacks for every entry; token: where the next page starts ("" when
+ * this was the last). -EIO for a page that says more follow without a usable token (a
+ * listing taken as complete then would hide the rest). */
+static int parse_listing(struct s3_op *op, char *token, size_t tlen)
 {
     const char *p = op->xml.data, *end = op->xml.data + op->xml.len;
     const char *blk;
@@ -285,8 +304,33 @@ static void parse_listing(struct s3_op *op, char *token, size_t tlen)
     if (op->kind == OP_LIST &&
         xml_text(op->xml.data, end, "IsTruncated", truncated, sizeof(truncated)) == 0 &&
         !strcmp(truncated, "true") &&
-        xml_text(op->xml.data, end, "NextContinuationToken", token, tlen) != 0)
+        (xml_text(op->xml.data, end, "NextContinuationToken", token, tlen) != 0 || !token[0])) {
         token[0] = '\0';
+        return -EIO;
+    }
+    return 0;
+}
+
+static void count_request(const struct s3_op *op, const struct s3_reply *r)
+{
+    static const enum metrics_s3_op by_kind[] = {
+        [OP_GET] = METRICS_S3_GET, [OP_HEAD] = METRICS_S3_HEAD, [OP_PUT] = METRICS_S3_PUT,
+        [OP_DELETE] = METRICS_S3_DELETE, [OP_LIST] = METRICS_S3_LIST,
+        [OP_UPLOADS] = METRICS_S3_LIST_UPLOADS, [OP_CREATE] = METRICS_S3_CREATE_UPLOAD,
+        [OP_PART] = METRICS_S3_PUT_PART, [OP_COMPLETE] = METRICS_S3_COMPLETE_UPLOAD,
+        [OP_ABORT] = METRICS_S3_ABORT_UPLOAD};
+    enum metrics_s3_result res = METRICS_S3_ERROR;
+    switch (r->result) {
+    case 0: res = METRICS_S3_OK; break;
+    case -ENOENT: res = METRICS_S3_NOT_FOUND; break;
+    case -EEXIST: res = METRICS_S3_EXISTS; break;
+    case -EBADMSG: res = METRICS_S3_BAD_DIGEST; break;
+    case -EACCES: res = METRICS_S3_DENIED; break;
+    case -ETIMEDOUT: res = METRICS_S3_TIMEOUT; break;
+    case -EHOSTUNREACH: res = METRICS_S3_UNREACHABLE; break;
+    default: res = METRICS_S3_ERROR; break;
+    }
+    metrics_s3_request(by_kind[op->kind], res);
 }
 
 static void op_done(struct upstream_easy *ue, int curl_result)
@@ -296,8 +340,11 @@ static void op_done(struct upstream_easy *ue, int curl_result)
     char etag[sizeof(op->etag)], content_range[sizeof(op->content_range)];
     memcpy(etag, op->etag, sizeof(etag)); /* op is gone when done runs */
     memcpy(content_range, op->content_range, sizeof(content_range));
+    char content_type[sizeof(op->content_type)];
+    memcpy(content_type, op->content_type, sizeof(content_type));
     struct s3_reply r = {.length = op->length, .mtime = op->mtime, .etag = etag,
-                         .content_range = content_range, .code = code, .message = message};
+                         .content_range = content_range, .content_type = content_type,
+                         .code = code, .message = message};
     curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &r.status);
     if (curl_result != CURLE_OK) {
         /* no whole answer: cut, refused, timed out, or stopped by this side */
@@ -319,8 +366,13 @@ static void op_done(struct upstream_easy *ue, int curl_result)
             snprintf(message, sizeof(message), "the store answered %ld%s%s", r.status,
                      code[0] ? " " : "", code);
         if (!r.result && (op->kind == OP_LIST || op->kind == OP_UPLOADS)) {
-            parse_listing(op, token, sizeof(token));
-            snprintf(message, sizeof(message), "%s", token);
+            if (parse_listing(op, token, sizeof(token))) {
+                r.result = -EIO;
+                snprintf(message, sizeof(message), "the store said the listing goes on but "
+                                                   "sent no usable continuation token");
+            } else {
+                snprintf(message, sizeof(message), "%s", token);
+            }
         } else if (!r.result && op->kind == OP_CREATE) {
             if (xml_text(op->xml.data, op->xml.data + op->xml.len, "UploadId", message,
                          sizeof(message))) {
@@ -336,6 +388,7 @@ static void op_done(struct upstream_easy *ue, int curl_result)
             r.result = status_result(500, code);
         }
     }
+    count_request(op, &r);
     s3_done_fn done = op->done;
     void *ud = op->ud;
     op_free(op);
@@ -410,9 +463,9 @@ static int op_start(struct s3_op *op, const char *method, const char *key,
     curl_easy_setopt(e, CURLOPT_WRITEDATA, op);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, S3_CONNECT_MS);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, body_len ? S3_STALL_BODY_S : S3_STALL_S);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (c->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
@@ -517,6 +570,26 @@ struct s3_op *s3_put(struct s3_client *c, const char *key, const void *data, siz
     if (content_type)
         h[nh++] = (struct sigv4_pair){"content-type", content_type};
     return started(op, op_start(op, "PUT", key, NULL, 0, h, nh, sha256_hex, len));
+}
+
+struct s3_op *s3_put_if_match(struct s3_client *c, const char *key, const void *data, size_t len,
+                              const char *sha256_hex, const char *etag, s3_done_fn done,
+                              void *ud)
+{
+    struct s3_op *op = op_new(c, OP_PUT, done, ud);
+    if (!op)
+        return NULL;
+    op->mem = data ? data : "";
+    op->mem_len = len;
+    char unquoted[256];
+    size_t n = strlen(etag);
+    if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"')
+        snprintf(unquoted, sizeof(unquoted), "%.*s", (int)(n - 2), etag + 1);
+    else
+        snprintf(unquoted, sizeof(unquoted), "%s", etag);
+    struct sigv4_pair h[2] = {{"content-type", "application/octet-stream"},
+                              {"if-match", unquoted}};
+    return started(op, op_start(op, "PUT", key, NULL, 0, h, 2, sha256_hex, len));
 }
 
 struct s3_op *s3_list(struct s3_client *c, const char *prefix, const char *token,
@@ -644,7 +717,7 @@ static void upload_fail(struct s3_upload *u, int result, long status, const char
         vsnprintf(f->message, sizeof(f->message), fmt, ap);
     va_end(ap);
     struct s3_reply r = {.status = status, .result = result, .code = "", .length = -1,
-                         .mtime = -1, .etag = "", .content_range = "",
+                         .mtime = -1, .etag = "", .content_range = "", .content_type = "",
                          .message = f ? f->message : "out of memory"};
     if (f && u->upload_id[0]) {
         f->r = r;

@@ -12,7 +12,10 @@
  * completing one overwrites. Answers are s3_reply: the HTTP status, a result (0, or -ENOENT
  * for 404, -EEXIST for 412, -EBADMSG for bytes that do not match their hash, -EACCES for
  * 401/403, -EIO otherwise and -EHOSTUNREACH/-ETIMEDOUT for transport failures) and the store's
- * error code and message when it sent one.
+ * error code and message when it sent one. Every request is bounded in time: 5 s to connect,
+ * and no more than 10 s without a byte moving (30 s for one that sends a body), so a store that
+ * accepts connections and never answers fails the request with -ETIMEDOUT. Each request that
+ * ends is counted in the regcache_s3_* metrics (metrics/s3.c).
  *
  * Callbacks run on the loop. A cancelled request calls nothing. */
 #ifndef REGCACHE_S3_CLIENT_H
@@ -49,6 +52,7 @@ struct s3_reply {
     int64_t mtime;       /* Last-Modified in seconds since the epoch, -1 when unknown */
     const char *etag;    /* "" when absent */
     const char *content_range;
+    const char *content_type; /* "" when absent */
 };
 
 struct s3_object {
@@ -88,6 +92,11 @@ struct s3_op *s3_delete(struct s3_client *c, const char *key, s3_done_fn done, v
 struct s3_op *s3_put(struct s3_client *c, const char *key, const void *data, size_t len,
                      const char *sha256_hex, int if_none_match, const char *content_type,
                      s3_done_fn done, void *ud);
+/* PUT that replaces key only while its ETag is still etag (If-Match, sent unquoted as RGW 16
+ * compares it): -EEXIST (412) when the object changed or is gone. */
+struct s3_op *s3_put_if_match(struct s3_client *c, const char *key, const void *data, size_t len,
+                              const char *sha256_hex, const char *etag, s3_done_fn done,
+                              void *ud);
 /* ListObjectsV2 of keys under prefix (the settings' prefix added), one page of at most
  * max_keys (1..1000) after the continuation token (NULL: from the start). each sees every
  * object; done's reply carries the next token in message when the listing goes on, "" when it

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "store/store.h"
+#include "util/epoch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -300,6 +301,48 @@ int store_private_file(struct store *s, const char *name, char *path, size_t len
     return r;
 }
 
+int store_mark_clean(struct store *s, const char *text)
+{
+    static const char tmp[] = STORE_CLEAN_MARK ".tmp";
+    int fd = openat(s->root_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                    FILE_MODE);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(text);
+    int r = write(fd, text, len) == (ssize_t)len ? 0 : -EIO;
+    if (!r && fsync(fd))
+        r = -errno;
+    close(fd);
+    if (!r && renameat(s->root_fd, tmp, s->root_fd, STORE_CLEAN_MARK))
+        r = -errno;
+    if (!r && fsync(s->root_fd))
+        r = -errno;
+    if (r)
+        unlinkat(s->root_fd, tmp, 0);
+    return r;
+}
+
+int store_take_clean_mark(struct store *s, char *text, size_t len)
+{
+    struct stat st;
+    text[0] = '\0';
+    if (fstatat(s->root_fd, STORE_CLEAN_MARK, &st, AT_SYMLINK_NOFOLLOW))
+        return errno == ENOENT ? 0 : -errno;
+    int fd = S_ISREG(st.st_mode)
+                 ? openat(s->root_fd, STORE_CLEAN_MARK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                 : -1;
+    if (fd >= 0) {
+        ssize_t n = read(fd, text, len ? len - 1 : 0);
+        text[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    if (unlinkat(s->root_fd, STORE_CLEAN_MARK, 0))
+        return -errno;
+    if (fsync(s->root_fd))
+        return -errno;
+    return S_ISREG(st.st_mode) ? 1 : 0;
+}
+
 void store_blob_path(const struct store *s, const char *digest, char *out, size_t outlen)
 {
     const char *hex = digest + 7; /* after "sha256:" */
@@ -595,6 +638,9 @@ int store_lock(const char *root, int exclusive)
         close(fd);
         return r;
     }
+    /* an import changes the store behind the index's back: the next start walks it */
+    if (exclusive && unlinkat(fd, STORE_CLEAN_MARK, 0) == 0)
+        fsync(fd);
     return fd;
 }
 
@@ -750,6 +796,7 @@ void store_fill_free(struct store_fill *f)
 
 int store_remove(struct store *s, const char *digest)
 {
+    content_epoch_bump(); /* before: nothing kept from now on names the file */
     const char *hex = digest + 7;
     int dfd = shard_open(s, hex, 0);
     if (dfd < 0)

@@ -48,6 +48,16 @@ void store_set_reserve(struct store *s, uint64_t bytes);
  * Refuses a symbolic link or anything but a regular file there (-ELOOP, -EINVAL). */
 int store_private_file(struct store *s, const char *name, char *path, size_t len);
 
+/* The clean-shutdown record: <root>/STORE_CLEAN_MARK, written (and synced) by a daemon that
+ * stopped gracefully with its index and store in agreement, taken (removed, and the removal
+ * synced) by the next start, which then trusts the index without walking the store. An
+ * exclusive store_lock (an import) removes it too. */
+#define STORE_CLEAN_MARK "clean-shutdown"
+int store_mark_clean(struct store *s, const char *text);
+/* 1 when the record was there (now removed) with its text in text (cut to len), 0 when not,
+ * or a negative errno. */
+int store_take_clean_mark(struct store *s, char *text, size_t len);
+
 /* digest must be a valid "sha256:<64 hex>" (checked by the caller). For messages and tests:
  * the store itself never opens files by this path. */
 void store_blob_path(const struct store *s, const char *digest, char *out, size_t outlen);

@@ -6,10 +6,12 @@
 #      (any memory error or leak fails them),
 #   3. runs the integration suite (pytest, tests/integration) against build/regcache, with the
 #      load test, and a short bounded run of every libFuzzer driver (tests/fuzz, clang build in
-#      build-fuzz),
+#      build-fuzz); its mirrors run with workers: 2, and the revalidation sequences run again
+#      with workers: 1,
 #   4. builds again with AddressSanitizer and UndefinedBehaviorSanitizer (build-asan) and runs
-#      the unit tests and the whole integration suite against that binary; any sanitizer report
-#      fails the run,
+#      the unit tests and the whole integration suite against that binary, then with
+#      ThreadSanitizer (clang, build-tsan) the tests where event loops hand work to each other;
+#      any sanitizer report fails the run,
 #   5. prints one line "N passed, M failed" over every phase; exits non-zero on any failure.
 # REGCACHE_SKIP_SANITIZERS=1 leaves out phase 4 (a quicker run while working).
 set -uo pipefail
@@ -127,6 +129,11 @@ fi
 echo "== integration tests, load test and fuzzers"
 pytest_suite integration tests/integration tests/fuzz
 
+# The suite's mirrors run with workers: 2; the revalidation sequences again with one loop,
+# where a request never changes loops.
+echo "== sequences with workers: 1"
+REGCACHE_TEST_WORKERS=1 pytest_suite one-loop tests/integration/test_sequences.py
+
 if [ "${REGCACHE_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
   reports=$(mktemp -d /tmp/regcache-sanitizer.XXXXXX)
@@ -146,6 +153,26 @@ if [ "${REGCACHE_SKIP_SANITIZERS:-0}" != 1 ]; then
     count sanitizer-reports 0 "$n_reports"
   else
     count asan-build 0 1
+  fi
+  rm -rf "$reports"
+
+  # ThreadSanitizer on the tests where loops hand connections, lessons and visits to each other
+  echo "== ThreadSanitizer build (clang)"
+  reports=$(mktemp -d /tmp/regcache-tsan.XXXXXX)
+  if CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false; then
+    export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1"
+    REGCACHE_BIN=build-tsan/regcache pytest_suite tsan-integration \
+      tests/integration/test_workers.py tests/integration/test_concurrent_pull.py \
+      tests/integration/test_tls.py
+    unset TSAN_OPTIONS
+    n_reports=$(find "$reports" -type f | wc -l)
+    if ((n_reports)); then
+      echo "thread sanitizer reports:" >&2
+      find "$reports" -type f -exec sh -c 'echo "--- $1"; head -80 "$1"' _ {} \; >&2
+    fi
+    count tsan-reports 0 "$n_reports"
+  else
+    count tsan-build 0 1
   fi
   rm -rf "$reports"
 fi

@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "cluster/members.h"
+#include "cluster/peer_auth.h"
 #include "metrics/metrics.h"
 #include "upstream/auth.h"
 #include "upstream/challenge.h"
@@ -52,7 +54,13 @@ struct upstream {
     int before;
     struct upstream *sources[CONFIG_MAX_BLOB_SOURCES]; /* a primary's blob sources */
     size_t n_sources;
+    /* a cluster member asked for the primary's content (upstream_peer): requests carry
+     * ?ns=<primary> and X-Regcache-Peer, no credentials, no challenges */
+    int peer;
+    size_t member;
+    struct upstream *peers[MEMBERS_MAX]; /* a primary's, by member index; NULL for self */
     int docker_hub;
+    char *ns; /* a parent regcache's (upstreams[].parent): ?ns= on every request; else NULL */
     /* learnt from the first challenge, so later scopes fetch a token before asking */
     int bearer, basic;
     char realm[1024], service[256];
@@ -79,10 +87,15 @@ struct upstream_client {
     struct upstream_req *reqs; /* everything in flight, for shutdown */
     struct upstream_easy *foreign; /* other modules' transfers (upstream_easy_add) */
     int shut_down;
+    /* cluster: this member's normalised URL and the secret peer requests are signed with */
+    char cluster_self[MEMBERS_URL_MAX];
+    char *cluster_secret;
     upstream_ratelimit_fn on_ratelimit;
     void *ratelimit_ud;
     upstream_outcome_fn on_outcome;
     void *outcome_ud;
+    char *instance;      /* received-by of the Via entry every request carries; NULL: none */
+    const char *via_now; /* the chain requests started now carry (upstream_client_set_via) */
 };
 
 enum req_kind { REQ_MAIN, REQ_TOKEN };
@@ -99,6 +112,7 @@ struct upstream_req {
     struct curl_slist *headers;
     enum upstream_method method;
     char *url, *accept, *scope;
+    char *via; /* the chain before this mirror's Via entry, NULL when none */
     char *path;     /* main: what follows the endpoint's URL, e.g. "/v2/<repo>/blobs/<digest>" */
     size_t ep;      /* main: the endpoint asked */
     unsigned tried; /* main: the endpoints asked so far (bits) */
@@ -538,6 +552,7 @@ static void req_free(struct upstream_req *r)
     free(r->path);
     free(r->accept);
     free(r->scope);
+    free(r->via);
     buf_free(&r->body);
     free(r);
 }
@@ -649,6 +664,23 @@ static int req_start(struct upstream_req *r)
         snprintf(hdr, sizeof(hdr), "Accept: %s", r->accept);
         r->headers = curl_slist_append(r->headers, hdr);
     }
+    if (u->peer && r->kind == REQ_MAIN) {
+        struct upstream_client *c = u->client;
+        char value[PEER_AUTH_VALUE_MAX], hdr[PEER_AUTH_VALUE_MAX + 32];
+        int rc = peer_auth_sign(c->cluster_secret, strlen(c->cluster_secret), c->cluster_self,
+                                r->method == UPSTREAM_HEAD ? "HEAD" : "GET", r->path,
+                                (int64_t)(clock_wall_ms() / 1000), value, sizeof(value));
+        if (rc)
+            return rc;
+        snprintf(hdr, sizeof(hdr), PEER_AUTH_HEADER ": %s", value);
+        r->headers = curl_slist_append(r->headers, hdr);
+    }
+    if (u->client->instance) {
+        char hdr[UPSTREAM_VIA_MAX + CONFIG_INSTANCE_ID_MAX + 32];
+        snprintf(hdr, sizeof(hdr), "Via: %s%s1.1 %s", r->via ? r->via : "", r->via ? ", " : "",
+                 u->client->instance);
+        r->headers = curl_slist_append(r->headers, hdr);
+    }
     if (r->range_from) {
         char hdr[320];
         snprintf(hdr, sizeof(hdr), "Range: bytes=%" PRIu64 "-", r->range_from);
@@ -698,6 +730,7 @@ static int token_fetch(struct upstream_req *main)
     t->method = UPSTREAM_GET;
     buf_init(&t->body, TOKEN_BODY_MAX);
     t->scope = strdup(main->scope);
+    t->via = main->via ? strdup(main->via) : NULL; /* a failed copy only shortens the chain */
     char *svc = curl_easy_escape(NULL, u->service, 0);
     char *scope = curl_easy_escape(NULL, main->scope, 0);
     size_t n = strlen(u->realm) + strlen(svc ? svc : "") + strlen(scope ? scope : "") + 32;
@@ -734,6 +767,17 @@ static void count_exchange(const struct upstream_req *r, long status)
                              head > sent ? head - sent : 0);
 }
 
+/* Calls r's on_done: requests it starts carry r's Via chain, as they are on the same client
+ * request's behalf. */
+static void call_done(struct upstream_req *r, const struct upstream_response *resp, int result)
+{
+    struct upstream_client *c = r->u->client;
+    const char *was = c->via_now;
+    c->via_now = r->via;
+    r->cb->on_done(r->ud, resp, result);
+    c->via_now = was;
+}
+
 /* Completes a main request towards its caller. */
 static void deliver(struct upstream_req *r, int result, const char *error)
 {
@@ -751,7 +795,7 @@ static void deliver(struct upstream_req *r, int result, const char *error)
         endpoint_answered(r->u, r->ep);
     if (c->on_outcome && !r->ep_probe && !r->u->primary)
         c->on_outcome(c->outcome_ud, r->u, &resp);
-    r->cb->on_done(r->ud, &resp, result);
+    call_done(r, &resp, result);
     req_free(r);
 }
 
@@ -895,7 +939,7 @@ static void deliver_refused(struct upstream_req *r)
         c->on_outcome(c->outcome_ud, r->u, &resp);
     resp.status = 0;
     resp.error = err;
-    r->cb->on_done(r->ud, &resp, -EPERM);
+    call_done(r, &resp, -EPERM);
     req_free(r);
 }
 
@@ -1113,7 +1157,7 @@ static void check_multi_info(struct upstream_client *c)
             continue;
         }
         if (rc == CURLE_OK && r->status == 401 && !r->headers_delivered && !r->probe &&
-            !r->foreign && r->attempts < MAX_AUTH_ATTEMPTS && handle_challenge(r))
+            !r->foreign && !r->u->peer && r->attempts < MAX_AUTH_ATTEMPTS && handle_challenge(r))
             continue;
         if (r->refused) {
             deliver_refused(r);
@@ -1129,7 +1173,7 @@ static void check_multi_info(struct upstream_client *c)
                 struct upstream_response resp;
                 fill_response(r, &resp);
                 resp.error = err;
-                r->cb->on_done(r->ud, &resp, -EIO);
+                call_done(r, &resp, -EIO);
                 req_free(r);
             } else {
                 deliver(r, -EIO, err);
@@ -1172,6 +1216,8 @@ static struct upstream_req *main_req_start(struct upstream *u, enum upstream_met
     r->scope = scope;
     r->accept = acc;
     r->ep_probe = ep >= 0;
+    if (u->client->via_now && !probe)
+        r->via = strdup(u->client->via_now); /* a failed copy only shortens the chain */
     buf_init(&r->body, 0);
     r->want_basic = u->basic && !probe;
     link_req(r);
@@ -1189,12 +1235,28 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
 {
     /* a blob source may keep the repositories under a prefix of its own */
     const char *pre = u->repo_prefix ? u->repo_prefix : "", *sep = u->repo_prefix ? "/" : "";
+    /* a parent regcache is told which of its upstreams the repository is of */
+    char *ns = u->ns ? curl_easy_escape(NULL, u->ns, 0) : NULL;
     size_t rlen = strlen(pre) + 1 + strlen(repo);
-    size_t n = rlen + strlen(what) + (query ? strlen(query) : 0) + 16;
+    size_t n = rlen + strlen(what) + (query ? strlen(query) : 0) + (ns ? strlen(ns) : 0) + 24;
     char *path = malloc(n), *scope = malloc(rlen + 32);
-    if (path)
-        snprintf(path, n, "/v2/%s%s%s/%s%s%s", pre, sep, repo, what, query ? "?" : "",
-                 query ? query : "");
+    if (path && u->peer) {
+        /* the member routes it to the same upstream by name */
+        n += strlen(u->primary->name) + 8;
+        char *p = realloc(path, n);
+        if (p)
+            snprintf(path = p, n, "/v2/%s/%s?ns=%s%s%s", repo, what, u->primary->name,
+                     query ? "&" : "", query ? query : "");
+        else
+            free(path), path = NULL;
+    } else if (path) {
+        snprintf(path, n, "/v2/%s%s%s/%s%s%s%s%s", pre, sep, repo, what,
+                 query || ns ? "?" : "", query ? query : "", query && ns ? "&" : "",
+                 ns ? "ns=" : "");
+        if (ns)
+            snprintf(path + strlen(path), n - strlen(path), "%s", ns);
+    }
+    curl_free(ns);
     if (scope)
         snprintf(scope, rlen + 32, "repository:%s%s%s:pull", pre, sep, repo);
     struct upstream_req *r = main_req_start(u, method, path, scope, accept, 0,
@@ -1210,7 +1272,12 @@ struct upstream_req *upstream_request_with(struct upstream *u, enum upstream_met
                                            const struct upstream_req_options *opt,
                                            const struct upstream_callbacks *cb, void *ud)
 {
+    struct upstream_client *c = u->client;
+    const char *was = c->via_now;
+    if (opt && opt->via)
+        c->via_now = opt->via;
     struct upstream_req *r = upstream_request(u, method, repo, what, query, accept, cb, ud);
+    c->via_now = was;
     if (!r || !opt || !opt->range_from)
         return r;
     r->range_from = opt->range_from;
@@ -1259,10 +1326,13 @@ static void upstream_free(struct upstream *u)
     free(u->ca_file);
     free(u->source_name);
     free(u->repo_prefix);
+    free(u->ns);
     for (size_t i = 0; i < u->n_eps; i++)
         free(u->eps[i].url);
     for (size_t i = 0; i < u->n_sources; i++)
         upstream_free(u->sources[i]);
+    for (size_t i = 0; i < MEMBERS_MAX; i++)
+        upstream_free(u->peers[i]);
     token_cache_free(u->tokens);
     free(u);
 }
@@ -1296,6 +1366,37 @@ static struct upstream *upstream_new(struct upstream_client *c, const char *name
         return NULL;
     }
     return u;
+}
+
+/* u as each other cluster member serves it: one upstream per member, its URL the member's. */
+static int add_peers(struct upstream_client *c, struct upstream *u, const struct config *cfg)
+{
+    if (!c->cluster_secret) {
+        if (members_normalise(cfg->cluster_self, c->cluster_self, sizeof(c->cluster_self)) ||
+            !(c->cluster_secret = strdup(cfg->cluster_secret)))
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_cluster_members && i < MEMBERS_MAX; i++) {
+        char url[MEMBERS_URL_MAX], name[MEMBERS_URL_MAX + 200];
+        if (members_normalise(cfg->cluster_members[i], url, sizeof(url)))
+            return -EINVAL;
+        if (!strcmp(url, c->cluster_self))
+            continue;
+        snprintf(name, sizeof(name), "%s via %s", u->name, url);
+        const char *one[1] = {url};
+        struct upstream *p = upstream_new(c, name, one, 1, NULL, NULL, NULL);
+        if (!p)
+            return -ENOMEM;
+        u->peers[i] = p;
+        p->primary = u; /* not seen by the outcome and rate-limit hooks */
+        p->peer = 1;
+        p->member = i;
+        p->track_endpoints = 1;
+        p->source_name = strdup(url);
+        if (!p->source_name)
+            return -ENOMEM;
+    }
+    return 0;
 }
 
 int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstream_client **out)
@@ -1356,6 +1457,8 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
         u->track_endpoints = u->n_eps > 1;
         u->docker_hub = strcmp(cu->name, "docker.io") == 0 ||
                         strstr(cu->url, "://registry-1.docker.io") != NULL;
+        if (cu->parent && !(u->ns = strdup(cu->name)))
+            goto nomem;
         for (size_t j = 0; j < cu->n_blob_sources; j++) {
             const struct config_blob_source *b = &cu->blob_sources[j];
             char name[512];
@@ -1374,6 +1477,8 @@ int upstream_client_new(uv_loop_t *loop, const struct config *cfg, struct upstre
             if (!s->source_name || (b->repository_prefix && !s->repo_prefix))
                 goto nomem;
         }
+        if (cfg->n_cluster_members && add_peers(c, u, cfg))
+            goto nomem;
     }
     *out = c;
     return 0;
@@ -1448,7 +1553,39 @@ void upstream_client_free(struct upstream_client *c)
         return;
     for (size_t i = 0; i < c->n_ups; i++)
         upstream_free(c->ups[i]);
+    free(c->instance);
+    free(c->cluster_secret);
     free(c);
+}
+
+int upstream_client_set_instance(struct upstream_client *c, const char *id)
+{
+    char *copy = id ? strdup(id) : NULL;
+    if (id && !copy)
+        return -ENOMEM;
+    free(c->instance);
+    c->instance = copy;
+    return 0;
+}
+
+void upstream_client_set_via(struct upstream_client *c, const char *chain)
+{
+    c->via_now = chain && *chain ? chain : NULL;
+}
+
+const char *upstream_via_now(const struct upstream *u)
+{
+    return u->client->via_now;
+}
+
+void upstream_set_via_now(struct upstream *u, const char *chain)
+{
+    upstream_client_set_via(u->client, chain);
+}
+
+int upstream_is_parent(const struct upstream *u)
+{
+    return u->ns != NULL;
 }
 
 void upstream_client_on_ratelimit(struct upstream_client *c, upstream_ratelimit_fn fn, void *ud)
@@ -1503,4 +1640,24 @@ int upstream_source_before(const struct upstream *src)
 const char *upstream_source_name(const struct upstream *src)
 {
     return src->source_name ? src->source_name : src->name;
+}
+
+struct upstream *upstream_peer(const struct upstream *u, size_t member)
+{
+    return member < MEMBERS_MAX ? u->peers[member] : NULL;
+}
+
+int upstream_is_peer(const struct upstream *u)
+{
+    return u->peer;
+}
+
+size_t upstream_peer_member(const struct upstream *u)
+{
+    return u->member;
+}
+
+struct upstream *upstream_primary(struct upstream *u)
+{
+    return u->primary ? u->primary : u;
 }

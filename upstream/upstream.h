@@ -116,6 +116,7 @@ struct upstream_req *upstream_request(struct upstream *u, enum upstream_method m
 struct upstream_req_options {
     uint64_t range_from;
     const char *if_range;
+    const char *via; /* the Via chain to carry instead of upstream_client_set_via's (copied) */
 };
 /* upstream_request with options (opt may be NULL). */
 struct upstream_req *upstream_request_with(struct upstream *u, enum upstream_method method,
@@ -156,6 +157,26 @@ uint64_t upstream_probe_interval_ms(uint64_t revalidate_after_ms);
 /* Stops the request; no callback runs after this. Not from inside on_headers/on_data. */
 void upstream_req_cancel(struct upstream_req *r);
 
+/* ---- Via and parents ----
+ * Every request carries Via (RFC 9110 section 7.6.3): the chain of the client request it is
+ * made for, when that came through other proxies (a child mirror), then "1.1 <instance>". The
+ * chain is set with upstream_client_set_via while a client request is being handled (NULL
+ * after: the pointer is only borrowed), and held by each request started meanwhile; requests
+ * started from a request's on_done carry that request's chain. Work that goes on later (a
+ * blob fill after a disk lookup) keeps its chain (upstream_via_now) and hands it back with
+ * upstream_set_via_now or upstream_req_options.via. Without an instance no Via is sent.
+ *
+ * An upstream configured as a parent (another regcache, upstreams[].parent) is sent
+ * ?ns=<upstream name> with every request, so that it picks its upstream of that name. */
+#define UPSTREAM_VIA_MAX 2304 /* the longest chain carried (HTTP_MAX_VIA and a few separators) */
+int upstream_client_set_instance(struct upstream_client *c, const char *id);
+void upstream_client_set_via(struct upstream_client *c, const char *chain);
+/* The chain requests started now carry (NULL: none), through one of the client's upstreams. */
+const char *upstream_via_now(const struct upstream *u);
+void upstream_set_via_now(struct upstream *u, const char *chain);
+/* 1 when u is a parent regcache (upstreams[].parent). */
+int upstream_is_parent(const struct upstream *u);
+
 /* Another module's transfer on the same curl multi (the S3 store's requests): one loop, one
  * connection cache, one set of timers. The caller owns the easy handle and sets every option
  * but CURLOPT_PRIVATE, which is this struct's. done runs once, on the loop, after the handle
@@ -170,6 +191,18 @@ struct upstream_easy {
 };
 int upstream_easy_add(struct upstream_client *c, struct upstream_easy *e);
 void upstream_easy_remove(struct upstream_easy *e);
+/* ---- cluster members ----
+ * With a cluster section, every upstream has one peer per other member: the member asked for
+ * that upstream's content (requests carry ?ns=<upstream name> and an X-Regcache-Peer header
+ * signed with the cluster secret; no credentials). A peer has an endpoint of its own (down
+ * when it gave no answer, until its probe finds it back) and is seen by no hook. */
+/* u's peer for member (an index of cluster.members); NULL for this member itself. */
+struct upstream *upstream_peer(const struct upstream *u, size_t member);
+int upstream_is_peer(const struct upstream *u);
+size_t upstream_peer_member(const struct upstream *u);
+/* The configured upstream a peer or blob source stands for; u itself for a primary. */
+struct upstream *upstream_primary(struct upstream *u);
+
 /* The loop the client runs on. */
 uv_loop_t *upstream_client_loop(const struct upstream_client *c);
 

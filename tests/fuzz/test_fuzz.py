@@ -12,7 +12,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, "build-fuzz")
 TARGETS = ["route", "range", "challenge", "json", "reference", "config", "htpasswd", "token",
-           "http", "accept", "logline", "daemon_json", "rules", "peer_auth"]
+           "http", "accept", "logline", "daemon_json", "rules", "peer_auth", "via"]
 SECONDS = int(os.environ.get("REGCACHE_FUZZ_SECONDS", "5"))
 
 

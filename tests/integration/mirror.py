@@ -21,11 +21,11 @@ REGCACHE = shlex.split(os.environ.get("REGCACHE_BIN", os.path.join(REPO_ROOT, "b
 
 # The access log in its text form: the Combined Log Format, then key=value fields:
 # <client> - <user> [<time>] "<METHOD> <target> <proto>" <status> <bytes> "<referer>" "<agent>"
-#   rt=<seconds> upstream=<name|-> outcome=<hit|miss|fill|stale|denied|-> id=<request id> peer=.. note=..
+#   rt=<seconds> upstream=<name|-> outcome=<hit|miss|fill|stale|denied|loop|relayed|-> id=<request id> peer=.. note=..
 # Groups: 1 client, 2 method, 3 target, 4 status, 5 bytes, 6 seconds, 7 outcome.
 LOG_RE = re.compile(r'^(\S+) - \S+ \[[^\]]+\] "([A-Z]+|-) (\S+) [^" ]+" (\d{3}) (\d+) '
                     r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" rt=(\d+\.\d+) upstream=\S+ '
-                    r'outcome=(hit|miss|fill|stale|denied|-) ')
+                    r'outcome=(hit|miss|fill|stale|denied|loop|relayed|-) ')
 
 
 class LogEntry(tuple):
@@ -59,6 +59,8 @@ class Mirror:
             "storage": self.storage,
             "upstreams": [dict(u) for u in upstreams],
             "cache": {"revalidate_after": revalidate_after},
+            # several event loops, whatever the machine has (REGCACHE_TEST_WORKERS=1: one)
+            "workers": int(os.environ.get("REGCACHE_TEST_WORKERS", "2")),
         }
         for key, value in (extra or {}).items():
             if isinstance(value, dict):

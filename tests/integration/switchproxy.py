@@ -7,19 +7,24 @@ upstream URL points at it, and a test moves it between
   proxy); the connection is held until the mode changes or the proxy stops;
 - `"refuse"`: each connection is closed as soon as a request arrives (a reset);
 - `"429"`: every request is answered `429 TOOMANYREQUESTS` with `Retry-After: 60` (the
-  `retry_after` attribute), as Docker Hub answers a spent pull budget.
+  `retry_after` attribute), as Docker Hub answers a spent pull budget;
+- `"503"`: every request is answered `503 UNAVAILABLE` (a registry whose backend is failing).
 
 `log` (from FaultProxy) holds (method, path, outcome) for every request: the relayed status, or
-"hang", "refuse", 429. `held()` counts requests being hung right now."""
+"hang", "refuse", 429, 503. `held()` counts requests being hung right now."""
 
 import threading
 
 from faultproxy import FaultProxy
 
-MODES = ("pass", "hang", "refuse", "429")
+MODES = ("pass", "hang", "refuse", "429", "503")
 
 _BODY_429 = (b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate '
              b'limit.","detail":null}]}\n')
+
+
+_BODY_503 = (b'{"errors":[{"code":"UNAVAILABLE","message":"service unavailable",'
+             b'"detail":null}]}\n')
 
 
 class _Drop(OSError):
@@ -58,6 +63,8 @@ class SwitchProxy(FaultProxy):
         if mode == "429":
             return 429, [("Content-Type", "application/json"),
                          ("Retry-After", self.retry_after)], _BODY_429
+        if mode == "503":
+            return 503, [("Content-Type", "application/json")], _BODY_503
         self._note(method, path, mode)
         if mode == "hang":
             with self._lock:

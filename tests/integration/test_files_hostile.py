@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 import procs
+from helpers import wait_until
 from mirror import REGCACHE, regcache, request
 from rawpush import sha256
 from registry_variants import ConfiguredUpstream, start_mirror_with_env
@@ -85,6 +86,11 @@ def outside_dir(tmp_dir, secret):
 
 
 def plant_link(m, digest, target):
+    """Plants the link once the mirror's background walk of the store is over (/readyz 200):
+    a walk still going would remove it as a stray entry and the test would try nothing."""
+    if m.proc is not None:
+        procs.wait_for(lambda: procs.http_status(m.port, "/readyz") == 200, 20,
+                       "store walked")
     os.makedirs(os.path.join(m.storage, "blobs", "sha256"), exist_ok=True)
     link = shard_path(m, digest)
     if os.path.isdir(link) and not os.path.islink(link):
@@ -147,16 +153,21 @@ def test_push_into_a_symlinked_shard_writes_nothing_into_its_target(mirror_facto
 
 def test_startup_reconcile_deletes_nothing_through_a_symlinked_shard(mirror_factory, scripted,
                                                                      tmp_dir):
-    """Reconciling at start-up walks the store without following links: every file in the
-    linked directory survives, the link itself is removed, and the digest is not adopted."""
+    """The walk of the store after an unclean stop goes without following links: every file in
+    the linked directory survives, the link itself is removed, and the digest is not adopted."""
     secret = b"a file that is not the mirror's"
     outside = outside_dir(tmp_dir, secret)
     os.makedirs(os.path.join(outside, "sub"))
     before = listing(outside)
     m = mirror_factory([{"name": "docker.io", "url": scripted.url}])
-    assert m.stop() == 0
+    m.proc.kill()  # unclean: the next start walks the store
+    m.proc = None
+    assert not os.path.exists(os.path.join(m.storage, "clean-shutdown"))
     link = plant_link(m, digest_of(secret), outside)
+    mark = len(m.log_text())
     m.start()
+    wait_until(lambda: "(walked in the background in" in m.log_text()[mark:], timeout=30,
+               what="the walk of the store")
 
     assert listing(outside) == before, "reconcile deleted files outside the store"
     assert os.path.isdir(os.path.join(outside, "sub"))

@@ -47,6 +47,7 @@ FAMILIES = {
     "regcache_fill_joins_total": "counter",
     "regcache_fill_resumes_total": "counter",
     "regcache_served_bytes_total": "counter",
+    "regcache_loop_responses_total": "counter",
     "regcache_store_bytes": "gauge",
     "regcache_store_max_bytes": "gauge",
     "regcache_filesystem_free_bytes": "gauge",
@@ -66,6 +67,11 @@ FAMILIES = {
     "regcache_connections_refused_total": "counter",
     "regcache_tls_handshakes_total": "counter",
     "regcache_build_info": "gauge",
+    "regcache_s3_requests_total": "counter",
+    "regcache_s3_bytes_total": "counter",
+    "regcache_s3_write_behind_queue": "gauge",
+    "regcache_s3_janitor_aborts_total": "counter",
+    "regcache_s3_shared_total": "counter",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
     "process_virtual_memory_bytes": "gauge",
@@ -192,8 +198,14 @@ def test_every_series_exists_at_zero_on_a_fresh_mirror(mirror_factory, up, upstr
     for outcome in ("resumed", "restarted", "gave_up"):
         assert s.get("regcache_fill_resumes_total", outcome=outcome) == 0
     for name in ("regcache_gc_pinned_files", "regcache_gc_pinned_bytes",
-                 "regcache_purged_files_total", "regcache_purged_bytes_total"):
+                 "regcache_purged_files_total", "regcache_purged_bytes_total",
+                 "regcache_s3_write_behind_queue", "regcache_s3_janitor_aborts_total"):
         assert s.get(name) == 0, name
+    for op in ("get", "head", "put", "put_part", "abort_upload"):
+        for result in ("ok", "not_found", "timeout"):
+            assert s.get("regcache_s3_requests_total", op=op, result=result) == 0
+    assert s.total("regcache_s3_bytes_total") == 0
+    assert s.total("regcache_s3_shared_total") == 0
     for h in HANDLERS:
         assert s.get("registry_http_in_flight_requests", handler=h) == 0
         assert s.get("registry_http_response_size_bytes_count", handler=h) == 0
@@ -372,7 +384,8 @@ def test_no_label_value_names_a_repository_or_digest(mirror_factory, up, make_im
     assert "zebrafinch" not in s.text and "ocelot" not in s.text
     labels = {k for (_, ls) in s.samples for k, _ in ls}
     assert labels <= {"type", "code", "handler", "method", "le", "upstream", "source", "result",
-                      "reason", "version", "outcome", "rule"}, labels
+                      "reason", "version", "outcome", "rule", "op", "direction", "kind",
+                      "loop"}, labels
 
 
 def test_upstream_state_follows_its_health(mirror_factory, up, make_image, push):

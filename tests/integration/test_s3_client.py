@@ -41,14 +41,20 @@ def s3(tmp_root):
     yield from rgw_with_bucket(tmp_root, "rgw-client", BUCKET)
 
 
-def tool(s3, *args, stdin=None, env=None, timeout=120):
-    e = dict(os.environ, S3_ENDPOINT=s3.url, S3_BUCKET=BUCKET, S3_ACCESS_KEY=rgw.ACCESS_KEY,
+def tool_env(s3, bucket=BUCKET, env=None):
+    """s3_tool's environment for radosgw s3 and bucket (no prefix, the default part size),
+    with env's settings over it: the one place the S3 test modules build it."""
+    e = dict(os.environ, S3_ENDPOINT=s3.url, S3_BUCKET=bucket, S3_ACCESS_KEY=rgw.ACCESS_KEY,
              S3_SECRET_KEY=rgw.SECRET_KEY)
     e.pop("S3_PREFIX", None)
     e.pop("S3_PART_SIZE", None)
     e.update(env or {})
-    return subprocess.run([TOOL, *args], input=stdin, capture_output=True, env=e,
-                          timeout=timeout)
+    return e
+
+
+def tool(s3, *args, stdin=None, env=None, timeout=120, bucket=BUCKET):
+    return subprocess.run([TOOL, *args], input=stdin, capture_output=True,
+                          env=tool_env(s3, bucket, env), timeout=timeout)
 
 
 def fields(p):
@@ -65,8 +71,9 @@ def blob(tmp_dir, name, data):
     return path, h, f"blobs/sha256/{h[:2]}/{h}"
 
 
-def uploads(s3, prefix=""):
-    p = tool(s3, "uploads", prefix)
+def uploads(s3, prefix="", bucket=BUCKET):
+    """The multipart uploads in progress under prefix: [key, upload_id, initiated] lists."""
+    p = tool(s3, "uploads", prefix, bucket=bucket)
     assert p.returncode == 0, p.stdout + p.stderr
     return [line.split() for line in p.stdout.decode().splitlines()[:-2]]
 

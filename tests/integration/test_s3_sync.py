@@ -7,7 +7,6 @@ it starts Ceph (about 10 s)."""
 
 import hashlib
 import os
-import subprocess
 
 import pytest
 import yaml
@@ -15,7 +14,7 @@ import yaml
 import clients
 import rgw
 from mirror import regcache
-from test_s3_client import TOOL, rgw_with_bucket
+from test_s3_client import rgw_with_bucket, tool, uploads
 from test_s3_signing import request
 
 pytestmark = [pytest.mark.once,
@@ -41,10 +40,7 @@ def s3_section(s3, tmp_dir, **more):
 
 
 def bucket_keys(s3):
-    env = dict(os.environ, S3_ENDPOINT=s3.url, S3_BUCKET=BUCKET, S3_ACCESS_KEY=rgw.ACCESS_KEY,
-               S3_SECRET_KEY=rgw.SECRET_KEY)
-    env.pop("S3_PREFIX", None)
-    p = subprocess.run([TOOL, "list", "blobs/"], capture_output=True, env=env, timeout=60)
+    p = tool(s3, "list", "blobs/", bucket=BUCKET, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
     return {ln.split()[0]: int(ln.split()[1]) for ln in p.stdout.decode().splitlines()
             if ln.startswith("blobs/")}
@@ -97,10 +93,7 @@ def test_sync_copies_the_store_once_and_refuses_wrong_bytes(s3, tmp_dir, mirror_
         body = get_object(s3, key)
         assert body == open(path, "rb").read()
         assert hashlib.sha256(body).hexdigest() == key.rsplit("/", 1)[1]
-    assert not [u for u in subprocess.run(
-        [TOOL, "uploads", "blobs/"], capture_output=True, timeout=60,
-        env=dict(os.environ, S3_ENDPOINT=s3.url, S3_BUCKET=BUCKET, S3_ACCESS_KEY=rgw.ACCESS_KEY,
-                 S3_SECRET_KEY=rgw.SECRET_KEY)).stdout.decode().splitlines()[:-2]]
+    assert not uploads(s3, "blobs/", bucket=BUCKET)
     # again: everything is listed as there, nothing is sent
     p = sync(m)
     assert p.returncode == 0, p.stderr

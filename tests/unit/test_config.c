@@ -795,6 +795,91 @@ static void test_rules(void)
                       "    url: https://quay.io\n"), 0);
 }
 
+/* Tiers: a parent regcache as an upstream, the instance id Via names. */
+static void test_parent_and_instance(void)
+{
+    CHECK_EQ_INT(load("upstreams:\n  - name: docker.io\n    url: http://parent:5000\n"
+                      "    parent: true\n  - name: ghcr.io\n    url: http://parent:5000\n"),
+                 0);
+    CHECK_EQ_INT(cfg.upstreams[0].parent, 1);
+    CHECK_EQ_INT(cfg.upstreams[1].parent, 0);
+    CHECK(cfg.instance_id == NULL);
+    CHECK_EQ_INT(load("instance_id: site-a.example:5000\n"), 0);
+    CHECK_STR(cfg.instance_id, "site-a.example:5000");
+    ERR("upstreams:\n  - name: a\n    url: http://a\n    parent: maybe\n", 4,
+        "upstreams[0].parent", "invalid value 'maybe' (use true or false)");
+    ERR("instance_id: 'a b'\n", 1, "instance_id", "invalid id 'a b'");
+    ERR("instance_id: ''\n", 1, "instance_id", "invalid id ''");
+    ERR("instance_id: a,b\n", 1, "instance_id", "invalid id 'a,b'");
+}
+
+/* workers: auto (the default: the CPUs the process may use) or 1..CONFIG_WORKERS_MAX. */
+static void test_workers(void)
+{
+    CHECK_EQ_INT(load("listen: :5000\n"), 0);
+    CHECK_EQ_INT((int)cfg.workers, 0);
+    CHECK(config_workers(&cfg) >= 1 && config_workers(&cfg) <= CONFIG_WORKERS_MAX);
+    CHECK_EQ_INT((int)config_workers(&cfg), (int)config_auto_workers());
+    CHECK_EQ_INT(load("workers: 3\n"), 0);
+    CHECK_EQ_INT((int)config_workers(&cfg), 3);
+    CHECK_EQ_INT(load("workers: auto\n"), 0);
+    CHECK_EQ_INT((int)cfg.workers, 0);
+    ERR("workers: 0\n", 1, "workers", "invalid value '0' (auto, or 1 to 64 event loops)");
+    ERR("workers: 65\n", 1, "workers", "invalid value '65'");
+    ERR("listen: :5000\nworkers: two\n", 2, "workers", "invalid value 'two'");
+}
+
+static void test_s3(void)
+{
+    static const char base[] = "s3:\n  endpoint: http://127.0.0.1:7480\n  bucket: b\n"
+                               "  access_key: a\n  secret_key: s\n";
+    char yaml[512];
+    CHECK_EQ_INT(load(base), 0);
+    CHECK(cfg.s3_abandoned_upload_after_ms == 24ULL * 3600 * 1000);
+    snprintf(yaml, sizeof(yaml), "%s  abandoned_upload_after: 90m\n", base);
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK(cfg.s3_abandoned_upload_after_ms == 90ULL * 60 * 1000);
+    snprintf(yaml, sizeof(yaml), "%s  abandoned_upload_after: 500ms\n", base);
+    ERR(yaml, 6, "s3.abandoned_upload_after", "at least 1s");
+    snprintf(yaml, sizeof(yaml), "%s  abandoned_upload_after: soon\n", base);
+    ERR(yaml, 6, "s3.abandoned_upload_after", "invalid duration 'soon'");
+    CHECK(cfg.s3_access_interval_ms == 3600ULL * 1000);
+    CHECK(cfg.s3_gc_lease_ms == 5ULL * 60 * 1000);
+    CHECK(cfg.s3_max_size_bytes == 0 && !cfg.s3_ttl_set);
+    snprintf(yaml, sizeof(yaml), "%s  access_interval: 0\n  ttl: 30d\n  max_size: 2TiB\n"
+             "  gc_lease: 30s\n", base);
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK(cfg.s3_access_interval_ms == 0);
+    CHECK(cfg.s3_ttl_set && cfg.s3_ttl_ms == 30ULL * 24 * 3600 * 1000);
+    CHECK(cfg.s3_max_size_bytes == 2ULL << 40);
+    CHECK(cfg.s3_gc_lease_ms == 30ULL * 1000);
+    snprintf(yaml, sizeof(yaml), "%s  ttl: 0\n", base);
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK(cfg.s3_ttl_set && cfg.s3_ttl_ms == 0);
+    snprintf(yaml, sizeof(yaml), "%s  access_interval: 200ms\n", base);
+    ERR(yaml, 6, "s3.access_interval", "at least 1s");
+    snprintf(yaml, sizeof(yaml), "%s  gc_lease: 0\n", base);
+    CHECK_EQ_INT(load(yaml), 0);
+    CHECK(cfg.s3_gc_lease_ms == 0);
+    snprintf(yaml, sizeof(yaml), "%s  gc_lease: 10ms\n", base);
+    ERR(yaml, 6, "s3.gc_lease", "at least 1s");
+    snprintf(yaml, sizeof(yaml), "%s  max_size: lots\n", base);
+    ERR(yaml, 6, "s3.max_size", "invalid size 'lots'");
+    /* a bucket TTL no longer than a marker interval plus a GC period: in-use blobs could go */
+    snprintf(yaml, sizeof(yaml), "%s  ttl: 2h\n", base); /* 1h + cache.gc_interval 24h */
+    ERR(yaml, 1, "s3.ttl", "must be longer than s3.access_interval (3600 s) plus "
+                           "cache.gc_interval (86400 s)");
+    snprintf(yaml, sizeof(yaml), "cache:\n  ttl: 1d\n%s", base);
+    ERR(yaml, 3, "s3", "the bucket's TTL (cache.ttl, 86400 s)");
+    snprintf(yaml, sizeof(yaml), "%s  ttl: 26h\n", base);
+    CHECK_EQ_INT(load(yaml), 0);
+    /* no markers, no lease or no TTL: nothing to check */
+    snprintf(yaml, sizeof(yaml), "%s  ttl: 2h\n  access_interval: 0\n", base);
+    CHECK_EQ_INT(load(yaml), 0);
+    snprintf(yaml, sizeof(yaml), "%s  ttl: 2h\n  gc_lease: 0\n", base);
+    CHECK_EQ_INT(load(yaml), 0);
+}
+
 int main(void)
 {
     strcpy(dir, "/tmp/regcache-test-config.XXXXXX");
@@ -818,6 +903,9 @@ int main(void)
     test_files();
     test_metrics();
     test_endpoints_and_sources();
+    test_parent_and_instance();
+    test_workers();
+    test_s3();
 
     config_free(&cfg);
     unlink(path);

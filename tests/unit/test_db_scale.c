@@ -3,15 +3,19 @@
  * GC and its deletes run use an index (never a scan of a table of N rows), and the deletes and
  * the batched access times prepare each statement once per batch, not once per row. */
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "cache/evict.h"
+#include "cache/gc.h"
 #include "check.h"
 #include "db/db.h"
 #include "db/impl.h"
+#include "store/store.h"
 
 static char dir[128], path[256];
 
@@ -58,6 +62,21 @@ static void test_plans(sqlite3 *s)
     CHECK_PLAN_USES(s, "DELETE FROM tags WHERE digest = 'x'", "tags_by_digest");
     CHECK_PLAN_USES(s, "DELETE FROM referrers WHERE subject = 'x'", "referrers_by_subject");
     CHECK_PLAN_USES(s, "UPDATE blobs SET last_access_ms = 1 WHERE digest = 'x'", "INDEX");
+    /* the GC's page of victims: through the index, in its order (no sort of N rows) */
+    const char *lru = "SELECT rowid, digest, size, last_access_ms FROM blobs"
+                      " WHERE (last_access_ms, rowid) > (1, 2)"
+                      " AND digest NOT IN (SELECT digest FROM hosted_blobs)"
+                      " ORDER BY last_access_ms, rowid LIMIT 1000";
+    CHECK_PLAN_USES(s, lru, "blobs_by_access");
+    char plan[512];
+    plan_of(s, lru, plan, sizeof(plan));
+    CHECK(strstr(plan, "TEMP B-TREE") == NULL);
+    /* the per-repository totals' triggers find a digest's repositories through an index */
+    CHECK_PLAN_USES(s, "UPDATE repo_totals SET bytes = 1 WHERE (upstream, repo) IN"
+                       " (SELECT upstream, repo FROM repo_blobs WHERE digest = 'x')",
+                    "repo_blobs_by_digest");
+    /* the totals are one row */
+    CHECK_PLAN_USES(s, "SELECT files, bytes FROM blob_totals WHERE id = 1", "INTEGER PRIMARY KEY");
 }
 
 static void digest_of(int i, char *out, size_t len)
@@ -132,6 +151,233 @@ static void test_touch_prepares_once(struct db *d, sqlite3 *s)
     sqlite3_finalize(st);
 }
 
+/* The running totals follow inserts, size changes and deletes. */
+static void check_totals(struct db *d, sqlite3 *s)
+{
+    uint64_t files, bytes;
+    CHECK_EQ_INT(db_blob_totals(d, &files, &bytes), 0);
+    sqlite3_stmt *st;
+    CHECK_EQ_INT(sqlite3_prepare_v2(s, "SELECT count(*), coalesce(sum(size), 0) FROM blobs", -1,
+                                    &st, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_U64(files, (uint64_t)sqlite3_column_int64(st, 0));
+    CHECK_EQ_U64(bytes, (uint64_t)sqlite3_column_int64(st, 1));
+    sqlite3_finalize(st);
+}
+
+enum { GC_N = 3000 };
+#define GC_NOW (1000ull * 1000 * 1000 * 1000)
+
+/* GC_N rows (no files: a removal finds none), blob i last used i seconds before GC_NOW and
+ * 100 + i bytes big. */
+static void fill_rows(sqlite3 *s)
+{
+    CHECK_EQ_INT(sqlite3_exec(s, "DELETE FROM blobs; BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    CHECK_EQ_INT(sqlite3_prepare_v2(s,
+                                    "INSERT INTO blobs (digest, size, first_cached_ms,"
+                                    " last_access_ms) VALUES (?, ?, 1, ?)",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    char buf[80];
+    for (int i = 0; i < GC_N; i++) {
+        digest_of(i, buf, sizeof(buf));
+        sqlite3_bind_text(st, 1, buf, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, 100 + i);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)(GC_NOW - 1000ull * (uint64_t)i));
+        CHECK_EQ_INT(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(sqlite3_exec(s, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+}
+
+/* A run that evicts nothing reads at most one row; one that evicts a tenth reads about that
+ * many; the size cap evicts what evict_plan (the policy over every row) would. */
+static void test_gc_reads_what_it_evicts(struct db *d, sqlite3 *s, struct store *st)
+{
+    fill_rows(s);
+    check_totals(d, s);
+    uint64_t total = 0;
+    for (int i = 0; i < GC_N; i++)
+        total += 100 + (uint64_t)i;
+
+    struct gc_options o = {.now_ms = GC_NOW, .ttl_ms = 7ull * 86400 * 1000, .reason = "test"};
+    struct gc_report r;
+    CHECK_EQ_INT(gc_run(d, st, &o, &r), 0);
+    CHECK_EQ_U64(r.evicted, 0);
+    CHECK(r.rows_read <= 1);
+    CHECK_EQ_U64(r.scanned, GC_N);
+    CHECK_EQ_U64(r.kept_bytes, total);
+    gc_report_free(&r);
+
+    /* a cap (dry run): the same victims as the policy over all the rows */
+    struct evict_item *items = calloc(GC_N, sizeof(*items));
+    for (int i = 0; i < GC_N; i++) {
+        items[i].size = 100 + (uint64_t)i;
+        items[i].last_access_ms = GC_NOW - 1000ull * (uint64_t)i;
+    }
+    struct evict_policy pol = {.now_ms = GC_NOW, .ttl_ms = o.ttl_ms, .max_size = total * 8 / 10};
+    struct evict_summary sum;
+    evict_plan(items, GC_N, &pol, &sum);
+    o.max_size = pol.max_size;
+    o.dry_run = 1;
+    CHECK_EQ_INT(gc_run(d, st, &o, &r), 0);
+    CHECK_EQ_U64(r.by_size, sum.by_size);
+    CHECK_EQ_U64(r.evicted_bytes, sum.bytes);
+    CHECK_EQ_U64(r.kept_bytes, sum.kept_bytes);
+    CHECK(r.rows_read <= r.evicted + 1);
+    char buf[80];
+    for (size_t i = 0; i < r.n_digests; i++) { /* the oldest: the highest numbers */
+        digest_of(GC_N - 1 - (int)i, buf, sizeof(buf));
+        CHECK_STR(r.digests[i], buf);
+    }
+    gc_report_free(&r);
+    free(items);
+
+    /* the TTL evicting a tenth, one of them pinned */
+    o.max_size = 0;
+    o.dry_run = 0;
+    o.ttl_ms = 1000ull * (GC_N - GC_N / 10) - 500;
+    digest_of(GC_N - 1, buf, sizeof(buf));
+    char *pin = buf;
+    o.pinned = &pin;
+    o.n_pinned = 1;
+    o.tag_keys = 1;
+    o.tag_key_sep = '/';
+    CHECK_EQ_INT(gc_run(d, st, &o, &r), 0);
+    CHECK_EQ_U64(r.evicted, GC_N / 10 - 1);
+    CHECK_EQ_U64(r.by_ttl, GC_N / 10 - 1);
+    CHECK_EQ_U64(r.pinned_files, 1);
+    CHECK(r.rows_read <= GC_N / 10 + 1);
+    CHECK(r.tag_keys_listed);
+    gc_report_free(&r);
+    uint64_t files, bytes;
+    db_blob_totals(d, &files, &bytes);
+    CHECK_EQ_U64(files, GC_N - GC_N / 10 + 1);
+    check_totals(d, s);
+    CHECK_EQ_INT(sqlite3_exec(s, "UPDATE blobs SET size = size + 1", NULL, NULL, NULL),
+                 SQLITE_OK);
+    check_totals(d, s);
+}
+
+/* The per-repository totals `ls` and `stats` read equal what the references and blob rows
+ * give, whatever the order: references before or after their blob, blobs and references
+ * forgotten, sizes changed, accesses recorded (random operations, checked after each). */
+static void check_repo_totals(sqlite3 *s)
+{
+    static const char *const want =
+        "SELECT rb.upstream, rb.repo, count(b.digest), coalesce(sum(b.size), 0)"
+        " FROM repo_blobs rb LEFT JOIN blobs b ON b.digest = rb.digest"
+        " GROUP BY rb.upstream, rb.repo"
+        " EXCEPT SELECT upstream, repo, blobs, bytes FROM repo_totals";
+    static const char *const extra =
+        "SELECT upstream, repo, blobs, bytes FROM repo_totals EXCEPT"
+        " SELECT rb.upstream, rb.repo, count(b.digest), coalesce(sum(b.size), 0)"
+        " FROM repo_blobs rb LEFT JOIN blobs b ON b.digest = rb.digest"
+        " GROUP BY rb.upstream, rb.repo";
+    static const char *const newest =
+        "SELECT count(*) FROM repo_totals rt WHERE rt.last_access_ms < (SELECT"
+        " coalesce(max(b.last_access_ms), 0) FROM repo_blobs rb JOIN blobs b"
+        " ON b.digest = rb.digest WHERE rb.upstream = rt.upstream AND rb.repo = rt.repo)";
+    const char *const qs[] = {want, extra, newest};
+    for (int q = 0; q < 3; q++) {
+        sqlite3_stmt *st;
+        CHECK_EQ_INT(sqlite3_prepare_v2(s, qs[q], -1, &st, NULL), SQLITE_OK);
+        int rc = sqlite3_step(st);
+        if (q < 2)
+            CHECK_EQ_INT(rc, SQLITE_DONE); /* no row differs */
+        else
+            CHECK_EQ_INT(sqlite3_column_int(st, 0), 0);
+        sqlite3_finalize(st);
+    }
+}
+
+static void exec_fmt(sqlite3 *s, const char *fmt, ...)
+{
+    char sql[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    char *err = NULL;
+    int rc = sqlite3_exec(s, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "%s: %s\n", sql, err ? err : "?");
+    sqlite3_free(err);
+    CHECK_EQ_INT(rc, SQLITE_OK);
+}
+
+static void test_repo_totals(struct db *d, sqlite3 *s)
+{
+    CHECK_EQ_INT(sqlite3_exec(s, "DELETE FROM blobs; DELETE FROM repo_blobs", NULL, NULL, NULL),
+                 SQLITE_OK);
+    srand(7);
+    char digest[80];
+    for (int step = 0; step < 3000; step++) {
+        int k = rand() % 40, repo = rand() % 5, op = rand() % 7;
+        digest_of(k, digest, sizeof(digest));
+        switch (op) {
+        case 0: { /* a fill: the blob row (the upsert db_put_blob writes) */
+            sqlite3_stmt *st;
+            CHECK_EQ_INT(sqlite3_prepare_v2(s, db__w_put_blob.sql, -1, &st, NULL), SQLITE_OK);
+            sqlite3_bind_text(st, 1, digest, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_null(st, 2);
+            sqlite3_bind_int64(st, 3, 100 + k);
+            sqlite3_bind_int64(st, 4, step);
+            CHECK_EQ_INT(sqlite3_step(st), SQLITE_DONE);
+            sqlite3_finalize(st);
+            break;
+        }
+        case 1: /* a repository references it (before or after its blob) */
+        case 2:
+            exec_fmt(s, "INSERT OR IGNORE INTO repo_blobs VALUES ('docker.io', 'r%d', '%s')",
+                     repo, digest);
+            break;
+        case 3: { /* the GC or a purge forgets it: blob row first, then its references */
+            char *one = digest;
+            size_t tags = 0;
+            CHECK_EQ_INT(db_forget_blobs(d, &one, 1, &tags), 0);
+            break;
+        }
+        case 4: /* a reference alone goes */
+            exec_fmt(s, "DELETE FROM repo_blobs WHERE repo = 'r%d' AND digest = '%s'", repo,
+                     digest);
+            break;
+        case 5: /* an access recorded */
+            exec_fmt(s, "UPDATE blobs SET last_access_ms = max(last_access_ms, %d)"
+                        " WHERE digest = '%s'", 10000 + step, digest);
+            break;
+        default: /* the size put right */
+            exec_fmt(s, "UPDATE blobs SET size = %d WHERE digest = '%s'", 7 * step, digest);
+            break;
+        }
+        if (step % 50 == 0)
+            check_repo_totals(s);
+    }
+    check_repo_totals(s);
+    /* the sequence left repositories with stored blobs to count (it tested something) */
+    sqlite3_stmt *busy;
+    CHECK_EQ_INT(sqlite3_prepare_v2(s, "SELECT count(*) FROM repo_totals WHERE blobs > 1", -1,
+                                    &busy, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(busy), SQLITE_ROW);
+    CHECK(sqlite3_column_int(busy, 0) >= 3);
+    sqlite3_finalize(busy);
+    /* a repository no reference names any more has no row */
+    CHECK_EQ_INT(sqlite3_exec(s, "DELETE FROM repo_blobs WHERE repo = 'r0'", NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_stmt *st;
+    CHECK_EQ_INT(sqlite3_prepare_v2(s, "SELECT count(*) FROM repo_totals WHERE repo = 'r0'", -1,
+                                    &st, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    check_repo_totals(s);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/regcache-db-scale-XXXXXX");
@@ -143,6 +389,13 @@ int main(void)
     test_plans(d->sql);
     test_forget_prepares_once(d, d->sql);
     test_touch_prepares_once(d, d->sql);
+    test_repo_totals(d, d->sql);
+    char root[200], err[256];
+    snprintf(root, sizeof(root), "%s/store", dir);
+    struct store *st;
+    CHECK_EQ_INT(store_open(root, &st, err, sizeof(err)), 0);
+    test_gc_reads_what_it_evicts(d, d->sql, st);
+    store_close(st);
     db_close(d);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -1,0 +1,326 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Several event loops (workers: N): each accepts connections and answers the hits the first
+loop taught it; everything else is handed to the first loop. What a long run costs the upstream
+stays what it is with one loop, hits count once in the metrics and the index wherever they were
+served, and nothing a worker kept outlives a purge, a moved tag or the upstream's word.
+
+Each test opens many keep-alive connections at once, so that every loop accepts some (the
+per-loop response counts in /metrics show it), then asserts what the clients got, what the
+upstream saw and what the mirror recorded."""
+
+import http.client
+import json
+import threading
+import time
+
+import pytest
+
+from helpers import blob_gets, since, wait_until
+from mirror import regcache, request
+from ocipush import push_image
+from test_auth import ALICE, BOB, basic, make_users
+from test_metrics import scrape
+
+CONNS = 16
+ACCEPT = ", ".join(["application/vnd.docker.distribution.manifest.v2+json",
+                    "application/vnd.docker.distribution.manifest.list.v2+json",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    "application/vnd.oci.image.index.v1+json"])
+
+
+def open_conns(m, n=CONNS):
+    return [http.client.HTTPConnection("127.0.0.1", m.port, timeout=30) for _ in range(n)]
+
+
+def ask(conn, path, method="GET"):
+    conn.request(method, path, headers={"Accept": ACCEPT})
+    resp = conn.getresponse()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+
+def on_every_conn(conns, fn):
+    """Runs fn(i, conn) on every connection at once (each on its own thread); returns the
+    errors."""
+    errors = []
+
+    def run(i, c):
+        try:
+            fn(i, c)
+        except Exception as e:  # noqa: BLE001 - collected and asserted by the caller
+            errors.append(f"connection {i}: {e!r}")
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
+
+
+def per_loop(m):
+    """{loop: responses finished} from the mirror's /metrics."""
+    s = scrape(m.port)
+    return {int(dict(ls)["loop"]): v for (name, ls), v in s.samples.items()
+            if name == "regcache_loop_responses_total"}
+
+
+def hits_total(m):
+    s = scrape(m.port)
+    return (s.get("registry_proxy_hits_total", type="blob"),
+            s.get("registry_proxy_hits_total", type="manifest"))
+
+
+@pytest.fixture
+def two_loops(mirror_factory, up):
+    return mirror_factory([up], revalidate_after="1h",
+                          extra={"workers": 2, "metrics": {"allow": ["127.0.0.1/32"]}})
+
+
+def test_hits_on_every_loop_cost_the_upstream_nothing_and_count_once(two_loops, up, make_image,
+                                                                    push):
+    """A cold pull, then 16 connections x 20 rounds of the tag, the manifest by digest and each
+    blob (GET and HEAD): the upstream sees nothing after the cold pull, both loops answered
+    hits, and the hits in /metrics and in the index's count are exactly the requests made."""
+    m = two_loops
+    img = push(make_image(901, (64 * 1024, 300 * 1024, 4 * 1024)), up, "library/wk", "v1")
+    conn = http.client.HTTPConnection("127.0.0.1", m.port, timeout=30)
+    s, _, body = ask(conn, "/v2/library/wk/manifests/v1")
+    assert s == 200 and body == img.raw
+    for d in img.blob_digests:
+        s, _, body = ask(conn, f"/v2/library/wk/blobs/{d}")
+        assert s == 200 and body == img.blobs[d], d
+    conn.close()
+    wait_until(lambda: json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)
+               ["misses"] >= 1, what="the cold pull's misses in the index")
+    mark = up.mark()
+    blob0, man0 = hits_total(m)
+    loops0 = per_loop(m)
+    rounds = 20
+
+    def hit(i, c):
+        for _ in range(rounds):
+            s, h, body = ask(c, "/v2/library/wk/manifests/v1")
+            assert s == 200 and body == img.raw and h["docker-content-digest"] == img.digest
+            s, _, body = ask(c, f"/v2/library/wk/manifests/{img.digest}")
+            assert s == 200 and body == img.raw
+            s, h, _ = ask(c, f"/v2/library/wk/manifests/{img.digest}", "HEAD")
+            assert s == 200 and int(h["content-length"]) == len(img.raw)
+            for d in img.blob_digests:
+                s, _, body = ask(c, f"/v2/library/wk/blobs/{d}")
+                assert s == 200 and body == img.blobs[d], (d, s)
+                s, h, _ = ask(c, f"/v2/library/wk/blobs/{d}", "HEAD")
+                assert s == 200 and int(h["content-length"]) == len(img.blobs[d])
+            # a range, from whichever loop holds the connection
+            d = img.layer_digests[1]
+            c.request("GET", f"/v2/library/wk/blobs/{d}", headers={"Range": "bytes=100-199"})
+            r = c.getresponse()
+            assert r.status == 206 and r.read() == img.blobs[d][100:200]
+
+    conns = open_conns(m)
+    assert not on_every_conn(conns, hit)
+    for c in conns:
+        c.close()
+
+    assert since(up, mark) == [], "hits went upstream"
+    loops = per_loop(m)
+    assert set(loops) == {0, 1}, loops
+    assert loops[1] - loops0.get(1, 0) > 0, f"the worker loop answered nothing: {loops}"
+    n_blob = CONNS * rounds * (2 * len(img.blob_digests) + 1)
+    n_man = CONNS * rounds * 3
+    blob1, man1 = hits_total(m)
+    assert (blob1 - blob0, man1 - man0) == (n_blob, n_man)
+    # the index counts them too: the workers' visits reached the first loop
+    want = json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)["hits"]
+    wait_until(lambda: json.loads(regcache("stats", "-c", m.config_path, "--json").stdout)
+               ["hits"] >= n_blob + n_man, timeout=20, what=f"hits in the index ({want})")
+
+
+def test_a_cold_storm_over_both_loops_costs_one_get_per_blob(mirror_factory, up, make_image,
+                                                            push):
+    """20 clients on connections of their own pull the same cold image at once (the tag, then
+    every blob), while both loops accept them: each blob and the manifest cost one upstream GET."""
+    m = mirror_factory([up], extra={"workers": 2, "metrics": {"allow": ["127.0.0.1/32"]}})
+    img = push(make_image(902, (2 * 1024 * 1024, 512 * 1024, 8 * 1024)), up, "library/storm",
+               "v1")
+    mark = up.mark()
+    barrier = threading.Barrier(20)
+
+    def pull(i, c):
+        barrier.wait()
+        s, _, body = ask(c, "/v2/library/storm/manifests/v1")
+        assert s == 200 and body == img.raw
+        for d in reversed(img.blob_digests) if i % 2 else img.blob_digests:
+            s, _, body = ask(c, f"/v2/library/storm/blobs/{d}")
+            assert s == 200 and body == img.blobs[d], (d, s)
+
+    conns = open_conns(m, 20)
+    assert not on_every_conn(conns, pull)
+    for c in conns:
+        c.close()
+    reqs = since(up, mark)
+    gets = blob_gets(reqs)
+    assert {d: gets.get(d, 0) for d in img.blob_digests} == {d: 1 for d in img.blob_digests}
+    manifest_gets = [p for meth, p, s in reqs if meth == "GET" and "/manifests/" in p and s == 200]
+    assert manifest_gets == ["/v2/library/storm/manifests/v1"], manifest_gets
+    assert per_loop(m).get(1, 0) > 0 or per_loop(m).get(0, 0) >= 20 * 4
+
+
+def test_a_purge_reaches_what_workers_kept(two_loops, up, make_image, push):
+    """Blobs and the manifest hit on every connection (so that both loops were taught them),
+    then the tag is purged and the upstream stopped: no connection gets the purged bytes from
+    any loop any more; every request is answered as for content the mirror does not have."""
+    m = two_loops
+    img = push(make_image(903, (32 * 1024, 16 * 1024)), up, "library/gone", "v1")
+    conns = open_conns(m)
+
+    def warm(i, c):
+        for _ in range(3):
+            s, _, body = ask(c, "/v2/library/gone/manifests/v1")
+            assert s == 200 and body == img.raw
+            for d in img.blob_digests:
+                s, _, body = ask(c, f"/v2/library/gone/blobs/{d}")
+                assert s == 200 and body == img.blobs[d]
+
+    assert not on_every_conn(conns, warm)
+    assert per_loop(m).get(1, 0) > 0
+    r = regcache("purge", "docker.io/library/gone:v1", "-c", m.config_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    up.stop()
+
+    def after(i, c):
+        for path in ["/v2/library/gone/manifests/v1", f"/v2/library/gone/manifests/{img.digest}"]:
+            s, _, body = ask(c, path)
+            assert s != 200 and body != img.raw, (path, s)
+        for d in img.blob_digests:
+            s, _, body = ask(c, f"/v2/library/gone/blobs/{d}")
+            assert s != 200 and body != img.blobs[d], (d, s)
+
+    # the purge is applied by the daemon within its watch interval
+    deadline = time.monotonic() + 20
+    while True:
+        errors = on_every_conn(conns, after)
+        if not errors or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not errors, errors
+    for c in conns:
+        c.close()
+
+
+def test_a_moved_tag_reaches_every_loop_within_one_revalidation(mirror_factory, up, make_image,
+                                                                push):
+    """With revalidate_after 2s, 16 connections ask for the tag 10 times a second. The tag
+    costs at most one upstream HEAD per 2 s in all (not per loop or connection); once it moves
+    upstream, every connection gets the new digest within one revalidation, and none goes back
+    to the old one."""
+    m = mirror_factory([up], revalidate_after="2s",
+                       extra={"workers": 2, "metrics": {"allow": ["127.0.0.1/32"]}})
+    v1 = push(make_image(904, (8 * 1024,)), up, "library/moving", "v1")
+    conns = open_conns(m)
+    mark = up.mark()
+    start = time.monotonic()
+    moved_at = []
+    seen = {}
+
+    def poll(i, c):
+        last = None
+        while time.monotonic() - start < 9:
+            s, h, body = ask(c, "/v2/library/moving/manifests/v1")
+            assert s == 200, s
+            d = h["docker-content-digest"]
+            if last and last != v1.digest and d == v1.digest:
+                raise AssertionError("went back to the old digest")
+            if d != v1.digest and i not in seen:
+                seen[i] = time.monotonic()
+            last = d
+            time.sleep(0.1)
+
+    def mover():
+        time.sleep(4)
+        v2 = push(make_image(905, (8 * 1024,)), up, "library/moving", "v1")
+        moved_at.append((time.monotonic(), v2.digest))
+
+    t = threading.Thread(target=mover)
+    t.start()
+    errors = on_every_conn(conns, poll)
+    t.join(60)
+    assert not errors, errors
+    for c in conns:
+        c.close()
+    when, _ = moved_at[0]
+    assert len(seen) == CONNS, seen
+    assert max(seen.values()) - when < 2 + 1.5, (max(seen.values()) - when)
+    calls = [(meth, p, s) for meth, p, s in since(up, mark) if "/manifests/v1" in p]
+    heads = [c for c in calls if c[0] == "HEAD" and c[2] == 200]
+    # 9 s at one HEAD per 2 s, plus the push's own requests
+    assert len(heads) <= 6, calls
+    assert per_loop(m).get(1, 0) > 0
+
+
+def test_hosted_hits_on_every_loop_follow_each_push_and_delete(mirror_factory, up, tmp_dir):
+    """A hosted image hit on 16 connections (both loops answer), then pushed again under the same
+    tag: every connection gets the new manifest at once; then the tag is deleted: every one gets
+    404, from whichever loop holds it. Nothing goes upstream."""
+    m = mirror_factory([up], extra={
+        "workers": 2, "metrics": {"allow": ["127.0.0.1/32"]},
+        "auth": {"htpasswd": make_users(tmp_dir, ALICE, BOB), "push_users": ["alice"]},
+        "hosted": ["team/*"]})
+    auth = basic(*ALICE)
+    raw1, doc1 = push_image(m, "team/app", "v1", auth, seed=1)
+    mark = up.mark()
+    conns = open_conns(m)
+    layer = doc1["layers"][0]["digest"]
+
+    def hits(want_raw):
+        def run(i, c):
+            for _ in range(10):
+                s, _, body = ask(c, "/v2/team/app/manifests/v1")
+                assert s == 200 and body == want_raw, s
+                s, _, body = ask(c, f"/v2/team/app/blobs/{layer}")
+                assert s == 200 and len(body) == 2048, s
+        return run
+
+    before = per_loop(m).get(1, 0)
+    assert not on_every_conn(conns, hits(raw1))
+    assert per_loop(m).get(1, 0) > before, "the worker loop answered no hosted hit"
+
+    raw2, _ = push_image(m, "team/app", "v1", auth, seed=2)
+    assert raw2 != raw1
+
+    def moved(i, c):
+        for _ in range(3):
+            s, _, body = ask(c, "/v2/team/app/manifests/v1")
+            assert s == 200 and body == raw2, "a loop answered the tag's old manifest"
+
+    assert not on_every_conn(conns, moved)
+    s, _, _, _ = request(m.port, "DELETE", "/v2/team/app/manifests/v1", auth)
+    assert s == 202, s
+
+    def deleted(i, c):
+        s, _, body = ask(c, "/v2/team/app/manifests/v1")
+        assert s == 404, (s, body[:100])
+
+    assert not on_every_conn(conns, deleted)
+    for c in conns:
+        c.close()
+    assert since(up, mark) == []
+
+
+def test_clients_that_hang_up_while_their_request_changes_loops(two_loops):
+    """400 clients send a request the first loop answers (so that a worker hands it over) and
+    hang up at once, some with a reset: the mirror stays up and serves the next client."""
+    import socket
+    import struct
+    m = two_loops
+    for i in range(400):
+        s = socket.create_connection(("127.0.0.1", m.port), timeout=5)
+        path = ["/v2/", "/readyz", "/v2/library/x/tags/list", "/metrics"][i % 4]
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        if i % 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    assert m.proc.alive()
+    c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=10)
+    s, _, _ = ask(c, "/v2/")
+    assert s == 200
+    c.close()

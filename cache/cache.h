@@ -101,8 +101,17 @@ void cache_start(struct cache *c, uint64_t stored_bytes);
 /* The number of files the store holds now (at start, from the reconciliation): the figure
  * then moves with every file stored and every GC run. */
 void cache_count_files(struct cache *c, uint64_t files);
-/* Both figures at once (once the background walk of the store brought the index in line). */
-void cache_set_stored(struct cache *c, uint64_t bytes, uint64_t files);
+/* What cache_stored added so far: taken when a database call that reads the index's totals is
+ * queued. The database runs its calls in order, so the totals it reads hold every file stored
+ * before the mark and none stored after it. */
+struct cache_stored_mark {
+    uint64_t files, bytes;
+};
+void cache_stored_mark(const struct cache *c, struct cache_stored_mark *out);
+/* Both figures at once, as a database call read them (once the background walk of the store
+ * brought the index in line); what was stored since the mark is added. */
+void cache_set_stored(struct cache *c, uint64_t bytes, uint64_t files,
+                      const struct cache_stored_mark *since);
 /* While on (the walk of the store after an unclean stop), a stored file the index has no row
  * for is re-hashed before it is served, and removed (a miss) when it does not match its
  * name. */

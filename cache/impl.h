@@ -92,6 +92,7 @@ struct cache {
     /* lifecycle (lifecycle.c) */
     uint64_t stored_bytes; /* what the store holds, as the index knows it */
     uint64_t stored_files; /* files in the store (blobs and manifests), likewise */
+    struct cache_stored_mark stored_added; /* what cache_stored added since the start */
     uint64_t bytes_since_gc; /* stored since the last GC started (upstreams' own caps) */
     int unverified; /* cache_set_unverified; read on the thread pool (__atomic) */
     uv_timer_t gc_timer;

@@ -27,6 +27,7 @@ struct gc_job {
     struct pin_set *pins; /* roots from the index; closed on the thread pool */
     int rc;
     uint64_t started_us;
+    struct cache_stored_mark mark; /* when the run was queued: what it cannot have counted */
     const char *up_names[CONFIG_MAX_UPSTREAMS];
     uint64_t up_max[CONFIG_MAX_UPSTREAMS];
 };
@@ -147,8 +148,7 @@ static void job_done(void *ud)
         log_error("gc (%s) failed: %d", job->o.reason, job->rc);
     } else {
         apply_report(c, &job->r);
-        c->stored_bytes = job->r.kept_bytes;
-        c->stored_files = job->r.scanned - job->r.evicted;
+        cache_set_stored(c, job->r.kept_bytes, job->r.scanned - job->r.evicted, &job->mark);
         log_info("gc (%s): evicted %zu of %zu (%zu expired, %zu for space), %llu bytes, "
                  "%zu tags forgotten; %llu bytes kept; %llu ms",
                  job->o.reason, job->r.evicted, job->r.scanned, job->r.by_ttl, job->r.by_size,
@@ -206,6 +206,7 @@ void cache_gc(struct cache *c, const char *reason)
         log_error("gc (%s): out of memory for what is pinned; not run", reason);
         goto fail;
     }
+    cache_stored_mark(c, &job->mark);
     if (db_call(c->db, job_work, job_done, job))
         goto fail;
     c->gc_running = 1;
@@ -222,6 +223,8 @@ void cache_stored(struct cache *c, uint64_t bytes)
 {
     c->stored_bytes += bytes;
     c->stored_files++;
+    c->stored_added.files++;
+    c->stored_added.bytes += bytes;
     const struct config *cfg = c->cfg;
     /* an upstream's own cap: which upstream the bytes count toward is known to the GC only,
      * so it runs whenever a tenth of the smallest such cap was stored since the last run */
@@ -243,10 +246,16 @@ void cache_count_files(struct cache *c, uint64_t files)
     c->stored_files = files;
 }
 
-void cache_set_stored(struct cache *c, uint64_t bytes, uint64_t files)
+void cache_stored_mark(const struct cache *c, struct cache_stored_mark *out)
 {
-    c->stored_bytes = bytes;
-    c->stored_files = files;
+    *out = c->stored_added;
+}
+
+void cache_set_stored(struct cache *c, uint64_t bytes, uint64_t files,
+                      const struct cache_stored_mark *since)
+{
+    c->stored_bytes = bytes + (c->stored_added.bytes - since->bytes);
+    c->stored_files = files + (c->stored_added.files - since->files);
 }
 
 void cache_set_unverified(struct cache *c, int on)

@@ -58,6 +58,7 @@ struct manifest_flight {
     char *accept; /* what is sent upstream: a function of the Accept class alone */
     int by_digest;
     int head_only; /* a client's HEAD of a tag not cached: HEAD upstream, GET only if needed */
+    int direct;    /* a member's request: asks the upstream itself, never a member */
     int shared;    /* listed under a key and recorded in the index */
     int listed; /* in manifest_flights, joinable: until answered, or stored when its bytes did
                  * not fit in memory */
@@ -675,6 +676,51 @@ static int head_known(struct manifest_flight *f, const struct upstream_response 
     return 1;
 }
 
+/* The manifest an Accept class's HEAD named arrived by digest (or could not be had). */
+static void on_class_digest(void *ud, const struct manifest_answer *a)
+{
+    struct manifest_flight *f = ud;
+    struct cache *c = f->c;
+    if (a->err.status) {
+        flight_answer_error(f, &a->err);
+        flight_free(f);
+        return;
+    }
+    index_set_tag(c, f->u, f->repo, f->tag, a->digest, a->media_type, clock_wall_ms(), 1);
+    note_basis(f);
+    if (f->via == f->u)
+        l2_share_tag(c, f->u, f->repo, f->tag);
+    struct manifest_waiter *w = f->waiters;
+    f->waiters = NULL;
+    while (w) {
+        struct manifest_waiter *next = w->next;
+        answer_one(w->cb, w->ud, f->outcome, a->digest, a->media_type, a->body, a->size);
+        waiter_free(w);
+        w = next;
+    }
+    flight_free(f);
+}
+
+/* An Accept class's HEAD named a digest the index lacks: it is fetched by digest, in the one
+ * flight every class, tag and repository asking for that digest shares. Several classes of a
+ * tag often resolve to the same manifest, and a client may ask them all at once: by tag, each
+ * would spend a GET on it. 1 when the flight now waits for it (f may be freed already). */
+static int class_by_digest(struct manifest_flight *f, const struct upstream_response *resp)
+{
+    if (f->by_digest || strcmp(f->tag, f->reference) == 0 || !resp->digest ||
+        !ref_digest_is_sha256(resp->digest, strlen(resp->digest)))
+        return 0;
+    struct cache *c = f->c;
+    char digest[DIGEST_MAX];
+    snprintf(digest, sizeof(digest), "%s", resp->digest);
+    f->phase = PHASE_GET;
+    int was = c->direct_now;
+    c->direct_now = f->direct;
+    fetch(c, f->u, f->repo, digest, on_class_digest, f);
+    c->direct_now = was;
+    return 1;
+}
+
 /* A client's HEAD of a tag not cached, answered by a HEAD upstream (which costs no pull): what
  * it said is trusted for revalidate_after. 0 when the HEAD said too little (no digest, size or
  * manifest media type): a GET follows, as containerd does. */
@@ -780,6 +826,8 @@ static void on_done(void *ud, const struct upstream_response *resp, int result)
             return;
         }
         if (ok && f->head_only && head_answers(f, resp))
+            return;
+        if (ok && class_by_digest(f, resp))
             return;
         if (ok || (resp->status == 405 && !tag_manifest(c, f->u, f->repo, f->tag))) {
             start_phase(f, PHASE_GET); /* moved, no digest given, or HEAD not allowed */
@@ -1171,6 +1219,7 @@ static void ask(struct cache *c, struct upstream *u, const char *repo, const cha
         return;
     }
     f->head_only = head_only;
+    f->direct = direct;
     if (!direct && c->cluster) {
         /* the owner of the digest, or of the tag itself (every Accept class of a tag with it) */
         char owner_key[TAG_KEY_MAX];

@@ -83,6 +83,7 @@ struct daemon {
     int bg_rc;
     char bg_why[512];
     uint64_t bg_files, bg_bytes; /* the index's totals once the walk is applied */
+    struct cache_stored_mark bg_mark; /* what the cache stored before they were read */
     /* after SIGHUP: READY=1 once the reload is done */
     uv_timer_t reload_timer;
     struct http_server *metrics_http; /* metrics.listen, NULL: none */
@@ -531,7 +532,7 @@ static void apply_done(void *ud)
     } else {
         d->reconciled = 1;
         if (d->cache)
-            cache_set_stored(d->cache, d->bg_bytes, d->bg_files);
+            cache_set_stored(d->cache, d->bg_bytes, d->bg_files, &d->bg_mark);
         log_info("store: %zu files, %llu bytes; %zu adopted, %zu corrupt removed, %zu stray "
                  "removed, %zu index rows without a file dropped (walked in the background "
                  "in %llu ms)",
@@ -568,6 +569,8 @@ static void walk_done(uv_work_t *w, int status)
         bg_finished(d);
         return;
     }
+    if (d->cache)
+        cache_stored_mark(d->cache, &d->bg_mark);
     if (db_call(d->db, apply_work, apply_done, d)) {
         reconcile_free(d->rj);
         d->rj = NULL;

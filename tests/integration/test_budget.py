@@ -26,15 +26,18 @@ def _mirror(mirror_factory, up, **kw):
     return mirror_factory([{"name": "docker.io", "url": up.url}], **kw)
 
 
-def _negotiating(up, repo, tag):
+def _negotiating(up, repo, tag, get_delay=0.0):
     """Serves repo:tag as an OCI index to clients that take one, else as its amd64 docker
-    manifest (as Docker Hub does); returns (index, docker manifest)."""
+    manifest (as Docker Hub does), each GET after get_delay seconds; returns (index, docker
+    manifest)."""
     plat, _ = image_manifest(b'{"architecture":"amd64"}', [b"l1"], DOCKER_MANIFEST)
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": DOCKER_MANIFEST, "digest": digest_of(plat), "size": len(plat),
          "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
 
     def answer(req):
+        if req.method == "GET" and get_delay:
+            time.sleep(get_delay)
         accept = req.header("accept", "")
         body, t = (index, OCI_INDEX) if (OCI_INDEX in accept or not accept) \
             else (plat, DOCKER_MANIFEST)
@@ -333,6 +336,30 @@ def test_a_hostile_client_against_a_real_registry_costs_one_get_per_tag(
     for i in range(3):
         assert count(reqs, kind="manifests", ref=f"gone{i}", status=404) <= 1
         assert count(reqs, kind="blobs", ref=f"sha256:{i:064x}") <= 1
+
+
+def test_two_narrow_classes_asking_at_once_share_one_get_of_the_digest(mirror_factory):
+    """Two Accept classes that resolve a tag to the same manifest, both cold and asked at once
+    (the upstream slow to answer a GET): their HEADs both name a digest nobody has, and one GET
+    fetches it for both."""
+    up = Scripted()
+    try:
+        index, plat = _negotiating(up, "team/app", "slow", get_delay=0.8)
+        m = _mirror(mirror_factory, up)
+        s, _, body = get(m, "/v2/team/app/manifests/slow")
+        assert s == 200 and body == index
+        narrow = [DOCKER_MANIFEST, f"{DOCKER_MANIFEST}, {DOCKER_LIST}",
+                  f"{OCI_INDEX};q=0, {DOCKER_MANIFEST}"]
+        with ThreadPoolExecutor(len(narrow)) as pool:
+            got = list(pool.map(lambda a: get(m, "/v2/team/app/manifests/slow",
+                                              headers={"Accept": a}), narrow))
+        for s, h, body in got:
+            assert s == 200 and body == plat and h["content-type"] == DOCKER_MANIFEST
+        gets = up.requests("GET", "/manifests/")
+        # the index once, the platform manifest once (by tag or by digest)
+        assert len(gets) == 2, [(r.path, r.header("accept")) for r in gets]
+    finally:
+        up.stop()
 
 
 # ---- the HEAD bound holds per tag, across Accept classes ----

@@ -8,13 +8,15 @@ import re
 import socket
 import ssl
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 
 import procs
 from helpers import assert_error, get, since, wait_until
 from mirror import request
-from scripted import Reply, Scripted, image_manifest
+from scripted import Reply, Scripted, digest_of, image_manifest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HANDLERS = ["base", "catalog", "manifest", "blob", "tags", "blob_upload", "blob_upload_chunk",
@@ -505,3 +507,60 @@ def test_connections_open_and_refused(mirror_factory, up):
             c.close()
     wait_until(lambda: scrape(port).get("regcache_connections_open") == 0, timeout=10,
                what="the connections closed")
+
+
+def test_the_store_figures_stay_exact_while_a_gc_run_overlaps_fills(mirror_factory):
+    """Four clients fill cold blobs without a pause until the first scheduled GC run is over.
+    A run reads the index's totals on the database thread and sets the figures when it is
+    done: a file stored meanwhile is not in what it read, yet must not be lost from the
+    figures. Read right after that run, before the next one could set them afresh, the blob
+    count and the store's bytes are exactly what was pulled."""
+    up = Scripted()
+    try:
+        blobs = {}
+        for i in range(20000):
+            data = b"figures %d " % i + os.urandom(16)
+            blobs[digest_of(data)] = data
+
+        def answer(req):
+            data = blobs.get(req.path.rsplit("/", 1)[1])
+            if data is None:
+                return Reply.error(404, "BLOB_UNKNOWN")
+            return Reply(200, [("Content-Type", "application/octet-stream"),
+                               ("Docker-Content-Digest", digest_of(data))], data)
+        up.route("*", r"/v2/team/figures/blobs/.+", answer)
+        m, port = metrics_mirror(mirror_factory, [{"name": "docker.io", "url": up.url}],
+                                 extra={"cache": {"gc_interval": "4s"}})  # runs at 4 s, 8 s
+        digests = list(blobs)
+        pulled = []
+        lock = threading.Lock()
+        ran = threading.Event()
+
+        def pull(k):
+            for d in digests[k::4]:
+                if ran.is_set():
+                    return
+                s, _, body = get(m, f"/v2/team/figures/blobs/{d}", accept=False)
+                assert s == 200 and body == blobs[d]
+                with lock:
+                    pulled.append(d)
+
+        def watch():
+            wait_until(lambda: "gc (scheduled):" in m.log_text(), timeout=30,
+                       what="the first GC run", interval=0.02)
+            time.sleep(0.05)  # fills go on after it too
+            ran.set()
+        with ThreadPoolExecutor(5) as pool:
+            jobs = [pool.submit(pull, k) for k in range(4)] + [pool.submit(watch)]
+            for j in jobs:
+                j.result()
+        assert 0 < len(pulled) < len(digests)
+        def settled():  # every fill committed
+            now = scrape(port)
+            return now.get("regcache_fills_in_flight", type="blob") == 0 and now
+        s = wait_until(settled, timeout=10, interval=0.02, what="the fills committed")
+        assert m.log_text().count("gc (scheduled):") == 1  # no later run set them afresh
+        assert (s.get("regcache_cached_blobs"), s.get("regcache_store_bytes")) == \
+            (len(pulled), sum(len(blobs[d]) for d in pulled))
+    finally:
+        up.stop()

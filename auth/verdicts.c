@@ -6,46 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/list.h"
 #include "util/map.h"
-
-/* ---- a doubly linked list, oldest first ---- */
-
-struct node {
-    struct node *prev, *next;
-};
-
-struct list {
-    struct node *head, *tail;
-};
-
-static void list_push(struct list *l, struct node *n)
-{
-    n->next = NULL;
-    n->prev = l->tail;
-    if (l->tail)
-        l->tail->next = n;
-    else
-        l->head = n;
-    l->tail = n;
-}
-
-static void list_unlink(struct list *l, struct node *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        l->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        l->tail = n->prev;
-    n->prev = n->next = NULL;
-}
 
 /* ---- verdicts ---- */
 
 struct verdict {
-    struct node node; /* first: a node is its verdict */
+    struct list_node node; /* first: a node is its verdict */
     int ok;
     uint64_t until_ms;
     char key[VERDICT_KEY_MAX];
@@ -128,17 +95,15 @@ int verdicts_get(struct verdicts *v, const char *key, const char *hash, uint64_t
         drop(v, e);
         return -1;
     }
-    if (e->ok) {
-        list_unlink(&v->good, &e->node);
-        list_push(&v->good, &e->node);
-    }
+    if (e->ok)
+        list_touch(&v->good, &e->node);
     return e->ok;
 }
 
 /* ---- wrong passwords per address ---- */
 
 struct failure {
-    struct node node; /* first */
+    struct list_node node; /* first */
     char addr[64];
     uint64_t window_start_ms;
     unsigned count;

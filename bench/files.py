@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Blob hits against nginx, plain and over TLS: regcache serving 4 KiB, 1 MiB and 64 MiB blobs
-of a proxied and of a hosted repository, and nginx (one worker, sendfile, ssl) serving the same
-store files, all on loopback, wrk -t1 keep-alive.
+of a proxied and of a hosted repository, and nginx (bench.py's, one worker, sendfile; a second
+one over TLS) serving the same store files, all on loopback, wrk -t1 keep-alive.
 
     /usr/bin/python3 bench/files.py [--bin PATH]... [--seconds 3] [--rounds 3] [--tmp DIR]
 
@@ -17,7 +17,6 @@ which says more than the rate when the machine is shared with other work.
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 os.environ.setdefault("REGCACHE_BIN", os.path.join(ROOT, "build-rel", "regcache"))
 
 import procs  # noqa: E402
+from bench import Nginx, make_cert  # noqa: E402
 from mirror import Mirror  # noqa: E402
 from rawpush import Pusher  # noqa: E402
-from test_tls import make_cert  # noqa: E402
 from token_server import TokenServer  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
@@ -39,37 +38,6 @@ KiB, MiB = 1024, 1024 * 1024
 SIZES = (("4k", 4 * KiB), ("1m", 1 * MiB), ("64m", 64 * MiB))
 CONNS = {"4k": 64, "1m": 16, "64m": 4}  # 64 MiB x 64 connections would not finish a round
 WRK_LUA = os.path.join(HERE, "wrk.lua")
-
-NGINX_CONFIG = """\
-daemon off;
-user root;
-worker_processes 1;
-worker_rlimit_nofile 4096;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    access_log {d}/access.log;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        listen 127.0.0.1:{tls_port} ssl;
-        ssl_certificate {crt};
-        ssl_certificate_key {key};
-        root {store};
-        location = /ping {{ return 200 "ok"; }}
-    }}
-}}
-"""
-
 
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
@@ -133,7 +101,7 @@ def main():
         started.append(ts)
         up = Upstream(os.path.join(tmp, "up"), ts, "registry.docker.io").start()
         started.append(up)
-        _, crt, key = make_cert(os.path.join(tmp, "certs"), "bench")
+        crt, key = make_cert(os.path.join(tmp, "certs"))
         blobs = {name: os.urandom(size) for name, size in sizes}
         pusher = Pusher(up.port, ts, "registry.docker.io")
         digests = {name: pusher.blob("library/bench", data) for name, data in blobs.items()}
@@ -154,17 +122,10 @@ def main():
         started.remove(m)
 
         store = m.storage
-        ngx_dir = os.path.join(tmp, "nginx")
-        os.makedirs(ngx_dir)
-        ngx_port, ngx_tls = procs.free_port(), procs.free_port()
-        conf = os.path.join(ngx_dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONFIG.format(d=ngx_dir, port=ngx_port, tls_port=ngx_tls, crt=crt,
-                                        key=key, store=store))
-        ngx = procs.Proc(["nginx", "-e", os.path.join(ngx_dir, "error.log"), "-c", conf],
-                         os.path.join(ngx_dir, "stdout.log"))
+        ngx = Nginx(os.path.join(tmp, "nginx"), store).start()
         started.append(ngx)
-        procs.wait_for(lambda: procs.http_status(ngx_port, "/ping") == 200, 20, "nginx")
+        ngx_tls = Nginx(os.path.join(tmp, "nginx-tls"), store, tls=(crt, key)).start()
+        started.append(ngx_tls)
 
         def path_of(d):
             return f"/blobs/sha256/{d[7:9]}/{d[7:]}"
@@ -189,10 +150,9 @@ def main():
         runs = {}
         for name, _ in sizes:
             urls = {}
-            ngx_pids = group_pids(ngx.pid)
-            for scheme, port in (("http", ngx_port), ("https", ngx_tls)):
+            for scheme, server in (("http", ngx), ("https", ngx_tls)):
                 urls[("nginx", name, scheme)] = \
-                    (f"{scheme}://127.0.0.1:{port}{path_of(digests[name])}", ngx_pids)
+                    (server.url(path_of(digests[name])), group_pids(server.proc.pid))
             for (b, scheme), mm in mirrors.items():
                 for kind, repo in (("proxied", "library/bench"), ("hosted", "team/bench")):
                     urls[(b, kind, name, scheme)] = \
@@ -221,11 +181,7 @@ def main():
     finally:
         for p in reversed(started):
             try:
-                if hasattr(p, "stop"):
-                    p.stop()
-                else:
-                    p.send_signal(signal.SIGTERM)
-                    p.wait(10)
+                p.stop()
             except Exception:  # noqa: BLE001
                 pass
         if not a.tmp:

@@ -7,10 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/list.h"
 #include "util/map.h"
 
 struct fd_entry {
-    struct fd_entry *hotter, *colder;
+    struct list_node recency;
     char *key;
     int fd;
     uint64_t size;
@@ -20,7 +21,7 @@ struct fd_entry {
 
 struct fd_lru {
     struct map *by_key; /* key -> struct fd_entry */
-    struct fd_entry *hottest, *coldest;
+    struct list recency; /* the coldest first */
     size_t count, capacity;
     uint64_t ttl_ms;
 };
@@ -37,33 +38,14 @@ struct fd_lru *fd_lru_new(size_t capacity, uint64_t ttl_ms)
     return l;
 }
 
-static void unlink_entry(struct fd_lru *l, struct fd_entry *e)
+static struct fd_entry *coldest(const struct fd_lru *l)
 {
-    if (e->hotter)
-        e->hotter->colder = e->colder;
-    else
-        l->hottest = e->colder;
-    if (e->colder)
-        e->colder->hotter = e->hotter;
-    else
-        l->coldest = e->hotter;
-    e->hotter = e->colder = NULL;
-}
-
-static void link_hottest(struct fd_lru *l, struct fd_entry *e)
-{
-    e->hotter = NULL;
-    e->colder = l->hottest;
-    if (l->hottest)
-        l->hottest->hotter = e;
-    else
-        l->coldest = e;
-    l->hottest = e;
+    return LIST_ENTRY(l->recency.head, struct fd_entry, recency);
 }
 
 static void drop(struct fd_lru *l, struct fd_entry *e)
 {
-    unlink_entry(l, e);
+    list_unlink(&l->recency, &e->recency);
     map_del(l->by_key, e->key);
     l->count--;
     close(e->fd);
@@ -75,8 +57,8 @@ void fd_lru_free(struct fd_lru *l)
 {
     if (!l)
         return;
-    while (l->coldest)
-        drop(l, l->coldest);
+    while (l->recency.head)
+        drop(l, coldest(l));
     map_free(l->by_key);
     free(l);
 }
@@ -96,10 +78,7 @@ int fd_lru_get(struct fd_lru *l, const char *key, uint64_t now_ms, uint64_t *siz
         return -1;
     }
     e->used_ms = now_ms;
-    if (l->hottest != e) {
-        unlink_entry(l, e);
-        link_hottest(l, e);
-    }
+    list_touch(&l->recency, &e->recency);
     *size = e->size;
     return e->fd;
 }
@@ -123,10 +102,10 @@ int fd_lru_put(struct fd_lru *l, const char *key, int fd, uint64_t size, uint64_
     e->fd = fd;
     e->size = size;
     e->opened_ms = e->used_ms = now_ms;
-    link_hottest(l, e);
+    list_push(&l->recency, &e->recency);
     l->count++;
     while (l->count > l->capacity)
-        drop(l, l->coldest);
+        drop(l, coldest(l));
     return 0;
 }
 
@@ -142,9 +121,9 @@ int fd_lru_forget(struct fd_lru *l, const char *key)
 size_t fd_lru_expire(struct fd_lru *l, uint64_t now_ms)
 {
     size_t n = 0;
-    while (l->coldest &&
-           (expired(l, l->coldest, now_ms) || now_ms - l->coldest->used_ms >= l->ttl_ms)) {
-        drop(l, l->coldest);
+    struct fd_entry *e;
+    while ((e = coldest(l)) && (expired(l, e, now_ms) || now_ms - e->used_ms >= l->ttl_ms)) {
+        drop(l, e);
         n++;
     }
     return n;
@@ -162,5 +141,6 @@ size_t fd_lru_capacity(const struct fd_lru *l)
 
 const char *fd_lru_coldest(const struct fd_lru *l)
 {
-    return l->coldest ? l->coldest->key : NULL;
+    const struct fd_entry *e = coldest(l);
+    return e ? e->key : NULL;
 }

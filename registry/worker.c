@@ -22,6 +22,7 @@
 #include "util/clock.h"
 #include "util/epoch.h"
 #include "util/log.h"
+#include "util/list.h"
 #include "util/map.h"
 #include "util/shared.h"
 
@@ -30,7 +31,7 @@ enum lesson_kind { LESSON_BLOB, LESSON_MANIFEST };
 /* One answer a worker may give alone: taught on the first loop, kept by the worker. */
 struct lesson {
     struct lesson *next;          /* in the worker's mail */
-    struct lesson *newer, *older; /* in the worker's recency list */
+    struct list_node recency;     /* in the worker's recency list */
     char *key;
     enum lesson_kind kind;
     uint64_t epoch;
@@ -68,7 +69,7 @@ struct registry_worker {
     unsigned index;
     uv_loop_t *loop;
     struct map *lessons; /* by key */
-    struct lesson *newest, *oldest;
+    struct list recency; /* of lessons, the least recently used first */
     size_t n, bytes, fds; /* kept: lessons, manifest bytes, descriptors */
     /* lessons sent by the first loop, taken at the worker's next request */
     pthread_mutex_t lock;
@@ -134,34 +135,15 @@ static void lesson_free(struct lesson *l)
     free(l);
 }
 
-static void unlink_lesson(struct registry_worker *w, struct lesson *l)
+static struct lesson *oldest(struct registry_worker *w)
 {
-    if (l->newer)
-        l->newer->older = l->older;
-    else
-        w->newest = l->older;
-    if (l->older)
-        l->older->newer = l->newer;
-    else
-        w->oldest = l->newer;
-    l->newer = l->older = NULL;
-}
-
-static void link_newest(struct registry_worker *w, struct lesson *l)
-{
-    l->older = w->newest;
-    l->newer = NULL;
-    if (w->newest)
-        w->newest->newer = l;
-    else
-        w->oldest = l;
-    w->newest = l;
+    return LIST_ENTRY(w->recency.head, struct lesson, recency);
 }
 
 static void forget(struct registry_worker *w, struct lesson *l)
 {
     map_del(w->lessons, l->key);
-    unlink_lesson(w, l);
+    list_unlink(&w->recency, &l->recency);
     w->n--;
     w->bytes -= l->len;
     w->fds -= l->fd >= 0;
@@ -193,12 +175,12 @@ static void learn(struct registry_worker *w, struct lesson *l)
         lesson_free(l);
         return;
     }
-    link_newest(w, l);
+    list_push(&w->recency, &l->recency);
     w->n++;
     w->bytes += l->len;
     w->fds += l->fd >= 0;
     while (w->n > WORKER_LESSONS_MAX || w->bytes > WORKER_BYTES_MAX || w->fds > WORKER_FDS_MAX)
-        forget(w, w->oldest);
+        forget(w, oldest(w));
 }
 
 static void take_mail(struct registry_worker *w)
@@ -228,10 +210,7 @@ static struct lesson *recall(struct registry_worker *w, const char *key)
         forget(w, l);
         return NULL;
     }
-    if (w->newest != l) {
-        unlink_lesson(w, l);
-        link_newest(w, l);
-    }
+    list_touch(&w->recency, &l->recency);
     return l;
 }
 
@@ -241,8 +220,8 @@ static void on_sweep_timer(uv_timer_t *t)
 {
     struct registry_worker *w = t->data;
     uint64_t now = clock_mono_us() / 1000;
-    for (struct lesson *l = w->oldest, *next; l; l = next) {
-        next = l->newer;
+    for (struct lesson *l = oldest(w), *next; l; l = next) {
+        next = LIST_ENTRY(l->recency.next, struct lesson, recency);
         if (l->fd >= 0 && now >= l->fd_until_ms)
             forget(w, l);
     }
@@ -617,8 +596,8 @@ static void worker_stop(void *ctx, unsigned i, void *ud)
     flush_visits(w);
     uv_close((uv_handle_t *)&w->flush_timer, NULL);
     uv_close((uv_handle_t *)&w->sweep_timer, NULL);
-    while (w->oldest)
-        forget(w, w->oldest);
+    while (w->recency.head)
+        forget(w, oldest(w));
     map_free(w->lessons);
     w->lessons = NULL;
     pthread_mutex_lock(&w->lock);

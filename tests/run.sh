@@ -134,47 +134,51 @@ pytest_suite integration tests/integration tests/fuzz
 echo "== sequences with workers: 1"
 REGCACHE_TEST_WORKERS=1 pytest_suite one-loop tests/integration/test_sequences.py
 
-if [ "${REGCACHE_SKIP_SANITIZERS:-0}" != 1 ]; then
-  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
-  reports=$(mktemp -d /tmp/regcache-sanitizer.XXXXXX)
-  if build build-asan -Db_sanitize=address,undefined; then
-    export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0"
-    export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
-    unit_tests asan-unit build-asan
-    # tests marked `once` build and test a package or image of their own, not REGCACHE_BIN
-    REGCACHE_BIN=build-asan/regcache REGCACHE_LOAD_SECONDS=20 \
-      pytest_suite asan-integration -m "not once" tests/integration
-    unset ASAN_OPTIONS UBSAN_OPTIONS
-    n_reports=$(find "$reports" -type f | wc -l)
-    if ((n_reports)); then
-      echo "sanitizer reports:" >&2
-      find "$reports" -type f -exec sh -c 'echo "--- $1"; head -60 "$1"' _ {} \; >&2
-    fi
-    count sanitizer-reports 0 "$n_reports"
-  else
-    count asan-build 0 1
+# sanitizer_phase LABEL DIR CC "MESON OPTIONS" ENV_VAR OPTIONS PYTEST_ARGS...: builds DIR
+# with CC and the meson options, runs the integration tests given against DIR/regcache with
+# ENV_VAR=OPTIONS (reports written under a fresh directory), and counts every report as a
+# failure. ASan's phase runs the unit tests too.
+sanitizer_phase() {
+  local label=$1 dir=$2 cc=$3 meson_options=$4 var=$5 options=$6 reports n
+  shift 6
+  reports=$(mktemp -d /tmp/regcache-"$label".XXXXXX)
+  # shellcheck disable=SC2086 # the meson options are words
+  if ! CC=$cc build "$dir" $meson_options; then
+    count "$label-build" 0 1
+    rm -rf "$reports"
+    return
   fi
+  export "$var=log_path=$reports/$label:$options"
+  if [ "$label" = asan ]; then
+    export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
+    unit_tests asan-unit "$dir"
+  fi
+  REGCACHE_BIN=$dir/regcache REGCACHE_LOAD_SECONDS=20 pytest_suite "$label-integration" "$@"
+  unset "$var" UBSAN_OPTIONS
+  n=$(find "$reports" -type f | wc -l)
+  if ((n)); then
+    echo "$label reports:" >&2
+    find "$reports" -type f -exec sh -c 'echo "--- $1"; head -80 "$1"' _ {} \; >&2
+  fi
+  count "$label-reports" 0 "$n"
   rm -rf "$reports"
+}
+
+if [ "${REGCACHE_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # The whole suite but what builds a package or image of its own or starts Ceph (`once`),
+  # and what drives real container engines and heavyweight peers (`engines`): those exercise
+  # the same request paths the rest covers, and take a third of the phase's time.
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
+  sanitizer_phase asan build-asan cc "-Db_sanitize=address,undefined" \
+    ASAN_OPTIONS "detect_leaks=1:abort_on_error=0" \
+    -m "not once and not engines" tests/integration
 
   # ThreadSanitizer on the tests where loops hand connections, lessons and visits to each other
   echo "== ThreadSanitizer build (clang)"
-  reports=$(mktemp -d /tmp/regcache-tsan.XXXXXX)
-  if CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false; then
-    export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1"
-    REGCACHE_BIN=build-tsan/regcache pytest_suite tsan-integration \
-      tests/integration/test_workers.py tests/integration/test_concurrent_pull.py \
-      tests/integration/test_tls.py
-    unset TSAN_OPTIONS
-    n_reports=$(find "$reports" -type f | wc -l)
-    if ((n_reports)); then
-      echo "thread sanitizer reports:" >&2
-      find "$reports" -type f -exec sh -c 'echo "--- $1"; head -80 "$1"' _ {} \; >&2
-    fi
-    count tsan-reports 0 "$n_reports"
-  else
-    count tsan-build 0 1
-  fi
-  rm -rf "$reports"
+  sanitizer_phase tsan build-tsan clang "-Db_sanitize=thread -Db_lundef=false" \
+    TSAN_OPTIONS "halt_on_error=0:second_deadlock_stack=1" \
+    tests/integration/test_workers.py tests/integration/test_concurrent_pull.py \
+    tests/integration/test_tls.py
 fi
 
 printf '%s\n' "${summary[@]}"

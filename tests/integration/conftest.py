@@ -45,6 +45,11 @@ def pytest_configure(config):
         "a Ceph cluster, so the sanitizer phase of tests/run.sh leaves it out (-m 'not once')")
     config.addinivalue_line(
         "markers",
+        "engines: drives real container engines (dockerd, containerd, podman, buildah) or other "
+        "heavyweight peers through request paths the rest of the suite covers, so the "
+        "AddressSanitizer phase of tests/run.sh leaves it out (-m 'not engines')")
+    config.addinivalue_line(
+        "markers",
         "time_limit(seconds): this test's limit (its fixtures' setup included) when longer than "
         "REGCACHE_TEST_TIMEOUT, e.g. for a module fixture that builds an image first")
 

@@ -12,6 +12,7 @@
 #include "auth/token.h"
 #include "auth/verdicts.h"
 #include "util/clock.h"
+#include "util/epoch.h"
 #include "util/log.h"
 #include "util/map.h"
 
@@ -115,6 +116,7 @@ static void after_load(uv_work_t *w, int status)
          * against (auth/verdicts.h): nothing to drop here */
         htpasswd_free(a->users);
         a->users = j->h;
+        content_epoch_bump(); /* what worker loops were told of callers goes */
         snprintf(a->dummy_hash, sizeof(a->dummy_hash), "%s", j->dummy);
         log_info("auth: %s loaded, %zu users; unknown users are checked at bcrypt cost %d",
                  a->path, htpasswd_count(a->users), htpasswd_cost(a->dummy_hash));
@@ -333,6 +335,25 @@ int auth_issue_token(const struct auth *a, const char *user, char *out, size_t o
     *expires_in = TOKEN_TTL_S;
     int64_t now = (int64_t)(clock_wall_ms() / 1000);
     return token_issue(&a->key, user ? user : "", now + TOKEN_TTL_S, out, outlen);
+}
+
+uint64_t auth_pass_until_ms(const struct auth *a, const char *authorization, uint64_t now_ms)
+{
+    uint64_t until = now_ms + AUTH_PASS_MS;
+    if (a->token_mode && strncasecmp(authorization, "Bearer ", 7) == 0) {
+        const char *t = authorization + 7;
+        while (*t == ' ')
+            t++;
+        char user[HTPASSWD_USER_MAX + 1];
+        int64_t expires;
+        if (token_verify(&a->key, t, strlen(t), (int64_t)(now_ms / 1000), user, sizeof(user),
+                         &expires) ||
+            expires <= 0)
+            return 0;
+        if ((uint64_t)expires * 1000 < until)
+            until = (uint64_t)expires * 1000;
+    }
+    return until;
 }
 
 int auth_may_push(const struct auth *a, const char *user)
@@ -617,7 +638,8 @@ void auth_check(struct auth *a, const char *authorization, const char *peer, aut
         const char *t = authorization + 7;
         while (*t == ' ')
             t++;
-        if (token_verify(&a->key, t, strlen(t), (int64_t)(clock_wall_ms() / 1000), user, sizeof(user)))
+        if (token_verify(&a->key, t, strlen(t), (int64_t)(clock_wall_ms() / 1000), user,
+                         sizeof(user), NULL))
             cb(ud, AUTH_BAD, NULL);
         else if (!user[0])
             cb(ud, AUTH_ANONYMOUS_TOKEN, NULL);

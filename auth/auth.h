@@ -76,6 +76,13 @@ int auth_token_mode(const struct auth *a);
 /* A token for user (NULL: anonymous) into out (TOKEN_MAX bytes); its lifetime in seconds. */
 int auth_issue_token(const struct auth *a, const char *user, char *out, size_t outlen,
                      int *expires_in);
+/* How long a worker loop may take the Authorization header that was just found good here
+ * (AUTH_USER, or an anonymous caller's) as the same caller without asking again: until a
+ * token's own expiry or AUTH_PASS_MS from now, whichever comes first (wall clock, ms); 0 when
+ * it may not (a token that does not verify). A change of the users file moves the content
+ * epoch (util/epoch.h), which ends every such pass at once. */
+#define AUTH_PASS_MS (60 * 1000)
+uint64_t auth_pass_until_ms(const struct auth *a, const char *authorization, uint64_t now_ms);
 /* May user push (user NULL: anonymous)? */
 int auth_may_push(const struct auth *a, const char *user);
 

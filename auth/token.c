@@ -100,7 +100,7 @@ int token_issue(const struct token_key *key, const char *user, int64_t expires, 
 }
 
 int token_verify(const struct token_key *key, const char *token, size_t len, int64_t now,
-                 char *user, size_t userlen)
+                 char *user, size_t userlen, int64_t *expires_out)
 {
     const char *dot = memchr(token, '.', len);
     if (!dot)
@@ -126,6 +126,8 @@ int token_verify(const struct token_key *key, const char *token, size_t len, int
     if (expires <= now)
         return -ETIMEDOUT;
     memcpy(user, holder, strlen(holder) + 1);
+    if (expires_out)
+        *expires_out = expires;
     return 0;
 }
 

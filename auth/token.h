@@ -30,9 +30,10 @@ int token_key_load(const char *path, struct token_key *key, char *err, size_t er
 int token_issue(const struct token_key *key, const char *user, int64_t expires, char *out,
                 size_t outlen);
 
-/* Checks token at time now. 0 and the holder in user (""for anonymous); -EINVAL for a token
- * this key did not sign or that is malformed; -ETIMEDOUT for an expired one. */
+/* Checks token at time now. 0, the holder in user ("" for anonymous) and, when expires is not
+ * NULL, its expiry (unix seconds); -EINVAL for a token this key did not sign or that is
+ * malformed; -ETIMEDOUT for an expired one. */
 int token_verify(const struct token_key *key, const char *token, size_t len, int64_t now,
-                 char *user, size_t userlen);
+                 char *user, size_t userlen, int64_t *expires);
 
 #endif

@@ -17,6 +17,7 @@
 #include "registry/respond.h"
 #include "registry/route.h"
 #include "registry/via.h"
+#include "store/store.h"
 #include "ui/ui.h"
 #include "upstream/upstream.h"
 #include "util/clock.h"
@@ -26,16 +27,18 @@
 #include "util/map.h"
 #include "util/shared.h"
 
-enum lesson_kind { LESSON_BLOB, LESSON_MANIFEST };
+/* A pass: an Authorization header the first loop found good, and whose caller it was. */
+enum lesson_kind { LESSON_BLOB, LESSON_MANIFEST, LESSON_PASS };
 
-/* One answer a worker may give alone: taught on the first loop, kept by the worker. */
+/* One answer a worker may give alone (or a caller it may take as known): taught on the first
+ * loop, kept by the worker. */
 struct lesson {
     struct lesson *next;          /* in the worker's mail */
     struct list_node recency;     /* in the worker's recency list */
     char *key;
     enum lesson_kind kind;
     uint64_t epoch;
-    uint64_t fresh_until_ms; /* a tag: until then (wall clock); 0: a digest */
+    uint64_t fresh_until_ms; /* a tag or a pass: until then (wall clock); 0: a digest */
     uint64_t fd_until_ms;    /* the descriptor is used until then (monotonic) */
     int fd;                  /* a blob's; -1: what a HEAD needs only */
     uint64_t size;
@@ -43,6 +46,7 @@ struct lesson {
     char repo[REPO_MAX];
     char digest[REF_DIGEST_MAX + 1];
     char media_type[128];
+    char user[sizeof(((struct http_request *)0)->user)]; /* a pass's caller; "": anonymous */
     char *bytes; /* a manifest's, as taught; made into body on the worker's thread */
     size_t len;
     struct shared_body *body;
@@ -100,24 +104,41 @@ static const char *owner(const struct upstream *u)
     return u ? upstream_name(u) : "";
 }
 
-static char *blob_key(const struct upstream *u, const char *repo, const char *digest)
+/* Content is taught per caller (user: "" for anonymous), as the first loop judged the pull
+ * rules and the anonymous-pull setting for that caller. */
+static char *blob_key(const struct upstream *u, const char *user, const char *repo,
+                      const char *digest)
 {
-    size_t n = strlen(owner(u)) + strlen(repo) + strlen(digest) + 8;
+    size_t n = strlen(owner(u)) + strlen(user) + strlen(repo) + strlen(digest) + 8;
     char *k = malloc(n);
     if (k)
-        snprintf(k, n, "%c\n%s\n%s\n%s", u ? 'b' : 'B', owner(u), repo, digest);
+        snprintf(k, n, "%c\n%s\n%s\n%s\n%s", u ? 'b' : 'B', user, owner(u), repo, digest);
     return k;
 }
 
 /* A manifest's answer depends on the Accept header too (the media types negotiated). */
-static char *manifest_key(const struct upstream *u, const char *repo, const char *reference,
-                          const char *accept)
+static char *manifest_key(const struct upstream *u, const char *user, const char *repo,
+                          const char *reference, const char *accept)
 {
     accept = accept ? accept : "";
-    size_t n = strlen(owner(u)) + strlen(repo) + strlen(reference) + strlen(accept) + 8;
+    size_t n = strlen(owner(u)) + strlen(user) + strlen(repo) + strlen(reference) +
+               strlen(accept) + 8;
     char *k = malloc(n);
     if (k)
-        snprintf(k, n, "%c\n%s\n%s\n%s\n%s", u ? 'm' : 'M', owner(u), repo, reference, accept);
+        snprintf(k, n, "%c\n%s\n%s\n%s\n%s\n%s", u ? 'm' : 'M', user, owner(u), repo,
+                 reference, accept);
+    return k;
+}
+
+/* A pass is found by a hash of the header: no credentials are kept in a worker. */
+static char *pass_key(const char *authorization)
+{
+    char digest[80];
+    store_digest_of(authorization, strlen(authorization), digest);
+    size_t n = strlen(digest) + 3;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "p\n%s", digest);
     return k;
 }
 
@@ -212,6 +233,22 @@ static struct lesson *recall(struct registry_worker *w, const char *key)
     }
     list_touch(&w->recency, &l->recency);
     return l;
+}
+
+/* The caller an Authorization header was found to be ("" anonymous), while its pass holds;
+ * NULL otherwise. */
+static const char *caller_of(struct registry_worker *w, const char *authorization)
+{
+    char *key = pass_key(authorization);
+    struct lesson *l = key ? recall(w, key) : NULL;
+    free(key);
+    if (!l)
+        return NULL;
+    if (clock_wall_ms() >= l->fresh_until_ms) {
+        forget(w, l);
+        return NULL;
+    }
+    return l->user;
 }
 
 /* Every lesson whose descriptor's time is over goes (at most WORKER_LESSONS_MAX looked at),
@@ -318,10 +355,16 @@ static int answer(struct registry_worker *w, struct conn *c, struct http_request
 {
     struct registry *r = w->r;
     if (req->method == HTTP_METHOD_OTHER || req->peer || req->relay || req->origin ||
-        req->cors_method || req->authorization || conn_draining(c))
+        req->cors_method || conn_draining(c))
         return 0;
-    if (r->auth && !auth_anonymous_pull(r->auth))
+    const char *user = ""; /* without auth, credentials sent change nothing */
+    if (r->auth && req->authorization) {
+        if (!(user = caller_of(w, req->authorization)))
+            return 0; /* not a caller the first loop vouched for lately */
+        snprintf(req->user, sizeof(req->user), "%s", user);
+    } else if (r->auth && !auth_anonymous_pull(r->auth)) {
         return 0;
+    }
     if (r->instance[0] && (req->via || req->via_too_long))
         return 0; /* the loop check, and what goes upstream, are the first loop's */
     if (ui_path(r->ui, req->path))
@@ -352,8 +395,8 @@ static int answer(struct registry_worker *w, struct conn *c, struct http_request
         return 0;
     }
     int blob = rt.kind == ROUTE_BLOB;
-    char *key = blob ? blob_key(u, repo, rt.reference)
-                     : manifest_key(u, repo, rt.reference, req->accept);
+    char *key = blob ? blob_key(u, user, repo, rt.reference)
+                     : manifest_key(u, user, repo, rt.reference, req->accept);
     struct lesson *l = key ? recall(w, key) : NULL;
     free(key);
     if (!l)
@@ -399,16 +442,52 @@ static void worker_handle(struct conn *c, struct http_request *req, void *ud)
 
 /* ---- teaching (the first loop) ---- */
 
+static void send_lesson(struct registry_worker *w, struct lesson *l);
+
+/* The caller content is taught for: the user the first loop found, "" for anonymous (and
+ * for everyone without auth, where credentials sent change nothing). */
+static const char *caller(const struct registry *r, const struct http_request *req)
+{
+    return r->auth ? req->user : "";
+}
+
+/* Tells w that req's Authorization header is the caller the first loop found, for as long as
+ * auth_pass_until_ms allows. 0 when it may not be told. */
+static int teach_pass(struct registry *r, struct registry_worker *w,
+                      const struct http_request *req)
+{
+    uint64_t until = auth_pass_until_ms(r->auth, req->authorization, clock_wall_ms());
+    if (!until)
+        return 0;
+    struct lesson *l = calloc(1, sizeof(*l));
+    if (!l)
+        return 0;
+    l->fd = -1;
+    l->kind = LESSON_PASS;
+    l->epoch = content_epoch();
+    l->fresh_until_ms = until;
+    snprintf(l->user, sizeof(l->user), "%s", req->user);
+    if (!(l->key = pass_key(req->authorization))) {
+        lesson_free(l);
+        return 0;
+    }
+    send_lesson(w, l);
+    return 1;
+}
+
 static struct registry_worker *home_of(struct registry *r, struct conn *c,
                                        const struct http_request *req)
 {
     unsigned home = conn_home_index(c);
     if (!home || home >= r->n_workers || !r->workers || !r->workers[home])
         return NULL;
-    /* what a worker answers is for anonymous pulls only: the rules were judged for those */
-    if (req->user[0] || req->authorization || req->peer || req->relay || req->origin)
+    /* cluster peers, relays and CORS requests are the first loop's alone */
+    if (req->peer || req->relay || req->origin)
         return NULL;
-    return r->workers[home];
+    struct registry_worker *w = r->workers[home];
+    if (r->auth && req->authorization && !teach_pass(r, w, req))
+        return NULL;
+    return w;
 }
 
 static int free_taught(const char *key, void *value, void *ud)
@@ -470,12 +549,12 @@ static struct lesson *lesson_new(struct upstream *u, const char *repo, const cha
     return l;
 }
 
-/* A blob's lesson: its size, and a descriptor of its own when fd is one. */
-static struct lesson *blob_lesson(struct upstream *u, const char *repo, const char *digest,
-                                  int fd, uint64_t size)
+/* A blob's lesson for user: its size, and a descriptor of its own when fd is one. */
+static struct lesson *blob_lesson(struct upstream *u, const char *user, const char *repo,
+                                  const char *digest, int fd, uint64_t size)
 {
     struct lesson *l = lesson_new(u, repo, digest);
-    if (!l || !(l->key = blob_key(u, repo, digest))) {
+    if (!l || !(l->key = blob_key(u, user, repo, digest))) {
         lesson_free(l);
         return NULL;
     }
@@ -488,16 +567,18 @@ static struct lesson *blob_lesson(struct upstream *u, const char *repo, const ch
     return l;
 }
 
-/* A manifest's lesson: a copy of its bytes, for requests naming reference with accept. */
-static struct lesson *manifest_lesson(struct upstream *u, const char *repo, const char *reference,
-                                      const char *accept, const char *digest,
+/* A manifest's lesson for user: a copy of its bytes, for requests naming reference with
+ * accept. */
+static struct lesson *manifest_lesson(struct upstream *u, const char *user, const char *repo,
+                                      const char *reference, const char *accept,
+                                      const char *digest,
                                       const char *media_type, const char *body, size_t len,
                                       uint64_t fresh_until_ms)
 {
     if (!body || !len || strlen(media_type) >= sizeof(((struct lesson *)0)->media_type))
         return NULL;
     struct lesson *l = lesson_new(u, repo, digest);
-    if (!l || !(l->key = manifest_key(u, repo, reference, accept)) ||
+    if (!l || !(l->key = manifest_key(u, user, repo, reference, accept)) ||
         !(l->bytes = malloc(len))) {
         lesson_free(l);
         return NULL;
@@ -515,7 +596,7 @@ void registry__teach_blob(struct registry *r, struct conn *c, const struct http_
                           uint64_t size)
 {
     struct registry_worker *w = home_of(r, c, req);
-    struct lesson *l = w ? blob_lesson(u, repo, digest, fd, size) : NULL;
+    struct lesson *l = w ? blob_lesson(u, caller(r, req), repo, digest, fd, size) : NULL;
     if (l)
         send_lesson(w, l);
 }
@@ -537,8 +618,8 @@ void registry__teach_manifest(struct registry *r, struct conn *c, const struct h
         if (fresh_until <= clock_wall_ms())
             return;
     }
-    struct lesson *l = manifest_lesson(u, repo, reference, req->accept, digest, media_type, body,
-                                       len, fresh_until);
+    struct lesson *l = manifest_lesson(u, caller(r, req), repo, reference, req->accept, digest,
+                                       media_type, body, len, fresh_until);
     if (l)
         send_lesson(w, l);
 }
@@ -551,9 +632,9 @@ static void teach_hosted(void *ud, const struct hosted_answer *a)
     if (!w || r->cluster)
         return;
     struct lesson *l =
-        a->body ? manifest_lesson(NULL, a->repo, a->reference, a->req->accept, a->digest,
-                                  a->media_type, a->body, a->len, 0)
-                : blob_lesson(NULL, a->repo, a->digest, a->fd, a->size);
+        a->body ? manifest_lesson(NULL, caller(r, a->req), a->repo, a->reference,
+                                  a->req->accept, a->digest, a->media_type, a->body, a->len, 0)
+                : blob_lesson(NULL, caller(r, a->req), a->repo, a->digest, a->fd, a->size);
     if (l)
         send_lesson(w, l);
 }

@@ -8,8 +8,10 @@
  * alone next time: for a blob its descriptor and size, for a manifest its bytes, media type
  * and digest, and for a tag how long it stays fresh (cache.revalidate_after from its last
  * validation). A lesson is used only while the content epoch (util/epoch.h) has not moved
- * since it was given, only for anonymous pulls with no credentials (the rules were judged for
- * them), and a tag only while fresh: past that the first loop revalidates it, as before.
+ * since it was given, only for the caller it was taught for (the rules and auth.anonymous were
+ * judged for that caller: anonymous, or the user an Authorization header was found to be,
+ * which the first loop teaches too as a pass; see auth_pass_until_ms), and a tag only while
+ * fresh: past that the first loop revalidates it, as before.
  *
  * What a worker serves is reported back in batches (at most VISITS_BATCH or every
  * VISITS_FLUSH_MS), and the first loop records it as for its own hits: access times for the GC,

@@ -324,3 +324,121 @@ def test_clients_that_hang_up_while_their_request_changes_loops(two_loops):
     s, _, _ = ask(c, "/v2/")
     assert s == 200
     c.close()
+
+
+def ask_as(conn, path, auth, method="GET"):
+    conn.request(method, path, headers={"Accept": ACCEPT, **auth})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def pull_all(img, repo, auth, rounds, want):
+    """fn(i, conn) for on_every_conn: rounds of the tag, the manifest by digest and each blob
+    as auth, each answered with status want (and the right bytes when 200)."""
+    def run(i, c):
+        for _ in range(rounds):
+            for path, data in [(f"/v2/{repo}/manifests/v1", img.raw),
+                               (f"/v2/{repo}/manifests/{img.digest}", img.raw),
+                               *[(f"/v2/{repo}/blobs/{d}", img.blobs[d])
+                                 for d in img.blob_digests]]:
+                s, body = ask_as(c, path, auth)
+                assert s == want, (path, s, body[:200])
+                assert s != 200 or body == data, path
+    return run
+
+
+@pytest.mark.parametrize("scheme", ["token", "basic"])
+def test_authenticated_pulls_are_answered_on_every_loop_for_their_caller_only(
+        mirror_factory, up, make_image, push, tmp_dir, scheme):
+    """auth with anonymous: none, and a rule that lets alice alone pull private/*. alice (a
+    token, or Basic credentials) pulls on 16 connections: both loops answer her, and the
+    upstream sees nothing after the cold pull. On the same warm keys, from connections of
+    both loops, bob is denied (403), anonymous callers and forged or wrong credentials are
+    refused (401), every time, bob even once his own pulls of library/open made him known on
+    every loop. Once alice is removed from the users file, no loop answers her any more."""
+    img = push(make_image(910, (64 * 1024, 4 * 1024)), up, "private/app", "v1")
+    other = push(make_image(911, (8 * 1024,)), up, "library/open", "v1")
+    users = make_users(tmp_dir, ALICE, BOB)
+    m = mirror_factory([up], revalidate_after="1h", extra={
+        "workers": 2, "metrics": {"allow": ["127.0.0.1/32"]},
+        "auth": {"htpasswd": users, "realm": "Test Realm", "scheme": scheme,
+                 "anonymous": "none"},
+        "rules": {"list": [{"allow": "docker.io/private/*", "users": ["alice"]},
+                           {"deny": "*/private/*"}]}})
+
+    def credentials(who):
+        if scheme == "basic":
+            return basic(*who)
+        s, _, body, _ = request(m.port, "GET", "/v2/token?scope=repository:private/app:pull",
+                                basic(*who))
+        assert s == 200, body
+        return {"Authorization": "Bearer " + json.loads(body)["token"]}
+
+    alice, bob = credentials(ALICE), credentials(BOB)
+    c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=30)
+    assert not on_every_conn([c], pull_all(img, "private/app", alice, 1, 200))
+    assert not on_every_conn([c], pull_all(other, "library/open", bob, 1, 200))
+    c.close()
+    mark = up.mark()
+    loops0 = per_loop(m)
+    conns = open_conns(m)
+    assert not on_every_conn(conns, pull_all(img, "private/app", alice, 10, 200))
+    assert since(up, mark) == [], "alice's hits went upstream"
+    loops = per_loop(m)
+    assert loops[1] - loops0.get(1, 0) > 0, f"the worker loop answered nothing: {loops}"
+
+    # bob pulls what he may, on every connection: both loops know him now
+    assert not on_every_conn(conns, pull_all(other, "library/open", bob, 3, 200))
+    # the same keys, warm on both loops, for callers who may not have them
+    forged = ({"Authorization": "Bearer " + alice["Authorization"][7:-2] + "xx"}
+              if scheme == "token" else basic("alice", "wrong"))
+    for who, want in ((bob, 403), ({}, 401), (forged, 401)):
+        assert not on_every_conn(conns, pull_all(img, "private/app", who, 2, want)), who
+    # and alice still
+    assert not on_every_conn(conns, pull_all(img, "private/app", alice, 1, 200))
+
+    # alice leaves the users file: every loop refuses her within the reload
+    with open(users) as f:
+        kept = [line for line in f if not line.startswith("alice:")]
+    with open(users, "w") as f:
+        f.writelines(kept)
+    wait_until(lambda: all(ask_as(c, "/v2/private/app/manifests/v1", alice)[0] == 401
+                           for c in conns), timeout=15, what="alice refused on every connection")
+    assert not on_every_conn(conns, pull_all(img, "private/app", alice, 2, 401))
+    for c in conns:
+        c.close()
+    assert since(up, mark) == []
+
+
+def test_a_token_stops_opening_pulls_on_every_loop_when_it_expires(mirror_factory, up,
+                                                                   make_image, push, tmp_dir):
+    """auth.scheme: token, anonymous: none. A token for alice that expires in 3 s (signed with
+    the mirror's own key, as its endpoint would sign it) opens her pulls on both loops; once it
+    has expired, every connection is refused (401), whichever loop holds it."""
+    import base64
+    import hashlib
+    import hmac
+    import os
+    img = push(make_image(912, (16 * 1024,)), up, "library/exp", "v1")
+    m = mirror_factory([up], revalidate_after="1h", extra={
+        "workers": 2, "metrics": {"allow": ["127.0.0.1/32"]},
+        "auth": {"htpasswd": make_users(tmp_dir, ALICE), "realm": "Test Realm",
+                 "scheme": "token", "anonymous": "none"}})
+    with open(os.path.join(m.storage, "token.key"), "rb") as f:
+        key = f.read()
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+    expires = int(time.time()) + 3
+    payload = f"v1 {expires} alice".encode()
+    token = b64(payload) + "." + b64(hmac.new(key, payload, hashlib.sha256).digest())
+    auth = {"Authorization": "Bearer " + token}
+    loops0 = per_loop(m)
+    conns = open_conns(m)
+    assert not on_every_conn(conns, pull_all(img, "library/exp", auth, 3, 200))
+    assert time.time() < expires, "the pulls took longer than the token's life"
+    assert per_loop(m)[1] - loops0.get(1, 0) > 0
+    time.sleep(max(0.0, expires - time.time()) + 0.2)
+    assert not on_every_conn(conns, pull_all(img, "library/exp", auth, 2, 401))
+    for c in conns:
+        c.close()

@@ -26,15 +26,17 @@ int main(void)
 
     /* round trip, user and anonymous */
     CHECK(token_issue(&k1, "alice", 2000, tok, sizeof(tok)) == 0);
-    CHECK(token_verify(&k1, tok, strlen(tok), 1000, user, sizeof(user)) == 0);
+    CHECK(token_verify(&k1, tok, strlen(tok), 1000, user, sizeof(user), NULL) == 0);
     CHECK_STR(user, "alice");
     CHECK(strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") ==
           strlen(tok));
-    CHECK(token_verify(&k1, tok, strlen(tok), 2000, user, sizeof(user)) == -ETIMEDOUT);
+    CHECK(token_verify(&k1, tok, strlen(tok), 2000, user, sizeof(user), NULL) == -ETIMEDOUT);
     char anon[TOKEN_MAX];
     CHECK(token_issue(&k1, "", 2000, anon, sizeof(anon)) == 0);
-    CHECK(token_verify(&k1, anon, strlen(anon), 1999, user, sizeof(user)) == 0);
+    int64_t expires = 0;
+    CHECK(token_verify(&k1, anon, strlen(anon), 1999, user, sizeof(user), &expires) == 0);
     CHECK_STR(user, "");
+    CHECK(expires == 2000);
 
     /* every single-character change is refused */
     size_t n = strlen(tok);
@@ -42,18 +44,18 @@ int main(void)
         char bad[TOKEN_MAX];
         memcpy(bad, tok, n + 1);
         bad[i] = bad[i] == 'A' ? 'B' : 'A';
-        CHECK(token_verify(&k1, bad, n, 1000, user, sizeof(user)) != 0);
+        CHECK(token_verify(&k1, bad, n, 1000, user, sizeof(user), NULL) != 0);
     }
     /* truncated, empty, no dot, another key */
-    CHECK(token_verify(&k1, tok, n - 1, 1000, user, sizeof(user)) == -EINVAL);
-    CHECK(token_verify(&k1, "", 0, 1000, user, sizeof(user)) == -EINVAL);
-    CHECK(token_verify(&k1, "abc", 3, 1000, user, sizeof(user)) == -EINVAL);
+    CHECK(token_verify(&k1, tok, n - 1, 1000, user, sizeof(user), NULL) == -EINVAL);
+    CHECK(token_verify(&k1, "", 0, 1000, user, sizeof(user), NULL) == -EINVAL);
+    CHECK(token_verify(&k1, "abc", 3, 1000, user, sizeof(user), NULL) == -EINVAL);
     struct token_key other = k1;
     other.bytes[0] ^= 1;
-    CHECK(token_verify(&other, tok, n, 1000, user, sizeof(user)) == -EINVAL);
+    CHECK(token_verify(&other, tok, n, 1000, user, sizeof(user), NULL) == -EINVAL);
     /* a holder longer than the caller's buffer is refused, not cut */
     char small[4];
-    CHECK(token_verify(&k1, tok, n, 1000, small, sizeof(small)) == -EINVAL);
+    CHECK(token_verify(&k1, tok, n, 1000, small, sizeof(small), NULL) == -EINVAL);
     /* out too small to hold a token */
     CHECK(token_issue(&k1, "alice", 2000, tok, 20) == -ENAMETOOLONG);
 

@@ -365,8 +365,14 @@ static int answer(struct registry_worker *w, struct conn *c, struct http_request
     } else if (r->auth && !auth_anonymous_pull(r->auth)) {
         return 0;
     }
-    if (r->instance[0] && (req->via || req->via_too_long))
-        return 0; /* the loop check, and what goes upstream, are the first loop's */
+    if (r->instance[0] && (req->via || req->via_too_long)) {
+        /* a child mirror's pull: a hit goes nowhere upstream, so the loop check (pure) is all
+         * the first loop would do; a loop is refused there, with its 508 */
+        char chain[VIA_CHAIN_MAX];
+        size_t hops;
+        if (via_check(req->via, req->via_too_long, r->instance, chain, &hops) != VIA_OK)
+            return 0;
+    }
     if (ui_path(r->ui, req->path))
         return 0;
     int head = req->method == HTTP_METHOD_HEAD;

@@ -442,3 +442,30 @@ def test_a_token_stops_opening_pulls_on_every_loop_when_it_expires(mirror_factor
     assert not on_every_conn(conns, pull_all(img, "library/exp", auth, 2, 401))
     for c in conns:
         c.close()
+
+
+def test_a_child_mirrors_pulls_are_answered_on_every_loop_and_a_loop_on_none(
+        mirror_factory, up, make_image, push):
+    """Requests carrying Via (a child mirror pulling through this one): hits are answered on
+    both loops and cost the upstream nothing; a Via that names this mirror (a loop of mirrors)
+    or passes too many proxies is refused with 508 on every connection, the warm ones too."""
+    m = mirror_factory([up], revalidate_after="1h",
+                       extra={"workers": 2, "metrics": {"allow": ["127.0.0.1/32"]},
+                              "instance_id": "parent-under-test"})
+    img = push(make_image(913, (16 * 1024,)), up, "library/tier", "v1")
+    child = {"Via": "1.1 child-mirror-a:5000"}
+    c = http.client.HTTPConnection("127.0.0.1", m.port, timeout=30)
+    assert not on_every_conn([c], pull_all(img, "library/tier", child, 1, 200))
+    c.close()
+    mark = up.mark()
+    loops0 = per_loop(m)
+    conns = open_conns(m)
+    assert not on_every_conn(conns, pull_all(img, "library/tier", child, 5, 200))
+    assert per_loop(m)[1] - loops0.get(1, 0) > 0, "the worker loop answered nothing"
+    assert since(up, mark) == []
+    looped = {"Via": "1.1 child-mirror-a:5000, 1.1 parent-under-test"}
+    hops = {"Via": ", ".join(f"1.1 hop{i}" for i in range(9))}
+    for via in (looped, hops):
+        assert not on_every_conn(conns, pull_all(img, "library/tier", via, 2, 508)), via
+    for c in conns:
+        c.close()

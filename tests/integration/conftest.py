@@ -45,9 +45,19 @@ def pytest_configure(config):
         "a Ceph cluster, so the sanitizer phase of tests/run.sh leaves it out (-m 'not once')")
     config.addinivalue_line(
         "markers",
-        "engines: drives real container engines (dockerd, containerd, podman, buildah) or other "
-        "heavyweight peers through request paths the rest of the suite covers, so the "
-        "AddressSanitizer phase of tests/run.sh leaves it out (-m 'not engines')")
+        "engines: drives a real container engine (dockerd, containerd, podman, buildah; set on "
+        "every test that uses the dockerd or containerd fixture) through request paths the rest "
+        "of the suite covers, so the sanitizer phases of tests/run.sh leave it out "
+        "(-m 'not engines'); the plain phase runs it")
+
+
+ENGINE_FIXTURES = {"dockerd", "containerd"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engines)
     config.addinivalue_line(
         "markers",
         "time_limit(seconds): this test's limit (its fixtures' setup included) when longer than "

@@ -215,6 +215,7 @@ def _podman_pull(storage, drop_in_dir, ref):
     return digest.strip()
 
 
+@pytest.mark.engines
 def test_podman_drop_in_pulls_both_upstreams_through_mirror(two, tmp_dir):
     """The written registries.conf.d drop-in makes `podman pull` of docker.io/... and
     quay.io/... go to the mirror with the upstream's name in the path, each blob fetched from

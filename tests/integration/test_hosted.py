@@ -135,6 +135,7 @@ def test_chunked_upload_with_resume_and_digest_check(mirror_factory, up, tmp_dir
     assert s == 201 and h["location"] == f"/v2/search-hub/blobs/{digest}"
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize("scheme", ["basic", "token"])
 def test_buildah_push_with_credentials(mirror_factory, up, make_image, tmp_dir, scheme):
     """The seed's case: buildah pushes with --creds to a mirror that allows anonymous pulls.

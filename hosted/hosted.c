@@ -12,6 +12,7 @@
 
 #include "db/db.h"
 #include "hosted/impl.h"
+#include "hosted/kept.h"
 #include "registry/respond.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -249,7 +250,8 @@ int hosted_new(uv_loop_t *loop, const struct config *cfg, struct store *store, s
     h->referrers = map_new();
     h->uploads = map_new();
     h->links = map_new();
-    if (!h->tags || !h->manifests || !h->referrers || !h->uploads || !h->links ||
+    h->kept = kept_new(HOSTED_KEPT_BYTES);
+    if (!h->tags || !h->manifests || !h->referrers || !h->uploads || !h->links || !h->kept ||
         db_load_hosted(db, load_tag, load_blob, h) ||
         db_load_hosted_referrers(db, load_referrer, h)) {
         hosted_free(h);
@@ -307,6 +309,7 @@ void hosted_free(struct hosted *h)
     map_free(h->uploads);
     map_free(h->links);
     map_free(h->sized);
+    kept_free(h->kept);
     free(h);
 }
 

@@ -55,6 +55,7 @@ struct hosted {
     struct db *db;
     struct map *tags;      /* repo SEP tag -> struct htag */
     struct map *manifests; /* repo SEP digest -> strdup'ed media type */
+    struct kept_manifests *kept; /* manifests' bytes in memory (hosted/kept.h) */
     struct map *referrers; /* repo SEP digest -> struct hreferrer */
     struct map *uploads;   /* uuid -> struct upload */
     /* repo SEP digest -> a marker: what each repository holds (uploaded or mounted to it,
@@ -86,6 +87,7 @@ struct op {
     int rc;
     char digest[REF_DIGEST_MAX + 1]; /* what is read, stored or claimed */
     char media_type[HOSTED_MEDIA_TYPE_MAX];
+    uint64_t epoch; /* manifest GET: the content epoch its read started in */
     struct buf body; /* manifest PUT and GET: the manifest; uploads: bytes waiting for the disk */
     /* uploads */
     struct upload *up;

@@ -1254,6 +1254,12 @@ void conn_respond_shared(struct conn *c, int status, const char *headers, struct
                          int head_only)
 {
     int send_body = !head_only && b->len;
+    if (send_body && c->ssl && b->len <= TLS_JOIN_MAX / 2) {
+        /* over TLS a small body (a manifest) goes in its head's record: one SSL_write, one
+         * record and one send instead of two; its copy is counted as a response's own */
+        conn_respond(c, status, headers, b->data, b->len, 0);
+        return;
+    }
     if (send_body && !b->senders && !c->closing && !admit_body(c, b->len))
         return;
     if (start_response(c, status, headers, b->len))

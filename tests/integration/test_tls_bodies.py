@@ -159,3 +159,37 @@ def test_hosted_hot_descriptor_needs_the_repository(mirror_factory, up, tmp_dir)
     s, h, _, _ = m.request("HEAD", f"/v2/team/holder/blobs/{d}")
     assert s == 200 and int(h["content-length"]) == len(data)
     assert m.request("GET", f"/v2/team/other/blobs/{d}")[0] == 404
+
+
+def test_a_small_manifest_comes_in_its_heads_record(mirror_factory, up, make_image, push,
+                                                    tmp_dir):
+    """Over TLS a manifest of a few KiB is sent in the same record as its response head (one
+    SSL_write and one send, not two), whichever loop answers: on 16 connections, each read of
+    one record (SSL_read returns at most one) holds the whole response, by tag and by digest,
+    the first time (answered by the first loop) and the next (by the connection's own)."""
+    import socket
+    img = push(make_image(1201, (4 * KiB,)), up, "library/tlsman", "v1")
+    m = tls_mirror(mirror_factory, up, tmp_dir)
+    conn = tls_conn(m)
+    s, _, body = call(conn, "GET", "/v2/library/tlsman/manifests/v1",
+                      headers={"Accept": img.media_type})
+    assert s == 200 and body == img.raw
+    conn.close()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    socks = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", m.port), timeout=30))
+             for _ in range(16)]
+    try:
+        for _ in range(2):
+            for ref in ("v1", img.digest):
+                for s in socks:
+                    s.sendall(f"GET /v2/library/tlsman/manifests/{ref} HTTP/1.1\r\nHost: m\r\n"
+                              f"Accept: {img.media_type}\r\n\r\n".encode())
+                    record = s.recv(1 << 20)
+                    head, _, rest = record.partition(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200"), head[:100]
+                    assert rest == img.raw, (ref, len(record), len(head), len(img.raw))
+    finally:
+        for s in socks:
+            s.close()

@@ -22,6 +22,10 @@
 #define TLS_INLINE_BUDGET (1u << 20) /* TLS: resident bytes read and encrypted per loop turn */
 /* TLS: a response head and a body of this much together go in one SSL_write (one record) */
 #define TLS_JOIN_MAX (16u << 10)
+/* Full-size TLS body buffers (TLS_CHUNK) a loop keeps for its next file bodies: a fresh one
+ * of that size comes from pages the allocator had given back to the kernel, and faulting them
+ * in again cost a tenth of a 1 MiB TLS hit's time (perf, bench/run --profile) */
+#define TLS_POOL_MAX 16
 /* bodies this small are always sent, whatever opts.max_response_memory says: error answers
  * must get out, and max_connections of them are bounded anyway */
 #define SMALL_BODY (16u << 10)
@@ -77,6 +81,8 @@ struct http_server {
     /* connections of other loops whose visit here is over, sent home at the end of the turn */
     uv_check_t homeward_check;
     struct conn *homeward;
+    char *tls_pool[TLS_POOL_MAX]; /* TLS_CHUNK buffers for file bodies (tls_body.c) */
+    size_t n_tls_pool;
 };
 
 struct conn {

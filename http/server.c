@@ -392,5 +392,7 @@ void http_server_free(struct http_server *s)
     free(s->common_headers);
     free(s->default_header);
     free(s->rbuf);
+    while (s->n_tls_pool)
+        free(s->tls_pool[--s->n_tls_pool]);
     free(s);
 }

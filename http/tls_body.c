@@ -30,8 +30,16 @@ int tls_body_buffer(struct conn *c, size_t want)
     if (c->tls_buf && c->tls_cap >= want)
         return 0;
     /* only ever grown while empty: nothing to carry over */
-    free(c->tls_buf);
-    c->tls_cap = 0;
+    tls_body_free(c);
+    if (want > TLS_JOIN_MAX) { /* a body of several records: a full-size buffer, kept */
+        want = TLS_CHUNK;
+        struct http_server *s = c->srv;
+        if (s && s->n_tls_pool) {
+            c->tls_buf = s->tls_pool[--s->n_tls_pool];
+            c->tls_cap = TLS_CHUNK;
+            return 0;
+        }
+    }
     if (!(c->tls_buf = malloc(want)))
         return -ENOMEM;
     c->tls_cap = want;
@@ -40,7 +48,11 @@ int tls_body_buffer(struct conn *c, size_t want)
 
 void tls_body_free(struct conn *c)
 {
-    free(c->tls_buf);
+    struct http_server *s = c->srv;
+    if (c->tls_buf && c->tls_cap == TLS_CHUNK && s && s->n_tls_pool < TLS_POOL_MAX)
+        s->tls_pool[s->n_tls_pool++] = c->tls_buf; /* for the loop's next file body */
+    else
+        free(c->tls_buf);
     c->tls_buf = NULL;
     c->tls_cap = c->tls_len = c->tls_pos = c->tls_head = 0;
 }

@@ -1156,6 +1156,23 @@ static void heads_sweep(struct cache *c)
     free(x.keys);
 }
 
+
+/* The HEAD is answered: its waiters, taken from it, and the HEAD kept to answer alike for
+ * cache.revalidate_after (keep) or forgotten. */
+static struct blob_waiter *head_settle(struct blob_head *h, int keep)
+{
+    struct cache *c = h->c;
+    struct blob_waiter *w = h->waiters;
+    h->waiters = NULL;
+    if (keep) {
+        h->done = 1;
+        h->until_ms = clock_wall_ms() + c->cfg->revalidate_after_ms;
+    } else {
+        map_del(c->blob_heads, h->key);
+    }
+    return w;
+}
+
 static void head_on_done(void *ud, const struct upstream_response *resp, int result)
 {
     (void)result;
@@ -1187,14 +1204,7 @@ static void head_on_done(void *ud, const struct upstream_response *resp, int res
             }
         }
     }
-    struct blob_waiter *w = h->waiters;
-    h->waiters = NULL;
-    if (keep) {
-        h->done = 1;
-        h->until_ms = clock_wall_ms() + c->cfg->revalidate_after_ms;
-    } else {
-        map_del(c->blob_heads, h->key);
-    }
+    struct blob_waiter *w = head_settle(h, keep);
     while (w) {
         struct blob_waiter *next = w->next;
         w->cb(w->ud, &a);
@@ -1259,15 +1269,8 @@ static void head_l2_done(void *ud, const struct s3_reply *r)
     }
     h->size = (uint64_t)r->length;
     snprintf(h->digest, sizeof(h->digest), "%s", h->asked);
-    struct blob_waiter *w = h->waiters;
-    h->waiters = NULL;
     int keep = c->cfg->revalidate_after_ms > 0;
-    if (keep) {
-        h->done = 1;
-        h->until_ms = clock_wall_ms() + c->cfg->revalidate_after_ms;
-    } else {
-        map_del(c->blob_heads, h->key);
-    }
+    struct blob_waiter *w = head_settle(h, keep);
     while (w) {
         struct blob_waiter *next = w->next;
         head_answer_cached(h, w->cb, w->ud);

@@ -751,6 +751,10 @@ static void do_read(struct conn *c)
         c->rlen = (size_t)n;
         touch(c);
         parse_more(c);
+        /* one read a turn unless more is known to wait: a client answered at once would
+         * otherwise be served again and again while the others' requests wait */
+        if ((size_t)n < READ_BUF && !(c->ssl && SSL_has_pending(c->ssl)))
+            break;
     }
 }
 

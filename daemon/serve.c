@@ -269,6 +269,10 @@ static void daemon_figures(void *ud, struct metrics_live *out)
     uint64_t ok, failed;
     out->connections_open += http_server_connections(d->http);
     out->connections_refused += http_server_refused(d->http);
+    unsigned loops = http_server_loops(d->http);
+    out->n_loops = loops < METRICS_LOOPS_MAX ? loops : METRICS_LOOPS_MAX;
+    for (unsigned i = 0; i < out->n_loops; i++)
+        out->loop_connections[i] += http_server_loop_connections(d->http, i);
     tls_handshakes(&ok, &failed);
     out->tls_ok += ok;
     out->tls_failed += failed;

@@ -814,7 +814,7 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
-        atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
+        server_slot_release(s);
         return;
     }
     c->srv = s;
@@ -832,7 +832,7 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
             SSL_free(c->ssl);
             close(fd);
             free(c);
-            atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
+            server_slot_release(s);
             return;
         }
         SSL_set_accept_state(c->ssl);
@@ -841,7 +841,7 @@ void conn_accepted(struct http_server *s, int fd, const char *peer)
         SSL_free(c->ssl);
         close(fd);
         free(c);
-        atomic_fetch_sub_explicit(&s->group->n_conns, 1, memory_order_relaxed);
+        server_slot_release(s);
         return;
     }
     uv_timer_init(s->loop, &c->timer);

@@ -156,6 +156,10 @@ int http_server_port(const struct http_server *s);
  * http_server_close_all stops accepting. */
 void http_server_drain(struct http_server *s);
 size_t http_server_connections(const struct http_server *s);
+/* The event loops serving s's listener, and the connections open on loop i (each lives on
+ * the loop it was given at accept: the one with the fewest then). */
+unsigned http_server_loops(const struct http_server *s);
+size_t http_server_loop_connections(const struct http_server *s, unsigned i);
 /* Connections refused at accept since start (max_connections reached). */
 uint64_t http_server_refused(const struct http_server *s);
 /* Connections with a request in progress: what a graceful stop waits for. */

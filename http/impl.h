@@ -40,6 +40,8 @@ struct http_group {
     atomic_uint_fast64_t refused;
     /* bytes of response bodies held in memory by every loop (limits.max_response_memory) */
     atomic_int_fast64_t buffered;
+    /* every loop has started: a new connection may go to any of them (server.c) */
+    atomic_int balanced;
     unsigned n;
     struct http_server **servers; /* [0]: the first loop's */
     struct http_worker *workers;  /* [i - 1]: loop i's thread */
@@ -65,6 +67,10 @@ struct http_server {
                  * copied to its own buffer, so an idle connection holds no read buffer */
     struct conn *conns; /* doubly linked */
     size_t n_conns;
+    /* the connections this loop is home to, read by every loop that accepts one: a new
+     * connection goes to the loop with the fewest (on_listen_readable) */
+    atomic_size_t n_home;
+    atomic_int takes_new; /* listening: not draining, not closed */
     int draining;
     SSL_CTX *tls; /* NULL: plain HTTP; replaced on reload, connections keep their own */
     /* response bodies held in memory are counted in group->buffered: copies in connections'
@@ -76,6 +82,7 @@ struct http_server {
      * here): a list under inbox_lock, taken by inbox_async's callback */
     pthread_mutex_t inbox_lock;
     struct conn *inbox;
+    struct fresh *fresh; /* sockets another loop accepted for this one, newest first */
     uv_async_t inbox_async;
     int inbox_on, closed;
     /* connections of other loops whose visit here is over, sent home at the end of the turn */
@@ -186,6 +193,9 @@ void conn_accepted(struct http_server *s, int fd, const char *peer);
 void conn_drain(struct conn *c);
 void conn_close(struct conn *c);
 void server_conn_gone(struct http_server *s, struct conn *c);
+/* A connection of home's that never got going (or is gone): its slot in the group's count and
+ * in home's own. */
+void server_slot_release(struct http_server *home);
 /* In the list of s (its handles are open on s's loop); 0 or -errno. */
 int server_conn_join(struct http_server *s, struct conn *c);
 /* A connection that arrived from another loop (conn.c): made to go on here. */

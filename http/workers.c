@@ -131,6 +131,7 @@ int http_server_start_workers(struct http_server *s, const struct http_workers_o
         g->n = started; /* the rest are stopped with the first loop */
         return r;
     }
+    atomic_store_explicit(&g->balanced, 1, memory_order_release);
     return 0;
 }
 

@@ -802,6 +802,17 @@ static int expose_front(struct buf *out, const struct metrics_live *live)
     TRY(counter(out, "regcache_connections_refused_total",
                 "Client connections refused at accept (limits.max_connections reached)",
                 live->connections_refused));
+    if (live->n_loops) {
+        TRY(metrics__family(out, "regcache_loop_connections", "gauge",
+                            "Client connections open on each event loop (workers): each is "
+                            "given at accept to the loop with the fewest"));
+        for (unsigned i = 0; i < live->n_loops; i++) {
+            char labels[32];
+            snprintf(labels, sizeof(labels), "loop=\"%u\"", i);
+            TRY(metrics__u64(out, "regcache_loop_connections", labels,
+                             live->loop_connections[i]));
+        }
+    }
     TRY(metrics__family(out, "regcache_tls_handshakes_total", "counter",
                         "TLS handshakes with clients, by result"));
     TRY(metrics__u64(out, "regcache_tls_handshakes_total", "result=\"ok\"", live->tls_ok));

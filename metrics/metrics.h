@@ -191,6 +191,10 @@ struct metrics_live {
     uint64_t fills[METRICS_N_TYPES]; /* blob fills, manifest flights in progress */
     uint64_t index_pending;          /* index writes not yet committed */
     uint64_t connections_open, connections_refused;
+    /* the connections open on each event loop (workers), n_loops of them */
+#define METRICS_LOOPS_MAX 64
+    uint64_t loop_connections[METRICS_LOOPS_MAX];
+    unsigned n_loops;
     uint64_t tls_ok, tls_failed;
 };
 typedef void (*metrics_source_fn)(void *ud, struct metrics_live *out);

@@ -306,6 +306,51 @@ def test_hosted_hits_on_every_loop_follow_each_push_and_delete(mirror_factory, u
     assert since(up, mark) == []
 
 
+def conns_per_loop(m):
+    """{loop: connections open on it} from /metrics (the scrape's own connection among them)."""
+    s = scrape(m.port)
+    return {int(dict(ls)["loop"]): v for (name, ls), v in s.samples.items()
+            if name == "regcache_loop_connections"}
+
+
+def test_a_crowd_of_connections_is_spread_evenly_over_the_loops(mirror_factory, up):
+    """60 connections opened at once, before any loop accepted one (a load generator, a CI
+    farm's daemons after a restart): each loop is given 15, whichever woke first, since a
+    connection stays on its loop and a loop left with more serves each of them slower for as
+    long as they last. Half of them hang up, some with a reset: every loop gives their slots
+    back, and the next crowd fills the loops with the fewest first."""
+    import socket
+    import struct
+    m = mirror_factory([up], extra={"workers": 4, "metrics": {"allow": ["127.0.0.1/32"]}})
+    conns = [socket.create_connection(("127.0.0.1", m.port), timeout=10) for _ in range(60)]
+    for c in conns:  # each answered: accepted and placed
+        c.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+    for c in conns:
+        assert c.recv(4096).startswith(b"HTTP/1.1 200"), "a connection was not answered"
+    placed = conns_per_loop(m)
+    assert sorted(placed) == [0, 1, 2, 3], placed
+    assert sum(placed.values()) == 61, placed  # with the scrape's
+    assert max(placed.values()) - min(placed.values()) <= 1, placed
+
+    for i, c in enumerate(conns[:30]):
+        if i % 2:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    wait_until(lambda: sum(conns_per_loop(m).values()) == 31, 10, what="the closed ones' slots")
+    left = conns_per_loop(m)
+    more = [socket.create_connection(("127.0.0.1", m.port), timeout=10) for _ in range(30)]
+    for c in more:
+        c.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.recv(4096).startswith(b"HTTP/1.1 200")
+    placed = conns_per_loop(m)
+    assert sum(placed.values()) == 61, (left, placed)
+    assert max(placed.values()) - min(placed.values()) <= 1, (left, placed)
+    for c in conns[30:] + more:
+        c.close()
+    wait_until(lambda: sum(conns_per_loop(m).values()) == 1, 10, what="every slot given back")
+    assert scrape(m.port).get("regcache_connections_open") == 1
+
+
 def test_clients_that_hang_up_while_their_request_changes_loops(two_loops):
     """400 clients send a request the first loop answers (so that a worker hands it over) and
     hang up at once, some with a reset: the mirror stays up and serves the next client."""

@@ -40,8 +40,6 @@ struct http_group {
     atomic_uint_fast64_t refused;
     /* bytes of response bodies held in memory by every loop (limits.max_response_memory) */
     atomic_int_fast64_t buffered;
-    /* every loop has started: a new connection may go to any of them (server.c) */
-    atomic_int balanced;
     unsigned n;
     struct http_server **servers; /* [0]: the first loop's */
     struct http_worker *workers;  /* [i - 1]: loop i's thread */

@@ -53,22 +53,21 @@ void server_slot_release(struct http_server *home)
  * loop woke first: left there, the loop with the most serves each of its connections slower
  * than the others serve theirs for as long as they last (measured with two loops: 44 of 64
  * connections on one gave them half the other's rate, and the whole run a p99 three times
- * that of an even split). */
+ * that of an even split). No loop runs before every loop has started (workers.c), so a crowd
+ * arriving during start-up is spread too. */
 static struct http_server *pick_home(struct http_server *s)
 {
     struct http_group *g = s->group;
     struct http_server *home = s;
-    if (atomic_load_explicit(&g->balanced, memory_order_acquire)) {
-        size_t least = atomic_load_explicit(&s->n_home, memory_order_relaxed);
-        for (unsigned i = 0; i < g->n; i++) {
-            struct http_server *o = g->servers[i];
-            if (o == s || !atomic_load_explicit(&o->takes_new, memory_order_relaxed))
-                continue;
-            size_t n = atomic_load_explicit(&o->n_home, memory_order_relaxed);
-            if (n < least) {
-                home = o;
-                least = n;
-            }
+    size_t least = atomic_load_explicit(&s->n_home, memory_order_relaxed);
+    for (unsigned i = 0; i < g->n; i++) {
+        struct http_server *o = g->servers[i];
+        if (o == s || !atomic_load_explicit(&o->takes_new, memory_order_relaxed))
+            continue;
+        size_t n = atomic_load_explicit(&o->n_home, memory_order_relaxed);
+        if (n < least) {
+            home = o;
+            least = n;
         }
     }
     atomic_fetch_add_explicit(&home->n_home, 1, memory_order_relaxed);

@@ -22,8 +22,9 @@ struct http_worker {
     pthread_mutex_t lock; /* the requests below */
     SSL_CTX *tls;         /* a context to take (a reference of its own) */
     int tls_set, drain, close;
-    /* start-up: the thread says whether it serves */
-    uv_sem_t started;
+    /* start-up: the thread says whether it serves, then waits for every loop to have started
+     * before it runs its own (go): no loop accepts a connection before all can be given one */
+    uv_sem_t started, go;
     int start_rc;
 };
 
@@ -75,6 +76,7 @@ static void worker_main(void *arg)
     }
     w->start_rc = r;
     uv_sem_post(&w->started);
+    uv_sem_wait(&w->go);
     if (!r)
         uv_run(&w->loop, UV_RUN_DEFAULT);
     if (g->wopts.stop && w->ud)
@@ -113,6 +115,7 @@ int http_server_start_workers(struct http_server *s, const struct http_workers_o
         w->index = i;
         pthread_mutex_init(&w->lock, NULL);
         uv_sem_init(&w->started, 0);
+        uv_sem_init(&w->go, 0);
     }
     unsigned started = 1;
     int r = 0;
@@ -129,10 +132,12 @@ int http_server_start_workers(struct http_server *s, const struct http_workers_o
     if (r) {
         log_error("workers: started %u of %u loops: %s", started, o->n, strerror(-r));
         g->n = started; /* the rest are stopped with the first loop */
-        return r;
     }
-    atomic_store_explicit(&g->balanced, 1, memory_order_release);
-    return 0;
+    /* each loop may hand a new connection to any other from now on (server.c pick_home) */
+    for (unsigned i = 1; i < o->n; i++)
+        if (workers[i - 1].joinable)
+            uv_sem_post(&workers[i - 1].go);
+    return r;
 }
 
 /* The calls below run on the first loop's thread. */
@@ -205,6 +210,7 @@ void workers_join(struct http_group *g)
         SSL_CTX_free(w->tls);
         pthread_mutex_destroy(&w->lock);
         uv_sem_destroy(&w->started);
+        uv_sem_destroy(&w->go);
     }
     free(g->workers);
     g->workers = NULL;

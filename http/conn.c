@@ -229,7 +229,7 @@ static void log_access(struct conn *c, const char *note)
             put_bare(&l, note_v);
         }
         l.p[l.len++] = '\n';
-        log_write_line(l.p, l.len);
+        log_hold_line(l.p, l.len); /* written before the loop waits again (server.c) */
     }
     if (c->srv->opts.on_response) {
         struct http_response_info info = {
@@ -758,6 +758,13 @@ static void do_read(struct conn *c)
     }
 }
 
+static int wants_read(struct conn *c)
+{
+    return can_parse(c) && c->rpos == c->rlen && !c->peer_closed;
+}
+
+static void set_poll(struct conn *c, int lazy);
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct conn *c = h->data;
@@ -766,6 +773,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     }
     conn_ref(c);
+    /* an event watched lazily (set_poll) that came unwanted stops being watched */
+    int unwanted = ((events & UV_READABLE) && !wants_read(c)) ||
+                   ((events & UV_WRITABLE) && !c->want_write);
     if (events & UV_WRITABLE) {
         c->want_write = 0;
         flush(c);
@@ -788,25 +798,41 @@ static void on_poll(uv_poll_t *h, int status, int events)
         }
     }
     if (!c->closing)
-        update_poll(c);
+        set_poll(c, !unwanted);
     conn_unref(c);
 }
 
-static void update_poll(struct conn *c)
+/* The poll watches what the connection wants: to read once it has parsed all it had, to write
+ * what is queued, the peer's hang-up. With lazy, an event no longer wanted stays watched until
+ * it fires (on_poll): a request answered after its loop turned (by the thread pool, another
+ * loop) would otherwise cost two epoll_ctl, one to stop reading and one to read again, while a
+ * client waiting for its answer sends nothing that would wake the loop. */
+static void set_poll(struct conn *c, int lazy)
 {
     if (c->closing || c->move_to)
         return;
     int ev = 0;
-    if (can_parse(c) && c->rpos == c->rlen && !c->peer_closed)
+    if (wants_read(c))
         ev |= UV_READABLE;
     if (c->want_write)
         ev |= UV_WRITABLE;
-    if (!c->peer_closed)
+    if (!c->peer_closed) {
         ev |= UV_DISCONNECT;
+        if (lazy)
+            ev |= c->armed & (UV_READABLE | UV_WRITABLE);
+    }
+    if (ev == c->armed)
+        return;
+    c->armed = ev;
     if (ev)
         uv_poll_start(&c->poll, ev, on_poll);
     else
         uv_poll_stop(&c->poll);
+}
+
+static void update_poll(struct conn *c)
+{
+    set_poll(c, 1);
 }
 
 void conn_accepted(struct http_server *s, int fd, const char *peer)
@@ -1061,8 +1087,9 @@ static void flush(struct conn *c)
 {
     if (c->closing || c->io_busy)
         return;
-    if (c->ssl && c->streaming && !tls_body_kernel(c))
-        tls_body_join_head(c); /* a small body in the head's record */
+    /* a small body joins its head (a TLS record, or a plain send), unless the kernel encrypts */
+    if (c->streaming && (!c->ssl || !tls_body_kernel(c)))
+        tls_body_join_head(c);
     while (c->out_pos < c->out.len) {
         ssize_t n = io_send(c, c->out.data + c->out_pos, c->out.len - c->out_pos,
                             c->streaming || c->shared);
@@ -1437,6 +1464,7 @@ void conn_arrived(struct conn *c)
         return;
     }
     c->move_to = NULL;
+    c->armed = 0;
     uv_timer_init(s->loop, &c->timer);
     c->poll.data = c->timer.data = c;
     c->handles_open = 2;

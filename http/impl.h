@@ -85,6 +85,7 @@ struct http_server {
     int inbox_on, closed;
     /* connections of other loops whose visit here is over, sent home at the end of the turn */
     uv_check_t homeward_check;
+    uv_prepare_t log_prepare; /* the access lines of a turn, written before the loop waits */
     struct conn *homeward;
     char *tls_pool[TLS_POOL_MAX]; /* TLS_CHUNK buffers for file bodies (tls_body.c) */
     size_t n_tls_pool;
@@ -151,6 +152,7 @@ struct conn {
     ssize_t work_result;
     int work_errno;
     int want_write;
+    int armed; /* the events c->poll watches (update_poll) */
     /* TLS: file bodies are read into tls_buf (on the loop when resident, else on the thread
      * pool), then encrypted here (tls_body.c) */
     SSL *ssl;

@@ -84,6 +84,7 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT); /* what stop closed */
     if (uv_loop_close(&w->loop))
         log_debug("worker %u: loop closed with handles still open", w->index);
+    log_flush(); /* access lines of connections closed last */
 }
 
 int http_server_start_workers(struct http_server *s, const struct http_workers_opts *o)

@@ -4,6 +4,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@ enum log_format log_get_format(void)
     return (enum log_format)atomic_load_explicit(&format, memory_order_relaxed);
 }
 
-void log_write_line(const char *line, size_t len)
+static void write_all(const char *line, size_t len)
 {
     for (size_t off = 0; off < len;) {
         ssize_t w = write(STDERR_FILENO, line + off, len - off);
@@ -46,6 +47,37 @@ void log_write_line(const char *line, size_t len)
             break;
         off += (size_t)w;
     }
+}
+
+/* Lines a thread holds (log_hold_line) until log_flush: at most PIPE_BUF bytes, so that each
+ * write of them is whole beside other threads' writes to a pipe. */
+static __thread char held[PIPE_BUF];
+static __thread size_t held_len;
+
+void log_flush(void)
+{
+    size_t n = held_len;
+    held_len = 0;
+    if (n)
+        write_all(held, n);
+}
+
+void log_hold_line(const char *line, size_t len)
+{
+    if (held_len + len > sizeof(held))
+        log_flush();
+    if (len > sizeof(held)) {
+        write_all(line, len);
+        return;
+    }
+    memcpy(held + held_len, line, len);
+    held_len += len;
+}
+
+void log_write_line(const char *line, size_t len)
+{
+    log_flush(); /* what this thread held comes first */
+    write_all(line, len);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -16,6 +16,10 @@ void log_set_format(enum log_format format);
 enum log_format log_get_format(void);
 /* Writes line (len bytes, ending in '\n') to stderr with one write(), as log_msg does. */
 void log_write_line(const char *line, size_t len);
+/* Holds line for this thread's next log_flush (or the next line written, or the holding space
+ * full), so that lines made in one turn of an event loop go out in one write(). */
+void log_hold_line(const char *line, size_t len);
+void log_flush(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)

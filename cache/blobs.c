@@ -175,7 +175,6 @@ static void answer_waiter(struct blob_fill *f, struct blob_waiter *w)
 {
     struct blob_answer a = {0};
     a.size = f->size;
-    a.fd = -1;
     a.outcome = OUTCOME_FILL;
     if (f->state == FILL_FAILED) {
         a.err = f->err;
@@ -959,7 +958,6 @@ static int add_waiter(struct blob_fill *f, const char *repo, int head, blob_cb c
 static void answer_error(blob_cb cb, void *ud, int status, const char *code, const char *msg)
 {
     struct blob_answer a = {0};
-    a.fd = -1;
     cache__error_set(&a.err, status, code, "%s", msg);
     cb(ud, &a);
 }
@@ -1021,7 +1019,7 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
         }
         return;
     }
-    struct blob_answer refused = {.fd = -1};
+    struct blob_answer refused = {0};
     /* the upstream asked for a pause (429 Retry-After); with the tier, the bucket is asked
      * first all the same (fill_ask checks the pause before the upstream) */
     if (!l2_enabled(c) && health_backoff(c, u, &refused.err)) {
@@ -1030,7 +1028,6 @@ static void join_or_start(struct cache *c, struct upstream *u, const char *repo,
     }
     if (fills_full(c, u)) {
         struct blob_answer a = {0};
-        a.fd = -1;
         cache__error_set(&a.err, 503, "UNAVAILABLE",
                          "%llu blobs are being fetched from upstream %s already "
                          "(limits.max_fills): try again shortly",
@@ -1105,7 +1102,6 @@ static void head_key(char *out, size_t len, const struct upstream *u, const char
 static void head_answer_cached(const struct blob_head *h, blob_cb cb, void *ud)
 {
     struct blob_answer a = {0};
-    a.fd = -1;
     a.outcome = OUTCOME_MISS;
     a.size = h->size;
     a.upstream_digest = h->digest[0] ? h->digest : NULL;
@@ -1180,7 +1176,6 @@ static void head_on_done(void *ud, const struct upstream_response *resp, int res
     struct cache *c = h->c;
     h->req = NULL;
     struct blob_answer a = {0};
-    a.fd = -1;
     a.outcome = OUTCOME_MISS;
     int keep = 0;
     if (resp->status == 200 && resp->content_length >= 0) {
@@ -1227,7 +1222,7 @@ static void head_fail_all(struct blob_head *h, const struct cache_error *err)
     free(h);
     while (w) {
         struct blob_waiter *next = w->next;
-        struct blob_answer a = {.fd = -1, .err = *err};
+        struct blob_answer a = {.err = *err};
         w->cb(w->ud, &a);
         waiter_free(w);
         w = next;
@@ -1237,7 +1232,7 @@ static void head_fail_all(struct blob_head *h, const struct cache_error *err)
 /* The upstream's HEAD for h; 0, or -1 when h was answered with an error and freed. */
 static int head_ask_upstream(struct blob_head *h)
 {
-    struct blob_answer refused = {.fd = -1};
+    struct blob_answer refused = {0};
     if (health_backoff(h->c, h->u, &refused.err)) {
         head_fail_all(h, &refused.err);
         return -1;
@@ -1298,7 +1293,7 @@ static void head_upstream(struct cache *c, struct upstream *u, const char *repo,
     if (h)
         metrics_fill_joined(METRICS_BLOB); /* a HEAD upstream in flight */
     if (!h) {
-        struct blob_answer refused = {.fd = -1};
+        struct blob_answer refused = {0};
         if (!l2_enabled(c) && health_backoff(c, u, &refused.err)) {
             cb(ud, &refused);
             return;
@@ -1385,13 +1380,18 @@ static void after_lookup(uv_work_t *w, int status)
         struct blob_answer a = {0};
         a.outcome = OUTCOME_HIT;
         a.size = l->size;
-        a.fd = l->fd;
-        open_files_put(l->c, l->digest, l->fd, l->size);
-        if (l->head) {
+        a.file = held_fd_new(l->fd);
+        if (!a.file) {
             close(l->fd);
-            a.fd = -1;
+            answer_error(l->cb, l->ud, 503, "UNAVAILABLE", "out of memory");
+        } else {
+            open_files_put(l->c, l->digest, a.file, l->size);
+            if (l->head) {
+                held_fd_drop(a.file);
+                a.file = NULL;
+            }
+            l->cb(l->ud, &a);
         }
-        l->cb(l->ud, &a);
     } else if (l->result == -ENOENT || l->result == -ENOTDIR) {
         char key[FILL_KEY_MAX];
         upstream_set_via_now(l->u, l->via);
@@ -1421,8 +1421,8 @@ static void blob_lookup(struct cache *c, struct upstream *u, const char *repo,
         join_or_start(c, u, repo, digest, head, cb, ud, direct);
         return;
     }
-    struct blob_answer hot = {.outcome = OUTCOME_HIT, .fd = -1};
-    if (open_files_get(c, digest, &hot.size, head ? NULL : &hot.fd)) {
+    struct blob_answer hot = {.outcome = OUTCOME_HIT};
+    if (open_files_get(c, digest, &hot.size, head ? NULL : &hot.file)) {
         cb(ud, &hot); /* served lately: its descriptor is at hand */
         return;
     }
@@ -1535,7 +1535,7 @@ static void tell_stopping(struct blob_waiter *w)
 {
     while (w) {
         struct blob_waiter *next = w->next;
-        struct blob_answer a = {.fd = -1};
+        struct blob_answer a = {0};
         cache__error_set(&a.err, 503, "UNAVAILABLE", "the mirror is shutting down");
         w->cb(w->ud, &a);
         waiter_free(w);

@@ -18,6 +18,7 @@
 #ifndef REGCACHE_CACHE_CACHE_H
 #define REGCACHE_CACHE_CACHE_H
 
+#include "util/held_fd.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -66,7 +67,7 @@ struct blob_answer {
     struct cache_error err;
     enum cache_outcome outcome;
     uint64_t size;
-    int fd;                  /* >= 0: a complete stored blob, now owned by the receiver */
+    struct held_fd *file;    /* a complete stored blob: a reference the receiver now owns */
     struct blob_fill *fill;  /* non-NULL: a fill in progress; see cache_fill_source */
     const char *upstream_digest; /* HEAD of an uncached blob: what the upstream said */
 };
@@ -164,10 +165,11 @@ void cache_count_hits(struct cache *c, uint64_t n);
  * written in the bucket, at most once per s3.access_interval. */
 void cache_blob_served(struct cache *c, const char *digest);
 /* Descriptors of blobs served lately (hosted repositories share them): the kept one of digest,
- * dup'ed into *fd (fd NULL: only its size), 1 when one was kept; and keeping one (fd is
- * dup'ed, the caller keeps its own). A blob the GC or a purge removes is forgotten at once. */
-int cache_hot_file(struct cache *c, const char *digest, uint64_t *size, int *fd);
-void cache_keep_file(struct cache *c, const char *digest, int fd, uint64_t size);
+ * a reference of the caller's own in *file (file NULL: only its size), 1 when one was kept; and
+ * keeping one (a reference of the cache's own: the caller keeps its own). A blob the GC or a
+ * purge removes is forgotten at once (closed once the responses sending it are done). */
+int cache_hot_file(struct cache *c, const char *digest, uint64_t *size, struct held_fd **file);
+void cache_keep_file(struct cache *c, const char *digest, struct held_fd *file, uint64_t size);
 
 /* With pull rules on: whether repo is known to reference digest (served under it, listed by a
  * manifest served under it, or confirmed by its upstream); always 1 without rules. */

@@ -7,13 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/held_fd.h"
 #include "util/list.h"
 #include "util/map.h"
 
 struct fd_entry {
     struct list_node recency;
     char *key;
-    int fd;
+    struct held_fd *file; /* the list's reference */
     uint64_t size;
     uint64_t opened_ms;
     uint64_t used_ms;
@@ -48,7 +49,7 @@ static void drop(struct fd_lru *l, struct fd_entry *e)
     list_unlink(&l->recency, &e->recency);
     map_del(l->by_key, e->key);
     l->count--;
-    close(e->fd);
+    held_fd_drop(e->file); /* closed now unless a response still sends it */
     free(e->key);
     free(e);
 }
@@ -68,22 +69,35 @@ static int expired(const struct fd_lru *l, const struct fd_entry *e, uint64_t no
     return now_ms - e->opened_ms >= l->ttl_ms;
 }
 
-int fd_lru_get(struct fd_lru *l, const char *key, uint64_t now_ms, uint64_t *size)
+static struct fd_entry *lookup(struct fd_lru *l, const char *key, uint64_t now_ms, uint64_t *size)
 {
     struct fd_entry *e = map_get(l->by_key, key);
     if (!e)
-        return -1;
+        return NULL;
     if (expired(l, e, now_ms)) {
         drop(l, e);
-        return -1;
+        return NULL;
     }
     e->used_ms = now_ms;
     list_touch(&l->recency, &e->recency);
     *size = e->size;
-    return e->fd;
+    return e;
 }
 
-int fd_lru_put(struct fd_lru *l, const char *key, int fd, uint64_t size, uint64_t now_ms)
+int fd_lru_get(struct fd_lru *l, const char *key, uint64_t now_ms, uint64_t *size)
+{
+    struct fd_entry *e = lookup(l, key, now_ms, size);
+    return e ? e->file->fd : -1;
+}
+
+struct held_fd *fd_lru_hold(struct fd_lru *l, const char *key, uint64_t now_ms, uint64_t *size)
+{
+    struct fd_entry *e = lookup(l, key, now_ms, size);
+    return e ? held_fd_take(e->file) : NULL;
+}
+
+int fd_lru_put_held(struct fd_lru *l, const char *key, struct held_fd *file, uint64_t size,
+                    uint64_t now_ms)
 {
     if (map_get(l->by_key, key))
         return -EEXIST;
@@ -99,7 +113,7 @@ int fd_lru_put(struct fd_lru *l, const char *key, int fd, uint64_t size, uint64_
         free(e);
         return -ENOMEM;
     }
-    e->fd = fd;
+    e->file = held_fd_take(file);
     e->size = size;
     e->opened_ms = e->used_ms = now_ms;
     list_push(&l->recency, &e->recency);
@@ -107,6 +121,19 @@ int fd_lru_put(struct fd_lru *l, const char *key, int fd, uint64_t size, uint64_
     while (l->count > l->capacity)
         drop(l, coldest(l));
     return 0;
+}
+
+int fd_lru_put(struct fd_lru *l, const char *key, int fd, uint64_t size, uint64_t now_ms)
+{
+    struct held_fd *file = held_fd_new(fd);
+    if (!file)
+        return -ENOMEM;
+    int r = fd_lru_put_held(l, key, file, size, now_ms);
+    if (r)
+        free(file); /* never shared: fd is left to the caller */
+    else
+        held_fd_drop(file); /* the list's reference is the only one */
+    return r;
 }
 
 int fd_lru_forget(struct fd_lru *l, const char *key)

@@ -326,9 +326,9 @@ void open_files_start(struct cache *c);
 void open_files_stop(struct cache *c);
 /* 1 and the blob's size when a descriptor is kept; with fd, *fd is a new descriptor for the
  * caller to close. 0 when none is kept (or none can be made): open the file from the store. */
-int open_files_get(struct cache *c, const char *digest, uint64_t *size, int *fd);
+int open_files_get(struct cache *c, const char *digest, uint64_t *size, struct held_fd **file);
 /* Keeps a duplicate of fd, the store's file for digest. */
-void open_files_put(struct cache *c, const char *digest, int fd, uint64_t size);
+void open_files_put(struct cache *c, const char *digest, struct held_fd *file, uint64_t size);
 void open_files_forget(struct cache *c, const char *digest);
 
 #endif

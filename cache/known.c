@@ -131,7 +131,7 @@ static void confirm_done(void *ud, const struct upstream_response *resp, int res
     (void)result;
     struct confirm *k = ud;
     confirm_unlink(k);
-    struct blob_answer a = {.fd = -1, .outcome = OUTCOME_MISS};
+    struct blob_answer a = {.outcome = OUTCOME_MISS};
     const char *kind = k->manifest ? "manifest" : "blob";
     if (resp->status == 200 && (!resp->digest || !strcmp(resp->digest, k->digest))) {
         add(k->c, upstream_name(k->u), k->repo, k->digest);
@@ -154,7 +154,7 @@ static const struct upstream_callbacks confirm_callbacks = {confirm_headers, con
 void cache_confirm(struct cache *c, struct upstream *u, const char *repo, int manifest,
                    const char *digest, blob_cb cb, void *ud)
 {
-    struct blob_answer a = {.fd = -1};
+    struct blob_answer a = {0};
     struct confirm *k;
     char what[DIGEST_MAX + 16];
     if (health_known_missing(c, u, manifest ? "manifest" : "blob", repo, digest)) {
@@ -201,7 +201,7 @@ void known_stop(struct cache *c)
         struct confirm *k = c->confirms;
         c->confirms = k->next;
         upstream_req_cancel(k->req);
-        struct blob_answer a = {.fd = -1};
+        struct blob_answer a = {0};
         cache__error_set(&a.err, 503, "UNAVAILABLE", "the mirror is shutting down");
         k->cb(k->ud, &a); /* the client's connection is closed by now: this frees its state */
         free(k);

@@ -3,7 +3,7 @@
  * filesystem call that may block, so it runs on the thread pool: two hops through it per hit
  * (open, then sendfile) cost more than the transfer itself for small blobs. Here the
  * descriptor of each blob opened lately is kept for OPEN_FILE_TTL_MS, and a hit within that
- * time gets a dup() of it on the loop.
+ * time takes a reference to it on the loop (held_fd: no dup(2) and close(2) per hit).
  *
  * They are kept in least-recently-used order (fd_lru.c): every operation is O(1), a hit makes
  * its blob the hottest, a new one beyond the capacity closes the coldest, and the timer closes
@@ -11,7 +11,7 @@
  *
  * Capacity: a quarter of the soft RLIMIT_NOFILE, at most OPEN_FILES_MAX, none under 64. The
  * other three quarters stay for client connections, upstream transfers, fills being written,
- * SQLite and the dup() a hit makes (each served hit holds two descriptors while it is sent).
+ * SQLite (a kept descriptor evicted while a response still sends it stays open until then).
  *
  * Stored blobs never change (a file's name is the digest of its bytes), so a kept descriptor
  * always reads the right bytes. A blob the GC removes is forgotten here at once; one removed
@@ -76,19 +76,20 @@ void open_files_stop(struct cache *c)
     c->open_files = NULL;
 }
 
-int open_files_get(struct cache *c, const char *digest, uint64_t *size, int *fd)
+int open_files_get(struct cache *c, const char *digest, uint64_t *size, struct held_fd **file)
 {
     uint64_t kept_size;
-    int kept = c->open_files ? fd_lru_get(c->open_files, digest, now_ms(), &kept_size) : -1;
-    if (kept < 0)
+    if (!c->open_files)
         return 0;
-    if (fd && (*fd = fcntl(kept, F_DUPFD_CLOEXEC, 0)) < 0)
-        return 0; /* out of descriptors: the caller opens the file the slow way */
+    if (!file)
+        return fd_lru_get(c->open_files, digest, now_ms(), size) >= 0;
+    if (!(*file = fd_lru_hold(c->open_files, digest, now_ms(), &kept_size)))
+        return 0;
     *size = kept_size;
     return 1;
 }
 
-void open_files_put(struct cache *c, const char *digest, int fd, uint64_t size)
+void open_files_put(struct cache *c, const char *digest, struct held_fd *file, uint64_t size)
 {
     if (!c->open_files || !fd_lru_capacity(c->open_files))
         return;
@@ -96,11 +97,7 @@ void open_files_put(struct cache *c, const char *digest, int fd, uint64_t size)
     uint64_t now = now_ms();
     if (fd_lru_get(c->open_files, digest, now, &kept_size) >= 0)
         return; /* kept already (and now the hottest) */
-    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0)
-        return;
-    if (fd_lru_put(c->open_files, digest, dup_fd, size, now) < 0)
-        close(dup_fd);
+    fd_lru_put_held(c->open_files, digest, file, size, now);
 }
 
 void open_files_forget(struct cache *c, const char *digest)
@@ -110,12 +107,12 @@ void open_files_forget(struct cache *c, const char *digest)
         fd_lru_forget(c->open_files, digest);
 }
 
-int cache_hot_file(struct cache *c, const char *digest, uint64_t *size, int *fd)
+int cache_hot_file(struct cache *c, const char *digest, uint64_t *size, struct held_fd **file)
 {
-    return open_files_get(c, digest, size, fd);
+    return open_files_get(c, digest, size, file);
 }
 
-void cache_keep_file(struct cache *c, const char *digest, int fd, uint64_t size)
+void cache_keep_file(struct cache *c, const char *digest, struct held_fd *file, uint64_t size)
 {
-    open_files_put(c, digest, fd, size);
+    open_files_put(c, digest, file, size);
 }

@@ -416,14 +416,14 @@ static void write_behind(void *ud, const char *digest)
     cache_write_behind(ud, digest);
 }
 
-static int hot_file(void *ud, const char *digest, uint64_t *size, int *fd)
+static int hot_file(void *ud, const char *digest, uint64_t *size, struct held_fd **file)
 {
-    return cache_hot_file(ud, digest, size, fd);
+    return cache_hot_file(ud, digest, size, file);
 }
 
-static void keep_file(void *ud, const char *digest, int fd, uint64_t size)
+static void keep_file(void *ud, const char *digest, struct held_fd *file, uint64_t size)
 {
-    cache_keep_file(ud, digest, fd, size);
+    cache_keep_file(ud, digest, file, size);
 }
 
 /* What follows the reconciliation: everything that serves. 0, or -1 after logging why. */

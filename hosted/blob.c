@@ -4,6 +4,7 @@
  * cache's, see hosted_use_hot_files), as a proxied hit is; only the first hit opens the file on
  * the thread pool. The repository's hold is checked first either way: a descriptor is kept per
  * digest, not per repository. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,36 +22,45 @@ static void work_open_blob(uv_work_t *w)
 static void fd_source(void *ud, uint64_t first, uint64_t end, struct body_source *src)
 {
     struct op *o = ud;
-    src->fd = o->fd;
+    src->fd = o->file->fd;
     src->offset = first;
     src->end = end;
-    o->fd = -1; /* the response closes it */
+    src->release = held_fd_release;
+    src->ctx = o->file;
+    o->file = NULL; /* the response lets go of it */
 }
 
 static void blob_opened(struct op *o)
 {
     if (!conn_alive(o->c) || o->rc) {
-        if (o->fd >= 0)
-            close(o->fd);
+        held_fd_drop(o->file);
+        o->file = NULL;
         hosted__fail(o, 404, "BLOB_UNKNOWN", "blob unknown to this registry");
         return;
     }
     o->req->outcome = "hit";
     if (o->h->answered) {
         struct hosted_answer a = {o->c, o->req, o->rt.name, o->digest, o->digest,
-                                  NULL,  NULL,   0,         o->fd,     o->size};
+                                  NULL,  NULL,   0,         o->file,   o->size};
         o->h->answered(o->h->answered_ud, &a);
     }
     respond_blob(o->c, o->req, o->digest, o->size, NULL, fd_source, o);
-    if (o->fd >= 0) /* no body was sent */
-        close(o->fd);
+    held_fd_drop(o->file); /* no body was sent */
+    o->file = NULL;
     hosted__op_free(o);
 }
 
 static void blob_opened_cold(struct op *o)
 {
+    if (!o->rc) {
+        if (!(o->file = held_fd_new(o->fd))) {
+            close(o->fd);
+            o->rc = -ENOMEM;
+        }
+        o->fd = -1;
+    }
     if (!o->rc && o->h->hot_put)
-        o->h->hot_put(o->h->hot_ud, o->digest, o->fd, o->size); /* for the next hits */
+        o->h->hot_put(o->h->hot_ud, o->digest, o->file, o->size); /* for the next hits */
     blob_opened(o);
 }
 
@@ -67,7 +77,7 @@ void hosted__get_blob(struct op *o)
     }
     snprintf(o->digest, sizeof(o->digest), "%s", o->rt.reference);
     struct hosted *h = o->h;
-    if (h->hot_get && h->hot_get(h->hot_ud, o->digest, &o->size, o->head ? NULL : &o->fd)) {
+    if (h->hot_get && h->hot_get(h->hot_ud, o->digest, &o->size, o->head ? NULL : &o->file)) {
         blob_opened(o); /* o->rc is 0: served lately, its descriptor is at hand */
         return;
     }

@@ -57,8 +57,10 @@ void hosted_on_answer(struct hosted *h, void (*fn)(void *ud, const struct hosted
 }
 
 void hosted_use_hot_files(struct hosted *h,
-                          int (*get)(void *ud, const char *digest, uint64_t *size, int *fd),
-                          void (*put)(void *ud, const char *digest, int fd, uint64_t size),
+                          int (*get)(void *ud, const char *digest, uint64_t *size,
+                                     struct held_fd **file),
+                          void (*put)(void *ud, const char *digest, struct held_fd *file,
+                                      uint64_t size),
                           void *ud)
 {
     if (!h)

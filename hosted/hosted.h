@@ -11,6 +11,7 @@
 #ifndef REGCACHE_HOSTED_HOSTED_H
 #define REGCACHE_HOSTED_HOSTED_H
 
+#include "util/held_fd.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -52,20 +53,22 @@ struct hosted_answer {
     const char *repo, *reference, *digest, *media_type;
     const char *body;
     size_t len;
-    int fd;
+    struct held_fd *file; /* a blob's (borrowed: take a reference to keep it) */
     uint64_t size;
 };
 void hosted_on_answer(struct hosted *h, void (*fn)(void *ud, const struct hosted_answer *a),
                       void *ud);
 
-/* Descriptors of blobs served lately, kept for hosted blob hits too: get(ud, digest, &size, fd)
- * gives a dup of the kept descriptor in *fd (fd NULL: only the size) and returns 1, else 0;
- * put(ud, digest, fd, size) keeps a dup of fd. Without them every hit opens its file on the
- * thread pool. Whether the repository holds the blob is checked before either, on every
- * request. h may be NULL. */
+/* Descriptors of blobs served lately, kept for hosted blob hits too: get(ud, digest, &size,
+ * file) gives a reference to the kept descriptor in *file (file NULL: only the size) and
+ * returns 1, else 0; put(ud, digest, file, size) keeps a reference of its own. Without them
+ * every hit opens its file on the thread pool. Whether the repository holds the blob is
+ * checked before either, on every request. h may be NULL. */
 void hosted_use_hot_files(struct hosted *h,
-                          int (*get)(void *ud, const char *digest, uint64_t *size, int *fd),
-                          void (*put)(void *ud, const char *digest, int fd, uint64_t size),
+                          int (*get)(void *ud, const char *digest, uint64_t *size,
+                                     struct held_fd **file),
+                          void (*put)(void *ud, const char *digest, struct held_fd *file,
+                                      uint64_t size),
                           void *ud);
 
 /* Stops the upload expiry timer (at shutdown, before the loop's last run); hosted_free after

@@ -71,8 +71,8 @@ struct hosted {
     void (*answered)(void *ud, const struct hosted_answer *a); /* hosted_on_answer */
     void *answered_ud;
     /* hosted_use_hot_files; NULL: none */
-    int (*hot_get)(void *ud, const char *digest, uint64_t *size, int *fd);
-    void (*hot_put)(void *ud, const char *digest, int fd, uint64_t size);
+    int (*hot_get)(void *ud, const char *digest, uint64_t *size, struct held_fd **file);
+    void (*hot_put)(void *ud, const char *digest, struct held_fd *file, uint64_t size);
     void *hot_ud;
 };
 
@@ -93,8 +93,9 @@ struct op {
     struct upload *up;
     struct buf writing; /* bytes being written */
     int write_busy, write_failed, body_ended, body_status, paused;
-    /* blob GET */
+    /* blob GET: the descriptor the thread pool opened, then the reference the answer sends */
     int fd;
+    struct held_fd *file;
     uint64_t size;
     /* manifest PUT: what it must find in the store, and its subject */
     char **refs;

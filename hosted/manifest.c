@@ -58,7 +58,7 @@ static void manifest_read(struct op *o)
         if (o->h->answered) {
             struct hosted_answer a = {o->c,         o->req,        o->rt.name,
                                       o->rt.reference, o->digest,  o->media_type,
-                                      o->body.data, o->body.len,   -1,
+                                      o->body.data, o->body.len,   NULL,
                                       o->body.len};
             o->h->answered(o->h->answered_ud, &a);
         }

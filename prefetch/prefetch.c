@@ -340,8 +340,7 @@ static void on_blob(void *ud, const struct blob_answer *a)
 {
     struct run *run = ud;
     run->waiting = 0;
-    if (a->fd >= 0)
-        close(a->fd); /* stored already */
+    held_fd_drop(a->file); /* stored already */
     if (run->p->stopped) {
         if (a->fill)
             cache_fill_release(a->fill);

@@ -198,10 +198,12 @@ static void blob_source(void *ud, uint64_t first, uint64_t end, struct body_sour
     struct blob_body *b = ud;
     if (b->a->fill) {
         cache_fill_source(b->a->fill, first, end, wake_conn, b->c, src);
-    } else {
-        src->fd = b->a->fd;
+    } else { /* the response takes the answer's reference */
+        src->fd = b->a->file->fd;
         src->offset = first;
         src->end = end;
+        src->release = held_fd_release;
+        src->ctx = b->a->file;
     }
 }
 
@@ -209,8 +211,7 @@ static void on_blob(void *ud, const struct blob_answer *a)
 {
     struct pending *p = ud;
     if (!conn_alive(p->conn)) {
-        if (a->fd >= 0)
-            close(a->fd);
+        held_fd_drop(a->file);
         if (a->fill)
             cache_fill_release(a->fill);
         pending_alive(p);
@@ -229,11 +230,10 @@ static void on_blob(void *ud, const struct blob_answer *a)
         cache_blob_served(p->r->cache, p->digest);
     }
     if (a->outcome == OUTCOME_HIT && !a->fill)
-        registry__teach_blob(p->r, p->conn, p->req, p->u, p->repo, p->digest, a->fd, a->size);
+        registry__teach_blob(p->r, p->conn, p->req, p->u, p->repo, p->digest, a->file, a->size);
     struct blob_body b = {a, p->conn};
     if (!respond_blob(p->conn, p->req, p->digest, a->size, nsh, blob_source, &b)) {
-        if (a->fd >= 0)
-            close(a->fd);
+        held_fd_drop(a->file);
         if (a->fill)
             cache_fill_release(a->fill);
     }

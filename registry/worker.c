@@ -22,6 +22,7 @@
 #include "upstream/upstream.h"
 #include "util/clock.h"
 #include "util/epoch.h"
+#include "util/held_fd.h"
 #include "util/log.h"
 #include "util/list.h"
 #include "util/map.h"
@@ -40,7 +41,7 @@ struct lesson {
     uint64_t epoch;
     uint64_t fresh_until_ms; /* a tag or a pass: until then (wall clock); 0: a digest */
     uint64_t fd_until_ms;    /* the descriptor is used until then (monotonic) */
-    int fd;                  /* a blob's; -1: what a HEAD needs only */
+    struct held_fd *file;    /* a blob's (shared with the first loop's); NULL: a HEAD's only */
     uint64_t size;
     struct upstream *u;
     char repo[REPO_MAX];
@@ -148,8 +149,7 @@ static void lesson_free(struct lesson *l)
 {
     if (!l)
         return;
-    if (l->fd >= 0)
-        close(l->fd);
+    held_fd_drop(l->file);
     shared_body_unref(l->body);
     free(l->bytes);
     free(l->key);
@@ -167,7 +167,7 @@ static void forget(struct registry_worker *w, struct lesson *l)
     list_unlink(&w->recency, &l->recency);
     w->n--;
     w->bytes -= l->len;
-    w->fds -= l->fd >= 0;
+    w->fds -= l->file != NULL;
     lesson_free(l);
 }
 
@@ -186,7 +186,7 @@ static void learn(struct registry_worker *w, struct lesson *l)
         }
     }
     struct lesson *old = map_get(w->lessons, l->key);
-    if (old && l->kind == LESSON_BLOB && l->fd < 0 && old->fd >= 0 && old->epoch == l->epoch) {
+    if (old && l->kind == LESSON_BLOB && !l->file && old->file && old->epoch == l->epoch) {
         lesson_free(l); /* a HEAD's lesson: the one kept knows more */
         return;
     }
@@ -199,7 +199,7 @@ static void learn(struct registry_worker *w, struct lesson *l)
     list_push(&w->recency, &l->recency);
     w->n++;
     w->bytes += l->len;
-    w->fds += l->fd >= 0;
+    w->fds += l->file != NULL;
     while (w->n > WORKER_LESSONS_MAX || w->bytes > WORKER_BYTES_MAX || w->fds > WORKER_FDS_MAX)
         forget(w, oldest(w));
 }
@@ -259,7 +259,7 @@ static void on_sweep_timer(uv_timer_t *t)
     uint64_t now = clock_mono_us() / 1000;
     for (struct lesson *l = oldest(w), *next; l; l = next) {
         next = LIST_ENTRY(l->recency.next, struct lesson, recency);
-        if (l->fd >= 0 && now >= l->fd_until_ms)
+        if (l->file && now >= l->fd_until_ms)
             forget(w, l);
     }
 }
@@ -343,11 +343,16 @@ static void on_visits(uv_async_t *a)
 
 /* ---- answering ---- */
 
-static void fd_source(void *ud, uint64_t first, uint64_t end, struct body_source *src)
+/* A hit sends the lesson's descriptor with a reference of the response's own (no dup(2) and
+ * close(2) per hit): a lesson forgotten meanwhile closes its file after the last send. */
+static void lesson_source(void *ud, uint64_t first, uint64_t end, struct body_source *src)
 {
-    src->fd = *(int *)ud;
+    struct held_fd *file = ud;
+    src->fd = file->fd;
     src->offset = first;
     src->end = end;
+    src->release = held_fd_release;
+    src->ctx = held_fd_take(file);
 }
 
 /* 1 when answered here; 0 when the first loop must answer (nothing was sent). */
@@ -409,16 +414,13 @@ static int answer(struct registry_worker *w, struct conn *c, struct http_request
         return 0;
     if (l->fresh_until_ms && clock_wall_ms() >= l->fresh_until_ms)
         return 0; /* a tag to revalidate: the first loop does, and teaches again */
-    int fd = -1;
     if (blob && !head) {
-        if (l->fd < 0)
+        if (!l->file)
             return 0;
         if (clock_mono_us() / 1000 >= l->fd_until_ms) {
             forget(w, l); /* let go of a file the GC may have removed meanwhile */
             return 0;
         }
-        if ((fd = dup(l->fd)) < 0)
-            return 0;
     }
     char nsh[300] = "";
     if (rt.ns[0])
@@ -430,8 +432,7 @@ static int answer(struct registry_worker *w, struct conn *c, struct http_request
     if (u) /* hosted content has no access times to keep */
         note_visit(w, l);
     if (blob) {
-        if (!respond_blob(c, req, l->digest, l->size, nsh, fd_source, &fd) && fd >= 0)
-            close(fd);
+        respond_blob(c, req, l->digest, l->size, nsh, lesson_source, l->file);
     } else {
         respond_manifest_shared(c, head, l->media_type, l->digest, l->body, nsh);
     }
@@ -468,7 +469,6 @@ static int teach_pass(struct registry *r, struct registry_worker *w,
     struct lesson *l = calloc(1, sizeof(*l));
     if (!l)
         return 0;
-    l->fd = -1;
     l->kind = LESSON_PASS;
     l->epoch = content_epoch();
     l->fresh_until_ms = until;
@@ -531,7 +531,7 @@ static int taught_lately(struct registry_worker *w, const char *key, uint64_t ep
 
 static void send_lesson(struct registry_worker *w, struct lesson *l)
 {
-    if (w->taught && taught_lately(w, l->key, l->epoch, l->fd >= 0)) {
+    if (w->taught && taught_lately(w, l->key, l->epoch, l->file != NULL)) {
         lesson_free(l);
         return;
     }
@@ -547,7 +547,6 @@ static struct lesson *lesson_new(struct upstream *u, const char *repo, const cha
     struct lesson *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
-    l->fd = -1;
     l->u = u;
     l->epoch = content_epoch();
     snprintf(l->repo, sizeof(l->repo), "%s", repo);
@@ -555,9 +554,9 @@ static struct lesson *lesson_new(struct upstream *u, const char *repo, const cha
     return l;
 }
 
-/* A blob's lesson for user: its size, and a descriptor of its own when fd is one. */
+/* A blob's lesson for user: its size, and a reference to file when there is one. */
 static struct lesson *blob_lesson(struct upstream *u, const char *user, const char *repo,
-                                  const char *digest, int fd, uint64_t size)
+                                  const char *digest, struct held_fd *file, uint64_t size)
 {
     struct lesson *l = lesson_new(u, repo, digest);
     if (!l || !(l->key = blob_key(u, user, repo, digest))) {
@@ -566,8 +565,8 @@ static struct lesson *blob_lesson(struct upstream *u, const char *user, const ch
     }
     l->kind = LESSON_BLOB;
     l->size = size;
-    if (fd >= 0) {
-        l->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (file) {
+        l->file = held_fd_take(file);
         l->fd_until_ms = clock_mono_us() / 1000 + WORKER_FD_TTL_MS;
     }
     return l;
@@ -598,11 +597,11 @@ static struct lesson *manifest_lesson(struct upstream *u, const char *user, cons
 }
 
 void registry__teach_blob(struct registry *r, struct conn *c, const struct http_request *req,
-                          struct upstream *u, const char *repo, const char *digest, int fd,
-                          uint64_t size)
+                          struct upstream *u, const char *repo, const char *digest,
+                          struct held_fd *file, uint64_t size)
 {
     struct registry_worker *w = home_of(r, c, req);
-    struct lesson *l = w ? blob_lesson(u, caller(r, req), repo, digest, fd, size) : NULL;
+    struct lesson *l = w ? blob_lesson(u, caller(r, req), repo, digest, file, size) : NULL;
     if (l)
         send_lesson(w, l);
 }
@@ -640,7 +639,7 @@ static void teach_hosted(void *ud, const struct hosted_answer *a)
     struct lesson *l =
         a->body ? manifest_lesson(NULL, caller(r, a->req), a->repo, a->reference,
                                   a->req->accept, a->digest, a->media_type, a->body, a->len, 0)
-                : blob_lesson(NULL, caller(r, a->req), a->repo, a->digest, a->fd, a->size);
+                : blob_lesson(NULL, caller(r, a->req), a->repo, a->digest, a->file, a->size);
     if (l)
         send_lesson(w, l);
 }

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "http/http.h"
+#include "util/held_fd.h"
 
 struct registry;
 struct upstream;
@@ -45,8 +46,8 @@ void registry_free_workers(struct registry *r);
 
 /* On the first loop, after answering a visiting connection's request from the store. */
 void registry__teach_blob(struct registry *r, struct conn *c, const struct http_request *req,
-                          struct upstream *u, const char *repo, const char *digest, int fd,
-                          uint64_t size);
+                          struct upstream *u, const char *repo, const char *digest,
+                          struct held_fd *file, uint64_t size);
 void registry__teach_manifest(struct registry *r, struct conn *c, const struct http_request *req,
                               struct upstream *u, const char *repo, const char *reference,
                               const char *digest, const char *media_type, const char *body,

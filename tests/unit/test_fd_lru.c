@@ -139,6 +139,49 @@ static void test_zero_capacity(void)
     fd_lru_free(l);
 }
 
+static void test_held_outlive_the_list(void)
+{
+    /* a hit holds the descriptor while its response is sent: evicted, expired or forgotten
+     * meanwhile, it stays open until the last holder lets go, and closes then */
+    struct fd_lru *l = fd_lru_new(1, TTL);
+    int a = open_fd(), b = open_fd();
+    uint64_t size = 0;
+    CHECK_EQ_INT(fd_lru_put(l, "a", a, 7, 0), 0);
+    struct held_fd *h1 = fd_lru_hold(l, "a", 1, &size), *h2 = fd_lru_hold(l, "a", 2, &size);
+    CHECK(h1 && h1 == h2 && h1->fd == a);
+    CHECK_EQ_U64(size, 7);
+    CHECK_EQ_INT(fd_lru_put(l, "b", b, 1, 3), 0); /* a evicted */
+    CHECK(fd_lru_hold(l, "a", 4, &size) == NULL);
+    CHECK(is_open(a));
+    held_fd_drop(h1);
+    CHECK(is_open(a));
+    held_fd_drop(h2);
+    CHECK(!is_open(a));
+    /* kept from a reference of the caller's: the caller's and the list's are each let go */
+    int c = open_fd();
+    struct held_fd *mine = held_fd_new(c);
+    CHECK_EQ_INT(fd_lru_put_held(l, "c", mine, 3, 5), 0);
+    CHECK(!is_open(b)); /* b evicted, none held it */
+    held_fd_drop(mine);
+    CHECK(is_open(c));
+    CHECK_EQ_INT(fd_lru_put_held(l, "c", mine, 3, 6), -EEXIST);
+    struct held_fd *h3 = fd_lru_hold(l, "c", 7, &size);
+    CHECK_EQ_INT(fd_lru_forget(l, "c"), 1);
+    CHECK(is_open(c));
+    held_fd_drop(h3);
+    CHECK(!is_open(c));
+    /* and expiry */
+    int d = open_fd();
+    CHECK_EQ_INT(fd_lru_put(l, "d", d, 1, 10), 0);
+    struct held_fd *h4 = fd_lru_hold(l, "d", 11, &size);
+    CHECK_EQ_INT(fd_lru_expire(l, 10 + TTL), 1);
+    CHECK(is_open(d));
+    fd_lru_free(l);
+    CHECK(is_open(d));
+    held_fd_drop(h4);
+    CHECK(!is_open(d));
+}
+
 static void test_capacity_rule(void)
 {
     CHECK_EQ_INT(open_files_capacity(1024), 256);
@@ -155,6 +198,7 @@ int main(void)
     test_forget();
     test_many();
     test_zero_capacity();
+    test_held_outlive_the_list();
     test_capacity_rule();
     CHECK_DONE();
 }

@@ -18,9 +18,7 @@
  * by another process (regcache gc) is released within 2 * OPEN_FILE_TTL_MS of its opening
  * (see fd_lru_expire), which bounds how long its disk space stays held. */
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "cache/impl.h"
 #include "util/clock.h"
@@ -78,15 +76,11 @@ void open_files_stop(struct cache *c)
 
 int open_files_get(struct cache *c, const char *digest, uint64_t *size, struct held_fd **file)
 {
-    uint64_t kept_size;
     if (!c->open_files)
         return 0;
     if (!file)
         return fd_lru_get(c->open_files, digest, now_ms(), size) >= 0;
-    if (!(*file = fd_lru_hold(c->open_files, digest, now_ms(), &kept_size)))
-        return 0;
-    *size = kept_size;
-    return 1;
+    return (*file = fd_lru_hold(c->open_files, digest, now_ms(), size)) != NULL;
 }
 
 void open_files_put(struct cache *c, const char *digest, struct held_fd *file, uint64_t size)

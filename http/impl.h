@@ -152,7 +152,7 @@ struct conn {
     ssize_t work_result;
     int work_errno;
     int want_write;
-    int armed; /* the events c->poll watches (update_poll) */
+    int armed; /* the events c->poll watches (set_poll) */
     /* TLS: file bodies are read into tls_buf (on the loop when resident, else on the thread
      * pool), then encrypted here (tls_body.c) */
     SSL *ssl;

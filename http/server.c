@@ -264,21 +264,17 @@ void server_on_homeward(uv_check_t *h)
     }
 }
 
-/* What every loop's server has of its own, beside the listener. */
 /* Access lines are held (conn.c log_access) and written once a turn, before the loop waits:
- * one write(2) for all the requests a turn answered instead of one each. */
+ * one write(2) for all the requests a turn answered instead of one each. What the last
+ * connections closed leave is written by http_server_free (the first loop) and at the end of
+ * a worker's thread (workers.c). */
 static void on_log_prepare(uv_prepare_t *h)
 {
     (void)h;
     log_flush();
 }
 
-static void on_log_closed(uv_handle_t *h)
-{
-    (void)h;
-    log_flush(); /* the last connections' lines */
-}
-
+/* What every loop's server has of its own, beside the listener. */
 static int server_init(struct http_server *s, uv_loop_t *loop, const struct http_server_opts *opts)
 {
     pthread_mutex_init(&s->inbox_lock, NULL);
@@ -446,7 +442,7 @@ void http_server_close_all(struct http_server *s)
         on_inbox(&s->inbox_async); /* those already here close below */
         uv_close((uv_handle_t *)&s->inbox_async, NULL);
         uv_close((uv_handle_t *)&s->homeward_check, NULL);
-        uv_close((uv_handle_t *)&s->log_prepare, on_log_closed);
+        uv_close((uv_handle_t *)&s->log_prepare, NULL);
     }
     for (struct conn *c = s->homeward, *next; c; c = next) {
         next = c->move_next;

@@ -9,8 +9,7 @@
  * A small body is also joined to its response head in tls_buf, so that one SSL_write, and
  * one TLS record, carries both: a 4 KiB hit is one record and one send instead of two. Plain
  * HTTP joins them the same way: one read and one send in place of the head's send, the two
- * one-byte reads that show the file resident, and a sendfile (a 4 KiB hit made nine system
- * calls, now seven).
+ * one-byte reads that show the file resident, and a sendfile.
  *
  * With kernel TLS (OpenSSL's SSL_OP_ENABLE_KTLS, the kernel's "tls" module loaded) the kernel
  * encrypts: resident file bytes then go out with SSL_sendfile from the loop, as sendfile does

@@ -2,12 +2,10 @@
 #include "registry/worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "auth/auth.h"
 #include "cache/cache.h"

@@ -671,6 +671,21 @@ static void *worker_start(void *ctx, unsigned i, uv_loop_t *loop)
     return w;
 }
 
+/* The lessons sent to w and not yet taken. */
+static void free_mail(struct registry_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    struct lesson *mail = w->mail;
+    w->mail = NULL;
+    atomic_store_explicit(&w->has_mail, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&w->lock);
+    while (mail) {
+        struct lesson *next = mail->next;
+        lesson_free(mail);
+        mail = next;
+    }
+}
+
 static void worker_stop(void *ctx, unsigned i, void *ud)
 {
     struct registry *r = ctx;
@@ -684,16 +699,9 @@ static void worker_stop(void *ctx, unsigned i, void *ud)
         forget(w, oldest(w));
     map_free(w->lessons);
     w->lessons = NULL;
-    pthread_mutex_lock(&w->lock);
-    struct lesson *mail = w->mail;
-    w->mail = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while (mail) {
-        struct lesson *next = mail->next;
-        lesson_free(mail);
-        mail = next;
-    }
-    /* the struct goes with the registry: the first loop may still look it up (home_of) */
+    free_mail(w);
+    /* the struct goes with the registry: the first loop may still look it up (home_of), and
+     * teach it what no one will read (registry_free_workers frees that) */
 }
 
 int registry_start_workers(struct registry *r, struct http_server *http, unsigned n,
@@ -748,6 +756,7 @@ void registry_free_workers(struct registry *r)
         struct registry_worker *w = r->workers[i];
         if (!w)
             continue;
+        free_mail(w); /* taught after the worker stopped */
         pthread_mutex_destroy(&w->lock);
         free(w->batch);
         if (w->taught) {

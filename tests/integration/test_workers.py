@@ -514,3 +514,70 @@ def test_a_child_mirrors_pulls_are_answered_on_every_loop_and_a_loop_on_none(
         assert not on_every_conn(conns, pull_all(img, "library/tier", via, 2, 508)), via
     for c in conns:
         c.close()
+
+
+def test_a_sigterm_while_handed_requests_wait_on_a_hung_upstream(mirror_factory, up, make_image,
+                                                                  push):
+    """Every loop's connections ask for a tag whose revalidation is due while the upstream
+    hangs (each request handed to the first loop, which asks upstream); SIGTERM comes, and only
+    then does the upstream answer. The handed requests are still finished, though their own
+    loops have nothing left to serve: every client gets its manifest (a hit: the same digest),
+    the upstream saw HEADs and no GET, and the process exits 0 (under the sanitizers: with
+    nothing leaked)."""
+    from lateproxy import LateProxy
+    from procs import http_status
+    import signal
+    img = push(make_image(81), up, "library/late", "v1")
+    proxy = LateProxy(up.port, mode="pass")
+    try:
+        m = mirror_factory([{"name": "docker.io", "url": proxy.url}], revalidate_after="2s",
+                           extra={"workers": 2, "metrics": {"allow": ["127.0.0.1/32"]},
+                                  "cache": {"revalidate_timeout": "60s"},
+                                  "timeouts": {"shutdown_grace": "60s"}})
+        conns = open_conns(m, 8)
+        path = "/v2/library/late/manifests/v1"
+
+        def first(i, c):
+            s, h, _ = ask(c, path)
+            assert s == 200 and h["docker-content-digest"] == img.digest, (s, h)
+
+        assert on_every_conn(conns, first) == []
+        placed = conns_per_loop(m)
+        assert placed.get(0, 0) >= 2 and placed.get(1, 0) >= 2, placed  # with the scrape's
+        time.sleep(2.5)  # every loop's lesson of the tag is past revalidate_after
+        proxy.set_mode("hang")
+        mark = len(proxy.requests())
+        results = {}
+
+        def again(i, c):
+            try:
+                results[i] = ask(c, path)
+            except Exception as e:  # noqa: BLE001 - asserted below
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=again, args=(i, c)) for i, c in enumerate(conns)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: proxy.held() >= 1, 20, what="a revalidation held by the upstream")
+        time.sleep(0.5)  # the others' requests reach the first loop and wait on it
+        m.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: http_status(m.port, "/readyz", timeout=1) == 503, 10,
+                   what="the mirror to say it is not ready")
+        time.sleep(1.0)  # the worker loop, with no connection of its own left, ends
+        proxy.set_mode("pass")
+        for t in threads:
+            t.join(60)
+        for i, r in results.items():
+            assert not isinstance(r, str), (i, r)
+            s, h, body = r
+            assert s == 200 and h["docker-content-digest"] == img.digest and body == img.raw, \
+                (i, s, h)
+        assert len(results) == len(conns)
+        asked = [(meth, p) for meth, p, _ in proxy.requests()[mark:] if "/manifests/" in p]
+        assert asked and all(meth == "HEAD" for meth, _ in asked), asked
+        for c in conns:
+            c.close()
+        assert m.proc.wait(60) == 0
+        m.proc = None  # stopped: the fixture has nothing left to do
+    finally:
+        proxy.stop()

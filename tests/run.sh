@@ -33,6 +33,9 @@ fi
 
 passed=0 failed=0 skipped=0
 summary=()
+# What failed, named (test ids; each sanitizer report's first lines): printed again at the end,
+# beside the counts, so that the tail of a long run says what to look at.
+failures=()
 
 # count LABEL PASSED FAILED [SKIPPED]
 count() {
@@ -94,24 +97,31 @@ pytest_suite() {
     count "$label" 0 1   # pytest died or timed out before writing results
     return
   fi
-  local ok bad skip
-  read -r ok bad skip < <("$PYTHON" - "$junit" <<'EOF'
+  local ok bad skip names line
+  names=$(mktemp /tmp/regcache-failed.XXXXXX)
+  read -r ok bad skip < <("$PYTHON" - "$junit" "$names" <<'EOF'
 import sys, xml.etree.ElementTree as ET
 # One verdict per test case (a teardown error marks a passed call as failed, counted once).
 root = ET.parse(sys.argv[1]).getroot()
 ok = bad = skip = 0
+names = open(sys.argv[2], "w")
 for tc in root.iter("testcase"):
     tags = {child.tag for child in tc}
     if tags & {"failure", "error"}:
         bad += 1
+        names.write(f"{tc.get('classname')}::{tc.get('name')}\n")
     elif "skipped" in tags:
         skip += 1
     else:
         ok += 1
+names.close()  # before the counts: read as soon as they are printed
 print(ok, bad if ok + bad + skip else bad + 1, skip)   # no test collected counts as a failure
 EOF
   )
-  rm -f "$junit"
+  while IFS= read -r line; do
+    failures+=("$label failed: $line")
+  done <"$names"
+  rm -f "$junit" "$names"
   count "$label" "$ok" "$bad" "$skip"
 }
 
@@ -159,6 +169,12 @@ sanitizer_phase() {
   if ((n)); then
     echo "$label reports:" >&2
     find "$reports" -type f -exec sh -c 'echo "--- $1"; head -80 "$1"' _ {} \; >&2
+    local f line
+    for f in "$reports"/*; do # its kind, and the first frames that name the project's code
+      while IFS= read -r line; do
+        failures+=("$label report: $line")
+      done < <(grep -m 12 -E '^(==[0-9]+==ERROR|SUMMARY|Direct leak|Indirect leak)|#[0-9]+ .* in [a-z_]+ .*/(cache|http|registry|hosted|util|daemon|cluster|auth|upstream|prefetch|metrics|store|db)/' "$f")
+    done
   fi
   count "$label-reports" 0 "$n"
   rm -rf "$reports"
@@ -182,6 +198,7 @@ if [ "${REGCACHE_SKIP_SANITIZERS:-0}" != 1 ]; then
     tests/integration/test_tls.py
 fi
 
+((${#failures[@]} == 0)) || printf '%s\n' "${failures[@]}"
 printf '%s\n' "${summary[@]}"
 echo "${passed} passed, ${failed} failed"
 ((failed == 0)) || exit 1

@@ -91,7 +91,7 @@ pytest_suite() {
   junit=$(mktemp /tmp/regcache-junit.XXXXXX.xml)
   rm -f "$junit"
   timeout -k 30 "$SUITE_TIMEOUT" "$PYTHON" -m pytest -q -p no:cacheprovider -o addopts="" \
-    --junitxml="$junit" "$@"
+    --durations=30 --junitxml="$junit" "$@"
   echo "pytest exit status: $?"
   if [ ! -s "$junit" ]; then
     count "$label" 0 1   # pytest died or timed out before writing results
